@@ -1,0 +1,70 @@
+/**
+ * The data-plane configuration: what a sidecar needs to know to carry traffic for one workload.
+ *
+ * This is the contract between whoever produces configuration (the control plane, through the agent,
+ * or a static YAML file for `trellis proxy run`) and the proxy that consumes it. The control plane and
+ * the proxy never import each other; both import these types. Values are validated at the edge that
+ * receives them, then frozen; the proxy swaps a whole frozen config atomically.
+ */
+
+/** How a port's traffic is carried: `tcp` as opaque byte streams, `http` parsed per HTTP/1.1 request. */
+export type PortProtocol = 'tcp' | 'http';
+
+/** Inbound connections that did not come through the mesh: refused (`strict`) or handed to the app (`permissive`). */
+export type InboundMode = 'strict' | 'permissive';
+
+/** One port of the local application, as the inbound sidecar delivers to it. */
+export interface AppPort {
+  /** The port the app listens on (and that callers name as the target port). */
+  readonly port: number;
+  readonly protocol: PortProtocol;
+  /** Where the app listens; 127.0.0.1 unless the app binds elsewhere. */
+  readonly host: string;
+}
+
+/** One reachable copy of a service: the tunnel address of that workload's sidecar. */
+export interface Endpoint {
+  /** IP address (or host name, for static configs) of the workload. */
+  readonly address: string;
+  /** The workload sidecar's tunnel port (15008 by default). */
+  readonly tunnelPort: number;
+  readonly zone: string;
+  readonly healthy: boolean;
+  /** Reach this endpoint through its zone's ingress: set for endpoints in other zones. */
+  readonly ingress?: { readonly address: string; readonly port: number };
+}
+
+/** A port a service exposes to callers, and the workload port it lands on. */
+export interface ServicePort {
+  readonly port: number;
+  readonly targetPort: number;
+  readonly protocol: PortProtocol;
+  readonly name?: string;
+}
+
+/** A service this workload may call, with the endpoints that serve it. */
+export interface UpstreamService {
+  readonly name: string;
+  readonly namespace: string;
+  readonly ports: readonly ServicePort[];
+  readonly endpoints: readonly Endpoint[];
+  /** Virtual IPs (Kubernetes ClusterIPs) that name this service, for transparent capture. */
+  readonly virtualIps?: readonly string[];
+}
+
+/** Explicit mode: a local port that the app connects to instead of the service's own address. */
+export interface OutboundListener {
+  readonly bindAddress: string;
+  readonly localPort: number;
+  readonly service: string;
+  readonly namespace: string;
+  /** The service port this listener stands for. */
+  readonly port: number;
+}
+
+/** Certificates of this workload: PEM leaf followed by its chain, its private key, and the trust bundle. */
+export interface WorkloadIdentity {
+  readonly certChainPem: string;
+  readonly keyPem: string;
+  readonly trustBundlePem: string;
+}

@@ -1,0 +1,72 @@
+/**
+ * Dependencies run one way (docs/architecture.md). This test reads every import of every source file
+ * and fails when a folder imports one it must not, so the layering cannot erode one shortcut at a time.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve, dirname, sep } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..');
+
+const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  common: [],
+  ca: ['common'],
+  policy: ['common', 'ca'],
+  api: ['common', 'ca', 'policy'],
+  proxy: ['common', 'ca', 'policy', 'api'],
+  control: ['common', 'ca', 'policy', 'api'],
+  agent: ['common', 'ca', 'policy', 'api', 'proxy'],
+  injector: ['common', 'ca', 'api'],
+};
+
+function sourceFiles(dir: string): string[] {
+  let out: string[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of entries) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out = out.concat(sourceFiles(path));
+    else if (name.endsWith('.ts')) out.push(path);
+  }
+  return out;
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specs: string[] = [];
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s*['"]([^'"]+)['"]/g)) specs.push(m[1] as string);
+  for (const m of text.matchAll(/import\(\s*['"]([^'"]+)['"]\s*\)/g)) specs.push(m[1] as string);
+  return specs.filter((s) => s.startsWith('.'));
+}
+
+describe('one-way dependencies', () => {
+  it('no folder imports one that sits above it', () => {
+    const violations: string[] = [];
+    for (const [folder, allowed] of Object.entries(ALLOWED)) {
+      for (const file of sourceFiles(join(ROOT, folder))) {
+        for (const spec of importsOf(file)) {
+          const target = relative(ROOT, resolve(dirname(file), spec)).split(sep)[0] as string;
+          if (target !== folder && !allowed.includes(target)) violations.push(`${relative(ROOT, file)} imports ${spec} (${folder} → ${target})`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('inbound and outbound never import each other', () => {
+    const violations: string[] = [];
+    for (const [side, other] of [['inbound', 'outbound'], ['outbound', 'inbound']] as const) {
+      for (const file of sourceFiles(join(ROOT, 'proxy', side))) {
+        for (const spec of importsOf(file)) {
+          const target = relative(join(ROOT, 'proxy'), resolve(dirname(file), spec)).split(sep)[0];
+          if (target === other) violations.push(`${relative(ROOT, file)} imports ${spec}`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+});
