@@ -1,0 +1,50 @@
+/**
+ * `trellis agent <subcommand>`: what runs beside a workload. A table of subcommands, each in its own file
+ * (`agent-run.ts`, `agent-redirect.ts`); add one by importing it into SUBCOMMANDS.
+ */
+import { InputError } from '../common/errors.js';
+import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { redirectSubcommand } from './agent-redirect.js';
+
+export interface AgentSubcommand {
+  /** The word after `trellis agent`. */
+  readonly name: string;
+  /** One line for `trellis agent --help`. */
+  readonly summary: string;
+  run(argv: readonly string[], ctx: CommandContext): Promise<number>;
+}
+
+const SUBCOMMANDS: readonly AgentSubcommand[] = [redirectSubcommand];
+
+function usage(): string {
+  const width = Math.max(...SUBCOMMANDS.map((s) => s.name.length));
+  return [
+    'Usage: trellis agent <subcommand> [options]',
+    '',
+    'Runs beside a workload (a pod sidecar or a VM): its identity, its config, its proxy, its traffic redirect.',
+    '',
+    'Subcommands:',
+    ...SUBCOMMANDS.map((s) => `  ${s.name.padEnd(width)}  ${s.summary}`),
+    '',
+    'Run `trellis agent <subcommand> --help` for its options.',
+    '',
+  ].join('\n');
+}
+
+export const agentCommand: Command = {
+  name: 'agent',
+  summary: 'run beside a workload: identity, config, proxy, traffic redirect',
+  get usage() {
+    return usage();
+  },
+  async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      ctx.stdout.write(usage());
+      return name === undefined ? EXIT_USAGE : EXIT_OK;
+    }
+    const sub = SUBCOMMANDS.find((s) => s.name === name);
+    if (sub === undefined) throw new InputError('TRELLIS_USAGE', `unknown agent subcommand "${name}"\n\n${usage()}`);
+    return sub.run(rest, ctx);
+  },
+};

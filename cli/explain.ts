@@ -1,0 +1,165 @@
+/**
+ * `trellis explain`: may service A call service B (with this method and path), and which rule decides?
+ * Loads a policy directory exactly as the control plane would, evaluates one request with the same
+ * compiled evaluator the proxy runs, and prints the decision, the deciding policy and the rule's text.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { parseTrustDomain, parseWorkloadId } from '../ca/spiffe-id.js';
+import { InputError } from '../common/errors.js';
+import { readConfigFile, type YamlText } from '../common/yaml-source.js';
+import {
+  DEFAULT_ROOT_NAMESPACE,
+  compilePolicy,
+  isPolicyFileName,
+  parsePolicyFiles,
+  type AuthorizationRequest,
+  type Decision,
+  type TrafficPermission,
+} from '../policy/index.js';
+import { DNS_LABEL } from '../policy/selectors.js';
+import { EXIT_OK, type Command, type CommandContext } from './command.js';
+
+/** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
+export const EXIT_DENIED = 3;
+
+const USAGE = `Usage: trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
+                       [--method METHOD --path PATH] [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]
+
+Answers whether a caller may reach a service under the given policies, and names the deciding rule.
+Without --method and --path the question is about a TCP stream; with them, about one HTTP request.
+
+Options:
+  --policy DIR|FILE     policy files (*.yaml, *.yml), validated as the control plane would
+  --from CALLER         the caller: namespace/service, or its SPIFFE ID spiffe://TD/ns/NS/sa/SERVICE
+  --to NS/SERVICE       the destination service
+  --method, --path      an HTTP request (both together)
+  --trust-domain TD     the mesh's trust domain (default: the caller's); a caller from another never matches
+  --root-namespace NS   the mesh's root namespace (default ${DEFAULT_ROOT_NAMESPACE})
+  --json                print the decision as JSON
+  --exit-code           exit ${EXIT_DENIED} when the request would be denied (0 when allowed)
+
+Exit status: 0 with the decision printed (allow or deny), 2 for bad input or invalid policy.
+`;
+
+function parseService(text: string, flag: string): { namespace: string; service: string } {
+  const parts = text.split('/');
+  if (parts.length !== 2 || !DNS_LABEL.test(parts[0] as string) || !DNS_LABEL.test(parts[1] as string)) {
+    throw new InputError('TRELLIS_USAGE', `${flag}: expected namespace/service (DNS labels), got "${text}"`);
+  }
+  return { namespace: parts[0] as string, service: parts[1] as string };
+}
+
+function parseCaller(text: string): { trustDomain: string | null; namespace: string; service: string } {
+  if (text.startsWith('spiffe://')) {
+    const id = parseWorkloadId(text);
+    return { trustDomain: id.trustDomain, namespace: id.namespace, service: id.service };
+  }
+  return { trustDomain: null, ...parseService(text, '--from') };
+}
+
+/** Policies and, for each, the file it came from (validated together first, so the set is exactly what would load). */
+async function loadPolicies(path: string, rootNamespace: string): Promise<{ policies: TrafficPermission[]; origin: Map<string, string> }> {
+  const stat = await fs.stat(path).catch((err: unknown) => {
+    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `--policy ${path}: ${(err as Error).message}`, { cause: err });
+  });
+  const names = stat.isDirectory() ? (await fs.readdir(path)).filter(isPolicyFileName).sort().map((n) => join(path, n)) : [path];
+  const files: YamlText[] = [];
+  for (const name of names) files.push(await readConfigFile(name));
+  const policies = parsePolicyFiles(files, { rootNamespace });
+  // The set is valid as a whole, so each file is valid on its own: parse again per file to know where each policy lives.
+  const origin = new Map<string, string>();
+  for (const file of files) for (const p of parsePolicyFiles([file], { rootNamespace })) origin.set(key(p), file.path);
+  return { policies, origin };
+}
+
+function key(p: TrafficPermission): string {
+  return `${p.metadata.namespace}/${p.metadata.name}`;
+}
+
+function indent(text: string, by: string): string {
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((l) => `${by}${l}`)
+    .join('\n');
+}
+
+interface Explained {
+  readonly decision: Decision;
+  readonly req: AuthorizationRequest;
+  readonly callerText: string;
+  readonly policies: readonly TrafficPermission[];
+  readonly applicable: readonly TrafficPermission[];
+  readonly origin: ReadonlyMap<string, string>;
+}
+
+function render({ decision, req, callerText, policies, applicable, origin }: Explained): string {
+  const what = req.http === undefined ? 'TCP stream' : `HTTP ${req.http.method} ${req.http.path}`;
+  const verdict = decision.allowed ? (decision.enforced ? 'ALLOW' : 'ALLOW (dry-run policy would deny; not enforced)') : 'DENY';
+  const lines = [`${verdict}: ${callerText} -> ${req.destination.namespace}/${req.destination.service} (${what})`, `  ${decision.reason}`];
+  const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
+  const rule = decision.rule === null ? undefined : policy?.spec.rules[decision.rule];
+  if (policy !== undefined && rule !== undefined && decision.rule !== null) {
+    lines.push('', `policy ${key(policy)} in ${origin.get(key(policy)) ?? '?'} (destination "${policy.spec.destination}", mode ${policy.spec.mode}), rule ${decision.rule}:`);
+    lines.push(indent(stringify([rule]), '  '));
+  } else if (applicable.length === 0) {
+    lines.push('', `no policy names ${req.destination.namespace}/${req.destination.service} as its destination`);
+  } else {
+    lines.push('', `policies for this destination (none has a rule that allows this caller):`);
+    for (const p of applicable) lines.push(`  ${key(p)} in ${origin.get(key(p)) ?? '?'} (destination "${p.spec.destination}", mode ${p.spec.mode}, ${p.spec.rules.length === 1 ? '1 rule' : `${p.spec.rules.length} rules`})`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function explain(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      policy: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      method: { type: 'string' },
+      path: { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'root-namespace': { type: 'string' },
+      json: { type: 'boolean' },
+      'exit-code': { type: 'boolean' },
+    },
+  });
+  for (const flag of ['policy', 'from', 'to'] as const) {
+    if (values[flag] === undefined) throw new InputError('TRELLIS_USAGE', `--${flag} is required\n\n${USAGE}`);
+  }
+  if ((values.method === undefined) !== (values.path === undefined)) {
+    throw new InputError('TRELLIS_USAGE', '--method and --path go together: give both for an HTTP request, neither for a TCP stream');
+  }
+  const rootNamespace = values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE;
+  if (!DNS_LABEL.test(rootNamespace)) throw new InputError('TRELLIS_USAGE', `--root-namespace: "${rootNamespace}" is not a DNS label`);
+  const caller = parseCaller(values.from as string);
+  const destination = parseService(values.to as string, '--to');
+  const trustDomain = values['trust-domain'] === undefined ? (caller.trustDomain ?? 'local') : parseTrustDomain(values['trust-domain']);
+  const source = { trustDomain: caller.trustDomain ?? trustDomain, namespace: caller.namespace, service: caller.service };
+  const http = values.method === undefined ? undefined : { method: values.method, path: values.path as string };
+  const req: AuthorizationRequest = { source, destination, protocol: http === undefined ? 'tcp' : 'http', ...(http === undefined ? {} : { http }) };
+
+  const { policies, origin } = await loadPolicies(values.policy as string, rootNamespace);
+  const compiled = compilePolicy(policies, { trustDomain, rootNamespace });
+  const decision = compiled.evaluate(req);
+  if (values.json === true) {
+    const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
+    const rule = decision.rule === null ? null : (policy?.spec.rules[decision.rule] ?? null);
+    ctx.stdout.write(`${JSON.stringify({ request: req, decision, rule })}\n`);
+  } else {
+    ctx.stdout.write(render({ decision, req, callerText: values.from as string, policies: compiled.policies, applicable: compiled.policiesFor(destination), origin }));
+  }
+  return values['exit-code'] === true && !decision.allowed ? EXIT_DENIED : EXIT_OK;
+}
+
+export const explainCommand: Command = {
+  name: 'explain',
+  summary: 'May service A call service B? Evaluate policy files and name the deciding rule',
+  usage: USAGE,
+  run: explain,
+};

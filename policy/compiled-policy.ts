@@ -1,0 +1,215 @@
+/**
+ * The policy evaluator: all TrafficPermissions compiled once into hash indexes, then asked per request.
+ *
+ * Rules are filed by destination (exact service, whole namespace, whole mesh) and, inside each, by source
+ * (exact service, whole namespace, any workload). A request looks up at most 3 × 3 buckets, so its cost
+ * does not grow with the number of policies; only rules whose destination and `from` both name this caller
+ * are looked at, and a rule's path check is bounded by its own path list. Decisions are precomputed
+ * frozen objects: evaluating allocates nothing (beyond normalising an unusual path).
+ *
+ * Semantics, in order:
+ *  1. No mesh identity, or an identity from another trust domain: deny (no rule can match it).
+ *  2. Any matching `deny` rule of an enforced policy: deny. Deny beats allow, whoever wrote it; this is what
+ *     lets root-namespace (mesh-wide) policies deny in a way no service owner's allow overrides.
+ *  3. Any matching `allow` rule of an enforced policy: allow, unless a `deny` rule of a dry-run policy
+ *     matches, in which case allow with `enforced: false` naming that rule (log and count it).
+ *  4. Otherwise deny: nothing is allowed unless a policy allows it. Dry-run `allow` rules grant nothing.
+ * TCP streams (and HTTP requests without a usable path) never match an `allow` rule with HTTP conditions
+ * and always match a `deny` rule with them: when the condition cannot be checked, fail closed.
+ * When several rules decide alike, the reported one is the first in a fixed order: root-namespace policies
+ * first, then by namespace, name and rule index.
+ */
+import { InputError } from '../common/errors.js';
+import { HttpMatcher, normalizeRequestPath } from './http-match.js';
+import { ANY, parseDestination, parseSourceSelector, type NamePattern } from './selectors.js';
+import type { AuthorizationRequest, CompileOptions, Decision, PolicyRule, TrafficPermission } from './types.js';
+
+interface CompiledRule {
+  readonly rank: number;
+  readonly http: HttpMatcher | null;
+  readonly decision: Decision;
+}
+
+/** The rules for one (destination pattern, source pattern) pair, each list sorted by rank. */
+class Bucket {
+  readonly denies: CompiledRule[] = [];
+  readonly dryRunDenies: CompiledRule[] = [];
+  readonly allows: CompiledRule[] = [];
+}
+
+class SourceIndex {
+  readonly exact = new Map<string, Map<string, Bucket>>();
+  readonly namespace = new Map<string, Bucket>();
+  any: Bucket | null = null;
+
+  bucket(source: NamePattern): Bucket {
+    if (source.namespace === ANY) return (this.any ??= new Bucket());
+    if (source.service === ANY) return getOrAdd(this.namespace, source.namespace, () => new Bucket());
+    return getOrAdd(getOrAdd(this.exact, source.namespace, () => new Map<string, Bucket>()), source.service, () => new Bucket());
+  }
+}
+
+function getOrAdd<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = make();
+    map.set(key, value);
+  }
+  return value;
+}
+
+function decision(allowed: boolean, enforced: boolean, policy: string | null, rule: number | null, reason: string): Decision {
+  return Object.freeze({ allowed, enforced, policy, rule, reason });
+}
+
+const NO_IDENTITY = decision(false, true, null, null, 'denied: the caller presented no mesh identity');
+const NO_ALLOW = decision(false, true, null, null, 'denied: no policy allows this caller (nothing is allowed unless a policy allows it)');
+
+/** Per-request scratch: which rules matched best so far. Reused, since evaluation is synchronous. */
+interface Best {
+  deny: CompiledRule | null;
+  dryRunDeny: CompiledRule | null;
+  allow: CompiledRule | null;
+}
+
+export class CompiledPolicy {
+  readonly trustDomain: string;
+  readonly rootNamespace: string;
+  /** The policies this was compiled from, in evaluation order (root namespace first, then namespace/name). */
+  readonly policies: readonly TrafficPermission[];
+  private readonly exact = new Map<string, Map<string, SourceIndex>>();
+  private readonly namespace = new Map<string, SourceIndex>();
+  private mesh: SourceIndex | null = null;
+  private readonly foreign: Decision;
+  private readonly best: Best = { deny: null, dryRunDeny: null, allow: null };
+
+  /** Use `compilePolicy`. */
+  constructor(policies: readonly TrafficPermission[], options: CompileOptions) {
+    this.trustDomain = options.trustDomain;
+    this.rootNamespace = options.rootNamespace;
+    this.foreign = decision(false, true, null, null, `denied: the caller's trust domain is not this mesh's ("${options.trustDomain}")`);
+    const seen = new Set<string>();
+    for (const p of policies) {
+      const key = `${p.metadata.namespace}/${p.metadata.name}`;
+      if (seen.has(key)) throw new InputError('TRELLIS_POLICY_INVALID', `duplicate policy "${key}"`);
+      seen.add(key);
+    }
+    const sorted = sortForEvaluation(policies, options.rootNamespace);
+    this.policies = Object.freeze(sorted);
+    let rank = 0;
+    for (const policy of sorted) {
+      const key = `${policy.metadata.namespace}/${policy.metadata.name}`;
+      const dest = parseDestination(policy.spec.destination, policy.metadata.namespace, options.rootNamespace);
+      if (!dest.ok) throw new InputError('TRELLIS_POLICY_INVALID', `policy ${key}: spec.destination: ${dest.message}`);
+      const sources = this.destinationIndex(dest.value);
+      policy.spec.rules.forEach((rule, index) => {
+        const compiled = compileRule(rule, index, key, policy.spec.mode === 'dry-run', rank++);
+        if (compiled === null) return;
+        for (const from of rule.from) {
+          const src = parseSourceSelector(from, policy.metadata.namespace);
+          if (!src.ok) throw new InputError('TRELLIS_POLICY_INVALID', `policy ${key}: spec.rules[${index}].from: ${src.message}`);
+          const bucket = sources.bucket(src.value);
+          const list = rule.action === 'allow' ? bucket.allows : policy.spec.mode === 'dry-run' ? bucket.dryRunDenies : bucket.denies;
+          // A rule naming the same caller twice is filed once.
+          if (list[list.length - 1] !== compiled.rule) list.push(compiled.rule);
+        }
+      });
+    }
+    Object.freeze(this);
+  }
+
+  get size(): number {
+    return this.policies.length;
+  }
+
+  evaluate(request: AuthorizationRequest): Decision {
+    const source = request.source;
+    if (source === null) return NO_IDENTITY;
+    if (source.trustDomain !== this.trustDomain) return this.foreign;
+    // HTTP conditions are checked only with a method and a normalised path; otherwise the request is treated
+    // as an opaque stream (allow rules with conditions do not match, deny rules with conditions do).
+    let method: string | null = null;
+    let path: string | null = null;
+    if (request.protocol === 'http' && request.http !== undefined) {
+      path = normalizeRequestPath(request.http.path);
+      if (path !== null) method = request.http.method;
+    }
+    const best = this.best;
+    best.deny = best.dryRunDeny = best.allow = null;
+    const { namespace: dns, service: dsvc } = request.destination;
+    const exact = this.exact.get(dns)?.get(dsvc);
+    if (exact !== undefined) scan(exact, source.namespace, source.service, method, path, best);
+    const wholeNamespace = this.namespace.get(dns);
+    if (wholeNamespace !== undefined) scan(wholeNamespace, source.namespace, source.service, method, path, best);
+    if (this.mesh !== null) scan(this.mesh, source.namespace, source.service, method, path, best);
+    // Read back through a widened view: the scans above filled `best` in (TypeScript still sees the nulls).
+    const found: Readonly<Best> = best;
+    if (found.deny !== null) return found.deny.decision;
+    if (found.allow === null) return NO_ALLOW;
+    return found.dryRunDeny !== null ? found.dryRunDeny.decision : found.allow.decision;
+  }
+
+  /** The policies whose destination covers this service, in evaluation order. For tools (`trellis explain`), not the request path. */
+  policiesFor(destination: { readonly namespace: string; readonly service: string }): TrafficPermission[] {
+    return this.policies.filter((p) => {
+      const dest = parseDestination(p.spec.destination, p.metadata.namespace, this.rootNamespace);
+      if (!dest.ok) return false;
+      const d = dest.value;
+      return (d.namespace === ANY || d.namespace === destination.namespace) && (d.service === ANY || d.service === destination.service);
+    });
+  }
+
+  private destinationIndex(dest: NamePattern): SourceIndex {
+    if (dest.namespace === ANY) return (this.mesh ??= new SourceIndex());
+    if (dest.service === ANY) return getOrAdd(this.namespace, dest.namespace, () => new SourceIndex());
+    return getOrAdd(getOrAdd(this.exact, dest.namespace, () => new Map<string, SourceIndex>()), dest.service, () => new SourceIndex());
+  }
+}
+
+/** Compiles validated policies for one mesh (trust domain) and root namespace; the result is frozen. */
+export function compilePolicy(policies: readonly TrafficPermission[], options: CompileOptions): CompiledPolicy {
+  return new CompiledPolicy(policies, options);
+}
+
+export function sortForEvaluation(policies: readonly TrafficPermission[], rootNamespace: string): TrafficPermission[] {
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  const rootFirst = (p: TrafficPermission): number => (p.metadata.namespace === rootNamespace ? 0 : 1);
+  return policies
+    .slice()
+    .sort((a, b) => rootFirst(a) - rootFirst(b) || cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name));
+}
+
+function compileRule(rule: PolicyRule, index: number, key: string, dryRun: boolean, rank: number): { rule: CompiledRule } | null {
+  // A dry-run policy denies nothing and so grants nothing either: its allow rules cannot change a decision.
+  if (dryRun && rule.action === 'allow') return null;
+  const http = rule.http === undefined ? null : new HttpMatcher(rule.http.methods, rule.http.paths);
+  let d: Decision;
+  if (rule.action === 'allow') d = decision(true, true, key, index, `allowed by rule ${index} of policy ${key}`);
+  else if (dryRun) d = decision(true, false, key, index, `allowed, but rule ${index} of dry-run policy ${key} would deny it (not enforced)`);
+  else d = decision(false, true, key, index, `denied by rule ${index} of policy ${key}`);
+  return { rule: Object.freeze({ rank, http, decision: d }) };
+}
+
+function scan(index: SourceIndex, ns: string, svc: string, method: string | null, path: string | null, best: Best): void {
+  const exact = index.exact.get(ns)?.get(svc);
+  if (exact !== undefined) scanBucket(exact, method, path, best);
+  const wholeNamespace = index.namespace.get(ns);
+  if (wholeNamespace !== undefined) scanBucket(wholeNamespace, method, path, best);
+  if (index.any !== null) scanBucket(index.any, method, path, best);
+}
+
+function scanBucket(bucket: Bucket, method: string | null, path: string | null, best: Best): void {
+  best.deny = firstMatch(bucket.denies, true, method, path, best.deny);
+  best.dryRunDeny = firstMatch(bucket.dryRunDenies, true, method, path, best.dryRunDeny);
+  best.allow = firstMatch(bucket.allows, false, method, path, best.allow);
+}
+
+/** The best-ranked rule of `list` that matches, or `current` when that ranks better. Lists are sorted by rank. */
+function firstMatch(list: readonly CompiledRule[], isDeny: boolean, method: string | null, path: string | null, current: CompiledRule | null): CompiledRule | null {
+  for (const rule of list) {
+    if (current !== null && current.rank <= rule.rank) return current;
+    const matched = rule.http === null || (method === null ? isDeny : rule.http.matches(method, path as string));
+    if (matched) return rule;
+  }
+  return current;
+}

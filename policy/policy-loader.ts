@@ -1,0 +1,35 @@
+/**
+ * Loading a directory of policy files (`*.yaml`, `*.yml`, several `---` documents each allowed).
+ * Files are read in name order so that errors and evaluation order do not depend on the file system.
+ * Every file is validated before any policy is returned: one bad document rejects the whole directory.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../common/errors.js';
+import { readConfigFile, type YamlText } from '../common/yaml-source.js';
+import { parsePolicyFiles } from './validator.js';
+import type { TrafficPermission, ValidationContext } from './types.js';
+
+/** A policy directory is operator-written; more files than this is a wrong path, not a policy set. */
+export const MAX_POLICY_FILES = 10_000;
+
+export function isPolicyFileName(name: string): boolean {
+  return !name.startsWith('.') && (name.endsWith('.yaml') || name.endsWith('.yml'));
+}
+
+export async function loadPolicyDir(dir: string, options: ValidationContext = {}): Promise<TrafficPermission[]> {
+  let names: string[];
+  try {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    names = entries.filter((e) => (e.isFile() || e.isSymbolicLink()) && isPolicyFileName(e.name)).map((e) => e.name);
+  } catch (err) {
+    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `${dir}: cannot read policy directory (${(err as Error).message})`, { cause: err });
+  }
+  if (names.length > MAX_POLICY_FILES) {
+    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `${dir}: ${names.length} policy files is more than the limit of ${MAX_POLICY_FILES}`);
+  }
+  names.sort();
+  const files: YamlText[] = [];
+  for (const name of names) files.push(await readConfigFile(join(dir, name)));
+  return parsePolicyFiles(files, options);
+}
