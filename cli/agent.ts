@@ -33,7 +33,6 @@ function usage(): string {
 
 export const agentCommand: Command = {
   name: 'agent',
-  summary: 'run beside a workload: identity, config, proxy, traffic redirect',
   get usage() {
     return usage();
   },

@@ -213,7 +213,6 @@ const ACTIONS: Readonly<Record<string, (argv: string[], ctx: CommandContext) => 
 
 export const caCommand: Command = {
   name: 'ca',
-  summary: 'mesh CA: create roots and zone intermediates, issue and inspect SPIFFE certificates, rotate roots',
   usage: USAGE,
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [action, ...rest] = argv;

@@ -15,8 +15,6 @@ export interface CommandContext {
 export interface Command {
   /** First word after `trellis`, e.g. "ca". */
   readonly name: string;
-  /** One line for `trellis --help`. */
-  readonly summary: string;
   /** Full usage text, printed for `trellis NAME --help` and on usage errors. */
   readonly usage: string;
   run(argv: readonly string[], ctx: CommandContext): Promise<number>;
@@ -25,3 +23,15 @@ export interface Command {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+
+/**
+ * A command as `trellis --help` lists it. Commands are imported only when run: loading every module of the
+ * mesh (CA, control plane, proxy, injector, Kubernetes client) costs a sidecar tens of megabytes of memory
+ * it never uses, so `trellis proxy run` loads the proxy and nothing else.
+ */
+export interface CommandEntry {
+  readonly name: string;
+  /** One line for `trellis --help`. */
+  readonly summary: string;
+  load(): Promise<Command>;
+}

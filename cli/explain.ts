@@ -159,7 +159,6 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
 
 export const explainCommand: Command = {
   name: 'explain',
-  summary: 'May service A call service B? Evaluate policy files and name the deciding rule',
   usage: USAGE,
   run: explain,
 };

@@ -37,11 +37,12 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     ctx.stdout.write(`trellis ${VERSION}\n`);
     return EXIT_OK;
   }
-  const command = commands.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = commands.find((c) => c.name === name);
+  if (entry === undefined) {
     ctx.stderr.write(`trellis: unknown command "${name}"\n\n${topLevelHelp()}`);
     return EXIT_USAGE;
   }
+  const command = await entry.load();
   if (rest.length === 1 && (rest[0] === '--help' || rest[0] === '-h')) {
     ctx.stdout.write(command.usage.endsWith('\n') ? command.usage : `${command.usage}\n`);
     return EXIT_OK;

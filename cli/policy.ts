@@ -80,7 +80,6 @@ async function check(argv: readonly string[], ctx: CommandContext): Promise<numb
 
 export const policyCommand: Command = {
   name: 'policy',
-  summary: 'Validate TrafficPermission policy files (policy check FILE...)',
   usage: USAGE,
   async run(argv, ctx) {
     const [sub, ...rest] = argv;

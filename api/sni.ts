@@ -1,0 +1,81 @@
+/**
+ * The TLS server name (SNI) that an outbound sidecar sends when it opens a tunnel session. It names the
+ * destination so that a zone ingress can route the connection without decrypting it, and it is versioned
+ * so the format can change without ambiguity:
+ *
+ *   <service>.<namespace>.p<port>.<zone>.v1.trellis
+ *
+ * e.g. `payments.shop.p8080.eu-west.v1.trellis`. Every part is a lowercase RFC 1123 label (a-z, 0-9, '-',
+ * starting and ending with a letter or digit, at most 63 characters), so the whole is a valid DNS name of
+ * at most 209 characters (the DNS limit is 253), and decoding is exact: six labels, fixed positions.
+ * Uppercase is refused rather than folded, because SNI is case-insensitive and folding would not round-trip.
+ */
+import { TrellisError } from '../common/errors.js';
+
+export const SNI_VERSION = 'v1';
+export const SNI_SUFFIX = 'trellis';
+export const DNS_NAME_MAX_LENGTH = 253;
+export const DNS_LABEL_MAX_LENGTH = 63;
+
+export interface SniDestination {
+  readonly service: string;
+  readonly namespace: string;
+  /** The destination port the session was opened for (1-65535). */
+  readonly port: number;
+  /** The destination's zone. */
+  readonly zone: string;
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+
+function checkLabel(value: string, what: string): void {
+  if (value.length === 0) throw unencodable(`${what} is empty`);
+  if (value.length > DNS_LABEL_MAX_LENGTH) throw unencodable(`${what} "${value}" is ${value.length} characters; a DNS label holds at most ${DNS_LABEL_MAX_LENGTH}`);
+  if (!LABEL.test(value)) {
+    throw unencodable(`${what} "${value}" is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`);
+  }
+}
+
+function unencodable(message: string): TrellisError {
+  return new TrellisError('TRELLIS_SNI_UNENCODABLE', `cannot name the destination in SNI: ${message}`, { side: 'input' });
+}
+
+export function encodeSni(destination: SniDestination): string {
+  checkLabel(destination.service, 'service');
+  checkLabel(destination.namespace, 'namespace');
+  checkLabel(destination.zone, 'zone');
+  if (!Number.isInteger(destination.port) || destination.port < 1 || destination.port > 65535) {
+    throw unencodable(`port ${destination.port} is not between 1 and 65535`);
+  }
+  const name = `${destination.service}.${destination.namespace}.p${destination.port}.${destination.zone}.${SNI_VERSION}.${SNI_SUFFIX}`;
+  // Unreachable with four labels of at most 63 characters, kept so a future format cannot silently overflow.
+  if (name.length > DNS_NAME_MAX_LENGTH) throw unencodable(`the name would be ${name.length} characters; at most ${DNS_NAME_MAX_LENGTH}`);
+  return name;
+}
+
+/** Decodes a server name; throws TRELLIS_SNI_INVALID when it is not a Trellis name of a known version. */
+export function decodeSni(serverName: string): SniDestination {
+  const labels = serverName.split('.');
+  if (labels.length !== 6 || labels[5] !== SNI_SUFFIX) {
+    throw new TrellisError('TRELLIS_SNI_INVALID', `"${truncate(serverName)}" is not a Trellis server name (expected <service>.<namespace>.p<port>.<zone>.${SNI_VERSION}.${SNI_SUFFIX})`, { side: 'downstream' });
+  }
+  const [service, namespace, portLabel, zone, version] = labels as [string, string, string, string, string, string];
+  if (version !== SNI_VERSION) {
+    throw new TrellisError('TRELLIS_SNI_VERSION', `server name "${truncate(serverName)}" has version "${truncate(version)}"; this build understands ${SNI_VERSION}`, { side: 'downstream' });
+  }
+  const port = /^p[1-9][0-9]{0,4}$/.test(portLabel) ? Number(portLabel.slice(1)) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new TrellisError('TRELLIS_SNI_INVALID', `server name "${truncate(serverName)}": "${truncate(portLabel)}" is not a port label (p1 to p65535)`, { side: 'downstream' });
+  }
+  for (const [value, what] of [[service, 'service'], [namespace, 'namespace'], [zone, 'zone']] as const) {
+    if (value.length === 0 || value.length > DNS_LABEL_MAX_LENGTH || !LABEL.test(value)) {
+      throw new TrellisError('TRELLIS_SNI_INVALID', `server name "${truncate(serverName)}": ${what} "${truncate(value)}" is not a DNS label`, { side: 'downstream' });
+    }
+  }
+  return { service, namespace, port, zone };
+}
+
+// Server names come from the network: never echo an unbounded amount of one into a log line.
+function truncate(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}

@@ -1,0 +1,79 @@
+/**
+ * The backend every pair forwards to: nginx (Debian's nginx-light), one worker, keep-alive on, no access
+ * log, serving a small response at `/` and a 1 MiB file at `/1mib`. A native server keeps the backend
+ * from being the bottleneck on a 2-core machine that also runs the load generator and two sidecars; the
+ * same backend for every pair means the differences between pairs are the proxies'.
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { LOOPBACK, freePorts, type Address } from './ports.js';
+import { waitForPorts, type ManagedProcess, type ProcessGroup } from './processes.js';
+import type { PortKind } from './pair.js';
+
+export const SMALL_PATH = '/';
+export const LARGE_PATH = '/1mib';
+export const SMALL_BODY = 'hello from the trellis benchmark backend\n';
+export const LARGE_BODY_BYTES = 1024 * 1024;
+
+export interface Backend {
+  /**
+   * Two listening ports serving the same content: a sidecar declares each app port as either `tcp` or
+   * `http`, so the tcp-port and http-port scenarios need a port each.
+   */
+  readonly address: Readonly<Record<PortKind, Address>>;
+  readonly process: ManagedProcess;
+}
+
+export function nginxConfig(dir: string, ports: readonly number[]): string {
+  const body = SMALL_BODY.replace(/\n/g, '\\n');
+  return `# Trellis benchmark backend (generated)
+worker_processes 1;
+daemon off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'nginx-error.log')} warn;
+events {
+    worker_connections 16384;
+}
+http {
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    # nginx closes a kept-alive connection after 1000 requests by default, which would turn the keep-alive
+    # scenarios into a slow trickle of reconnects through the sidecars.
+    keepalive_requests 100000000;
+    client_body_temp_path ${join(dir, 'client-body')};
+    proxy_temp_path ${join(dir, 'proxy')};
+    fastcgi_temp_path ${join(dir, 'fastcgi')};
+    uwsgi_temp_path ${join(dir, 'uwsgi')};
+    scgi_temp_path ${join(dir, 'scgi')};
+    server {
+${ports.map((port) => `        listen ${LOOPBACK}:${port} backlog=4096;\n`).join('')}        root ${join(dir, 'www')};
+        location = ${SMALL_PATH} {
+            default_type text/plain;
+            return 200 "${body}";
+        }
+        location = ${LARGE_PATH} {
+            default_type application/octet-stream;
+        }
+    }
+}
+`;
+}
+
+/** Writes the config and content under `dir` and starts nginx; resolves when it accepts connections. */
+export async function startBackend(dir: string, group: ProcessGroup): Promise<Backend> {
+  await mkdir(join(dir, 'www'), { recursive: true });
+  // nginx workers drop to an unprivileged user when started as root: the content must be readable to them.
+  await chmod(dir, 0o755);
+  await writeFile(join(dir, 'www', LARGE_PATH.slice(1)), randomBytes(LARGE_BODY_BYTES), { mode: 0o644 });
+  const [tcpPort, httpPort] = (await freePorts(2)) as [number, number];
+  const configPath = join(dir, 'nginx.conf');
+  await writeFile(configPath, nginxConfig(dir, [tcpPort, httpPort]));
+  const proc = group.start({ name: 'nginx backend', command: 'nginx', args: ['-p', dir, '-c', configPath, '-e', join(dir, 'nginx-error.log')] });
+  await waitForPorts(proc, [tcpPort, httpPort]);
+  return { address: { tcp: { host: LOOPBACK, port: tcpPort }, http: { host: LOOPBACK, port: httpPort } }, process: proc };
+}

@@ -1,0 +1,95 @@
+/**
+ * Options of `npm run bench` (node dist/bench/main.js), parsed and checked once, every mistake reported
+ * together, then frozen.
+ */
+import { parseArgs } from 'node:util';
+import { InputError } from '../common/errors.js';
+import { PAIR_NAMES, type PairName } from './pair.js';
+import { DEFAULT_SCENARIO_IDS, SCENARIOS } from './scenarios.js';
+
+export interface BenchOptions {
+  /** Seconds of each measured run. */
+  readonly seconds: number;
+  /** Seconds of the unrecorded warm-up before each measured run (0: none). */
+  readonly warmupSeconds: number;
+  readonly rounds: number;
+  readonly scenarios: readonly string[];
+  readonly pairs: readonly PairName[];
+  /** Directory for bench-<timestamp>.json; undefined: write nothing. */
+  readonly resultsDir: string | undefined;
+  readonly help: boolean;
+}
+
+export const BENCH_USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
+
+Runs the no-proxy baseline, an HAProxy mTLS pair and a Trellis sidecar pair side by side on this machine,
+interleaved and repeated, and prints the medians with the targets checked.
+
+Options:
+  --duration SECONDS   length of each measured run (default 10)
+  --warmup SECONDS     unrecorded warm-up before each measured run (default 1)
+  --rounds N           rounds; every pair runs every scenario once per round (default 3)
+  --scenarios A,B      scenarios to run (default: all)
+                       ${SCENARIOS.map((s) => s.id).join(', ')}
+  --pairs A,B          pairs to run (default: ${PAIR_NAMES.join(',')})
+  --quick              a short smoke run: 2 s runs, 1 round, 1 s warm-up
+  --results DIR        where bench-<timestamp>.json goes (default bench/results)
+  --no-results         write no JSON
+  -h, --help           this text
+`;
+
+function positiveInteger(text: string | undefined, name: string, errors: string[], min = 1): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) {
+    errors.push(`--${name} must be an integer ≥ ${min}, got "${text}"`);
+    return undefined;
+  }
+  return value;
+}
+
+function list<T extends string>(text: string | undefined, name: string, known: readonly T[], errors: string[]): T[] | undefined {
+  if (text === undefined) return undefined;
+  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const unknown = items.filter((s) => !(known as readonly string[]).includes(s));
+  if (unknown.length > 0) errors.push(`--${name}: unknown ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  if (items.length === 0) errors.push(`--${name} names nothing`);
+  return [...new Set(items)] as T[];
+}
+
+export function parseBenchOptions(argv: readonly string[], defaultResultsDir: string): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      scenarios: { type: 'string' },
+      pairs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      results: { type: 'string' },
+      'no-results': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const errors: string[] = [];
+  const quick = values.quick === true;
+  const seconds = positiveInteger(values.duration, 'duration', errors) ?? (quick ? 2 : 10);
+  const warmupSeconds = positiveInteger(values.warmup, 'warmup', errors, 0) ?? 1;
+  const rounds = positiveInteger(values.rounds, 'rounds', errors) ?? (quick ? 1 : 3);
+  const scenarios = list(values.scenarios, 'scenarios', DEFAULT_SCENARIO_IDS, errors) ?? [...DEFAULT_SCENARIO_IDS];
+  const pairs = list(values.pairs, 'pairs', PAIR_NAMES, errors) ?? [...PAIR_NAMES];
+  if (values['no-results'] === true && values.results !== undefined) errors.push('--results and --no-results contradict each other');
+  if (errors.length > 0) throw new InputError('TRELLIS_BENCH_OPTIONS', `bad options:\n  ${errors.join('\n  ')}`);
+  return Object.freeze({
+    seconds,
+    warmupSeconds,
+    rounds,
+    scenarios: Object.freeze(scenarios),
+    pairs: Object.freeze(PAIR_NAMES.filter((p) => pairs.includes(p))),
+    resultsDir: values['no-results'] === true ? undefined : (values.results ?? defaultResultsDir),
+    help: values.help === true,
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * A "pair" is what traffic crosses between the load generator and the backend: nothing (no proxy), an
+ * HAProxy mTLS pair, or a Trellis sidecar pair. Each one exposes the addresses the load generator dials
+ * (a TCP port and an HTTP port) and the pids of its sidecars, so the runner can measure every pair the
+ * same way without knowing what is inside.
+ */
+import type { Address } from './ports.js';
+import type { BenchPki } from './pki.js';
+import type { ProcessGroup } from './processes.js';
+
+export const PAIR_NAMES = ['direct', 'haproxy', 'trellis'] as const;
+export type PairName = (typeof PAIR_NAMES)[number];
+
+export const PAIR_TITLES: Readonly<Record<PairName, string>> = Object.freeze({
+  direct: 'no proxy',
+  haproxy: 'HAProxy pair',
+  trellis: 'Trellis pair',
+});
+
+/** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request. */
+export type PortKind = 'tcp' | 'http';
+
+export interface Sidecar {
+  /** "client" (the caller's side) or "server" (the destination's side). */
+  readonly role: string;
+  readonly pid: number;
+}
+
+export interface RunningPair {
+  readonly name: PairName;
+  /** Where the load generator connects for each port kind. */
+  readonly entry: Readonly<Record<PortKind, Address>>;
+  readonly sidecars: readonly Sidecar[];
+  /** A one-line description of the configuration, recorded in the results. */
+  readonly description: string;
+  /** Throws with the sidecar's last words when one of them has died. */
+  assertAlive(): void;
+  stop(): Promise<void>;
+}
+
+export interface PairContext {
+  /** A private directory for this pair's config files, removed with the run. */
+  readonly dir: string;
+  /** The backend's port for each port kind (the same nginx behind both). */
+  readonly backend: Readonly<Record<PortKind, Address>>;
+  readonly pki: BenchPki;
+  readonly processes: ProcessGroup;
+  /** Absolute path of the built `trellis` CLI (dist/cli/main.js). */
+  readonly trellisCli: string;
+}
+
+export interface PairFactory {
+  readonly name: PairName;
+  start(context: PairContext): Promise<RunningPair>;
+}

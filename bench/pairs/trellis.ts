@@ -1,0 +1,157 @@
+/**
+ * Our pair: two `trellis proxy run --config FILE` processes from the built CLI. The client sidecar has
+ * explicit outbound listeners (one for the upstream's tcp port, one for its http port) that carry every
+ * connection or request over its pooled mTLS tunnel sessions to the server sidecar's tunnel port, which
+ * authorizes it against a policy allowing exactly the load generator's identity and delivers it to the
+ * backend. No access log and logs at `warn`: the HAProxy pair logs nothing either, and a log line per
+ * request is not what this compares. Pool and limits are the defaults a user gets.
+ */
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { LOOPBACK, freePorts } from '../ports.js';
+import { waitForPorts, type ManagedProcess } from '../processes.js';
+import type { PairContext, PairFactory, RunningPair } from '../pair.js';
+import { POLICY_API_VERSION, POLICY_KIND } from '../../policy/types.js';
+
+const ZONE = 'bench';
+/** Service ports of the backend as callers name them; the listeners stand for these. */
+const TCP_SERVICE_PORT = 80;
+const HTTP_SERVICE_PORT = 81;
+const READY_TIMEOUT_MS = 20_000;
+
+export interface TrellisPorts {
+  readonly clientTcp: number;
+  readonly clientHttp: number;
+  readonly clientTunnel: number;
+  readonly clientAdmin: number;
+  readonly serverTunnel: number;
+  readonly serverAdmin: number;
+}
+
+export function trellisServerConfig(context: PairContext, ports: TrellisPorts, policyFile: string): Record<string, unknown> {
+  const { pki, backend } = context;
+  return {
+    service: pki.server.service,
+    namespace: pki.namespace,
+    trustDomain: pki.trustDomain,
+    zone: ZONE,
+    identity: { certificate: pki.server.certFile, key: pki.server.keyFile, trustBundle: pki.bundleFile },
+    tunnel: { address: LOOPBACK, port: ports.serverTunnel },
+    admin: { address: LOOPBACK, port: ports.serverAdmin },
+    inbound: {
+      mode: 'strict',
+      appPorts: [
+        { port: backend.tcp.port, protocol: 'tcp', host: backend.tcp.host },
+        { port: backend.http.port, protocol: 'http', host: backend.http.host },
+      ],
+    },
+    policy: [policyFile],
+    accessLog: false,
+    logLevel: 'warn',
+  };
+}
+
+export function trellisClientConfig(context: PairContext, ports: TrellisPorts): Record<string, unknown> {
+  const { pki, backend } = context;
+  return {
+    service: pki.client.service,
+    namespace: pki.namespace,
+    trustDomain: pki.trustDomain,
+    zone: ZONE,
+    identity: { certificate: pki.client.certFile, key: pki.client.keyFile, trustBundle: pki.bundleFile },
+    tunnel: { address: LOOPBACK, port: ports.clientTunnel },
+    admin: { address: LOOPBACK, port: ports.clientAdmin },
+    upstreams: [
+      {
+        name: pki.server.service,
+        namespace: pki.namespace,
+        ports: [
+          { port: TCP_SERVICE_PORT, targetPort: backend.tcp.port, protocol: 'tcp' },
+          { port: HTTP_SERVICE_PORT, targetPort: backend.http.port, protocol: 'http' },
+        ],
+        endpoints: [{ address: LOOPBACK, tunnelPort: ports.serverTunnel, zone: ZONE }],
+      },
+    ],
+    listeners: [
+      { bindAddress: LOOPBACK, localPort: ports.clientTcp, service: pki.server.service, namespace: pki.namespace, port: TCP_SERVICE_PORT },
+      { bindAddress: LOOPBACK, localPort: ports.clientHttp, service: pki.server.service, namespace: pki.namespace, port: HTTP_SERVICE_PORT },
+    ],
+    accessLog: false,
+    logLevel: 'warn',
+  };
+}
+
+/** Allows the load generator's service, and only it, to call the backend. */
+export function benchPolicy(context: PairContext): Record<string, unknown> {
+  return {
+    apiVersion: POLICY_API_VERSION,
+    kind: POLICY_KIND,
+    metadata: { name: 'bench-loadgen', namespace: context.pki.namespace },
+    spec: { destination: context.pki.server.service, mode: 'enforce', rules: [{ action: 'allow', from: [context.pki.client.service] }] },
+  };
+}
+
+async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (!proc.running) throw new Error(`${proc.name} stopped before it was ready: ${proc.describeExit()}`);
+    try {
+      const res = await fetch(`http://${LOOPBACK}:${adminPort}/ready`, { signal: AbortSignal.timeout(1_000) });
+      last = `${res.status} ${(await res.text()).trim().slice(0, 200)}`;
+      if (res.status === 200) return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${proc.name} was not ready within ${READY_TIMEOUT_MS} ms (last /ready: ${last}): ${proc.describeExit()}`);
+}
+
+export const trellisPair: PairFactory = {
+  name: 'trellis',
+  async start(context): Promise<RunningPair> {
+    if (!existsSync(context.trellisCli)) throw new Error(`the Trellis pair runs the built CLI ${context.trellisCli}, which does not exist: run \`npm run build\` first`);
+    const [clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(6)) as [number, number, number, number, number, number];
+    const ports: TrellisPorts = { clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
+    const policyFile = join(context.dir, 'policy.yaml');
+    const serverConfig = join(context.dir, 'trellis-server.yaml');
+    const clientConfig = join(context.dir, 'trellis-client.yaml');
+    await writeFile(policyFile, stringify(benchPolicy(context)));
+    await writeFile(serverConfig, stringify(trellisServerConfig(context, ports, policyFile)));
+    await writeFile(clientConfig, stringify(trellisClientConfig(context, ports)));
+    const start = (role: string, config: string): ManagedProcess =>
+      context.processes.start({ name: `trellis ${role}`, command: process.execPath, args: [context.trellisCli, 'proxy', 'run', '--config', config] });
+    const server = start('server', serverConfig);
+    const client = start('client', clientConfig);
+    const processes = [client, server];
+    try {
+      // The tunnel port is not probed with a bare TCP connect: the server would log and count it as a
+      // failed handshake. Its admin /ready says when it listens.
+      await waitForPorts(server, [serverAdmin], READY_TIMEOUT_MS);
+      await waitUntilReady(server, serverAdmin);
+      await waitForPorts(client, [clientTcp, clientHttp], READY_TIMEOUT_MS);
+      await waitUntilReady(client, clientAdmin);
+    } catch (err) {
+      await Promise.all(processes.map((p) => p.stop()));
+      throw err;
+    }
+    return {
+      name: 'trellis',
+      entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
+      sidecars: [
+        { role: 'client', pid: client.pid },
+        { role: 'server', pid: server.pid },
+      ],
+      description: `Trellis pair, one Node ${process.version} process per side (trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
+      assertAlive(): void {
+        for (const p of processes) if (!p.running) throw new Error(p.describeExit());
+      },
+      async stop(): Promise<void> {
+        await Promise.all(processes.map((p) => p.stop()));
+      },
+    };
+  },
+};

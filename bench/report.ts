@@ -1,0 +1,88 @@
+/**
+ * The human-readable report: one table row per (scenario, pair) with the medians, then the targets with
+ * their marks, then what the figures were measured on. Plain text with aligned columns, so it reads the
+ * same in a terminal, a CI log and a pasted note.
+ */
+import { PAIR_TITLES } from './pair.js';
+import type { BenchRun } from './runner.js';
+import { scenarioById } from './scenarios.js';
+import type { BenchSummary, CellSummary } from './summary.js';
+
+const MIB = 1024 * 1024;
+
+function ms(us: number | undefined): string {
+  if (us === undefined || !Number.isFinite(us)) return '—';
+  return (us / 1000).toFixed(us < 10_000 ? 3 : 1);
+}
+
+function signedMs(us: number | undefined): string {
+  if (us === undefined || !Number.isFinite(us)) return '—';
+  return `${us >= 0 ? '+' : ''}${ms(us)}`;
+}
+
+function perSidecar(cell: CellSummary, f: (s: CellSummary['sidecars'][number]) => string): string {
+  return cell.sidecars.length === 0 ? '—' : cell.sidecars.map(f).join(' / ');
+}
+
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[], rightAligned: ReadonlySet<number>): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((c, i) => (rightAligned.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function renderReport(run: BenchRun, summary: BenchSummary): string {
+  const out: string[] = [];
+  out.push(
+    `Trellis benchmark: ${run.options.rounds} round(s) × ${run.options.seconds} s per run (after ${run.options.warmupSeconds} s warm-up), medians across rounds; errors summed.`,
+  );
+  out.push('');
+  const headers = ['scenario', 'pair', 'req/s', 'MiB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'added p99', 'errors', 'non-2xx', 'peak RSS MiB (cli/srv)', 'CPU s (cli/srv)', 'CPU µs/req (cli/srv)'];
+  const rows: string[][] = [];
+  let previous = '';
+  for (const cell of summary.cells) {
+    rows.push([
+      cell.scenario === previous ? '' : cell.scenario,
+      PAIR_TITLES[cell.pair],
+      cell.requestsPerSecond.toFixed(0),
+      cell.mebibytesPerSecond.toFixed(1),
+      ms(cell.p50Us),
+      ms(cell.p99Us),
+      ms(cell.p999Us),
+      signedMs(cell.addedP99Us),
+      String(cell.errors),
+      String(cell.non2xx),
+      perSidecar(cell, (s) => (s.peakRssBytes / MIB).toFixed(1)),
+      perSidecar(cell, (s) => s.cpuSeconds.toFixed(2)),
+      perSidecar(cell, (s) => (Number.isFinite(s.cpuMicrosPerRequest) ? s.cpuMicrosPerRequest.toFixed(0) : '—')),
+    ]);
+    previous = cell.scenario;
+  }
+  out.push(renderTable(headers, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])));
+  out.push('');
+  out.push('Scenarios:');
+  for (const id of run.options.scenarios) out.push(`  ${id}: ${scenarioById(id)?.title ?? id}`);
+  out.push('');
+  out.push('Targets (marked, not enforced):');
+  out.push(
+    renderTable(
+      ['mark', 'target', 'scenario', 'Trellis', 'HAProxy pair'],
+      summary.targets.map((t) => [t.mark === 'met' ? 'met' : t.mark, t.target, t.scenario ?? '(whole run)', t.trellis, t.reference]),
+      new Set(),
+    ),
+  );
+  const missed = summary.targets.filter((t) => t.mark === 'MISSED').length;
+  const met = summary.targets.filter((t) => t.mark === 'met').length;
+  out.push(`${met} met, ${missed} missed, ${summary.targets.length - met - missed} not applicable`);
+  out.push('');
+  const m = run.machine;
+  out.push(`Machine: ${m.cpuCount} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`);
+  out.push(`Tools: ${Object.values(m.tools).join('; ')}`);
+  out.push(`Load average (1/5/15 min): ${m.loadAverageBefore.join(' ')} at start, ${(m.loadAverageAfter ?? []).join(' ')} at end`);
+  for (const p of run.pairs) out.push(`${PAIR_TITLES[p.name]}: ${p.description}`);
+  const warned = run.samples.filter((s) => s.warnings.length > 0);
+  for (const s of warned) out.push(`WARNING round ${s.round} ${s.scenario} ${PAIR_TITLES[s.pair]}: ${s.warnings.join('; ')}`);
+  const unreset = run.samples.some((s) => s.sidecars.some((c) => !c.peakReset));
+  if (unreset) out.push('Note: the kernel refused to reset VmHWM; peak RSS is the peak since each sidecar started.');
+  return out.join('\n');
+}

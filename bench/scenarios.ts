@@ -1,0 +1,113 @@
+/**
+ * What the benchmark measures. Each scenario names the port kind it goes through (a `tcp` port tunnels
+ * bytes; an `http` port routes each request) and the load that drives it. Connection counts and the
+ * fixed rate are constants here, not options, so that two runs of `npm run bench` are comparable.
+ */
+import { LARGE_BODY_BYTES, LARGE_PATH, SMALL_PATH } from './backend.js';
+import type { PortKind } from './pair.js';
+
+export type ScenarioLoad =
+  | { readonly tool: 'wrk'; readonly connections: number; readonly connectionClose: boolean }
+  | { readonly tool: 'h2load'; readonly clients: number; readonly ratePerClient: number };
+
+export interface Scenario {
+  readonly id: string;
+  readonly title: string;
+  readonly port: PortKind;
+  readonly path: string;
+  /** Body bytes of one response, to check that what arrived was whole. */
+  readonly bodyBytes: number | undefined;
+  readonly load: ScenarioLoad;
+  /** Fixed-rate scenarios compare latency, not throughput (every pair is asked for the same rate). */
+  readonly fixedRate: boolean;
+}
+
+/** Concurrent connections of the throughput scenarios: enough to keep every pair busy, not a flood. */
+export const THROUGHPUT_CONNECTIONS = 32;
+/** The "moderate" fixed rate of the latency scenario: 8 clients × 250 requests/s = 2,000 requests/s. */
+export const LATENCY_CLIENTS = 8;
+export const LATENCY_RATE_PER_CLIENT = 250;
+/** 1 MiB transfers: a few concurrent downloads, as bulk traffic is. */
+export const LARGE_CONNECTIONS = 4;
+
+export const SCENARIOS: readonly Scenario[] = Object.freeze([
+  {
+    id: 'keepalive-tcp',
+    title: 'keep-alive HTTP/1.1 through a tcp port',
+    port: 'tcp',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'wrk', connections: THROUGHPUT_CONNECTIONS, connectionClose: false },
+    fixedRate: false,
+  },
+  {
+    id: 'close-tcp',
+    title: 'a new connection per request (Connection: close) through a tcp port',
+    port: 'tcp',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'wrk', connections: THROUGHPUT_CONNECTIONS, connectionClose: true },
+    fixedRate: false,
+  },
+  {
+    id: 'keepalive-http',
+    title: 'keep-alive HTTP/1.1 through an http port',
+    port: 'http',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'wrk', connections: THROUGHPUT_CONNECTIONS, connectionClose: false },
+    fixedRate: false,
+  },
+  {
+    id: 'close-http',
+    title: 'a new connection per request (Connection: close) through an http port',
+    port: 'http',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'wrk', connections: THROUGHPUT_CONNECTIONS, connectionClose: true },
+    fixedRate: false,
+  },
+  {
+    id: 'latency-tcp',
+    title: `latency at a fixed ${LATENCY_CLIENTS * LATENCY_RATE_PER_CLIENT} requests/s through a tcp port`,
+    port: 'tcp',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'h2load', clients: LATENCY_CLIENTS, ratePerClient: LATENCY_RATE_PER_CLIENT },
+    fixedRate: true,
+  },
+  {
+    id: 'latency-http',
+    title: `latency at a fixed ${LATENCY_CLIENTS * LATENCY_RATE_PER_CLIENT} requests/s through an http port`,
+    port: 'http',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'h2load', clients: LATENCY_CLIENTS, ratePerClient: LATENCY_RATE_PER_CLIENT },
+    fixedRate: true,
+  },
+  {
+    id: '1mib-tcp',
+    title: '1 MiB responses through a tcp port',
+    port: 'tcp',
+    path: LARGE_PATH,
+    bodyBytes: LARGE_BODY_BYTES,
+    load: { tool: 'wrk', connections: LARGE_CONNECTIONS, connectionClose: false },
+    fixedRate: false,
+  },
+  {
+    id: '1mib-http',
+    title: '1 MiB responses through an http port',
+    port: 'http',
+    path: LARGE_PATH,
+    bodyBytes: LARGE_BODY_BYTES,
+    load: { tool: 'wrk', connections: LARGE_CONNECTIONS, connectionClose: false },
+    fixedRate: false,
+  },
+] satisfies Scenario[]);
+
+/** The five scenarios of the issue, plus the http-port variants that matter for `http` ports. */
+export const DEFAULT_SCENARIO_IDS: readonly string[] = Object.freeze(SCENARIOS.map((s) => s.id));
+
+export function scenarioById(id: string): Scenario | undefined {
+  return SCENARIOS.find((s) => s.id === id);
+}

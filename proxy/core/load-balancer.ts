@@ -1,0 +1,164 @@
+/**
+ * Endpoint choice per service: power of two choices over least outstanding requests (the default), or
+ * round robin. Used for every TCP connection and, by the HTTP path, for every request.
+ *
+ * Why P2C: it needs no global sort, reacts to a slow endpoint within a few requests, and avoids the herd
+ * that "pick the global least loaded" causes when several callers see the same snapshot.
+ *
+ * Health has two sources: the config (`Endpoint.healthy`, from the control plane) and local observation
+ * (`reportFailure`, e.g. a refused tunnel connection), which takes an endpoint out for a cool-down that
+ * doubles on repeated failures. When every endpoint of a service is out, the least recently failed one is
+ * still offered rather than nothing: a degraded guess beats a certain failure (and is counted by callers).
+ */
+import type { Endpoint } from '../../api/data-plane.js';
+import { endpointKey, serviceKey } from './destination.js';
+
+export type LoadBalancingStrategy = 'least-outstanding' | 'round-robin';
+
+export interface LoadBalancerOptions {
+  readonly strategy?: LoadBalancingStrategy;
+  /** First cool-down after a locally observed failure; doubled per consecutive failure. */
+  readonly failureCooldownMs?: number;
+  readonly maxFailureCooldownMs?: number;
+  /** Injected for deterministic tests. */
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+/** One endpoint as the balancer tracks it; callers hold it between `begin` and `end`. */
+export interface BalancedEndpoint {
+  readonly key: string;
+  readonly endpoint: Endpoint;
+  /** Requests or connections in flight to it from this sidecar. */
+  outstanding: number;
+  consecutiveFailures: number;
+  /** Epoch ms until which local observation keeps it out of rotation. */
+  ejectedUntil: number;
+}
+
+interface ServiceEntry {
+  endpoints: BalancedEndpoint[];
+  cursor: number;
+}
+
+export class LoadBalancer {
+  private readonly strategy: LoadBalancingStrategy;
+  private readonly cooldownMs: number;
+  private readonly maxCooldownMs: number;
+  private readonly random: () => number;
+  private readonly now: () => number;
+  private services = new Map<string, ServiceEntry>();
+  private readonly scratch: BalancedEndpoint[] = [];
+
+  constructor(options: LoadBalancerOptions = {}) {
+    this.strategy = options.strategy ?? 'least-outstanding';
+    this.cooldownMs = options.failureCooldownMs ?? 1_000;
+    this.maxCooldownMs = options.maxFailureCooldownMs ?? 30_000;
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Replaces the endpoints of every service at once. Endpoints that stay (same key) keep their
+   * outstanding count and failure state, so a config push does not reset what was observed.
+   */
+  setServices(services: readonly { readonly name: string; readonly namespace: string; readonly endpoints: readonly Endpoint[] }[]): void {
+    const next = new Map<string, ServiceEntry>();
+    for (const service of services) {
+      const key = serviceKey(service.name, service.namespace);
+      const previous = this.services.get(key);
+      const endpoints: BalancedEndpoint[] = [];
+      for (const endpoint of service.endpoints) {
+        const epKey = endpointKey(endpoint);
+        const old = previous?.endpoints.find((e) => e.key === epKey);
+        endpoints.push({
+          key: epKey,
+          endpoint,
+          outstanding: old?.outstanding ?? 0,
+          consecutiveFailures: old?.consecutiveFailures ?? 0,
+          ejectedUntil: old?.ejectedUntil ?? 0,
+        });
+      }
+      next.set(key, { endpoints, cursor: previous?.cursor ?? 0 });
+    }
+    this.services = next;
+  }
+
+  /** Endpoints known for a service (for pre-warming sessions and for /config). */
+  endpoints(service: string, namespace: string): readonly BalancedEndpoint[] {
+    return this.services.get(serviceKey(service, namespace))?.endpoints ?? [];
+  }
+
+  /**
+   * Chooses an endpoint, skipping unhealthy ones and those in `exclude` (endpoint keys already tried by
+   * this connection). Undefined when the service has no endpoint left to try.
+   */
+  pick(service: string, namespace: string, exclude?: ReadonlySet<string>): BalancedEndpoint | undefined {
+    const entry = this.services.get(serviceKey(service, namespace));
+    if (entry === undefined || entry.endpoints.length === 0) return undefined;
+    const now = this.now();
+    const candidates = this.scratch;
+    candidates.length = 0;
+    for (const e of entry.endpoints) {
+      if (exclude?.has(e.key) === true) continue;
+      if (!e.endpoint.healthy || e.ejectedUntil > now) continue;
+      candidates.push(e);
+    }
+    if (candidates.length === 0) {
+      // Degraded: every endpoint is marked out. Offer the one whose ejection ends first, still honouring exclude.
+      let best: BalancedEndpoint | undefined;
+      for (const e of entry.endpoints) {
+        if (exclude?.has(e.key) === true) continue;
+        if (best === undefined || e.ejectedUntil < best.ejectedUntil) best = e;
+      }
+      return best;
+    }
+    if (candidates.length === 1) return candidates[0];
+    if (this.strategy === 'round-robin') {
+      entry.cursor = (entry.cursor + 1) % candidates.length;
+      return candidates[entry.cursor];
+    }
+    const n = candidates.length;
+    const i = Math.floor(this.random() * n);
+    let j = Math.floor(this.random() * (n - 1));
+    if (j >= i) j += 1;
+    const a = candidates[i] as BalancedEndpoint;
+    const b = candidates[j] as BalancedEndpoint;
+    return b.outstanding < a.outstanding ? b : a;
+  }
+
+  /** A request or connection started on this endpoint. */
+  begin(endpoint: BalancedEndpoint): void {
+    endpoint.outstanding += 1;
+  }
+
+  /** It ended; `ok` false when the endpoint itself failed (not when the app closed or the peer was denied). */
+  end(endpoint: BalancedEndpoint, ok = true): void {
+    if (endpoint.outstanding > 0) endpoint.outstanding -= 1;
+    if (ok) this.reportSuccess(endpoint);
+    else this.reportFailure(endpoint);
+  }
+
+  reportSuccess(endpoint: BalancedEndpoint): void {
+    endpoint.consecutiveFailures = 0;
+    endpoint.ejectedUntil = 0;
+  }
+
+  /** A locally observed failure (connect refused, TLS failure, 502/503 from the peer): eject for a while. */
+  reportFailure(endpoint: BalancedEndpoint): void {
+    endpoint.consecutiveFailures += 1;
+    const cooldown = Math.min(this.maxCooldownMs, this.cooldownMs * 2 ** Math.min(16, endpoint.consecutiveFailures - 1));
+    endpoint.ejectedUntil = this.now() + cooldown;
+  }
+
+  /** Marks every endpoint with this key (it may serve several services) as failed or recovered. */
+  reportEndpoint(key: string, ok: boolean): void {
+    for (const entry of this.services.values()) {
+      for (const e of entry.endpoints) {
+        if (e.key !== key) continue;
+        if (ok) this.reportSuccess(e);
+        else this.reportFailure(e);
+      }
+    }
+  }
+}

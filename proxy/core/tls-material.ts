@@ -1,0 +1,52 @@
+/**
+ * Turns a workload identity (PEM chain, key, trust bundle) into what node:tls needs, once per identity
+ * change: a client SecureContext for new tunnel sessions and server options for `setSecureContext`. Both
+ * pin TLS 1.3: the tunnel is ours on both ends, so no older version is ever needed.
+ */
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { TrellisError } from '../../common/errors.js';
+import type { WorkloadIdentity } from '../../api/data-plane.js';
+
+export interface TlsMaterial {
+  readonly options: SecureContextOptions;
+  readonly clientContext: SecureContext;
+  /** The workload's own certificate, for /certs and the expiry metric. */
+  readonly leaf: X509Certificate;
+  readonly chain: readonly X509Certificate[];
+  readonly spiffeId: string;
+  readonly notAfterMs: number;
+}
+
+export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
+  const options: SecureContextOptions = Object.freeze({
+    cert: identity.certChainPem,
+    key: identity.keyPem,
+    ca: identity.trustBundlePem,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+  });
+  let clientContext: SecureContext;
+  let chain: X509Certificate[];
+  try {
+    clientContext = createSecureContext(options);
+    chain = splitPem(identity.certChainPem).map((pem) => new X509Certificate(pem));
+  } catch (err) {
+    throw new TrellisError('TRELLIS_PROXY_IDENTITY_INVALID', `the workload identity cannot be used for TLS: ${(err as Error).message}`, { side: 'input', cause: err });
+  }
+  const leaf = chain[0];
+  if (leaf === undefined) throw new TrellisError('TRELLIS_PROXY_IDENTITY_INVALID', 'the workload certificate chain holds no certificate', { side: 'input' });
+  const uri = /URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '');
+  return Object.freeze({
+    options,
+    clientContext,
+    leaf,
+    chain: Object.freeze(chain),
+    spiffeId: uri?.[1] ?? '',
+    notAfterMs: Date.parse(leaf.validTo),
+  });
+}
+
+function splitPem(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}

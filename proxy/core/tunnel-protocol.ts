@@ -1,0 +1,39 @@
+/**
+ * The wire protocol between sidecars, as constants both sides share (docs/architecture.md, "Proxy").
+ *
+ * TLS 1.3 only, client certificate required, ALPN `h2`, one tunnel port per workload. A proxied TCP
+ * connection is one HTTP/2 CONNECT stream whose `:authority` is `<service>.<namespace>:<targetPort>`.
+ * The inbound side answers 200 only once the app accepted the connection, so the outbound side may retry
+ * another endpoint when a CONNECT fails: no app byte has been sent before 200. HTTP requests are ordinary
+ * HTTP/2 requests with a `trellis-target` header naming the same destination.
+ */
+import { constants as h2 } from 'node:http2';
+
+export const DEFAULT_TUNNEL_PORT = 15008;
+export const DEFAULT_ADMIN_PORT = 15000;
+export const TUNNEL_ALPN = 'h2';
+
+/** Names the destination of a (non-CONNECT) HTTP request on the tunnel: `<service>.<namespace>:<port>`. */
+export const TARGET_HEADER = 'trellis-target';
+/** On a refusal: `<namespace>/<policy>#<rule>` or `default-deny`; only ever sent to authenticated peers. */
+export const DENIED_BY_HEADER = 'trellis-denied-by';
+/** A correlation id on every refusal and error, also in the log line that explains it. */
+export const CORRELATION_HEADER = 'trellis-correlation-id';
+/** A short machine-readable reason for refusals and errors (`policy-denied`, `app-unreachable`, ...). */
+export const REASON_HEADER = 'trellis-reason';
+
+export const STATUS_OK = 200;
+export const STATUS_BAD_REQUEST = 400;
+export const STATUS_FORBIDDEN = 403;
+export const STATUS_NOT_FOUND = 404;
+export const STATUS_MISDIRECTED = 421;
+export const STATUS_NOT_IMPLEMENTED = 501;
+export const STATUS_BAD_GATEWAY = 502;
+export const STATUS_UNAVAILABLE = 503;
+export const STATUS_GATEWAY_TIMEOUT = 504;
+
+/** RST_STREAM codes used to propagate a TCP reset or a policy cut across the tunnel. */
+export const RST_CONNECT_ERROR = h2.NGHTTP2_CONNECT_ERROR;
+export const RST_CANCEL = h2.NGHTTP2_CANCEL;
+export const RST_REFUSED = h2.NGHTTP2_REFUSED_STREAM;
+export const RST_NO_ERROR = h2.NGHTTP2_NO_ERROR;

@@ -1,0 +1,64 @@
+/**
+ * The inbound HTTP path assembled once per sidecar: app connection pools and dependencies are built here,
+ * and `dispatch` is what the tunnel server calls for each stream addressed to an `http` app port
+ * (`TunnelServerOptions.http`). Per stream it only makes the small context object.
+ */
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Logger } from '../../common/log.js';
+import type { AppPort } from '../../api/data-plane.js';
+import type { HttpMetrics } from '../core/http-metrics.js';
+import type { ProxyMetrics } from '../core/metrics.js';
+import type { VerifiedPeer } from '../core/peer-identity.js';
+import type { TrackedStream } from './connect-stream.js';
+import type { InboundState } from './inbound-state.js';
+import { AppHttpPools, type AppPoolLimits } from './http-app-pool.js';
+import type { InboundHttpDeps } from './http-context.js';
+import { handleInboundHttpStream } from './http-stream.js';
+
+export interface InboundHttpOptions {
+  readonly metrics: ProxyMetrics;
+  readonly httpMetrics: HttpMetrics;
+  readonly logger: Logger;
+  /** One info line per request (default true). */
+  readonly accessLog?: boolean;
+  readonly appPool?: Partial<AppPoolLimits>;
+  /** Default 16 KiB. */
+  readonly maxUpgradeHeadBytes?: number;
+  /** Default 10 s. */
+  readonly upgradeHeadTimeoutMs?: number;
+  /** Default 1 h. */
+  readonly upgradeIdleTimeoutMs?: number;
+  readonly track?: (entry: TrackedStream) => () => void;
+}
+
+export interface InboundHttp {
+  /** Serves one stream (a request, or a CONNECT carrying an upgrade) for an `http` app port. */
+  dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState): void;
+  readonly pools: AppHttpPools;
+  /** Closes every pooled app connection. */
+  close(): void;
+}
+
+export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
+  const pools = new AppHttpPools(options.appPool);
+  const deps: InboundHttpDeps = Object.freeze({
+    pools,
+    metrics: options.metrics,
+    httpMetrics: options.httpMetrics,
+    logger: options.logger,
+    accessLog: options.accessLog ?? true,
+    maxUpgradeHeadBytes: options.maxUpgradeHeadBytes ?? 16 * 1024,
+    upgradeHeadTimeoutMs: options.upgradeHeadTimeoutMs ?? 10_000,
+    upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs ?? 3_600_000,
+    track: options.track,
+  });
+  return Object.freeze({
+    pools,
+    dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState): void {
+      handleInboundHttpStream(stream, headers, { peer, state, appPort, deps });
+    },
+    close(): void {
+      pools.close();
+    },
+  });
+}

@@ -1,0 +1,298 @@
+/**
+ * The inbound tunnel: an HTTP/2 server on the tunnel port that accepts only mTLS sessions from workloads
+ * of this mesh, and turns each stream into a connection or request to the local app.
+ *
+ * Accept path, in order: TCP accept (capped at `maxSessions`) → TLS 1.3 handshake with a required client
+ * certificate, chain checked against the trust bundle by node:tls, ALPN h2 only, cut after
+ * `handshakeTimeoutMs` → SPIFFE leaf check (`checkPeer`) when the session starts, before any frame is
+ * read → per stream: route by method (CONNECT = TCP, other = HTTP with `trellis-target`), authorize with
+ * the policy in force, deliver.
+ *
+ * Everything a peer can do wrong stays inside its own session or stream: it is cut, logged and counted
+ * (`trellis_tunnel_handshakes_total`, `trellis_tunnel_errors_total`), and other sessions never notice.
+ */
+import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { AppPort, WorkloadIdentity } from '../../api/data-plane.js';
+import { TrellisError } from '../../common/errors.js';
+import { nextCorrelationId } from '../core/correlation.js';
+import { parseAuthority } from '../core/destination.js';
+import type { ProxyLimits } from '../core/limits.js';
+import type { ProxyMetrics } from '../core/metrics.js';
+import { checkPeer, type VerifiedPeer } from '../core/peer-identity.js';
+import { buildTlsMaterial, type TlsMaterial } from '../core/tls-material.js';
+import {
+  STATUS_BAD_REQUEST,
+  STATUS_MISDIRECTED,
+  STATUS_NOT_FOUND,
+  STATUS_NOT_IMPLEMENTED,
+  TARGET_HEADER,
+  TUNNEL_ALPN,
+} from '../core/tunnel-protocol.js';
+import { handleConnectStream, type TrackedStream } from './connect-stream.js';
+import type { InboundState } from './inbound-state.js';
+import { deciderOf, refuseStream } from './stream-refusal.js';
+
+/** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
+export type InboundHttpDispatch = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState) => void;
+
+export interface TunnelServerOptions {
+  readonly trustDomain: string;
+  readonly identity: WorkloadIdentity;
+  readonly state: InboundState;
+  readonly limits: ProxyLimits;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  /** One info line per TCP stream at its end (default true). */
+  readonly accessLog?: boolean;
+  /** The HTTP path; without it HTTP requests are answered 501. */
+  readonly http?: InboundHttpDispatch;
+}
+
+const PEER = Symbol('trellis.peer');
+/** Largest delay a Node timer accepts; longer certificate lifetimes are re-armed on rotation anyway. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export class TunnelServer {
+  private readonly server: Http2SecureServer;
+  private state: InboundState;
+  private material: TlsMaterial;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly tracked = new Set<TrackedStream>();
+  private readonly log: Logger;
+  private readonly accessLog: boolean;
+  private stopping = false;
+
+  constructor(private readonly options: TunnelServerOptions) {
+    this.state = options.state;
+    this.log = options.logger;
+    this.accessLog = options.accessLog ?? true;
+    this.material = buildTlsMaterial(options.identity);
+    const limits = options.limits;
+    this.server = createSecureServer({
+      ...this.material.options,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [TUNNEL_ALPN],
+      allowHTTP1: false,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // A client that completes TLS without offering h2 is dropped this soon.
+      unknownProtocolTimeout: limits.handshakeTimeoutMs,
+      maxSessionMemory: limits.maxSessionMemoryMb,
+      maxHeaderListPairs: 256,
+      peerMaxConcurrentStreams: limits.maxStreamsPerSession,
+      settings: {
+        enablePush: false,
+        maxConcurrentStreams: limits.maxStreamsPerSession,
+        initialWindowSize: limits.streamWindowBytes,
+        maxHeaderListSize: limits.maxHeaderListSize,
+      },
+    });
+    this.server.maxConnections = limits.maxSessions;
+    this.server.on('session', (session) => this.onSession(session));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onHandshakeError(err, socket));
+    this.server.on('unknownProtocol', (socket: TLSSocket) => {
+      this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: 'no-alpn-h2' });
+      this.log.warn({ remote: socket.remoteAddress }, 'tunnel peer did not negotiate ALPN h2; closed');
+      socket.destroy();
+    });
+    this.server.on('drop', (data: { remoteAddress?: string } | undefined) => {
+      this.options.metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'max-sessions' });
+      this.log.warn({ remote: data?.remoteAddress, maxSessions: limits.maxSessions }, 'tunnel connection dropped: session limit reached');
+    });
+    // Plain TCP errors before TLS starts (resets during accept) must not reach the process.
+    this.server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => undefined);
+    });
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(new TrellisError('TRELLIS_TUNNEL_LISTEN_FAILED', `cannot listen on ${host}:${port} for the tunnel: ${err.message}`, { side: 'input', cause: err }));
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  address(): AddressInfo | undefined {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? a : undefined;
+  }
+
+  get tlsMaterial(): TlsMaterial {
+    return this.material;
+  }
+
+  /** New handshakes present the new certificate and trust the new bundle; open sessions are untouched. */
+  setIdentity(identity: WorkloadIdentity): void {
+    const material = buildTlsMaterial(identity);
+    this.server.setSecureContext({ ...material.options });
+    this.material = material;
+  }
+
+  /**
+   * Swaps app ports and policy. Open streams are judged again under the new policy and cut when now denied,
+   * so a revoked permission takes effect on long-lived connections, not only new ones.
+   */
+  setState(state: InboundState): number {
+    this.state = state;
+    let cut = 0;
+    for (const entry of [...this.tracked]) {
+      const decision = state.policy.evaluate(entry.request);
+      if (!decision.allowed) {
+        cut += 1;
+        this.log.warn({ source: entry.request.source, decidedBy: deciderOf(decision) }, 'open stream now denied by policy: closed');
+        entry.cut('policy-revoked');
+      }
+    }
+    return cut;
+  }
+
+  /** Registers an open stream so a policy change re-judges it and shutdown can cut it; returns the unregister function. */
+  track(entry: TrackedStream): () => void {
+    this.tracked.add(entry);
+    return () => this.tracked.delete(entry);
+  }
+
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting, lets open streams finish for `graceMs` (GOAWAY tells peers to go elsewhere), then cuts the rest. */
+  async close(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) if (!session.closed) session.close();
+    const deadline = setTimeout(() => {
+      for (const entry of [...this.tracked]) entry.cut('shutdown');
+      for (const session of this.sessions) session.destroy();
+    }, graceMs);
+    await closed;
+    clearTimeout(deadline);
+  }
+
+  private onSession(session: ServerHttp2Session): void {
+    const socket = session.socket as unknown as TLSSocket;
+    const check = checkPeer(socket, this.options.trustDomain);
+    const metrics = this.options.metrics;
+    if (!check.ok) {
+      metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: check.reason });
+      this.log.warn({ remote: socket.remoteAddress, reason: check.reason }, `tunnel peer refused: ${check.message}`);
+      session.destroy();
+      return;
+    }
+    const peer = check.peer;
+    (socket as unknown as Record<symbol, unknown>)[PEER] = peer;
+    metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
+    metrics.tunnelSessions.inc({ direction: 'inbound' });
+    this.sessions.add(session);
+    if (this.stopping) session.close();
+
+    try {
+      session.setLocalWindowSize(this.options.limits.sessionWindowBytes);
+    } catch {
+      // Closed meanwhile; 'close' below cleans up.
+    }
+    session.setTimeout(this.options.limits.idleTimeoutMs, () => {
+      metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'idle-timeout' });
+      session.close();
+    });
+    const expiresIn = Math.min(MAX_TIMER_MS, Math.max(0, peer.notAfterMs - Date.now()));
+    const expiry = setTimeout(() => {
+      this.log.info({ peer: peer.spiffeId }, 'peer certificate expired: closing its tunnel session');
+      metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'peer-certificate-expired' });
+      session.close();
+    }, expiresIn);
+    expiry.unref();
+
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onStream(stream, headers, peer));
+    session.on('error', (err: Error) => {
+      metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'session-error' });
+      this.log.debug({ peer: peer.spiffeId, err: err.message }, 'tunnel session error');
+    });
+    session.on('frameError', () => metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'frame-error' }));
+    session.once('close', () => {
+      clearTimeout(expiry);
+      this.sessions.delete(session);
+      metrics.tunnelSessions.dec({ direction: 'inbound' });
+    });
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer): void {
+    const state = this.state;
+    // A stream reset by the peer surfaces as 'error' on the stream; it must never reach the process.
+    stream.on('error', () => undefined);
+    const method = headers[':method'];
+    const isConnect = method === 'CONNECT';
+    const target = isConnect ? headers[':authority'] : headers[TARGET_HEADER];
+    const destination = parseAuthority(typeof target === 'string' ? target : undefined);
+    if (destination === undefined) {
+      this.refuse(stream, STATUS_BAD_REQUEST, 'bad-target', isConnect ? 'CONNECT :authority must be <service>.<namespace>:<port>' : `HTTP requests on the tunnel need a ${TARGET_HEADER}: <service>.<namespace>:<port> header`);
+      return;
+    }
+    if (destination.service !== state.local.service || destination.namespace !== state.local.namespace) {
+      this.refuse(stream, STATUS_MISDIRECTED, 'misdirected', `this sidecar serves ${state.local.namespace}/${state.local.service}, not ${destination.namespace}/${destination.service}`);
+      return;
+    }
+    const appPort = state.appPorts.get(destination.port);
+    if (appPort === undefined) {
+      this.refuse(stream, STATUS_NOT_FOUND, 'unknown-port', `${state.local.namespace}/${state.local.service} has no app port ${destination.port}`);
+      return;
+    }
+    // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
+    // upgrade, which is authorized by method and path like any request.
+    if (appPort.protocol === 'http' && this.options.http !== undefined) {
+      this.options.http(stream, headers, peer, appPort, state);
+      return;
+    }
+    if (isConnect) {
+      handleConnectStream(stream, peer, state, appPort, {
+        limits: this.options.limits,
+        metrics: this.options.metrics,
+        logger: this.log,
+        accessLog: this.accessLog,
+        track: (entry) => this.track(entry),
+      });
+      return;
+    }
+    this.refuse(stream, STATUS_NOT_IMPLEMENTED, 'http-not-supported', appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
+  }
+
+  private refuse(stream: ServerHttp2Stream, status: number, reason: string, message: string): void {
+    this.options.metrics.tunnelErrors.inc({ direction: 'inbound', reason });
+    const correlationId = nextCorrelationId();
+    this.log.warn({ correlationId, reason }, `tunnel stream refused: ${message}`);
+    refuseStream(stream, { status, reason, message }, correlationId);
+  }
+
+  private onHandshakeError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
+    // node:tls rejects an unverifiable client certificate by destroying the socket after the handshake; the
+    // error seen here is then only "socket hang up", and the real cause is the socket's authorizationError.
+    const verifyError = socket.authorizationError as unknown as string | Error | null | undefined;
+    const verifyCode = verifyError == null ? undefined : typeof verifyError === 'string' ? verifyError : ((verifyError as NodeJS.ErrnoException).code ?? verifyError.message);
+    const reason = verifyCode === undefined ? handshakeReason(err) : verifyCode === 'CERT_HAS_EXPIRED' ? 'expired' : 'untrusted';
+    this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason });
+    this.log.warn({ remote: socket.remoteAddress, reason, err: verifyCode ?? err.message }, 'tunnel handshake failed');
+    socket.destroy();
+  }
+}
+
+/** A bounded set of reasons for failed handshakes, for the metric label. */
+export function handshakeReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  const text = `${code} ${err.message}`.toLowerCase();
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  if (text.includes('peer did not return a certificate') || text.includes('peer_did_not_return_a_certificate')) return 'no-certificate';
+  if (text.includes('expired')) return 'expired';
+  if (text.includes('certificate') || text.includes('unknown ca') || text.includes('verify')) return 'untrusted';
+  if (text.includes('wrong version') || text.includes('http request') || text.includes('packet length') || text.includes('unexpected message') || text.includes('record')) return 'not-tls';
+  if (text.includes('version') || text.includes('protocol')) return 'protocol';
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
+  return 'tls-error';
+}

@@ -1,0 +1,34 @@
+/**
+ * Resolving where an app connection goes, the same way however it was captured: an explicit listener
+ * names (service, namespace, service port); transparent capture will map an original destination address
+ * to the same triple. The route adds what config says about that service port: the workload port it lands
+ * on and its protocol.
+ */
+import type { PortProtocol, UpstreamService } from '../../api/data-plane.js';
+import { serviceKey } from '../core/destination.js';
+
+export interface OutboundRoute {
+  readonly service: string;
+  readonly namespace: string;
+  /** The service port the app asked for. */
+  readonly servicePort: number;
+  /** The port the destination workload's app listens on (what the CONNECT authority names). */
+  readonly targetPort: number;
+  readonly protocol: PortProtocol;
+}
+
+/** Upstream services by `<service>.<namespace>`, frozen per config version. */
+export type UpstreamIndex = ReadonlyMap<string, UpstreamService>;
+
+export function indexUpstreams(upstreams: readonly UpstreamService[]): UpstreamIndex {
+  const map = new Map<string, UpstreamService>();
+  for (const u of upstreams) map.set(serviceKey(u.name, u.namespace), u);
+  return map;
+}
+
+export function resolveRoute(index: UpstreamIndex, service: string, namespace: string, servicePort: number): OutboundRoute | undefined {
+  const upstream = index.get(serviceKey(service, namespace));
+  const port = upstream?.ports.find((p) => p.port === servicePort);
+  if (port === undefined) return undefined;
+  return Object.freeze({ service, namespace, servicePort, targetPort: port.targetPort, protocol: port.protocol });
+}

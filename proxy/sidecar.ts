@@ -1,0 +1,345 @@
+/**
+ * A whole sidecar: the inbound tunnel server, the outbound listeners with their session pool and load
+ * balancer, the admin port, and the metrics, put together behind one small API that the agent drives
+ * (and `trellis proxy run` drives from a static file).
+ *
+ *   const sidecar = createSidecar({ service, namespace, trustDomain, zone, identity, appPorts, ... });
+ *   await sidecar.start();
+ *   await sidecar.applyConfig({ upstreams, listeners, policy });   // any time; atomic swap
+ *   sidecar.setIdentity(renewed);                                  // rotation: new sessions use it at once
+ *   await sidecar.stop(5_000);                                     // stop accepting, drain, close
+ *
+ * Inbound and outbound are built here and only here, so they never import each other (docs/architecture.md).
+ */
+import type { AddressInfo, Socket } from 'node:net';
+import { Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { AppPort, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import { TrellisError } from '../common/errors.js';
+import { silentLogger } from '../common/log.js';
+import { compilePolicy } from '../policy/compiled-policy.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { resolveLimits, type ProxyLimits } from './core/limits.js';
+import { LoadBalancer, type LoadBalancingStrategy } from './core/load-balancer.js';
+import { createProxyMetrics, type ProxyMetrics } from './core/metrics.js';
+import { createHttpMetrics, type HttpMetrics } from './core/http-metrics.js';
+import { SessionPool, type PoolTarget } from './core/session-pool.js';
+import { buildTlsMaterial, type TlsMaterial } from './core/tls-material.js';
+import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
+import { createInboundHttp, type InboundHttp } from './inbound/http-dispatch.js';
+import { inboundState, type Authorizer, type InboundState } from './inbound/inbound-state.js';
+import { TunnelServer } from './inbound/tunnel-server.js';
+import { ExplicitListeners } from './outbound/explicit-listeners.js';
+import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
+import { forwardTcp } from './outbound/tcp-forwarder.js';
+import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
+import { outboundHttpListenerFactory } from './outbound/http-listener.js';
+import { AdminServer } from './admin.js';
+
+export type { Authorizer } from './inbound/inbound-state.js';
+
+/** What the control plane (or a static file) says, swapped whole by `applyConfig`. */
+export interface SidecarConfig {
+  /** Shown on /config and as `trellis_config_info{version}`. */
+  readonly version?: string;
+  readonly upstreams: readonly UpstreamService[];
+  readonly listeners: readonly OutboundListener[];
+  /** The compiled policy (`compilePolicy(...)`) judging inbound streams and requests. */
+  readonly policy: Authorizer;
+  /** Replaces the app ports given at creation, when present. */
+  readonly appPorts?: readonly AppPort[];
+}
+
+export interface SidecarPoolOptions {
+  /** Sessions kept open per destination endpoint ahead of need (default 2). */
+  readonly sessionsPerEndpoint?: number;
+  /** Our bound on concurrent streams per session; another session opens when all are full (default limits.maxStreamsPerSession). */
+  readonly maxStreamsPerSession?: number;
+  readonly maxSessionsPerEndpoint?: number;
+  readonly keepaliveIntervalMs?: number;
+  readonly loadBalancing?: LoadBalancingStrategy;
+}
+
+export interface SidecarOptions {
+  readonly service: string;
+  readonly namespace: string;
+  readonly trustDomain: string;
+  readonly zone: string;
+  readonly identity: WorkloadIdentity;
+  /** The app's ports, where the inbound side delivers. */
+  readonly appPorts: readonly AppPort[];
+  /** Tunnel listener; default 0.0.0.0:15008. Port 0 binds any free port (tests). */
+  readonly tunnel?: { readonly address?: string; readonly port?: number };
+  /** Admin listener; default 127.0.0.1:15000. `null`: no admin port. */
+  readonly admin?: { readonly address?: string; readonly port?: number } | null;
+  readonly limits?: Partial<ProxyLimits>;
+  /** Limits of the outbound HTTP listeners (header bytes, timeouts, connections). */
+  readonly httpLimits?: Partial<OutboundHttpLimits>;
+  readonly pool?: SidecarPoolOptions;
+  /** One info line per TCP stream and HTTP request (default true). */
+  readonly accessLog?: boolean;
+  readonly logger?: Logger;
+  /** Metrics land here; a fresh Registry when absent. Never the global default registry. */
+  readonly registry?: Registry;
+  /** Root namespace of mesh-wide policy, for the deny-all policy in force before the first config. */
+  readonly rootNamespace?: string;
+  /** Config in force from start; without it nothing is allowed in and nothing is routed out. */
+  readonly config?: SidecarConfig;
+}
+
+export interface SidecarAddresses {
+  readonly tunnel: AddressInfo | undefined;
+  readonly admin: AddressInfo | undefined;
+  readonly listeners: readonly { readonly service: string; readonly namespace: string; readonly port: number; readonly address: AddressInfo | undefined }[];
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly string[];
+}
+
+export interface Sidecar {
+  readonly registry: Registry;
+  readonly metrics: ProxyMetrics;
+  /** Binds the tunnel, admin and outbound listeners and pre-opens sessions to known endpoints. */
+  start(): Promise<void>;
+  /**
+   * Swaps upstreams, listeners, app ports and policy. Routing and policy switch synchronously when called
+   * (open streams now denied are closed); the promise settles once listeners are rebound, and rejects when a
+   * new listener cannot bind (the rest of the config is in force).
+   */
+  applyConfig(config: SidecarConfig): Promise<void>;
+  /** New certificate or trust bundle: new sessions and handshakes use it at once; old sessions drain. */
+  setIdentity(identity: WorkloadIdentity): void;
+  /** Stops accepting, lets open connections finish for `graceMs`, then cuts what is left. */
+  stop(graceMs?: number): Promise<void>;
+  addresses(): SidecarAddresses;
+  readiness(): Readiness;
+}
+
+export function createSidecar(options: SidecarOptions): Sidecar {
+  return new TrellisSidecar(options);
+}
+
+class TrellisSidecar implements Sidecar {
+  readonly registry: Registry;
+  readonly metrics: ProxyMetrics;
+  private readonly httpMetrics: HttpMetrics;
+  private readonly limits: ProxyLimits;
+  private readonly log: Logger;
+  private readonly balancer: LoadBalancer;
+  private readonly pool: SessionPool;
+  private readonly tunnel: TunnelServer;
+  private readonly listeners: ExplicitListeners;
+  private readonly admin: AdminServer | undefined;
+  private readonly inboundHttp: InboundHttp;
+  private readonly outboundConnections = new Set<() => void>();
+  private material: TlsMaterial;
+  private config: SidecarConfig;
+  private upstreams: UpstreamIndex;
+  private state: InboundState;
+  private started = false;
+  private stopped = false;
+
+  constructor(private readonly options: SidecarOptions) {
+    this.registry = options.registry ?? new Registry();
+    this.log = (options.logger ?? silentLogger()).child({ service: `${options.namespace}/${options.service}` });
+    this.limits = resolveLimits(options.limits);
+    this.material = buildTlsMaterial(options.identity);
+    this.metrics = createProxyMetrics(this.registry, () => [{ spiffeId: this.material.spiffeId, notAfterMs: this.material.notAfterMs }]);
+    this.httpMetrics = createHttpMetrics(this.registry);
+    const denyAll = compilePolicy([], { trustDomain: options.trustDomain, rootNamespace: options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE });
+    this.config = options.config ?? Object.freeze({ upstreams: [], listeners: [], policy: denyAll });
+    this.upstreams = indexUpstreams(this.config.upstreams);
+    const local = { service: options.service, namespace: options.namespace };
+    this.state = inboundState(local, this.config.appPorts ?? options.appPorts, this.config.policy);
+
+    this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding' });
+    this.balancer.setServices(this.config.upstreams);
+    this.pool = new SessionPool({
+      trustDomain: options.trustDomain,
+      identity: options.identity,
+      limits: this.limits,
+      sessionsPerEndpoint: options.pool?.sessionsPerEndpoint,
+      maxSessionsPerEndpoint: options.pool?.maxSessionsPerEndpoint,
+      maxStreamsPerSession: options.pool?.maxStreamsPerSession,
+      keepaliveIntervalMs: options.pool?.keepaliveIntervalMs,
+      logger: this.log.child({ part: 'pool' }),
+      metrics: this.metrics,
+      onEndpointHealth: (key, ok) => this.balancer.reportEndpoint(key, ok),
+    });
+    this.inboundHttp = createInboundHttp({
+      metrics: this.metrics,
+      httpMetrics: this.httpMetrics,
+      logger: this.log.child({ part: 'inbound-http' }),
+      accessLog: options.accessLog ?? true,
+      track: (entry) => this.tunnel.track(entry),
+    });
+    this.tunnel = new TunnelServer({
+      trustDomain: options.trustDomain,
+      identity: options.identity,
+      state: this.state,
+      limits: this.limits,
+      metrics: this.metrics,
+      logger: this.log.child({ part: 'inbound' }),
+      accessLog: options.accessLog,
+      http: (stream, headers, peer, appPort, state) => this.inboundHttp.dispatch(stream, headers, peer, appPort, state),
+    });
+    const accessLog = options.accessLog ?? true;
+    const sourceLabel = `${options.namespace}/${options.service}`;
+    const outboundLog = this.log.child({ part: 'outbound' });
+    const forward = (socket: Socket, route: OutboundRoute): void =>
+      forwardTcp(socket, route, {
+        pool: this.pool,
+        balancer: this.balancer,
+        limits: this.limits,
+        metrics: this.metrics,
+        logger: outboundLog,
+        sourceLabel,
+        accessLog,
+        track: (cut) => {
+          this.outboundConnections.add(cut);
+          return () => this.outboundConnections.delete(cut);
+        },
+      });
+    const http = outboundHttpListenerFactory({
+      pool: this.pool,
+      balancer: this.balancer,
+      metrics: this.metrics,
+      httpMetrics: this.httpMetrics,
+      logger: this.log.child({ part: 'outbound-http' }),
+      sourceLabel,
+      accessLog,
+      limits: resolveOutboundHttpLimits(options.httpLimits),
+    });
+    this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
+    this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
+  }
+
+  async start(): Promise<void> {
+    if (this.started) throw new TrellisError('TRELLIS_PROXY_ALREADY_STARTED', 'the sidecar was already started', { side: 'internal' });
+    this.started = true;
+    const tunnel = this.options.tunnel ?? {};
+    try {
+      await this.tunnel.listen(tunnel.port ?? DEFAULT_TUNNEL_PORT, tunnel.address ?? '0.0.0.0');
+      if (this.admin !== undefined) {
+        const admin = this.options.admin ?? {};
+        await this.admin.listen(admin.port ?? DEFAULT_ADMIN_PORT, admin.address ?? '127.0.0.1');
+      }
+      await this.listeners.apply(this.config.listeners, this.upstreams);
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+    this.pool.warm(this.poolTargets());
+    this.setConfigVersion(this.config.version);
+    this.log.info({ tunnel: this.tunnel.address(), admin: this.admin?.address(), spiffeId: this.material.spiffeId }, 'sidecar started');
+  }
+
+  async applyConfig(config: SidecarConfig): Promise<void> {
+    if (this.stopped) throw new TrellisError('TRELLIS_PROXY_STOPPED', 'the sidecar is stopped', { side: 'internal' });
+    const frozen = Object.freeze({ ...config });
+    this.config = frozen;
+    this.upstreams = indexUpstreams(frozen.upstreams);
+    this.balancer.setServices(frozen.upstreams);
+    this.state = inboundState(this.state.local, frozen.appPorts ?? this.options.appPorts, frozen.policy);
+    const cut = this.tunnel.setState(this.state);
+    this.setConfigVersion(frozen.version);
+    this.log.info({ version: frozen.version, upstreams: frozen.upstreams.length, listeners: frozen.listeners.length, streamsClosedByPolicy: cut }, 'config applied');
+    if (!this.started) return;
+    this.pool.warm(this.poolTargets());
+    await this.listeners.apply(frozen.listeners, this.upstreams);
+  }
+
+  setIdentity(identity: WorkloadIdentity): void {
+    const material = buildTlsMaterial(identity);
+    this.tunnel.setIdentity(identity);
+    this.pool.setIdentity(identity);
+    this.material = material;
+    this.log.info({ spiffeId: material.spiffeId, notAfter: new Date(material.notAfterMs).toISOString() }, 'workload identity updated');
+  }
+
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const deadline = setTimeout(() => {
+      for (const cut of [...this.outboundConnections]) cut();
+    }, graceMs);
+    // Listeners stop accepting at once; sessions and streams already open get the grace period.
+    await Promise.all([this.listeners.close(graceMs), this.tunnel.close(graceMs), this.pool.close(graceMs)]);
+    clearTimeout(deadline);
+    for (const cut of [...this.outboundConnections]) cut();
+    this.inboundHttp.close();
+    await this.admin?.close();
+    this.log.info('sidecar stopped');
+  }
+
+  addresses(): SidecarAddresses {
+    return {
+      tunnel: this.tunnel.address(),
+      admin: this.admin?.address(),
+      listeners: this.listeners.addresses().map((l) => ({ service: l.spec.service, namespace: l.spec.namespace, port: l.spec.port, address: l.address })),
+    };
+  }
+
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (!this.started || this.stopped) reasons.push(this.stopped ? 'stopped' : 'not started');
+    if (this.tunnel.address() === undefined) reasons.push('tunnel port not bound');
+    if (this.material.notAfterMs <= Date.now()) reasons.push(`workload certificate expired at ${new Date(this.material.notAfterMs).toISOString()}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  /** For /config: everything in force, no keys. */
+  effectiveConfig(): unknown {
+    const policy = this.config.policy as Authorizer & { policies?: readonly { metadata: { namespace: string; name: string } }[] };
+    return {
+      service: this.options.service,
+      namespace: this.options.namespace,
+      trustDomain: this.options.trustDomain,
+      zone: this.options.zone,
+      version: this.config.version ?? null,
+      addresses: this.addresses(),
+      appPorts: [...this.state.appPorts.values()],
+      upstreams: this.config.upstreams,
+      listeners: this.config.listeners,
+      policies: policy.policies?.map((p) => `${p.metadata.namespace}/${p.metadata.name}`) ?? null,
+      limits: this.limits,
+      pool: this.pool.stats(),
+      tunnelSessionsInbound: this.tunnel.sessionCount(),
+    };
+  }
+
+  /** For /certs: the identity in use, never the key. */
+  certificates(): unknown {
+    const m = this.material;
+    return {
+      spiffeId: m.spiffeId,
+      notAfter: new Date(m.notAfterMs).toISOString(),
+      secondsToExpiry: Math.round((m.notAfterMs - Date.now()) / 1000),
+      chain: m.chain.map((c) => ({ subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, notBefore: c.validFrom, notAfter: c.validTo, fingerprint256: c.fingerprint256, subjectAltName: c.subjectAltName ?? null })),
+    };
+  }
+
+  private poolTargets(): PoolTarget[] {
+    const targets: PoolTarget[] = [];
+    const seen = new Set<string>();
+    for (const l of this.config.listeners) {
+      const upstream = this.upstreams.get(`${l.service}.${l.namespace}`);
+      const port = upstream?.ports.find((p) => p.port === l.port);
+      if (upstream === undefined || port === undefined) continue;
+      for (const endpoint of upstream.endpoints) {
+        const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${port.targetPort}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        targets.push({ endpoint, service: upstream.name, namespace: upstream.namespace, port: port.targetPort });
+      }
+    }
+    return targets;
+  }
+
+  private setConfigVersion(version: string | undefined): void {
+    this.metrics.configVersion.reset();
+    this.metrics.configVersion.set({ version: version ?? 'none' }, 1);
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * The static YAML config of `trellis proxy run`: the proxy alone, without a control plane (tests,
+ * benchmarks, anyone who wants only the data plane). See deploy/examples/proxy-*.yaml.
+ *
+ * Validated once at the edge with every problem reported at once (file:line:column), relative paths
+ * resolved from the config file's directory, defaults applied, then frozen. Certificate files are read
+ * separately (`readIdentityFiles`) and watched (`watchIdentityFiles`) so certificates rotate without a restart.
+ */
+import { promises as fs, watchFile, unwatchFile } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { LevelWithSilent } from 'pino';
+import type { AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import { InputError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
+import { ConfigIssues, parseYamlDocuments, readConfigFile, type ConfigNode, type ConfigObject, type YamlText } from '../common/yaml-source.js';
+import { DEFAULT_ROOT_NAMESPACE, type TrafficPermission } from '../policy/types.js';
+import { isPolicyFileName } from '../policy/policy-loader.js';
+import { parsePolicyFiles } from '../policy/validator.js';
+import { DEFAULT_LIMITS, type ProxyLimits } from './core/limits.js';
+import type { LoadBalancingStrategy } from './core/load-balancer.js';
+import { buildTlsMaterial } from './core/tls-material.js';
+import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
+
+export interface StaticProxyConfig {
+  readonly file: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly trustDomain: string;
+  readonly zone: string;
+  /** Absolute paths. */
+  readonly identity: { readonly certificate: string; readonly key: string; readonly trustBundle: string };
+  readonly tunnel: { readonly address: string; readonly port: number };
+  /** null: no admin port. */
+  readonly admin: { readonly address: string; readonly port: number } | null;
+  readonly inbound: { readonly mode: InboundMode; readonly appPorts: readonly AppPort[] };
+  readonly upstreams: readonly UpstreamService[];
+  readonly listeners: readonly OutboundListener[];
+  /** Absolute paths of policy files or directories. */
+  readonly policy: readonly string[];
+  readonly rootNamespace: string;
+  readonly limits: ProxyLimits;
+  readonly pool: {
+    readonly sessionsPerEndpoint: number;
+    readonly maxSessionsPerEndpoint: number;
+    readonly maxStreamsPerSession: number;
+    readonly keepaliveIntervalMs: number;
+    readonly loadBalancing: LoadBalancingStrategy;
+  };
+  readonly accessLog: boolean;
+  readonly logLevel: LevelWithSilent;
+}
+
+const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const NAME_RULE = { pattern: NAME, expected: 'a DNS label (lowercase letters, digits, "-", at most 63 characters)' } as const;
+const PORT = { min: 1, max: 65535 } as const;
+const BIND_PORT = { min: 0, max: 65535 } as const;
+const PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http'];
+const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Reads and validates a config file; throws one InputError listing every problem. */
+export async function loadStaticConfig(path: string): Promise<StaticProxyConfig> {
+  const source = await readConfigFile(path);
+  return parseStaticConfig(source.text, path);
+}
+
+export function parseStaticConfig(text: string, path: string): StaticProxyConfig {
+  const issues = new ConfigIssues();
+  const docs = parseYamlDocuments({ path, text }, issues);
+  if (docs.length !== 1) {
+    if (issues.count === 0) issues.add({ file: path, line: 0, column: 0, path: '', message: `expected exactly one YAML document, found ${docs.length}` });
+    issues.throwIfAny('proxy config');
+  }
+  const config = validate(docs[0] as ConfigNode, resolve(dirname(path)), path);
+  issues.throwIfAny('proxy config');
+  return config as StaticProxyConfig;
+}
+
+function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyConfig | undefined {
+  const top = root.object({
+    required: ['service', 'namespace', 'trustDomain', 'identity'],
+    optional: ['zone', 'tunnel', 'admin', 'inbound', 'upstreams', 'listeners', 'policy', 'rootNamespace', 'limits', 'pool', 'accessLog', 'logLevel'],
+  });
+  if (top === undefined) return undefined;
+  const service = top.field('service')?.string(NAME_RULE);
+  const namespace = top.field('namespace')?.string(NAME_RULE);
+  const trustDomain = top.field('trustDomain')?.string({ pattern: /^[a-z0-9._-]{1,255}$/, expected: 'a trust domain (lowercase letters, digits, ".", "-", "_")' });
+  const zone = opt(top, 'zone', (n) => n.string(NAME_RULE)) ?? 'default';
+  const path = (n: ConfigNode): string | undefined => {
+    const v = n.string();
+    return v === undefined ? undefined : isAbsolute(v) ? v : resolve(baseDir, v);
+  };
+
+  const identityNode = top.field('identity')?.object({ required: ['certificate', 'key', 'trustBundle'] });
+  const identity = identityNode && {
+    certificate: identityNode.field('certificate') && path(identityNode.field('certificate') as ConfigNode),
+    key: identityNode.field('key') && path(identityNode.field('key') as ConfigNode),
+    trustBundle: identityNode.field('trustBundle') && path(identityNode.field('trustBundle') as ConfigNode),
+  };
+
+  const tunnel = endpointSection(top.field('tunnel'), '0.0.0.0', DEFAULT_TUNNEL_PORT);
+  let admin: { address: string; port: number } | null | undefined = { address: '127.0.0.1', port: DEFAULT_ADMIN_PORT };
+  const adminNode = top.field('admin');
+  if (adminNode !== undefined) {
+    const o = adminNode.object({ optional: ['address', 'port', 'enabled'] });
+    admin = o?.field('enabled')?.boolean() === false ? null : endpointFields(o, '127.0.0.1', DEFAULT_ADMIN_PORT);
+  }
+
+  const inboundNode = top.field('inbound')?.object({ optional: ['mode', 'appPorts'] });
+  const mode = (inboundNode?.field('mode')?.oneOf<InboundMode>(['strict', 'permissive']) ?? 'strict') as InboundMode;
+  const appPorts: AppPort[] = [];
+  for (const n of inboundNode?.field('appPorts')?.list() ?? []) {
+    const o = n.object({ required: ['port'], optional: ['protocol', 'host'] });
+    const port = o?.field('port')?.integer(PORT);
+    const protocol = opt(o, 'protocol', (p) => p.oneOf(PROTOCOLS)) ?? 'tcp';
+    const host = opt(o, 'host', (h) => h.string()) ?? '127.0.0.1';
+    if (port === undefined) continue;
+    if (appPorts.some((p) => p.port === port)) {
+      n.report(`app port ${port} is listed twice`);
+      continue;
+    }
+    appPorts.push(Object.freeze({ port, protocol, host }));
+  }
+
+  const upstreams: UpstreamService[] = [];
+  for (const n of top.field('upstreams')?.list() ?? []) {
+    const o = n.object({ required: ['name', 'ports', 'endpoints'], optional: ['namespace'] });
+    if (o === undefined) continue;
+    const name = o.field('name')?.string(NAME_RULE);
+    const ns = opt(o, 'namespace', (x) => x.string(NAME_RULE)) ?? namespace;
+    const ports: ServicePort[] = [];
+    for (const pn of o.field('ports')?.list({ minItems: 1 }) ?? []) {
+      const po = pn.object({ required: ['port'], optional: ['targetPort', 'protocol', 'name'] });
+      const port = po?.field('port')?.integer(PORT);
+      const targetPort = opt(po, 'targetPort', (x) => x.integer(PORT)) ?? port;
+      const protocol = opt(po, 'protocol', (x) => x.oneOf(PROTOCOLS)) ?? 'tcp';
+      const portName = opt(po, 'name', (x) => x.string(NAME_RULE));
+      if (port === undefined || targetPort === undefined) continue;
+      if (ports.some((p) => p.port === port)) pn.report(`port ${port} is listed twice`);
+      ports.push(Object.freeze({ port, targetPort, protocol, ...(portName === undefined ? {} : { name: portName }) }));
+    }
+    const endpoints: Endpoint[] = [];
+    for (const en of o.field('endpoints')?.list() ?? []) {
+      const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy'] });
+      const address = eo?.field('address')?.string();
+      const tunnelPort = opt(eo, 'tunnelPort', (x) => x.integer(PORT)) ?? DEFAULT_TUNNEL_PORT;
+      const epZone = opt(eo, 'zone', (x) => x.string(NAME_RULE)) ?? zone;
+      const healthy = opt(eo, 'healthy', (x) => x.boolean()) ?? true;
+      if (address === undefined) continue;
+      endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy }));
+    }
+    if (name === undefined || ns === undefined) continue;
+    if (upstreams.some((u) => u.name === name && u.namespace === ns)) n.report(`upstream ${ns}/${name} is listed twice`);
+    upstreams.push(Object.freeze({ name, namespace: ns, ports: Object.freeze(ports), endpoints: Object.freeze(endpoints) }));
+  }
+
+  const listeners: OutboundListener[] = [];
+  for (const n of top.field('listeners')?.list() ?? []) {
+    const o = n.object({ required: ['localPort', 'service', 'port'], optional: ['bindAddress', 'namespace'] });
+    const bindAddress = opt(o, 'bindAddress', (x) => x.string()) ?? '127.0.0.1';
+    const localPort = o?.field('localPort')?.integer(BIND_PORT);
+    const svc = o?.field('service')?.string(NAME_RULE);
+    const ns = opt(o, 'namespace', (x) => x.string(NAME_RULE)) ?? namespace;
+    const port = o?.field('port')?.integer(PORT);
+    if (localPort === undefined || svc === undefined || ns === undefined || port === undefined) continue;
+    const upstream = upstreams.find((u) => u.name === svc && u.namespace === ns);
+    if (upstream === undefined) n.report(`no upstream ${ns}/${svc} is configured for this listener`);
+    else if (!upstream.ports.some((p) => p.port === port)) n.report(`upstream ${ns}/${svc} has no port ${port} (it has ${upstream.ports.map((p) => p.port).join(', ')})`);
+    if (localPort !== 0 && listeners.some((l) => l.bindAddress === bindAddress && l.localPort === localPort)) n.report(`${bindAddress}:${localPort} is used by two listeners`);
+    listeners.push(Object.freeze({ bindAddress, localPort, service: svc, namespace: ns, port }));
+  }
+
+  const policy: string[] = [];
+  for (const n of top.field('policy')?.list() ?? []) {
+    const p = path(n);
+    if (p !== undefined) policy.push(p);
+  }
+  const rootNamespace = opt(top, 'rootNamespace', (x) => x.string(NAME_RULE)) ?? DEFAULT_ROOT_NAMESPACE;
+  const limits = validateLimits(top.field('limits'));
+  const poolNode = top.field('pool')?.object({ optional: ['sessionsPerEndpoint', 'maxSessionsPerEndpoint', 'maxStreamsPerSession', 'keepaliveInterval', 'loadBalancing'] });
+  const pool = {
+    sessionsPerEndpoint: opt(poolNode, 'sessionsPerEndpoint', (x) => x.integer({ min: 1, max: 64 })) ?? 2,
+    maxSessionsPerEndpoint: opt(poolNode, 'maxSessionsPerEndpoint', (x) => x.integer({ min: 1, max: 256 })) ?? 16,
+    maxStreamsPerSession: opt(poolNode, 'maxStreamsPerSession', (x) => x.integer({ min: 1, max: 10_000 })) ?? limits.maxStreamsPerSession,
+    keepaliveIntervalMs: opt(poolNode, 'keepaliveInterval', (x) => duration(x)) ?? 30_000,
+    loadBalancing: opt(poolNode, 'loadBalancing', (x) => x.oneOf<LoadBalancingStrategy>(['least-outstanding', 'round-robin'])) ?? 'least-outstanding',
+  };
+  const accessLog = opt(top, 'accessLog', (x) => x.boolean()) ?? true;
+  const logLevel = opt(top, 'logLevel', (x) => x.oneOf(LOG_LEVELS)) ?? 'info';
+
+  if (service === undefined || namespace === undefined || trustDomain === undefined || identity === undefined || tunnel === undefined || admin === undefined) return undefined;
+  if (identity.certificate === undefined || identity.key === undefined || identity.trustBundle === undefined) return undefined;
+  return deepFreeze({
+    file,
+    service,
+    namespace,
+    trustDomain,
+    zone,
+    identity: { certificate: identity.certificate, key: identity.key, trustBundle: identity.trustBundle },
+    tunnel,
+    admin,
+    inbound: { mode, appPorts },
+    upstreams,
+    listeners,
+    policy,
+    rootNamespace,
+    limits,
+    pool,
+    accessLog,
+    logLevel,
+  });
+}
+
+function opt<T>(o: ConfigObject | undefined, key: string, read: (n: ConfigNode) => T | undefined): T | undefined {
+  const n = o?.field(key);
+  return n === undefined ? undefined : read(n);
+}
+
+function endpointSection(node: ConfigNode | undefined, address: string, port: number): { address: string; port: number } | undefined {
+  if (node === undefined) return { address, port };
+  return endpointFields(node.object({ optional: ['address', 'port'] }), address, port);
+}
+
+function endpointFields(o: ConfigObject | undefined, address: string, port: number): { address: string; port: number } | undefined {
+  if (o === undefined) return undefined;
+  const a = opt(o, 'address', (x) => x.string()) ?? address;
+  const p = o.has('port') ? o.field('port')?.integer(BIND_PORT) : port;
+  return p === undefined ? undefined : { address: a, port: p };
+}
+
+function duration(n: ConfigNode): number | undefined {
+  const text = n.string({ expected: 'a duration such as 10s, 15m, 1h' });
+  if (text === undefined) return undefined;
+  try {
+    return parseDuration(text, 'duration');
+  } catch (err) {
+    return n.report((err as Error).message.replace(/^duration: /, ''));
+  }
+}
+
+const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'count' | 'bytes' | 'duration' }>> = {
+  handshakeTimeout: { key: 'handshakeTimeoutMs', kind: 'duration' },
+  maxSessions: { key: 'maxSessions', kind: 'count' },
+  maxStreamsPerSession: { key: 'maxStreamsPerSession', kind: 'count' },
+  idleTimeout: { key: 'idleTimeoutMs', kind: 'duration' },
+  maxHeaderListSize: { key: 'maxHeaderListSize', kind: 'bytes' },
+  streamWindowBytes: { key: 'streamWindowBytes', kind: 'bytes' },
+  sessionWindowBytes: { key: 'sessionWindowBytes', kind: 'bytes' },
+  appConnectTimeout: { key: 'appConnectTimeoutMs', kind: 'duration' },
+  tunnelConnectTimeout: { key: 'tunnelConnectTimeoutMs', kind: 'duration' },
+  streamOpenTimeout: { key: 'streamOpenTimeoutMs', kind: 'duration' },
+  maxOutboundConnections: { key: 'maxOutboundConnections', kind: 'count' },
+  tcpIdleTimeout: { key: 'tcpIdleTimeoutMs', kind: 'duration' },
+};
+
+function validateLimits(node: ConfigNode | undefined): ProxyLimits {
+  const out: Record<string, number> = { ...DEFAULT_LIMITS };
+  const o = node?.object({ optional: Object.keys(LIMIT_FIELDS) });
+  for (const [name, spec] of Object.entries(LIMIT_FIELDS)) {
+    const n = o?.field(name);
+    if (n === undefined) continue;
+    // HTTP/2 windows are at most 2^31-1 bytes.
+    const v = spec.kind === 'duration' ? duration(n) : n.integer({ min: spec.kind === 'bytes' ? 1024 : 1, max: spec.kind === 'bytes' ? 2_147_483_647 : 1_000_000 });
+    if (v !== undefined) out[spec.key] = v;
+  }
+  return Object.freeze(out) as unknown as ProxyLimits;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value as object)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Reads the three PEM files and checks that they make a usable TLS identity (key matches certificate). */
+export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identity'>): Promise<WorkloadIdentity> {
+  const read = async (path: string, what: string): Promise<string> => {
+    try {
+      return await fs.readFile(path, 'utf8');
+    } catch (err) {
+      throw new InputError('TRELLIS_PROXY_IDENTITY_UNREADABLE', `${path}: cannot read the ${what} (${(err as Error).message})`, { cause: err });
+    }
+  };
+  const [certChainPem, keyPem, trustBundlePem] = await Promise.all([
+    read(config.identity.certificate, 'certificate'),
+    read(config.identity.key, 'private key'),
+    read(config.identity.trustBundle, 'trust bundle'),
+  ]);
+  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem });
+  buildTlsMaterial(identity);
+  return identity;
+}
+
+/**
+ * Polls the identity files and calls `onChange` with the new identity when they changed and form a valid
+ * pair again. Polling (not inotify) because rotation tools replace files by rename, which inotify watches
+ * on the old inode miss. A half-rotated pair (new certificate, old key) is skipped until the key follows.
+ */
+export function watchIdentityFiles(
+  config: Pick<StaticProxyConfig, 'identity'>,
+  onChange: (identity: WorkloadIdentity) => void,
+  onError: (err: unknown) => void,
+  intervalMs = 1_000,
+): () => void {
+  const paths = [config.identity.certificate, config.identity.key, config.identity.trustBundle];
+  let timer: NodeJS.Timeout | undefined;
+  let last: string | undefined;
+  const reload = (): void => {
+    timer = undefined;
+    readIdentityFiles(config).then(
+      (identity) => {
+        const fingerprint = identity.certChainPem + identity.trustBundlePem;
+        if (fingerprint === last) return;
+        last = fingerprint;
+        onChange(identity);
+      },
+      onError,
+    );
+  };
+  const listener = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    // Let a rotation that writes several files finish before reading them.
+    timer = setTimeout(reload, Math.min(250, intervalMs));
+  };
+  for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, listener);
+  readIdentityFiles(config).then((id) => (last ??= id.certChainPem + id.trustBundlePem), () => undefined);
+  return () => {
+    if (timer !== undefined) clearTimeout(timer);
+    for (const p of paths) unwatchFile(p, listener);
+  };
+}
+
+/**
+ * Reads every policy file named (directories: their *.yaml and *.yml files) and validates them together,
+ * so every error of every file is reported at once and a duplicate across files is caught.
+ */
+export async function loadPolicyFiles(paths: readonly string[]): Promise<TrafficPermission[]> {
+  const files: YamlText[] = [];
+  for (const path of paths) {
+    let isDir: boolean;
+    try {
+      isDir = (await fs.stat(path)).isDirectory();
+    } catch (err) {
+      throw new InputError('TRELLIS_POLICY_UNREADABLE', `${path}: cannot read policy (${(err as Error).message})`, { cause: err });
+    }
+    if (!isDir) {
+      files.push(await readConfigFile(path));
+      continue;
+    }
+    const names = (await fs.readdir(path)).filter(isPolicyFileName).sort();
+    for (const name of names) files.push(await readConfigFile(join(path, name)));
+  }
+  return parsePolicyFiles(files);
+}

@@ -1,0 +1,289 @@
+/**
+ * A small mesh on loopback for the HTTP path's integration tests, with real TLS 1.3 mTLS and certificates
+ * from the CA module (test/helpers/pki.ts):
+ *
+ *   app (curl-like client) → outbound HTTP listener → SessionPool (core) → tunnel (h2 server here)
+ *     → inbound HTTP dispatch → kept-alive HTTP/1.1 → destination app(s)
+ *
+ * The tunnel server here is deliberately minimal (mTLS, SPIFFE check, route every stream of an `http` app
+ * port, CONNECT included, to the HTTP path): these tests are about the HTTP path, not the tunnel server.
+ * Everything binds port 0 on 127.0.0.1; `close()` releases every socket and server.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { Registry } from 'prom-client';
+import { pino, type Logger } from 'pino';
+import type { AppPort, Endpoint } from '../../api/data-plane.js';
+import { compilePolicy } from '../../policy/compiled-policy.js';
+import { parsePolicyFiles } from '../../policy/validator.js';
+import type { Authorizer } from '../../proxy/inbound/inbound-state.js';
+import { inboundState } from '../../proxy/inbound/inbound-state.js';
+import { parseAuthority } from '../../proxy/core/destination.js';
+import { createHttpMetrics, type HttpMetrics } from '../../proxy/core/http-metrics.js';
+import { resolveLimits } from '../../proxy/core/limits.js';
+import { LoadBalancer } from '../../proxy/core/load-balancer.js';
+import { createProxyMetrics, type ProxyMetrics } from '../../proxy/core/metrics.js';
+import { checkPeer } from '../../proxy/core/peer-identity.js';
+import { SessionPool } from '../../proxy/core/session-pool.js';
+import { buildTlsMaterial } from '../../proxy/core/tls-material.js';
+import { TARGET_HEADER, TUNNEL_ALPN } from '../../proxy/core/tunnel-protocol.js';
+import { createInboundHttp, type InboundHttp } from '../../proxy/inbound/http-dispatch.js';
+import type { AppPoolLimits } from '../../proxy/inbound/http-app-pool.js';
+import { resolveOutboundHttpLimits, type OutboundHttpLimits } from '../../proxy/outbound/http-deps.js';
+import { createOutboundHttpListener, type OutboundHttpListener } from '../../proxy/outbound/http-listener.js';
+import type { OutboundRoute } from '../../proxy/outbound/outbound-route.js';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+
+export const POLICY_YAML = `
+apiVersion: trellis.dev/v1alpha1
+kind: TrafficPermission
+metadata: { name: payments-callers, namespace: shop }
+spec:
+  destination: payments
+  mode: enforce
+  rules:
+    - action: deny
+      from: [orders]
+      http: { paths: ["/admin/*"] }
+    - action: deny
+      from: [orders]
+      http: { methods: [DELETE], paths: ["/items/*"] }
+    - action: allow
+      from: [orders]
+`;
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
+
+/** A pino logger whose lines land in an array, so tests can assert on denials and access lines. */
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write(chunk: string): void {
+        lines.push(JSON.parse(chunk) as LogLine);
+      },
+    },
+  );
+  return { logger, lines };
+}
+
+export type AppHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface TestApp {
+  readonly server: Server;
+  readonly port: number;
+  /** Connections the app accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  connections: number;
+  readonly sockets: Set<Socket>;
+}
+
+export async function startApp(handler: AppHandler): Promise<TestApp> {
+  const server = createHttpServer(handler);
+  const app: TestApp = { server, port: 0, connections: 0, sockets: new Set() };
+  server.on('connection', (socket: Socket) => {
+    app.connections += 1;
+    app.sockets.add(socket);
+    socket.once('close', () => app.sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  (app as { port: number }).port = (server.address() as AddressInfo).port;
+  return app;
+}
+
+export interface TestTunnel {
+  readonly server: Http2SecureServer;
+  readonly port: number;
+  readonly inbound: InboundHttp;
+  readonly metrics: ProxyMetrics;
+  readonly httpMetrics: HttpMetrics;
+  readonly registry: Registry;
+  readonly sessions: Set<ServerHttp2Session>;
+  close(): Promise<void>;
+}
+
+export interface TunnelOptions {
+  readonly pki: TestPki;
+  /** The app this tunnel delivers to; requests name it as port `ROUTE.targetPort`. */
+  readonly appPort: AppPort;
+  readonly policy: Authorizer;
+  readonly logger: Logger;
+  readonly appPool?: Partial<AppPoolLimits>;
+}
+
+/** The destination sidecar's tunnel port, serving `payments.shop` with one `http` app port. */
+export async function startTunnel(options: TunnelOptions): Promise<TestTunnel> {
+  const identity = await options.pki.issue('payments', 'shop');
+  const material = buildTlsMaterial(identity);
+  const registry = new Registry();
+  const metrics = createProxyMetrics(registry);
+  const httpMetrics = createHttpMetrics(registry);
+  const inbound = createInboundHttp({ metrics, httpMetrics, logger: options.logger, appPool: options.appPool });
+  const state = inboundState({ service: 'payments', namespace: 'shop' }, [options.appPort], options.policy);
+  const limits = resolveLimits();
+  const server = createSecureServer({
+    ...material.options,
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: [TUNNEL_ALPN],
+    settings: { initialWindowSize: limits.streamWindowBytes, maxConcurrentStreams: limits.maxStreamsPerSession },
+  });
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session: ServerHttp2Session) => {
+    const check = checkPeer(session.socket as unknown as TLSSocket, options.pki.trustDomain);
+    if (!check.ok) {
+      session.destroy();
+      return;
+    }
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => undefined);
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      stream.on('error', () => undefined);
+      const target = headers[':method'] === 'CONNECT' ? headers[':authority'] : headers[TARGET_HEADER];
+      const destination = parseAuthority(typeof target === 'string' ? target : undefined);
+      const appPort = destination?.port === ROUTE.targetPort ? options.appPort : undefined;
+      if (appPort === undefined) {
+        stream.respond({ ':status': 404 });
+        stream.end();
+        return;
+      }
+      inbound.dispatch(stream, headers, check.peer, appPort, state);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    inbound,
+    metrics,
+    httpMetrics,
+    registry,
+    sessions,
+    async close(): Promise<void> {
+      for (const s of sessions) s.destroy();
+      inbound.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export function endpointOf(port: number): Endpoint {
+  return { address: '127.0.0.1', tunnelPort: port, zone: 'test', healthy: true };
+}
+
+export interface TestMesh {
+  readonly pki: TestPki;
+  readonly apps: TestApp[];
+  readonly tunnels: TestTunnel[];
+  readonly balancer: LoadBalancer;
+  readonly pool: SessionPool;
+  readonly outbound: OutboundHttpListener;
+  readonly outboundPort: number;
+  readonly registry: Registry;
+  readonly log: LogLine[];
+  readonly inboundLog: LogLine[];
+  /** Replaces the endpoints the balancer knows for payments.shop. */
+  setEndpoints(endpoints: readonly Endpoint[]): void;
+  close(): Promise<void>;
+}
+
+export interface MeshOptions {
+  /** One destination workload (app + tunnel) per handler. */
+  readonly apps: readonly AppHandler[];
+  readonly policyYaml?: string;
+  readonly outboundLimits?: Partial<OutboundHttpLimits>;
+  readonly appPool?: Partial<AppPoolLimits>;
+  /** Extra endpoints (e.g. a closed port) offered to the balancer besides the live ones. */
+  readonly extraEndpoints?: readonly Endpoint[];
+  readonly pki?: TestPki;
+}
+
+export const ROUTE: OutboundRoute = Object.freeze({ service: 'payments', namespace: 'shop', servicePort: 80, targetPort: 8080, protocol: 'http' });
+
+export async function startMesh(options: MeshOptions): Promise<TestMesh> {
+  const pki = options.pki ?? (await createTestPki());
+  const policy = compilePolicy(parsePolicyFiles([{ path: 'policy.yaml', text: options.policyYaml ?? POLICY_YAML }]), {
+    trustDomain: pki.trustDomain,
+    rootNamespace: 'trellis-system',
+  });
+  const inboundCapture = captureLogger();
+  const outboundCapture = captureLogger();
+  const apps: TestApp[] = [];
+  const tunnels: TestTunnel[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    for (const handler of options.apps) {
+      const app = await startApp(handler);
+      apps.push(app);
+      cleanups.push(() => closeApp(app));
+      const tunnel = await startTunnel({ pki, appPort: { port: app.port, protocol: 'http', host: '127.0.0.1' }, policy, logger: inboundCapture.logger, appPool: options.appPool });
+      tunnels.push(tunnel);
+      cleanups.push(() => tunnel.close());
+    }
+    const registry = new Registry();
+    const metrics = createProxyMetrics(registry);
+    const httpMetrics = createHttpMetrics(registry);
+    const balancer = new LoadBalancer();
+    const endpoints = [...tunnels.map((t) => endpointOf(t.port)), ...(options.extraEndpoints ?? [])];
+    const setEndpoints = (list: readonly Endpoint[]): void => balancer.setServices([{ name: 'payments', namespace: 'shop', endpoints: list }]);
+    setEndpoints(endpoints);
+    const callerIdentity = await pki.issue('orders', 'shop');
+    const pool = new SessionPool({
+      trustDomain: pki.trustDomain,
+      identity: callerIdentity,
+      limits: resolveLimits({ tunnelConnectTimeoutMs: 2_000 }),
+      sessionsPerEndpoint: 1,
+      logger: outboundCapture.logger,
+      metrics,
+      onEndpointHealth: (key, ok) => balancer.reportEndpoint(key, ok),
+    });
+    cleanups.push(() => pool.close(100));
+    const outbound = createOutboundHttpListener({
+      resolve: () => ROUTE,
+      deps: {
+        pool,
+        balancer,
+        metrics,
+        httpMetrics,
+        logger: outboundCapture.logger,
+        sourceLabel: 'shop/orders',
+        accessLog: true,
+        limits: resolveOutboundHttpLimits(options.outboundLimits),
+      },
+    });
+    const address = await outbound.listen(0, '127.0.0.1');
+    cleanups.push(() => outbound.close(0));
+    return {
+      pki,
+      apps,
+      tunnels,
+      balancer,
+      pool,
+      outbound,
+      outboundPort: address.port,
+      registry,
+      log: outboundCapture.lines,
+      inboundLog: inboundCapture.lines,
+      setEndpoints,
+      async close(): Promise<void> {
+        for (const c of cleanups.reverse()) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function closeApp(app: TestApp): Promise<void> {
+  for (const s of app.sockets) s.destroy();
+  await new Promise<void>((resolve) => app.server.close(() => resolve()));
+}
