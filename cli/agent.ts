@@ -5,6 +5,7 @@
 import { InputError } from '../common/errors.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { redirectSubcommand } from './agent-redirect.js';
+import { runSubcommand } from './agent-run.js';
 
 export interface AgentSubcommand {
   /** The word after `trellis agent`. */
@@ -14,7 +15,7 @@ export interface AgentSubcommand {
   run(argv: readonly string[], ctx: CommandContext): Promise<number>;
 }
 
-const SUBCOMMANDS: readonly AgentSubcommand[] = [redirectSubcommand];
+const SUBCOMMANDS: readonly AgentSubcommand[] = [runSubcommand, redirectSubcommand];
 
 function usage(): string {
   const width = Math.max(...SUBCOMMANDS.map((s) => s.name.length));

@@ -1,0 +1,320 @@
+/**
+ * The agent beside one workload, assembled. Start-up order matters:
+ *  1. identity: the certificate saved in `--data-dir` if still valid, else one issued with the join token
+ *     (an unreachable control plane is retried with backoff; a refused token stops the start, clearly);
+ *  2. the sidecar, in this process, with the last saved snapshot if there is one (serving resumes before
+ *     the control plane is back), and a first health probe of the app;
+ *  3. the watch, which registers this instance and streams config; renewal at half-life.
+ * Shutdown reverses it: deregister (callers stop choosing this endpoint), stop accepting, drain within the
+ * grace period, close.
+ */
+import { once } from 'node:events';
+import { promises as fs } from 'node:fs';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { CONTROL_PATHS, peekJoinToken, type Registration } from '../api/control-protocol.js';
+import { ControlError, controlRequest, type ControlEndpoint } from '../api/control-client.js';
+import { TrellisError, describeError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sidecar.js';
+import { createAgentAdminServer } from './admin-server.js';
+import { AgentMetrics } from './agent-metrics.js';
+import { AppHealth } from './app-health.js';
+import { Backoff } from './backoff.js';
+import type { VersionedSnapshot } from './config-state.js';
+import { ConfigWatch } from './config-watch.js';
+import type { AgentConfig } from './config.js';
+import { holdIdentity, IdentityManager, type HeldIdentity } from './identity-manager.js';
+import { buildSidecarConfig } from './sidecar-config.js';
+import { AgentStateDir } from './state-dir.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface RunningAgent {
+  readonly registry: Registry;
+  addresses(): SidecarAddresses & { readonly agentAdmin: AddressInfo | undefined };
+  status(): { readonly ready: boolean } & Record<string, unknown>;
+  stop(graceMs?: number): Promise<void>;
+}
+
+async function localAddressTowards(url: URL): Promise<string> {
+  const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443) });
+  // A black-holed address would otherwise hold the watch's connect for the kernel's SYN retries (minutes).
+  socket.setTimeout(5_000, () => socket.destroy(new Error(`connect to ${url.host} timed out`)));
+  try {
+    await once(socket, 'connect');
+    return socket.localAddress ?? '127.0.0.1';
+  } finally {
+    socket.destroy();
+  }
+}
+
+export interface StartOptions {
+  /** Aborts a start that is still waiting for the control plane (SIGTERM before the first certificate). */
+  readonly signal?: AbortSignal;
+}
+
+export async function startAgent(config: AgentConfig, log: Logger, options: StartOptions = {}): Promise<RunningAgent> {
+  const stateDir = config.dataDir === undefined ? undefined : await AgentStateDir.open(config.dataDir);
+  const instanceId = stateDir === undefined ? `${config.service}-${process.pid}-${Date.now().toString(36)}` : await stateDir.instanceId();
+  const registry = new Registry();
+  const metrics = new AgentMetrics(registry);
+  const caBundle = config.caFile === undefined ? undefined : await fs.readFile(config.caFile, 'utf8');
+
+  const readToken = async (): Promise<string | undefined> => (config.tokenFile === undefined ? undefined : (await fs.readFile(config.tokenFile, 'utf8')).trim());
+  const endpointFor = (held: HeldIdentity | undefined): ControlEndpoint => {
+    const bundle = held?.trustBundlePem ?? caBundle;
+    if (bundle === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TRUST', 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
+    return { url: config.controlUrl, trustBundlePem: bundle, rootNamespace: config.rootNamespace, ...(held === undefined ? {} : { trustDomain: held.trustDomain }) };
+  };
+  // Set once built; the identity callback can fire before (it then has no sidecar to update).
+  const late: { sidecar?: Sidecar; watch?: ConfigWatch } = {};
+  const identity = new IdentityManager({
+    endpoint: endpointFor,
+    readToken,
+    wantedId: (token) => {
+      const trustDomain = config.trustDomain ?? peekJoinToken(token)?.trustDomain;
+      if (trustDomain === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', 'the bootstrap credential names no trust domain: give --trust-domain', { side: 'input' });
+      return `spiffe://${trustDomain}/ns/${config.namespace}/sa/${config.service}`;
+    },
+    log,
+    onRenewed: (next) => {
+      metrics.renewals.inc({ result: 'ok' });
+      late.sidecar?.setIdentity(next);
+      void stateDir?.saveIdentity(next).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the renewed certificate'));
+    },
+    onRenewalFailed: () => metrics.renewals.inc({ result: 'failed' }),
+  });
+
+  // 1. Identity.
+  const saved = await stateDir?.loadIdentity().catch((err: unknown) => {
+    log.warn({ err: describeError(err) }, 'saved identity unreadable; bootstrapping again');
+    return undefined;
+  });
+  let adopted = false;
+  if (saved !== undefined) {
+    try {
+      adopted = identity.adopt(holdIdentity(saved));
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'saved identity unusable; bootstrapping again');
+    }
+  }
+  if (!adopted) {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 });
+    for (;;) {
+      try {
+        const held = await identity.issueWithToken();
+        await stateDir?.saveIdentity(held);
+        break;
+      } catch (err) {
+        const refused = err instanceof ControlError && err.status >= 400 && err.status < 500;
+        if (refused || (err instanceof TrellisError && err.side === 'input')) {
+          throw new TrellisError('TRELLIS_AGENT_BOOTSTRAP_REFUSED', `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
+        }
+        const wait = backoff.next();
+        log.warn({ err: describeError(err), retryInMs: wait }, 'cannot get a certificate yet; retrying');
+        try {
+          await sleep(wait, undefined, options.signal === undefined ? {} : { signal: options.signal });
+        } catch {
+          throw new TrellisError('TRELLIS_AGENT_START_ABORTED', 'stopped before the first certificate arrived', { side: 'internal' });
+        }
+      }
+    }
+  }
+  const held = identity.current as HeldIdentity;
+  log.info({ spiffeId: held.spiffeId, notAfter: held.notAfter.toISOString(), fromDisk: adopted }, 'workload identity ready');
+
+  // 2. Sidecar, with the last saved snapshot.
+  let inForce: VersionedSnapshot | undefined = await stateDir?.loadSnapshot().catch((err: unknown) => {
+    log.warn({ err: describeError(err) }, 'saved snapshot unreadable; waiting for the control plane');
+    return undefined;
+  });
+  let restoredFromDisk = inForce !== undefined;
+  let waiting: readonly string[] = [];
+  let initial;
+  if (inForce !== undefined) {
+    try {
+      const built = buildSidecarConfig(inForce.snapshot, `${inForce.epoch}.${inForce.version}`, config);
+      initial = built.config;
+      waiting = built.waiting;
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'saved snapshot invalid; waiting for the control plane');
+      inForce = undefined;
+      restoredFromDisk = false;
+    }
+  }
+  metrics.configStale.set(1);
+  const health = new AppHealth(config.healthCheck, (result) => {
+    metrics.appHealthy.set(result.healthy ? 1 : 0);
+    log.info({ healthy: result.healthy, detail: result.detail }, 'app health changed');
+    // The first probe runs before the watch exists.
+    if (late.watch?.connected === true) {
+      void controlRequest(endpointFor(identity.current), {
+        method: 'PUT',
+        path: CONTROL_PATHS.endpoint(instanceId),
+        body: { healthy: result.healthy, detail: result.detail },
+        clientCert: identity.current as HeldIdentity,
+        timeoutMs: 5_000,
+      }).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot report app health; the next registration carries it'));
+    }
+  });
+  await health.start();
+
+  const running = createSidecar({
+    service: config.service,
+    namespace: config.namespace,
+    trustDomain: held.trustDomain,
+    zone: inForce?.snapshot.zone ?? config.zone ?? 'default',
+    identity: held,
+    appPorts: [{ port: config.app.port, protocol: config.app.protocol, host: config.app.host }],
+    tunnel: { address: config.tunnel.host, port: config.tunnel.port },
+    admin: null,
+    registry,
+    logger: log,
+    rootNamespace: inForce?.snapshot.rootNamespace ?? config.rootNamespace,
+    accessLog: config.accessLog,
+    ...(initial === undefined ? {} : { config: initial }),
+  });
+  late.sidecar = running;
+  await running.start();
+  const tunnelPort = (running.addresses().tunnel as AddressInfo).port;
+  // Where other sidecars reach this one: given, the tunnel's own bind address, or else the local address
+  // of a connection to the control plane, learnt on the first connect that succeeds (never guessed).
+  let address: string | undefined = config.address ?? (config.tunnel.host !== '0.0.0.0' && config.tunnel.host !== '::' ? config.tunnel.host : undefined);
+  if (restoredFromDisk) log.warn({ version: inForce?.version }, 'serving the config saved before this restart until the control plane answers');
+
+  // 3. Watch and rotation.
+  let lastSaved = 0;
+  let saveTimer: NodeJS.Timeout | undefined;
+  const saveSnapshot = (): void => {
+    if (stateDir === undefined || saveTimer !== undefined) return;
+    // At most one write per second: a burst of deltas must not become a burst of fsyncs.
+    const delay = Math.max(0, 1_000 - (Date.now() - lastSaved));
+    saveTimer = setTimeout(() => {
+      saveTimer = undefined;
+      lastSaved = Date.now();
+      if (inForce !== undefined) void stateDir.saveSnapshot(inForce).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the config snapshot'));
+    }, delay);
+  };
+  const registration = async (): Promise<Registration> => ({
+    instanceId,
+    ...(config.zone === undefined ? {} : { zone: config.zone }),
+    address: (address ??= await localAddressTowards(config.controlUrl)),
+    tunnelPort,
+    ports: [{ port: config.app.port, protocol: config.app.protocol }],
+    healthy: health.healthy,
+    upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
+    agentVersion: AGENT_VERSION,
+  });
+  const watch: ConfigWatch = new ConfigWatch({
+    endpoint: () => endpointFor(identity.current),
+    clientCert: () => identity.current as HeldIdentity,
+    registration,
+    log,
+    onConfig: (next) => {
+      let built;
+      try {
+        built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, config);
+      } catch (err) {
+        metrics.configUpdates.inc({ result: 'rejected' });
+        log.error({ err: describeError(err), version: next.version }, 'config from the control plane rejected; the last good config stays in force');
+        return;
+      }
+      const current = identity.current as HeldIdentity;
+      if (next.snapshot.trustBundlePem !== current.trustBundlePem && next.snapshot.trustBundlePem.length > 0) {
+        const updated = holdIdentity({ certChainPem: current.certChainPem, keyPem: current.keyPem, trustBundlePem: next.snapshot.trustBundlePem }, current.receivedAt);
+        identity.adopt(updated);
+        running.setIdentity(updated);
+      }
+      inForce = next;
+      restoredFromDisk = false;
+      waiting = built.waiting;
+      metrics.configStale.set(0);
+      metrics.configVersion.set(next.version);
+      metrics.configUpdates.inc({ result: 'applied' });
+      running.applyConfig(built.config).catch((err: unknown) => log.error({ err: describeError(err) }, 'a listener of the new config could not bind'));
+      saveSnapshot();
+    },
+    onConnected: () => {
+      metrics.controlPlaneConnected.set(1);
+      log.info({ control: config.controlUrl.host }, 'connected to the control plane');
+    },
+    onDisconnected: (reason) => {
+      metrics.controlPlaneConnected.set(0);
+      metrics.configStale.set(1);
+      log.warn({ reason }, 'lost the control plane; serving the last config');
+    },
+  });
+  late.watch = watch;
+  watch.start();
+  identity.schedule();
+
+  const admin = config.admin === null ? undefined : createAgentAdminServer({
+    registry,
+    status,
+    config: () => ({ instanceId, address, tunnelPort, service: config.service, namespace: config.namespace, version: inForce?.version, epoch: inForce?.epoch, snapshot: inForce?.snapshot }),
+    certificates: () => {
+      const h = identity.current;
+      return h === undefined ? null : { spiffeId: h.spiffeId, notBefore: h.notBefore.toISOString(), notAfter: h.notAfter.toISOString(), certChainPem: h.certChainPem, trustBundlePem: h.trustBundlePem };
+    },
+  });
+  if (admin !== undefined && config.admin !== null) {
+    admin.listen(config.admin.port, config.admin.host);
+    await once(admin, 'listening');
+  }
+
+  function status(): { ready: boolean } & Record<string, unknown> {
+    const side = running.readiness();
+    const reasons = [...side.reasons];
+    if (inForce === undefined) reasons.push('no config from the control plane yet');
+    const h = identity.current;
+    return {
+      ready: reasons.length === 0,
+      reasons,
+      spiffeId: h?.spiffeId,
+      certificate: h === undefined ? undefined : { notAfter: h.notAfter.toISOString(), renewalFailures: identity.failures, lastRenewalError: identity.lastError },
+      controlPlane: watch.connected
+        ? { connected: true, since: watch.connectedSince?.toISOString() }
+        : { connected: false, since: watch.disconnectedSince?.toISOString(), lastError: watch.lastError, servingLastConfig: inForce !== undefined },
+      config: { version: inForce?.version, epoch: inForce?.epoch, stale: !watch.connected || restoredFromDisk, restoredFromDisk, waitingUpstreams: waiting },
+      app: { healthy: health.healthy, detail: health.detail },
+    };
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    registry,
+    addresses: () => ({ ...running.addresses(), agentAdmin: admin?.address() as AddressInfo | undefined }),
+    status,
+    stop(graceMs = config.drainGraceMs) {
+      stopping ??= (async () => {
+        identity.stop();
+        health.stop();
+        clearTimeout(saveTimer);
+        // Deregister first, so callers stop choosing this endpoint before its listeners stop accepting.
+        try {
+          await controlRequest(endpointFor(identity.current), { method: 'DELETE', path: CONTROL_PATHS.endpoint(instanceId), clientCert: identity.current as HeldIdentity, timeoutMs: 2_000 });
+          log.info({ instanceId }, 'deregistered');
+        } catch (err) {
+          log.warn({ err: describeError(err) }, 'could not deregister (the control plane drops the endpoint when the watch closes)');
+        }
+        watch.stop();
+        if (inForce !== undefined) await stateDir?.saveSnapshot(inForce).catch(() => undefined);
+        await running.stop(graceMs);
+        if (admin !== undefined) {
+          const closed = new Promise((r) => admin.close(r));
+          admin.closeAllConnections();
+          await closed;
+        }
+      })();
+      return stopping;
+    },
+  };
+}
+
+function dedupe<T extends { service: string; namespace: string }>(refs: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return refs.filter((r) => (seen.has(`${r.namespace}/${r.service}`) ? false : (seen.add(`${r.namespace}/${r.service}`), true)));
+}

@@ -1,0 +1,86 @@
+/**
+ * The agent's view of its config: the last snapshot with every delta since applied. Deltas are applied
+ * to a copy and checked before they replace anything, so a delta the agent cannot make sense of (an
+ * endpoint of a service it never asked for, a version going backwards) leaves the last good config in
+ * place and tells the watch to start over from a fresh snapshot.
+ */
+import type { Endpoint, UpstreamService } from '../api/data-plane.js';
+import { endpointKey, upstreamKey, type AgentSnapshot, type WatchDeltaMessage, type WatchSnapshotMessage } from '../api/control-protocol.js';
+import { TrellisError } from '../common/errors.js';
+
+export interface VersionedSnapshot {
+  readonly snapshot: AgentSnapshot;
+  readonly version: number;
+  readonly epoch: string;
+}
+
+function deltaRefused(message: string): TrellisError {
+  return new TrellisError('TRELLIS_AGENT_DELTA_REFUSED', message, { side: 'upstream', retryable: true });
+}
+
+export class ConfigState {
+  private constructor(
+    private snapshot: AgentSnapshot,
+    private version: number,
+    private readonly epoch: string,
+    /** upstreamKey → endpointKey → endpoint, rebuilt into the frozen snapshot after each delta. */
+    private readonly endpoints: Map<string, Map<string, Endpoint>>,
+  ) {}
+
+  static fromSnapshot(message: Pick<WatchSnapshotMessage, 'snapshot' | 'version' | 'epoch'>): ConfigState {
+    const endpoints = new Map<string, Map<string, Endpoint>>();
+    for (const upstream of message.snapshot.upstreams) {
+      endpoints.set(upstreamKey(upstream.namespace, upstream.name), new Map(upstream.endpoints.map((e) => [endpointKey(e), e])));
+    }
+    return new ConfigState(message.snapshot, message.version, message.epoch, endpoints);
+  }
+
+  current(): VersionedSnapshot {
+    return { snapshot: this.snapshot, version: this.version, epoch: this.epoch };
+  }
+
+  /** Applies a delta; throws TRELLIS_AGENT_DELTA_REFUSED (nothing changed) when it does not fit. */
+  apply(delta: WatchDeltaMessage): void {
+    if (!Number.isInteger(delta.version) || delta.version < this.version) {
+      throw deltaRefused(`delta version ${delta.version} is older than the config in force (${this.version})`);
+    }
+    const upstreams = new Map(this.snapshot.upstreams.map((u) => [upstreamKey(u.namespace, u.name), u]));
+    const touched = new Set<string>();
+    const staged = new Map<string, Map<string, Endpoint>>();
+    const stage = (key: string): Map<string, Endpoint> => {
+      let map = staged.get(key);
+      if (map === undefined) {
+        map = new Map(this.endpoints.get(key));
+        staged.set(key, map);
+      }
+      return map;
+    };
+    for (const upstream of delta.upstreams ?? []) {
+      const key = upstreamKey(upstream.namespace, upstream.name);
+      if (!upstreams.has(key)) throw deltaRefused(`delta names upstream ${key}, which this agent does not call`);
+      upstreams.set(key, upstream);
+      staged.set(key, new Map(upstream.endpoints.map((e) => [endpointKey(e), e])));
+      touched.add(key);
+    }
+    for (const change of delta.endpoints ?? []) {
+      const key = upstreamKey(change.namespace, change.service);
+      if (!upstreams.has(key)) throw deltaRefused(`delta names upstream ${key}, which this agent does not call`);
+      const map = stage(key);
+      if (change.set !== undefined) map.set(endpointKey(change.set), change.set);
+      else if (change.remove !== undefined) map.delete(change.remove);
+      touched.add(key);
+    }
+    for (const key of touched) {
+      const base = upstreams.get(key) as UpstreamService;
+      upstreams.set(key, Object.freeze({ ...base, endpoints: Object.freeze([...(staged.get(key) as Map<string, Endpoint>).values()]) }));
+    }
+    for (const [key, map] of staged) this.endpoints.set(key, map);
+    this.snapshot = Object.freeze({
+      ...this.snapshot,
+      upstreams: touched.size === 0 ? this.snapshot.upstreams : Object.freeze([...upstreams.values()]),
+      ...(delta.policies === undefined ? {} : { policies: delta.policies, policyRevision: delta.policyRevision ?? this.snapshot.policyRevision }),
+      ...(delta.trustBundlePem === undefined ? {} : { trustBundlePem: delta.trustBundlePem }),
+    });
+    this.version = delta.version;
+  }
+}

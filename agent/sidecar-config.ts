@@ -1,0 +1,44 @@
+/**
+ * From a control-plane snapshot to the proxy's config: the policies validated again on arrival (the
+ * agent trusts the control plane's transport, not its every byte) and compiled once, the upstreams as
+ * sent, and one explicit outbound listener per `--upstream` whose service port is known.
+ */
+import type { AgentSnapshot } from '../api/control-protocol.js';
+import type { OutboundListener, UpstreamService } from '../api/data-plane.js';
+import { compilePolicy } from '../policy/compiled-policy.js';
+import { validatePolicyObjects } from '../policy/validator.js';
+import type { SidecarConfig } from '../proxy/sidecar.js';
+import type { AgentConfig, UpstreamSpec } from './config.js';
+
+export interface BuiltConfig {
+  readonly config: SidecarConfig;
+  /** Upstreams named on the command line whose port is not known yet (no instance registered). */
+  readonly waiting: readonly string[];
+}
+
+function listenerFor(spec: UpstreamSpec, upstream: UpstreamService | undefined): OutboundListener | string {
+  const name = `${spec.namespace}/${spec.service}`;
+  if (upstream === undefined || upstream.ports.length === 0) return `${name} (no instance registered yet)`;
+  let port = spec.port;
+  if (port === undefined) {
+    if (upstream.ports.length !== 1) return `${name} (it has ports ${upstream.ports.map((p) => p.port).join(', ')}; name one with --upstream ${spec.service}:PORT=${spec.localPort})`;
+    port = (upstream.ports[0] as { port: number }).port;
+  } else if (!upstream.ports.some((p) => p.port === port)) {
+    return `${name} (it has no port ${port})`;
+  }
+  return Object.freeze({ bindAddress: spec.bindAddress, localPort: spec.localPort, service: spec.service, namespace: spec.namespace, port });
+}
+
+export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, agent: Pick<AgentConfig, 'upstreams'>): BuiltConfig {
+  const policies = validatePolicyObjects(snapshot.policies, 'control plane snapshot', { rootNamespace: snapshot.rootNamespace });
+  const policy = compilePolicy(policies, { trustDomain: snapshot.trustDomain, rootNamespace: snapshot.rootNamespace });
+  const byKey = new Map(snapshot.upstreams.map((u) => [`${u.namespace}/${u.name}`, u]));
+  const listeners: OutboundListener[] = [];
+  const waiting: string[] = [];
+  for (const spec of agent.upstreams) {
+    const built = listenerFor(spec, byKey.get(`${spec.namespace}/${spec.service}`));
+    if (typeof built === 'string') waiting.push(built);
+    else listeners.push(built);
+  }
+  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy }), waiting };
+}

@@ -1,0 +1,233 @@
+/**
+ * The wire protocol between a zone control plane and its agents (protocol version 1).
+ *
+ * Transport: HTTPS (TLS 1.3) on the control plane's API port (15012 by default). The control plane's
+ * certificate comes from the mesh CA (via the zone intermediate) and carries the URI SAN
+ * `spiffe://<td>/ns/<root-namespace>/sa/trellis-control`; agents verify the chain against the trust
+ * bundle they were given (`--ca-file` on first contact, the bundle from their last issuance after that)
+ * and check that SPIFFE ID instead of a host name, so a control plane reached by IP needs no DNS SAN.
+ *
+ * Authentication, per path:
+ *  - `POST /v1/identity/issue`: a bootstrap credential in `Authorization: Bearer <credential>`
+ *    (a join token for VMs; a projected service-account token in Kubernetes). The credential alone
+ *    decides the SPIFFE ID; whatever the CSR asks for is ignored.
+ *  - everything else under `/v1/` except admin: mutual TLS with the workload's current certificate.
+ *    The service and namespace of every request come from the peer certificate's SPIFFE ID. An expired
+ *    join token therefore never strands a running workload: renewal needs only a valid certificate.
+ *  - `/v1/admin/*`: `Authorization: Bearer <admin credential>` (the control plane writes it to
+ *    `<data-dir>/admin-token`, mode 0600).
+ *
+ * Every request and response carries `trellis-protocol: 1`; a control plane refuses a request with an
+ * unknown major version with 400 and `TRELLIS_CONTROL_PROTOCOL_UNSUPPORTED`. Errors are JSON `ErrorBody`.
+ *
+ * The watch (`POST /v1/watch`) is one long-lived response per agent: chunked NDJSON (one `WatchMessage`
+ * per line). The first message is a full `snapshot`; later ones are `delta`s, so one endpoint changing
+ * among thousands costs one small line per interested agent. `version` is the control plane's config
+ * version: it only grows on one stream (a stream skips the versions that did not concern it), so the
+ * control plane serialises a delta once and writes the same bytes to every interested stream; `epoch`
+ * names the control plane process, and a new epoch always starts with a snapshot.
+ * A `ping` every `pingIntervalMs` lets the agent notice a half-open connection; an agent that sees
+ * nothing for `3 × pingIntervalMs` reconnects. An agent that cannot apply a delta (an unknown upstream,
+ * a version that goes backwards) drops the stream and reconnects for a fresh snapshot.
+ * Holding the watch open is also the agent's liveness: when it closes, the agent's endpoint leaves the
+ * healthy set (after `disconnectGraceMs`), and a reconnect restores it.
+ */
+import type { Endpoint, PortProtocol, UpstreamService } from './data-plane.js';
+import type { TrafficPermission } from '../policy/types.js';
+
+export const CONTROL_PROTOCOL_VERSION = 1;
+export const PROTOCOL_HEADER = 'trellis-protocol';
+export const DEFAULT_CONTROL_PORT = 15012;
+export const DEFAULT_CONTROL_ADMIN_PORT = 15014;
+/** The control plane's own workload name inside the root namespace, as in its SPIFFE ID. */
+export const CONTROL_PLANE_SERVICE = 'trellis-control';
+
+export const CONTROL_PATHS = Object.freeze({
+  issue: '/v1/identity/issue',
+  renew: '/v1/identity/renew',
+  watch: '/v1/watch',
+  /** `PUT`: health of the app beside the agent; `DELETE`: deregister (clean shutdown). */
+  endpoint: (instanceId: string) => `/v1/endpoints/${encodeURIComponent(instanceId)}`,
+  endpointPrefix: '/v1/endpoints/',
+  trustBundle: '/v1/trust-bundle',
+  adminTokens: '/v1/admin/tokens',
+  adminToken: (id: string) => `/v1/admin/tokens/${encodeURIComponent(id)}`,
+  adminTokenPrefix: '/v1/admin/tokens/',
+});
+
+/** Body limits: a CSR is ~500 bytes, a registration a few KiB; anything larger is refused with 413. */
+export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string };
+}
+
+// ---- identity ------------------------------------------------------------------------------------
+
+export interface IssueRequest {
+  /** PKCS#10 CSR, PEM, for an ECDSA P-256 key made on the workload. */
+  readonly csrPem: string;
+}
+
+export interface IssueResponse {
+  readonly spiffeId: string;
+  /** Leaf first, then the intermediates up to (not including) the root. */
+  readonly certChainPem: string;
+  /** Every root the mesh currently trusts (several during a root rotation). */
+  readonly trustBundlePem: string;
+  /** ISO-8601. */
+  readonly notAfter: string;
+  readonly serial: string;
+  readonly trustDomain: string;
+  /** The zone of the control plane that issued it. */
+  readonly zone: string;
+}
+
+/** `POST /v1/identity/renew` takes the same body as issue; the SPIFFE ID is the current certificate's. */
+export type RenewRequest = IssueRequest;
+export type RenewResponse = IssueResponse;
+
+// ---- registration and watch ------------------------------------------------------------------------
+
+export interface RegisteredPort {
+  readonly port: number;
+  readonly protocol: PortProtocol;
+  readonly name?: string;
+}
+
+export interface UpstreamRef {
+  readonly service: string;
+  readonly namespace: string;
+}
+
+export interface Registration {
+  /** Stable per workload instance across agent restarts (kept in the agent's data dir). */
+  readonly instanceId: string;
+  /**
+   * Must equal the control plane's zone when given; a zone control plane is the authority for one zone.
+   * Omitted: the control plane's zone.
+   */
+  readonly zone?: string;
+  /** The address other sidecars reach this workload's tunnel port on. */
+  readonly address: string;
+  readonly tunnelPort: number;
+  /** The app's inbound ports and how their traffic is carried. */
+  readonly ports: readonly RegisteredPort[];
+  /** Result of the agent's last health check of the app. */
+  readonly healthy: boolean;
+  /** The services this workload calls: the snapshot carries their endpoints. */
+  readonly upstreams: readonly UpstreamRef[];
+  readonly agentVersion: string;
+}
+
+export interface WatchRequest {
+  readonly registration: Registration;
+}
+
+/** Everything an agent needs, in one versioned document. */
+export interface AgentSnapshot {
+  readonly trustDomain: string;
+  readonly rootNamespace: string;
+  readonly zone: string;
+  /** This workload as the control plane registered it. */
+  readonly self: { readonly service: string; readonly namespace: string; readonly spiffeId: string };
+  readonly trustBundlePem: string;
+  /** The policies that can decide for this workload's inbound: its namespace's and the root namespace's. */
+  readonly policies: readonly TrafficPermission[];
+  /** Revision of the policy set, `sha256:<hex>` of its canonical JSON: shows in metrics and readiness. */
+  readonly policyRevision: string;
+  readonly upstreams: readonly UpstreamService[];
+}
+
+/** One endpoint added or changed (`set`) or gone (`remove`, by `endpointKey`) in one upstream. */
+export interface EndpointChange {
+  readonly service: string;
+  readonly namespace: string;
+  readonly set?: Endpoint;
+  readonly remove?: string;
+}
+
+export interface WatchSnapshotMessage {
+  readonly type: 'snapshot';
+  readonly version: number;
+  /** Identifies the control plane process; a new value means a restarted control plane. */
+  readonly epoch: string;
+  readonly pingIntervalMs: number;
+  readonly snapshot: AgentSnapshot;
+}
+
+export interface WatchDeltaMessage {
+  readonly type: 'delta';
+  readonly version: number;
+  /** Replaces the whole upstream (its ports changed, or it appeared or vanished: `ports` empty and no endpoints). */
+  readonly upstreams?: readonly UpstreamService[];
+  readonly endpoints?: readonly EndpointChange[];
+  readonly policies?: readonly TrafficPermission[];
+  readonly policyRevision?: string;
+  readonly trustBundlePem?: string;
+}
+
+export interface WatchPingMessage {
+  readonly type: 'ping';
+  readonly version: number;
+}
+
+export type WatchMessage = WatchSnapshotMessage | WatchDeltaMessage | WatchPingMessage;
+
+export interface HealthReport {
+  readonly healthy: boolean;
+  /** Short human reason, e.g. "connect ECONNREFUSED 127.0.0.1:8080". */
+  readonly detail?: string;
+}
+
+// ---- admin: join tokens ----------------------------------------------------------------------------
+
+export interface CreateTokenRequest {
+  readonly service: string;
+  readonly namespace: string;
+  readonly ttlMs: number;
+}
+
+export interface CreateTokenResponse {
+  readonly id: string;
+  readonly token: string;
+  readonly service: string;
+  readonly namespace: string;
+  /** ISO-8601. */
+  readonly expiresAt: string;
+}
+
+export interface TokenRecordView {
+  readonly id: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly revokedAt?: string;
+}
+
+/** The key of one endpoint inside an upstream: its tunnel address. */
+export function endpointKey(endpoint: Pick<Endpoint, 'address' | 'tunnelPort'>): string {
+  return endpoint.address.includes(':') ? `[${endpoint.address}]:${endpoint.tunnelPort}` : `${endpoint.address}:${endpoint.tunnelPort}`;
+}
+
+/** The key of one upstream service: `namespace/name`. */
+export function upstreamKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/**
+ * The unverified claims of a join token (`tjt1.<base64url JSON>.<mac>`), which an agent reads to build
+ * its CSR for the right SPIFFE ID before it knows the trust domain. Only the control plane verifies them.
+ */
+export function peekJoinToken(token: string): { readonly trustDomain: string; readonly namespace: string; readonly service: string; readonly expiresAt: Date } | undefined {
+  const parts = token.trim().split('.');
+  if (parts.length !== 3 || parts[0] !== 'tjt1') return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+    if (typeof claims.td !== 'string' || typeof claims.ns !== 'string' || typeof claims.svc !== 'string' || typeof claims.exp !== 'number') return undefined;
+    return { trustDomain: claims.td, namespace: claims.ns, service: claims.svc, expiresAt: new Date(claims.exp * 1000) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * `trellis agent run`: the agent beside one workload (a VM service or a pod), with its proxy in the same
+ * process. Runs until SIGTERM or SIGINT, then deregisters, drains within the grace period and exits.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EXIT_OK, type CommandContext } from './command.js';
+import type { AgentSubcommand } from './agent.js';
+import { parseListen, parseLogLevel, untilSignal } from './control.js';
+import { InputError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
+import { createLogger } from '../common/log.js';
+import { parseTrustDomain } from '../ca/spiffe-id.js';
+import { DNS_LABEL } from '../policy/selectors.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
+import { startAgent } from '../agent/agent.js';
+
+const USAGE = `Usage: trellis agent run --control URL --token-file F --service S --app-port P [options]
+
+Runs the agent beside a workload: gets and rotates its certificate, registers it, watches its config,
+and runs the sidecar proxy in this process.
+
+Options:
+  --control URL            the control plane API, e.g. https://10.0.0.5:15012           (required)
+  --token-file FILE        join token (needed for the first certificate; renewal uses the certificate)
+  --ca-file FILE           trust bundle for the first contact (<control data-dir>/trust-bundle.pem)
+  --service NAME           this workload's service (must match the join token)          (required)
+  --namespace NAME         its namespace                                   (default default)
+  --app-port PORT          the port the app listens on                                   (required)
+  --app-host HOST          where the app listens                           (default 127.0.0.1)
+  --protocol http|tcp      how the app port's traffic is carried           (default tcp)
+  --upstream SPEC          a service this workload calls, as a local port; repeatable:
+                           NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT
+  --data-dir DIR           keep the certificate (key mode 0600) and the last config here, so a restart
+                           serves while the control plane is down; nothing is written without it
+  --zone NAME              must match the control plane's zone
+  --trust-domain NAME      trust domain to ask for (default: the one in the join token)
+  --address ADDR           address other sidecars reach this one on (default: the address used to
+                           reach the control plane)
+  --tunnel HOST:PORT       mTLS tunnel listener                            (default 0.0.0.0:15008)
+  --admin HOST:PORT|off    admin: /healthz /ready /metrics /config /certs  (default 127.0.0.1:15000)
+  --health-check KIND      tcp, or http:/PATH                               (default tcp)
+  --health-interval DUR    between checks of the app                        (default 5s)
+  --drain-grace DUR        on SIGTERM, how long open connections may finish (default 10s)
+  --no-access-log          no access log line per request or stream
+  --log-level LEVEL        trace|debug|info|warn|error|silent               (default info)
+`;
+
+function parseUpstream(text: string, defaultNamespace: string): UpstreamSpec {
+  const match = /^(?:([a-z0-9-]+)\/)?([a-z0-9-]+)(?::(\d{1,5}))?=(?:([0-9a-zA-Z.:[\]-]+):)?(\d{1,5})$/.exec(text);
+  if (match === null) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT)`);
+  const [, namespace, service, port, host, local] = match;
+  const localPort = Number(local);
+  const servicePort = port === undefined ? undefined : Number(port);
+  if (localPort < 1 || localPort > 65535 || (servicePort !== undefined && (servicePort < 1 || servicePort > 65535))) {
+    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": ports are 1-65535`);
+  }
+  if (!DNS_LABEL.test(service as string) || (namespace !== undefined && !DNS_LABEL.test(namespace))) {
+    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": names are DNS labels`);
+  }
+  return Object.freeze({ service: service as string, namespace: namespace ?? defaultNamespace, port: servicePort, bindAddress: (host ?? '127.0.0.1').replace(/^\[|\]$/g, ''), localPort });
+}
+
+export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel> } {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: false,
+    options: {
+      control: { type: 'string' },
+      'token-file': { type: 'string' },
+      'ca-file': { type: 'string' },
+      service: { type: 'string' },
+      namespace: { type: 'string' },
+      'app-port': { type: 'string' },
+      'app-host': { type: 'string' },
+      protocol: { type: 'string' },
+      upstream: { type: 'string', multiple: true },
+      'data-dir': { type: 'string' },
+      zone: { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'root-namespace': { type: 'string' },
+      address: { type: 'string' },
+      tunnel: { type: 'string' },
+      admin: { type: 'string' },
+      'health-check': { type: 'string' },
+      'health-interval': { type: 'string' },
+      'drain-grace': { type: 'string' },
+      'no-access-log': { type: 'boolean' },
+      'log-level': { type: 'string' },
+    },
+  });
+  void positionals;
+  const problems: string[] = [];
+  const attempt = <T>(fn: () => T, fallback: T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      problems.push((err as Error).message);
+      return fallback;
+    }
+  };
+  let controlUrl = new URL('https://127.0.0.1:15012');
+  if (values.control === undefined) problems.push('--control is required');
+  else {
+    try {
+      controlUrl = new URL(values.control);
+      if (controlUrl.protocol !== 'https:') problems.push('--control must be an https:// URL');
+    } catch {
+      problems.push(`--control: "${values.control}" is not a URL`);
+    }
+  }
+  if (values.service === undefined || !DNS_LABEL.test(values.service)) problems.push('--service is required and must be a DNS label');
+  const namespace = values.namespace ?? AGENT_DEFAULTS.namespace;
+  if (!DNS_LABEL.test(namespace)) problems.push('--namespace must be a DNS label');
+  const appPort = Number(values['app-port']);
+  if (values['app-port'] === undefined || !Number.isInteger(appPort) || appPort < 1 || appPort > 65535) problems.push('--app-port is required (1-65535)');
+  const protocol = values.protocol ?? 'tcp';
+  if (protocol !== 'tcp' && protocol !== 'http') problems.push('--protocol is http or tcp');
+  if (values['token-file'] === undefined && values['data-dir'] === undefined) problems.push('--token-file is required (or a --data-dir holding a saved certificate)');
+  if (values.zone !== undefined && !DNS_LABEL.test(values.zone)) problems.push('--zone must be a DNS label');
+  const upstreams = (values.upstream ?? []).map((u) => attempt(() => parseUpstream(u, namespace), undefined)).filter((u): u is UpstreamSpec => u !== undefined);
+  const health = values['health-check'] ?? 'tcp';
+  const healthMatch = /^(tcp|http)(?::(\/\S*))?$/.exec(health);
+  if (healthMatch === null) problems.push('--health-check is tcp or http:/PATH');
+  const appHost = values['app-host'] ?? '127.0.0.1';
+  const config: AgentConfig = Object.freeze({
+    controlUrl,
+    caFile: values['ca-file'] === undefined ? undefined : resolve(values['ca-file']),
+    tokenFile: values['token-file'] === undefined ? undefined : resolve(values['token-file']),
+    service: values.service ?? '',
+    namespace,
+    zone: values.zone,
+    trustDomain: values['trust-domain'] === undefined ? undefined : attempt(() => parseTrustDomain(values['trust-domain'] as string), undefined),
+    rootNamespace: values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE,
+    app: Object.freeze({ host: appHost, port: appPort, protocol: protocol as 'tcp' | 'http' }),
+    upstreams: Object.freeze(upstreams),
+    dataDir: values['data-dir'] === undefined ? undefined : resolve(values['data-dir']),
+    address: values.address,
+    tunnel: attempt(() => parseListen(values.tunnel ?? `${AGENT_DEFAULTS.tunnel.host}:${AGENT_DEFAULTS.tunnel.port}`, '--tunnel'), AGENT_DEFAULTS.tunnel),
+    admin: values.admin === 'off' ? null : attempt(() => parseListen(values.admin ?? `${AGENT_DEFAULTS.admin.host}:${AGENT_DEFAULTS.admin.port}`, '--admin'), AGENT_DEFAULTS.admin),
+    healthCheck: Object.freeze({
+      kind: (healthMatch?.[1] ?? 'tcp') as 'tcp' | 'http',
+      host: appHost,
+      port: appPort,
+      path: healthMatch?.[2] ?? '/',
+      intervalMs: values['health-interval'] === undefined ? AGENT_DEFAULTS.healthIntervalMs : attempt(() => parseDuration(values['health-interval'] as string, '--health-interval'), AGENT_DEFAULTS.healthIntervalMs),
+      timeoutMs: AGENT_DEFAULTS.healthTimeoutMs,
+      unhealthyAfter: 2,
+    }),
+    drainGraceMs: values['drain-grace'] === undefined ? AGENT_DEFAULTS.drainGraceMs : attempt(() => parseDuration(values['drain-grace'] as string, '--drain-grace'), AGENT_DEFAULTS.drainGraceMs),
+    accessLog: values['no-access-log'] !== true,
+  });
+  const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
+  if (problems.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `${problems.join('\n')}\n\n${USAGE}`);
+  return { config, level };
+}
+
+export const runSubcommand: AgentSubcommand = {
+  name: 'run',
+  summary: 'run the agent and its sidecar proxy beside a workload',
+  async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      ctx.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    const { config, level } = parseAgentArgs(argv);
+    const log = createLogger({ name: `trellis-agent`, level }).child({ workload: `${config.namespace}/${config.service}` });
+    const signal = untilSignal();
+    const abort = new AbortController();
+    void signal.then(() => abort.abort());
+    let agent;
+    try {
+      agent = await startAgent(config, log, { signal: abort.signal });
+    } catch (err) {
+      // SIGTERM while still waiting for the control plane: nothing runs yet, so nothing to drain.
+      if (abort.signal.aborted) return EXIT_OK;
+      throw err;
+    }
+    const addresses = agent.addresses();
+    // One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works).
+    ctx.stdout.write(`${JSON.stringify({ event: 'ready', spiffeId: agent.status().spiffeId, tunnel: addresses.tunnel?.port ?? null, admin: addresses.agentAdmin?.port ?? null })}\n`);
+    const received = await signal;
+    log.info({ signal: received, graceMs: config.drainGraceMs }, 'stopping: deregistering and draining');
+    await agent.stop();
+    log.flush();
+    return EXIT_OK;
+  },
+};

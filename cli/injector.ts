@@ -1,0 +1,293 @@
+/**
+ * `trellis injector run`: the mutating admission webhook that adds the sidecar to new pods.
+ * `trellis injector wait-ready`: the classic layout's post-start hook, which holds the app back until
+ * the sidecar's status port says ready.
+ * This file reads argv, the environment and the kubeconfig; everything below receives values.
+ */
+import { hostname } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, VersionApi } from '@kubernetes/client-node';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { InputError, describeError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
+import { createLogger } from '../common/log.js';
+import { WebhookCaBundleSync } from '../injector/ca-bundle-sync.js';
+import { createInjectorConfig, parseKubernetesVersion, type KubernetesVersion } from '../injector/config.js';
+import { KubernetesEventSink } from '../injector/events.js';
+import { startInjector } from '../injector/injector.js';
+import { detectKubernetesVersion } from '../injector/kubernetes-version.js';
+import { createInjectorMetrics } from '../injector/metrics.js';
+import { checkServingNames, serviceDnsNames } from '../injector/serving-certificate-issuer.js';
+import { FileServingSource, IssuedServingSource, issuerFromDirectory, type ServingCertificateSource } from '../injector/serving-certificate.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { parseListen, parseLogLevel, untilSignal } from './control.js';
+
+/** Recorded in each injected pod's status annotation. */
+export const INJECTOR_VERSION = '0.1.0';
+
+const RUN_USAGE = `Usage: trellis injector run (--cert FILE --key FILE | --issuer-dir DIR) --image IMAGE [options]
+
+Serves the Kubernetes mutating admission webhook (admission.k8s.io/v1) that adds the Trellis sidecar,
+its capture init container and its identity volumes to new pods (see deploy/kubernetes/).
+
+Serving certificate, one of:
+  --cert FILE --key FILE      certificate chain and key written by someone else; re-read when they change
+  --ca-bundle FILE            with --cert: the CA that signed it, for the webhook's caBundle
+                              (default: the last certificate of --cert)
+  --issuer-dir DIR            the mesh CA (ca.crt, ca.key, bundle.pem, e.g. a mounted Secret): the injector
+                              issues its own certificate and renews it at 2/3 of its lifetime
+  --cert-ttl DURATION         lifetime of an issued certificate                   (default 24h)
+  --service NAME              Service in front of the webhook, for the DNS names  (default trellis-injector)
+  --namespace NS              its namespace                                       (default trellis-system)
+
+What is injected:
+  --image IMAGE               the Trellis image for the sidecar and init container          (required)
+  --image-pull-policy P       Always|IfNotPresent|Never                           (default IfNotPresent)
+  --control-url URL           the control plane agents dial (default https://trellis-control.<namespace>.svc:15012)
+  --trust-bundle FILE         mesh roots the agents verify the control plane with
+                              (default: bundle.pem of --issuer-dir, or --ca-bundle)
+  --zone NAME                 this cluster's zone                                 (default default)
+  --proxy-uid N / --proxy-gid N   the sidecar's user and group                    (default 1337)
+  --token-ttl DURATION        projected token lifetime, 10m to 24h                (default 12h)
+  --kubernetes-version V      auto (ask the API server) or e.g. 1.30: native sidecars from 1.29 (default auto)
+  --exclude-namespace NS      never inject NS (repeatable; kube-system, kube-public, kube-node-lease and
+                              trellis-system always are)
+
+Serving:
+  --listen HOST:PORT          the webhook's HTTPS listener                        (default 0.0.0.0:9443)
+  --port N                    shorthand for --listen 0.0.0.0:N
+  --admin HOST:PORT|off       /healthz /ready /metrics, plaintext                 (default 0.0.0.0:15019)
+  --webhook-config NAME|off   MutatingWebhookConfiguration whose caBundle is kept current (default trellis-injector)
+  --kubeconfig FILE           API access (default: in-cluster, then $KUBECONFIG or ~/.kube/config)
+  --log-level LEVEL           trace|debug|info|warn|error|silent                  (default info)
+`;
+
+const WAIT_USAGE = `Usage: trellis injector wait-ready [--url URL] [--timeout DURATION] [--interval DURATION]
+
+Polls URL until it answers 200, then exits 0; exits 1 when the timeout passes first. The injected
+classic-layout sidecar runs this as its post-start hook, so the app containers start only once the proxy
+is ready.
+
+  --url URL             default http://127.0.0.1:15020/ready
+  --timeout DURATION    default 2m
+  --interval DURATION   default 500ms
+`;
+
+function parseIntFlag(value: string | undefined, what: string, fallback: number, problems: string[]): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) {
+    problems.push(`${what}: "${value}" is not a number`);
+    return fallback;
+  }
+  return Number(value);
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new InputError('TRELLIS_CLI_FILE', `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`);
+  }
+}
+
+function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (path !== undefined) kc.loadFromFile(path);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new InputError('TRELLIS_CLI_KUBECONFIG', `cannot load the kubeconfig${path === undefined ? '' : ` ${path}`}: ${describeError(err)}`);
+  }
+  if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_CLI_KUBECONFIG', 'no Kubernetes cluster configured (not in a pod, no kubeconfig); pass --kubeconfig');
+  return kc;
+}
+
+async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      'ca-bundle': { type: 'string' },
+      'issuer-dir': { type: 'string' },
+      'cert-ttl': { type: 'string' },
+      service: { type: 'string' },
+      namespace: { type: 'string' },
+      image: { type: 'string' },
+      'image-pull-policy': { type: 'string' },
+      'control-url': { type: 'string' },
+      'trust-bundle': { type: 'string' },
+      zone: { type: 'string' },
+      'proxy-uid': { type: 'string' },
+      'proxy-gid': { type: 'string' },
+      'token-ttl': { type: 'string' },
+      'kubernetes-version': { type: 'string' },
+      'exclude-namespace': { type: 'string', multiple: true },
+      listen: { type: 'string' },
+      port: { type: 'string' },
+      admin: { type: 'string' },
+      'webhook-config': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${RUN_USAGE}`);
+  const problems: string[] = [];
+  const fileMode = values.cert !== undefined || values.key !== undefined;
+  if (fileMode && values['issuer-dir'] !== undefined) problems.push('give either --cert/--key or --issuer-dir, not both');
+  if (fileMode && (values.cert === undefined || values.key === undefined)) problems.push('--cert and --key go together');
+  if (!fileMode && values['issuer-dir'] === undefined) problems.push('a serving certificate is required: --cert FILE --key FILE, or --issuer-dir DIR');
+  if (values['ca-bundle'] !== undefined && !fileMode) problems.push('--ca-bundle goes with --cert/--key');
+  const attempt = <T>(work: () => T, fallback: T): T => {
+    try {
+      return work();
+    } catch (err) {
+      problems.push(describeError(err));
+      return fallback;
+    }
+  };
+  const service = values.service ?? 'trellis-injector';
+  const namespace = values.namespace ?? 'trellis-system';
+  const dnsNames = attempt(() => checkServingNames(serviceDnsNames(service, namespace)), []);
+  const certTtlMs = attempt(() => parseDuration(values['cert-ttl'] ?? '24h', '--cert-ttl'), 86_400_000);
+  const tokenTtlSeconds = attempt(() => Math.round(parseDuration(values['token-ttl'] ?? '12h', '--token-ttl') / 1000), 43_200);
+  const listen =
+    values.port !== undefined
+      ? { host: '0.0.0.0', port: parseIntFlag(values.port, '--port', 9443, problems) }
+      : attempt(() => parseListen(values.listen ?? '0.0.0.0:9443', '--listen'), { host: '0.0.0.0', port: 9443 });
+  const admin = values.admin === 'off' ? undefined : attempt(() => parseListen(values.admin ?? '0.0.0.0:15019', '--admin'), undefined);
+  const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
+  const versionText = values['kubernetes-version'] ?? 'auto';
+  const fixedVersion: KubernetesVersion | undefined = versionText === 'auto' ? undefined : attempt(() => parseKubernetesVersion(versionText), undefined);
+  const proxyUid = parseIntFlag(values['proxy-uid'], '--proxy-uid', 1337, problems);
+  const proxyGid = parseIntFlag(values['proxy-gid'], '--proxy-gid', 1337, problems);
+  if (values.image === undefined) problems.push('--image is required (the Trellis image the sidecar runs)');
+  if (problems.length > 0) throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', `invalid options:\n  - ${problems.join('\n  - ')}\n\n${RUN_USAGE}`);
+
+  const logger = createLogger({ name: 'trellis-injector', level });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = createInjectorMetrics(registry);
+
+  const issuerDir = values['issuer-dir'];
+  const source: ServingCertificateSource =
+    issuerDir !== undefined
+      ? new IssuedServingSource({ loadIssuer: issuerFromDirectory(issuerDir), dnsNames, ttlMs: certTtlMs, logger, metrics })
+      : new FileServingSource({ certFile: values.cert as string, keyFile: values.key as string, ...(values['ca-bundle'] === undefined ? {} : { caBundleFile: values['ca-bundle'] }), logger, metrics });
+  // The agents' trust bundle: given, or the issuer's roots (then it follows the issuer at each renewal).
+  let trustBundlePem: string;
+  const explicitTrustBundle = values['trust-bundle'] ?? values['ca-bundle'];
+  if (explicitTrustBundle !== undefined) {
+    trustBundlePem = await readText(explicitTrustBundle, values['trust-bundle'] === undefined ? '--ca-bundle' : '--trust-bundle');
+  } else if (issuerDir !== undefined) {
+    const issuer = await issuerFromDirectory(issuerDir)();
+    if (issuer.bundlePem === undefined) throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', `${issuerDir}/bundle.pem is missing: the agents need the mesh roots (or pass --trust-bundle)`);
+    trustBundlePem = issuer.bundlePem;
+  } else {
+    throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', 'with --cert/--key, pass --ca-bundle or --trust-bundle: the agents need the mesh roots');
+  }
+
+  const webhookConfig = values['webhook-config'] ?? 'trellis-injector';
+  const needsApi = fixedVersion === undefined || webhookConfig !== 'off';
+  const kc = needsApi ? loadKubeConfig(values.kubeconfig) : values.kubeconfig === undefined ? undefined : loadKubeConfig(values.kubeconfig);
+  const kubernetesVersion = fixedVersion ?? (await detectKubernetesVersion((kc as KubeConfig).makeApiClient(VersionApi)));
+  logger.info({ kubernetesVersion, nativeSidecars: kubernetesVersion.minor >= 29 || kubernetesVersion.major > 1 }, 'Kubernetes version');
+
+  const config = createInjectorConfig({
+    image: values.image,
+    imagePullPolicy: values['image-pull-policy'] ?? 'IfNotPresent',
+    controlUrl: values['control-url'] ?? `https://trellis-control.${namespace}.svc:15012`,
+    zone: values.zone ?? 'default',
+    trustBundlePem,
+    proxyUid,
+    proxyGid,
+    tokenExpirationSeconds: tokenTtlSeconds,
+    kubernetesVersion,
+    extraExcludedNamespaces: values['exclude-namespace'] ?? [],
+    version: INJECTOR_VERSION,
+  });
+  if (kc === undefined) logger.warn('no Kubernetes API configured: skipped pods are counted and logged, but not reported as Events');
+  const events =
+    kc === undefined
+      ? { report: () => undefined }
+      : new KubernetesEventSink({ api: kc.makeApiClient(CoreV1Api), metrics, logger, instance: ctx.env.POD_NAME ?? hostname() });
+  const caBundleSync = kc === undefined || webhookConfig === 'off' ? undefined : new WebhookCaBundleSync({ api: kc.makeApiClient(AdmissionregistrationV1Api), name: webhookConfig, logger, metrics });
+
+  let running;
+  try {
+    running = await startInjector({
+      config,
+      trustBundleFromServing: explicitTrustBundle === undefined,
+      source,
+      ...(caBundleSync === undefined ? {} : { caBundleSync }),
+      events,
+      metrics,
+      registry,
+      logger,
+      listen,
+      ...(admin === undefined ? {} : { admin }),
+    });
+  } catch (err) {
+    ctx.stderr.write(`trellis injector: cannot start: ${describeError(err)}\n`);
+    logger.flush();
+    return EXIT_FAILURE;
+  }
+  ctx.stdout.write(`${JSON.stringify({ event: 'ready', webhook: running.webhook.port, admin: running.admin?.port ?? null })}\n`);
+  const signal = await untilSignal();
+  logger.info({ signal }, 'shutting down');
+  await running.stop();
+  logger.flush();
+  return EXIT_OK;
+}
+
+async function waitReady(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { url: { type: 'string' }, timeout: { type: 'string' }, interval: { type: 'string' } } });
+  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${WAIT_USAGE}`);
+  const url = values.url ?? 'http://127.0.0.1:15020/ready';
+  if (!/^https?:\/\//.test(url)) throw new InputError('TRELLIS_CLI_BAD_URL', `--url: "${url}" is not an http:// URL`);
+  const timeoutMs = parseDuration(values.timeout ?? '2m', '--timeout');
+  const intervalMs = parseDuration(values.interval ?? '500ms', '--interval');
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(100, Math.min(2_000, deadline - Date.now()))) });
+      await res.arrayBuffer();
+      if (res.status === 200) return EXIT_OK;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = describeError((err as { cause?: unknown }).cause ?? err);
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(intervalMs, deadline - Date.now()))));
+  }
+  ctx.stderr.write(`trellis injector wait-ready: ${url} not ready after ${values.timeout ?? '2m'} (last: ${last})\n`);
+  return EXIT_FAILURE;
+}
+
+const USAGE = `Usage: trellis injector <run|wait-ready> [options]
+
+  run          serve the mutating admission webhook that injects the sidecar
+  wait-ready   wait until the sidecar is ready (the classic layout's post-start hook)
+
+Run \`trellis injector <subcommand> --help\` for its options.
+`;
+
+export const injectorCommand: Command = {
+  name: 'injector',
+  usage: USAGE,
+  async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+    const [name, ...rest] = argv;
+    const help = rest.length === 1 && (rest[0] === '--help' || rest[0] === '-h');
+    if (name === 'run' || name === 'wait-ready') {
+      if (help) {
+        ctx.stdout.write(name === 'run' ? RUN_USAGE : WAIT_USAGE);
+        return EXIT_OK;
+      }
+      return name === 'run' ? run(rest, ctx) : waitReady(rest, ctx);
+    }
+    ctx.stdout.write(USAGE);
+    return name === '--help' || name === '-h' || name === 'help' ? EXIT_OK : EXIT_USAGE;
+  },
+};

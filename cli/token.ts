@@ -1,0 +1,145 @@
+/**
+ * `trellis token create|revoke|list`: join tokens for VM workloads. Two ways to reach the tokens:
+ * through a running control plane's API with the admin credential (`--control URL`), or offline on
+ * the data dir (`--data-dir DIR` alone), which works with the control plane running or stopped because
+ * every token use reads its record from the store.
+ */
+import { promises as fs } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { writeFileAtomic } from '../common/atomic-file.js';
+import { parseDuration } from '../common/duration.js';
+import { InputError } from '../common/errors.js';
+import { CONTROL_PATHS, type CreateTokenResponse, type TokenRecordView } from '../api/control-protocol.js';
+import { controlRequest, type ControlEndpoint } from '../api/control-client.js';
+import { FileStore } from '../control/file-store.js';
+import { readDataDirIdentity } from '../control/identity-file.js';
+import { TokenService } from '../control/token-service.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+
+const USAGE = `Usage:
+  trellis token create --service S [--namespace N] [--ttl 1h] [--output FILE] TARGET
+  trellis token revoke ID TARGET
+  trellis token list TARGET
+
+TARGET is one of:
+  --data-dir DIR                       offline, on the control plane's data dir
+  --control URL --admin-token-file F --ca-file F
+                                       through the API, with the admin credential (<data-dir>/admin-token)
+                                       and the trust bundle (<data-dir>/trust-bundle.pem)
+
+create prints the token on stdout (or writes it to --output, mode 0600) and its id on stderr.
+Defaults: --namespace default, --ttl 1h.
+`;
+
+interface Target {
+  readonly offline?: TokenService;
+  readonly online?: { endpoint: ControlEndpoint; adminToken: string };
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return (await fs.readFile(path, 'utf8')).trim();
+  } catch (err) {
+    throw new InputError('TRELLIS_CLI_UNREADABLE', `${what}: cannot read ${path} (${(err as Error).message})`);
+  }
+}
+
+function adminCredential(text: string, file: string): string {
+  if (!/^[A-Za-z0-9_-]{16,256}$/.test(text)) throw new InputError('TRELLIS_CLI_BAD_ADMIN_TOKEN', `--admin-token-file: ${file} does not hold an admin credential (expected the one line of <data-dir>/admin-token)`);
+  return text;
+}
+
+async function targetOf(values: Record<string, string | boolean | undefined>): Promise<Target> {
+  const dataDir = values['data-dir'] as string | undefined;
+  const control = values.control as string | undefined;
+  if (control !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(control);
+    } catch {
+      throw new InputError('TRELLIS_CLI_BAD_URL', `--control: "${control}" is not a URL (e.g. https://10.0.0.5:15012)`);
+    }
+    if (url.protocol !== 'https:') throw new InputError('TRELLIS_CLI_BAD_URL', '--control must be an https:// URL');
+    const adminFile = (values['admin-token-file'] as string | undefined) ?? (dataDir === undefined ? undefined : join(dataDir, 'admin-token'));
+    const caFile = (values['ca-file'] as string | undefined) ?? (dataDir === undefined ? undefined : join(dataDir, 'trust-bundle.pem'));
+    if (adminFile === undefined || caFile === undefined) throw new InputError('TRELLIS_CLI_USAGE', '--control needs --admin-token-file and --ca-file (or --data-dir)');
+    return {
+      online: {
+        endpoint: { url, trustBundlePem: await readText(caFile, '--ca-file'), rootNamespace: (values['root-namespace'] as string | undefined) ?? DEFAULT_ROOT_NAMESPACE },
+        adminToken: adminCredential(await readText(adminFile, '--admin-token-file'), adminFile),
+      },
+    };
+  }
+  if (dataDir === undefined) throw new InputError('TRELLIS_CLI_USAGE', `give --data-dir DIR, or --control URL with the admin credential\n\n${USAGE}`);
+  const identity = await readDataDirIdentity(resolve(dataDir));
+  if (identity === undefined) throw new InputError('TRELLIS_CLI_NOT_A_DATA_DIR', `${dataDir} is not a control plane data dir (no control.json); start \`trellis control run --data-dir ${dataDir}\` once first`);
+  return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain) };
+}
+
+export const tokenCommand: Command = {
+  name: 'token',
+  usage: USAGE,
+  async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        service: { type: 'string' },
+        namespace: { type: 'string' },
+        ttl: { type: 'string' },
+        output: { type: 'string' },
+        'data-dir': { type: 'string' },
+        control: { type: 'string' },
+        'admin-token-file': { type: 'string' },
+        'ca-file': { type: 'string' },
+        'root-namespace': { type: 'string' },
+      },
+    });
+    const [action, ...rest] = positionals;
+    if (action === 'create') {
+      if (rest.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${rest[0]}"\n\n${USAGE}`);
+      if (values.service === undefined) throw new InputError('TRELLIS_CLI_USAGE', `--service is required\n\n${USAGE}`);
+      const ttlMs = parseDuration(values.ttl ?? '1h', '--ttl');
+      const namespace = values.namespace ?? 'default';
+      const target = await targetOf(values);
+      let created: CreateTokenResponse;
+      if (target.online !== undefined) {
+        created = await controlRequest<CreateTokenResponse>(target.online.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken, body: { service: values.service, namespace, ttlMs } });
+      } else {
+        const made = await (target.offline as TokenService).create(values.service, namespace, ttlMs);
+        created = { ...made.record, token: made.token };
+      }
+      if (values.output !== undefined) await writeFileAtomic(values.output, `${created.token}\n`, { mode: 0o600 });
+      else ctx.stdout.write(`${created.token}\n`);
+      ctx.stderr.write(`join token ${created.id} for ${created.namespace}/${created.service}, expires ${created.expiresAt}${values.output === undefined ? '' : `, written to ${values.output}`}\n`);
+      return EXIT_OK;
+    }
+    if (action === 'revoke') {
+      const id = rest[0];
+      if (id === undefined || rest.length !== 1) throw new InputError('TRELLIS_CLI_USAGE', `usage: trellis token revoke ID TARGET\n\n${USAGE}`);
+      const target = await targetOf(values);
+      const record = target.online !== undefined
+        ? await controlRequest<TokenRecordView>(target.online.endpoint, { method: 'DELETE', path: CONTROL_PATHS.adminToken(id), bearer: target.online.adminToken })
+        : await (target.offline as TokenService).revoke(id);
+      ctx.stdout.write(`revoked join token ${record.id} (${record.namespace}/${record.service}) at ${record.revokedAt ?? 'now'}\n`);
+      return EXIT_OK;
+    }
+    if (action === 'list') {
+      const target = await targetOf(values);
+      const tokens = target.online !== undefined
+        ? (await controlRequest<{ tokens: TokenRecordView[] }>(target.online.endpoint, { method: 'GET', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken })).tokens
+        : await (target.offline as TokenService).list();
+      ctx.stdout.write(`${'ID'.padEnd(14)}  ${'SERVICE'.padEnd(32)}  ${'EXPIRES'.padEnd(24)}  STATE\n`);
+      const now = Date.now();
+      for (const t of tokens) {
+        const state = t.revokedAt !== undefined ? `revoked ${t.revokedAt}` : Date.parse(t.expiresAt) <= now ? 'expired' : 'valid';
+        ctx.stdout.write(`${t.id.padEnd(14)}  ${`${t.namespace}/${t.service}`.padEnd(32)}  ${t.expiresAt.padEnd(24)}  ${state}\n`);
+      }
+      return EXIT_OK;
+    }
+    ctx.stderr.write(USAGE);
+    return EXIT_USAGE;
+  },
+};

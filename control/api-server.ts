@@ -1,0 +1,269 @@
+/**
+ * The control plane's HTTPS API (protocol in api/control-protocol.ts): issuance with a bootstrap
+ * credential, renewal and everything else over mutual TLS, the watch streams, and token administration.
+ *
+ * One listener serves both kinds of clients: the TLS handshake asks for a client certificate but does
+ * not require one (a workload's first request has none), and each route then insists on what it needs.
+ * Limits: header bytes, bodies (64 KiB), connections, and timeouts for requests that stall.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import {
+  CONTROL_PATHS,
+  CONTROL_PROTOCOL_VERSION,
+  MAX_REQUEST_BODY_BYTES,
+  PROTOCOL_HEADER,
+  type CreateTokenResponse,
+  type TokenRecordView,
+} from '../api/control-protocol.js';
+import { verifyPeerCertificate, type PeerIdentity } from '../ca/verify.js';
+import { describeError, isTrellisError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { BootstrapAuthenticator } from './authenticator.js';
+import { bearerOf, HttpError, readJsonBody, sendError, sendJson, statusOf } from './http-io.js';
+import type { IdentityIssuer } from './identity-issuer.js';
+import type { ControlMetrics } from './metrics.js';
+import { validateHealthReport, validateRegistration } from './registration.js';
+import type { ServiceRegistry } from './registry.js';
+import type { ControlStore, StoredRegistration } from './store.js';
+import type { TokenService } from './token-service.js';
+import type { WatchHub, WatchSink } from './watch-hub.js';
+
+export interface ApiServerOptions {
+  readonly trustDomain: string;
+  readonly zone: string;
+  readonly issuer: IdentityIssuer;
+  readonly authenticators: readonly BootstrapAuthenticator[];
+  readonly tokens: TokenService;
+  readonly adminToken: string;
+  readonly registry: ServiceRegistry;
+  readonly hub: WatchHub;
+  readonly store: ControlStore;
+  readonly metrics: ControlMetrics;
+  readonly log: Logger;
+  readonly tls: { readonly certChainPem: string; readonly keyPem: string; readonly trustBundlePem: string };
+  readonly maxConnections: number;
+}
+
+export function createApiServer(options: ApiServerOptions): Server {
+  const server = createServer(
+    {
+      key: options.tls.keyPem,
+      cert: options.tls.certChainPem,
+      ca: options.tls.trustBundlePem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+      maxHeaderSize: 16 * 1024,
+      // A request must arrive whole within this time; a watch's response can then stream for days.
+      requestTimeout: 30_000,
+      headersTimeout: 10_000,
+      keepAliveTimeout: 5_000,
+    },
+    (req, res) => {
+      void handle(options, req, res).catch((err: unknown) => {
+        if (statusOf(err) >= 500) options.log.error({ err: describeError(err), path: req.url }, 'control API request failed');
+        else options.log.info({ err: describeError(err), path: req.url, status: statusOf(err) }, 'control API request refused');
+        sendError(res, err);
+      });
+    },
+  );
+  server.maxConnections = options.maxConnections;
+  // TLS handshakes that never finish must not hold a connection slot.
+  server.on('tlsClientError', (err) => options.log.debug({ err: err.message }, 'TLS handshake with a client failed'));
+  return server;
+}
+
+function peerOf(options: ApiServerOptions, req: IncomingMessage): PeerIdentity {
+  const socket = req.socket as TLSSocket;
+  const cert = socket.getPeerX509Certificate?.();
+  if (cert === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CLIENT_CERT_REQUIRED', 'this path needs the workload certificate (mutual TLS)');
+  if (!socket.authorized) {
+    throw new HttpError(403, 'TRELLIS_CONTROL_CLIENT_CERT_UNTRUSTED', `client certificate refused: ${String(socket.authorizationError ?? 'not issued by this mesh')}`);
+  }
+  return verifyPeerCertificate(cert, { trustDomain: options.trustDomain });
+}
+
+function checkProtocol(req: IncomingMessage): void {
+  const version = req.headers[PROTOCOL_HEADER];
+  if (version !== undefined && version !== String(CONTROL_PROTOCOL_VERSION)) {
+    throw new HttpError(400, 'TRELLIS_CONTROL_PROTOCOL_UNSUPPORTED', `protocol version ${String(version)} is not supported (this control plane speaks ${CONTROL_PROTOCOL_VERSION})`);
+  }
+}
+
+async function handle(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  checkProtocol(req);
+  const path = (req.url ?? '/').split('?')[0] as string;
+  const method = req.method ?? 'GET';
+  if (method === 'POST' && path === CONTROL_PATHS.issue) return issue(options, req, res);
+  if (method === 'POST' && path === CONTROL_PATHS.renew) return renew(options, req, res);
+  if (method === 'POST' && path === CONTROL_PATHS.watch) return watch(options, req, res);
+  if (path.startsWith(CONTROL_PATHS.endpointPrefix) && (method === 'PUT' || method === 'DELETE')) {
+    return endpoint(options, req, res, decodeURIComponent(path.slice(CONTROL_PATHS.endpointPrefix.length)));
+  }
+  if (method === 'GET' && path === CONTROL_PATHS.trustBundle) {
+    res.writeHead(200, { 'content-type': 'application/x-pem-file', [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) });
+    res.end(options.tls.trustBundlePem);
+    return;
+  }
+  if (path === CONTROL_PATHS.adminTokens || path.startsWith(CONTROL_PATHS.adminTokenPrefix)) return admin(options, req, res, path, method);
+  throw new HttpError(404, 'TRELLIS_CONTROL_NOT_FOUND', `no ${method} ${path}`);
+}
+
+async function issue(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const bearer = bearerOf(req);
+  try {
+    if (bearer === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_REQUIRED', 'issuance needs "Authorization: Bearer <join token>"');
+    const authenticator = options.authenticators.find((a) => a.accepts(bearer));
+    if (authenticator === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_UNKNOWN', 'the bearer credential is of no kind this control plane accepts');
+    const who = await authenticator.authenticate(bearer);
+    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
+    const issued = await options.issuer.issue(body.csrPem, who.namespace, who.service).catch((err: unknown) => {
+      if (isTrellisError(err) && err.code === 'TRELLIS_CA_CSR_SAN_MISMATCH') {
+        throw new HttpError(403, 'TRELLIS_TOKEN_WRONG_SERVICE', `the credential is for ${who.namespace}/${who.service}; ${err.message}`);
+      }
+      throw err;
+    });
+    options.metrics.certificates.inc({ kind: 'issue', result: 'ok' });
+    options.log.info({ spiffeId: issued.spiffeId, credential: who.credential, notAfter: issued.notAfter, serial: issued.serial }, 'certificate issued');
+    sendJson(res, 200, issued);
+  } catch (err) {
+    options.metrics.certificates.inc({ kind: 'issue', result: statusOf(err) >= 500 ? 'error' : 'refused' });
+    throw err;
+  }
+}
+
+async function renew(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    const peer = peerOf(options, req);
+    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
+    const issued = await options.issuer.issue(body.csrPem, peer.namespace, peer.service);
+    options.metrics.certificates.inc({ kind: 'renew', result: 'ok' });
+    options.log.info({ spiffeId: issued.spiffeId, notAfter: issued.notAfter, serial: issued.serial }, 'certificate renewed');
+    sendJson(res, 200, issued);
+  } catch (err) {
+    options.metrics.certificates.inc({ kind: 'renew', result: statusOf(err) >= 500 ? 'error' : 'refused' });
+    throw err;
+  }
+}
+
+async function watch(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const peer = peerOf(options, req);
+  const registration = validateRegistration(await readJsonBody(req, MAX_REQUEST_BODY_BYTES));
+  if (registration.zone !== undefined && registration.zone !== options.zone) {
+    throw new HttpError(400, 'TRELLIS_CONTROL_WRONG_ZONE', `this control plane serves zone "${options.zone}", the agent says "${registration.zone}"`);
+  }
+  const existing = options.registry.get(registration.instanceId);
+  if (existing !== undefined && (existing.service !== peer.service || existing.namespace !== peer.namespace)) {
+    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${registration.instanceId} belongs to another workload`);
+  }
+  const stored: StoredRegistration = Object.freeze({
+    instanceId: registration.instanceId,
+    service: peer.service,
+    namespace: peer.namespace,
+    zone: options.zone,
+    address: registration.address,
+    tunnelPort: registration.tunnelPort,
+    ports: registration.ports,
+    upstreams: registration.upstreams,
+    healthy: registration.healthy,
+    updatedAt: new Date().toISOString(),
+  });
+  // A reconnect with an unchanged registration (every agent, after a control-plane restart) costs no fsync.
+  if (existing === undefined || !sameRegistration(existing, stored)) await options.store.putRegistration(stored);
+  if (req.socket.destroyed) return;
+  const lease = options.registry.connect(stored);
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) });
+  req.socket.setNoDelay(true);
+  req.socket.setKeepAlive(true, 10_000);
+  const sink: WatchSink = {
+    write: (line) => void res.write(line),
+    get bufferedBytes() {
+      return res.writableLength;
+    },
+    close: () => res.destroy(),
+  };
+  const end = options.hub.open({ instanceId: stored.instanceId, service: stored.service, namespace: stored.namespace, spiffeId: peer.spiffeId, upstreams: stored.upstreams }, sink);
+  options.metrics.agentsConnected.inc();
+  options.log.info({ spiffeId: peer.spiffeId, instanceId: stored.instanceId, address: stored.address, tunnelPort: stored.tunnelPort }, 'agent connected');
+  res.on('close', () => {
+    end();
+    options.registry.disconnect(stored.instanceId, lease);
+    options.metrics.agentsConnected.dec();
+    options.log.info({ spiffeId: peer.spiffeId, instanceId: stored.instanceId }, 'agent disconnected');
+  });
+}
+
+async function endpoint(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, instanceId: string): Promise<void> {
+  const peer = peerOf(options, req);
+  const existing = options.registry.get(instanceId);
+  if (existing === undefined) throw new HttpError(404, 'TRELLIS_CONTROL_UNKNOWN_INSTANCE', `no registered instance ${instanceId}`);
+  if (existing.service !== peer.service || existing.namespace !== peer.namespace) {
+    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} belongs to another workload`);
+  }
+  if (req.method === 'DELETE') {
+    options.registry.remove(instanceId);
+    await options.store.deleteRegistration(instanceId);
+    options.log.info({ spiffeId: peer.spiffeId, instanceId }, 'agent deregistered');
+    sendJson(res, 200, { deregistered: instanceId });
+    return;
+  }
+  const report = validateHealthReport(await readJsonBody(req, MAX_REQUEST_BODY_BYTES));
+  const updated = options.registry.setHealth(instanceId, report.healthy);
+  if (updated !== undefined && updated.healthy !== existing.healthy) {
+    options.log.info({ spiffeId: peer.spiffeId, instanceId, healthy: report.healthy, detail: report.detail }, 'app health changed');
+    await options.store.putRegistration(updated);
+  }
+  sendJson(res, 200, { healthy: report.healthy });
+}
+
+function sameRegistration(a: StoredRegistration, b: StoredRegistration): boolean {
+  const { updatedAt: _a, ...restA } = a;
+  const { updatedAt: _b, ...restB } = b;
+  return JSON.stringify(restA) === JSON.stringify(restB);
+}
+
+function isAdmin(options: ApiServerOptions, req: IncomingMessage): boolean {
+  const bearer = bearerOf(req);
+  if (bearer === undefined) return false;
+  const given = Buffer.from(bearer);
+  const expected = Buffer.from(options.adminToken);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function tokenView(record: TokenRecordView): TokenRecordView {
+  return { id: record.id, service: record.service, namespace: record.namespace, createdAt: record.createdAt, expiresAt: record.expiresAt, ...(record.revokedAt === undefined ? {} : { revokedAt: record.revokedAt }) };
+}
+
+async function admin(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
+  if (!isAdmin(options, req)) throw new HttpError(401, 'TRELLIS_CONTROL_ADMIN_REQUIRED', 'token administration needs the admin credential (<data-dir>/admin-token)');
+  if (path === CONTROL_PATHS.adminTokens && method === 'POST') {
+    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown };
+    if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number') {
+      throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'expected {"service": string, "namespace": string, "ttlMs": number}');
+    }
+    const created = await options.tokens.create(body.service, body.namespace, body.ttlMs);
+    options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt }, 'join token created');
+    sendJson(res, 201, { ...tokenView(created.record), token: created.token } satisfies CreateTokenResponse);
+    return;
+  }
+  if (path === CONTROL_PATHS.adminTokens && method === 'GET') {
+    sendJson(res, 200, { tokens: (await options.tokens.list()).map(tokenView) });
+    return;
+  }
+  if (path.startsWith(CONTROL_PATHS.adminTokenPrefix) && method === 'DELETE') {
+    const id = decodeURIComponent(path.slice(CONTROL_PATHS.adminTokenPrefix.length));
+    try {
+      const record = await options.tokens.revoke(id);
+      options.log.info({ id }, 'join token revoked');
+      sendJson(res, 200, tokenView(record));
+    } catch (err) {
+      if (isTrellisError(err) && err.code === 'TRELLIS_TOKEN_UNKNOWN') throw new HttpError(404, err.code, err.message);
+      throw err;
+    }
+    return;
+  }
+  throw new HttpError(405, 'TRELLIS_CONTROL_METHOD_NOT_ALLOWED', `${method} ${path} is not supported`);
+}

@@ -1,0 +1,203 @@
+/**
+ * A zone control plane, assembled: store, CAs, join tokens, registry, policy, watch hub, the HTTPS API
+ * and the admin listener. `startControlPlane` returns once both listeners accept connections; the order
+ * below matters: the store is checked before anything is created (a damaged file stops the start with its
+ * name, nothing written), and the policy is loaded before agents can connect (no one gets an empty policy
+ * by accident during start-up).
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { Server as HttpsServer } from 'node:https';
+import type { Server as HttpServer } from 'node:http';
+import { Registry } from 'prom-client';
+import { CONTROL_PLANE_SERVICE } from '../api/control-protocol.js';
+import { describeError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { createAdminServer } from './admin-server.js';
+import { createApiServer } from './api-server.js';
+import { setUpZoneCas } from './ca-setup.js';
+import type { ControlPlaneConfig } from './config.js';
+import { FileStore } from './file-store.js';
+import { claimDataDir } from './identity-file.js';
+import { IdentityIssuer } from './identity-issuer.js';
+import { ControlMetrics } from './metrics.js';
+import { PolicySource } from './policy-source.js';
+import { ServiceRegistry } from './registry.js';
+import { TokenService } from './token-service.js';
+import { WatchHub } from './watch-hub.js';
+
+export interface RunningControlPlane {
+  readonly apiAddress: AddressInfo;
+  readonly adminAddress: AddressInfo;
+  readonly trustBundlePem: string;
+  readonly registry: ServiceRegistry;
+  readonly hub: WatchHub;
+  readonly policy: PolicySource;
+  readonly metrics: Registry;
+  close(): Promise<void>;
+}
+
+async function listen(server: HttpsServer | HttpServer, host: string, port: number): Promise<AddressInfo> {
+  server.listen(port, host);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
+  return server.address() as AddressInfo;
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<RunningControlPlane> {
+  const store = await FileStore.open(config.dataDir);
+  await store.check();
+  const identity = { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
+  await claimDataDir(config.dataDir, identity);
+  const metricsRegistry = new Registry();
+  const registry = new ServiceRegistry({ zone: config.zone, disconnectGraceMs: config.disconnectGraceMs, startupGraceMs: config.startupGraceMs, expireAfterMs: config.expireAfterMs });
+  const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
+  registry.restore(
+    await store.listRegistrations((file, reason) => {
+      metrics.storeCorrupt.inc();
+      log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
+    }),
+  );
+
+  const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: config.zone });
+  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => cas.trustBundlePem });
+  const tokens = new TokenService(store, config.trustDomain);
+  const adminToken = await store.secret('admin-token');
+  await store.secret('token-signing-key');
+
+  // The policy source reports changes to the hub, which needs the loaded policy to exist first.
+  const late: { hub?: WatchHub } = {};
+  const policy = new PolicySource({
+    dir: config.policyDir,
+    rootNamespace: config.rootNamespace,
+    log,
+    onChange: (state) => {
+      metrics.policyValid.set(1);
+      metrics.policyPolicies.set(state.policies.length);
+      late.hub?.policyChanged();
+    },
+    onError: () => {
+      metrics.policyValid.set(0);
+      metrics.policyErrors.inc();
+    },
+  });
+  await policy.start();
+  metrics.policyPolicies.set(policy.state.policies.length);
+
+  const hub = new WatchHub({
+    registry,
+    trustDomain: config.trustDomain,
+    rootNamespace: config.rootNamespace,
+    zone: config.zone,
+    pingIntervalMs: config.pingIntervalMs,
+    maxBufferedBytes: config.maxWatchBufferBytes,
+    trustBundlePem: () => cas.trustBundlePem,
+    policies: () => policy.state.policies,
+    onPush: (streams, seconds) => {
+      if (streams === 0) return;
+      metrics.pushDuration.observe(seconds);
+      metrics.pushedMessages.inc(streams);
+      metrics.configVersion.set(late.hub?.currentVersion ?? 0);
+    },
+    onSlowStream: (s) => {
+      metrics.slowWatchers.inc();
+      log.warn({ instanceId: s.instanceId, service: s.service }, 'watch stream closed: the agent read too slowly');
+    },
+  });
+  late.hub = hub;
+  metrics.configVersion.set(hub.currentVersion);
+
+  const serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
+  const api = createApiServer({
+    trustDomain: config.trustDomain,
+    zone: config.zone,
+    issuer,
+    authenticators: [tokens],
+    tokens,
+    adminToken,
+    registry,
+    hub,
+    store,
+    metrics,
+    log,
+    tls: { certChainPem: serving.certChainPem, keyPem: serving.keyPem, trustBundlePem: cas.trustBundlePem },
+    maxConnections: config.maxConnections,
+  });
+  // The serving certificate has a workload's lifetime: renew it at half-life, like an agent.
+  const renewServing = (notAfter: Date): NodeJS.Timeout => {
+    const timer = setTimeout(() => {
+      void issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE).then(
+        (next) => {
+          api.setSecureContext({ key: next.keyPem, cert: next.certChainPem, ca: cas.trustBundlePem, minVersion: 'TLSv1.3' });
+          servingTimer = renewServing(next.notAfter);
+          log.info({ notAfter: next.notAfter.toISOString() }, 'control plane serving certificate renewed');
+        },
+        (err: unknown) => {
+          log.error({ err: describeError(err) }, 'cannot renew the serving certificate; retrying in 1 minute');
+          servingTimer = setTimeout(() => (servingTimer = renewServing(notAfter)), 60_000);
+        },
+      );
+    }, Math.max(1_000, (notAfter.getTime() - Date.now()) / 2));
+    timer.unref();
+    return timer;
+  };
+  let servingTimer = renewServing(serving.notAfter);
+
+  let started = false;
+  const admin = createAdminServer({
+    metrics: metricsRegistry,
+    ready: () => started,
+    status: () => ({
+      zone: config.zone,
+      trustDomain: config.trustDomain,
+      epoch: hub.epoch,
+      configVersion: hub.currentVersion,
+      agents: hub.streamCount,
+      policy: { revision: policy.state.revision, loadedAt: policy.state.loadedAt, inForce: policy.state.policies.length, rejected: policy.state.error },
+    }),
+    registry: () => registry.entries(),
+    policy: () => policy.state,
+  });
+
+  let apiAddress: AddressInfo;
+  let adminAddress: AddressInfo;
+  try {
+    apiAddress = await listen(api, config.listen.host, config.listen.port);
+    adminAddress = await listen(admin, config.admin.host, config.admin.port);
+  } catch (err) {
+    api.close();
+    admin.close();
+    policy.close();
+    hub.close();
+    registry.close();
+    clearTimeout(servingTimer);
+    throw err;
+  }
+  await claimDataDir(config.dataDir, { ...identity, api: `https://${formatHost(config.listen.host === '0.0.0.0' || config.listen.host === '::' ? apiAddress.address === '::' ? '::1' : '127.0.0.1' : apiAddress.address)}:${apiAddress.port}` });
+  started = true;
+  log.info({ api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
+
+  return {
+    apiAddress,
+    adminAddress,
+    trustBundlePem: cas.trustBundlePem,
+    registry,
+    hub: hub,
+    policy,
+    metrics: metricsRegistry,
+    async close() {
+      started = false;
+      clearTimeout(servingTimer);
+      policy.close();
+      hub.close();
+      registry.close();
+      const closed = Promise.all([new Promise((r) => api.close(r)), new Promise((r) => admin.close(r))]);
+      api.closeAllConnections();
+      admin.closeAllConnections();
+      await closed;
+    },
+  };
+}

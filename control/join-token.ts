@@ -1,0 +1,69 @@
+/**
+ * Join tokens: the bootstrap credential of a VM workload.
+ *
+ *   tjt1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(key, "tjt1." + claims))>
+ *
+ * Claims name exactly one service in one namespace of one trust domain, and an expiry. The control plane
+ * that signed it is the only one that verifies it (the key never leaves its data dir), so a symmetric MAC
+ * is enough; the record kept in the store makes every token listable and revocable by id.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { TrellisError } from '../common/errors.js';
+
+export const JOIN_TOKEN_PREFIX = 'tjt1';
+/** A token is ~250 bytes; a longer bearer is not one of ours and is refused before any parsing. */
+export const MAX_JOIN_TOKEN_LENGTH = 2048;
+
+export interface JoinTokenClaims {
+  readonly id: string;
+  readonly trustDomain: string;
+  readonly namespace: string;
+  readonly service: string;
+  /** Seconds since the epoch. */
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+function mac(key: string, signed: string): Buffer {
+  return createHmac('sha256', Buffer.from(key, 'base64url')).update(signed).digest();
+}
+
+export function signJoinToken(claims: JoinTokenClaims, key: string): string {
+  const body = Buffer.from(JSON.stringify({ v: 1, jti: claims.id, td: claims.trustDomain, ns: claims.namespace, svc: claims.service, iat: claims.issuedAt, exp: claims.expiresAt })).toString('base64url');
+  const signed = `${JOIN_TOKEN_PREFIX}.${body}`;
+  return `${signed}.${mac(key, signed).toString('base64url')}`;
+}
+
+function refused(code: string, message: string): TrellisError {
+  return new TrellisError(code, message, { side: 'downstream' });
+}
+
+/** Checks format and signature only; expiry and revocation are the caller's (they need the clock and the store). */
+export function verifyJoinTokenSignature(token: string, key: string): JoinTokenClaims {
+  const text = token.trim();
+  if (text.length > MAX_JOIN_TOKEN_LENGTH) throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token is too long');
+  const parts = text.split('.');
+  if (parts.length !== 3 || parts[0] !== JOIN_TOKEN_PREFIX) throw refused('TRELLIS_TOKEN_MALFORMED', `not a Trellis join token (expected ${JOIN_TOKEN_PREFIX}.<claims>.<signature>)`);
+  const signed = `${parts[0]}.${parts[1]}`;
+  const given = Buffer.from(parts[2] as string, 'base64url');
+  // Only the canonical encoding is accepted: base64url decoding ignores stray bits, so two spellings of
+  // one token would otherwise both verify.
+  if (given.toString('base64url') !== parts[2] || Buffer.from(parts[1] as string, 'base64url').toString('base64url') !== parts[1]) {
+    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token is not canonically encoded');
+  }
+  const expected = mac(key, signed);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw refused('TRELLIS_TOKEN_BAD_SIGNATURE', 'the join token was not signed by this control plane');
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token claims are not JSON');
+  }
+  const { v, jti, td, ns, svc, iat, exp } = raw;
+  if (v !== 1 || typeof jti !== 'string' || typeof td !== 'string' || typeof ns !== 'string' || typeof svc !== 'string' || typeof iat !== 'number' || typeof exp !== 'number') {
+    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token claims are incomplete');
+  }
+  return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp });
+}

@@ -1,0 +1,82 @@
+/**
+ * Validation of what an agent sends: its registration (on the watch) and its health reports. Every
+ * problem is listed in one 400 reply; the service and namespace are never taken from the body (they are
+ * the caller's certificate's), only the facts a workload alone knows (address, ports, upstreams, health).
+ */
+import { isIP } from 'node:net';
+import type { HealthReport, Registration } from '../api/control-protocol.js';
+import { DNS_LABEL } from '../policy/selectors.js';
+import { HttpError } from './http-io.js';
+
+export const REGISTRATION_LIMITS = Object.freeze({ ports: 64, upstreams: 1024, detail: 512 });
+const INSTANCE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$/;
+
+function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535;
+}
+
+function object(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export function validateRegistration(value: unknown): Registration {
+  const problems: string[] = [];
+  const body = object(object(value)?.registration);
+  if (body === undefined) throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REGISTRATION', 'expected {"registration": {...}}');
+  const { instanceId, zone, address, tunnelPort, ports, healthy, upstreams, agentVersion } = body;
+  if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) problems.push('instanceId: 1-128 characters of A-Z, a-z, 0-9, "_", "-"');
+  if (zone !== undefined && (typeof zone !== 'string' || !DNS_LABEL.test(zone))) problems.push('zone: a DNS label');
+  if (typeof address !== 'string' || (isIP(address) === 0 && !HOST_NAME.test(address))) problems.push('address: an IP address or a host name');
+  if (!isPort(tunnelPort)) problems.push('tunnelPort: 1-65535');
+  if (typeof healthy !== 'boolean') problems.push('healthy: true or false');
+  if (typeof agentVersion !== 'string' || agentVersion.length > 64) problems.push('agentVersion: a string of at most 64 characters');
+  const portList: Registration['ports'][number][] = [];
+  if (!Array.isArray(ports) || ports.length > REGISTRATION_LIMITS.ports) {
+    problems.push(`ports: a list of at most ${REGISTRATION_LIMITS.ports}`);
+  } else {
+    const seen = new Set<number>();
+    ports.forEach((p: unknown, i) => {
+      const port = object(p);
+      if (port === undefined || !isPort(port.port) || (port.protocol !== 'tcp' && port.protocol !== 'http') || (port.name !== undefined && (typeof port.name !== 'string' || !DNS_LABEL.test(port.name)))) {
+        problems.push(`ports[${i}]: {port: 1-65535, protocol: "tcp" | "http", name?: DNS label}`);
+      } else if (seen.has(port.port)) {
+        problems.push(`ports[${i}]: port ${port.port} listed twice`);
+      } else {
+        seen.add(port.port);
+        portList.push(Object.freeze({ port: port.port, protocol: port.protocol, ...(port.name === undefined ? {} : { name: port.name as string }) }));
+      }
+    });
+  }
+  const upstreamList: Registration['upstreams'][number][] = [];
+  if (!Array.isArray(upstreams) || upstreams.length > REGISTRATION_LIMITS.upstreams) {
+    problems.push(`upstreams: a list of at most ${REGISTRATION_LIMITS.upstreams}`);
+  } else {
+    upstreams.forEach((u: unknown, i) => {
+      const ref = object(u);
+      if (ref === undefined || typeof ref.service !== 'string' || !DNS_LABEL.test(ref.service) || typeof ref.namespace !== 'string' || !DNS_LABEL.test(ref.namespace)) {
+        problems.push(`upstreams[${i}]: {service: DNS label, namespace: DNS label}`);
+      } else {
+        upstreamList.push(Object.freeze({ service: ref.service, namespace: ref.namespace }));
+      }
+    });
+  }
+  if (problems.length > 0) throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REGISTRATION', `invalid registration: ${problems.join('; ')}`);
+  return Object.freeze({
+    instanceId: instanceId as string,
+    ...(zone === undefined ? {} : { zone: zone as string }),
+    address: address as string,
+    tunnelPort: tunnelPort as number,
+    ports: Object.freeze(portList),
+    healthy: healthy as boolean,
+    upstreams: Object.freeze(upstreamList),
+    agentVersion: agentVersion as string,
+  });
+}
+
+export function validateHealthReport(value: unknown): HealthReport {
+  const body = object(value);
+  if (body === undefined || typeof body.healthy !== 'boolean') throw new HttpError(400, 'TRELLIS_CONTROL_BAD_HEALTH', 'expected {"healthy": true|false, "detail"?: string}');
+  const detail = typeof body.detail === 'string' ? body.detail.slice(0, REGISTRATION_LIMITS.detail) : undefined;
+  return Object.freeze({ healthy: body.healthy, ...(detail === undefined ? {} : { detail }) });
+}

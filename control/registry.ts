@@ -1,0 +1,275 @@
+/**
+ * The zone's service registry: every workload instance an agent registered, whether its agent is
+ * connected, and whether its app passes its health check. Zone-aware from the start: every endpoint
+ * carries its zone (this control plane's), so a global control plane can later merge registries.
+ *
+ * An endpoint is healthy when its app is healthy and its agent is connected, or disconnected for less
+ * than `disconnectGraceMs` (a reconnect blip must not empty a service). Registrations restored from the
+ * store after a control-plane restart count as connected for `startupGraceMs`, which gives agents time
+ * to reconnect before anyone is told their endpoints are gone. Registrations disconnected for
+ * `expireAfterMs` are removed altogether.
+ *
+ * Changes are reported to listeners as they happen, one event per endpoint; the watch hub batches them.
+ */
+import type { Endpoint, ServicePort, UpstreamService } from '../api/data-plane.js';
+import { endpointKey, upstreamKey } from '../api/control-protocol.js';
+import type { StoredRegistration } from './store.js';
+
+export interface RegistryOptions {
+  readonly zone: string;
+  readonly disconnectGraceMs: number;
+  readonly startupGraceMs: number;
+  readonly expireAfterMs: number;
+  readonly now?: () => number;
+}
+
+export type RegistryEvent =
+  | { readonly kind: 'endpoint'; readonly namespace: string; readonly service: string; readonly key: string; readonly endpoint: Endpoint | undefined }
+  | { readonly kind: 'ports'; readonly namespace: string; readonly service: string };
+
+type Liveness = 'connected' | 'grace' | 'gone';
+
+interface Instance {
+  registration: StoredRegistration;
+  liveness: Liveness;
+  appHealthy: boolean;
+  /** Which watch stream owns the instance; a late close of an older stream must not disconnect a newer one. */
+  lease: number;
+  timer: NodeJS.Timeout | undefined;
+  changedAt: number;
+}
+
+export interface RegistryEntryView {
+  readonly instanceId: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly zone: string;
+  readonly address: string;
+  readonly tunnelPort: number;
+  readonly ports: StoredRegistration['ports'];
+  readonly agent: Liveness;
+  readonly appHealthy: boolean;
+  readonly healthy: boolean;
+  readonly since: string;
+}
+
+export class ServiceRegistry {
+  private readonly instances = new Map<string, Instance>();
+  /** upstreamKey → instance ids, for building one service's view without scanning everything. */
+  private readonly byService = new Map<string, Set<string>>();
+  private readonly listeners = new Set<(event: RegistryEvent) => void>();
+  private readonly now: () => number;
+  private nextLease = 1;
+
+  constructor(private readonly options: RegistryOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get zone(): string {
+    return this.options.zone;
+  }
+
+  subscribe(listener: (event: RegistryEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Registrations read from the store at start: healthy as last reported, for the startup grace. */
+  restore(registrations: readonly StoredRegistration[]): void {
+    for (const registration of registrations) {
+      const instance: Instance = { registration, liveness: 'grace', appHealthy: registration.healthy, lease: 0, timer: undefined, changedAt: this.now() };
+      this.add(instance);
+      this.arm(instance, this.options.startupGraceMs, () => this.expireGrace(instance));
+    }
+  }
+
+  /** An agent opened its watch with this registration; returns the lease that `disconnected` must name. */
+  connect(registration: StoredRegistration): number {
+    const lease = this.nextLease++;
+    const existing = this.instances.get(registration.instanceId);
+    // A workload re-registered under a new instance id at the same tunnel address replaces the old one.
+    const key = endpointKey(registration);
+    for (const id of this.byService.get(upstreamKey(registration.namespace, registration.service)) ?? []) {
+      const other = this.instances.get(id);
+      if (other !== undefined && id !== registration.instanceId && endpointKey(other.registration) === key) this.remove(id);
+    }
+    if (existing !== undefined) {
+      const before = this.endpointOf(existing);
+      const oldKey = endpointKey(existing.registration);
+      const portsBefore = portsSignature(this.ports(existing.registration.namespace, existing.registration.service));
+      const moved = existing.registration.service !== registration.service || existing.registration.namespace !== registration.namespace;
+      if (moved || oldKey !== key) {
+        this.remove(registration.instanceId);
+        return this.connect(registration);
+      }
+      clearTimeout(existing.timer);
+      existing.timer = undefined;
+      existing.registration = registration;
+      existing.appHealthy = registration.healthy;
+      existing.liveness = 'connected';
+      existing.lease = lease;
+      existing.changedAt = this.now();
+      this.emitPortsIfChanged(registration.namespace, registration.service, portsBefore);
+      this.emitIfChanged(existing, before);
+      return lease;
+    }
+    const instance: Instance = { registration, liveness: 'connected', appHealthy: registration.healthy, lease, timer: undefined, changedAt: this.now() };
+    this.add(instance);
+    return lease;
+  }
+
+  /** The agent's watch closed. */
+  disconnect(instanceId: string, lease: number): void {
+    const instance = this.instances.get(instanceId);
+    if (instance === undefined || instance.lease !== lease || instance.liveness !== 'connected') return;
+    instance.liveness = 'grace';
+    instance.changedAt = this.now();
+    this.arm(instance, this.options.disconnectGraceMs, () => this.expireGrace(instance));
+  }
+
+  setHealth(instanceId: string, healthy: boolean): StoredRegistration | undefined {
+    const instance = this.instances.get(instanceId);
+    if (instance === undefined) return undefined;
+    if (instance.appHealthy === healthy) return instance.registration;
+    const before = this.endpointOf(instance);
+    instance.appHealthy = healthy;
+    instance.registration = Object.freeze({ ...instance.registration, healthy, updatedAt: new Date(this.now()).toISOString() });
+    instance.changedAt = this.now();
+    this.emitIfChanged(instance, before);
+    return instance.registration;
+  }
+
+  get(instanceId: string): StoredRegistration | undefined {
+    return this.instances.get(instanceId)?.registration;
+  }
+
+  remove(instanceId: string): boolean {
+    const instance = this.instances.get(instanceId);
+    if (instance === undefined) return false;
+    clearTimeout(instance.timer);
+    const { namespace, service } = instance.registration;
+    const skey = upstreamKey(namespace, service);
+    const portsBefore = portsSignature(this.ports(namespace, service));
+    this.instances.delete(instanceId);
+    const ids = this.byService.get(skey);
+    ids?.delete(instanceId);
+    if (ids !== undefined && ids.size === 0) this.byService.delete(skey);
+    this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: undefined });
+    this.emitPortsIfChanged(namespace, service, portsBefore);
+    return true;
+  }
+
+  /** One service as a caller's sidecar sees it. */
+  upstream(namespace: string, service: string): UpstreamService {
+    const endpoints: Endpoint[] = [];
+    for (const id of this.byService.get(upstreamKey(namespace, service)) ?? []) {
+      const instance = this.instances.get(id);
+      if (instance !== undefined) endpoints.push(this.endpointOf(instance));
+    }
+    return Object.freeze({ name: service, namespace, ports: this.ports(namespace, service), endpoints: Object.freeze(endpoints) });
+  }
+
+  /** The protocols of a service's ports, for policy validation (an HTTP rule on a TCP-only service). */
+  protocolsOf(namespace: string, service: string): ReadonlySet<'tcp' | 'http'> | undefined {
+    const ports = this.ports(namespace, service);
+    return ports.length === 0 ? undefined : new Set(ports.map((p) => p.protocol));
+  }
+
+  counts(): { readonly instances: number; readonly connected: number; readonly healthy: number } {
+    let connected = 0;
+    let healthy = 0;
+    for (const instance of this.instances.values()) {
+      if (instance.liveness === 'connected') connected++;
+      if (this.isHealthy(instance)) healthy++;
+    }
+    return { instances: this.instances.size, connected, healthy };
+  }
+
+  entries(): RegistryEntryView[] {
+    return [...this.instances.values()].map((i) => ({
+      instanceId: i.registration.instanceId,
+      service: i.registration.service,
+      namespace: i.registration.namespace,
+      zone: i.registration.zone,
+      address: i.registration.address,
+      tunnelPort: i.registration.tunnelPort,
+      ports: i.registration.ports,
+      agent: i.liveness,
+      appHealthy: i.appHealthy,
+      healthy: this.isHealthy(i),
+      since: new Date(i.changedAt).toISOString(),
+    }));
+  }
+
+  close(): void {
+    for (const instance of this.instances.values()) clearTimeout(instance.timer);
+  }
+
+  private add(instance: Instance): void {
+    const { namespace, service, instanceId } = instance.registration;
+    const skey = upstreamKey(namespace, service);
+    const portsBefore = portsSignature(this.ports(namespace, service));
+    this.instances.set(instanceId, instance);
+    let ids = this.byService.get(skey);
+    if (ids === undefined) this.byService.set(skey, (ids = new Set()));
+    ids.add(instanceId);
+    this.emitPortsIfChanged(namespace, service, portsBefore);
+    this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: this.endpointOf(instance) });
+  }
+
+  private expireGrace(instance: Instance): void {
+    if (instance.liveness !== 'grace') return;
+    const before = this.endpointOf(instance);
+    instance.liveness = 'gone';
+    instance.changedAt = this.now();
+    this.emitIfChanged(instance, before);
+    this.arm(instance, this.options.expireAfterMs, () => {
+      if (instance.liveness === 'gone') this.remove(instance.registration.instanceId);
+    });
+  }
+
+  private arm(instance: Instance, ms: number, fn: () => void): void {
+    clearTimeout(instance.timer);
+    instance.timer = setTimeout(fn, ms);
+    instance.timer.unref();
+  }
+
+  private isHealthy(instance: Instance): boolean {
+    return instance.appHealthy && instance.liveness !== 'gone';
+  }
+
+  private endpointOf(instance: Instance): Endpoint {
+    const r = instance.registration;
+    return Object.freeze({ address: r.address, tunnelPort: r.tunnelPort, zone: r.zone, healthy: this.isHealthy(instance) });
+  }
+
+  private ports(namespace: string, service: string): readonly ServicePort[] {
+    const byPort = new Map<number, ServicePort>();
+    for (const id of this.byService.get(upstreamKey(namespace, service)) ?? []) {
+      for (const p of this.instances.get(id)?.registration.ports ?? []) {
+        // The first registration to declare a port decides its protocol; instances of one service agree.
+        if (!byPort.has(p.port)) byPort.set(p.port, Object.freeze({ port: p.port, targetPort: p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) }));
+      }
+    }
+    return Object.freeze([...byPort.values()].sort((a, b) => a.port - b.port));
+  }
+
+  private emitIfChanged(instance: Instance, before: Endpoint): void {
+    const after = this.endpointOf(instance);
+    if (after.healthy === before.healthy && after.address === before.address && after.tunnelPort === before.tunnelPort && after.zone === before.zone) return;
+    const r = instance.registration;
+    this.emit({ kind: 'endpoint', namespace: r.namespace, service: r.service, key: endpointKey(r), endpoint: after });
+  }
+
+  private emitPortsIfChanged(namespace: string, service: string, before: string): void {
+    if (portsSignature(this.ports(namespace, service)) !== before) this.emit({ kind: 'ports', namespace, service });
+  }
+
+  private emit(event: RegistryEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+}
+
+function portsSignature(ports: readonly ServicePort[]): string {
+  return ports.map((p) => `${p.port}/${p.protocol}`).join(',');
+}

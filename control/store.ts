@@ -1,0 +1,49 @@
+/**
+ * Where the control plane keeps its state, behind one interface: the embedded file store today
+ * (`file-store.ts`), the Kubernetes API or PostgreSQL later. Everything here is small, durable state:
+ * secrets the control plane made, join-token records, and agent registrations. The CA's keys live with
+ * the CA module in the data dir; live state (who is connected right now) lives only in memory.
+ */
+import type { RegisteredPort, UpstreamRef } from '../api/control-protocol.js';
+
+export interface TokenRecord {
+  readonly id: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly revokedAt?: string;
+}
+
+/** A registration as the store keeps it: what an agent said, plus who it proved to be. */
+export interface StoredRegistration {
+  readonly instanceId: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly zone: string;
+  readonly address: string;
+  readonly tunnelPort: number;
+  readonly ports: readonly RegisteredPort[];
+  readonly upstreams: readonly UpstreamRef[];
+  readonly healthy: boolean;
+  readonly updatedAt: string;
+}
+
+/** Secrets the control plane generates once and keeps: each is 32 random bytes, base64url. */
+export type SecretName = 'admin-token' | 'token-signing-key';
+
+export interface ControlStore {
+  /** Where a human finds the state (a directory, a database URL), for messages. */
+  readonly location: string;
+  /** The named secret, created (randomly) on first use. */
+  secret(name: SecretName): Promise<string>;
+  putToken(record: TokenRecord): Promise<void>;
+  getToken(id: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<readonly TokenRecord[]>;
+  putRegistration(registration: StoredRegistration): Promise<void>;
+  deleteRegistration(instanceId: string): Promise<void>;
+  /** Registrations that could be read; unreadable ones are reported through `onCorrupt` and skipped. */
+  listRegistrations(onCorrupt?: (file: string, reason: string) => void): Promise<readonly StoredRegistration[]>;
+  /** Reads every record once and throws TRELLIS_STORE_CORRUPT naming the first file that is damaged. */
+  check(): Promise<void>;
+}

@@ -1,0 +1,35 @@
+/**
+ * `trellis agent run` flags: validated at the edge, every problem reported at once, frozen config.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseAgentArgs } from '../../cli/agent-run.js';
+
+const base = ['--control', 'https://10.0.0.5:15012', '--token-file', 't', '--service', 'orders', '--app-port', '8080'];
+
+describe('trellis agent run arguments', () => {
+  it('applies the defaults', () => {
+    const { config } = parseAgentArgs(base);
+    expect(config).toMatchObject({
+      service: 'orders', namespace: 'default', app: { host: '127.0.0.1', port: 8080, protocol: 'tcp' },
+      tunnel: { host: '0.0.0.0', port: 15008 }, admin: { host: '127.0.0.1', port: 15000 }, dataDir: undefined, drainGraceMs: 10_000,
+      healthCheck: { kind: 'tcp', port: 8080, intervalMs: 5_000 },
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reads upstreams in every form', () => {
+    const { config } = parseAgentArgs([...base, '--namespace', 'shop', '--upstream', 'payments=7001', '--upstream', 'billing/invoices:9090=127.0.0.2:7002', '--health-check', 'http:/healthz', '--protocol', 'http', '--admin', 'off']);
+    expect(config.upstreams).toEqual([
+      { service: 'payments', namespace: 'shop', port: undefined, bindAddress: '127.0.0.1', localPort: 7001 },
+      { service: 'invoices', namespace: 'billing', port: 9090, bindAddress: '127.0.0.2', localPort: 7002 },
+    ]);
+    expect(config.healthCheck).toMatchObject({ kind: 'http', path: '/healthz' });
+    expect(config.admin).toBeNull();
+  });
+
+  it('reports every problem at once', () => {
+    expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
+      /--control must be an https:\/\/ URL\n--service is required.*\n--app-port is required.*\n--protocol is http or tcp\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,
+    );
+  });
+});

@@ -1,0 +1,38 @@
+/**
+ * From a snapshot to the proxy's config: policies validated again on arrival (a bad one refuses the
+ * whole config), one listener per upstream whose port is known, and a clear reason for those waiting.
+ */
+import { describe, expect, it } from 'vitest';
+import type { AgentSnapshot } from '../../api/control-protocol.js';
+import { buildSidecarConfig } from '../../agent/sidecar-config.js';
+import type { UpstreamSpec } from '../../agent/config.js';
+
+const snapshot: AgentSnapshot = {
+  trustDomain: 'example.org', rootNamespace: 'trellis-system', zone: 'z1',
+  self: { service: 'frontend', namespace: 'shop', spiffeId: 'spiffe://example.org/ns/shop/sa/frontend' },
+  trustBundlePem: 'PEM', policyRevision: 'r',
+  policies: [{ apiVersion: 'trellis.dev/v1alpha1', kind: 'TrafficPermission', metadata: { name: 'p', namespace: 'shop' }, spec: { destination: 'frontend', mode: 'enforce', rules: [{ action: 'allow', from: ['web'] }] } }],
+  upstreams: [
+    { name: 'orders', namespace: 'shop', ports: [{ port: 8080, targetPort: 8080, protocol: 'http' }], endpoints: [] },
+    { name: 'multi', namespace: 'shop', ports: [{ port: 80, targetPort: 80, protocol: 'http' }, { port: 81, targetPort: 81, protocol: 'tcp' }], endpoints: [] },
+    { name: 'empty', namespace: 'shop', ports: [], endpoints: [] },
+  ],
+};
+const up = (service: string, localPort: number, port?: number): UpstreamSpec => ({ service, namespace: 'shop', port, bindAddress: '127.0.0.1', localPort });
+
+describe('buildSidecarConfig', () => {
+  it('binds what it can and says why the rest waits', () => {
+    const { config, waiting } = buildSidecarConfig(snapshot, 'e.1', { upstreams: [up('orders', 7001), up('multi', 7002), up('multi', 7003, 81), up('empty', 7004)] });
+    expect(config.listeners).toEqual([
+      { bindAddress: '127.0.0.1', localPort: 7001, service: 'orders', namespace: 'shop', port: 8080 },
+      { bindAddress: '127.0.0.1', localPort: 7003, service: 'multi', namespace: 'shop', port: 81 },
+    ]);
+    expect(waiting).toEqual(['shop/multi (it has ports 80, 81; name one with --upstream multi:PORT=7002)', 'shop/empty (no instance registered yet)']);
+    expect(config.policy.evaluate({ source: { trustDomain: 'example.org', namespace: 'shop', service: 'web' }, destination: { namespace: 'shop', service: 'frontend' }, protocol: 'tcp' }).allowed).toBe(true);
+  });
+
+  it('refuses a snapshot whose policy does not validate', () => {
+    const bad = { ...snapshot, policies: [{ ...snapshot.policies[0], spec: { destination: 'frontend', mode: 'enforce', rules: [{ action: 'permit', from: ['web'] }] } }] } as unknown as AgentSnapshot;
+    expect(() => buildSidecarConfig(bad, 'e.2', { upstreams: [] })).toThrow(/control plane snapshot.*action/s);
+  });
+});
