@@ -14,7 +14,7 @@ import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { CONTROL_PATHS, peekJoinToken, type Registration } from '../api/control-protocol.js';
+import { CONTROL_PATHS, type Registration } from '../api/control-protocol.js';
 import { ControlError, controlRequest, type ControlEndpoint } from '../api/control-client.js';
 import { TrellisError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -22,6 +22,8 @@ import { createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sid
 import { createAgentAdminServer } from './admin-server.js';
 import { AgentMetrics } from './agent-metrics.js';
 import { AppHealth } from './app-health.js';
+import { bootstrapTrustDomain } from './bootstrap-trust-domain.js';
+import { createStatusServer } from './status-server.js';
 import { Backoff } from './backoff.js';
 import type { VersionedSnapshot } from './config-state.js';
 import { ConfigWatch } from './config-watch.js';
@@ -34,7 +36,7 @@ export const AGENT_VERSION = '0.1.0';
 
 export interface RunningAgent {
   readonly registry: Registry;
-  addresses(): SidecarAddresses & { readonly agentAdmin: AddressInfo | undefined };
+  addresses(): SidecarAddresses & { readonly agentAdmin: AddressInfo | undefined; readonly status: AddressInfo | undefined };
   status(): { readonly ready: boolean } & Record<string, unknown>;
   stop(graceMs?: number): Promise<void>;
 }
@@ -54,12 +56,44 @@ async function localAddressTowards(url: URL): Promise<string> {
 export interface StartOptions {
   /** Aborts a start that is still waiting for the control plane (SIGTERM before the first certificate). */
   readonly signal?: AbortSignal;
+  /** A loopback `POST /quitquitquit` on the status port (a Job's app is done): the caller stops the agent. */
+  readonly onQuitRequested?: () => void;
+}
+
+/** What the status port shows before the agent is assembled, and the handle to close it. */
+interface StatusPort {
+  view: () => { readonly ready: boolean; readonly reasons?: readonly string[] };
+  address: AddressInfo | undefined;
+  close: () => Promise<void>;
 }
 
 export async function startAgent(config: AgentConfig, log: Logger, options: StartOptions = {}): Promise<RunningAgent> {
+  const registry = new Registry();
+  // The status port opens first: the kubelet probes liveness (and the app's probes) while the agent still
+  // waits for its certificate, and a Job's app may ask it to quit before the control plane ever answers.
+  const statusPort: StatusPort = { view: () => ({ ready: false, reasons: ['getting the workload certificate'] }), address: undefined, close: async () => undefined };
+  if (config.status !== null) {
+    const server = createStatusServer({ probes: config.appProbes, ready: () => statusPort.view(), onQuit: () => options.onQuitRequested?.(), log, registry });
+    server.listen(config.status.port, config.status.host);
+    await once(server, 'listening');
+    statusPort.address = server.address() as AddressInfo;
+    statusPort.close = async () => {
+      const closed = new Promise((r) => server.close(r));
+      server.closeAllConnections();
+      await closed;
+    };
+  }
+  try {
+    return await assembleAgent(config, log, options, registry, statusPort);
+  } catch (err) {
+    await statusPort.close();
+    throw err;
+  }
+}
+
+async function assembleAgent(config: AgentConfig, log: Logger, options: StartOptions, registry: Registry, statusPort: StatusPort): Promise<RunningAgent> {
   const stateDir = config.dataDir === undefined ? undefined : await AgentStateDir.open(config.dataDir);
   const instanceId = stateDir === undefined ? `${config.service}-${process.pid}-${Date.now().toString(36)}` : await stateDir.instanceId();
-  const registry = new Registry();
   const metrics = new AgentMetrics(registry);
   const caBundle = config.caFile === undefined ? undefined : await fs.readFile(config.caFile, 'utf8');
 
@@ -75,8 +109,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     endpoint: endpointFor,
     readToken,
     wantedId: (token) => {
-      const trustDomain = config.trustDomain ?? peekJoinToken(token)?.trustDomain;
-      if (trustDomain === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', 'the bootstrap credential names no trust domain: give --trust-domain', { side: 'input' });
+      // A projected service-account token names no trust domain: it is then read from the mesh roots.
+      const trustDomain = bootstrapTrustDomain({ configured: config.trustDomain, token, bundlePem: caBundle, bundleSource: config.caFile ?? '--ca-file' });
       return `spiffe://${trustDomain}/ns/${config.namespace}/sa/${config.service}`;
     },
     log,
@@ -146,7 +180,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     }
   }
   metrics.configStale.set(1);
-  const health = new AppHealth(config.healthCheck, (result) => {
+  // No app port: nothing to check, and nothing is served, so the (portless) endpoint counts as healthy.
+  if (config.healthCheck === null) metrics.appHealthy.set(1);
+  const health = config.healthCheck === null ? undefined : new AppHealth(config.healthCheck, (result) => {
     metrics.appHealthy.set(result.healthy ? 1 : 0);
     log.info({ healthy: result.healthy, detail: result.detail }, 'app health changed');
     // The first probe runs before the watch exists.
@@ -160,7 +196,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
       }).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot report app health; the next registration carries it'));
     }
   });
-  await health.start();
+  await health?.start();
 
   const running = createSidecar({
     service: config.service,
@@ -168,7 +204,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     trustDomain: held.trustDomain,
     zone: inForce?.snapshot.zone ?? config.zone ?? 'default',
     identity: held,
-    appPorts: [{ port: config.app.port, protocol: config.app.protocol, host: config.app.host }],
+    appPorts: config.appPorts,
     tunnel: { address: config.tunnel.host, port: config.tunnel.port },
     admin: null,
     registry,
@@ -203,8 +239,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
     ...(config.zone === undefined ? {} : { zone: config.zone }),
     address: (address ??= await localAddressTowards(config.controlUrl)),
     tunnelPort,
-    ports: [{ port: config.app.port, protocol: config.app.protocol }],
-    healthy: health.healthy,
+    ports: config.appPorts.map((p) => ({ port: p.port, protocol: p.protocol })),
+    healthy: health?.healthy ?? true,
     upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
     agentVersion: AGENT_VERSION,
   });
@@ -250,6 +286,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
   late.watch = watch;
   watch.start();
   identity.schedule();
+  statusPort.view = () => {
+    const now = status();
+    return { ready: now.ready, reasons: now.reasons as readonly string[] };
+  };
 
   const admin = config.admin === null ? undefined : createAgentAdminServer({
     registry,
@@ -279,19 +319,20 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
         ? { connected: true, since: watch.connectedSince?.toISOString() }
         : { connected: false, since: watch.disconnectedSince?.toISOString(), lastError: watch.lastError, servingLastConfig: inForce !== undefined },
       config: { version: inForce?.version, epoch: inForce?.epoch, stale: !watch.connected || restoredFromDisk, restoredFromDisk, waitingUpstreams: waiting },
-      app: { healthy: health.healthy, detail: health.detail },
+      app: health === undefined ? { healthy: true, detail: 'no app port to check' } : { healthy: health.healthy, detail: health.detail },
     };
   }
 
   let stopping: Promise<void> | undefined;
   return {
     registry,
-    addresses: () => ({ ...running.addresses(), agentAdmin: admin?.address() as AddressInfo | undefined }),
+    addresses: () => ({ ...running.addresses(), agentAdmin: admin?.address() as AddressInfo | undefined, status: statusPort.address }),
     status,
     stop(graceMs = config.drainGraceMs) {
       stopping ??= (async () => {
+        statusPort.view = () => ({ ready: false, reasons: ['stopping'] });
         identity.stop();
-        health.stop();
+        health?.stop();
         clearTimeout(saveTimer);
         // Deregister first, so callers stop choosing this endpoint before its listeners stop accepting.
         try {
@@ -308,6 +349,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
           admin.closeAllConnections();
           await closed;
         }
+        // Last: the kubelet keeps seeing a live process (and not-ready) while the agent drains.
+        await statusPort.close();
       })();
       return stopping;
     },

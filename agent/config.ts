@@ -1,8 +1,9 @@
 /**
  * The agent's configuration: validated once at the edge (`trellis agent run`), then frozen.
  */
-import type { PortProtocol } from '../api/data-plane.js';
+import type { AppPort } from '../api/data-plane.js';
 import type { HealthCheckSpec } from './app-health.js';
+import type { AppProbeTable } from './app-probes.js';
 
 export interface UpstreamSpec {
   readonly service: string;
@@ -22,10 +23,14 @@ export interface AgentConfig {
   readonly namespace: string;
   /** When set, must match the control plane's zone. */
   readonly zone: string | undefined;
-  /** Trust domain to ask for; absent: read from the join token. */
+  /** Trust domain to ask for; absent: read from the join token, else from the roots in `caFile`. */
   readonly trustDomain: string | undefined;
   readonly rootNamespace: string;
-  readonly app: { readonly host: string; readonly port: number; readonly protocol: PortProtocol };
+  /**
+   * The app's ports, each with how its traffic is carried: several for a pod with several ports, none for
+   * a Job's pod or an app that only calls out (it then registers no port and receives nothing).
+   */
+  readonly appPorts: readonly AppPort[];
   readonly upstreams: readonly UpstreamSpec[];
   /** Keeps identity (key 0600) and the last snapshot here; nothing is written without it. */
   readonly dataDir: string | undefined;
@@ -33,7 +38,15 @@ export interface AgentConfig {
   readonly address: string | undefined;
   readonly tunnel: { readonly host: string; readonly port: number };
   readonly admin: { readonly host: string; readonly port: number } | null;
-  readonly healthCheck: HealthCheckSpec;
+  /** Of the first app port; null without app ports (nothing to check, nothing served). */
+  readonly healthCheck: HealthCheckSpec | null;
+  /**
+   * The plaintext status port the kubelet probes (`/healthz`, `/ready`, `/app-health/...`, and a
+   * loopback-only `POST /quitquitquit`); null: none (on a VM, the admin port serves the operator).
+   */
+  readonly status: { readonly host: string; readonly port: number } | null;
+  /** The app's original probes (`--app-probes`), served on the status port; empty without the flag. */
+  readonly appProbes: AppProbeTable;
   readonly drainGraceMs: number;
   readonly accessLog: boolean;
 }

@@ -80,6 +80,12 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   out.push(`Tools: ${Object.values(m.tools).join('; ')}`);
   out.push(`Load average (1/5/15 min): ${m.loadAverageBefore.join(' ')} at start, ${(m.loadAverageAfter ?? []).join(' ')} at end`);
   for (const p of run.pairs) out.push(`${PAIR_TITLES[p.name]}: ${p.description}`);
+  const split = run.finalSidecars.filter((f) => f.rssAnonBytes !== undefined && f.rssFileBytes !== undefined);
+  if (split.length > 0) {
+    const mib = (b: number | undefined): string => ((b ?? 0) / 1024 / 1024).toFixed(1);
+    const parts = split.map((f) => `${PAIR_TITLES[f.pair]} ${f.role} ${mib(f.rssAnonBytes)} + ${mib(f.rssFileBytes)}`);
+    out.push(`RSS after the run, anonymous + file-backed MiB: ${parts.join('; ')}`);
+  }
   const warned = run.samples.filter((s) => s.warnings.length > 0);
   for (const s of warned) out.push(`WARNING round ${s.round} ${s.scenario} ${PAIR_TITLES[s.pair]}: ${s.warnings.join('; ')}`);
   const unreset = run.samples.some((s) => s.sidecars.some((c) => !c.peakReset));

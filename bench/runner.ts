@@ -47,6 +47,9 @@ export interface FinalSidecarState {
   readonly rssBytes: number;
   /** Peak since the last reset, i.e. during the last run through this pair. */
   readonly peakRssBytes: number;
+  /** rssBytes split into anonymous and file-backed pages (see ProcessStats). */
+  readonly rssAnonBytes?: number;
+  readonly rssFileBytes?: number;
 }
 
 export interface BenchRun {
@@ -170,7 +173,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
     for (const pair of running) {
       for (const s of pair.sidecars) {
         const stats = readProcessStats(s.pid);
-        finalSidecars.push({ pair: pair.name, role: s.role, rssBytes: stats.rssBytes, peakRssBytes: stats.peakRssBytes });
+        finalSidecars.push({ pair: pair.name, role: s.role, rssBytes: stats.rssBytes, peakRssBytes: stats.peakRssBytes, rssAnonBytes: stats.rssAnonBytes, rssFileBytes: stats.rssFileBytes });
       }
     }
     const machineAfter = await describeMachine();

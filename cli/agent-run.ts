@@ -3,7 +3,7 @@
  * process. Runs until SIGTERM or SIGINT, then deregisters, drains within the grace period and exits.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
@@ -14,22 +14,26 @@ import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
+import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
+import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
 import { startAgent } from '../agent/agent.js';
 
-const USAGE = `Usage: trellis agent run --control URL --token-file F --service S --app-port P [options]
+const USAGE = `Usage: trellis agent run --control URL --token-file F --service S [--app-port P [--protocol X]]... [options]
 
 Runs the agent beside a workload: gets and rotates its certificate, registers it, watches its config,
 and runs the sidecar proxy in this process.
 
 Options:
   --control URL            the control plane API, e.g. https://10.0.0.5:15012           (required)
-  --token-file FILE        join token (needed for the first certificate; renewal uses the certificate)
+  --token-file FILE        join token, or a Kubernetes projected service-account token (audience
+                           trellis); re-read at every bootstrap; renewal uses the certificate
   --ca-file FILE           trust bundle for the first contact (<control data-dir>/trust-bundle.pem)
   --service NAME           this workload's service (must match the join token)          (required)
   --namespace NAME         its namespace                                   (default default)
-  --app-port PORT          the port the app listens on                                   (required)
+  --app-port PORT          a port the app listens on; repeat for several, or leave out for an
+                           app that serves nothing (a Job, a client)
+  --protocol http|tcp      how the --app-port just before it is carried    (default tcp)
   --app-host HOST          where the app listens                           (default 127.0.0.1)
-  --protocol http|tcp      how the app port's traffic is carried           (default tcp)
   --upstream SPEC          a service this workload calls, as a local port; repeatable:
                            NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT
   --data-dir DIR           keep the certificate (key mode 0600) and the last config here, so a restart
@@ -40,7 +44,11 @@ Options:
                            reach the control plane)
   --tunnel HOST:PORT       mTLS tunnel listener                            (default 0.0.0.0:15008)
   --admin HOST:PORT|off    admin: /healthz /ready /metrics /config /certs  (default 127.0.0.1:15000)
-  --health-check KIND      tcp, or http:/PATH                               (default tcp)
+  --status HOST:PORT|off   plaintext port for the kubelet: /healthz /ready /app-health/...,
+                           and POST /quitquitquit from loopback (drain, exit 0)  (default off)
+  --app-probes FILE        the app's original probes (JSON from the injector), run on request at
+                           /app-health/<container>/<livez|readyz|startupz> on --status
+  --health-check KIND      tcp, or http:/PATH, of the first app port       (default tcp)
   --health-interval DUR    between checks of the app                        (default 5s)
   --drain-grace DUR        on SIGTERM, how long open connections may finish (default 10s)
   --no-access-log          no access log line per request or stream
@@ -62,19 +70,31 @@ function parseUpstream(text: string, defaultNamespace: string): UpstreamSpec {
   return Object.freeze({ service: service as string, namespace: namespace ?? defaultNamespace, port: servicePort, bindAddress: (host ?? '127.0.0.1').replace(/^\[|\]$/g, ''), localPort });
 }
 
+/** node:util's parseArgs, with an unknown or valueless flag reported as bad input (exit 2) and the usage. */
+function parseArgsOrUsage<T extends ParseArgsConfig>(options: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(options);
+  } catch (err) {
+    throw new InputError('TRELLIS_CLI_USAGE', `${(err as Error).message}\n\n${USAGE}`);
+  }
+}
+
 export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel> } {
-  const { values, positionals } = parseArgs({
+  const { values, positionals, tokens } = parseArgsOrUsage({
     args: [...argv],
     allowPositionals: false,
+    tokens: true,
     options: {
       control: { type: 'string' },
       'token-file': { type: 'string' },
       'ca-file': { type: 'string' },
       service: { type: 'string' },
       namespace: { type: 'string' },
-      'app-port': { type: 'string' },
+      'app-port': { type: 'string', multiple: true },
       'app-host': { type: 'string' },
-      protocol: { type: 'string' },
+      protocol: { type: 'string', multiple: true },
+      status: { type: 'string' },
+      'app-probes': { type: 'string' },
       upstream: { type: 'string', multiple: true },
       'data-dir': { type: 'string' },
       zone: { type: 'string' },
@@ -113,17 +133,20 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   if (values.service === undefined || !DNS_LABEL.test(values.service)) problems.push('--service is required and must be a DNS label');
   const namespace = values.namespace ?? AGENT_DEFAULTS.namespace;
   if (!DNS_LABEL.test(namespace)) problems.push('--namespace must be a DNS label');
-  const appPort = Number(values['app-port']);
-  if (values['app-port'] === undefined || !Number.isInteger(appPort) || appPort < 1 || appPort > 65535) problems.push('--app-port is required (1-65535)');
-  const protocol = values.protocol ?? 'tcp';
-  if (protocol !== 'tcp' && protocol !== 'http') problems.push('--protocol is http or tcp');
+  const appHost = values['app-host'] ?? '127.0.0.1';
+  const portFlags = tokens.flatMap((t): PortFlag[] => (t.kind === 'option' && (t.name === 'app-port' || t.name === 'protocol') && t.value !== undefined ? [{ name: t.name, value: t.value }] : []));
+  const appPorts = appPortsFromFlags(portFlags, appHost, problems);
+  const firstPort = appPorts[0];
   if (values['token-file'] === undefined && values['data-dir'] === undefined) problems.push('--token-file is required (or a --data-dir holding a saved certificate)');
   if (values.zone !== undefined && !DNS_LABEL.test(values.zone)) problems.push('--zone must be a DNS label');
   const upstreams = (values.upstream ?? []).map((u) => attempt(() => parseUpstream(u, namespace), undefined)).filter((u): u is UpstreamSpec => u !== undefined);
   const health = values['health-check'] ?? 'tcp';
   const healthMatch = /^(tcp|http)(?::(\/\S*))?$/.exec(health);
   if (healthMatch === null) problems.push('--health-check is tcp or http:/PATH');
-  const appHost = values['app-host'] ?? '127.0.0.1';
+  if (values['health-check'] !== undefined && firstPort === undefined) problems.push('--health-check needs an --app-port to check');
+  const status = values.status === undefined || values.status === 'off' ? null : attempt(() => parseListen(values.status as string, '--status'), null);
+  if (values['app-probes'] !== undefined && values.status === undefined) problems.push('--app-probes needs --status: the kubelet asks for the probes there');
+  const appProbes: AppProbeTable = values['app-probes'] === undefined ? new Map() : attempt(() => loadAppProbesFile(resolve(values['app-probes'] as string)), new Map());
   const config: AgentConfig = Object.freeze({
     controlUrl,
     caFile: values['ca-file'] === undefined ? undefined : resolve(values['ca-file']),
@@ -133,21 +156,23 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     zone: values.zone,
     trustDomain: values['trust-domain'] === undefined ? undefined : attempt(() => parseTrustDomain(values['trust-domain'] as string), undefined),
     rootNamespace: values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE,
-    app: Object.freeze({ host: appHost, port: appPort, protocol: protocol as 'tcp' | 'http' }),
+    appPorts,
     upstreams: Object.freeze(upstreams),
     dataDir: values['data-dir'] === undefined ? undefined : resolve(values['data-dir']),
     address: values.address,
     tunnel: attempt(() => parseListen(values.tunnel ?? `${AGENT_DEFAULTS.tunnel.host}:${AGENT_DEFAULTS.tunnel.port}`, '--tunnel'), AGENT_DEFAULTS.tunnel),
     admin: values.admin === 'off' ? null : attempt(() => parseListen(values.admin ?? `${AGENT_DEFAULTS.admin.host}:${AGENT_DEFAULTS.admin.port}`, '--admin'), AGENT_DEFAULTS.admin),
-    healthCheck: Object.freeze({
+    healthCheck: firstPort === undefined ? null : Object.freeze({
       kind: (healthMatch?.[1] ?? 'tcp') as 'tcp' | 'http',
       host: appHost,
-      port: appPort,
+      port: firstPort.port,
       path: healthMatch?.[2] ?? '/',
       intervalMs: values['health-interval'] === undefined ? AGENT_DEFAULTS.healthIntervalMs : attempt(() => parseDuration(values['health-interval'] as string, '--health-interval'), AGENT_DEFAULTS.healthIntervalMs),
       timeoutMs: AGENT_DEFAULTS.healthTimeoutMs,
       unhealthyAfter: 2,
     }),
+    status,
+    appProbes,
     drainGraceMs: values['drain-grace'] === undefined ? AGENT_DEFAULTS.drainGraceMs : attempt(() => parseDuration(values['drain-grace'] as string, '--drain-grace'), AGENT_DEFAULTS.drainGraceMs),
     accessLog: values['no-access-log'] !== true,
   });
@@ -169,9 +194,17 @@ export const runSubcommand: AgentSubcommand = {
     const signal = untilSignal();
     const abort = new AbortController();
     void signal.then(() => abort.abort());
+    // A loopback POST /quitquitquit on the status port (a Job's app is done) stops the agent like SIGTERM.
+    let quitRequested = (): void => undefined;
+    const quit = new Promise<'quitquitquit'>((resolveQuit) => {
+      quitRequested = () => {
+        resolveQuit('quitquitquit');
+        abort.abort();
+      };
+    });
     let agent;
     try {
-      agent = await startAgent(config, log, { signal: abort.signal });
+      agent = await startAgent(config, log, { signal: abort.signal, onQuitRequested: () => quitRequested() });
     } catch (err) {
       // SIGTERM while still waiting for the control plane: nothing runs yet, so nothing to drain.
       if (abort.signal.aborted) return EXIT_OK;
@@ -179,8 +212,8 @@ export const runSubcommand: AgentSubcommand = {
     }
     const addresses = agent.addresses();
     // One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works).
-    ctx.stdout.write(`${JSON.stringify({ event: 'ready', spiffeId: agent.status().spiffeId, tunnel: addresses.tunnel?.port ?? null, admin: addresses.agentAdmin?.port ?? null })}\n`);
-    const received = await signal;
+    ctx.stdout.write(`${JSON.stringify({ event: 'ready', spiffeId: agent.status().spiffeId, tunnel: addresses.tunnel?.port ?? null, admin: addresses.agentAdmin?.port ?? null, status: addresses.status?.port ?? null })}\n`);
+    const received = await Promise.race([signal, quit]);
     log.info({ signal: received, graceMs: config.drainGraceMs }, 'stopping: deregistering and draining');
     await agent.stop();
     log.flush();

@@ -11,7 +11,7 @@ export interface ListenAddress {
 
 export interface ControlPlaneConfig {
   readonly dataDir: string;
-  /** Operator-supplied root CA (`ca.pem`, `ca.key`); otherwise a root is made in the data dir. */
+  /** Operator-supplied root CA as `trellis ca init` writes it (`ca.crt`, `ca.key`, `bundle.pem`); otherwise a root is made in the data dir. */
   readonly caDir: string | undefined;
   readonly policyDir: string | undefined;
   readonly trustDomain: string;

@@ -4,7 +4,8 @@
  * connection or request over its pooled mTLS tunnel sessions to the server sidecar's tunnel port, which
  * authorizes it against a policy allowing exactly the load generator's identity and delivers it to the
  * backend. No access log and logs at `warn`: the HAProxy pair logs nothing either, and a log line per
- * request is not what this compares. Pool and limits are the defaults a user gets.
+ * request is not what this compares. Pool and limits are the defaults a user gets, and each process is
+ * started with the heap sizing every sidecar launcher uses (`SIDECAR_NODE_FLAGS`, proxy/runtime-flags.ts).
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { LOOPBACK, freePorts } from '../ports.js';
 import { waitForPorts, type ManagedProcess } from '../processes.js';
 import type { PairContext, PairFactory, RunningPair } from '../pair.js';
 import { POLICY_API_VERSION, POLICY_KIND } from '../../policy/types.js';
+import { SIDECAR_NODE_FLAGS } from '../../proxy/runtime-flags.js';
 
 const ZONE = 'bench';
 /** Service ports of the backend as callers name them; the listeners stand for these. */
@@ -123,7 +125,7 @@ export const trellisPair: PairFactory = {
     await writeFile(serverConfig, stringify(trellisServerConfig(context, ports, policyFile)));
     await writeFile(clientConfig, stringify(trellisClientConfig(context, ports)));
     const start = (role: string, config: string): ManagedProcess =>
-      context.processes.start({ name: `trellis ${role}`, command: process.execPath, args: [context.trellisCli, 'proxy', 'run', '--config', config] });
+      context.processes.start({ name: `trellis ${role}`, command: process.execPath, args: [...SIDECAR_NODE_FLAGS, context.trellisCli, 'proxy', 'run', '--config', config] });
     const server = start('server', serverConfig);
     const client = start('client', clientConfig);
     const processes = [client, server];
@@ -145,7 +147,7 @@ export const trellisPair: PairFactory = {
         { role: 'client', pid: client.pid },
         { role: 'server', pid: server.pid },
       ],
-      description: `Trellis pair, one Node ${process.version} process per side (trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
+      description: `Trellis pair, one Node ${process.version} process per side (node ${SIDECAR_NODE_FLAGS.join(' ')} trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
       assertAlive(): void {
         for (const p of processes) if (!p.running) throw new Error(p.describeExit());
       },

@@ -64,7 +64,7 @@ for zone in $ZONES; do
   kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/crds/"
   kubectl --context "$ctx" wait --for condition=established --timeout 60s crd/trafficpermissions.trellis.dev
   kubectl --context "$ctx" -n trellis-system create secret generic trellis-root-ca \
-    --from-file=ca.pem="$WORK/root/ca.crt" --from-file=ca.key="$WORK/root/ca.key" --from-file=bundle.pem="$WORK/root/bundle.pem" \
+    --from-file=ca.crt="$WORK/root/ca.crt" --from-file=ca.key="$WORK/root/ca.key" --from-file=bundle.pem="$WORK/root/bundle.pem" \
     --dry-run=client -o yaml | kubectl --context "$ctx" apply -f -
   kubectl --context "$ctx" -n trellis-system create secret generic trellis-injector-ca \
     --from-file=ca.crt="$WORK/$zone-injector/ca.crt" --from-file=ca.key="$WORK/$zone-injector/ca.key" --from-file=bundle.pem="$WORK/$zone-injector/bundle.pem" \

@@ -10,7 +10,7 @@ describe('trellis agent run arguments', () => {
   it('applies the defaults', () => {
     const { config } = parseAgentArgs(base);
     expect(config).toMatchObject({
-      service: 'orders', namespace: 'default', app: { host: '127.0.0.1', port: 8080, protocol: 'tcp' },
+      service: 'orders', namespace: 'default', appPorts: [{ host: '127.0.0.1', port: 8080, protocol: 'tcp' }],
       tunnel: { host: '0.0.0.0', port: 15008 }, admin: { host: '127.0.0.1', port: 15000 }, dataDir: undefined, drainGraceMs: 10_000,
       healthCheck: { kind: 'tcp', port: 8080, intervalMs: 5_000 },
     });
@@ -29,7 +29,7 @@ describe('trellis agent run arguments', () => {
 
   it('reports every problem at once', () => {
     expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
-      /--control must be an https:\/\/ URL\n--service is required.*\n--app-port is required.*\n--protocol is http or tcp\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,
+      /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected http or tcp\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,
     );
   });
 });

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { requires } from '../helpers/requirements.js';
+import { CA_FILES } from '../../ca/store.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const KIND = join(ROOT, 'deploy/kind');
@@ -95,8 +96,9 @@ describe('the kind scripts', () => {
     const text = readFileSync(join(KIND, 'up.sh'), 'utf8');
     expect(text).toMatch(/trellis ca init --dir \/work\/root --trust-domain/);
     expect(text).toMatch(/trellis ca intermediate --dir \/work\/root --out/);
-    // The control plane's --ca-dir reads ca.pem/ca.key; `trellis ca` writes ca.crt: the Secret maps one to the other.
-    expect(text).toContain('--from-file=ca.pem="$WORK/root/ca.crt"');
+    // The control plane's --ca-dir reads what `trellis ca init` writes (ca/store.ts CA_FILES): the Secret keeps the names.
+    for (const name of Object.values(CA_FILES)) expect(text).toContain(`--from-file=${name}="$WORK/root/${name}"`);
+    expect(text).not.toContain('--from-file=ca.pem=');
     expect(text).toContain('--from-file=ca.crt="$WORK/$zone-injector/ca.crt"');
   });
 });

@@ -1,0 +1,43 @@
+/**
+ * Access to the Kubernetes API: in-cluster (the pod's service-account token and CA, re-read as the
+ * kubelet rotates them) or a kubeconfig file given with `--kubeconfig`. The CLI reads the environment
+ * (KUBERNETES_SERVICE_HOST/PORT) and passes the values here; nothing below `cli/` reads process.env.
+ */
+import { existsSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { InputError, describeError } from '../../common/errors.js';
+
+export const IN_CLUSTER_CREDENTIALS = Object.freeze({
+  token: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+  ca: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+});
+
+export type KubeApiAccess =
+  | { readonly kind: 'kubeconfig'; readonly path: string; readonly context?: string }
+  | { readonly kind: 'in-cluster'; readonly host: string; readonly port: string };
+
+export function loadKubeConfig(access: KubeApiAccess): KubeConfig {
+  const kc = new KubeConfig();
+  if (access.kind === 'kubeconfig') {
+    try {
+      kc.loadFromFile(access.path);
+    } catch (err) {
+      throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `--kubeconfig ${access.path}: ${describeError(err)}`);
+    }
+    if (access.context !== undefined) kc.setCurrentContext(access.context);
+    if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `--kubeconfig ${access.path}: no current context with a cluster`);
+    return kc;
+  }
+  if (!existsSync(IN_CLUSTER_CREDENTIALS.token)) {
+    throw new InputError('TRELLIS_K8S_NO_CREDENTIALS', `no service-account token at ${IN_CLUSTER_CREDENTIALS.token}: run in a pod with a service account, or pass --kubeconfig`);
+  }
+  const host = isIPv6(access.host) ? `[${access.host}]` : access.host;
+  // The same shape as KubeConfig.loadFromCluster, without its read of process.env: the tokenFile
+  // provider re-reads the projected token, which the kubelet rotates well before it expires.
+  kc.loadFromClusterAndUser(
+    { name: 'in-cluster', server: `https://${host}:${access.port}`, caFile: IN_CLUSTER_CREDENTIALS.ca, skipTLSVerify: false },
+    { name: 'in-cluster', authProvider: { name: 'tokenFile', config: { tokenFile: IN_CLUSTER_CREDENTIALS.token } } },
+  );
+  return kc;
+}

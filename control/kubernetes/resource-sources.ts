@@ -1,0 +1,62 @@
+/**
+ * The four kinds of object the Kubernetes mode reads, each listed through the typed client of
+ * `@kubernetes/client-node` and watched at its cluster-wide collection path. The RBAC in `deploy/`
+ * must grant list and watch on exactly these.
+ */
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { ListPage, ResourceSource } from './reflector.js';
+
+export const TRAFFIC_PERMISSION_GROUP = 'trellis.dev';
+export const TRAFFIC_PERMISSION_VERSION = 'v1alpha1';
+export const TRAFFIC_PERMISSION_PLURAL = 'trafficpermissions';
+
+interface TypedList {
+  readonly items?: readonly unknown[];
+  readonly metadata?: { readonly resourceVersion?: string; readonly _continue?: string; readonly continue?: string };
+}
+
+function page(list: TypedList): ListPage {
+  return {
+    items: list.items ?? [],
+    resourceVersion: list.metadata?.resourceVersion ?? '',
+    // Typed lists name it `_continue`; custom objects come back as raw JSON with `continue`.
+    continueToken: list.metadata?._continue ?? list.metadata?.continue,
+  };
+}
+
+export function serviceSource(kc: KubeConfig): ResourceSource {
+  const api = kc.makeApiClient(CoreV1Api);
+  return {
+    resource: 'services',
+    watchPath: '/api/v1/services',
+    list: async (limit, continueToken) => page(await api.listServiceForAllNamespaces({ limit, _continue: continueToken })),
+  };
+}
+
+export function endpointSliceSource(kc: KubeConfig): ResourceSource {
+  const api = kc.makeApiClient(DiscoveryV1Api);
+  return {
+    resource: 'endpointslices',
+    watchPath: '/apis/discovery.k8s.io/v1/endpointslices',
+    list: async (limit, continueToken) => page(await api.listEndpointSliceForAllNamespaces({ limit, _continue: continueToken })),
+  };
+}
+
+export function podSource(kc: KubeConfig): ResourceSource {
+  const api = kc.makeApiClient(CoreV1Api);
+  return {
+    resource: 'pods',
+    watchPath: '/api/v1/pods',
+    list: async (limit, continueToken) => page(await api.listPodForAllNamespaces({ limit, _continue: continueToken })),
+  };
+}
+
+export function trafficPermissionSource(kc: KubeConfig): ResourceSource {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  return {
+    resource: TRAFFIC_PERMISSION_PLURAL,
+    watchPath: `/apis/${TRAFFIC_PERMISSION_GROUP}/${TRAFFIC_PERMISSION_VERSION}/${TRAFFIC_PERMISSION_PLURAL}`,
+    list: async (limit, continueToken) =>
+      page((await api.listClusterCustomObject({ group: TRAFFIC_PERMISSION_GROUP, version: TRAFFIC_PERMISSION_VERSION, plural: TRAFFIC_PERMISSION_PLURAL, limit, _continue: continueToken })) as TypedList),
+  };
+}
