@@ -212,6 +212,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     rootNamespace: inForce?.snapshot.rootNamespace ?? config.rootNamespace,
     accessLog: config.accessLog,
     ...(initial === undefined ? {} : { config: initial }),
+    ...(config.capture === undefined ? {} : { capture: config.capture }),
   });
   late.sidecar = running;
   await running.start();

@@ -1,7 +1,7 @@
 /**
  * The agent's configuration: validated once at the edge (`trellis agent run`), then frozen.
  */
-import type { AppPort } from '../api/data-plane.js';
+import type { AppPort, InboundMode } from '../api/data-plane.js';
 import type { HealthCheckSpec } from './app-health.js';
 import type { AppProbeTable } from './app-probes.js';
 
@@ -11,7 +11,8 @@ export interface UpstreamSpec {
   /** The service port to reach; absent: the service's only port. */
   readonly port: number | undefined;
   readonly bindAddress: string;
-  readonly localPort: number;
+  /** Explicit mode's local port; absent: the app reaches the service through transparent capture only. */
+  readonly localPort: number | undefined;
 }
 
 export interface AgentConfig {
@@ -49,6 +50,13 @@ export interface AgentConfig {
   readonly appProbes: AppProbeTable;
   readonly drainGraceMs: number;
   readonly accessLog: boolean;
+  /** Transparent capture listeners (15001, 15006); the redirect itself is `trellis agent redirect install`. */
+  readonly capture?: {
+    readonly inboundMode: InboundMode;
+    readonly outsideMesh: 'passthrough' | 'refuse';
+    readonly outbound: { readonly port: number };
+    readonly inbound: { readonly port: number };
+  };
 }
 
 export const AGENT_DEFAULTS = Object.freeze({

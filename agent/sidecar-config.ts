@@ -16,7 +16,7 @@ export interface BuiltConfig {
   readonly waiting: readonly string[];
 }
 
-function listenerFor(spec: UpstreamSpec, upstream: UpstreamService | undefined): OutboundListener | string {
+function listenerFor(spec: UpstreamSpec & { readonly localPort: number }, upstream: UpstreamService | undefined): OutboundListener | string {
   const name = `${spec.namespace}/${spec.service}`;
   if (upstream === undefined || upstream.ports.length === 0) return `${name} (no instance registered yet)`;
   let port = spec.port;
@@ -36,7 +36,9 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   const listeners: OutboundListener[] = [];
   const waiting: string[] = [];
   for (const spec of agent.upstreams) {
-    const built = listenerFor(spec, byKey.get(`${spec.namespace}/${spec.service}`));
+    // Named for transparent capture only: the snapshot carries the service, no local port is bound.
+    if (spec.localPort === undefined) continue;
+    const built = listenerFor({ ...spec, localPort: spec.localPort }, byKey.get(`${spec.namespace}/${spec.service}`));
     if (typeof built === 'string') waiting.push(built);
     else listeners.push(built);
   }

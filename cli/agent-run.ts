@@ -35,7 +35,8 @@ Options:
   --protocol http|tcp      how the --app-port just before it is carried    (default tcp)
   --app-host HOST          where the app listens                           (default 127.0.0.1)
   --upstream SPEC          a service this workload calls, as a local port; repeatable:
-                           NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT
+                           NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT;
+                           with --capture also NAME or NS/NAME alone: reached at its own addresses
   --data-dir DIR           keep the certificate (key mode 0600) and the last config here, so a restart
                            serves while the control plane is down; nothing is written without it
   --zone NAME              must match the control plane's zone
@@ -51,17 +52,30 @@ Options:
   --health-check KIND      tcp, or http:/PATH, of the first app port       (default tcp)
   --health-interval DUR    between checks of the app                        (default 5s)
   --drain-grace DUR        on SIGTERM, how long open connections may finish (default 10s)
+  --capture MODE           transparent: serve the outbound and inbound capture ports that
+                           \`trellis agent redirect install\` sends the workload's TCP to; none (default)
+  --outbound-port PORT     with --capture transparent: the outbound capture port      (default 15001)
+  --inbound-port PORT      with --capture transparent: the inbound capture port       (default 15006)
+  --inbound-mode MODE      with --capture: strict refuses plaintext from outside the mesh, permissive
+                           hands it to the app (for migration); counted either way (default strict)
+  --outside-mesh POLICY    with --capture: passthrough or refuse destinations outside the mesh
+                                                                            (default passthrough)
+  --proxy-uid UID          run as this user: started as root, the agent becomes UID (and --proxy-gid,
+  --proxy-gid GID          default the same number) before anything else; install the redirect with
+                           the same --proxy-uid so this user's own connections are never captured
   --no-access-log          no access log line per request or stream
   --log-level LEVEL        trace|debug|info|warn|error|silent               (default info)
 `;
 
-function parseUpstream(text: string, defaultNamespace: string): UpstreamSpec {
-  const match = /^(?:([a-z0-9-]+)\/)?([a-z0-9-]+)(?::(\d{1,5}))?=(?:([0-9a-zA-Z.:[\]-]+):)?(\d{1,5})$/.exec(text);
-  if (match === null) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT)`);
+function parseUpstream(text: string, defaultNamespace: string, capture: boolean): UpstreamSpec {
+  const match = /^(?:([a-z0-9-]+)\/)?([a-z0-9-]+)(?::(\d{1,5}))?(?:=(?:([0-9a-zA-Z.:[\]-]+):)?(\d{1,5}))?$/.exec(text);
+  if (match === null || (match[5] === undefined && !capture)) {
+    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT; NAME alone with --capture)`);
+  }
   const [, namespace, service, port, host, local] = match;
-  const localPort = Number(local);
+  const localPort = local === undefined ? undefined : Number(local);
   const servicePort = port === undefined ? undefined : Number(port);
-  if (localPort < 1 || localPort > 65535 || (servicePort !== undefined && (servicePort < 1 || servicePort > 65535))) {
+  if ((localPort !== undefined && (localPort < 1 || localPort > 65535)) || (servicePort !== undefined && (servicePort < 1 || servicePort > 65535))) {
     throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": ports are 1-65535`);
   }
   if (!DNS_LABEL.test(service as string) || (namespace !== undefined && !DNS_LABEL.test(namespace))) {
@@ -79,7 +93,13 @@ function parseArgsOrUsage<T extends ParseArgsConfig>(options: T): ReturnType<typ
   }
 }
 
-export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel> } {
+/** The user the agent becomes (`--proxy-uid`), so the redirect's exemption by uid/gid covers the proxy's own connections. */
+export interface ProxyUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined } {
   const { values, positionals, tokens } = parseArgsOrUsage({
     args: [...argv],
     allowPositionals: false,
@@ -108,6 +128,13 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
       'drain-grace': { type: 'string' },
       'no-access-log': { type: 'boolean' },
       'log-level': { type: 'string' },
+      capture: { type: 'string' },
+      'outbound-port': { type: 'string' },
+      'inbound-port': { type: 'string' },
+      'inbound-mode': { type: 'string' },
+      'outside-mesh': { type: 'string' },
+      'proxy-uid': { type: 'string' },
+      'proxy-gid': { type: 'string' },
     },
   });
   void positionals;
@@ -139,7 +166,10 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   const firstPort = appPorts[0];
   if (values['token-file'] === undefined && values['data-dir'] === undefined) problems.push('--token-file is required (or a --data-dir holding a saved certificate)');
   if (values.zone !== undefined && !DNS_LABEL.test(values.zone)) problems.push('--zone must be a DNS label');
-  const upstreams = (values.upstream ?? []).map((u) => attempt(() => parseUpstream(u, namespace), undefined)).filter((u): u is UpstreamSpec => u !== undefined);
+  const captureMode = values.capture ?? 'none';
+  if (captureMode !== 'transparent' && captureMode !== 'none') problems.push(`--capture: "${captureMode}" is transparent or none`);
+  const capture = captureMode === 'transparent';
+  const upstreams = (values.upstream ?? []).map((u) => attempt(() => parseUpstream(u, namespace, capture), undefined)).filter((u): u is UpstreamSpec => u !== undefined);
   const health = values['health-check'] ?? 'tcp';
   const healthMatch = /^(tcp|http)(?::(\/\S*))?$/.exec(health);
   if (healthMatch === null) problems.push('--health-check is tcp or http:/PATH');
@@ -147,6 +177,30 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   const status = values.status === undefined || values.status === 'off' ? null : attempt(() => parseListen(values.status as string, '--status'), null);
   if (values['app-probes'] !== undefined && values.status === undefined) problems.push('--app-probes needs --status: the kubelet asks for the probes there');
   const appProbes: AppProbeTable = values['app-probes'] === undefined ? new Map() : attempt(() => loadAppProbesFile(resolve(values['app-probes'] as string)), new Map());
+  const inboundMode = values['inbound-mode'] ?? 'strict';
+  if (inboundMode !== 'strict' && inboundMode !== 'permissive') problems.push('--inbound-mode is strict or permissive');
+  const outsideMesh = values['outside-mesh'] ?? 'passthrough';
+  if (outsideMesh !== 'passthrough' && outsideMesh !== 'refuse') problems.push('--outside-mesh is passthrough or refuse');
+  if (!capture && (values['inbound-mode'] !== undefined || values['outside-mesh'] !== undefined)) problems.push('--inbound-mode and --outside-mesh decide what transparent capture does: they need --capture transparent');
+  const id = (name: string, text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!/^\d{1,10}$/.test(text) || n > 4_294_967_294) problems.push(`${name}: "${text}" is not a numeric id`);
+    return n;
+  };
+  const proxyUid = id('--proxy-uid', values['proxy-uid']);
+  const proxyGid = id('--proxy-gid', values['proxy-gid']);
+  if (proxyGid !== undefined && proxyUid === undefined) problems.push('--proxy-gid needs --proxy-uid');
+  const proxyUser = proxyUid === undefined ? undefined : Object.freeze({ uid: proxyUid, gid: proxyGid ?? proxyUid });
+  const capturePort = (name: string, text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    if (!capture) problems.push(`${name} needs --capture transparent`);
+    const n = Number(text);
+    if (!/^\d{1,5}$/.test(text) || n < 1 || n > 65535) problems.push(`${name}: "${text}" is not a port`);
+    return n;
+  };
+  const outboundPort = capturePort('--outbound-port', values['outbound-port'], 15001);
+  const inboundPort = capturePort('--inbound-port', values['inbound-port'], 15006);
   const config: AgentConfig = Object.freeze({
     controlUrl,
     caFile: values['ca-file'] === undefined ? undefined : resolve(values['ca-file']),
@@ -175,10 +229,29 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     appProbes,
     drainGraceMs: values['drain-grace'] === undefined ? AGENT_DEFAULTS.drainGraceMs : attempt(() => parseDuration(values['drain-grace'] as string, '--drain-grace'), AGENT_DEFAULTS.drainGraceMs),
     accessLog: values['no-access-log'] !== true,
+    ...(capture ? { capture: Object.freeze({ inboundMode: inboundMode as 'strict' | 'permissive', outsideMesh: outsideMesh as 'passthrough' | 'refuse', outbound: { port: outboundPort }, inbound: { port: inboundPort } }) } : {}),
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
   if (problems.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `${problems.join('\n')}\n\n${USAGE}`);
-  return { config, level };
+  return { config, level, proxyUser };
+}
+
+/**
+ * Becomes the proxy user before anything else happens (files read, ports bound, connections made), so every
+ * connection of the proxy carries the uid and gid the redirect exempts. Started as that user already, there
+ * is nothing to do; started as anyone else but root, it cannot, and the proxy's own connections would be
+ * captured again: refused.
+ */
+export function becomeProxyUser(user: ProxyUser): void {
+  const uid = process.getuid?.();
+  if (uid === user.uid && process.getgid?.() === user.gid) return;
+  if (uid !== 0) {
+    throw new InputError('TRELLIS_AGENT_PROXY_USER', `--proxy-uid ${user.uid}: this process runs as uid ${String(uid)}; start it as root (it then becomes ${user.uid}:${user.gid}) or as that user and group`);
+  }
+  // Groups first: once the uid is dropped they can no longer be changed. Root's supplementary groups go.
+  process.setgroups?.([user.gid]);
+  process.setgid?.(user.gid);
+  process.setuid?.(user.uid);
 }
 
 export const runSubcommand: AgentSubcommand = {
@@ -189,7 +262,8 @@ export const runSubcommand: AgentSubcommand = {
       ctx.stdout.write(USAGE);
       return EXIT_OK;
     }
-    const { config, level } = parseAgentArgs(argv);
+    const { config, level, proxyUser } = parseAgentArgs(argv);
+    if (proxyUser !== undefined) becomeProxyUser(proxyUser);
     const log = createLogger({ name: `trellis-agent`, level }).child({ workload: `${config.namespace}/${config.service}` });
     const signal = untilSignal();
     const abort = new AbortController();

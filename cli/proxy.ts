@@ -68,6 +68,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     logger,
     rootNamespace: config.rootNamespace,
     config: sidecarConfig(config, policy, 'static-1'),
+    ...(config.capture === null ? {} : { capture: { ...config.capture, inboundMode: config.inbound.mode } }),
   });
   // Process metrics (RSS, heap, event-loop lag, CPU) on the same registry: this process is the sidecar.
   collectDefaultMetrics({ register: sidecar.registry });
@@ -79,6 +80,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
       tunnel: addresses.tunnel?.port,
       admin: addresses.admin?.port ?? null,
       listeners: addresses.listeners.map((l) => ({ service: `${l.namespace}/${l.service}`, port: l.port, localPort: l.address?.port })),
+      ...(addresses.capture === undefined ? {} : { capture: { outbound: addresses.capture.outbound?.port, inbound: addresses.capture.inbound?.port } }),
     })}\n`,
   );
 

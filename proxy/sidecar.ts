@@ -14,7 +14,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { AppPort, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import type { AppPort, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
 import { TrellisError } from '../common/errors.js';
 import { silentLogger } from '../common/log.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
@@ -33,7 +33,12 @@ import { ExplicitListeners } from './outbound/explicit-listeners.js';
 import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
 import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
-import { outboundHttpListenerFactory } from './outbound/http-listener.js';
+import { createOutboundHttpListener, outboundHttpListenerFactory, type OutboundHttpListener } from './outbound/http-listener.js';
+import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
+import { createTransparentMetrics } from './outbound/transparent-metrics.js';
+import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
+import { createCaptureMetrics } from './inbound/capture-metrics.js';
+import type { OriginalDestination } from './core/original-dst.js';
 import { AdminServer } from './admin.js';
 
 export type { Authorizer } from './inbound/inbound-state.js';
@@ -58,6 +63,30 @@ export interface SidecarPoolOptions {
   readonly maxSessionsPerEndpoint?: number;
   readonly keepaliveIntervalMs?: number;
   readonly loadBalancing?: LoadBalancingStrategy;
+}
+
+/**
+ * Transparent capture (docs/architecture.md, "Transparent capture"): the capture listeners. The iptables
+ * redirect that feeds them is installed separately (`trellis agent redirect install`), and survives restarts.
+ */
+export interface SidecarCaptureOptions {
+  /** Outbound capture listener; default 0.0.0.0:15001. */
+  readonly outbound?: { readonly address?: string; readonly port?: number };
+  /** Inbound capture listener; default 0.0.0.0:15006. */
+  readonly inbound?: { readonly address?: string; readonly port?: number };
+  /** Plaintext from outside the mesh: refused (`strict`, the default) or handed to the app (`permissive`). */
+  readonly inboundMode?: InboundMode;
+  /** Destinations outside the mesh: passed through (the default) or refused. */
+  readonly outsideMesh?: OutsideMeshPolicy;
+  /** Tests only: where a connection was going, instead of SO_ORIGINAL_DST (which needs real NAT). */
+  readonly originalDst?: (socket: Socket) => OriginalDestination;
+}
+
+/** The capture listeners of one sidecar, and the HTTP listener their `http` connections are handed to. */
+interface CaptureParts {
+  readonly transparent: TransparentListener;
+  readonly http: OutboundHttpListener;
+  readonly inbound: CaptureListener;
 }
 
 export interface SidecarOptions {
@@ -85,12 +114,16 @@ export interface SidecarOptions {
   readonly rootNamespace?: string;
   /** Config in force from start; without it nothing is allowed in and nothing is routed out. */
   readonly config?: SidecarConfig;
+  /** Transparent capture listeners; absent: explicit listeners only. */
+  readonly capture?: SidecarCaptureOptions;
 }
 
 export interface SidecarAddresses {
   readonly tunnel: AddressInfo | undefined;
   readonly admin: AddressInfo | undefined;
   readonly listeners: readonly { readonly service: string; readonly namespace: string; readonly port: number; readonly address: AddressInfo | undefined }[];
+  /** The capture listeners, when transparent capture is on. */
+  readonly capture?: { readonly outbound: AddressInfo | undefined; readonly inbound: AddressInfo | undefined };
 }
 
 export interface Readiness {
@@ -134,6 +167,7 @@ class TrellisSidecar implements Sidecar {
   private readonly admin: AdminServer | undefined;
   private readonly inboundHttp: InboundHttp;
   private readonly outboundConnections = new Set<() => void>();
+  private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
   private config: SidecarConfig;
   private upstreams: UpstreamIndex;
@@ -202,7 +236,7 @@ class TrellisSidecar implements Sidecar {
           return () => this.outboundConnections.delete(cut);
         },
       });
-    const http = outboundHttpListenerFactory({
+    const httpDeps = {
       pool: this.pool,
       balancer: this.balancer,
       metrics: this.metrics,
@@ -211,8 +245,10 @@ class TrellisSidecar implements Sidecar {
       sourceLabel,
       accessLog,
       limits: resolveOutboundHttpLimits(options.httpLimits),
-    });
+    };
+    const http = outboundHttpListenerFactory(httpDeps);
     this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
+    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps }), accessLog);
     this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
   }
 
@@ -225,6 +261,10 @@ class TrellisSidecar implements Sidecar {
       if (this.admin !== undefined) {
         const admin = this.options.admin ?? {};
         await this.admin.listen(admin.port ?? DEFAULT_ADMIN_PORT, admin.address ?? '127.0.0.1');
+      }
+      if (this.capture !== undefined) {
+        await this.capture.transparent.listen();
+        await this.capture.inbound.listen();
       }
       await this.listeners.apply(this.config.listeners, this.upstreams);
     } catch (err) {
@@ -242,6 +282,8 @@ class TrellisSidecar implements Sidecar {
     this.config = frozen;
     this.upstreams = indexUpstreams(frozen.upstreams);
     this.balancer.setServices(frozen.upstreams);
+    this.capture?.transparent.setUpstreams(frozen.upstreams);
+    this.capture?.inbound.setAppPorts(frozen.appPorts ?? this.options.appPorts);
     this.state = inboundState(this.state.local, frozen.appPorts ?? this.options.appPorts, frozen.policy);
     const cut = this.tunnel.setState(this.state);
     this.setConfigVersion(frozen.version);
@@ -266,7 +308,14 @@ class TrellisSidecar implements Sidecar {
       for (const cut of [...this.outboundConnections]) cut();
     }, graceMs);
     // Listeners stop accepting at once; sessions and streams already open get the grace period.
-    await Promise.all([this.listeners.close(graceMs), this.tunnel.close(graceMs), this.pool.close(graceMs)]);
+    await Promise.all([
+      this.listeners.close(graceMs),
+      this.tunnel.close(graceMs),
+      this.pool.close(graceMs),
+      this.capture?.transparent.close(graceMs),
+      this.capture?.http.close(graceMs),
+      this.capture?.inbound.close(graceMs),
+    ]);
     clearTimeout(deadline);
     for (const cut of [...this.outboundConnections]) cut();
     this.inboundHttp.close();
@@ -279,6 +328,7 @@ class TrellisSidecar implements Sidecar {
       tunnel: this.tunnel.address(),
       admin: this.admin?.address(),
       listeners: this.listeners.addresses().map((l) => ({ service: l.spec.service, namespace: l.spec.namespace, port: l.spec.port, address: l.address })),
+      ...(this.capture === undefined ? {} : { capture: { outbound: this.capture.transparent.address(), inbound: this.capture.inbound.address() } }),
     };
   }
 
@@ -286,6 +336,7 @@ class TrellisSidecar implements Sidecar {
     const reasons: string[] = [];
     if (!this.started || this.stopped) reasons.push(this.stopped ? 'stopped' : 'not started');
     if (this.tunnel.address() === undefined) reasons.push('tunnel port not bound');
+    if (this.capture !== undefined && (this.capture.transparent.address() === undefined || this.capture.inbound.address() === undefined)) reasons.push('capture ports not bound');
     if (this.material.notAfterMs <= Date.now()) reasons.push(`workload certificate expired at ${new Date(this.material.notAfterMs).toISOString()}`);
     return { ready: reasons.length === 0, reasons };
   }
@@ -321,9 +372,53 @@ class TrellisSidecar implements Sidecar {
     };
   }
 
+  /** The capture listeners, fed by the same TCP and HTTP paths as the explicit listeners. */
+  private createCapture(capture: SidecarCaptureOptions, forward: (socket: Socket, route: OutboundRoute) => void, http: OutboundHttpListener, accessLog: boolean): CaptureParts {
+    // An injected reader (tests) stands in for the addon, so its availability does not matter then.
+    const unavailableReason = capture.originalDst === undefined ? undefined : (): null => null;
+    const transparent = createTransparentListener({
+      address: capture.outbound?.address,
+      port: capture.outbound?.port,
+      outsideMesh: capture.outsideMesh ?? 'passthrough',
+      metrics: createTransparentMetrics(this.registry),
+      logger: this.log.child({ part: 'outbound-capture' }),
+      accessLog,
+      forwardTcp: forward,
+      forwardHttp: (socket, route) => http.handleConnection(socket, route),
+      originalDst: capture.originalDst,
+      unavailableReason,
+    });
+    transparent.setUpstreams(this.config.upstreams);
+    const inbound = createCaptureListener({
+      address: capture.inbound?.address,
+      port: capture.inbound?.port,
+      mode: capture.inboundMode ?? 'strict',
+      appPorts: this.config.appPorts ?? this.options.appPorts,
+      metrics: createCaptureMetrics(this.registry),
+      logger: this.log.child({ part: 'inbound-capture' }),
+      accessLog,
+      originalDst: capture.originalDst,
+      unavailableReason,
+    });
+    return { transparent, http, inbound };
+  }
+
   private poolTargets(): PoolTarget[] {
     const targets: PoolTarget[] = [];
     const seen = new Set<string>();
+    if (this.capture !== undefined) {
+      // Transparent capture may reach any port of any upstream: open sessions to all of them ahead of need.
+      for (const upstream of this.config.upstreams) {
+        for (const port of upstream.ports) {
+          for (const endpoint of upstream.endpoints) {
+            const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${port.targetPort}`;
+            if (seen.has(key)) continue;
+            seen.add(key);
+            targets.push({ endpoint, service: upstream.name, namespace: upstream.namespace, port: port.targetPort });
+          }
+        }
+      }
+    }
     for (const l of this.config.listeners) {
       const upstream = this.upstreams.get(`${l.service}.${l.namespace}`);
       const port = upstream?.ports.find((p) => p.port === l.port);

@@ -7,6 +7,7 @@
  * separately (`readIdentityFiles`) and watched (`watchIdentityFiles`) so certificates rotate without a restart.
  */
 import { promises as fs, watchFile, unwatchFile } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import type { AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
@@ -33,6 +34,12 @@ export interface StaticProxyConfig {
   /** null: no admin port. */
   readonly admin: { readonly address: string; readonly port: number } | null;
   readonly inbound: { readonly mode: InboundMode; readonly appPorts: readonly AppPort[] };
+  /** Transparent capture listeners (`inbound.mode` decides what inbound capture does); null: explicit mode only. */
+  readonly capture: {
+    readonly outbound: { readonly address: string; readonly port: number };
+    readonly inbound: { readonly address: string; readonly port: number };
+    readonly outsideMesh: 'passthrough' | 'refuse';
+  } | null;
   readonly upstreams: readonly UpstreamService[];
   readonly listeners: readonly OutboundListener[];
   /** Absolute paths of policy files or directories. */
@@ -78,7 +85,7 @@ export function parseStaticConfig(text: string, path: string): StaticProxyConfig
 function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyConfig | undefined {
   const top = root.object({
     required: ['service', 'namespace', 'trustDomain', 'identity'],
-    optional: ['zone', 'tunnel', 'admin', 'inbound', 'upstreams', 'listeners', 'policy', 'rootNamespace', 'limits', 'pool', 'accessLog', 'logLevel'],
+    optional: ['zone', 'tunnel', 'admin', 'inbound', 'capture', 'upstreams', 'listeners', 'policy', 'rootNamespace', 'limits', 'pool', 'accessLog', 'logLevel'],
   });
   if (top === undefined) return undefined;
   const service = top.field('service')?.string(NAME_RULE);
@@ -121,9 +128,18 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     appPorts.push(Object.freeze({ port, protocol, host }));
   }
 
+  let capture: StaticProxyConfig['capture'] | undefined = null;
+  const captureNode = top.field('capture')?.object({ optional: ['outbound', 'inbound', 'outsideMesh'] });
+  if (captureNode !== undefined) {
+    const outbound = endpointSection(captureNode.field('outbound'), '0.0.0.0', 15001);
+    const inbound = endpointSection(captureNode.field('inbound'), '0.0.0.0', 15006);
+    const outsideMesh = opt(captureNode, 'outsideMesh', (x) => x.oneOf<'passthrough' | 'refuse'>(['passthrough', 'refuse'])) ?? 'passthrough';
+    capture = outbound === undefined || inbound === undefined ? undefined : { outbound, inbound, outsideMesh };
+  }
+
   const upstreams: UpstreamService[] = [];
   for (const n of top.field('upstreams')?.list() ?? []) {
-    const o = n.object({ required: ['name', 'ports', 'endpoints'], optional: ['namespace'] });
+    const o = n.object({ required: ['name', 'ports', 'endpoints'], optional: ['namespace', 'virtualIps'] });
     if (o === undefined) continue;
     const name = o.field('name')?.string(NAME_RULE);
     const ns = opt(o, 'namespace', (x) => x.string(NAME_RULE)) ?? namespace;
@@ -149,8 +165,14 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
       endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy }));
     }
     if (name === undefined || ns === undefined) continue;
+    const virtualIps: string[] = [];
+    for (const vn of o.field('virtualIps')?.list() ?? []) {
+      const vip = vn.string({ expected: 'an IP address (a virtual IP naming this service, for transparent capture)' });
+      if (vip !== undefined && isIP(vip) === 0) vn.report(`expected an IP address, got ${JSON.stringify(vip)}`);
+      else if (vip !== undefined) virtualIps.push(vip);
+    }
     if (upstreams.some((u) => u.name === name && u.namespace === ns)) n.report(`upstream ${ns}/${name} is listed twice`);
-    upstreams.push(Object.freeze({ name, namespace: ns, ports: Object.freeze(ports), endpoints: Object.freeze(endpoints) }));
+    upstreams.push(Object.freeze({ name, namespace: ns, ports: Object.freeze(ports), endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps: Object.freeze(virtualIps) }) }));
   }
 
   const listeners: OutboundListener[] = [];
@@ -187,7 +209,7 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
   const accessLog = opt(top, 'accessLog', (x) => x.boolean()) ?? true;
   const logLevel = opt(top, 'logLevel', (x) => x.oneOf(LOG_LEVELS)) ?? 'info';
 
-  if (service === undefined || namespace === undefined || trustDomain === undefined || identity === undefined || tunnel === undefined || admin === undefined) return undefined;
+  if (service === undefined || namespace === undefined || trustDomain === undefined || identity === undefined || tunnel === undefined || admin === undefined || capture === undefined) return undefined;
   if (identity.certificate === undefined || identity.key === undefined || identity.trustBundle === undefined) return undefined;
   return deepFreeze({
     file,
@@ -199,6 +221,7 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     tunnel,
     admin,
     inbound: { mode, appPorts },
+    capture,
     upstreams,
     listeners,
     policy,
