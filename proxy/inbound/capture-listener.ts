@@ -21,6 +21,7 @@ import type { Logger } from '../../common/log.js';
 import { nextCorrelationId } from '../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../core/original-dst.js';
 import { resetSocket, spliceSockets, type SocketSpliceHandle } from '../core/socket-splice.js';
+import { definedOnly, listenOn } from '../core/listen.js';
 import type { CaptureMetrics, CaptureResult } from './capture-metrics.js';
 
 export const DEFAULT_INBOUND_CAPTURE_PORT = 15006;
@@ -171,17 +172,9 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
       if (reason !== null) return Promise.reject(new TrellisError('TRELLIS_CAPTURE_UNAVAILABLE', `inbound capture is unavailable: ${reason}`, { side: 'input' }));
       const host = options.address ?? '0.0.0.0';
       const port = options.port ?? DEFAULT_INBOUND_CAPTURE_PORT;
-      return new Promise((resolve, reject) => {
-        const onError = (err: Error): void =>
-          reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${host}:${port} for inbound capture: ${err.message}`, { side: 'input', cause: err }));
-        server.once('error', onError);
-        server.listen(port, host, () => {
-          server.off('error', onError);
-          server.on('error', (err) => log.error({ err: err.message }, 'inbound capture listener error'));
-          const bound = server.address() as AddressInfo;
-          log.info({ address: bound.address, port: bound.port, mode }, 'inbound capture listening');
-          resolve(bound);
-        });
+      return listenOn(server, host, port, 'inbound capture', log).then((bound) => {
+        log.info({ address: bound.address, port: bound.port, mode }, 'inbound capture listening');
+        return bound;
       });
     },
     setAppPorts(next: readonly AppPort[]): void {
@@ -230,10 +223,4 @@ function isLoopback(host: string): boolean {
 
 function isIPv6(host: string): boolean {
   return host.includes(':');
-}
-
-function definedOnly<T extends object>(value: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
 }

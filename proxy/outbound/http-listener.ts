@@ -16,8 +16,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { OutboundListener } from '../../api/data-plane.js';
-import { TrellisError } from '../../common/errors.js';
 import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
+import { listenOn } from '../core/listen.js';
 import { nextCorrelationId } from '../core/correlation.js';
 import type { OutboundHttpDeps } from './http-deps.js';
 import { forwardHttpRequest } from './http-exchange.js';
@@ -109,16 +109,7 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
 
   return {
     listen(port: number, host: string): Promise<AddressInfo> {
-      return new Promise((resolve, reject) => {
-        const onError = (err: Error): void =>
-          reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${host}:${port} for outbound HTTP: ${err.message}`, { side: 'input', cause: err }));
-        server.once('error', onError);
-        server.listen(port, host, () => {
-          server.off('error', onError);
-          server.on('error', (err) => deps.logger.error({ err: err.message }, 'outbound HTTP listener error'));
-          resolve(server.address() as AddressInfo);
-        });
-      });
+      return listenOn(server, host, port, 'outbound HTTP', deps.logger);
     },
     handleConnection(socket: Socket, route: OutboundRoute): void {
       if (!server.listening && !tracking) {

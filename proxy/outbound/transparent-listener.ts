@@ -21,6 +21,7 @@ import type { Logger } from '../../common/log.js';
 import { nextCorrelationId } from '../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../core/original-dst.js';
 import { resetSocket } from '../core/socket-splice.js';
+import { definedOnly, listenOn } from '../core/listen.js';
 import type { OutboundRoute } from './outbound-route.js';
 import { buildTransparentIndex, type TransparentIndex } from './transparent-index.js';
 import type { TransparentMetrics } from './transparent-metrics.js';
@@ -147,17 +148,9 @@ export function createTransparentListener(options: TransparentListenerOptions): 
       }
       const host = options.address ?? '0.0.0.0';
       const port = options.port ?? DEFAULT_OUTBOUND_CAPTURE_PORT;
-      return new Promise((resolve, reject) => {
-        const onError = (err: Error): void =>
-          reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${host}:${port} for outbound capture: ${err.message}`, { side: 'input', cause: err }));
-        server.once('error', onError);
-        server.listen(port, host, () => {
-          server.off('error', onError);
-          server.on('error', (err) => log.error({ err: err.message }, 'outbound capture listener error'));
-          const bound = server.address() as AddressInfo;
-          log.info({ address: bound.address, port: bound.port, outsideMesh }, 'outbound capture listening');
-          resolve(bound);
-        });
+      return listenOn(server, host, port, 'outbound capture', log).then((bound) => {
+        log.info({ address: bound.address, port: bound.port, outsideMesh }, 'outbound capture listening');
+        return bound;
       });
     },
     setUpstreams(upstreams: readonly UpstreamService[]): void {
@@ -198,10 +191,4 @@ export function createTransparentListener(options: TransparentListenerOptions): 
       });
     },
   };
-}
-
-function definedOnly<T extends object>(value: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
 }

@@ -1,0 +1,28 @@
+/**
+ * Binding a listener the same way everywhere: a bind failure (port in use, address not local) rejects with
+ * TRELLIS_PROXY_LISTEN_FAILED naming the address and what the listener is for, so start-up fails with a
+ * message an operator can act on; after the bind, errors of the listening socket are logged, never thrown.
+ */
+import type { AddressInfo, Server } from 'node:net';
+import type { Logger } from 'pino';
+import { TrellisError } from '../../common/errors.js';
+
+export function listenOn(server: Server, host: string, port: number, purpose: string, log: Logger): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void =>
+      reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${host}:${port} for ${purpose}: ${err.message}`, { side: 'input', cause: err }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      server.on('error', (err) => log.error({ err: err.message }, `${purpose} listener error`));
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** The fields of `value` that are set: lets a partial limits object override defaults without erasing them. */
+export function definedOnly<T extends object>(value: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
