@@ -3,6 +3,13 @@
  * the root), `ca.key` (PKCS#8, mode 0600) and `bundle.pem` (the roots its leaves chain to).
  * Writing never replaces an existing CA and never leaves a partial one behind; reading refuses a key file
  * that others can read, as ssh does.
+ *
+ * The key file rule (`keyFileProblem`): readable by its owner only (0400, 0600) is always fine. Group-read
+ * (0440, 0640) is fine too when the file is owned by root or by this process's user AND its group is one
+ * this process is in: that is how Kubernetes mounts a Secret for a non-root pod (owner root, group the
+ * pod's fsGroup, `defaultMode: 0440`), and the group then holds only this workload. Group-write, group-
+ * execute and any access for others are always refused, as is group-read by a group this process is not
+ * in (someone else's group can read the key, which is never the intent).
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -33,14 +40,52 @@ export async function readPemFile(path: string, what: string): Promise<string> {
   return fs.readFile(path, 'utf8');
 }
 
-export async function readCaFiles(dir: string): Promise<CaFiles> {
+/** Who this process is, for the key file rule. */
+export interface FileAccessor {
+  readonly uid: number;
+  /** The primary group and the supplementary groups (a pod's fsGroup is one). */
+  readonly gids: readonly number[];
+}
+
+export function currentAccessor(): FileAccessor | undefined {
+  if (process.getuid === undefined || process.getgid === undefined || process.getgroups === undefined) return undefined;
+  return { uid: process.getuid(), gids: [...new Set([process.getgid(), process.getegid?.() ?? process.getgid(), ...process.getgroups()])] };
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+}
+
+/**
+ * Why a key file's mode and ownership are unsafe (one sentence naming the file, its mode and owner, and
+ * the rule), or undefined when they are fine. `who` undefined (no POSIX ids): owner-only modes pass.
+ */
+export function keyFileProblem(path: string, stat: { readonly mode: number; readonly uid: number; readonly gid: number }, who: FileAccessor | undefined): string | undefined {
+  const mode = stat.mode & 0o777;
+  if ((mode & 0o077) === 0) return undefined;
+  const groupReadOnly = (mode & 0o077) === 0o040;
+  const trustedOwner = who !== undefined && (stat.uid === 0 || stat.uid === who.uid);
+  const ownGroup = who !== undefined && who.gids.includes(stat.gid);
+  if (groupReadOnly && trustedOwner && ownGroup) return undefined;
+  let why: string;
+  if ((mode & 0o007) !== 0) why = 'others can access it';
+  else if (!groupReadOnly) why = 'its group can write or execute it';
+  else if (!trustedOwner) why = `it is readable by its group and owned by uid ${stat.uid}, neither root nor this process (uid ${who?.uid ?? 'unknown'})`;
+  else why = `it is readable by group ${stat.gid}, which this process is not in (gids ${who?.gids.join(', ') ?? 'unknown'})`;
+  return (
+    `CA key ${path} has mode ${octal(mode)} (owner uid ${stat.uid}, group gid ${stat.gid}): ${why}. ` +
+    'A CA key must be readable by its owner only (chmod 600), or also read-only by its group (0440, 0640) when the file is owned by root or by this ' +
+    "process's user and the group is one this process is in (a Kubernetes Secret mounted with defaultMode 0440 and the pod's fsGroup); " +
+    'never writable by the group, never accessible to others'
+  );
+}
+
+export async function readCaFiles(dir: string, who: FileAccessor | undefined = currentAccessor()): Promise<CaFiles> {
   const keyPath = join(dir, CA_FILES.key);
   const certChainPem = await readPemFile(join(dir, CA_FILES.certificate), 'CA certificate');
   const keyPem = await readPemFile(keyPath, 'CA key');
-  const mode = (await fs.stat(keyPath)).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw new InputError('TRELLIS_CA_KEY_PERMISSIONS', `CA key ${keyPath} is readable by others (mode ${mode.toString(8)}); run chmod 600 on it`);
-  }
+  const problem = keyFileProblem(keyPath, await fs.stat(keyPath), who);
+  if (problem !== undefined) throw new InputError('TRELLIS_CA_KEY_PERMISSIONS', problem);
   let bundlePem: string | undefined;
   try {
     bundlePem = await readPemFile(join(dir, CA_FILES.bundle), 'trust bundle');

@@ -1,6 +1,11 @@
 /**
- * `trellis control run`: a zone control plane with the embedded file store. Runs until SIGTERM or
- * SIGINT, then closes its listeners and watch streams (agents keep serving and reconnect by themselves).
+ * `trellis control run`: a zone control plane with the embedded file store, in universal mode (agents
+ * register, policy from a directory) or Kubernetes mode (TokenReview, EndpointSlices, TrafficPermission
+ * resources). Runs until SIGTERM or SIGINT, then closes its listeners and watch streams (agents keep
+ * serving and reconnect by themselves).
+ *
+ * The environment is read here and only here: in Kubernetes mode KUBERNETES_SERVICE_HOST/PORT (set in
+ * every pod) select the in-cluster API, and $KUBECONFIG names a kubeconfig as kubectl's does.
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -11,19 +16,34 @@ import { parseDuration } from '../common/duration.js';
 import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
-import { CONTROL_DEFAULTS, type ControlPlaneConfig, type ListenAddress } from '../control/config.js';
+import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode, type ListenAddress } from '../control/config.js';
 import { startControlPlane } from '../control/control-plane.js';
+import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
 
-const USAGE = `Usage: trellis control run --data-dir DIR [options]
+const USAGE = `Usage: trellis control run --data-dir DIR [--mode universal|kubernetes] [options]
 
 Runs a zone control plane: mesh CA and zone intermediate, join tokens, certificate issuance and
 renewal, the service registry, policy distribution to agents.
 
+Modes:
+  universal   agents register their endpoints (restored from the data dir after a restart); VMs join
+              with join tokens; policy from --policy DIR                               (the default)
+  kubernetes  agents authenticate with their pod's projected service-account token (TokenReview,
+              audience "trellis"; join tokens still work for VMs); endpoints come from Services,
+              EndpointSlices and Pods, agents' registrations add none; policy from TrafficPermission
+              resources (an invalid set at start-up stops the start). The API is reached in-cluster
+              (the pod's service account), else with --kubeconfig FILE or $KUBECONFIG.
+
 Options:
+  --mode MODE             universal | kubernetes                      (default universal)
+  --kubeconfig FILE       kubernetes mode: the API through this kubeconfig instead of in-cluster
+  --kube-context NAME     kubernetes mode: a context of the kubeconfig (default its current context)
   --data-dir DIR          state (CA keys, tokens, registrations); created on first start   (required)
   --ca-dir DIR            the operator's CA (ca.crt, ca.key, bundle.pem, as \`trellis ca init\` writes)
-                          instead of a root made in the data dir
-  --policy DIR            TrafficPermission YAML files, watched; nothing is allowed without one
+                          instead of a root made in the data dir; ca.key may be 0400/0600, or 0440/0640
+                          when owned by root or this user and its group is one this process is in
+  --policy DIR            universal mode: TrafficPermission YAML files, watched; nothing is allowed
+                          without one
   --trust-domain NAME     SPIFFE trust domain                         (default ${CONTROL_DEFAULTS.trustDomain})
   --zone NAME             this control plane's zone                   (default ${CONTROL_DEFAULTS.zone})
   --root-namespace NS     namespace of mesh-wide policies             (default ${CONTROL_DEFAULTS.rootNamespace})
@@ -62,11 +82,42 @@ export function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-function parseConfig(argv: readonly string[]): { config: ControlPlaneConfig; level: LevelWithSilent } {
+/** How `--mode kubernetes` reaches the API: --kubeconfig, else in-cluster (a pod's environment), else $KUBECONFIG. */
+function kubeApiAccess(values: { mode: ControlPlaneMode; kubeconfig?: string | undefined; 'kube-context'?: string | undefined }, env: CommandContext['env'], problems: string[]): KubeApiAccess | undefined {
+  if (values.mode !== 'kubernetes') {
+    if (values.kubeconfig !== undefined || values['kube-context'] !== undefined) problems.push('--kubeconfig and --kube-context need --mode kubernetes');
+    return undefined;
+  }
+  const context = values['kube-context'] === undefined ? {} : { context: values['kube-context'] };
+  if (values.kubeconfig !== undefined) return { kind: 'kubeconfig', path: resolve(values.kubeconfig), ...context };
+  const host = env.KUBERNETES_SERVICE_HOST ?? '';
+  const port = env.KUBERNETES_SERVICE_PORT ?? '';
+  if (host !== '' && port !== '' && values['kube-context'] === undefined) return { kind: 'in-cluster', host, port };
+  const fromEnv = env.KUBECONFIG ?? '';
+  if (fromEnv.includes(':')) {
+    problems.push(`--mode kubernetes: $KUBECONFIG lists several files ("${fromEnv}"); pass the one to use with --kubeconfig FILE`);
+    return undefined;
+  }
+  if (fromEnv !== '') return { kind: 'kubeconfig', path: resolve(fromEnv), origin: '$KUBECONFIG', ...context };
+  // configConflicts says what is missing.
+  return undefined;
+}
+
+function parseMode(text: string | undefined, problems: string[]): ControlPlaneMode {
+  const mode = text ?? CONTROL_DEFAULTS.mode;
+  if (mode === 'universal' || mode === 'kubernetes') return mode;
+  problems.push(`--mode: "${mode}" is not universal or kubernetes`);
+  return CONTROL_DEFAULTS.mode;
+}
+
+function parseConfig(argv: readonly string[], env: CommandContext['env']): { config: ControlPlaneConfig; level: LevelWithSilent } {
   const { values, positionals } = parseArgs({
     args: [...argv],
     allowPositionals: true,
     options: {
+      mode: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'kube-context': { type: 'string' },
       'data-dir': { type: 'string' },
       'ca-dir': { type: 'string' },
       policy: { type: 'string' },
@@ -97,7 +148,11 @@ function parseConfig(argv: readonly string[]): { config: ControlPlaneConfig; lev
   if (!DNS_LABEL.test(zone)) problems.push(`--zone: "${zone}" must be a DNS label`);
   const rootNamespace = values['root-namespace'] ?? CONTROL_DEFAULTS.rootNamespace;
   if (!DNS_LABEL.test(rootNamespace)) problems.push(`--root-namespace: "${rootNamespace}" must be a DNS label`);
+  const mode = parseMode(values.mode, problems);
+  const kubernetes = kubeApiAccess({ mode, kubeconfig: values.kubeconfig, 'kube-context': values['kube-context'] }, env, problems);
   const config: ControlPlaneConfig = Object.freeze({
+    mode,
+    ...(kubernetes === undefined ? {} : { kubernetes: Object.freeze(kubernetes) }),
     dataDir: resolve(values['data-dir'] ?? '.'),
     caDir: values['ca-dir'] === undefined ? undefined : resolve(values['ca-dir']),
     policyDir: values.policy === undefined ? undefined : resolve(values.policy),
@@ -115,6 +170,7 @@ function parseConfig(argv: readonly string[]): { config: ControlPlaneConfig; lev
     maxWatchBufferBytes: CONTROL_DEFAULTS.maxWatchBufferBytes,
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as LevelWithSilent);
+  problems.push(...configConflicts(config));
   if (problems.length > 0) throw new InputError('TRELLIS_CLI_USAGE', problems.join('\n'));
   return { config, level };
 }
@@ -127,10 +183,12 @@ export const controlCommand: Command = {
       ctx.stderr.write(USAGE);
       return EXIT_USAGE;
     }
-    const { config, level } = parseConfig(argv);
+    const { config, level } = parseConfig(argv, ctx.env);
     const log = createLogger({ name: 'trellis-control', level });
-    const signal = untilSignal();
+    // Listening for signals only once started: a failed start must not leave handlers behind, and a
+    // signal during start-up may end the process the default way (nothing is serving yet).
     const running = await startControlPlane(config, log);
+    const signal = untilSignal();
     // One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works).
     const host = (a: { address: string }): string => (a.address.includes(':') ? `[${a.address}]` : a.address);
     ctx.stdout.write(`${JSON.stringify({ event: 'ready', api: `https://${host(running.apiAddress)}:${running.apiAddress.port}`, admin: `http://${host(running.adminAddress)}:${running.adminAddress.port}`, dataDir: config.dataDir })}\n`);

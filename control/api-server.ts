@@ -5,6 +5,11 @@
  * One listener serves both kinds of clients: the TLS handshake asks for a client certificate but does
  * not require one (a workload's first request has none), and each route then insists on what it needs.
  * Limits: header bytes, bodies (64 KiB), connections, and timeouts for requests that stall.
+ *
+ * Where endpoints come from depends on the mode: in universal mode an agent's watch registers its
+ * endpoint and its health reports set its health; in Kubernetes mode (`endpointsFromAgents: false`) the
+ * API's EndpointSlices are the authority, so an agent's watch only subscribes (it still gets its
+ * certificates and config), and its health reports and deregistration are answered and change nothing.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
@@ -35,7 +40,10 @@ export interface ApiServerOptions {
   readonly trustDomain: string;
   readonly zone: string;
   readonly issuer: IdentityIssuer;
+  /** The first that accepts a bearer credential authenticates it. */
   readonly authenticators: readonly BootstrapAuthenticator[];
+  /** Whether agents' registrations and health reports make the registry's endpoints (default true). */
+  readonly endpointsFromAgents?: boolean;
   readonly tokens: TokenService;
   readonly adminToken: string;
   readonly registry: ServiceRegistry;
@@ -171,10 +179,11 @@ async function watch(options: ApiServerOptions, req: IncomingMessage, res: Serve
     healthy: registration.healthy,
     updatedAt: new Date().toISOString(),
   });
+  const ownsEndpoint = options.endpointsFromAgents !== false;
   // A reconnect with an unchanged registration (every agent, after a control-plane restart) costs no fsync.
-  if (existing === undefined || !sameRegistration(existing, stored)) await options.store.putRegistration(stored);
+  if (ownsEndpoint && (existing === undefined || !sameRegistration(existing, stored))) await options.store.putRegistration(stored);
   if (req.socket.destroyed) return;
-  const lease = options.registry.connect(stored);
+  const lease = ownsEndpoint ? options.registry.connect(stored) : 0;
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) });
   req.socket.setNoDelay(true);
   req.socket.setKeepAlive(true, 10_000);
@@ -190,7 +199,7 @@ async function watch(options: ApiServerOptions, req: IncomingMessage, res: Serve
   options.log.info({ spiffeId: peer.spiffeId, instanceId: stored.instanceId, address: stored.address, tunnelPort: stored.tunnelPort }, 'agent connected');
   res.on('close', () => {
     end();
-    options.registry.disconnect(stored.instanceId, lease);
+    if (ownsEndpoint) options.registry.disconnect(stored.instanceId, lease);
     options.metrics.agentsConnected.dec();
     options.log.info({ spiffeId: peer.spiffeId, instanceId: stored.instanceId }, 'agent disconnected');
   });
@@ -198,6 +207,12 @@ async function watch(options: ApiServerOptions, req: IncomingMessage, res: Serve
 
 async function endpoint(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, instanceId: string): Promise<void> {
   const peer = peerOf(options, req);
+  if (options.endpointsFromAgents === false) {
+    // Readiness reaches the registry through the pod's probes and the EndpointSlice; the report is still checked.
+    const report = req.method === 'DELETE' ? undefined : validateHealthReport(await readJsonBody(req, MAX_REQUEST_BODY_BYTES));
+    sendJson(res, 200, { ...(report === undefined ? { deregistered: instanceId } : { healthy: report.healthy }), ignored: 'endpoints come from the Kubernetes API' });
+    return;
+  }
   const existing = options.registry.get(instanceId);
   if (existing === undefined) throw new HttpError(404, 'TRELLIS_CONTROL_UNKNOWN_INSTANCE', `no registered instance ${instanceId}`);
   if (existing.service !== peer.service || existing.namespace !== peer.namespace) {

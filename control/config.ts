@@ -3,6 +3,14 @@
  */
 import { DEFAULT_CONTROL_ADMIN_PORT, DEFAULT_CONTROL_PORT } from '../api/control-protocol.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import type { KubeApiAccess } from './kubernetes/kube-config.js';
+
+/**
+ * universal: agents register their endpoints, VMs join with join tokens, policy from `--policy DIR`.
+ * kubernetes: identities by TokenReview (join tokens still work, for VMs), endpoints from Services,
+ * EndpointSlices and Pods, policy from TrafficPermission resources.
+ */
+export type ControlPlaneMode = 'universal' | 'kubernetes';
 
 export interface ListenAddress {
   readonly host: string;
@@ -10,9 +18,13 @@ export interface ListenAddress {
 }
 
 export interface ControlPlaneConfig {
+  readonly mode: ControlPlaneMode;
+  /** How to reach the Kubernetes API; set exactly when `mode` is kubernetes. */
+  readonly kubernetes?: KubeApiAccess;
   readonly dataDir: string;
   /** Operator-supplied root CA as `trellis ca init` writes it (`ca.crt`, `ca.key`, `bundle.pem`); otherwise a root is made in the data dir. */
   readonly caDir: string | undefined;
+  /** Universal mode only: in Kubernetes mode policy comes from TrafficPermission resources. */
   readonly policyDir: string | undefined;
   readonly trustDomain: string;
   readonly zone: string;
@@ -32,6 +44,7 @@ export interface ControlPlaneConfig {
 }
 
 export const CONTROL_DEFAULTS = Object.freeze({
+  mode: 'universal' as ControlPlaneMode,
   trustDomain: 'trellis.local',
   zone: 'default',
   rootNamespace: DEFAULT_ROOT_NAMESPACE,
@@ -45,3 +58,15 @@ export const CONTROL_DEFAULTS = Object.freeze({
   maxConnections: 20_000,
   maxWatchBufferBytes: 4 * 1024 * 1024,
 });
+
+/** What cannot hold together in a config, whoever built it (the CLI reports these with its own). */
+export function configConflicts(config: Pick<ControlPlaneConfig, 'mode' | 'kubernetes' | 'policyDir'>): string[] {
+  const problems: string[] = [];
+  if (config.mode === 'kubernetes') {
+    if (config.kubernetes === undefined) problems.push('--mode kubernetes needs the Kubernetes API: run in a pod (KUBERNETES_SERVICE_HOST/PORT set), or pass --kubeconfig FILE (or set $KUBECONFIG)');
+    if (config.policyDir !== undefined) problems.push('--policy: in kubernetes mode policy comes from TrafficPermission resources (kubectl apply them), not from a directory');
+  } else if (config.kubernetes !== undefined) {
+    problems.push('--kubeconfig and --kube-context need --mode kubernetes');
+  }
+  return problems;
+}

@@ -4,6 +4,13 @@
  * below matters: the store is checked before anything is created (a damaged file stops the start with its
  * name, nothing written), and the policy is loaded before agents can connect (no one gets an empty policy
  * by accident during start-up).
+ *
+ * Two modes (`config.mode`). Universal: endpoints are agents' registrations, restored from the store
+ * after a restart; policy from a directory. Kubernetes: the kube config is loaded before anything else
+ * (a bad one stops the start with nothing written); identities come from TokenReview (asked before
+ * join tokens, which VMs may still use), endpoints from Services, EndpointSlices and Pods (the API is
+ * the authority, so nothing is restored from the store and agents' registrations add no endpoints),
+ * and policy from TrafficPermission resources, listed and valid before the API listener opens.
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -11,28 +18,36 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Server as HttpServer } from 'node:http';
 import { Registry } from 'prom-client';
 import { CONTROL_PLANE_SERVICE } from '../api/control-protocol.js';
-import { describeError } from '../common/errors.js';
+import { InputError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { createAdminServer } from './admin-server.js';
 import { createApiServer } from './api-server.js';
 import { setUpZoneCas } from './ca-setup.js';
-import type { ControlPlaneConfig } from './config.js';
+import type { BootstrapAuthenticator } from './authenticator.js';
+import { configConflicts, type ControlPlaneConfig, type ControlPlaneMode } from './config.js';
 import { FileStore } from './file-store.js';
 import { claimDataDir } from './identity-file.js';
 import { IdentityIssuer } from './identity-issuer.js';
 import { ControlMetrics } from './metrics.js';
-import { PolicySource } from './policy-source.js';
+import { createKubernetesMode, type KubernetesMode } from './kubernetes/kubernetes-mode.js';
+import { loadKubeConfig } from './kubernetes/kube-config.js';
+import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
+import { PolicySource, type PolicyState } from './policy-source.js';
 import { ServiceRegistry } from './registry.js';
 import { TokenService } from './token-service.js';
 import { WatchHub } from './watch-hub.js';
 
+/** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
+export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
+
 export interface RunningControlPlane {
+  readonly mode: ControlPlaneMode;
   readonly apiAddress: AddressInfo;
   readonly adminAddress: AddressInfo;
   readonly trustBundlePem: string;
   readonly registry: ServiceRegistry;
   readonly hub: WatchHub;
-  readonly policy: PolicySource;
+  readonly policy: ControlPolicy;
   readonly metrics: Registry;
   close(): Promise<void>;
 }
@@ -48,6 +63,10 @@ function formatHost(host: string): string {
 }
 
 export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<RunningControlPlane> {
+  const conflicts = configConflicts(config);
+  if (conflicts.length > 0) throw new InputError('TRELLIS_CONFIG_INVALID', conflicts.join('\n'));
+  // Before anything is written: a kubeconfig that cannot be read is bad input, not a half-made data dir.
+  const kubeConfig = config.mode === 'kubernetes' && config.kubernetes !== undefined ? loadKubeConfig(config.kubernetes) : undefined;
   const store = await FileStore.open(config.dataDir);
   await store.check();
   const identity = { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
@@ -55,12 +74,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const metricsRegistry = new Registry();
   const registry = new ServiceRegistry({ zone: config.zone, disconnectGraceMs: config.disconnectGraceMs, startupGraceMs: config.startupGraceMs, expireAfterMs: config.expireAfterMs });
   const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
-  registry.restore(
-    await store.listRegistrations((file, reason) => {
-      metrics.storeCorrupt.inc();
-      log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
-    }),
-  );
+  if (kubeConfig === undefined) {
+    registry.restore(
+      await store.listRegistrations((file, reason) => {
+        metrics.storeCorrupt.inc();
+        log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
+      }),
+    );
+  }
 
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: config.zone });
   const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => cas.trustBundlePem });
@@ -70,21 +91,29 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
 
   // The policy source reports changes to the hub, which needs the loaded policy to exist first.
   const late: { hub?: WatchHub } = {};
-  const policy = new PolicySource({
-    dir: config.policyDir,
-    rootNamespace: config.rootNamespace,
-    log,
-    onChange: (state) => {
-      metrics.policyValid.set(1);
-      metrics.policyPolicies.set(state.policies.length);
-      late.hub?.policyChanged();
-    },
-    onError: () => {
-      metrics.policyValid.set(0);
-      metrics.policyErrors.inc();
-    },
-  });
-  await policy.start();
+  const onPolicyChange = (state: PolicyState): void => {
+    metrics.policyValid.set(1);
+    metrics.policyPolicies.set(state.policies.length);
+    late.hub?.policyChanged();
+  };
+  const onPolicyError = (): void => {
+    metrics.policyValid.set(0);
+    metrics.policyErrors.inc();
+  };
+  // Made before the sources start: from here to listening nothing waits, so nothing can leave a watch running.
+  const serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
+  let kube: KubernetesMode | undefined;
+  let policy: ControlPolicy;
+  if (kubeConfig === undefined) {
+    const source = new PolicySource({ dir: config.policyDir, rootNamespace: config.rootNamespace, log, onChange: onPolicyChange, onError: onPolicyError });
+    await source.start();
+    policy = source;
+  } else {
+    kube = createKubernetesMode({ kubeConfig, zone: config.zone, rootNamespace: config.rootNamespace, log, metrics: metricsRegistry, registry, onPolicyChange, onPolicyError });
+    // Policy first, then the registry; an invalid TrafficPermission set throws every problem here (and stops its watches).
+    await kube.start();
+    policy = kube.policy;
+  }
   metrics.policyPolicies.set(policy.state.policies.length);
 
   const hub = new WatchHub({
@@ -110,12 +139,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   late.hub = hub;
   metrics.configVersion.set(hub.currentVersion);
 
-  const serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
+  // Projected tokens are JWTs and join tokens are not, so the order only decides who is asked first.
+  const authenticators: readonly BootstrapAuthenticator[] = kube === undefined ? [tokens] : [kube.authenticator, tokens];
   const api = createApiServer({
     trustDomain: config.trustDomain,
     zone: config.zone,
     issuer,
-    authenticators: [tokens],
+    authenticators,
+    endpointsFromAgents: kube === undefined,
     tokens,
     adminToken,
     registry,
@@ -151,6 +182,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     metrics: metricsRegistry,
     ready: () => started,
     status: () => ({
+      mode: config.mode,
       zone: config.zone,
       trustDomain: config.trustDomain,
       epoch: hub.epoch,
@@ -162,6 +194,13 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     policy: () => policy.state,
   });
 
+  const closeSources = async (): Promise<void> => {
+    // The Kubernetes mode closes its policy feed with its registry feed.
+    if (kube === undefined) await policy.close();
+    else await kube.close();
+    hub.close();
+    registry.close();
+  };
   let apiAddress: AddressInfo;
   let adminAddress: AddressInfo;
   try {
@@ -170,17 +209,16 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   } catch (err) {
     api.close();
     admin.close();
-    policy.close();
-    hub.close();
-    registry.close();
+    await closeSources();
     clearTimeout(servingTimer);
     throw err;
   }
   await claimDataDir(config.dataDir, { ...identity, api: `https://${formatHost(config.listen.host === '0.0.0.0' || config.listen.host === '::' ? apiAddress.address === '::' ? '::1' : '127.0.0.1' : apiAddress.address)}:${apiAddress.port}` });
   started = true;
-  log.info({ api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
+  log.info({ mode: config.mode, api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
 
   return {
+    mode: config.mode,
     apiAddress,
     adminAddress,
     trustBundlePem: cas.trustBundlePem,
@@ -191,9 +229,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     async close() {
       started = false;
       clearTimeout(servingTimer);
-      policy.close();
-      hub.close();
-      registry.close();
+      await closeSources();
       const closed = Promise.all([new Promise((r) => api.close(r)), new Promise((r) => admin.close(r))]);
       api.closeAllConnections();
       admin.closeAllConnections();

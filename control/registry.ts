@@ -10,6 +10,10 @@
  * `expireAfterMs` are removed altogether.
  *
  * Changes are reported to listeners as they happen, one event per endpoint; the watch hub batches them.
+ *
+ * Where the platform defines services itself (Kubernetes Services), `defineService` sets a service's
+ * ports (Service port → pod port) and virtual IPs; a definition takes precedence over the ports that
+ * registrations declare, which are all a universal-mode service has.
  */
 import type { Endpoint, ServicePort, UpstreamService } from '../api/data-plane.js';
 import { endpointKey, upstreamKey } from '../api/control-protocol.js';
@@ -21,6 +25,12 @@ export interface RegistryOptions {
   readonly startupGraceMs: number;
   readonly expireAfterMs: number;
   readonly now?: () => number;
+}
+
+/** A service as the platform defines it (a Kubernetes Service): its ports and its virtual (cluster) IPs. */
+export interface ServiceDefinition {
+  readonly ports: readonly ServicePort[];
+  readonly virtualIps: readonly string[];
 }
 
 export type RegistryEvent =
@@ -57,6 +67,8 @@ export class ServiceRegistry {
   private readonly instances = new Map<string, Instance>();
   /** upstreamKey → instance ids, for building one service's view without scanning everything. */
   private readonly byService = new Map<string, Set<string>>();
+  /** upstreamKey → the platform's definition of the service. */
+  private readonly definitions = new Map<string, ServiceDefinition>();
   private readonly listeners = new Set<(event: RegistryEvent) => void>();
   private readonly now: () => number;
   private nextLease = 1;
@@ -159,6 +171,18 @@ export class ServiceRegistry {
     return true;
   }
 
+  /**
+   * The platform's definition of a service (Kubernetes mode); undefined removes it, and the service's
+   * ports are again those its registrations declare. Watchers are told only when something changed.
+   */
+  defineService(namespace: string, service: string, definition: ServiceDefinition | undefined): void {
+    const key = upstreamKey(namespace, service);
+    const before = definitionSignature(this.definitions.get(key));
+    if (definition === undefined) this.definitions.delete(key);
+    else this.definitions.set(key, Object.freeze({ ports: Object.freeze(definition.ports.map((p) => Object.freeze({ ...p })).sort((a, b) => a.port - b.port)), virtualIps: Object.freeze([...definition.virtualIps]) }));
+    if (definitionSignature(this.definitions.get(key)) !== before) this.emit({ kind: 'ports', namespace, service });
+  }
+
   /** One service as a caller's sidecar sees it. */
   upstream(namespace: string, service: string): UpstreamService {
     const endpoints: Endpoint[] = [];
@@ -166,7 +190,8 @@ export class ServiceRegistry {
       const instance = this.instances.get(id);
       if (instance !== undefined) endpoints.push(this.endpointOf(instance));
     }
-    return Object.freeze({ name: service, namespace, ports: this.ports(namespace, service), endpoints: Object.freeze(endpoints) });
+    const virtualIps = this.definitions.get(upstreamKey(namespace, service))?.virtualIps ?? [];
+    return Object.freeze({ name: service, namespace, ports: this.ports(namespace, service), endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps }) });
   }
 
   /** The protocols of a service's ports, for policy validation (an HTTP rule on a TCP-only service). */
@@ -244,6 +269,8 @@ export class ServiceRegistry {
   }
 
   private ports(namespace: string, service: string): readonly ServicePort[] {
+    const defined = this.definitions.get(upstreamKey(namespace, service));
+    if (defined !== undefined) return defined.ports;
     const byPort = new Map<number, ServicePort>();
     for (const id of this.byService.get(upstreamKey(namespace, service)) ?? []) {
       for (const p of this.instances.get(id)?.registration.ports ?? []) {
@@ -271,5 +298,10 @@ export class ServiceRegistry {
 }
 
 function portsSignature(ports: readonly ServicePort[]): string {
-  return ports.map((p) => `${p.port}/${p.protocol}`).join(',');
+  return ports.map((p) => `${p.port}>${p.targetPort}/${p.protocol}/${p.name ?? ''}`).join(',');
+}
+
+/** A definition's identity: equal signatures, nothing for watchers to hear about. */
+export function definitionSignature(definition: ServiceDefinition | undefined): string {
+  return definition === undefined ? '' : `${portsSignature(definition.ports)}|${definition.virtualIps.join(',')}`;
 }

@@ -14,19 +14,26 @@ export const IN_CLUSTER_CREDENTIALS = Object.freeze({
 });
 
 export type KubeApiAccess =
-  | { readonly kind: 'kubeconfig'; readonly path: string; readonly context?: string }
+  /** `origin` names where the path came from in error messages (default "--kubeconfig"). */
+  | { readonly kind: 'kubeconfig'; readonly path: string; readonly context?: string; readonly origin?: string }
   | { readonly kind: 'in-cluster'; readonly host: string; readonly port: string };
 
 export function loadKubeConfig(access: KubeApiAccess): KubeConfig {
   const kc = new KubeConfig();
   if (access.kind === 'kubeconfig') {
+    const where = `${access.origin ?? '--kubeconfig'} ${access.path}`;
     try {
       kc.loadFromFile(access.path);
     } catch (err) {
-      throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `--kubeconfig ${access.path}: ${describeError(err)}`);
+      throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: ${describeError(err)}`);
     }
-    if (access.context !== undefined) kc.setCurrentContext(access.context);
-    if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `--kubeconfig ${access.path}: no current context with a cluster`);
+    if (access.context !== undefined) {
+      if (!kc.getContexts().some((c) => c.name === access.context)) {
+        throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: no context "${access.context}" (it has ${kc.getContexts().map((c) => `"${c.name}"`).join(', ') || 'none'})`);
+      }
+      kc.setCurrentContext(access.context);
+    }
+    if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: no current context with a cluster`);
     return kc;
   }
   if (!existsSync(IN_CLUSTER_CREDENTIALS.token)) {

@@ -20,7 +20,8 @@ import type { KubernetesMetrics } from './kubernetes-metrics.js';
 import { podView, serviceView, sliceView, type PodView, type ServiceView, type SliceView } from './kubernetes-objects.js';
 import { Reflector, type ReflectorOptions, type ResourceSource } from './reflector.js';
 import { endpointSliceSource, podSource, serviceSource } from './resource-sources.js';
-import { desiredService, type ServiceDefinition } from './service-endpoints.js';
+import { definitionSignature, type ServiceDefinition } from '../registry.js';
+import { desiredService } from './service-endpoints.js';
 
 /** What the feed needs of the registry (`ServiceRegistry` has it). */
 export interface RegistryTarget {
@@ -52,10 +53,6 @@ interface Fed {
 
 function signature(r: StoredRegistration): string {
   return `${r.address}|${r.tunnelPort}|${r.zone}|${r.ports.map((p) => `${p.port}/${p.protocol}/${p.name ?? ''}`).join(',')}`;
-}
-
-function definitionSignature(d: ServiceDefinition): string {
-  return `${d.ports.map((p) => `${p.port}>${p.targetPort}/${p.protocol}/${p.name ?? ''}`).join(',')}|${d.virtualIps.join(',')}`;
 }
 
 export class KubernetesRegistryFeed {

@@ -21,13 +21,9 @@
  */
 import type { PortProtocol, ServicePort } from '../../api/data-plane.js';
 import type { RegisteredPort } from '../../api/control-protocol.js';
+import type { ServiceDefinition } from '../registry.js';
 import type { StoredRegistration } from '../store.js';
 import type { PodView, ServicePortView, ServiceView, SliceView } from './kubernetes-objects.js';
-
-export interface ServiceDefinition {
-  readonly ports: readonly ServicePort[];
-  readonly virtualIps: readonly string[];
-}
 
 export interface DesiredService {
   readonly definition: ServiceDefinition;

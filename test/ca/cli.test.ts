@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { PassThrough } from 'node:stream';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { parseCertificatesPem } from '../../ca/certificate.js';
 import { createRootCa } from '../../ca/authority.js';
 
@@ -14,14 +13,8 @@ interface Run {
 }
 
 async function trellis(...argv: string[]): Promise<Run> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {} });
-  return { code, out, err };
+  const { code, stdout, stderr } = await runCli(argv);
+  return { code, out: stdout, err: stderr };
 }
 
 const dirs: string[] = [];

@@ -4,21 +4,13 @@
  * against a real namespace through --netns.
  */
 import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../cli/main.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
 import { originalDstUnavailableReason } from '../../proxy/core/original-dst.js';
 import { createNetnsLab, listLabNamespaces, netnsRequirements, type LabHost, type NetnsLab } from '../helpers/netns.js';
 
-async function trellis(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {} });
-  return { code, stdout: out, stderr: err };
+function trellis(...argv: string[]): Promise<CliRun> {
+  return runCli(argv);
 }
 
 describe('trellis agent redirect (no root needed)', () => {

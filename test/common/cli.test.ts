@@ -1,16 +1,8 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
+import { captureCli, type CapturedCli } from '../helpers/cli.js';
 
-function capture(): { ctx: Parameters<typeof main>[1]; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { ctx: { stdout, stderr, env: {} }, out: () => out, err: () => err };
-}
+const capture = (): CapturedCli => captureCli();
 
 describe('trellis command', () => {
   it('lists its commands on --help and exits 0', async () => {

@@ -37,20 +37,12 @@ describe('KubernetesRegistryFeed', () => {
   let registry: ServiceRegistry;
   let feed: KubernetesRegistryFeed | undefined;
   let metrics: Registry;
-  // TEMPORARY until ServiceRegistry.defineService lands: definitions recorded beside the real registry.
-  const definitions = new Map<string, unknown>();
-  const target = {
-    connect: (r: Parameters<ServiceRegistry['connect']>[0]) => registry.connect(r),
-    setHealth: (id: string, h: boolean) => registry.setHealth(id, h),
-    remove: (id: string) => registry.remove(id),
-    defineService: (ns: string, s: string, d: unknown) => (d === undefined ? definitions.delete(`${ns}/${s}`) : definitions.set(`${ns}/${s}`, d)),
-  };
-  const upstream = () => ({ ...registry.upstream('shop', 'payments'), ...((definitions.get('shop/payments') as object | undefined) ?? { ports: [] }) });
+  const upstream = (): ReturnType<ServiceRegistry['upstream']> => registry.upstream('shop', 'payments');
 
   const start = async (pageSize = 500): Promise<KubernetesRegistryFeed> => {
     feed = new KubernetesRegistryFeed({
       kubeConfig: api.kubeConfig(),
-      registry: target,
+      registry,
       zone: ZONE,
       log: silentLogger(),
       metrics: new KubernetesMetrics(metrics),
@@ -87,7 +79,7 @@ describe('KubernetesRegistryFeed', () => {
       { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
       { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' },
     ]);
-    expect((upstream() as { virtualIps?: unknown }).virtualIps).toEqual(['10.96.120.15']);
+    expect(upstream().virtualIps).toEqual(['10.96.120.15']);
     expect(api.listRequests(PATHS.pods).length).toBeGreaterThanOrEqual(2);
     expect(await metrics.getSingleMetricAsString('trellis_control_k8s_endpoints_outside_mesh')).toMatch(/outside_mesh 1$/m);
   });
@@ -126,6 +118,7 @@ describe('KubernetesRegistryFeed', () => {
     await vi.waitFor(() => {
       expect(endpoints()).toEqual([]);
       expect(upstream().ports).toEqual([]);
+      expect(upstream().virtualIps).toBeUndefined();
     });
   });
 
@@ -213,7 +206,7 @@ describe('KubernetesRegistryFeed', () => {
 
   it('gives up starting with a clear error when the API never lists', async () => {
     api.failNextLists(PATHS.pods, 1_000, 403);
-    feed = new KubernetesRegistryFeed({ kubeConfig: api.kubeConfig(), registry: target, zone: ZONE, log: silentLogger(), tuning: { backoff: { initialMs: 20, maxMs: 50 } } });
+    feed = new KubernetesRegistryFeed({ kubeConfig: api.kubeConfig(), registry, zone: ZONE, log: silentLogger(), tuning: { backoff: { initialMs: 20, maxMs: 50 } } });
     await expect(feed.start(300)).rejects.toMatchObject({ code: 'TRELLIS_K8S_SYNC_TIMEOUT', message: expect.stringContaining('pods') });
   });
 });

@@ -75,4 +75,39 @@ describe('ServiceRegistry', () => {
     expect(registry.entries()).toEqual([]);
     expect(registry.upstream('shop', 'orders')).toEqual({ name: 'orders', namespace: 'shop', ports: [], endpoints: [] });
   });
+
+  it('takes a service definition over the ports registrations declare, with virtual IPs, and says so once', () => {
+    registry.connect(reg('a', 1));
+    events.length = 0;
+    const definition = { ports: [{ port: 9000, targetPort: 9000, protocol: 'tcp' as const }, { port: 80, targetPort: 8080, protocol: 'http' as const, name: 'http' }], virtualIps: ['10.96.0.7'] };
+    registry.defineService('shop', 'orders', definition);
+    expect(registry.upstream('shop', 'orders')).toMatchObject({
+      ports: [{ port: 80, targetPort: 8080, protocol: 'http', name: 'http' }, { port: 9000, targetPort: 9000, protocol: 'tcp' }],
+      virtualIps: ['10.96.0.7'],
+      endpoints: [{ tunnelPort: 1, healthy: true }],
+    });
+    expect(registry.protocolsOf('shop', 'orders')).toEqual(new Set(['http', 'tcp']));
+    expect(events).toEqual([{ kind: 'ports', namespace: 'shop', service: 'orders' }]);
+
+    // The same definition again (a relist) tells no one; the registrations' ports no longer matter.
+    registry.defineService('shop', 'orders', { ports: [...definition.ports], virtualIps: ['10.96.0.7'] });
+    registry.connect(reg('b', 2, { ports: [{ port: 7000, protocol: 'tcp' }] }));
+    expect(events.filter((e) => e.kind === 'ports')).toHaveLength(1);
+    expect(registry.upstream('shop', 'orders').ports.map((p) => p.port)).toEqual([80, 9000]);
+
+    // A changed virtual IP is a change; removing the definition falls back to the registrations' ports.
+    registry.defineService('shop', 'orders', { ...definition, virtualIps: ['10.96.0.8'] });
+    expect(events.filter((e) => e.kind === 'ports')).toHaveLength(2);
+    registry.defineService('shop', 'orders', undefined);
+    expect(events.filter((e) => e.kind === 'ports')).toHaveLength(3);
+    expect(registry.upstream('shop', 'orders').ports.map((p) => p.port)).toEqual([7000, 8080]);
+    expect(registry.upstream('shop', 'orders').virtualIps).toBeUndefined();
+  });
+
+  it('defines a service with no endpoints yet (a Service whose pods are not ready)', () => {
+    registry.defineService('shop', 'billing', { ports: [{ port: 443, targetPort: 8443, protocol: 'tcp' }], virtualIps: [] });
+    expect(registry.upstream('shop', 'billing')).toEqual({ name: 'billing', namespace: 'shop', ports: [{ port: 443, targetPort: 8443, protocol: 'tcp' }], endpoints: [] });
+    registry.defineService('shop', 'billing', undefined);
+    expect(registry.upstream('shop', 'billing').ports).toEqual([]);
+  });
 });

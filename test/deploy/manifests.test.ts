@@ -17,6 +17,7 @@ import { handleAdmissionReview } from '../../injector/admission-handler.js';
 import { applyPatch, decodePatch, testDeps, unknownFields, validatePod } from '../injector/review-helpers.js';
 import * as k8s from '@kubernetes/client-node';
 import { createTestPki } from '../helpers/pki.js';
+import { CA_FILES, keyFileProblem } from '../../ca/store.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -263,6 +264,46 @@ describe('the Deployments', () => {
         }
       }
     }
+  });
+});
+
+describe('the control plane Deployment', () => {
+  // YAML 1.1 as kubectl reads it: there `defaultMode: 0440` is octal (YAML 1.2 would read decimal 440).
+  const control = parseAllDocuments(readFileSync(join(DEPLOY, 'kubernetes/control-plane.yaml'), 'utf8'), { version: '1.1' })
+    .map((d) => d.toJS() as K8sObject)
+    .find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { spec: { securityContext: { runAsUser: number; runAsGroup: number; fsGroup?: number }; containers: V1Container[]; volumes: { name: string; secret?: { defaultMode?: number } }[] } } } };
+  const pod = control.spec.template.spec;
+  const container = pod.containers.find((c) => c.name === 'control') as V1Container;
+
+  it('runs in Kubernetes mode, with policy from TrafficPermission resources (no --policy)', () => {
+    expect(container.args).toContain('--mode=kubernetes');
+    expect((container.args ?? []).filter((a) => a.startsWith('--policy') || a.startsWith('--kubeconfig'))).toEqual([]);
+  });
+
+  it('is not held to the sidecar heap the image sets, and its heap fits its memory limit', () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/ENV NODE_OPTIONS="[^"]*--max-old-space-size=256/);
+    const nodeOptions = container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+    const heapMiB = Number(/--max-old-space-size=(\d+)/.exec(nodeOptions)?.[1]);
+    const limit = /^(\d+)(Mi|Gi)$/.exec(String(container.resources?.limits?.memory ?? ''));
+    const limitMiB = Number(limit?.[1]) * (limit?.[2] === 'Gi' ? 1024 : 1);
+    expect(heapMiB).toBeGreaterThan(256);
+    // Room beside the old space for new space, code, buffers and TLS: at most 80 % of the limit.
+    expect(heapMiB).toBeLessThanOrEqual(limitMiB * 0.8);
+  });
+
+  it('mounts the root CA Secret so that the control plane may read ca.key by the key file rule', () => {
+    const { runAsUser, runAsGroup, fsGroup } = pod.securityContext;
+    const defaultMode = pod.volumes.find((v) => v.name === 'root-ca')?.secret?.defaultMode ?? 0o644;
+    expect(defaultMode).toBe(0o440);
+    // What the kubelet makes of a Secret volume: owner root; with an fsGroup, group fsGroup and group-read added.
+    const mounted = (group: number | undefined): { mode: number; uid: number; gid: number } => ({ mode: group === undefined ? defaultMode : defaultMode | 0o440, uid: 0, gid: group ?? 0 });
+    const process = { uid: runAsUser, gids: [runAsGroup, ...(fsGroup === undefined ? [] : [fsGroup])] };
+    expect(keyFileProblem(`/etc/trellis/root-ca/${CA_FILES.key}`, mounted(fsGroup), process)).toBeUndefined();
+    // Without the fsGroup the file would be root's group's, which the rule (rightly) refuses.
+    expect(keyFileProblem(`/etc/trellis/root-ca/${CA_FILES.key}`, mounted(undefined), { uid: runAsUser, gids: [runAsGroup] })).toMatch(/not in/);
+    // A world-readable defaultMode would be refused at start-up.
+    expect(keyFileProblem(`/etc/trellis/root-ca/${CA_FILES.key}`, { ...mounted(fsGroup), mode: 0o444 }, process)).toMatch(/others can access it/);
   });
 });
 

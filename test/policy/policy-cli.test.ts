@@ -1,19 +1,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
+import { captureCli, type CapturedCli } from '../helpers/cli.js';
 
-function capture(): { ctx: Parameters<typeof main>[1]; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { ctx: { stdout, stderr, env: {} }, out: () => out, err: () => err };
-}
+const capture = (): CapturedCli => captureCli();
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const io = capture();
