@@ -34,6 +34,7 @@ import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbou
 import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
 import { createOutboundHttpListener, outboundHttpListenerFactory, type OutboundHttpListener } from './outbound/http-listener.js';
+import { LanePool } from './outbound/http1-lane-pool.js';
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
 import { createTransparentMetrics } from './outbound/transparent-metrics.js';
 import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
@@ -162,6 +163,8 @@ class TrellisSidecar implements Sidecar {
   private readonly log: Logger;
   private readonly balancer: LoadBalancer;
   private readonly pool: SessionPool;
+  /** Kept-alive HTTP/1.1 lanes to other sidecars (the outbound HTTP fast path). */
+  private readonly lanes: LanePool;
   private readonly tunnel: TunnelServer;
   private readonly listeners: ExplicitListeners;
   private readonly admin: AdminServer | undefined;
@@ -217,7 +220,7 @@ class TrellisSidecar implements Sidecar {
       metrics: this.metrics,
       logger: this.log.child({ part: 'inbound' }),
       accessLog: options.accessLog,
-      http: (stream, headers, peer, appPort, state) => this.inboundHttp.dispatch(stream, headers, peer, appPort, state),
+      http: (stream, headers, peer, appPort, state, current) => this.inboundHttp.dispatch(stream, headers, peer, appPort, state, current),
     });
     const accessLog = options.accessLog ?? true;
     const sourceLabel = `${options.namespace}/${options.service}`;
@@ -246,9 +249,10 @@ class TrellisSidecar implements Sidecar {
       accessLog,
       limits: resolveOutboundHttpLimits(options.httpLimits),
     };
-    const http = outboundHttpListenerFactory(httpDeps);
+    this.lanes = new LanePool(this.pool);
+    const http = outboundHttpListenerFactory(httpDeps, this.lanes);
     this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
-    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps }), accessLog);
+    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes }), accessLog);
     this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
   }
 
@@ -307,6 +311,9 @@ class TrellisSidecar implements Sidecar {
     const deadline = setTimeout(() => {
       for (const cut of [...this.outboundConnections]) cut();
     }, graceMs);
+    // Idle lanes both ways close now, so tunnel sessions can finish; busy ones after their exchange.
+    this.lanes.close();
+    this.inboundHttp.drainLanes();
     // Listeners stop accepting at once; sessions and streams already open get the grace period.
     await Promise.all([
       this.listeners.close(graceMs),

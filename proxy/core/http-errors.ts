@@ -31,6 +31,7 @@ export const HTTP_FAILURES = Object.freeze({
   denied: kind('TRELLIS_HTTP_DENIED', 403, 'policy', false, 'denied by mesh policy'),
   badRequest: kind('TRELLIS_HTTP_BAD_REQUEST', 400, 'downstream', false, 'malformed request'),
   badPath: kind('TRELLIS_HTTP_BAD_PATH', 400, 'downstream', false, 'request path is not an absolute path or has a broken %-escape'),
+  requestTimeout: kind('TRELLIS_HTTP_REQUEST_TIMEOUT', 408, 'downstream', false, 'the request was not received in time'),
   headTooLarge: kind('TRELLIS_HTTP_HEAD_TOO_LARGE', 431, 'downstream', false, 'request head exceeds the limit'),
   appUnavailable: kind('TRELLIS_HTTP_APP_UNAVAILABLE', 503, 'upstream', false, 'the app refused the connection'),
   appConnectTimeout: kind('TRELLIS_HTTP_APP_CONNECT_TIMEOUT', 504, 'upstream', false, 'connecting to the app timed out'),

@@ -100,6 +100,8 @@ export class SessionPool {
   private readonly groups = new Map<string, SessionGroup>();
   /** The per-connection lookup without building a key: config endpoint objects → their groups. */
   private readonly byEndpoint = new WeakMap<Endpoint, SessionGroup[]>();
+  /** Our record of each session, for `isCurrent` (long-lived lanes ask it before every reuse). */
+  private readonly pooledOf = new WeakMap<ClientHttp2Session, PooledSession>();
   private material: TlsMaterial;
   private generation = 0;
   private closed = false;
@@ -157,6 +159,19 @@ export class SessionPool {
   tryOpenStream(target: PoolTarget, headers: OutgoingHttpHeaders, options?: ClientSessionRequestOptions): ClientHttp2Stream | undefined {
     const pooled = this.pickReady(this.group(target));
     return pooled === undefined ? undefined : this.request(pooled, headers, options);
+  }
+
+  /**
+   * Whether a stream opened earlier may still be reused: its session is ready, not draining (GOAWAY,
+   * retired after a new certificate) and of the current identity. A stream kept open across requests
+   * (an HTTP lane) must ask, or it would keep an old session alive past a rotation.
+   */
+  isCurrent(stream: ClientHttp2Stream): boolean {
+    if (this.closed || stream.closed || stream.destroyed) return false;
+    const session = stream.session;
+    if (session === undefined || session.closed || session.destroyed) return false;
+    const pooled = this.pooledOf.get(session as ClientHttp2Session);
+    return pooled !== undefined && pooled.ready && !pooled.draining && pooled.generation === this.generation;
   }
 
   /** New sessions use the new identity at once; old sessions drain once a new one is ready in their group. */
@@ -333,6 +348,7 @@ export class SessionPool {
       maxHeaderListPairs: 256,
     });
     const pooled: PooledSession = { session, generation, ready: false, draining: false, active: 0, streamLimit: this.maxStreams };
+    this.pooledOf.set(session, pooled);
     session.on('remoteSettings', (settings) => {
       pooled.streamLimit = Math.min(this.maxStreams, settings.maxConcurrentStreams ?? this.maxStreams);
     });

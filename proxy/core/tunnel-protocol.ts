@@ -5,7 +5,9 @@
  * connection is one HTTP/2 CONNECT stream whose `:authority` is `<service>.<namespace>:<targetPort>`.
  * The inbound side answers 200 only once the app accepted the connection, so the outbound side may retry
  * another endpoint when a CONNECT fails: no app byte has been sent before 200. HTTP requests are ordinary
- * HTTP/2 requests with a `trellis-target` header naming the same destination.
+ * HTTP/2 requests with a `trellis-target` header naming the same destination, or, on the fast path, raw
+ * HTTP/1.1 messages on a "lane": a CONNECT stream marked `trellis-lane: http/1.1` that carries one
+ * kept-alive HTTP/1.1 connection (docs/architecture.md, "HTTP lanes").
  */
 import { constants as h2 } from 'node:http2';
 
@@ -15,6 +17,9 @@ export const TUNNEL_ALPN = 'h2';
 
 /** Names the destination of a (non-CONNECT) HTTP request on the tunnel: `<service>.<namespace>:<port>`. */
 export const TARGET_HEADER = 'trellis-target';
+/** Marks a CONNECT stream as an HTTP/1.1 lane: many requests in turn, each authorized on its own. */
+export const LANE_HEADER = 'trellis-lane';
+export const LANE_HTTP1 = 'http/1.1';
 /** On a refusal: `<namespace>/<policy>#<rule>` or `default-deny`; only ever sent to authenticated peers. */
 export const DENIED_BY_HEADER = 'trellis-denied-by';
 /** A correlation id on every refusal and error, also in the log line that explains it. */

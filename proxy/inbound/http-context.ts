@@ -26,6 +26,8 @@ export interface InboundHttpDeps {
   readonly upgradeHeadTimeoutMs: number;
   /** An upgraded (WebSocket) stream silent both ways this long is closed; 0 = never. */
   readonly upgradeIdleTimeoutMs: number;
+  /** Open HTTP/1.1 lanes (http1-lane.ts), so shutdown can drain them. */
+  readonly lanes: Set<{ drain(): void }>;
   /** Registers a long-lived upgraded stream so a policy change can re-judge and cut it. */
   readonly track?: (entry: TrackedStream) => () => void;
 }

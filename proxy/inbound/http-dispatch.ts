@@ -14,6 +14,8 @@ import type { InboundState } from './inbound-state.js';
 import { AppHttpPools, type AppPoolLimits } from './http-app-pool.js';
 import type { InboundHttpDeps } from './http-context.js';
 import { handleInboundHttpStream } from './http-stream.js';
+import { InboundLane } from './http1-lane.js';
+import { LANE_HEADER, LANE_HTTP1 } from '../core/tunnel-protocol.js';
 
 export interface InboundHttpOptions {
   readonly metrics: ProxyMetrics;
@@ -32,9 +34,14 @@ export interface InboundHttpOptions {
 }
 
 export interface InboundHttp {
-  /** Serves one stream (a request, or a CONNECT carrying an upgrade) for an `http` app port. */
-  dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState): void;
+  /**
+   * Serves one stream for an `http` app port: a request, a CONNECT carrying an upgrade, or a CONNECT
+   * opening an HTTP/1.1 lane, whose requests are judged with `current()` as each arrives.
+   */
+  dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState, current?: () => InboundState): void;
   readonly pools: AppHttpPools;
+  /** Shutdown: idle lanes close now, busy ones after their exchange. */
+  drainLanes(): void;
   /** Closes every pooled app connection. */
   close(): void;
 }
@@ -51,11 +58,19 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     upgradeHeadTimeoutMs: options.upgradeHeadTimeoutMs ?? 10_000,
     upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs ?? 3_600_000,
     track: options.track,
+    lanes: new Set<{ drain(): void }>(),
   });
   return Object.freeze({
     pools,
-    dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState): void {
+    dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState, current?: () => InboundState): void {
+      if (headers[':method'] === 'CONNECT' && headers[LANE_HEADER] === LANE_HTTP1) {
+        new InboundLane(stream, peer, appPort, current ?? (() => state), deps);
+        return;
+      }
       handleInboundHttpStream(stream, headers, { peer, state, appPort, deps });
+    },
+    drainLanes(): void {
+      for (const lane of [...deps.lanes]) lane.drain();
     },
     close(): void {
       pools.close();

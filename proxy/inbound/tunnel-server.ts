@@ -36,7 +36,15 @@ import type { InboundState } from './inbound-state.js';
 import { deciderOf, refuseStream } from './stream-refusal.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
-export type InboundHttpDispatch = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState) => void;
+export type InboundHttpDispatch = (
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  peer: VerifiedPeer,
+  appPort: AppPort,
+  state: InboundState,
+  /** The state in force now, for streams that serve many requests (lanes). */
+  current: () => InboundState,
+) => void;
 
 export interface TunnelServerOptions {
   readonly trustDomain: string;
@@ -128,6 +136,8 @@ export class TunnelServer {
   get tlsMaterial(): TlsMaterial {
     return this.material;
   }
+
+  private readonly currentState = (): InboundState => this.state;
 
   /** New handshakes present the new certificate and trust the new bundle; open sessions are untouched. */
   setIdentity(identity: WorkloadIdentity): void {
@@ -248,7 +258,7 @@ export class TunnelServer {
     // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
     // upgrade, which is authorized by method and path like any request.
     if (appPort.protocol === 'http' && this.options.http !== undefined) {
-      this.options.http(stream, headers, peer, appPort, state);
+      this.options.http(stream, headers, peer, appPort, state, this.currentState);
       return;
     }
     if (isConnect) {

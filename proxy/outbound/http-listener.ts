@@ -12,9 +12,13 @@
  * parsed and forwarded as they arrive (each balanced independently), and responses are written back
  * strictly in request order; a later response waits, bounded by its stream's flow-control window,
  * until the earlier ones are written.
+ *
+ * With `lanes`, connections start on the fast path (http1-app-connection.ts: requests framed here and
+ * written to kept-alive HTTP/1.1 lanes between sidecars), and only a request the fast path does not carry
+ * (Upgrade, Expect: 100-continue, HTTP/1.0) hands its connection over to node:http, from that request on.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import type { OutboundListener } from '../../api/data-plane.js';
 import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
 import { listenOn } from '../core/listen.js';
@@ -23,12 +27,19 @@ import type { OutboundHttpDeps } from './http-deps.js';
 import { forwardHttpRequest } from './http-exchange.js';
 import { forwardHttpUpgrade } from './http-upgrade.js';
 import type { OutboundRoute } from './outbound-route.js';
+import { Http1AppConnection, type FastPathDeps } from './http1-app-connection.js';
+import type { LanePool } from './http1-lane-pool.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
   /** Where connections accepted by `listen` go; read for every request. */
   readonly resolve?: () => OutboundRoute | undefined;
+  /** HTTP/1.1 lanes to other sidecars: the fast path. Without it every request goes through node:http. */
+  readonly lanes?: LanePool;
 }
+
+/** Header fields per request head on the fast path (node:http's default is 2,000; 256 is plenty for an app). */
+const MAX_HEADER_FIELDS = 256;
 
 export interface OutboundHttpListener {
   /** Binds the local port (explicit mode). */
@@ -49,8 +60,21 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
   const { deps } = options;
   const limits = deps.limits;
   const routes = new WeakMap<Socket, OutboundRoute>();
+  const sockets = new Set<Socket>();
+  const fast = new Set<Http1AppConnection>();
   let connections = 0;
   let tracking = false;
+  let closing = false;
+  let onDrained: (() => void) | undefined;
+  const fastDeps: FastPathDeps | undefined =
+    options.lanes === undefined
+      ? undefined
+      : Object.freeze({
+          http: deps,
+          lanes: options.lanes,
+          headLimits: Object.freeze({ maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: MAX_HEADER_FIELDS }),
+          bodyLimits: Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: limits.maxHeaderBytes }),
+        });
 
   const server: Server = createServer({
     maxHeaderSize: limits.maxHeaderBytes,
@@ -83,8 +107,30 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
     }
     forwardHttpUpgrade(req, socket, head, route, deps);
   });
-  server.on('connection', (socket: Socket) => {
+  const startTracking = (): void => {
+    if (server.listening || tracking) return;
+    // node:http checks headersTimeout/requestTimeout from a timer it starts on 'listening'; this server never
+    // listens (connections are handed to it), so start that timer explicitly (close() stops it).
+    tracking = true;
+    server.emit('listening');
+  };
+
+  /** Takes over a fast-path connection at a request only node:http carries (see the module comment). */
+  const fallback = (socket: Socket, pending: Buffer | undefined, route: OutboundRoute | undefined): void => {
+    if (route !== undefined && !routes.has(socket)) routes.set(socket, route);
+    startTracking();
+    server.emit('connection', socket);
+    if (pending !== undefined && pending.length > 0) socket.emit('data', pending);
+    socket.resume();
+  };
+
+  /** Every app connection enters here, accepted by `listen` or handed over by capture. */
+  const accept = (socket: Socket): void => {
     socket.on('error', () => undefined);
+    if (closing) {
+      socket.destroy();
+      return;
+    }
     if (connections >= limits.maxConnections) {
       deps.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'max-connections' });
       deps.logger.warn({ maxConnections: limits.maxConnections }, 'outbound HTTP connection refused: connection limit reached');
@@ -92,10 +138,22 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       return;
     }
     connections += 1;
+    sockets.add(socket);
+    const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, fallback);
     socket.once('close', () => {
       connections -= 1;
+      sockets.delete(socket);
+      if (conn !== undefined) fast.delete(conn);
+      if (connections === 0) onDrained?.();
     });
-  });
+    if (conn === undefined) {
+      startTracking();
+      server.emit('connection', socket);
+      return;
+    }
+    fast.add(conn);
+  };
+  const entry = createNetServer({ allowHalfOpen: true, noDelay: true }, accept);
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     // node's answers for bad requests, kept, plus a debug line: the app is local, this is its bug.
     deps.logger.debug({ code: err.code, err: err.message }, 'malformed request from the app');
@@ -109,38 +167,39 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
 
   return {
     listen(port: number, host: string): Promise<AddressInfo> {
-      return listenOn(server, host, port, 'outbound HTTP', deps.logger);
+      return listenOn(entry, host, port, 'outbound HTTP', deps.logger);
     },
     handleConnection(socket: Socket, route: OutboundRoute): void {
-      if (!server.listening && !tracking) {
-        // node:http checks headersTimeout/requestTimeout from a timer it starts on 'listening'; a server that
-        // only receives handed-over connections never listens, so start that timer explicitly (close() stops it).
-        tracking = true;
-        server.emit('listening');
-      }
       routes.set(socket, route);
-      server.emit('connection', socket);
+      accept(socket);
     },
     address(): AddressInfo | undefined {
-      const a = server.address();
+      const a = entry.address();
       return a !== null && typeof a === 'object' ? a : undefined;
     },
     connectionCount(): number {
       return connections;
     },
     close(graceMs = 30_000): Promise<void> {
+      closing = true;
+      if (entry.listening) entry.close();
+      // Stops node:http's timeout checker; the connections it serves are ended below.
+      if (tracking) server.close();
+      server.closeIdleConnections();
+      for (const conn of fast) conn.drain();
       return new Promise((resolve) => {
-        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-        timer.unref();
-        server.close(() => {
-          clearTimeout(timer);
+        if (connections === 0) {
           resolve();
-        });
-        server.closeIdleConnections();
-        if (!server.listening && connections === 0) {
-          clearTimeout(timer);
-          resolve();
+          return;
         }
+        const timer = setTimeout(() => {
+          for (const socket of sockets) socket.destroy();
+        }, graceMs);
+        timer.unref();
+        onDrained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     },
   };
@@ -159,9 +218,9 @@ function refuseNoRoute(res: ServerResponse, deps: OutboundHttpDeps): void {
  * The sidecar's factory for explicit-mode HTTP listeners (`ExplicitListenerDeps.http`): binds
  * `spec.bindAddress:spec.localPort` and serves it with the route `resolve` returns per request.
  */
-export function outboundHttpListenerFactory(deps: OutboundHttpDeps): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
+export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
   return async (spec, resolve) => {
-    const listener = createOutboundHttpListener({ deps, resolve });
+    const listener = createOutboundHttpListener({ deps, resolve, lanes });
     await listener.listen(spec.localPort, spec.bindAddress);
     return listener;
   };

@@ -33,6 +33,7 @@ import { createInboundHttp, type InboundHttp } from '../../proxy/inbound/http-di
 import type { AppPoolLimits } from '../../proxy/inbound/http-app-pool.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from '../../proxy/outbound/http-deps.js';
 import { createOutboundHttpListener, type OutboundHttpListener } from '../../proxy/outbound/http-listener.js';
+import { LanePool } from '../../proxy/outbound/http1-lane-pool.js';
 import type { OutboundRoute } from '../../proxy/outbound/outbound-route.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
@@ -185,6 +186,8 @@ export interface TestMesh {
   readonly tunnels: TestTunnel[];
   readonly balancer: LoadBalancer;
   readonly pool: SessionPool;
+  /** The outbound side's lanes (undefined with `lanes: false`). */
+  readonly lanes: LanePool | undefined;
   readonly outbound: OutboundHttpListener;
   readonly outboundPort: number;
   readonly registry: Registry;
@@ -200,6 +203,8 @@ export interface MeshOptions {
   readonly apps: readonly AppHandler[];
   readonly policyYaml?: string;
   readonly outboundLimits?: Partial<OutboundHttpLimits>;
+  /** The outbound HTTP fast path over lanes (the sidecar's default); false: every request through node:http. */
+  readonly lanes?: boolean;
   readonly appPool?: Partial<AppPoolLimits>;
   /** Extra endpoints (e.g. a closed port) offered to the balancer besides the live ones. */
   readonly extraEndpoints?: readonly Endpoint[];
@@ -246,8 +251,11 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       onEndpointHealth: (key, ok) => balancer.reportEndpoint(key, ok),
     });
     cleanups.push(() => pool.close(100));
+    const lanes = options.lanes === false ? undefined : new LanePool(pool);
+    if (lanes !== undefined) cleanups.push(async () => lanes.close());
     const outbound = createOutboundHttpListener({
       resolve: () => ROUTE,
+      lanes,
       deps: {
         pool,
         balancer,
@@ -267,6 +275,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       tunnels,
       balancer,
       pool,
+      lanes,
       outbound,
       outboundPort: address.port,
       registry,

@@ -123,6 +123,22 @@ describe('HTTP path in a sidecar pair', () => {
     }
   });
 
+  it('judges each request on a kept-alive lane by the policy in force when it arrives', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const before = await send({ port: listener, path: '/ws/history', agent });
+      expect(before.status).toBe(200);
+      await server.applyConfig({ upstreams: [], listeners: [], policy: policy(DENY_WS) });
+      const after = await send({ port: listener, path: '/ws/history', agent });
+      expect(after.status).toBe(403);
+      expect(after.headers['trellis-denied-by']).toBe('shop/no-websockets#0');
+      expect(after.localPort).toBe(before.localPort);
+    } finally {
+      agent.destroy();
+      await server.applyConfig({ upstreams: [], listeners: [], policy: policy(POLICY_YAML) });
+    }
+  });
+
   it('closes an upgraded stream when a new policy denies it', async () => {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const req = request({ host: '127.0.0.1', port: listener, path: '/ws/feed', headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });

@@ -1,0 +1,502 @@
+/**
+ * One lane at the inbound sidecar: a CONNECT stream marked `trellis-lane: http/1.1` carrying the caller
+ * sidecar's HTTP/1.1 requests one after another (http1-lane-pool.ts on the other side).
+ *
+ * Each request is framed and authorized on its own, with the policy in force when its head arrives,
+ * before the app sees a byte: a refusal is a 403 on the lane (its body is skipped, the lane goes on). An
+ * allowed request goes to the app over this lane's own app connection, opened on demand and reopened when
+ * the app closes it (so a lane outlives the app's keep-alive timeout); the head is re-serialised with the
+ * verified caller in `x-forwarded-client-cert`, the body passes through unchanged, and the response comes
+ * back byte for byte (minus any `trellis-*` field the app tried to send). A reused app connection that
+ * closes before answering a request without a body is retried once on a new one, as node's HTTP client
+ * does; any other app failure before the response is a 502/503/504 on the lane with a stable code.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { constants as h2, type ServerHttp2Stream } from 'node:http2';
+import { nextCorrelationId } from '../core/correlation.js';
+import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
+import { parseRequestHead, parseResponseHead, type Http1HeadLimits, type RequestHead, type ResponseHead } from '../core/http1-head.js';
+import { PartialHead } from '../core/http1-partial-head.js';
+import { failureResponseBytes, fieldValue, responseNeedsCleaning, serializeRequestHead, serializeResponseHead } from '../core/http1-message.js';
+import { appFailure, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
+import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
+import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
+import type { AppPort } from '../../api/data-plane.js';
+import type { AppHttpPool } from './http-app-pool.js';
+import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
+import type { InboundHttpDeps } from './http-context.js';
+import type { InboundState } from './inbound-state.js';
+import { deciderOf } from './stream-refusal.js';
+
+export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaderCount: 256 });
+export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: 16 * 1024 });
+/** A lane with no request for this long is closed (the caller closes its idle lanes much sooner). */
+export const LANE_IDLE_TIMEOUT_MS = 120_000;
+
+const enum Phase {
+  Head,
+  /** Forwarding the request body to the app. */
+  Body,
+  /** Discarding the body of a request that was answered without the app. */
+  Skip,
+  Await,
+  Closed,
+}
+
+export class InboundLane {
+  private phase = Phase.Head;
+  /** Lane bytes after the request in flight (the caller sends one at a time, so at most a head's worth). */
+  private buffered: Buffer | undefined;
+  private readonly partialHead = new PartialHead();
+  private readonly partialRes = new PartialHead();
+  private app: Socket | undefined;
+  private appUsed = false;
+
+  private req: RequestHead | undefined;
+  private headBytes: Buffer | undefined;
+  private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS);
+  private res: ResponseHead | undefined;
+  private readonly resBody = new BodyFramer(LANE_BODY_LIMITS);
+  private responseStarted = false;
+  private reused = false;
+  private retried = false;
+  private connected = false;
+  private timedOut = false;
+  private holding = false;
+  private correlationId = '';
+  private path = '';
+  private started = 0;
+  private status = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private readonly pool: AppHttpPool;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly peer: VerifiedPeer,
+    private readonly appPort: AppPort,
+    private readonly currentState: () => InboundState,
+    private readonly deps: InboundHttpDeps,
+  ) {
+    this.pool = deps.pools.for(appPort);
+    stream.on('data', this.onStreamData);
+    stream.on('error', noop);
+    stream.once('close', this.onStreamClose);
+    stream.on('end', this.onStreamEnd);
+    stream.on('timeout', this.onStreamTimeout);
+    stream.setTimeout(LANE_IDLE_TIMEOUT_MS);
+    deps.lanes.add(this);
+    stream.respond({ ':status': 200 });
+  }
+
+  /** Shutdown: an idle lane closes now, a busy one after its exchange, so the caller's session can finish. */
+  drain(): void {
+    this.draining = true;
+    if (this.phase === Phase.Head && this.partialHead.empty) this.closeLane(h2.NGHTTP2_NO_ERROR);
+  }
+
+  // ---- caller → app ----
+
+  private readonly onStreamData = (chunk: Buffer): void => {
+    switch (this.phase) {
+      case Phase.Head: {
+        const data = this.partialHead.push(chunk, LANE_HEAD_LIMITS.maxHeadBytes);
+        if (data !== undefined) this.readHead(data, 0);
+        return;
+      }
+      case Phase.Body:
+      case Phase.Skip:
+        this.forwardBody(chunk, 0);
+        return;
+      case Phase.Await:
+        this.hold(chunk);
+        return;
+      default:
+        return;
+    }
+  };
+
+  private hold(chunk: Buffer): void {
+    this.buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.buffered.length > LANE_HEAD_LIMITS.maxHeadBytes) {
+      // The caller sends one request at a time; more than a head's worth ahead breaks the lane's contract.
+      this.closeLane(h2.NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    this.holding = true;
+    this.stream.pause();
+  }
+
+  private readHead(data: Buffer, offset: number): void {
+    const parsed = parseRequestHead(data, offset, data.length, LANE_HEAD_LIMITS);
+    if (!parsed.ok) {
+      if (parsed.incomplete) {
+        this.partialHead.hold(offset === 0 ? data : data.subarray(offset));
+        return;
+      }
+      const kind = parsed.status === 431 ? HTTP_FAILURES.headTooLarge : HTTP_FAILURES.badRequest;
+      this.answerAndClose(new HttpFailure(kind, parsed.reason), nextCorrelationId());
+      return;
+    }
+    const head = parsed.head;
+    const rest = offset + parsed.length < data.length ? data.subarray(offset + parsed.length) : undefined;
+    this.stream.setTimeout(0);
+    this.begin(head);
+    if (head.upgrade || head.minorVersion === 0) {
+      this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, 'a lane carries HTTP/1.1 requests without upgrades'), this.correlationId);
+      return;
+    }
+    const targets = forwardTarget(head.method, head.target);
+    if (targets === null) {
+      this.answer(new HttpFailure(HTTP_FAILURES.badPath), rest);
+      return;
+    }
+    this.path = targets.policyPath;
+    const state = this.currentState();
+    const ctx = { peer: this.peer, state, appPort: this.appPort, deps: this.deps };
+    const decision = authorizeHttp(ctx, httpAuthorizationRequest(ctx, head.method, targets.policyPath), this.correlationId);
+    if (!decision.allowed) {
+      const decider = deciderOf(decision);
+      this.answer(new HttpFailure(HTTP_FAILURES.denied, `${decision.reason} (${decider})`), rest, { [DENIED_BY_HEADER]: decider });
+      return;
+    }
+    try {
+      this.pool.acquire();
+    } catch (err) {
+      this.answer(err as HttpFailure, rest);
+      return;
+    }
+    this.appUsed = true;
+    this.headBytes = serializeRequestHead(head, targets.forwardPath, this.correlationId, this.peer.spiffeId);
+    this.phase = this.reqBody.done ? Phase.Await : Phase.Body;
+    this.send(rest);
+  }
+
+  private begin(head: RequestHead): void {
+    this.req = head;
+    this.started = performance.now();
+    this.correlationId = acceptableRequestId(fieldValue(head.fields, REQUEST_ID_HEADER)) ?? nextCorrelationId();
+    this.path = head.target;
+    this.reqBody.start(head.body);
+    this.res = undefined;
+    this.partialRes.take();
+    this.responseStarted = false;
+    this.retried = false;
+    this.timedOut = false;
+    this.status = 0;
+  }
+
+  /** Writes the head (and the body bytes that came with it) to the app connection, opening one if needed. */
+  private send(rest: Buffer | undefined): void {
+    let app = this.app;
+    this.reused = app !== undefined;
+    if (app === undefined) app = this.openApp();
+    app.cork();
+    app.write(this.headBytes as Buffer);
+    if (rest !== undefined) this.forwardBody(rest, 0);
+    app.uncork();
+    app.setTimeout(this.pool.limits.requestIdleTimeoutMs);
+  }
+
+  private openApp(): Socket {
+    const app = netConnect({ host: this.appPort.host, port: this.appPort.port, noDelay: true });
+    this.app = app;
+    this.connected = false;
+    this.connectTimer = setTimeout(() => {
+      this.timedOut = true;
+      app.destroy();
+    }, this.pool.limits.connectTimeoutMs);
+    app.once('connect', () => {
+      this.connected = true;
+      clearTimeout(this.connectTimer);
+    });
+    app.on('data', (chunk: Buffer) => {
+      if (this.app === app) this.onAppData(chunk);
+    });
+    app.on('timeout', () => {
+      this.timedOut = true;
+      app.destroy();
+    });
+    app.on('error', (err: Error) => {
+      if (this.app === app) this.onAppGone(err);
+    });
+    app.once('close', () => {
+      if (this.app === app) this.onAppGone(undefined);
+    });
+    return app;
+  }
+
+  private forwardBody(chunk: Buffer, offset: number): void {
+    const n = this.reqBody.consume(chunk, offset, chunk.length);
+    if (this.reqBody.error !== undefined) {
+      this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
+      return;
+    }
+    if (n > 0 && this.phase === Phase.Body) {
+      const part = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
+      const app = this.app as Socket;
+      if (!app.write(part)) {
+        this.stream.pause();
+        app.once('drain', this.resumeStream);
+      }
+    }
+    if (!this.reqBody.done) return;
+    const end = offset + n;
+    const rest = end < chunk.length ? chunk.subarray(end) : undefined;
+    if (this.phase === Phase.Skip) {
+      this.nextRequest(rest);
+      return;
+    }
+    this.phase = Phase.Await;
+    if (rest !== undefined) this.hold(rest);
+    if (this.res !== undefined && this.resBody.done) this.complete();
+  }
+
+  private readonly resumeStream = (): void => {
+    if (!this.holding) this.stream.resume();
+  };
+
+  // ---- app → caller ----
+
+  private onAppData(chunk: Buffer): void {
+    if (this.phase === Phase.Closed || this.req === undefined || this.phase === Phase.Skip) {
+      // Bytes with no request asking: the app broke HTTP/1.1; this connection cannot be trusted again.
+      this.dropApp();
+      return;
+    }
+    let data = chunk;
+    let offset = 0;
+    let out: Buffer | undefined;
+    if (this.res === undefined) {
+      const joined = this.partialRes.push(chunk, LANE_HEAD_LIMITS.maxHeadBytes);
+      if (joined === undefined) return;
+      data = joined;
+      for (;;) {
+        const parsed = parseResponseHead(data, offset, data.length, this.req.method, LANE_HEAD_LIMITS);
+        if (!parsed.ok) {
+          if (parsed.incomplete) {
+            if (offset > 0) this.stream.write(data.subarray(0, offset));
+            this.partialRes.hold(data.subarray(offset));
+            return;
+          }
+          this.appBroke(`malformed response head: ${parsed.reason}`);
+          return;
+        }
+        const head = parsed.head;
+        if (head.status === 101) {
+          this.appBroke('101 Switching Protocols to a request that asked for no upgrade');
+          return;
+        }
+        if (head.status >= 200) {
+          this.res = head;
+          this.status = head.status;
+          this.resBody.start(head.body);
+          if (responseNeedsCleaning(head)) {
+            // Rare (trellis-* fields, Content-Length beside chunked): what came before, then the cleaned head.
+            if (offset > 0) this.stream.write(data.subarray(0, offset));
+            this.stream.write(serializeResponseHead(head, { dropMeshFields: true, close: false }));
+            data = data.subarray(offset + parsed.length);
+            offset = 0;
+            out = data;
+          } else {
+            offset += parsed.length;
+          }
+          break;
+        }
+        offset += parsed.length;
+      }
+      this.responseStarted = true;
+      if (out !== undefined) {
+        this.forwardResponse(data, 0, 0);
+        return;
+      }
+    }
+    this.forwardResponse(data, 0, offset);
+  }
+
+  /** Writes data[from, end of body) to the lane; `offset` is where body bytes start. */
+  private forwardResponse(data: Buffer, from: number, offset: number): void {
+    let end = offset;
+    if (end < data.length) end += this.resBody.consume(data, end, data.length);
+    if (this.resBody.error !== undefined) {
+      this.appBroke(`malformed response body: ${this.resBody.error}`);
+      return;
+    }
+    const part = from === 0 && end === data.length ? data : data.subarray(from, end);
+    if (part.length > 0 && !this.stream.write(part) && !this.resBody.done) {
+      (this.app as Socket).pause();
+      this.stream.once('drain', this.resumeApp);
+    }
+    if (!this.resBody.done) return;
+    if (end < data.length) this.dropApp(); // bytes after a complete response: never reuse this connection
+    if (this.phase === Phase.Await) this.complete();
+  }
+
+  private readonly resumeApp = (): void => {
+    this.app?.resume();
+  };
+
+  // ---- ends of an exchange ----
+
+  private complete(): void {
+    const res = this.res as ResponseHead;
+    this.finishExchange(res.status);
+    if (!res.keepAlive) this.dropApp();
+    else {
+      const app = this.app;
+      if (app !== undefined) {
+        app.setTimeout(0);
+        this.stream.removeListener('drain', this.resumeApp);
+        app.resume();
+      }
+    }
+    const pending = this.buffered;
+    this.buffered = undefined;
+    this.nextRequest(pending);
+  }
+
+  private nextRequest(pending: Buffer | undefined): void {
+    if (this.draining && pending === undefined) {
+      this.closeLane(h2.NGHTTP2_NO_ERROR);
+      return;
+    }
+    this.phase = Phase.Head;
+    this.req = undefined;
+    this.res = undefined;
+    this.stream.setTimeout(LANE_IDLE_TIMEOUT_MS);
+    if (this.holding) {
+      this.holding = false;
+      this.stream.resume();
+    }
+    if (pending !== undefined) this.readHead(pending, 0);
+  }
+
+  /** The app connection closed or failed. Idle: forget it. In an exchange: retry, answer, or cut the stream. */
+  private onAppGone(err: Error | undefined): void {
+    clearTimeout(this.connectTimer);
+    const app = this.app;
+    this.app = undefined;
+    app?.destroy();
+    if (this.phase === Phase.Closed || this.req === undefined || this.phase === Phase.Skip || this.phase === Phase.Head) return;
+    if (this.res !== undefined && this.res.body.kind === 'until-close' && err === undefined && !this.timedOut) {
+      // A response delimited by the close of the connection: complete now, and so is the lane.
+      this.finishExchange(this.res.status);
+      this.phase = Phase.Closed;
+      this.stream.end();
+      return;
+    }
+    if (this.responseStarted) {
+      this.finishExchange(this.status);
+      this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    if (this.reused && !this.retried && this.req.body.kind === 'none' && !this.timedOut) {
+      this.retried = true;
+      this.send(undefined);
+      return;
+    }
+    const failure = appFailure(err ?? Object.assign(new Error('the app closed the connection'), { code: 'ECONNRESET' }), this.timedOut, this.connected);
+    this.deps.logger.warn({ correlationId: this.correlationId, code: failure.code, err: err?.message, port: this.appPort.port }, 'http request to app failed');
+    if (this.reqBody.done) this.answer(failure, this.buffered, undefined, true);
+    else this.answerAndClose(failure, this.correlationId);
+  }
+
+  private appBroke(detail: string): void {
+    this.dropApp();
+    if (this.responseStarted) {
+      this.finishExchange(this.status);
+      this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const failure = new HttpFailure(HTTP_FAILURES.appBadResponse, detail);
+    if (this.reqBody.done) this.answer(failure, this.buffered, undefined, true);
+    else this.answerAndClose(failure, this.correlationId);
+  }
+
+  /**
+   * Answers the current request without the app (a refusal or an app failure) and goes on with the lane:
+   * a body still to come is skipped.
+   */
+  private answer(failure: HttpFailure, rest: Buffer | undefined, extra?: Readonly<Record<string, string>>, appWasUsed = false): void {
+    if (appWasUsed) this.buffered = undefined;
+    this.status = failure.status;
+    this.stream.write(failureResponseBytes(failure, this.correlationId, false, extra));
+    this.finishExchange(failure.status, failure.code);
+    if (this.reqBody.done) {
+      this.nextRequest(rest);
+      return;
+    }
+    this.phase = Phase.Skip;
+    if (rest !== undefined) this.forwardBody(rest, 0);
+  }
+
+  /** Answers with `Connection: close`, then ends the lane: what follows on it cannot be framed. */
+  private answerAndClose(failure: HttpFailure, correlationId: string): void {
+    this.status = failure.status;
+    if (this.req !== undefined) this.finishExchange(failure.status, failure.code);
+    this.phase = Phase.Closed;
+    this.dropApp();
+    if (this.stream.destroyed) return;
+    // After the answer, RST_STREAM(NO_ERROR) (RFC 9113 8.1): whatever the peer still sends is not read.
+    this.stream.once('finish', () => this.stream.close(h2.NGHTTP2_NO_ERROR));
+    this.stream.end(failureResponseBytes(failure, correlationId, true));
+  }
+
+  private finishExchange(status: number, code?: string): void {
+    const req = this.req;
+    if (req === undefined) return;
+    this.req = undefined;
+    if (this.appUsed) {
+      this.appUsed = false;
+      this.pool.release();
+    }
+    const seconds = (performance.now() - this.started) / 1000;
+    const source = serviceLabel(this.peer);
+    const destination = serviceLabel(this.currentState().local);
+    this.deps.httpMetrics.record('inbound', source, destination, status, seconds);
+    if (this.deps.accessLog) {
+      this.deps.logger.info(
+        { direction: 'inbound', correlationId: this.correlationId, source, destination, method: req.method, path: this.path, status, code, ms: Math.round(seconds * 1000) },
+        'http access',
+      );
+    }
+  }
+
+  private dropApp(): void {
+    const app = this.app;
+    this.app = undefined;
+    clearTimeout(this.connectTimer);
+    app?.destroy();
+  }
+
+  private closeLane(code: number): void {
+    this.phase = Phase.Closed;
+    this.dropApp();
+    if (!this.stream.destroyed) this.stream.close(code);
+  }
+
+  // ---- the lane's own events ----
+
+  private readonly onStreamEnd = (): void => {
+    // The caller ends a lane only when it is idle; an exchange in flight is cut by 'close'.
+    if (this.phase === Phase.Head) {
+      this.phase = Phase.Closed;
+      this.dropApp();
+      if (!this.stream.destroyed) this.stream.end();
+    }
+  };
+
+  private readonly onStreamTimeout = (): void => {
+    if (this.phase === Phase.Head) this.closeLane(h2.NGHTTP2_NO_ERROR);
+  };
+
+  private readonly onStreamClose = (): void => {
+    this.deps.lanes.delete(this);
+    if (this.req !== undefined) this.finishExchange(this.status === 0 ? 499 : this.status);
+    this.phase = Phase.Closed;
+    this.dropApp();
+  };
+}
+
+function noop(): void {}

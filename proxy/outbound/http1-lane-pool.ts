@@ -1,0 +1,188 @@
+/**
+ * Lanes: kept-alive HTTP/1.1 connections between two sidecars, each one a CONNECT stream (marked
+ * `trellis-lane: http/1.1`) on a pooled mTLS tunnel session. The outbound side keeps idle lanes per
+ * destination endpoint and lends one to each request, so a request costs a write on an open stream
+ * instead of a new HTTP/2 stream: measured on this machine, Node 20's HTTP/2 client spends more per
+ * `request()` than the whole lane path does per request (docs/architecture.md, "HTTP lanes").
+ *
+ * Load balancing stays per request: the balancer picks the endpoint first, then a lane to it is taken or
+ * opened. A lane is reused only while its session is current (`SessionPool.isCurrent`), so GOAWAY and
+ * certificate rotation drain lanes like any other stream. Idle lanes are bounded per endpoint and closed
+ * after `idleTimeoutMs`; the inbound side reconnects to its app on demand, so a lane outlives the app's
+ * own keep-alive timeout.
+ */
+import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import { TrellisError } from '../../common/errors.js';
+import type { PoolTarget, SessionPool } from '../core/session-pool.js';
+import { LANE_HEADER, LANE_HTTP1, RST_CANCEL, STATUS_OK } from '../core/tunnel-protocol.js';
+
+export interface LanePoolLimits {
+  /** Idle lanes kept per destination endpoint; more are closed when returned. */
+  readonly maxIdlePerEndpoint: number;
+  /** An idle lane is closed after this. */
+  readonly idleTimeoutMs: number;
+  /** A new lane must be accepted (200) within this. */
+  readonly openTimeoutMs: number;
+}
+
+export const DEFAULT_LANE_POOL_LIMITS: LanePoolLimits = Object.freeze({ maxIdlePerEndpoint: 64, idleTimeoutMs: 15_000, openTimeoutMs: 10_000 });
+
+/** One lane. Its owner (the app connection using it now) receives its bytes; idle lanes have none. */
+export class Lane {
+  owner: LaneOwner | undefined;
+  /** Closed by its idle timer (set per use by the owner: the upstream idle timeout). */
+  timedOut = false;
+  constructor(
+    readonly key: string,
+    readonly stream: ClientHttp2Stream,
+  ) {}
+}
+
+/** What a lane reports to the app connection that holds it. */
+export interface LaneOwner {
+  onLaneData(chunk: Buffer): void;
+  /** The lane ended or failed; `rstCode` is its RST_STREAM code (0: a clean end). */
+  onLaneClosed(rstCode: number): void;
+}
+
+export class LanePool {
+  private readonly idle = new Map<string, Lane[]>();
+  private closed = false;
+
+  constructor(
+    private readonly sessions: Pick<SessionPool, 'openStream' | 'tryOpenStream' | 'isCurrent'>,
+    private readonly limits: LanePoolLimits = DEFAULT_LANE_POOL_LIMITS,
+  ) {}
+
+  /** The most recently used idle lane to `key` that may still be used, or undefined. */
+  take(key: string): Lane | undefined {
+    const list = this.idle.get(key);
+    if (list === undefined) return undefined;
+    for (let lane = list.pop(); lane !== undefined; lane = list.pop()) {
+      if (this.sessions.isCurrent(lane.stream)) {
+        lane.stream.setTimeout(0);
+        return lane;
+      }
+      lane.stream.close(RST_CANCEL);
+    }
+    return undefined;
+  }
+
+  /**
+   * Opens a lane to the target. Rejects with a retryable error when no session or stream could be had or
+   * the peer did not accept the lane: nothing was sent, so another endpoint may be tried.
+   */
+  open(key: string, target: PoolTarget, authority: string): Promise<Lane> {
+    const headers = { ':method': 'CONNECT', ':authority': authority, [LANE_HEADER]: LANE_HTTP1 };
+    let stream: ClientHttp2Stream | undefined;
+    try {
+      stream = this.sessions.tryOpenStream(target, headers);
+    } catch (err) {
+      return Promise.reject(retryable(key, (err as Error).message));
+    }
+    const opened = stream !== undefined ? Promise.resolve(stream) : this.sessions.openStream(target, headers);
+    return opened.then((s) => this.accepted(key, s));
+  }
+
+  /** A lane whose last exchange ended cleanly goes back to the idle list (or is closed beyond the bound). */
+  give(lane: Lane): void {
+    lane.owner = undefined;
+    if (this.closed || !this.sessions.isCurrent(lane.stream)) {
+      lane.stream.close(RST_CANCEL);
+      return;
+    }
+    let list = this.idle.get(lane.key);
+    if (list === undefined) {
+      list = [];
+      this.idle.set(lane.key, list);
+    }
+    if (list.length >= this.limits.maxIdlePerEndpoint) {
+      lane.stream.close(RST_CANCEL);
+      return;
+    }
+    list.push(lane);
+    lane.stream.setTimeout(this.limits.idleTimeoutMs);
+  }
+
+  /** Lanes idle now, over all endpoints (for tests and the admin port). */
+  idleCount(): number {
+    let n = 0;
+    for (const list of this.idle.values()) n += list.length;
+    return n;
+  }
+
+  /** Closes idle lanes now and refuses to keep any more; lanes in use end with their exchange. */
+  close(): void {
+    this.closed = true;
+    for (const list of this.idle.values()) for (const lane of list) lane.stream.close(RST_CANCEL);
+    this.idle.clear();
+  }
+
+  private accepted(key: string, stream: ClientHttp2Stream): Promise<Lane> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stream.close(RST_CANCEL);
+        reject(retryable(key, `the lane was not accepted within ${this.limits.openTimeoutMs} ms`));
+      }, this.limits.openTimeoutMs);
+      const onClose = (): void => {
+        clearTimeout(timer);
+        reject(retryable(key, `the lane was reset before it was accepted (RST_STREAM ${stream.rstCode ?? 0})`));
+      };
+      stream.on('error', noop);
+      stream.once('close', onClose);
+      stream.once('response', (headers: IncomingHttpHeaders) => {
+        clearTimeout(timer);
+        stream.removeListener('close', onClose);
+        const status = Number(headers[':status']);
+        if (status !== STATUS_OK) {
+          stream.close(RST_CANCEL);
+          reject(retryable(key, `the peer refused the lane with ${status}`));
+          return;
+        }
+        resolve(this.wire(new Lane(key, stream)));
+      });
+    });
+  }
+
+  /** One set of listeners per lane for its whole life; they forward to whoever holds it now. */
+  private wire(lane: Lane): Lane {
+    const { stream } = lane;
+    stream.on('data', (chunk: Buffer) => {
+      if (lane.owner !== undefined) lane.owner.onLaneData(chunk);
+      else stream.close(RST_CANCEL); // bytes on an idle lane: the peer broke the framing
+    });
+    stream.once('close', () => {
+      const owner = lane.owner;
+      lane.owner = undefined;
+      this.forget(lane);
+      owner?.onLaneClosed(stream.rstCode ?? 0);
+    });
+    stream.once('end', () => {
+      // The peer ended its side: no more responses can come on this lane.
+      const owner = lane.owner;
+      lane.owner = undefined;
+      this.forget(lane);
+      if (!stream.closed) stream.close(RST_CANCEL);
+      owner?.onLaneClosed(0);
+    });
+    stream.on('timeout', () => {
+      lane.timedOut = true;
+      stream.close(RST_CANCEL);
+    });
+    return lane;
+  }
+
+  private forget(lane: Lane): void {
+    const list = this.idle.get(lane.key);
+    if (list === undefined) return;
+    const i = list.indexOf(lane);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.idle.delete(lane.key);
+  }
+}
+
+function retryable(key: string, why: string): TrellisError {
+  return new TrellisError('TRELLIS_HTTP_LANE_UNAVAILABLE', `no HTTP lane to ${key}: ${why}`, { side: 'upstream', retryable: true });
+}
+
+function noop(): void {}
