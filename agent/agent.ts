@@ -22,6 +22,7 @@ import { createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sid
 import { createAgentAdminServer } from './admin-server.js';
 import { AgentMetrics } from './agent-metrics.js';
 import { AppHealth } from './app-health.js';
+import { appLocalAddress, HANDOFF_SOURCE } from '../proxy/inbound/app-source.js';
 import { bootstrapTrustDomain } from './bootstrap-trust-domain.js';
 import { createStatusServer } from './status-server.js';
 import { Backoff } from './backoff.js';
@@ -182,7 +183,10 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
   metrics.configStale.set(1);
   // No app port: nothing to check, and nothing is served, so the (portless) endpoint counts as healthy.
   if (config.healthCheck === null) metrics.appHealthy.set(1);
-  const health = config.healthCheck === null ? undefined : new AppHealth(config.healthCheck, (result) => {
+  // In transparent capture an app off loopback is checked from the hand-off source, or the rules would
+  // send the check to the inbound capture port (see proxy/inbound/app-source.ts).
+  const healthSpec = config.healthCheck === null || config.capture === undefined ? config.healthCheck : { ...config.healthCheck, localAddress: appLocalAddress(config.healthCheck.host, HANDOFF_SOURCE) };
+  const health = healthSpec === null ? undefined : new AppHealth(healthSpec, (result) => {
     metrics.appHealthy.set(result.healthy ? 1 : 0);
     log.info({ healthy: result.healthy, detail: result.detail }, 'app health changed');
     // The first probe runs before the watch exists.

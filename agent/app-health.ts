@@ -15,6 +15,11 @@ export interface HealthCheckSpec {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly unhealthyAfter: number;
+  /**
+   * Dial from this address (transparent capture, app off loopback: the hand-off source the rules exempt,
+   * proxy/inbound/app-source.ts); absent: the kernel's choice.
+   */
+  readonly localAddress?: string;
 }
 
 export interface HealthResult {
@@ -37,7 +42,7 @@ export function probeOnce(spec: HealthCheckSpec): Promise<HealthResult> {
     }, spec.timeoutMs);
     let cleanup: () => void;
     if (spec.kind === 'tcp') {
-      const socket = connect({ host: spec.host, port: spec.port });
+      const socket = connect({ host: spec.host, port: spec.port, ...(spec.localAddress === undefined ? {} : { localAddress: spec.localAddress }) });
       cleanup = () => socket.destroy();
       socket.once('connect', () => {
         socket.destroy();
@@ -45,7 +50,7 @@ export function probeOnce(spec: HealthCheckSpec): Promise<HealthResult> {
       });
       socket.once('error', (err) => finish({ healthy: false, detail: `tcp connect to ${spec.host}:${spec.port}: ${err.message}` }));
     } else {
-      const req = request({ host: spec.host, port: spec.port, path: spec.path, method: 'GET', agent: false, headers: { 'user-agent': 'trellis-agent-health' } }, (res) => {
+      const req = request({ host: spec.host, port: spec.port, localAddress: spec.localAddress, path: spec.path, method: 'GET', agent: false, headers: { 'user-agent': 'trellis-agent-health' } }, (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
         finish({ healthy: status >= 200 && status < 400, detail: `GET ${spec.path} → ${status}` });

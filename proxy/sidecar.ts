@@ -38,6 +38,7 @@ import { LanePool } from './outbound/http1-lane-pool.js';
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
 import { createTransparentMetrics } from './outbound/transparent-metrics.js';
 import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
+import { HANDOFF_SOURCE } from './inbound/app-source.js';
 import { createCaptureMetrics } from './inbound/capture-metrics.js';
 import type { OriginalDestination } from './core/original-dst.js';
 import { AdminServer } from './admin.js';
@@ -211,6 +212,7 @@ class TrellisSidecar implements Sidecar {
       logger: this.log.child({ part: 'inbound-http' }),
       accessLog: options.accessLog ?? true,
       track: (entry) => this.tunnel.track(entry),
+      appSource: options.capture === undefined ? undefined : HANDOFF_SOURCE,
     });
     this.tunnel = new TunnelServer({
       trustDomain: options.trustDomain,
@@ -220,6 +222,7 @@ class TrellisSidecar implements Sidecar {
       metrics: this.metrics,
       logger: this.log.child({ part: 'inbound' }),
       accessLog: options.accessLog,
+      appSource: options.capture === undefined ? undefined : HANDOFF_SOURCE,
       http: (stream, headers, peer, appPort, state, current) => this.inboundHttp.dispatch(stream, headers, peer, appPort, state, current),
     });
     const accessLog = options.accessLog ?? true;

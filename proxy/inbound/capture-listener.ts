@@ -23,11 +23,10 @@ import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestin
 import { resetSocket, spliceSockets, type SocketSpliceHandle } from '../core/socket-splice.js';
 import { definedOnly, listenOn } from '../core/listen.js';
 import type { CaptureMetrics, CaptureResult } from './capture-metrics.js';
+import { appLocalAddress, HANDOFF_SOURCE } from './app-source.js';
 
 export const DEFAULT_INBOUND_CAPTURE_PORT = 15006;
-/** Must match agent/redirect/options.ts (INBOUND_HANDOFF_SOURCE_V4/V6): the rules exempt exactly these. */
-export const HANDOFF_SOURCE_V4 = '127.0.0.6';
-export const HANDOFF_SOURCE_V6 = '::6';
+export { HANDOFF_SOURCE_V4, HANDOFF_SOURCE_V6 } from './app-source.js';
 
 export interface CaptureListenerLimits {
   readonly maxConnections: number;
@@ -75,7 +74,7 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
   const limits: CaptureListenerLimits = Object.freeze({ ...DEFAULT_CAPTURE_LIMITS, ...definedOnly(options.limits ?? {}) });
   const readOriginalDst = options.originalDst ?? getSocketOriginalDst;
   const unavailable = options.unavailableReason ?? originalDstUnavailableReason;
-  const source = options.handoffSource ?? { v4: HANDOFF_SOURCE_V4, v6: HANDOFF_SOURCE_V6 };
+  const source = options.handoffSource ?? HANDOFF_SOURCE;
   const log = options.logger;
   const metrics = options.metrics;
   let mode = options.mode;
@@ -92,7 +91,7 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
     const started = Date.now();
     const declared = appPorts.get(destination.port);
     const host = declared?.host ?? destination.address;
-    const localAddress = isLoopback(host) ? undefined : isIPv6(host) ? source.v6 : source.v4;
+    const localAddress = appLocalAddress(host, source);
     const app = connect({ host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
     client.pause();
     const timer = setTimeout(() => app.destroy(new Error(`the app did not accept within ${limits.appConnectTimeoutMs} ms`)), limits.appConnectTimeoutMs);
@@ -217,10 +216,3 @@ function portMap(appPorts: readonly AppPort[]): ReadonlyMap<number, AppPort> {
   return new Map(appPorts.map((p) => [p.port, p]));
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.') || host.startsWith('::ffff:127.');
-}
-
-function isIPv6(host: string): boolean {
-  return host.includes(':');
-}

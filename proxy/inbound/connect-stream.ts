@@ -15,6 +15,7 @@ import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../core/splice.js';
 import { STATUS_BAD_GATEWAY, STATUS_FORBIDDEN, STATUS_GATEWAY_TIMEOUT, STATUS_OK, STATUS_UNAVAILABLE } from '../core/tunnel-protocol.js';
 import type { InboundState } from './inbound-state.js';
+import { appLocalAddress, type AppDialSource } from './app-source.js';
 import { deciderOf, refuseStream } from './stream-refusal.js';
 
 /** An open stream the tunnel server tracks, so a policy change can re-judge it and shutdown can cut it. */
@@ -29,6 +30,8 @@ export interface ConnectStreamDeps {
   readonly logger: Logger;
   readonly accessLog: boolean;
   readonly track: (entry: TrackedStream) => () => void;
+  /** In transparent capture: the address the app is dialled from when it is not on loopback (app-source.ts). */
+  readonly appSource?: AppDialSource;
 }
 
 export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPeer, state: InboundState, appPort: AppPort, deps: ConnectStreamDeps): void {
@@ -50,7 +53,8 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   }
 
   const started = Date.now();
-  const app: Socket = netConnect({ host: appPort.host, port: appPort.port, allowHalfOpen: true, noDelay: true });
+  const localAddress = appLocalAddress(appPort.host, deps.appSource);
+  const app: Socket = netConnect({ host: appPort.host, port: appPort.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
   let connected = false;
   let handle: SpliceHandle | undefined;
   let untrack: (() => void) | undefined;

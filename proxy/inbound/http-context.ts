@@ -11,6 +11,7 @@ import type { VerifiedPeer } from '../core/peer-identity.js';
 import type { TrackedStream } from './connect-stream.js';
 import type { InboundState } from './inbound-state.js';
 import type { AppHttpPools } from './http-app-pool.js';
+import type { AppDialSource } from './app-source.js';
 
 /** Built once per sidecar, shared by every stream. */
 export interface InboundHttpDeps {
@@ -26,6 +27,8 @@ export interface InboundHttpDeps {
   readonly upgradeHeadTimeoutMs: number;
   /** An upgraded (WebSocket) stream silent both ways this long is closed; 0 = never. */
   readonly upgradeIdleTimeoutMs: number;
+  /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
+  readonly appSource?: AppDialSource;
   /** Open HTTP/1.1 lanes (http1-lane.ts), so shutdown can drain them. */
   readonly lanes: Set<{ drain(): void }>;
   /** Registers a long-lived upgraded stream so a policy change can re-judge and cut it. */

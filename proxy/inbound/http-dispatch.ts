@@ -15,6 +15,7 @@ import { AppHttpPools, type AppPoolLimits } from './http-app-pool.js';
 import type { InboundHttpDeps } from './http-context.js';
 import { handleInboundHttpStream } from './http-stream.js';
 import { InboundLane } from './http1-lane.js';
+import type { AppDialSource } from './app-source.js';
 import { LANE_HEADER, LANE_HTTP1 } from '../core/tunnel-protocol.js';
 
 export interface InboundHttpOptions {
@@ -31,6 +32,8 @@ export interface InboundHttpOptions {
   /** Default 1 h. */
   readonly upgradeIdleTimeoutMs?: number;
   readonly track?: (entry: TrackedStream) => () => void;
+  /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
+  readonly appSource?: AppDialSource;
 }
 
 export interface InboundHttp {
@@ -58,6 +61,7 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     upgradeHeadTimeoutMs: options.upgradeHeadTimeoutMs ?? 10_000,
     upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs ?? 3_600_000,
     track: options.track,
+    appSource: options.appSource,
     lanes: new Set<{ drain(): void }>(),
   });
   return Object.freeze({

@@ -26,6 +26,7 @@ import type { InboundHttpContext } from './http-context.js';
 import { deciderOf } from './stream-refusal.js';
 import type { AppHttpPool } from './http-app-pool.js';
 import { handleInboundUpgradeStream } from './http-upgrade.js';
+import { appLocalAddress } from './app-source.js';
 
 /** Per-request state: one small object, no closures per chunk. */
 class InboundExchange {
@@ -107,6 +108,7 @@ function send(x: InboundExchange): void {
     setHost: false,
     timeout: x.pool.limits.requestIdleTimeoutMs,
     maxHeaderSize: x.pool.limits.maxHeaderBytes,
+    localAddress: appLocalAddress(appPort.host, x.ctx.deps.appSource),
   });
   x.req = req;
   req.once('socket', (socket: Socket) => onSocket(x, socket));

@@ -23,6 +23,7 @@ import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } f
 import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
 import type { InboundHttpContext } from './http-context.js';
 import { deciderOf } from './stream-refusal.js';
+import { appLocalAddress } from './app-source.js';
 
 const CRLF = '\r\n';
 
@@ -101,6 +102,7 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     agent: false,
     timeout: ctx.deps.pools.limits.connectTimeoutMs,
     maxHeaderSize: ctx.deps.pools.limits.maxHeaderBytes,
+    localAddress: appLocalAddress(ctx.appPort.host, ctx.deps.appSource),
   });
   let timedOut = false;
   let connected = false;

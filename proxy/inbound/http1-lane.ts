@@ -28,6 +28,7 @@ import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-a
 import type { InboundHttpDeps } from './http-context.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
+import { appLocalAddress } from './app-source.js';
 
 export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaderCount: 256 });
 export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: 16 * 1024 });
@@ -200,7 +201,8 @@ export class InboundLane {
   }
 
   private openApp(): Socket {
-    const app = netConnect({ host: this.appPort.host, port: this.appPort.port, noDelay: true });
+    const localAddress = appLocalAddress(this.appPort.host, this.deps.appSource);
+    const app = netConnect({ host: this.appPort.host, port: this.appPort.port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
     this.app = app;
     this.connected = false;
     this.connectTimer = setTimeout(() => {

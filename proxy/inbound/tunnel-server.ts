@@ -34,6 +34,7 @@ import {
 import { handleConnectStream, type TrackedStream } from './connect-stream.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf, refuseStream } from './stream-refusal.js';
+import type { AppDialSource } from './app-source.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -57,6 +58,8 @@ export interface TunnelServerOptions {
   readonly accessLog?: boolean;
   /** The HTTP path; without it HTTP requests are answered 501. */
   readonly http?: InboundHttpDispatch;
+  /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
+  readonly appSource?: AppDialSource;
 }
 
 const PEER = Symbol('trellis.peer');
@@ -268,6 +271,7 @@ export class TunnelServer {
         logger: this.log,
         accessLog: this.accessLog,
         track: (entry) => this.track(entry),
+        appSource: this.options.appSource,
       });
       return;
     }

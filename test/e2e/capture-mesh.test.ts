@@ -5,7 +5,7 @@
  *   control  198.18.0.11  trellis control run
  *   web      198.18.0.12  curl (as root: captured)             + trellis agent run --capture
  *   orders   198.18.0.13  a plain HTTP server on :8080          + trellis agent run --capture
- *   echo     198.18.0.14  a plain TCP echo server on :9000      + trellis agent run --capture
+ *   echo     198.18.0.14  a plain TCP echo server on 198.18.0.14:9000 only + trellis agent run --capture
  *   outside  198.18.0.15  curl and a plain HTTP server on :8081, no sidecar, outside the mesh
  *
  * Each sidecar host has the redirect installed once with `trellis agent redirect install --proxy-uid 1337`;
@@ -51,14 +51,14 @@ http.createServer((req, res) => {
   res.end(name + ' says hello to ' + req.url + '\\n');
 }).listen(Number(port), '0.0.0.0', () => console.log('listening'));`;
 
-/** A plain TCP echo server. */
+/** A plain TCP echo server on the given address only (echo's listens on its workload address, not loopback). */
 const ECHO_APP = `const net = require('net');
 net.createServer({ allowHalfOpen: true }, (s) => {
   s.on('error', () => {});
   s.on('data', (c) => console.log('data from ' + s.remoteAddress + ': ' + c));
   s.pipe(s);
 })
-  .listen(Number(process.argv[1]), '0.0.0.0', () => console.log('listening'));`;
+  .listen(Number(process.argv[1]), process.argv[2], () => console.log('listening'));`;
 
 /** A plain TCP client: sends its argument, half-closes, prints what came back, or the error code. */
 const TCP_CLIENT = `const net = require('net');
@@ -217,7 +217,7 @@ describe.skipIf(gate().skip)('transparent capture across network namespaces', ()
     }
 
     ordersApp = lab.spawn(hosts.orders, ['node', '-e', HTTP_APP, 'orders', String(ORDERS_PORT)]);
-    echoApp = lab.spawn(hosts.echo, ['node', '-e', ECHO_APP, String(ECHO_PORT)]);
+    echoApp = lab.spawn(hosts.echo, ['node', '-e', ECHO_APP, String(ECHO_PORT), hosts.echo.ipv4]);
     outsideApp = lab.spawn(hosts.outside, ['node', '-e', HTTP_APP, 'outside', String(OUTSIDE_PORT)]);
     await Promise.all([ordersApp, echoApp, outsideApp].map((p) => p.waitForOutput(/listening/)));
 
@@ -231,7 +231,8 @@ describe.skipIf(gate().skip)('transparent capture across network namespaces', ()
     await Promise.all([
       startAgent(hosts.web, 'web', 9999, ['--upstream', 'orders', '--upstream', 'echo']),
       startAgent(hosts.orders, 'orders', ORDERS_PORT, ['--protocol', 'http', '--upstream', 'echo', '--inbound-mode', 'strict']),
-      startAgent(hosts.echo, 'echo', ECHO_PORT),
+      // echo's app listens on the workload address only: the tunnel must dial it from the hand-off source.
+      startAgent(hosts.echo, 'echo', ECHO_PORT, ['--app-host', hosts.echo.ipv4]),
     ]);
     // Config reaches the agents once all three registered.
     await eventually(async () => (await curl(hosts.web, `http://${hosts.orders.ipv4}:${ORDERS_PORT}/warm-up`)).code === 0, 'web reaches orders through the mesh', 20_000);
@@ -290,7 +291,8 @@ describe.skipIf(gate().skip)('transparent capture across network namespaces', ()
 
   it('carries an unmodified TCP client to a TCP echo server the same way', async () => {
     expect(await tcp(hosts.web, hosts.echo.ipv4, ECHO_PORT, 'ping over the mesh')).toBe('reply "ping over the mesh"');
-    expect(echoApp.output()).toContain('data from 127.0.0.1: ping over the mesh');
+    // Delivered from the hand-off source, which the rules exempt, to the app's own address.
+    expect(echoApp.output()).toContain('data from 127.0.0.6: ping over the mesh');
   });
 
   it('denies a pair the policy does not allow, before the app sees a byte', async () => {
