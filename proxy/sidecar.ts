@@ -34,7 +34,7 @@ import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbou
 import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
 import { createOutboundHttpListener, outboundHttpListenerFactory, type OutboundHttpListener } from './outbound/http-listener.js';
-import { LanePool } from './outbound/http1-lane-pool.js';
+import { DEFAULT_LANE_POOL_LIMITS, LanePool } from './outbound/http1-lane-pool.js';
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
 import { createTransparentMetrics } from './outbound/transparent-metrics.js';
 import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
@@ -252,7 +252,7 @@ class TrellisSidecar implements Sidecar {
       accessLog,
       limits: resolveOutboundHttpLimits(options.httpLimits),
     };
-    this.lanes = new LanePool(this.pool);
+    this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     const http = outboundHttpListenerFactory(httpDeps, this.lanes);
     this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
     this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes }), accessLog);

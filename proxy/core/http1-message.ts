@@ -53,6 +53,31 @@ export function serializeRequestHead(head: RequestHead, target: string, requestI
 }
 
 /**
+ * The request head to send on, like `serializeRequestHead`, but reusing the received bytes when nothing in
+ * them has to change (the common case: no hop-by-hop or mesh fields, target unchanged): the head minus its
+ * final CRLF, then the added fields. `raw[start, start + length)` is the head as parsed (`HeadParse.length`).
+ */
+export function forwardRequestHead(raw: Buffer, start: number, length: number, head: RequestHead, target: string, requestId: string, peerId: string | undefined): Buffer {
+  if (target !== head.target || raw[start] === 0x0d /* leading empty lines were skipped */) return serializeRequestHead(head, target, requestId, peerId);
+  let idPresent = false;
+  const tokens = head.connectionTokens;
+  for (const field of head.fields) {
+    if (field.name === REQUEST_ID_HEADER && field.value === requestId && !idPresent) {
+      idPresent = true;
+      continue;
+    }
+    if (dropped(field, tokens)) return serializeRequestHead(head, target, requestId, peerId);
+  }
+  let extra = idPresent ? '' : `${REQUEST_ID_HEADER}: ${requestId}\r\n`;
+  if (peerId !== undefined) extra += `${CLIENT_CERT_HEADER}: URI=${peerId}\r\n`;
+  if (extra === '') return raw.subarray(start, start + length);
+  const out = Buffer.allocUnsafe(length + extra.length);
+  raw.copy(out, 0, start, start + length - 2);
+  out.write(`${extra}\r\n`, length - 2, 'latin1');
+  return out;
+}
+
+/**
  * Whether an app's response head must be re-serialised before it goes on (rare): it carries `trellis-*`
  * fields, which only the mesh may send, or a Content-Length beside chunked coding, which a forwarder must
  * remove (RFC 9112 6.3).

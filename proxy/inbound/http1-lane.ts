@@ -17,7 +17,7 @@ import { nextCorrelationId } from '../core/correlation.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
 import { parseRequestHead, parseResponseHead, type Http1HeadLimits, type RequestHead, type ResponseHead } from '../core/http1-head.js';
 import { PartialHead } from '../core/http1-partial-head.js';
-import { failureResponseBytes, fieldValue, responseNeedsCleaning, serializeRequestHead, serializeResponseHead } from '../core/http1-message.js';
+import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { appFailure, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
@@ -142,7 +142,6 @@ export class InboundLane {
     }
     const head = parsed.head;
     const rest = offset + parsed.length < data.length ? data.subarray(offset + parsed.length) : undefined;
-    this.stream.setTimeout(0);
     this.begin(head);
     if (head.upgrade || head.minorVersion === 0) {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, 'a lane carries HTTP/1.1 requests without upgrades'), this.correlationId);
@@ -169,7 +168,7 @@ export class InboundLane {
       return;
     }
     this.appUsed = true;
-    this.headBytes = serializeRequestHead(head, targets.forwardPath, this.correlationId, this.peer.spiffeId);
+    this.headBytes = forwardRequestHead(data, offset, parsed.length, head, targets.forwardPath, this.correlationId, this.peer.spiffeId);
     this.phase = this.reqBody.done ? Phase.Await : Phase.Body;
     this.send(rest);
   }
@@ -197,12 +196,13 @@ export class InboundLane {
     app.write(this.headBytes as Buffer);
     if (rest !== undefined) this.forwardBody(rest, 0);
     app.uncork();
-    app.setTimeout(this.pool.limits.requestIdleTimeoutMs);
   }
 
   private openApp(): Socket {
     const localAddress = appLocalAddress(this.appPort.host, this.deps.appSource);
     const app = netConnect({ host: this.appPort.host, port: this.appPort.port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
+    // Set once: silence this long fails a request in flight (504) and drops an idle connection.
+    app.setTimeout(this.pool.limits.requestIdleTimeoutMs);
     this.app = app;
     this.connected = false;
     this.connectTimer = setTimeout(() => {
@@ -348,9 +348,8 @@ export class InboundLane {
     else {
       const app = this.app;
       if (app !== undefined) {
-        app.setTimeout(0);
         this.stream.removeListener('drain', this.resumeApp);
-        app.resume();
+        if (app.isPaused()) app.resume();
       }
     }
     const pending = this.buffered;
@@ -366,7 +365,6 @@ export class InboundLane {
     this.phase = Phase.Head;
     this.req = undefined;
     this.res = undefined;
-    this.stream.setTimeout(LANE_IDLE_TIMEOUT_MS);
     if (this.holding) {
       this.holding = false;
       this.stream.resume();
@@ -489,6 +487,7 @@ export class InboundLane {
     }
   };
 
+  /** The lane's one inactivity timer, set once: an idle lane closes; a busy one is the app timer's business. */
   private readonly onStreamTimeout = (): void => {
     if (this.phase === Phase.Head) this.closeLane(h2.NGHTTP2_NO_ERROR);
   };

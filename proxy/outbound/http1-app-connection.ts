@@ -20,7 +20,7 @@ import { formatAuthority } from '../core/destination.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
 import { parseRequestHead, parseResponseHead, type Http1HeadLimits, type RequestHead, type ResponseHead } from '../core/http1-head.js';
 import { PartialHead } from '../core/http1-partial-head.js';
-import { failureResponseBytes, fieldValue, serializeRequestHead, serializeResponseHead } from '../core/http1-message.js';
+import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
@@ -39,6 +39,9 @@ export interface FastPathDeps {
 /** Takes over a connection at a request this path does not carry; `pending` are the bytes read but not handled. */
 export type FallbackHandler = (socket: Socket, pending: Buffer | undefined, route: OutboundRoute | undefined) => void;
 
+/** App bytes kept while they cannot go on, before the socket is paused. */
+const HOLD_LIMIT = 64 * 1024;
+
 const enum Phase {
   Head,
   Body,
@@ -56,6 +59,8 @@ export class Http1AppConnection implements LaneOwner {
   private readonly partialRes = new PartialHead();
   private clientEnded = false;
   private draining = false;
+  /** The socket's inactivity timer is the (shorter) head timeout while a head is arriving. */
+  private headTimer = false;
 
   // The exchange in flight.
   private req: RequestHead | undefined;
@@ -120,9 +125,18 @@ export class Http1AppConnection implements LaneOwner {
     }
   };
 
+  /**
+   * Keeps app bytes that cannot go on yet (body bytes while a lane is found, a pipelined request). The
+   * socket is paused only past HOLD_LIMIT: pausing and resuming a socket per request costs more than the
+   * rest of the request's JavaScript.
+   */
   private hold(chunk: Buffer): void {
     this.buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
-    this.socket.pause();
+    if (this.buffered.length > HOLD_LIMIT) this.socket.pause();
+  }
+
+  private resumeSocket(): void {
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
   private readHead(data: Buffer, offset: number): void {
@@ -130,8 +144,11 @@ export class Http1AppConnection implements LaneOwner {
     if (!parsed.ok) {
       if (parsed.incomplete) {
         this.partialHead.hold(offset === 0 ? data : data.subarray(offset));
-        this.socket.setTimeout(this.deps.http.limits.headersTimeoutMs);
-        this.socket.resume();
+        if (!this.headTimer) {
+          this.headTimer = true;
+          this.socket.setTimeout(this.deps.http.limits.headersTimeoutMs);
+        }
+        this.resumeSocket();
         return;
       }
       const kind = parsed.status === 431 ? HTTP_FAILURES.headTooLarge : HTTP_FAILURES.badRequest;
@@ -140,6 +157,10 @@ export class Http1AppConnection implements LaneOwner {
       return;
     }
     const head = parsed.head;
+    if (this.headTimer) {
+      this.headTimer = false;
+      this.socket.setTimeout(this.deps.http.limits.keepAliveTimeoutMs);
+    }
     if (head.upgrade || head.expectContinue || head.minorVersion === 0) {
       this.handOver(offset === 0 ? data : data.subarray(offset));
       return;
@@ -151,18 +172,17 @@ export class Http1AppConnection implements LaneOwner {
       return;
     }
     const end = offset + parsed.length;
-    this.begin(head, route);
+    this.begin(head, route, data, offset, parsed.length);
     this.buffered = end < data.length ? data.subarray(end) : undefined;
-    this.socket.pause();
     this.acquireLane(false);
   }
 
-  private begin(head: RequestHead, route: OutboundRoute): void {
+  private begin(head: RequestHead, route: OutboundRoute, raw: Buffer, start: number, length: number): void {
     this.req = head;
     this.route = route;
     this.started = performance.now();
     this.correlationId = acceptableRequestId(fieldValue(head.fields, REQUEST_ID_HEADER)) ?? nextCorrelationId();
-    this.headBytes = serializeRequestHead(head, head.target, this.correlationId, undefined);
+    this.headBytes = forwardRequestHead(raw, start, length, head, head.target, this.correlationId, undefined);
     this.reqBody.start(head.body);
     this.phase = this.reqBody.done ? Phase.Await : Phase.Body;
     this.tried = undefined;
@@ -173,7 +193,6 @@ export class Http1AppConnection implements LaneOwner {
     this.res = undefined;
     this.partialRes.take();
     this.responseStarted = false;
-    this.socket.setTimeout(this.phase === Phase.Body ? this.deps.http.limits.requestTimeoutMs : 0);
   }
 
   private acquireLane(fresh: boolean): void {
@@ -224,14 +243,13 @@ export class Http1AppConnection implements LaneOwner {
     lane.owner = this;
     lane.timedOut = false;
     const stream = lane.stream;
-    stream.setTimeout(this.deps.http.limits.upstreamIdleTimeoutMs);
     const body = this.phase === Phase.Body ? this.buffered : undefined;
     if (body !== undefined) this.buffered = undefined;
     stream.cork();
     stream.write(this.headBytes as Buffer);
     if (body !== undefined) this.sendBody(body, 0);
     stream.uncork();
-    if (this.phase === Phase.Body && this.buffered === undefined) this.socket.resume();
+    if (this.phase === Phase.Body && this.buffered === undefined) this.resumeSocket();
   }
 
   private sendBody(chunk: Buffer, offset: number): void {
@@ -251,16 +269,14 @@ export class Http1AppConnection implements LaneOwner {
     }
     if (!this.reqBody.done) return;
     this.phase = Phase.Await;
-    this.socket.setTimeout(0);
     const end = offset + n;
     if (end < chunk.length) this.hold(chunk.subarray(end));
-    else this.socket.pause();
     // The response may have finished first (an app refusing an upload); now the request has too.
     if (this.res !== undefined && this.resBody.done) this.complete();
   }
 
   private readonly resumeApp = (): void => {
-    if (this.phase === Phase.Body && this.buffered === undefined) this.socket.resume();
+    if (this.phase === Phase.Body && this.buffered === undefined) this.resumeSocket();
   };
 
   // ---- lane → app ----
@@ -372,7 +388,7 @@ export class Http1AppConnection implements LaneOwner {
     this.lane = undefined;
     if (lane !== undefined) {
       this.socket.removeListener('drain', this.resumeLane);
-      lane.stream.resume();
+      if (lane.stream.isPaused()) lane.stream.resume();
       this.deps.lanes.give(lane);
     }
     if (!req.keepAlive || !res.keepAlive || this.clientEnded || this.draining) {
@@ -386,11 +402,10 @@ export class Http1AppConnection implements LaneOwner {
     this.phase = Phase.Head;
     this.req = undefined;
     this.res = undefined;
-    this.socket.setTimeout(this.deps.http.limits.keepAliveTimeoutMs);
     const pending = this.buffered;
     this.buffered = undefined;
     if (pending !== undefined) this.readHead(pending, 0);
-    else this.socket.resume();
+    else this.resumeSocket();
   }
 
   /** A failure before any response byte reached the app: answer it, then go on or close. */
@@ -503,6 +518,10 @@ export class Http1AppConnection implements LaneOwner {
     else if (this.phase === Phase.Body) this.abort(HTTP_FAILURES.badRequest, 'the app ended the connection inside a request body');
   };
 
+  /**
+   * The socket's one inactivity timer, set once (no timer calls per request): the head timeout while a head
+   * is arriving, else the keep-alive timeout. While a response is awaited the lane's own timer governs.
+   */
   private readonly onTimeout = (): void => {
     if (this.phase === Phase.Head && !this.partialHead.empty) {
       this.refuseAndClose(HTTP_FAILURES.requestTimeout);
@@ -512,6 +531,7 @@ export class Http1AppConnection implements LaneOwner {
       this.abort(HTTP_FAILURES.requestTimeout, 'the request body stalled');
       return;
     }
+    if (this.phase === Phase.Await) return;
     // An idle kept-alive connection.
     this.phase = Phase.Closed;
     this.socket.destroy();

@@ -8,8 +8,8 @@
  * Load balancing stays per request: the balancer picks the endpoint first, then a lane to it is taken or
  * opened. A lane is reused only while its session is current (`SessionPool.isCurrent`), so GOAWAY and
  * certificate rotation drain lanes like any other stream. Idle lanes are bounded per endpoint and closed
- * after `idleTimeoutMs`; the inbound side reconnects to its app on demand, so a lane outlives the app's
- * own keep-alive timeout.
+ * by a sweep once idle for `idleTimeoutMs`; the inbound side reconnects to its app on demand, so a lane
+ * outlives the app's own keep-alive timeout. No timer is touched per request.
  */
 import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { TrellisError } from '../../common/errors.js';
@@ -30,6 +30,8 @@ export const DEFAULT_LANE_POOL_LIMITS: LanePoolLimits = Object.freeze({ maxIdleP
 /** One lane. Its owner (the app connection using it now) receives its bytes; idle lanes have none. */
 export class Lane {
   owner: LaneOwner | undefined;
+  /** When it last went idle (performance.now()), for the idle sweep. */
+  idleSince = 0;
   /** Closed by its idle timer (set per use by the owner: the upstream idle timeout). */
   timedOut = false;
   constructor(
@@ -48,21 +50,25 @@ export interface LaneOwner {
 export class LanePool {
   private readonly idle = new Map<string, Lane[]>();
   private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly sessions: Pick<SessionPool, 'openStream' | 'tryOpenStream' | 'isCurrent'>,
     private readonly limits: LanePoolLimits = DEFAULT_LANE_POOL_LIMITS,
-  ) {}
+    /** A lane silent this long while in use is closed (the request fails 504): the upstream idle timeout. */
+    private readonly inUseTimeoutMs = 300_000,
+  ) {
+    // One timer for all idle lanes instead of re-arming a timer on every request.
+    this.sweeper = setInterval(() => this.closeIdle(performance.now()), Math.max(1_000, Math.floor(limits.idleTimeoutMs / 3)));
+    this.sweeper.unref();
+  }
 
   /** The most recently used idle lane to `key` that may still be used, or undefined. */
   take(key: string): Lane | undefined {
     const list = this.idle.get(key);
     if (list === undefined) return undefined;
     for (let lane = list.pop(); lane !== undefined; lane = list.pop()) {
-      if (this.sessions.isCurrent(lane.stream)) {
-        lane.stream.setTimeout(0);
-        return lane;
-      }
+      if (this.sessions.isCurrent(lane.stream)) return lane;
       lane.stream.close(RST_CANCEL);
     }
     return undefined;
@@ -100,8 +106,8 @@ export class LanePool {
       lane.stream.close(RST_CANCEL);
       return;
     }
+    lane.idleSince = performance.now();
     list.push(lane);
-    lane.stream.setTimeout(this.limits.idleTimeoutMs);
   }
 
   /** Lanes idle now, over all endpoints (for tests and the admin port). */
@@ -114,6 +120,7 @@ export class LanePool {
   /** Closes idle lanes now and refuses to keep any more; lanes in use end with their exchange. */
   close(): void {
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const list of this.idle.values()) for (const lane of list) lane.stream.close(RST_CANCEL);
     this.idle.clear();
   }
@@ -147,6 +154,8 @@ export class LanePool {
   /** One set of listeners per lane for its whole life; they forward to whoever holds it now. */
   private wire(lane: Lane): Lane {
     const { stream } = lane;
+    // Set once: inactivity while in use fails the request; idle lanes are closed by the sweep long before.
+    stream.setTimeout(this.inUseTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       if (lane.owner !== undefined) lane.owner.onLaneData(chunk);
       else stream.close(RST_CANCEL); // bytes on an idle lane: the peer broke the framing
@@ -166,10 +175,25 @@ export class LanePool {
       owner?.onLaneClosed(0);
     });
     stream.on('timeout', () => {
-      lane.timedOut = true;
+      lane.timedOut = lane.owner !== undefined;
       stream.close(RST_CANCEL);
     });
     return lane;
+  }
+
+  /**
+   * Closes lanes idle for the idle timeout as of `now` (a performance.now() time; the pool's own timer
+   * calls it). Each list is oldest first: lanes are pushed as they go idle.
+   */
+  closeIdle(now: number): void {
+    const cutoff = now - this.limits.idleTimeoutMs;
+    for (const [key, list] of this.idle) {
+      let stale = 0;
+      while (stale < list.length && (list[stale] as Lane).idleSince <= cutoff) stale += 1;
+      if (stale === 0) continue;
+      for (const lane of list.splice(0, stale)) lane.stream.close(RST_CANCEL);
+      if (list.length === 0) this.idle.delete(key);
+    }
   }
 
   private forget(lane: Lane): void {

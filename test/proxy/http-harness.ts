@@ -33,7 +33,7 @@ import { createInboundHttp, type InboundHttp } from '../../proxy/inbound/http-di
 import type { AppPoolLimits } from '../../proxy/inbound/http-app-pool.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from '../../proxy/outbound/http-deps.js';
 import { createOutboundHttpListener, type OutboundHttpListener } from '../../proxy/outbound/http-listener.js';
-import { LanePool } from '../../proxy/outbound/http1-lane-pool.js';
+import { DEFAULT_LANE_POOL_LIMITS, LanePool } from '../../proxy/outbound/http1-lane-pool.js';
 import type { OutboundRoute } from '../../proxy/outbound/outbound-route.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
@@ -251,7 +251,8 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       onEndpointHealth: (key, ok) => balancer.reportEndpoint(key, ok),
     });
     cleanups.push(() => pool.close(100));
-    const lanes = options.lanes === false ? undefined : new LanePool(pool);
+    const outboundLimits = resolveOutboundHttpLimits(options.outboundLimits);
+    const lanes = options.lanes === false ? undefined : new LanePool(pool, DEFAULT_LANE_POOL_LIMITS, outboundLimits.upstreamIdleTimeoutMs);
     if (lanes !== undefined) cleanups.push(async () => lanes.close());
     const outbound = createOutboundHttpListener({
       resolve: () => ROUTE,
@@ -264,7 +265,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
         logger: outboundCapture.logger,
         sourceLabel: 'shop/orders',
         accessLog: true,
-        limits: resolveOutboundHttpLimits(options.outboundLimits),
+        limits: outboundLimits,
       },
     });
     const address = await outbound.listen(0, '127.0.0.1');

@@ -187,6 +187,20 @@ describe('HTTP lanes between sidecars', () => {
     expect((await send({ port: mesh.outboundPort, path: '/again' })).status).toBe(200);
   });
 
+  it('closes lanes idle past the idle timeout, and opens a new one for the next request', async () => {
+    const seen: string[] = [];
+    mesh = await startMesh({ apps: [recordingApp(seen)] });
+    expect((await send({ port: mesh.outboundPort, path: '/a' })).status).toBe(200);
+    expect(mesh.lanes?.idleCount()).toBe(1);
+    mesh.lanes?.closeIdle(performance.now() + 1_000);
+    expect(mesh.lanes?.idleCount()).toBe(1); // not idle long enough (15 s)
+    mesh.lanes?.closeIdle(performance.now() + 16_000);
+    expect(mesh.lanes?.idleCount()).toBe(0);
+    expect((await send({ port: mesh.outboundPort, path: '/b' })).status).toBe(200);
+    expect(seen).toEqual(['GET /a', 'GET /b']);
+    expect(mesh.lanes?.idleCount()).toBe(1);
+  });
+
   it('closes idle lanes on shutdown, so the tunnel pool does not wait out its grace period', async () => {
     mesh = await startMesh({ apps: [recordingApp([])] });
     expect((await send({ port: mesh.outboundPort, path: '/x' })).status).toBe(200);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRequestHead, parseResponseHead } from '../../proxy/core/http1-head.js';
-import { failureResponseBytes, responseNeedsCleaning, serializeRequestHead, serializeResponseHead } from '../../proxy/core/http1-message.js';
+import { failureResponseBytes, forwardRequestHead, responseNeedsCleaning, serializeRequestHead, serializeResponseHead } from '../../proxy/core/http1-message.js';
 import { PartialHead } from '../../proxy/core/http1-partial-head.js';
 import { HTTP_FAILURES, HttpFailure } from '../../proxy/core/http-errors.js';
 
@@ -39,6 +39,39 @@ describe('serializeRequestHead', () => {
   it('uses the target it is given (the normalised path) and sets no identity on the outbound side', () => {
     const head = request('GET /a/../b HTTP/1.1\r\nHost: x\r\nTE: gzip\r\n\r\n');
     expect(serializeRequestHead(head, '/b', 'id-2', undefined).toString('latin1')).toBe('GET /b HTTP/1.1\r\nhost: x\r\nx-request-id: id-2\r\n\r\n');
+  });
+});
+
+describe('forwardRequestHead', () => {
+  const forward = (text: string, target: string, id: string, peer: string | undefined): string => {
+    const raw = Buffer.from(`junk${text}`, 'latin1');
+    const parsed = parseRequestHead(raw, 4, raw.length, LIMITS);
+    if (!parsed.ok) throw new Error('did not parse');
+    return forwardRequestHead(raw, 4, parsed.length, parsed.head, target, id, peer).toString('latin1');
+  };
+
+  it('reuses the received bytes when nothing has to change, adding the ids', () => {
+    const text = 'GET /a?b=1 HTTP/1.1\r\nHost: payments\r\nAccept: */*\r\n\r\n';
+    expect(forward(text, '/a?b=1', 'id-1', undefined)).toBe('GET /a?b=1 HTTP/1.1\r\nHost: payments\r\nAccept: */*\r\nx-request-id: id-1\r\n\r\n');
+    expect(forward(text, '/a?b=1', 'id-1', 'spiffe://td/ns/a/sa/b')).toBe(
+      'GET /a?b=1 HTTP/1.1\r\nHost: payments\r\nAccept: */*\r\nx-request-id: id-1\r\nx-forwarded-client-cert: URI=spiffe://td/ns/a/sa/b\r\n\r\n',
+    );
+  });
+
+  it('keeps a request id that is already the one in use, and adds nothing else for it', () => {
+    const text = 'GET / HTTP/1.1\r\nHost: p\r\nX-Request-Id: id-7\r\n\r\n';
+    expect(forward(text, '/', 'id-7', 'spiffe://td/ns/a/sa/b')).toBe('GET / HTTP/1.1\r\nHost: p\r\nX-Request-Id: id-7\r\nx-forwarded-client-cert: URI=spiffe://td/ns/a/sa/b\r\n\r\n');
+  });
+
+  it('falls back to re-serialising when a field must go, the target changed, or empty lines led the head', () => {
+    const hop = 'GET / HTTP/1.1\r\nHost: p\r\nConnection: keep-alive\r\n\r\n';
+    expect(forward(hop, '/', 'id', undefined)).toBe(serializeRequestHead(request(hop), '/', 'id', undefined).toString('latin1'));
+    const dotted = 'GET /a/../b HTTP/1.1\r\nHost: p\r\n\r\n';
+    expect(forward(dotted, '/b', 'id', undefined)).toBe('GET /b HTTP/1.1\r\nhost: p\r\nx-request-id: id\r\n\r\n');
+    const forged = 'GET / HTTP/1.1\r\nHost: p\r\nX-Forwarded-Client-Cert: URI=evil\r\n\r\n';
+    expect(forward(forged, '/', 'id', 'spiffe://td/ns/a/sa/b')).not.toContain('evil');
+    const led = '\r\nGET / HTTP/1.1\r\nHost: p\r\n\r\n';
+    expect(forward(led, '/', 'id', undefined)).toBe('GET / HTTP/1.1\r\nhost: p\r\nx-request-id: id\r\n\r\n');
   });
 });
 
