@@ -235,9 +235,9 @@ export class InboundLane {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
       return;
     }
-    if (n > 0 && this.phase === Phase.Body) {
+    const app = this.app;
+    if (n > 0 && this.phase === Phase.Body && app !== undefined) {
       const part = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
-      const app = this.app as Socket;
       if (!app.write(part)) {
         this.stream.pause();
         app.once('drain', this.resumeStream);
@@ -332,7 +332,13 @@ export class InboundLane {
     }
     if (!this.resBody.done) return;
     if (end < data.length) this.dropApp(); // bytes after a complete response: never reuse this connection
-    if (this.phase === Phase.Await) this.complete();
+    if (this.phase === Phase.Await) {
+      this.complete();
+    } else if (this.phase === Phase.Body && this.app === undefined) {
+      // An early response, and the connection it came on is gone: the rest of the body is skipped.
+      this.finishExchange(this.status);
+      this.phase = Phase.Skip;
+    }
   }
 
   private readonly resumeApp = (): void => {

@@ -221,8 +221,11 @@ export class Http1AppConnection implements LaneOwner {
   }
 
   private laneUnavailable(picked: BalancedEndpoint, err: unknown): void {
-    this.deps.http.balancer.end(picked, false);
-    if (this.endpoint === picked) this.endpoint = undefined;
+    // The balancer's count for `picked` ends once: here, unless the app left meanwhile and ended it.
+    if (this.endpoint === picked) {
+      this.endpoint = undefined;
+      this.deps.http.balancer.end(picked, false);
+    }
     if (this.phase === Phase.Closed) return;
     (this.tried ??= new Set()).add(picked.key);
     this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: picked.key, err: (err as Error).message }, 'no lane for HTTP request; trying another endpoint');
@@ -338,13 +341,20 @@ export class Http1AppConnection implements LaneOwner {
       this.socket.once('drain', this.resumeLane);
     }
     if (!this.resBody.done) return;
-    if (offset < data.length) {
-      // Bytes after a complete response: the peer broke the lane's framing; never reuse it.
-      this.dropLane();
-    }
-    // A response that came before the request body ended (a refusal of an upload): the rest of the body
-    // still goes on the lane, where the peer skips it, and the exchange completes when it has.
+    // Bytes after a complete response: the peer broke the lane's framing; never reuse it.
+    const broken = offset < data.length;
+    if (broken) this.dropLane();
     if (this.reqBody.done) this.complete();
+    else if (broken) this.completeEarly();
+    // Else a response that came before the request body ended (a refusal of an upload): the rest of the
+    // body still goes on the lane, where the peer skips it, and the exchange completes when it has.
+  }
+
+  /** The response is complete but the rest of the request body has nowhere to go: close after it. */
+  private completeEarly(): void {
+    this.finishExchange(this.status);
+    this.dropLane();
+    this.closeGracefully();
   }
 
   private write(part: Buffer): boolean {
@@ -359,7 +369,11 @@ export class Http1AppConnection implements LaneOwner {
     const lane = this.lane;
     this.lane = undefined;
     if (this.phase === Phase.Closed) return;
-    if (this.res !== undefined && this.resBody.done) return; // already accounted
+    if (this.res !== undefined && this.resBody.done) {
+      // Only while the request body was still going (an early response): the lane left under it.
+      if (!this.reqBody.done) this.completeEarly();
+      return;
+    }
     if (this.res !== undefined && this.res.body.kind === 'until-close' && rstCode === 0) {
       this.complete();
       return;

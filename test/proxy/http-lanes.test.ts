@@ -82,6 +82,36 @@ describe('HTTP lanes between sidecars', () => {
     }
   });
 
+  it('passes an early refusal of an upload at once, and both connections go on after the body', async () => {
+    const seen: string[] = [];
+    mesh = await startMesh({
+      apps: [
+        (req, res) => {
+          seen.push(`${req.method} ${req.url}`);
+          if (req.url === '/upload') {
+            res.writeHead(413, { 'content-type': 'text/plain' });
+            res.end('too large\n');
+            req.resume();
+            return;
+          }
+          req.resume();
+          req.on('end', () => res.end('ok'));
+        },
+      ],
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const refused = await send({ port: mesh.outboundPort, method: 'POST', path: '/upload', body: 'x'.repeat(1024 * 1024), agent });
+      expect(refused.status).toBe(413);
+      expect(refused.body).toBe('too large\n');
+      const next = await send({ port: mesh.outboundPort, path: '/after', agent });
+      expect(next.status).toBe(200);
+      expect(seen).toEqual(['POST /upload', 'GET /after']);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('reopens the app connection when the app closed it while the lane was idle', async () => {
     const seen: string[] = [];
     mesh = await startMesh({ apps: [recordingApp(seen)] });
