@@ -6,6 +6,7 @@
  * keep-alive, header hygiene, framing attacks from either side, rotation and shutdown.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { connect as netConnect } from 'node:net';
@@ -157,6 +158,26 @@ describe('HTTP lanes between sidecars', () => {
     expect(text.toLowerCase()).toContain('connection: close');
     expect(seen).toEqual([]);
   });
+
+  it('answers garbage from the app with an error or a close, never a crash, and keeps serving', async () => {
+    const seen: string[] = [];
+    mesh = await startMesh({ apps: [recordingApp(seen)] });
+    const port = mesh.outboundPort;
+    // Mostly plausible heads with damage in them, plus raw bytes.
+    const byte = fc.constantFrom(...' aZ09-_/.:;,"\t\r\n\u0000\u007f\u0080\u00ff'.split(''));
+    const line = fc.array(byte, { maxLength: 40 }).map((chars) => chars.join(''));
+    const damaged = fc.tuple(fc.constantFrom('GET / HTTP/1.1\r\n', 'POST /x HTTP/1.1\r\nHost: a\r\n', 'GET /y HTTP/1.0\r\n', ''), fc.array(line, { maxLength: 6 }), fc.constantFrom('', '\r\n\r\n', '\r\n\r\n', '\r\n\r\n'));
+    await fc.assert(
+      fc.asyncProperty(damaged, async ([start, lines, end]) => {
+        const answer = await rawExchange(port, start + lines.join('\r\n') + end, 150);
+        // Silence (waiting for more), a close, or an HTTP answer: never anything else.
+        expect(answer === '' || answer.startsWith('HTTP/1.1 ')).toBe(true);
+      }),
+      { numRuns: 40 },
+    );
+    const fine = await send({ port, path: '/after-garbage' });
+    expect(fine.status).toBe(200);
+  }, 60_000);
 
   it('answers 400 and ends a lane on which a peer sends broken framing, harming no other lane', async () => {
     const seen: string[] = [];
