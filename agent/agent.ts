@@ -31,6 +31,7 @@ import { ConfigWatch } from './config-watch.js';
 import type { AgentConfig } from './config.js';
 import { holdIdentity, IdentityManager, type HeldIdentity } from './identity-manager.js';
 import { buildSidecarConfig } from './sidecar-config.js';
+import { withTrustBundle } from './trust-bundle-update.js';
 import { AgentStateDir } from './state-dir.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -265,9 +266,17 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       }
       const current = identity.current as HeldIdentity;
       if (next.snapshot.trustBundlePem !== current.trustBundlePem && next.snapshot.trustBundlePem.length > 0) {
-        const updated = holdIdentity({ certChainPem: current.certChainPem, keyPem: current.keyPem, trustBundlePem: next.snapshot.trustBundlePem }, current.receivedAt);
-        identity.adopt(updated);
-        running.setIdentity(updated);
+        // Root rotation: new sessions (tunnel, pool, control plane) trust the new roots; saved, so a restart does too.
+        try {
+          const updated = withTrustBundle(current, next.snapshot.trustBundlePem);
+          identity.adopt(updated.identity);
+          running.setIdentity(updated.identity);
+          void stateDir?.saveIdentity(updated.identity).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the new trust bundle'));
+          log.info({ roots: updated.roots }, 'trust bundle updated');
+        } catch (err) {
+          metrics.configUpdates.inc({ result: 'rejected' });
+          log.error({ err: describeError(err) }, 'the trust bundle in force stays');
+        }
       }
       inForce = next;
       restoredFromDisk = false;

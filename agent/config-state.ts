@@ -3,9 +3,14 @@
  * to a copy and checked before they replace anything, so a delta the agent cannot make sense of (an
  * endpoint of a service it never asked for, a version going backwards) leaves the last good config in
  * place and tells the watch to start over from a fresh snapshot.
+ *
+ * What "asked for" means is the subscription the agent registered with: named services, or wildcards
+ * (`ns/*`, `*` / `*`) under which a delta may bring a service the agent has not seen yet, and take one
+ * away (`removedUpstreams`). A removal of a service the agent does not hold is a no-op: it may have
+ * joined and left the mesh within one batch of the control plane.
  */
 import type { Endpoint, UpstreamService } from '../api/data-plane.js';
-import { endpointKey, upstreamKey, type AgentSnapshot, type WatchDeltaMessage, type WatchSnapshotMessage } from '../api/control-protocol.js';
+import { endpointKey, subscriptionCovers, upstreamKey, type AgentSnapshot, type UpstreamRef, type WatchDeltaMessage, type WatchSnapshotMessage } from '../api/control-protocol.js';
 import { TrellisError } from '../common/errors.js';
 
 export interface VersionedSnapshot {
@@ -25,14 +30,17 @@ export class ConfigState {
     private readonly epoch: string,
     /** upstreamKey → endpointKey → endpoint, rebuilt into the frozen snapshot after each delta. */
     private readonly endpoints: Map<string, Map<string, Endpoint>>,
+    /** What the agent registered for; a wildcard admits services that appear later. */
+    private readonly subscription: readonly UpstreamRef[],
   ) {}
 
-  static fromSnapshot(message: Pick<WatchSnapshotMessage, 'snapshot' | 'version' | 'epoch'>): ConfigState {
+  /** `subscription`: the registration's upstreams; omitted, only the snapshot's services are accepted. */
+  static fromSnapshot(message: Pick<WatchSnapshotMessage, 'snapshot' | 'version' | 'epoch'>, subscription: readonly UpstreamRef[] = []): ConfigState {
     const endpoints = new Map<string, Map<string, Endpoint>>();
     for (const upstream of message.snapshot.upstreams) {
       endpoints.set(upstreamKey(upstream.namespace, upstream.name), new Map(upstream.endpoints.map((e) => [endpointKey(e), e])));
     }
-    return new ConfigState(message.snapshot, message.version, message.epoch, endpoints);
+    return new ConfigState(message.snapshot, message.version, message.epoch, endpoints, subscription);
   }
 
   current(): VersionedSnapshot {
@@ -47,6 +55,7 @@ export class ConfigState {
     const upstreams = new Map(this.snapshot.upstreams.map((u) => [upstreamKey(u.namespace, u.name), u]));
     const touched = new Set<string>();
     const staged = new Map<string, Map<string, Endpoint>>();
+    const removed = new Set<string>();
     const stage = (key: string): Map<string, Endpoint> => {
       let map = staged.get(key);
       if (map === undefined) {
@@ -55,9 +64,14 @@ export class ConfigState {
       }
       return map;
     };
+    for (const ref of delta.removedUpstreams ?? []) {
+      const key = upstreamKey(ref.namespace, ref.service);
+      if (upstreams.delete(key)) removed.add(key);
+    }
     for (const upstream of delta.upstreams ?? []) {
       const key = upstreamKey(upstream.namespace, upstream.name);
-      if (!upstreams.has(key)) throw deltaRefused(`delta names upstream ${key}, which this agent does not call`);
+      if (!upstreams.has(key) && !subscriptionCovers(this.subscription, upstream.namespace, upstream.name)) throw deltaRefused(`delta names upstream ${key}, which this agent does not call`);
+      removed.delete(key);
       upstreams.set(key, upstream);
       staged.set(key, new Map(upstream.endpoints.map((e) => [endpointKey(e), e])));
       touched.add(key);
@@ -74,10 +88,11 @@ export class ConfigState {
       const base = upstreams.get(key) as UpstreamService;
       upstreams.set(key, Object.freeze({ ...base, endpoints: Object.freeze([...(staged.get(key) as Map<string, Endpoint>).values()]) }));
     }
+    for (const key of removed) this.endpoints.delete(key);
     for (const [key, map] of staged) this.endpoints.set(key, map);
     this.snapshot = Object.freeze({
       ...this.snapshot,
-      upstreams: touched.size === 0 ? this.snapshot.upstreams : Object.freeze([...upstreams.values()]),
+      upstreams: touched.size === 0 && removed.size === 0 ? this.snapshot.upstreams : Object.freeze([...upstreams.values()]),
       ...(delta.policies === undefined ? {} : { policies: delta.policies, policyRevision: delta.policyRevision ?? this.snapshot.policyRevision }),
       ...(delta.trustBundlePem === undefined ? {} : { trustBundlePem: delta.trustBundlePem }),
     });

@@ -36,6 +36,8 @@ export class ConfigWatch {
   private stopped = true;
   private response: IncomingMessage | undefined;
   private state: ConfigState | undefined;
+  /** The upstreams of the registration the current stream was opened with. */
+  private subscription: Registration['upstreams'] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private pingIntervalMs: number;
@@ -75,6 +77,7 @@ export class ConfigWatch {
     let res: IncomingMessage;
     try {
       const registration = await this.options.registration();
+      this.subscription = registration.upstreams;
       res = await openControlStream(this.options.endpoint(), {
         method: 'POST',
         path: CONTROL_PATHS.watch,
@@ -112,25 +115,34 @@ export class ConfigWatch {
   private consume(res: IncomingMessage): void {
     const decoder = new StringDecoder('utf8');
     const maxLine = this.options.maxLineBytes ?? 64 * 1024 * 1024;
-    let partial = '';
+    // The pieces of a line not yet ended: only each new chunk is searched for a newline, so a large
+    // snapshot (every service of a mesh) costs linear time however many chunks it arrives in.
+    const partial: string[] = [];
+    let partialLength = 0;
     let ended = false;
     this.armIdle(res);
     res.on('data', (chunk: Buffer) => {
-      const text = partial + decoder.write(chunk);
+      const text = decoder.write(chunk);
       let start = 0;
-      for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
-        const line = text.slice(start, nl);
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+        partial.push(text.slice(start, nl));
+        const line = partial.length === 1 ? (partial[0] as string) : partial.join('');
+        partial.length = 0;
+        partialLength = 0;
         start = nl + 1;
         if (line.length > 0 && !this.onLine(line)) {
           res.destroy();
           return;
         }
       }
-      partial = text.slice(start);
+      if (start < text.length) {
+        partial.push(text.slice(start));
+        partialLength += text.length - start;
+      }
       // Re-armed after the lines are read: a snapshot may just have named a new ping interval.
       this.armIdle(res);
-      if (partial.length > maxLine) {
-        this.options.log.error({ bytes: partial.length }, 'watch line longer than the limit; reconnecting');
+      if (partialLength > maxLine) {
+        this.options.log.error({ bytes: partialLength }, 'watch line longer than the limit; reconnecting');
         res.destroy();
       }
     });
@@ -157,7 +169,7 @@ export class ConfigWatch {
     }
     if (message.type === 'ping') return true;
     if (message.type === 'snapshot') {
-      this.state = ConfigState.fromSnapshot(message);
+      this.state = ConfigState.fromSnapshot(message, this.subscription);
       this.pingIntervalMs = message.pingIntervalMs > 0 ? message.pingIntervalMs : this.pingIntervalMs;
       if (!this.connected) {
         this.connected = true;

@@ -5,8 +5,14 @@ import type { AppPort, InboundMode } from '../api/data-plane.js';
 import type { HealthCheckSpec } from './app-health.js';
 import type { AppProbeTable } from './app-probes.js';
 
+/**
+ * One `--upstream`: a named service, or a wildcard subscription (`service: '*'`, with a namespace or
+ * `'*'` for the whole mesh), which binds nothing and brings services for transparent capture only.
+ */
 export interface UpstreamSpec {
+  /** A DNS label, or `'*'` (`ANY_UPSTREAM`): every service of `namespace`. */
   readonly service: string;
+  /** A DNS label, or `'*'` with `service: '*'`: every service of the mesh. */
   readonly namespace: string;
   /** The service port to reach; absent: the service's only port. */
   readonly port: number | undefined;

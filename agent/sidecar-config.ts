@@ -2,6 +2,10 @@
  * From a control-plane snapshot to the proxy's config: the policies validated again on arrival (the
  * agent trusts the control plane's transport, not its every byte) and compiled once, the upstreams as
  * sent, and one explicit outbound listener per `--upstream` whose service port is known.
+ *
+ * Built whole from each snapshot: under a wildcard subscription services come and go, and the proxy's
+ * `applyConfig` swaps the upstream list (transparent index, balancer, pre-warmed sessions) atomically, so
+ * a service that left is simply absent; a wildcard `--upstream` (`*`, `NS/*`) binds no listener.
  */
 import type { AgentSnapshot } from '../api/control-protocol.js';
 import type { OutboundListener, UpstreamService } from '../api/data-plane.js';

@@ -95,9 +95,35 @@ export interface RegisteredPort {
   readonly name?: string;
 }
 
+/**
+ * A service an agent subscribes to. `service: '*'` subscribes to every service of the mesh in
+ * `namespace`; `{ service: '*', namespace: '*' }` to every service of the mesh (what a sidecar under
+ * transparent capture needs: the app may call any of them at its own address). A service is "of the
+ * mesh" while at least one workload of the mesh backs it (a registered agent, or a pod with the sidecar
+ * in a Kubernetes EndpointSlice): a Kubernetes Service with no such pod, like the API server's, is left
+ * out, so capture passes its connections through instead of sending them into the mesh to nobody.
+ * `namespace: '*'` is only valid with `service: '*'`. Wildcards were added within protocol version 1: a
+ * control plane that predates them refuses such a registration (400 `TRELLIS_CONTROL_BAD_REGISTRATION`)
+ * rather than silently sending an empty config, and agents that name services are unaffected.
+ */
 export interface UpstreamRef {
   readonly service: string;
   readonly namespace: string;
+}
+
+/** The wildcard of `UpstreamRef.service` and `.namespace`. */
+export const ANY_UPSTREAM = '*';
+
+/** The subscription to every service of the mesh. */
+export const ALL_UPSTREAMS: UpstreamRef = Object.freeze({ service: ANY_UPSTREAM, namespace: ANY_UPSTREAM });
+
+export function isWildcardRef(ref: UpstreamRef): boolean {
+  return ref.service === ANY_UPSTREAM;
+}
+
+/** Whether a subscription includes `namespace/service`, by name or by wildcard. */
+export function subscriptionCovers(refs: readonly UpstreamRef[], namespace: string, service: string): boolean {
+  return refs.some((r) => (r.namespace === ANY_UPSTREAM || r.namespace === namespace) && (r.service === ANY_UPSTREAM || r.service === service));
 }
 
 export interface Registration {
@@ -115,7 +141,7 @@ export interface Registration {
   readonly ports: readonly RegisteredPort[];
   /** Result of the agent's last health check of the app. */
   readonly healthy: boolean;
-  /** The services this workload calls: the snapshot carries their endpoints. */
+  /** The services this workload calls (by name, or by wildcard: see `UpstreamRef`): the snapshot carries their endpoints. */
   readonly upstreams: readonly UpstreamRef[];
   readonly agentVersion: string;
 }
@@ -159,8 +185,17 @@ export interface WatchSnapshotMessage {
 export interface WatchDeltaMessage {
   readonly type: 'delta';
   readonly version: number;
-  /** Replaces the whole upstream (its ports changed, or it appeared or vanished: `ports` empty and no endpoints). */
+  /**
+   * Replaces the whole upstream: its ports changed, or it vanished (`ports` empty and no endpoints, for
+   * agents that name it), or it appeared (for wildcard subscribers, it is then new to the agent).
+   */
   readonly upstreams?: readonly UpstreamService[];
+  /**
+   * Services that left the mesh (their last workload went): only sent to wildcard subscribers, which drop
+   * them; one named upstream instead stays, empty. Applied before `upstreams` and `endpoints`. An agent
+   * ignores a removal of a service it does not hold (it may have come and gone within one batch).
+   */
+  readonly removedUpstreams?: readonly UpstreamRef[];
   readonly endpoints?: readonly EndpointChange[];
   readonly policies?: readonly TrafficPermission[];
   readonly policyRevision?: string;

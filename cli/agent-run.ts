@@ -13,6 +13,7 @@ import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { ANY_UPSTREAM } from '../api/control-protocol.js';
 import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
@@ -36,7 +37,9 @@ Options:
   --app-host HOST          where the app listens                           (default 127.0.0.1)
   --upstream SPEC          a service this workload calls, as a local port; repeatable:
                            NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT;
-                           with --capture also NAME or NS/NAME alone: reached at its own addresses
+                           with --capture also NAME or NS/NAME alone: reached at its own addresses,
+                           and '*' (every service of the mesh) or 'NS/*' (every service of NS);
+                           with --capture transparent and no --upstream: '*'
   --data-dir DIR           keep the certificate (key mode 0600) and the last config here, so a restart
                            serves while the control plane is down; nothing is written without it
   --zone NAME              must match the control plane's zone
@@ -67,7 +70,23 @@ Options:
   --log-level LEVEL        trace|debug|info|warn|error|silent               (default info)
 `;
 
+/** `*` or `NS/*`: a subscription, not a listener; only capture can reach what it brings. */
+function parseUpstreamWildcard(text: string, capture: boolean): UpstreamSpec | undefined {
+  const match = /^(?:([a-z0-9-]+)\/)?\*$/.exec(text);
+  if (match === null) return undefined;
+  if (!capture) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": a wildcard needs --capture transparent (explicit mode binds one local port per named upstream)`);
+  const namespace = match[1];
+  if (namespace !== undefined && !DNS_LABEL.test(namespace)) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": names are DNS labels`);
+  return wildcardUpstream(namespace ?? ANY_UPSTREAM);
+}
+
+function wildcardUpstream(namespace: string): UpstreamSpec {
+  return Object.freeze({ service: ANY_UPSTREAM, namespace, port: undefined, bindAddress: '127.0.0.1', localPort: undefined });
+}
+
 function parseUpstream(text: string, defaultNamespace: string, capture: boolean): UpstreamSpec {
+  const wildcard = parseUpstreamWildcard(text, capture);
+  if (wildcard !== undefined) return wildcard;
   const match = /^(?:([a-z0-9-]+)\/)?([a-z0-9-]+)(?::(\d{1,5}))?(?:=(?:([0-9a-zA-Z.:[\]-]+):)?(\d{1,5}))?$/.exec(text);
   if (match === null || (match[5] === undefined && !capture)) {
     throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT; NAME alone with --capture)`);
@@ -170,6 +189,8 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   if (captureMode !== 'transparent' && captureMode !== 'none') problems.push(`--capture: "${captureMode}" is transparent or none`);
   const capture = captureMode === 'transparent';
   const upstreams = (values.upstream ?? []).map((u) => attempt(() => parseUpstream(u, namespace, capture), undefined)).filter((u): u is UpstreamSpec => u !== undefined);
+  // Under capture the app may dial any mesh service at its own address: without a list, subscribe to all.
+  if (capture && values.upstream === undefined) upstreams.push(wildcardUpstream(ANY_UPSTREAM));
   const health = values['health-check'] ?? 'tcp';
   const healthMatch = /^(tcp|http)(?::(\/\S*))?$/.exec(health);
   if (healthMatch === null) problems.push('--health-check is tcp or http:/PATH');

@@ -41,7 +41,9 @@ Options:
   --data-dir DIR          state (CA keys, tokens, registrations); created on first start   (required)
   --ca-dir DIR            the operator's CA (ca.crt, ca.key, bundle.pem, as \`trellis ca init\` writes)
                           instead of a root made in the data dir; ca.key may be 0400/0600, or 0440/0640
-                          when owned by root or this user and its group is one this process is in
+                          when owned by root or this user and its group is one this process is in;
+                          bundle.pem is watched: a valid change (root rotation) is pushed to agents,
+                          an invalid one logged, counted and ignored
   --policy DIR            universal mode: TrafficPermission YAML files, watched; nothing is allowed
                           without one
   --trust-domain NAME     SPIFFE trust domain                         (default ${CONTROL_DEFAULTS.trustDomain})

@@ -52,6 +52,8 @@ export interface ApiServerOptions {
   readonly metrics: ControlMetrics;
   readonly log: Logger;
   readonly tls: { readonly certChainPem: string; readonly keyPem: string; readonly trustBundlePem: string };
+  /** The bundle in force for `GET /v1/trust-bundle`, when it can change after start (root rotation); default `tls.trustBundlePem`. */
+  readonly currentTrustBundlePem?: () => string;
   readonly maxConnections: number;
 }
 
@@ -113,7 +115,7 @@ async function handle(options: ApiServerOptions, req: IncomingMessage, res: Serv
   }
   if (method === 'GET' && path === CONTROL_PATHS.trustBundle) {
     res.writeHead(200, { 'content-type': 'application/x-pem-file', [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) });
-    res.end(options.tls.trustBundlePem);
+    res.end(options.currentTrustBundlePem?.() ?? options.tls.trustBundlePem);
     return;
   }
   if (path === CONTROL_PATHS.adminTokens || path.startsWith(CONTROL_PATHS.adminTokenPrefix)) return admin(options, req, res, path, method);

@@ -6,7 +6,13 @@
  *   <data-dir>/ca/root.pem, root.key (0600)    only when this control plane made the root
  *   <data-dir>/ca/zone-<zone>.pem, .key (0600)  the zone intermediate (its chain up to, not incl., the root)
  *   <data-dir>/trust-bundle.pem                 the roots, for agents' `--ca-file`
+ *
+ * With `--ca-dir`, the trust bundle is the directory's `bundle.pem` (several roots during a rotation),
+ * and a zone intermediate that the operator's current CA did not issue (the CA was switched to one under
+ * a new root) is retired (renamed `*.retired-<ms>`, never deleted) and a new one made: otherwise the zone
+ * would go on issuing under the old root, which the two-root bundle still accepts.
  */
+import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../common/atomic-file.js';
@@ -18,6 +24,8 @@ export interface ZoneCas {
   readonly root: CertificateAuthority | undefined;
   readonly zone: CertificateAuthority;
   readonly trustBundlePem: string;
+  /** Where the previous zone intermediate went, when the operator's CA changed and a new one was made. */
+  readonly retiredZoneCert?: string;
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -62,6 +70,21 @@ async function loadOperatorCa(caDir: string, trustDomain: string): Promise<Certi
   return ca;
 }
 
+/** Whether `ca` was signed by `issuer` (names and signature), i.e. is still below the operator's current CA. */
+function issuedBy(ca: CertificateAuthority, issuer: CertificateAuthority): boolean {
+  const subject = new X509Certificate(ca.certificate.der);
+  const parent = new X509Certificate(issuer.certificate.der);
+  return subject.checkIssued(parent) && subject.verify(parent.publicKey);
+}
+
+/** Moves a zone intermediate aside (kept for the record, never deleted) so a new one can be made. */
+async function retirePair(certPath: string, keyPath: string): Promise<string> {
+  const suffix = `.retired-${Date.now()}`;
+  await fs.rename(keyPath, `${keyPath}${suffix}`);
+  await fs.rename(certPath, `${certPath}${suffix}`);
+  return `${certPath}${suffix}`;
+}
+
 /** Whether a CA may sign another CA below it (a root, or an intermediate with pathLen ≥ 1 or none). */
 function canSignCa(ca: CertificateAuthority): boolean {
   const pathLen = ca.certificate.basicConstraints?.pathLen;
@@ -90,10 +113,15 @@ export async function setUpZoneCas(options: { dataDir: string; caDir: string | u
   }
   const bundlePem = root.bundle.toPem();
   let zone = await loadPair(zoneCert, zoneKey, options.trustDomain, bundlePem);
+  let retiredZoneCert: string | undefined;
+  if (zone !== undefined && !issuedBy(zone, root)) {
+    retiredZoneCert = await retirePair(zoneCert, zoneKey);
+    zone = undefined;
+  }
   if (zone === undefined) {
     zone = await root.createIntermediate({ name: `Trellis zone ${options.zone}`.slice(0, 64) });
     await savePair(zone, zoneCert, zoneKey);
   }
   await writeFileAtomic(join(options.dataDir, 'trust-bundle.pem'), bundlePem);
-  return { root, zone, trustBundlePem: bundlePem };
+  return { root, zone, trustBundlePem: bundlePem, ...(retiredZoneCert === undefined ? {} : { retiredZoneCert }) };
 }

@@ -11,13 +11,21 @@
  * join tokens, which VMs may still use), endpoints from Services, EndpointSlices and Pods (the API is
  * the authority, so nothing is restored from the store and agents' registrations add no endpoints),
  * and policy from TrafficPermission resources, listed and valid before the API listener opens.
+ *
+ * With an operator CA (`--ca-dir`), its `bundle.pem` is watched once the listeners are open: a valid new
+ * bundle becomes the one the API trusts and serves, issuance hands out, and agents get as a delta (root
+ * rotation); an invalid one is logged, counted and ignored.
  */
 import { once } from 'node:events';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { Server as HttpServer } from 'node:http';
 import { Registry } from 'prom-client';
 import { CONTROL_PLANE_SERVICE } from '../api/control-protocol.js';
+import type { CertificateAuthority } from '../ca/authority.js';
+import { CA_FILES } from '../ca/store.js';
+import { writeFileAtomic } from '../common/atomic-file.js';
 import { InputError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { createAdminServer } from './admin-server.js';
@@ -35,6 +43,7 @@ import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
 import { PolicySource, type PolicyState } from './policy-source.js';
 import { ServiceRegistry } from './registry.js';
 import { TokenService } from './token-service.js';
+import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
@@ -44,6 +53,7 @@ export interface RunningControlPlane {
   readonly mode: ControlPlaneMode;
   readonly apiAddress: AddressInfo;
   readonly adminAddress: AddressInfo;
+  /** The bundle in force (it changes when the operator's CA dir's bundle.pem does). */
   readonly trustBundlePem: string;
   readonly registry: ServiceRegistry;
   readonly hub: WatchHub;
@@ -84,7 +94,11 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   }
 
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: config.zone });
-  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => cas.trustBundlePem });
+  if (cas.retiredZoneCert !== undefined) log.warn({ retired: cas.retiredZoneCert }, 'the operator CA changed: a new zone intermediate issues from now on (the old one was moved aside)');
+  // The bundle in force: read by issuance, the hub, the API's TLS and GET /v1/trust-bundle; replaced on rotation.
+  const trust = { pem: cas.trustBundlePem };
+  metrics.trustBundleRoots.set(cas.zone.bundle.roots.length);
+  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem });
   const tokens = new TokenService(store, config.trustDomain);
   const adminToken = await store.secret('admin-token');
   await store.secret('token-signing-key');
@@ -101,7 +115,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     metrics.policyErrors.inc();
   };
   // Made before the sources start: from here to listening nothing waits, so nothing can leave a watch running.
-  const serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
+  let serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
   let kube: KubernetesMode | undefined;
   let policy: ControlPolicy;
   if (kubeConfig === undefined) {
@@ -123,7 +137,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     zone: config.zone,
     pingIntervalMs: config.pingIntervalMs,
     maxBufferedBytes: config.maxWatchBufferBytes,
-    trustBundlePem: () => cas.trustBundlePem,
+    trustBundlePem: () => trust.pem,
     policies: () => policy.state.policies,
     onPush: (streams, seconds) => {
       if (streams === 0) return;
@@ -154,15 +168,18 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     store,
     metrics,
     log,
-    tls: { certChainPem: serving.certChainPem, keyPem: serving.keyPem, trustBundlePem: cas.trustBundlePem },
+    tls: { certChainPem: serving.certChainPem, keyPem: serving.keyPem, trustBundlePem: trust.pem },
+    currentTrustBundlePem: () => trust.pem,
     maxConnections: config.maxConnections,
   });
+  const setApiTls = (): void => api.setSecureContext({ key: serving.keyPem, cert: serving.certChainPem, ca: trust.pem, minVersion: 'TLSv1.3' });
   // The serving certificate has a workload's lifetime: renew it at half-life, like an agent.
   const renewServing = (notAfter: Date): NodeJS.Timeout => {
     const timer = setTimeout(() => {
       void issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE).then(
         (next) => {
-          api.setSecureContext({ key: next.keyPem, cert: next.certChainPem, ca: cas.trustBundlePem, minVersion: 'TLSv1.3' });
+          serving = next;
+          setApiTls();
           servingTimer = renewServing(next.notAfter);
           log.info({ notAfter: next.notAfter.toISOString() }, 'control plane serving certificate renewed');
         },
@@ -194,7 +211,26 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     policy: () => policy.state,
   });
 
+  const bundleWatch = config.caDir === undefined ? undefined : new TrustBundleWatch({
+    path: join(config.caDir, CA_FILES.bundle),
+    trustDomain: config.trustDomain,
+    issuers: [cas.root, cas.zone].filter((ca): ca is CertificateAuthority => ca !== undefined),
+    current: () => trust.pem,
+    log,
+    onRejected: () => metrics.trustBundleReloads.inc({ result: 'rejected' }),
+    onChange: async (pem, bundle) => {
+      // The listener first (clients under a new root can connect), then what agents are told.
+      trust.pem = pem;
+      setApiTls();
+      metrics.trustBundleRoots.set(bundle.roots.length);
+      metrics.trustBundleReloads.inc({ result: 'applied' });
+      hub.trustBundleChanged();
+      await writeFileAtomic(join(config.dataDir, 'trust-bundle.pem'), pem).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot update <data-dir>/trust-bundle.pem'));
+    },
+  });
+
   const closeSources = async (): Promise<void> => {
+    bundleWatch?.close();
     // The Kubernetes mode closes its policy feed with its registry feed.
     if (kube === undefined) await policy.close();
     else await kube.close();
@@ -214,6 +250,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     throw err;
   }
   await claimDataDir(config.dataDir, { ...identity, api: `https://${formatHost(config.listen.host === '0.0.0.0' || config.listen.host === '::' ? apiAddress.address === '::' ? '::1' : '127.0.0.1' : apiAddress.address)}:${apiAddress.port}` });
+  await bundleWatch?.start();
   started = true;
   log.info({ mode: config.mode, api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
 
@@ -221,7 +258,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     mode: config.mode,
     apiAddress,
     adminAddress,
-    trustBundlePem: cas.trustBundlePem,
+    get trustBundlePem() {
+      return trust.pem;
+    },
     registry,
     hub: hub,
     policy,

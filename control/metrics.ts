@@ -16,6 +16,8 @@ export class ControlMetrics {
   readonly endpoints: Gauge<'state'>;
   readonly storeCorrupt: Counter;
   readonly slowWatchers: Counter;
+  readonly trustBundleReloads: Counter<'result'>;
+  readonly trustBundleRoots: Gauge;
 
   constructor(registry: Registry, endpointCounts: () => { healthy: number; instances: number; connected: number }) {
     const registers = [registry];
@@ -46,6 +48,8 @@ export class ControlMetrics {
     });
     this.storeCorrupt = new Counter({ name: 'trellis_control_store_corrupt_files_total', help: 'Damaged files found in the data dir (named in the log)', registers });
     this.slowWatchers = new Counter({ name: 'trellis_control_slow_watchers_closed_total', help: 'Watch streams closed because the agent read too slowly', registers });
+    this.trustBundleReloads = new Counter({ name: 'trellis_control_trust_bundle_reloads_total', help: 'Changes of the CA directory\'s bundle.pem: applied (pushed to agents) or rejected (invalid; the bundle in force stays)', labelNames: ['result'], registers });
+    this.trustBundleRoots = new Gauge({ name: 'trellis_control_trust_bundle_roots', help: 'Roots in the trust bundle in force', registers });
     this.policyValid.set(1);
   }
 }

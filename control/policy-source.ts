@@ -8,10 +8,11 @@
  * and counted, until a later load succeeds.
  */
 import { createHash } from 'node:crypto';
-import { promises as fs, watch, type FSWatcher } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
+import { DebouncedWatch } from './debounced-watch.js';
 import { configIssuesOf, formatConfigIssue } from '../common/yaml-source.js';
 import { isPolicyFileName, loadPolicyDir } from '../policy/policy-loader.js';
 import type { TrafficPermission } from '../policy/types.js';
@@ -43,9 +44,7 @@ export function policyRevision(policies: readonly TrafficPermission[]): string {
 
 export class PolicySource {
   private current: PolicyState = Object.freeze({ policies: Object.freeze([]), revision: 'empty', loadedAt: undefined, error: undefined });
-  private watcher: FSWatcher | undefined;
-  private poller: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private watch: DebouncedWatch | undefined;
   private signature = '';
   private loading: Promise<void> = Promise.resolve();
   private closed = false;
@@ -63,18 +62,16 @@ export class PolicySource {
     this.signature = await this.filesSignature();
     const policies = await loadPolicyDir(dir, { rootNamespace: this.options.rootNamespace });
     this.current = Object.freeze({ policies: Object.freeze(policies), revision: policyRevision(policies), loadedAt: new Date().toISOString(), error: undefined });
-    try {
-      this.watcher = watch(dir, () => this.schedule());
-      this.watcher.on('error', (err) => this.options.log.warn({ err: describeError(err) }, 'policy directory watch failed; relying on polling'));
-    } catch (err) {
-      this.options.log.warn({ err: describeError(err) }, 'cannot watch the policy directory; relying on polling');
-    }
-    this.poller = setInterval(() => {
-      void this.filesSignature().then((sig) => {
-        if (sig !== this.signature) this.schedule();
-      }, () => undefined);
-    }, this.options.pollIntervalMs ?? 2_000);
-    this.poller.unref();
+    this.watch = new DebouncedWatch({
+      dir,
+      changed: async () => (await this.filesSignature()) !== this.signature,
+      onChange: () => void this.reload(),
+      debounceMs: this.options.debounceMs ?? 150,
+      pollIntervalMs: this.options.pollIntervalMs ?? 2_000,
+      log: this.options.log,
+      what: 'policy directory',
+    });
+    if (!this.closed) this.watch.start();
   }
 
   /** Reload now (also what the watcher triggers); resolves when the reload is done. */
@@ -85,15 +82,7 @@ export class PolicySource {
 
   close(): void {
     this.closed = true;
-    this.watcher?.close();
-    clearInterval(this.poller);
-    clearTimeout(this.debounce);
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(), this.options.debounceMs ?? 150);
+    this.watch?.close();
   }
 
   private async load(): Promise<void> {

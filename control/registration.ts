@@ -2,9 +2,11 @@
  * Validation of what an agent sends: its registration (on the watch) and its health reports. Every
  * problem is listed in one 400 reply; the service and namespace are never taken from the body (they are
  * the caller's certificate's), only the facts a workload alone knows (address, ports, upstreams, health).
+ * An upstream is a service by name, every service of a namespace (`service: "*"`), or every service of
+ * the mesh (both `"*"`); `namespace: "*"` with a named service means nothing and is refused.
  */
 import { isIP } from 'node:net';
-import type { HealthReport, Registration } from '../api/control-protocol.js';
+import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { HttpError } from './http-io.js';
 
@@ -54,10 +56,14 @@ export function validateRegistration(value: unknown): Registration {
   } else {
     upstreams.forEach((u: unknown, i) => {
       const ref = object(u);
-      if (ref === undefined || typeof ref.service !== 'string' || !DNS_LABEL.test(ref.service) || typeof ref.namespace !== 'string' || !DNS_LABEL.test(ref.namespace)) {
-        problems.push(`upstreams[${i}]: {service: DNS label, namespace: DNS label}`);
+      const service = ref?.service;
+      const namespace = ref?.namespace;
+      if (typeof service !== 'string' || (service !== ANY_UPSTREAM && !DNS_LABEL.test(service)) || typeof namespace !== 'string' || (namespace !== ANY_UPSTREAM && !DNS_LABEL.test(namespace))) {
+        problems.push(`upstreams[${i}]: {service: DNS label or "*", namespace: DNS label or "*"}`);
+      } else if (namespace === ANY_UPSTREAM && service !== ANY_UPSTREAM) {
+        problems.push(`upstreams[${i}]: namespace "*" needs service "*" (every service of the mesh); a service is named in one namespace`);
       } else {
-        upstreamList.push(Object.freeze({ service: ref.service, namespace: ref.namespace }));
+        upstreamList.push(Object.freeze({ service, namespace }));
       }
     });
   }

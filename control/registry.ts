@@ -11,6 +11,10 @@
  *
  * Changes are reported to listeners as they happen, one event per endpoint; the watch hub batches them.
  *
+ * A service is "in the mesh" while it has at least one instance (`meshServices`, `hasMeshService`): a
+ * Kubernetes Service with no pod of the mesh behind it is defined here but in nobody's wildcard
+ * subscription. Joining and leaving are reported as `service` events, before the endpoint events.
+ *
  * Where the platform defines services itself (Kubernetes Services), `defineService` sets a service's
  * ports (Service port → pod port) and virtual IPs; a definition takes precedence over the ports that
  * registrations declare, which are all a universal-mode service has.
@@ -35,7 +39,9 @@ export interface ServiceDefinition {
 
 export type RegistryEvent =
   | { readonly kind: 'endpoint'; readonly namespace: string; readonly service: string; readonly key: string; readonly endpoint: Endpoint | undefined }
-  | { readonly kind: 'ports'; readonly namespace: string; readonly service: string };
+  | { readonly kind: 'ports'; readonly namespace: string; readonly service: string }
+  /** The service joined the mesh (its first instance) or left it (its last instance went); see `meshServices`. */
+  | { readonly kind: 'service'; readonly namespace: string; readonly service: string; readonly present: boolean };
 
 type Liveness = 'connected' | 'grace' | 'gone';
 
@@ -165,9 +171,11 @@ export class ServiceRegistry {
     this.instances.delete(instanceId);
     const ids = this.byService.get(skey);
     ids?.delete(instanceId);
-    if (ids !== undefined && ids.size === 0) this.byService.delete(skey);
+    const left = ids !== undefined && ids.size === 0;
+    if (left) this.byService.delete(skey);
     this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: undefined });
     this.emitPortsIfChanged(namespace, service, portsBefore);
+    if (left) this.emit({ kind: 'service', namespace, service, present: false });
     return true;
   }
 
@@ -192,6 +200,21 @@ export class ServiceRegistry {
     }
     const virtualIps = this.definitions.get(upstreamKey(namespace, service))?.virtualIps ?? [];
     return Object.freeze({ name: service, namespace, ports: this.ports(namespace, service), endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps }) });
+  }
+
+  /** Every service in the mesh (with at least one instance), or those of one namespace. */
+  meshServices(namespace?: string): { readonly namespace: string; readonly service: string }[] {
+    const found: { namespace: string; service: string }[] = [];
+    for (const key of this.byService.keys()) {
+      const slash = key.indexOf('/');
+      const ns = key.slice(0, slash);
+      if (namespace === undefined || ns === namespace) found.push({ namespace: ns, service: key.slice(slash + 1) });
+    }
+    return found;
+  }
+
+  hasMeshService(namespace: string, service: string): boolean {
+    return this.byService.has(upstreamKey(namespace, service));
   }
 
   /** The protocols of a service's ports, for policy validation (an HTTP rule on a TCP-only service). */
@@ -236,7 +259,10 @@ export class ServiceRegistry {
     const portsBefore = portsSignature(this.ports(namespace, service));
     this.instances.set(instanceId, instance);
     let ids = this.byService.get(skey);
-    if (ids === undefined) this.byService.set(skey, (ids = new Set()));
+    if (ids === undefined) {
+      this.byService.set(skey, (ids = new Set()));
+      this.emit({ kind: 'service', namespace, service, present: true });
+    }
     ids.add(instanceId);
     this.emitPortsIfChanged(namespace, service, portsBefore);
     this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: this.endpointOf(instance) });

@@ -6,10 +6,16 @@
  * written as the same bytes to every stream that calls that service. A stream whose agent reads too
  * slowly to keep its buffer under `maxBufferedBytes` is closed: the agent reconnects and starts again from
  * a snapshot, which is cheaper than holding an unbounded backlog for it.
+ *
+ * Wildcard subscribers (`ns/*`, `*` / `*`: every service of the mesh) get every service in their snapshot,
+ * the whole upstream when a service joins the mesh, and `removedUpstreams` when it leaves; an agent that
+ * names a service keeps it (empty) when it leaves, as before. A changed service is serialised at most
+ * three times (endpoint changes, whole upstream, removal) whoever listens, and each stream is written once.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, UpstreamService } from '../api/data-plane.js';
 import {
+  ANY_UPSTREAM,
   upstreamKey,
   type AgentSnapshot,
   type EndpointChange,
@@ -20,6 +26,7 @@ import {
 import type { TrafficPermission } from '../policy/types.js';
 import type { RegistryEvent, ServiceRegistry } from './registry.js';
 import { policyRevision } from './policy-source.js';
+import { normaliseSubscription, SubscriptionIndex } from './subscription-index.js';
 
 /** The transport under one agent's watch (an HTTP response in production, an array in tests). */
 export interface WatchSink {
@@ -53,6 +60,8 @@ export interface WatchHubOptions {
 
 interface Stream {
   readonly subscriber: WatchSubscriber;
+  /** The subscription without duplicates or services a wildcard of it covers. */
+  readonly refs: readonly UpstreamRef[];
   readonly sink: WatchSink;
   closed: boolean;
 }
@@ -62,10 +71,13 @@ export class WatchHub {
   readonly epoch = randomBytes(6).toString('hex');
   private version = 1;
   private readonly streams = new Set<Stream>();
-  /** upstreamKey → streams that call it. */
-  private readonly interested = new Map<string, Set<Stream>>();
+  private readonly interested = new SubscriptionIndex<Stream>();
   private pending = new Map<string, Map<string, Endpoint | undefined>>();
   private pendingPorts = new Set<string>();
+  /** Every mesh service's upstream as JSON, for `*` / `*` snapshots; dropped at any registry change. */
+  private wholeMeshJson: string | undefined;
+  /** Services that joined or left the mesh since the last flush. */
+  private pendingMembership = new Set<string>();
   private flushScheduled = false;
   private readonly pinger: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
@@ -86,19 +98,18 @@ export class WatchHub {
 
   /** Starts one agent's watch: writes its snapshot now; returns the function that ends it. */
   open(subscriber: WatchSubscriber, sink: WatchSink): () => void {
-    const stream: Stream = { subscriber, sink, closed: false };
+    const stream: Stream = { subscriber, sink, refs: normaliseSubscription(subscriber.upstreams), closed: false };
     this.streams.add(stream);
-    for (const ref of subscriber.upstreams) {
-      const key = upstreamKey(ref.namespace, ref.service);
-      let set = this.interested.get(key);
-      if (set === undefined) this.interested.set(key, (set = new Set()));
-      set.add(stream);
-    }
-    this.send(stream, JSON.stringify({ type: 'snapshot', version: this.version, epoch: this.epoch, pingIntervalMs: this.options.pingIntervalMs, snapshot: this.snapshotFor(subscriber) } satisfies WatchMessage));
+    this.interested.add(stream, stream.refs);
+    this.send(stream, this.snapshotLine(subscriber, stream.refs));
     return () => this.drop(stream);
   }
 
   snapshotFor(subscriber: WatchSubscriber): AgentSnapshot {
+    return { ...this.snapshotHead(subscriber), upstreams: this.upstreamsOf(normaliseSubscription(subscriber.upstreams)) };
+  }
+
+  private snapshotHead(subscriber: WatchSubscriber): Omit<AgentSnapshot, 'upstreams'> {
     const policies = this.policiesFor(subscriber.namespace);
     return {
       trustDomain: this.options.trustDomain,
@@ -108,8 +119,17 @@ export class WatchHub {
       trustBundlePem: this.options.trustBundlePem(),
       policies,
       policyRevision: policyRevision(policies),
-      upstreams: subscriber.upstreams.map((ref) => this.options.registry.upstream(ref.namespace, ref.service)),
     };
+  }
+
+  private snapshotLine(subscriber: WatchSubscriber, refs: readonly UpstreamRef[]): string {
+    const envelope = { type: 'snapshot', version: this.version, epoch: this.epoch, pingIntervalMs: this.options.pingIntervalMs } as const;
+    if (refs.length !== 1 || refs[0]?.namespace !== ANY_UPSTREAM) return JSON.stringify({ ...envelope, snapshot: this.snapshotFor(subscriber) } satisfies WatchMessage);
+    // Every service of the mesh: the same (large) list for every such agent until the registry changes, so
+    // a reconnect storm serialises it once. Spliced in as the snapshot's last field.
+    this.wholeMeshJson ??= JSON.stringify(this.upstreamsOf(refs));
+    const head = JSON.stringify({ ...envelope, snapshot: this.snapshotHead(subscriber) });
+    return `${head.slice(0, -2)},"upstreams":${this.wholeMeshJson}}}`;
   }
 
   /** The policy set changed: every namespace's streams get their filtered set, if it changed for them. */
@@ -151,11 +171,25 @@ export class WatchHub {
     return this.options.policies().filter((p) => p.metadata.namespace === namespace || p.metadata.namespace === root);
   }
 
+  /** Named services as the registry has them (empty when unknown), then every mesh service a wildcard covers. */
+  private upstreamsOf(refs: readonly UpstreamRef[]): UpstreamService[] {
+    const { registry } = this.options;
+    const upstreams: UpstreamService[] = [];
+    for (const ref of refs) {
+      if (ref.service !== ANY_UPSTREAM) upstreams.push(registry.upstream(ref.namespace, ref.service));
+      else for (const s of registry.meshServices(ref.namespace === ANY_UPSTREAM ? undefined : ref.namespace)) upstreams.push(registry.upstream(s.namespace, s.service));
+    }
+    return upstreams;
+  }
+
   private onRegistryEvent(event: RegistryEvent): void {
+    this.wholeMeshJson = undefined;
+    if (!this.interested.wants(event.namespace, event.service)) return;
     const key = upstreamKey(event.namespace, event.service);
-    if (!this.interested.has(key)) return;
     if (event.kind === 'ports') {
       this.pendingPorts.add(key);
+    } else if (event.kind === 'service') {
+      this.pendingMembership.add(key);
     } else {
       let changes = this.pending.get(key);
       if (changes === undefined) this.pending.set(key, (changes = new Map()));
@@ -171,34 +205,42 @@ export class WatchHub {
     this.flushScheduled = false;
     const pending = this.pending;
     const pendingPorts = this.pendingPorts;
+    const pendingMembership = this.pendingMembership;
     this.pending = new Map();
     this.pendingPorts = new Set();
+    this.pendingMembership = new Set();
     const version = ++this.version;
     const started = process.hrtime.bigint();
     let count = 0;
-    for (const key of new Set([...pending.keys(), ...pendingPorts])) {
-      const streams = this.interested.get(key);
-      if (streams === undefined || streams.size === 0) continue;
-      let message: WatchDeltaMessage;
-      if (pendingPorts.has(key)) {
-        const slash = key.indexOf('/');
-        const upstream: UpstreamService = this.options.registry.upstream(key.slice(0, slash), key.slice(slash + 1));
-        message = { type: 'delta', version, upstreams: [upstream] };
-      } else {
-        const slash = key.indexOf('/');
-        const namespace = key.slice(0, slash);
-        const service = key.slice(slash + 1);
-        const endpoints: EndpointChange[] = [];
-        for (const [ekey, endpoint] of pending.get(key) ?? []) {
-          endpoints.push(endpoint === undefined ? { service, namespace, remove: ekey } : { service, namespace, set: endpoint });
-        }
-        message = { type: 'delta', version, endpoints };
-      }
-      const line = JSON.stringify(message);
+    const write = (streams: ReadonlySet<Stream>, line: string): void => {
       for (const stream of streams) {
         this.send(stream, line);
         count++;
       }
+    };
+    for (const key of new Set([...pending.keys(), ...pendingPorts, ...pendingMembership])) {
+      const slash = key.indexOf('/');
+      const namespace = key.slice(0, slash);
+      const service = key.slice(slash + 1);
+      const changes = pending.get(key);
+      // Serialised lazily and at most once each, however many streams get them.
+      let whole: string | undefined;
+      let endpoints: string | undefined;
+      const wholeLine = (): string => (whole ??= JSON.stringify({ type: 'delta', version, upstreams: [this.options.registry.upstream(namespace, service)] } satisfies WatchDeltaMessage));
+      const endpointLine = (): string => (endpoints ??= JSON.stringify({ type: 'delta', version, endpoints: endpointChanges(namespace, service, changes) } satisfies WatchDeltaMessage));
+      const named = this.interested.namedStreams(namespace, service);
+      if (named !== undefined && named.size > 0) write(named, pendingPorts.has(key) || changes === undefined ? wholeLine() : endpointLine());
+      const wildcards = this.interested.wildcardStreams(namespace);
+      if (wildcards.length === 0) continue;
+      let line: string | undefined;
+      if (this.options.registry.hasMeshService(namespace, service)) {
+        // New to these agents (or its ports changed): the whole upstream; otherwise just the endpoints.
+        line = pendingMembership.has(key) || pendingPorts.has(key) || changes === undefined ? wholeLine() : endpointLine();
+      } else if (pendingMembership.has(key)) {
+        line = JSON.stringify({ type: 'delta', version, removedUpstreams: [{ service, namespace }] } satisfies WatchDeltaMessage);
+      }
+      // Not in the mesh and it did not just leave: a definition without workloads, nobody's wildcard.
+      if (line !== undefined) for (const group of wildcards) write(group, line);
     }
     this.options.onPush?.(count, Number(process.hrtime.bigint() - started) / 1e9);
   }
@@ -223,11 +265,12 @@ export class WatchHub {
     if (stream.closed) return;
     stream.closed = true;
     this.streams.delete(stream);
-    for (const ref of stream.subscriber.upstreams) {
-      const key = upstreamKey(ref.namespace, ref.service);
-      const set = this.interested.get(key);
-      set?.delete(stream);
-      if (set !== undefined && set.size === 0) this.interested.delete(key);
-    }
+    this.interested.remove(stream, stream.refs);
   }
+}
+
+function endpointChanges(namespace: string, service: string, changes: ReadonlyMap<string, Endpoint | undefined> | undefined): EndpointChange[] {
+  const list: EndpointChange[] = [];
+  for (const [key, endpoint] of changes ?? []) list.push(endpoint === undefined ? { service, namespace, remove: key } : { service, namespace, set: endpoint });
+  return list;
 }

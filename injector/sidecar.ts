@@ -47,7 +47,8 @@ function statusProbe(config: InjectorConfig, path: string, periodSeconds: number
  * `--data-dir`, `--tunnel`, `--app-port` and `--protocol` are the agent's VM flags; the Kubernetes-mode
  * ones (`--status`, `--capture`, `--outbound-port`, `--inbound-port`, `--app-probes`, repeated
  * `--app-port`/`--protocol` pairs, no app port at all for a Job) are the contract described in
- * docs/architecture.md, "Injector and Kubernetes".
+ * docs/architecture.md, "Injector and Kubernetes". No `--upstream`: under `--capture transparent` the
+ * agent then subscribes to every service of the mesh, which the app may call at its cluster IP.
  */
 export function agentArgs(config: InjectorConfig, plan: SidecarPlan): string[] {
   const args = [

@@ -27,6 +27,26 @@ describe('trellis agent run arguments', () => {
     expect(config.admin).toBeNull();
   });
 
+  it('subscribes to every mesh service under capture: by default, with *, or with NS/* beside named upstreams', () => {
+    const all = { service: '*', namespace: '*', port: undefined, bindAddress: '127.0.0.1', localPort: undefined };
+    expect(parseAgentArgs([...base, '--capture', 'transparent']).config.upstreams).toEqual([all]);
+    expect(parseAgentArgs([...base, '--capture', 'transparent', '--upstream', '*']).config.upstreams).toEqual([all]);
+    // Naming upstreams replaces the default: the agent then learns only those.
+    expect(parseAgentArgs([...base, '--capture', 'transparent', '--upstream', 'bank/*', '--upstream', 'payments=7001']).config.upstreams).toEqual([
+      { ...all, namespace: 'bank' },
+      { service: 'payments', namespace: 'default', port: undefined, bindAddress: '127.0.0.1', localPort: 7001 },
+    ]);
+    expect(parseAgentArgs([...base, '--capture', 'transparent', '--upstream', 'payments']).config.upstreams.map((u) => u.service)).toEqual(['payments']);
+    // Explicit mode has no wildcard default.
+    expect(parseAgentArgs(base).config.upstreams).toEqual([]);
+  });
+
+  it('refuses a wildcard upstream without capture, and a wildcard in a bad namespace', () => {
+    expect(() => parseAgentArgs([...base, '--upstream', '*'])).toThrow(/--upstream "\*": a wildcard needs --capture transparent/);
+    expect(() => parseAgentArgs([...base, '--capture', 'transparent', '--upstream', 'Bad_NS/*'])).toThrow(/--upstream "Bad_NS\/\*"/);
+    expect(() => parseAgentArgs([...base, '--capture', 'transparent', '--upstream', '*=7001'])).toThrow(/--upstream "\*=7001"/);
+  });
+
   it('reports every problem at once', () => {
     expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
       /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected http or tcp\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,

@@ -49,4 +49,30 @@ describe('ConfigState', () => {
     state.apply({ type: 'delta', version: 8, endpoints: [] });
     expect(state.current().snapshot.upstreams[0]?.endpoints).toEqual([ep('10.0.0.1')]);
   });
+
+  it('under a wildcard subscription, takes a service that appears and drops one that leaves', () => {
+    const payments = { name: 'payments', namespace: 'bank', ports: [{ port: 80, targetPort: 8080, protocol: 'http' as const }], endpoints: [ep('10.0.1.1')] };
+    const state = ConfigState.fromSnapshot({ snapshot, version: 1, epoch: 'e' }, [{ service: '*', namespace: '*' }]);
+    state.apply({ type: 'delta', version: 2, upstreams: [payments] });
+    state.apply({ type: 'delta', version: 3, endpoints: [{ service: 'payments', namespace: 'bank', set: ep('10.0.1.2') }] });
+    expect(state.current().snapshot.upstreams.map((u) => `${u.namespace}/${u.name}:${u.endpoints.length}`)).toEqual(['shop/orders:1', 'bank/payments:2']);
+    state.apply({ type: 'delta', version: 4, removedUpstreams: [{ service: 'orders', namespace: 'shop' }] });
+    expect(state.current().snapshot.upstreams.map((u) => u.name)).toEqual(['payments']);
+    // A removed service's endpoints are gone: a later endpoint change for it does not fit.
+    expect(() => state.apply({ type: 'delta', version: 5, endpoints: [{ service: 'orders', namespace: 'shop', set: ep('10.0.0.3') }] })).toThrow(/orders/);
+    // A removal of something it does not hold (joined and left within one batch) changes nothing.
+    const before = state.current().snapshot;
+    state.apply({ type: 'delta', version: 5, removedUpstreams: [{ service: 'ghost', namespace: 'bank' }] });
+    expect(state.current().snapshot.upstreams).toBe(before.upstreams);
+    // It comes back whole.
+    state.apply({ type: 'delta', version: 6, upstreams: [{ ...snapshot.upstreams[0] as typeof payments, endpoints: [ep('10.0.0.4')] }] });
+    expect(state.current().snapshot.upstreams.find((u) => u.name === 'orders')?.endpoints).toEqual([ep('10.0.0.4')]);
+  });
+
+  it('under a namespace wildcard, refuses a new service of another namespace', () => {
+    const state = ConfigState.fromSnapshot({ snapshot, version: 1, epoch: 'e' }, [{ service: '*', namespace: 'shop' }]);
+    state.apply({ type: 'delta', version: 2, upstreams: [{ name: 'cart', namespace: 'shop', ports: [], endpoints: [] }] });
+    expect(() => state.apply({ type: 'delta', version: 3, upstreams: [{ name: 'payments', namespace: 'bank', ports: [], endpoints: [] }] })).toThrow(/bank\/payments/);
+    expect(state.current().snapshot.upstreams.map((u) => u.name)).toEqual(['orders', 'cart']);
+  });
 });

@@ -1,13 +1,13 @@
 /**
  * The agent's watch client against a scripted control plane (real HTTPS, real certificates): it applies
  * a snapshot and deltas, drops a stream that sends a delta it cannot apply or goes silent, keeps the last
- * good config meanwhile, and reconnects by itself.
+ * good config meanwhile, and reconnects by itself; a large snapshot in many small pieces is reassembled.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AgentSnapshot, WatchMessage } from '../../api/control-protocol.js';
+import type { AgentSnapshot, UpstreamRef, WatchMessage } from '../../api/control-protocol.js';
 import { silentLogger } from '../../common/log.js';
 import type { VersionedSnapshot } from '../../agent/config-state.js';
 import { ConfigWatch } from '../../agent/config-watch.js';
@@ -49,11 +49,11 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
-function watch(onConfig: (c: VersionedSnapshot) => void): ConfigWatch {
+function watch(onConfig: (c: VersionedSnapshot) => void, upstreams: readonly UpstreamRef[] = [{ service: 'orders', namespace: 'shop' }]): ConfigWatch {
   return new ConfigWatch({
     endpoint: () => ({ url: new URL(`https://127.0.0.1:${port}`), trustBundlePem: pki.bundlePem, rootNamespace: 'trellis-system', trustDomain: 'example.org' }),
     clientCert: () => agentCert,
-    registration: () => ({ instanceId: 'i1', address: '127.0.0.1', tunnelPort: 1, ports: [], healthy: true, upstreams: [{ service: 'orders', namespace: 'shop' }], agentVersion: 't' }),
+    registration: () => ({ instanceId: 'i1', address: '127.0.0.1', tunnelPort: 1, ports: [], healthy: true, upstreams, agentVersion: 't' }),
     log: silentLogger(),
     onConfig,
     onConnected: () => undefined,
@@ -88,6 +88,28 @@ describe('ConfigWatch', () => {
       expect(configs.map((c) => c.version)).toEqual([10, 11, 20]);
       expect(configs[1]?.snapshot.upstreams[0]?.endpoints).toHaveLength(1);
       expect(configs.some((c) => c.snapshot.upstreams.some((u) => u.name === 'payments'))).toBe(false);
+    } finally {
+      w.stop();
+    }
+  });
+
+  it('reassembles a large snapshot sent in many small pieces, split inside characters, with a delta in the same piece', async () => {
+    attempts = 0;
+    // A mesh-wide snapshot: many services, names with multi-byte characters to split inside a code point.
+    const upstreams = Array.from({ length: 2_000 }, (_, i) => ({ name: `svc-${i}`, namespace: 'shop', ports: [{ port: 80, targetPort: 8080, protocol: 'http' as const, name: 'http-ünï' }], endpoints: [{ address: `10.1.${i >> 8}.${i & 255}`, tunnelPort: 15008, zone: 'z1', healthy: true }] }));
+    const big = Buffer.from(line({ type: 'snapshot', version: 1, epoch: 'e', pingIntervalMs: 60_000, snapshot: { ...snapshot, upstreams } }) + line({ type: 'delta', version: 2, removedUpstreams: [{ service: 'svc-0', namespace: 'shop' }] }));
+    script = (res) => {
+      for (let at = 0; at < big.length; at += 997) res.write(big.subarray(at, at + 997));
+    };
+    const configs: VersionedSnapshot[] = [];
+    const w = watch((c) => configs.push(c), [{ service: '*', namespace: '*' }]);
+    w.start();
+    try {
+      await until('the snapshot and the delta', () => configs.at(-1)?.version === 2);
+      const last = configs.at(-1)?.snapshot;
+      expect(last?.upstreams).toHaveLength(1_999);
+      expect(last?.upstreams[0]?.ports[0]?.name).toBe('http-ünï');
+      expect(attempts).toBe(1);
     } finally {
       w.stop();
     }

@@ -74,6 +74,9 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
       expect(config.service).toBe(pod.spec?.serviceAccountName ?? 'default');
       expect(config.namespace).toBe('shop');
       expect(config.address).toBe('10.244.1.17');
+      // Transparent capture with no --upstream: the app may call any mesh service, so the agent subscribes to all.
+      expect(config.capture).toBeDefined();
+      expect(config.upstreams).toEqual([{ service: '*', namespace: '*', port: undefined, bindAddress: '127.0.0.1', localPort: undefined }]);
       expect(config.zone).toBe('east');
       expect(config.status).toEqual({ host: '0.0.0.0', port: 15020 });
       expect(config.tunnel).toEqual({ host: '0.0.0.0', port: 15008 });

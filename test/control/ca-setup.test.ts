@@ -36,6 +36,24 @@ describe('setUpZoneCas', () => {
     await expect(setUpZoneCas({ dataDir: join(dir, 'data2'), caDir: join(dir, 'operator'), trustDomain: 'other.org', zone: 'eu' })).rejects.toThrow(/trust domain "example.org", this control plane serves "other.org"/);
   });
 
+  it('retires the zone intermediate when the operator switched to a CA under a new root (rotation step 2)', async () => {
+    const oldRoot = await createRootCa({ trustDomain: 'example.org', commonName: 'old root' });
+    const newRoot = await createRootCa({ trustDomain: 'example.org', commonName: 'new root' });
+    await oldRoot.save(join(dir, 'operator-old'));
+    const before = await setUpZoneCas({ dataDir: join(dir, 'data'), caDir: join(dir, 'operator-old'), trustDomain: 'example.org', zone: 'eu' });
+    await newRoot.save(join(dir, 'operator-new'));
+    writeFileSync(join(dir, 'operator-new', 'bundle.pem'), oldRoot.bundle.toPem() + newRoot.bundle.toPem());
+    const after = await setUpZoneCas({ dataDir: join(dir, 'data'), caDir: join(dir, 'operator-new'), trustDomain: 'example.org', zone: 'eu' });
+    expect(after.zone.certificate.issuerName.equals(newRoot.certificate.subjectName)).toBe(true);
+    expect(after.trustBundlePem).toBe(oldRoot.bundle.toPem() + newRoot.bundle.toPem());
+    expect(after.retiredZoneCert).toMatch(/zone-eu\.pem\.retired-\d+$/);
+    expect(readFileSync(after.retiredZoneCert as string, 'utf8')).toBe(before.zone.certChainPem);
+    // Kept from then on.
+    const again = await setUpZoneCas({ dataDir: join(dir, 'data'), caDir: join(dir, 'operator-new'), trustDomain: 'example.org', zone: 'eu' });
+    expect(again.retiredZoneCert).toBeUndefined();
+    expect(again.zone.certChainPem).toBe(after.zone.certChainPem);
+  });
+
   it('lets a plug-in CA that may not sign CAs sign workloads itself', async () => {
     const root = await createRootCa({ trustDomain: 'example.org' });
     const plugIn = await root.createIntermediate({ name: 'corp issuing CA' });

@@ -69,26 +69,51 @@ function invalidPermission(name: string): Json {
   return { apiVersion: 'trellis.dev/v1alpha1', kind: 'TrafficPermission', metadata: { name, namespace: 'shop' }, spec: { destination: 'payments', rules: [{ action: 'permit', from: ['orders'] }] } };
 }
 
-describe('control plane in Kubernetes mode', () => {
-  let api: FakeKubeApi;
-  let t: TestControlPlane;
-  let dir: string;
+interface KubernetesModeSetup {
+  readonly api: FakeKubeApi;
+  readonly t: TestControlPlane;
+  close(): Promise<void>;
+}
 
-  beforeAll(async () => {
-    api = await startFakeKubeApi();
+/** A fake API holding the payments Service, its pod and its slice (and what `seed` adds), and a control plane on it. */
+async function startKubernetesMode(seed: (api: FakeKubeApi) => void): Promise<KubernetesModeSetup> {
+  const api = await startFakeKubeApi();
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-k8s-cp-'));
+  try {
     answerTokenReviews(api);
     api.apply(PATHS.services, fixture('k8s-service-payments.json'));
     api.apply(PATHS.pods, fixture('k8s-pod-payments.json'));
     api.apply(PATHS.slices, fixture('k8s-endpointslice-payments.json'));
-    api.apply(PATHS.policies, fixture('k8s-trafficpermission-payments.json'));
-    dir = mkdtempSync(join(tmpdir(), 'trellis-k8s-cp-'));
-    t = await startTestControlPlane({ mode: 'kubernetes', kubernetes: { kind: 'kubeconfig', path: writeKubeconfig(dir, api), context: 'fake' } }, dir);
+    seed(api);
+    const t = await startTestControlPlane({ mode: 'kubernetes', kubernetes: { kind: 'kubeconfig', path: writeKubeconfig(dir, api), context: 'fake' } }, dir);
+    return {
+      api,
+      t,
+      async close() {
+        await t.close();
+        await api.close();
+        removeDir(dir);
+      },
+    };
+  } catch (err) {
+    await api.close();
+    removeDir(dir);
+    throw err;
+  }
+}
+
+describe('control plane in Kubernetes mode', () => {
+  let setup: KubernetesModeSetup | undefined;
+  let api: FakeKubeApi;
+  let t: TestControlPlane;
+
+  beforeAll(async () => {
+    setup = await startKubernetesMode((a) => a.apply(PATHS.policies, fixture('k8s-trafficpermission-payments.json')));
+    ({ api, t } = setup);
   });
 
   afterAll(async () => {
-    await t?.close();
-    await api?.close();
-    if (dir !== undefined) removeDir(dir);
+    await setup?.close();
   });
 
   it('issues a certificate for the projected token\'s service account, and refuses any other identity', async () => {
@@ -171,6 +196,85 @@ describe('control plane in Kubernetes mode', () => {
       expect(await t.cp.metrics.getSingleMetricAsString('trellis_control_policy_valid')).toMatch(/policy_valid 0$/m);
       api.remove(PATHS.policies, 'shop', 'bad');
       await vi.waitFor(() => expect(t.cp.policy.state.error).toBeUndefined());
+    } finally {
+      watch.close();
+    }
+  });
+});
+
+/** The payments fixtures renamed: another Service whose one pod runs the sidecar as its own service account. */
+function ledgerObjects(): { service: Json; pod: Json; slice: Json } {
+  const service = fixture<Json>('k8s-service-payments.json');
+  service.metadata = { name: 'ledger', namespace: 'shop', uid: 'c0ffee00-0000-4000-8000-000000000001', resourceVersion: '2001' };
+  service.spec.clusterIP = '10.96.7.7';
+  service.spec.clusterIPs = ['10.96.7.7'];
+  const pod = fixture<Json>('k8s-pod-payments.json');
+  pod.metadata = { ...pod.metadata, name: 'ledger-0', uid: 'c0ffee00-0000-4000-8000-000000000002', resourceVersion: '2002', ownerReferences: [] };
+  pod.spec.serviceAccountName = 'ledger';
+  pod.spec.serviceAccount = 'ledger';
+  pod.status.podIP = '10.244.5.5';
+  pod.status.podIPs = [{ ip: '10.244.5.5' }];
+  const slice = fixture<Json>('k8s-endpointslice-payments.json');
+  slice.metadata = { ...slice.metadata, name: 'ledger-x1', uid: 'c0ffee00-0000-4000-8000-000000000003', resourceVersion: '2003', labels: { 'kubernetes.io/service-name': 'ledger' }, ownerReferences: [] };
+  slice.endpoints = [{ addresses: ['10.244.5.5'], conditions: { ready: true }, targetRef: { kind: 'Pod', namespace: 'shop', name: 'ledger-0', uid: pod.metadata.uid } }];
+  return { service, pod, slice };
+}
+
+/** A Service with no mesh pod behind it (the API server's): defined in the registry, in nobody's wildcard. */
+function apiServerObjects(): { service: Json; slice: Json } {
+  const service = fixture<Json>('k8s-service-payments.json');
+  service.metadata = { name: 'kubernetes', namespace: 'default', uid: 'c0ffee00-0000-4000-8000-000000000004', resourceVersion: '2004' };
+  service.spec = { ...service.spec, ports: [{ name: 'https', protocol: 'TCP', port: 443, targetPort: 6443 }], clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.1'], selector: undefined };
+  const slice = fixture<Json>('k8s-endpointslice-payments.json');
+  slice.metadata = { ...slice.metadata, name: 'kubernetes', namespace: 'default', uid: 'c0ffee00-0000-4000-8000-000000000005', resourceVersion: '2005', labels: { 'kubernetes.io/service-name': 'kubernetes' }, ownerReferences: [] };
+  slice.endpoints = [{ addresses: ['172.18.0.2'], conditions: { ready: true } }];
+  slice.ports = [{ name: 'https', protocol: 'TCP', port: 6443 }];
+  return { service, slice };
+}
+
+describe('control plane in Kubernetes mode, a mesh-wide subscriber', () => {
+  let setup: KubernetesModeSetup | undefined;
+  let api: FakeKubeApi;
+  let t: TestControlPlane;
+
+  beforeAll(async () => {
+    setup = await startKubernetesMode((a) => {
+      const outside = apiServerObjects();
+      a.apply(PATHS.services, outside.service);
+      a.apply(PATHS.slices, outside.slice);
+    });
+    ({ api, t } = setup);
+  });
+
+  afterAll(async () => {
+    await setup?.close();
+  });
+
+  it('hears of a new Service with its EndpointSlice, and of its going', async () => {
+    const orders = await issueWithToken(t.endpoint, projectedToken('shop', 'orders'), ID('orders'));
+    const watch = await TestWatch.open(t.endpoint, orders, registration('orders-1', 15008, { address: '10.244.3.3', upstreams: [{ service: '*', namespace: '*' }] }));
+    try {
+      const { snapshot } = (await watch.next((m) => m.type === 'snapshot')) as WatchSnapshotMessage;
+      // The API server's Service has no pod of the mesh: capture must pass its connections through.
+      expect(snapshot.upstreams.map((u) => `${u.namespace}/${u.name}`)).toEqual(['shop/payments']);
+      expect(t.cp.registry.upstream('default', 'kubernetes').virtualIps).toEqual(['10.96.0.1']);
+
+      const ledger = ledgerObjects();
+      api.apply(PATHS.pods, ledger.pod);
+      api.apply(PATHS.services, ledger.service);
+      api.apply(PATHS.slices, ledger.slice);
+      const joined = (await watch.next((m) => m.type === 'delta' && (m.upstreams ?? []).some((u) => u.name === 'ledger' && u.endpoints.length > 0))) as WatchDeltaMessage;
+      expect(joined.upstreams?.find((u) => u.name === 'ledger')).toMatchObject({
+        namespace: 'shop',
+        virtualIps: ['10.96.7.7'],
+        ports: [{ port: 80, targetPort: 8080, protocol: 'http', name: 'http' }, { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' }],
+        endpoints: [{ address: '10.244.5.5', tunnelPort: 15008, zone: 'default', healthy: true }],
+      });
+
+      api.remove(PATHS.services, 'shop', 'ledger');
+      const left = (await watch.next((m) => m.type === 'delta' && m.removedUpstreams !== undefined)) as WatchDeltaMessage;
+      expect(left.removedUpstreams).toEqual([{ service: 'ledger', namespace: 'shop' }]);
+      expect(watch.messages.some((m) => m.type === 'delta' && (m.upstreams ?? []).some((u) => u.name === 'kubernetes'))).toBe(false);
     } finally {
       watch.close();
     }

@@ -16,7 +16,9 @@
  * to the tunnel port, nothing in clear; a TCP client reaches the echo server the same way; orders calling
  * echo is denied; a caller outside the mesh is refused in strict mode; a destination outside the mesh
  * passes through (and is refused once the mesh allows only mesh destinations); the redirect outlives an
- * agent restart, after which orders runs permissive and serves the outside caller. At the end every
+ * agent restart, after which web names no upstream (a mesh-wide subscription, the default under capture)
+ * and still reaches orders, also after orders left the mesh and came back running permissive, when it
+ * serves the outside caller. At the end every
  * namespace (with its rules) and every process is gone, also when a test failed.
  */
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -325,7 +327,10 @@ describe.skipIf(gate().skip)('transparent capture across network namespaces', ()
     expect(outsideApp.output()).not.toContain('/while-down');
     expect((await lab.exec(hosts.web, ['iptables-save', '-t', 'nat'])).stdout).toContain('-j TRELLIS_OUTPUT');
 
-    await startAgent(hosts.web, 'web', 9999, ['--upstream', 'orders', '--upstream', 'echo', '--outside-mesh', 'refuse']);
+    // No --upstream this time: under capture the agent then subscribes to every service of the mesh.
+    await startAgent(hosts.web, 'web', 9999, ['--outside-mesh', 'refuse']);
+    // Past the snapshot saved before the restart (which named orders): what follows is the mesh-wide one.
+    await eventually(async () => (await lab.exec(hosts.web, ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15000/ready'], { allowFailure: true })).stdout.includes('"restoredFromDisk": false'), 'web runs the control plane\'s config', 20_000);
     const mesh = await eventually(async () => {
       const r = await curl(hosts.web, `http://${hosts.orders.ipv4}:${ORDERS_PORT}/after-restart`);
       return r.code === 0 ? r : undefined;
