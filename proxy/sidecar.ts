@@ -14,7 +14,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { AppPort, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import type { AppPort, Endpoint, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
 import { TrellisError } from '../common/errors.js';
 import { silentLogger } from '../common/log.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
@@ -42,6 +42,12 @@ import { HANDOFF_SOURCE } from './inbound/app-source.js';
 import { createCaptureMetrics } from './inbound/capture-metrics.js';
 import type { OriginalDestination } from './core/original-dst.js';
 import { AdminServer } from './admin.js';
+
+/**
+ * Destinations (endpoint × service port) a capture-mode sidecar opens sessions to ahead of need; beyond
+ * this (a mesh-wide subscription in a large mesh) they open on first use. Two sessions each by default.
+ */
+export const CAPTURE_WARM_LIMIT = 64;
 
 export type { Authorizer } from './inbound/inbound-state.js';
 
@@ -278,7 +284,7 @@ class TrellisSidecar implements Sidecar {
       await this.stop(0);
       throw err;
     }
-    this.pool.warm(this.poolTargets());
+    this.warmPool();
     this.setConfigVersion(this.config.version);
     this.log.info({ tunnel: this.tunnel.address(), admin: this.admin?.address(), spiffeId: this.material.spiffeId }, 'sidecar started');
   }
@@ -296,7 +302,7 @@ class TrellisSidecar implements Sidecar {
     this.setConfigVersion(frozen.version);
     this.log.info({ version: frozen.version, upstreams: frozen.upstreams.length, listeners: frozen.listeners.length, streamsClosedByPolicy: cut }, 'config applied');
     if (!this.started) return;
-    this.pool.warm(this.poolTargets());
+    this.warmPool();
     await this.listeners.apply(frozen.listeners, this.upstreams);
   }
 
@@ -413,34 +419,45 @@ class TrellisSidecar implements Sidecar {
     return { transparent, http, inbound };
   }
 
-  private poolTargets(): PoolTarget[] {
-    const targets: PoolTarget[] = [];
+  /**
+   * What the session pool keeps: `warm` opened ahead of need, `onDemand` valid but opened on first use.
+   * Transparent capture may reach any port of any upstream; with a mesh-wide subscription that is every
+   * endpoint of the mesh, so those are opened ahead of need only while there are few of them
+   * (CAPTURE_WARM_LIMIT), and on first use beyond that (one handshake, then kept like any other).
+   */
+  private warmPool(): void {
+    const { warm, onDemand } = this.poolTargets();
+    this.pool.warm(warm, onDemand);
+  }
+
+  private poolTargets(): { warm: PoolTarget[]; onDemand: PoolTarget[] } {
+    const warm: PoolTarget[] = [];
     const seen = new Set<string>();
+    const add = (list: PoolTarget[], keys: Set<string>, endpoint: Endpoint, upstream: UpstreamService, targetPort: number): void => {
+      const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${targetPort}`;
+      if (keys.has(key)) return;
+      keys.add(key);
+      list.push({ endpoint, service: upstream.name, namespace: upstream.namespace, port: targetPort });
+    };
+    let captured: PoolTarget[] = [];
     if (this.capture !== undefined) {
-      // Transparent capture may reach any port of any upstream: open sessions to all of them ahead of need.
+      const capturedKeys = new Set<string>();
       for (const upstream of this.config.upstreams) {
-        for (const port of upstream.ports) {
-          for (const endpoint of upstream.endpoints) {
-            const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${port.targetPort}`;
-            if (seen.has(key)) continue;
-            seen.add(key);
-            targets.push({ endpoint, service: upstream.name, namespace: upstream.namespace, port: port.targetPort });
-          }
-        }
+        for (const port of upstream.ports) for (const endpoint of upstream.endpoints) add(captured, capturedKeys, endpoint, upstream, port.targetPort);
+      }
+      if (captured.length <= CAPTURE_WARM_LIMIT) {
+        for (const t of captured) seen.add(`${t.endpoint.address}:${t.endpoint.tunnelPort}/${t.service}.${t.namespace}:${t.port}`);
+        warm.push(...captured);
+        captured = [];
       }
     }
     for (const l of this.config.listeners) {
       const upstream = this.upstreams.get(`${l.service}.${l.namespace}`);
       const port = upstream?.ports.find((p) => p.port === l.port);
       if (upstream === undefined || port === undefined) continue;
-      for (const endpoint of upstream.endpoints) {
-        const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${port.targetPort}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        targets.push({ endpoint, service: upstream.name, namespace: upstream.namespace, port: port.targetPort });
-      }
+      for (const endpoint of upstream.endpoints) add(warm, seen, endpoint, upstream, port.targetPort);
     }
-    return targets;
+    return { warm, onDemand: captured };
   }
 
   private setConfigVersion(version: string | undefined): void {

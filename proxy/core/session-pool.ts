@@ -126,9 +126,11 @@ export class SessionPool {
 
   /**
    * The set of destinations config names now: opens sessions to new ones ahead of need, and drains groups
-   * whose endpoint is no longer named by any target.
+   * whose endpoint is no longer named by any target. `onDemand` names destinations that stay valid
+   * without being opened ahead of need (their sessions open on first use and are kept while in use), so a
+   * sidecar that may reach every service of a large mesh does not hold sessions to all of them.
    */
-  warm(targets: readonly PoolTarget[]): void {
+  warm(targets: readonly PoolTarget[], onDemand: readonly PoolTarget[] = []): void {
     if (this.closed) return;
     const wanted = new Set<string>();
     const dialKeys = new Set<string>();
@@ -138,6 +140,13 @@ export class SessionPool {
       wanted.add(group.key);
       dialKeys.add(endpointKey(target.endpoint));
       this.fill(group);
+    }
+    for (const target of onDemand) {
+      dialKeys.add(endpointKey(target.endpoint));
+      const existing = this.existingGroup(target);
+      if (existing === undefined || wanted.has(existing.key)) continue;
+      existing.retained = false;
+      wanted.add(existing.key);
     }
     for (const group of [...this.groups.values()]) {
       if (wanted.has(group.key) || dialKeys.has(endpointKey(group.target.endpoint))) continue;
@@ -210,6 +219,15 @@ export class SessionPool {
     }
     await Promise.all(all.map((s) => closeSession(s.session, graceMs)));
     this.groups.clear();
+  }
+
+  /** The group for a target if one exists (never creates one). */
+  private existingGroup(target: PoolTarget): SessionGroup | undefined {
+    for (const g of this.byEndpoint.get(target.endpoint) ?? []) {
+      const t = g.target;
+      if (t.port === target.port && t.service === target.service && t.namespace === target.namespace && this.groups.get(g.key) === g) return g;
+    }
+    return undefined;
   }
 
   private group(target: PoolTarget): SessionGroup {
