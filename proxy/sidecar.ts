@@ -12,7 +12,7 @@
  * Inbound and outbound are built here and only here, so they never import each other (docs/architecture.md).
  */
 import type { AddressInfo, Socket } from 'node:net';
-import { Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { AppPort, Endpoint, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
 import { TrellisError } from '../common/errors.js';
@@ -259,6 +259,7 @@ class TrellisSidecar implements Sidecar {
       limits: resolveOutboundHttpLimits(options.httpLimits),
     };
     this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
+    registerLaneGauge(this.registry, this.lanes, this.inboundHttp);
     const http = outboundHttpListenerFactory(httpDeps, this.lanes);
     this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
     this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes }), accessLog);
@@ -464,4 +465,19 @@ class TrellisSidecar implements Sidecar {
     this.metrics.configVersion.reset();
     this.metrics.configVersion.set({ version: version ?? 'none' }, 1);
   }
+}
+
+/** `trellis_http_lanes`: read at scrape time from the lane pools, so nothing is counted per request. */
+function registerLaneGauge(registry: Registry, outbound: LanePool, inbound: InboundHttp): void {
+  new Gauge({
+    name: 'trellis_http_lanes',
+    help: 'HTTP/1.1 lanes between sidecars: outbound open and idle (kept for reuse), inbound open.',
+    labelNames: ['direction', 'state'] as const,
+    registers: [registry],
+    collect(): void {
+      this.set({ direction: 'outbound', state: 'open' }, outbound.openCount());
+      this.set({ direction: 'outbound', state: 'idle' }, outbound.idleCount());
+      this.set({ direction: 'inbound', state: 'open' }, inbound.laneCount());
+    },
+  });
 }

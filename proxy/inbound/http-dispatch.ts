@@ -45,6 +45,8 @@ export interface InboundHttp {
   readonly pools: AppHttpPools;
   /** Shutdown: idle lanes close now, busy ones after their exchange. */
   drainLanes(): void;
+  /** Lanes open now (the `trellis_http_lanes` gauge). */
+  laneCount(): number;
   /** Closes every pooled app connection. */
   close(): void;
 }
@@ -75,6 +77,9 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     },
     drainLanes(): void {
       for (const lane of [...deps.lanes]) lane.drain();
+    },
+    laneCount(): number {
+      return deps.lanes.size;
     },
     close(): void {
       pools.close();

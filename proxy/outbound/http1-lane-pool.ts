@@ -50,6 +50,7 @@ export interface LaneOwner {
 export class LanePool {
   private readonly idle = new Map<string, Lane[]>();
   private closed = false;
+  private openLanes = 0;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -110,7 +111,12 @@ export class LanePool {
     list.push(lane);
   }
 
-  /** Lanes idle now, over all endpoints (for tests and the admin port). */
+  /** Lanes open now, idle or in use (the `trellis_http_lanes` gauge). */
+  openCount(): number {
+    return this.openLanes;
+  }
+
+  /** Lanes idle now, over all endpoints (for tests and the `trellis_http_lanes` gauge). */
   idleCount(): number {
     let n = 0;
     for (const list of this.idle.values()) n += list.length;
@@ -156,11 +162,13 @@ export class LanePool {
     const { stream } = lane;
     // Set once: inactivity while in use fails the request; idle lanes are closed by the sweep long before.
     stream.setTimeout(this.inUseTimeoutMs);
+    this.openLanes += 1;
     stream.on('data', (chunk: Buffer) => {
       if (lane.owner !== undefined) lane.owner.onLaneData(chunk);
       else stream.close(RST_CANCEL); // bytes on an idle lane: the peer broke the framing
     });
     stream.once('close', () => {
+      this.openLanes -= 1;
       const owner = lane.owner;
       lane.owner = undefined;
       this.forget(lane);

@@ -118,6 +118,13 @@ describe('HTTP path in a sidecar pair', () => {
       const again = await send({ port: listener, method: 'POST', path: '/orders', body: 'x', agent });
       expect(again.status).toBe(200);
       expect(new Set([ok.localPort, denied.localPort, again.localPort]).size).toBe(1);
+      // One lane carried all three, one each way, counted at scrape time.
+      const lanes = async (sidecar: Sidecar): Promise<Record<string, number>> => {
+        const metric = await sidecar.registry.getSingleMetric('trellis_http_lanes')?.get();
+        return Object.fromEntries((metric?.values ?? []).map((v) => [`${String(v.labels.direction)}/${String(v.labels.state)}`, v.value]));
+      };
+      expect(await lanes(client)).toMatchObject({ 'outbound/open': 1, 'outbound/idle': 1 });
+      expect(await lanes(server)).toMatchObject({ 'inbound/open': 1 });
     } finally {
       agent.destroy();
     }
