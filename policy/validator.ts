@@ -5,7 +5,9 @@
  * with file, line, column and field path); a set with any bad document is rejected whole, so a policy
  * change either applies completely or not at all. The result is deeply frozen plain data.
  */
-import { ConfigIssues, configNodeFromValue, parseYamlDocuments, type ConfigNode, type YamlText } from '../common/yaml-source.js';
+import { ConfigIssues } from '../common/config-issues.js';
+import type { ConfigNode } from '../common/config-node.js';
+import { configNodeFromValue, parseYamlDocuments, type YamlText } from '../common/yaml-source.js';
 import { METHOD_PATTERN, pathPatternProblem } from './http-match.js';
 import { ANY, DNS_LABEL, DNS_LABEL_HINT, parseDestination, parseSourceSelector } from './selectors.js';
 import {

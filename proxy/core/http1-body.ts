@@ -11,7 +11,7 @@
  * Why a state machine over numbers: `consume` runs for every read on the hot path and may be handed a chunked
  * encoding split at any byte; it keeps its place in a few number fields and never allocates or builds strings.
  */
-import { COLON, CR, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, TOKEN_CHAR } from './http1-head.js';
+import { COLON, CR, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, TOKEN_CHAR } from './http1-bytes.js';
 import type { BodyFraming } from './http1-head.js';
 
 export interface BodyFramerLimits {

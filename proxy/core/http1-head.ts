@@ -13,6 +13,7 @@
  * Lines still incomplete are checked only for bytes that can never appear in a head (control bytes, a CR that
  * is not last), so garbage is refused before the limit is reached; the rest of a line is judged once it ends.
  */
+import { COLON, COMMA, CR, DQUOTE, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, equalsIgnoreCase, lowerText, tokenEnd } from './http1-bytes.js';
 
 /** Limits of one head; `maxHeadBytes` counts from the start line (leading empty lines are bounded apart). */
 export interface Http1HeadLimits {
@@ -76,34 +77,10 @@ export type HeadParse<T> =
 
 type HeadRefusal = { readonly ok: false; readonly incomplete: false; readonly status: 400 | 431 | 501 | 505; readonly reason: string };
 
-/** Bytes of the HTTP/1.1 grammar, shared with the body framer. */
-export const CR = 0x0d;
-export const LF = 0x0a;
-export const SP = 0x20;
-export const HTAB = 0x09;
-export const COLON = 0x3a;
-export const SEMICOLON = 0x3b;
-const COMMA = 0x2c;
-const DQUOTE = 0x22;
-
 /** RFC 9112 2.2 lets a server skip empty lines before a request line; a few cover real clients, more is abuse. */
 const MAX_LEADING_EMPTY_LINES = 4;
 /** 15 decimal digits stay below 2^53, so a length is always an exact JS number. */
 const MAX_CONTENT_LENGTH_DIGITS = 15;
-
-function byteTable(accept: (c: number) => boolean): Uint8Array {
-  const table = new Uint8Array(256);
-  for (let c = 0; c < 256; c++) table[c] = accept(c) ? 1 : 0;
-  return table;
-}
-
-/** tchar of RFC 9110 5.6.2: 1 where the byte may appear in a token (method, field name, coding). */
-export const TOKEN_CHAR: Uint8Array = byteTable(
-  (c) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)),
-);
-
-/** field-vchar, SP and HTAB (RFC 9110 5.5): 1 where the byte may appear in a field value or reason phrase. */
-export const FIELD_VALUE_CHAR: Uint8Array = byteTable((c) => c === HTAB || (c >= 0x20 && c !== 0x7f));
 
 const INCOMPLETE = Object.freeze({ ok: false, incomplete: true } as const);
 const NO_TOKENS: readonly string[] = Object.freeze([]);
@@ -113,23 +90,6 @@ const BODY_UNTIL_CLOSE: BodyFraming = Object.freeze({ kind: 'until-close' });
 
 function refuse(status: 400 | 431 | 501 | 505, reason: string): HeadRefusal {
   return { ok: false, incomplete: false, status, reason };
-}
-
-/** Where the token starting at `start` ends (`start` itself when there is none). */
-function tokenEnd(buf: Buffer, start: number, end: number): number {
-  let i = start;
-  while (i < end && TOKEN_CHAR[buf[i]!] === 1) i++;
-  return i;
-}
-
-/** The lower-case latin1 text of buf[start, end); lowers only when needed, as most names already are. */
-function lowerText(buf: Buffer, start: number, end: number): string {
-  const text = buf.toString('latin1', start, end);
-  for (let i = start; i < end; i++) {
-    const c = buf[i]!;
-    if (c >= 0x41 && c <= 0x5a) return text.toLowerCase();
-  }
-  return text;
 }
 
 /**
@@ -336,15 +296,6 @@ function noteConnection(buf: Buffer, start: number, end: number, scan: FieldScan
     if (i < end && buf[i] !== COMMA) return refuse(400, 'Connection holds a non-token');
   }
   return undefined;
-}
-
-/** Compares bytes to a lower-case ASCII word, ignoring the case of the bytes. */
-function equalsIgnoreCase(buf: Buffer, start: number, end: number, word: string): boolean {
-  if (end - start !== word.length) return false;
-  for (let k = 0; k < word.length; k++) {
-    if ((buf[start + k]! | 0x20) !== word.charCodeAt(k)) return false;
-  }
-  return true;
 }
 
 function keepAlive(minorVersion: 0 | 1, scan: FieldScan): boolean {

@@ -11,8 +11,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { OutboundListener } from '../../api/data-plane.js';
-import { TrellisError } from '../../common/errors.js';
 import type { ProxyLimits } from '../core/limits.js';
+import { listenOn } from '../core/listen.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './outbound-route.js';
 
@@ -127,23 +127,16 @@ export class ExplicitListeners {
       }
       this.deps.forward(socket, route);
     });
-    return new Promise((resolveListen, reject) => {
-      server.once('error', (err) => reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${spec.bindAddress}:${spec.localPort} for ${spec.namespace}/${spec.service}: ${err.message}`, { side: 'input', cause: err })));
-      server.listen(spec.localPort, spec.bindAddress, () => {
-        server.removeAllListeners('error');
-        server.on('error', (err) => this.deps.logger.error({ err: err.message }, 'outbound listener error'));
-        resolveListen({
-          address: () => {
-            const a = server.address();
-            return a !== null && typeof a === 'object' ? a : undefined;
-          },
-          close: () => new Promise<void>((done) => {
-            // close() stops accepting; connections already accepted finish on their own.
-            server.close(() => undefined);
-            done();
-          }),
-        });
-      });
-    });
+    return listenOn(server, spec.bindAddress, spec.localPort, `${spec.namespace}/${spec.service}`, this.deps.logger).then(() => ({
+      address: () => {
+        const a = server.address();
+        return a !== null && typeof a === 'object' ? a : undefined;
+      },
+      close: () => new Promise<void>((done) => {
+        // close() stops accepting; connections already accepted finish on their own.
+        server.close(() => undefined);
+        done();
+      }),
+    }));
   }
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { configIssuesOf } from '../../common/yaml-source.js';
+import { configIssuesOf } from '../../common/config-issues.js';
 import { loadPolicyDir } from '../../policy/index.js';
 
 const doc = (name: string, from = 'orders'): string =>

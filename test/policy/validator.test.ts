@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configIssuesOf, formatConfigIssue } from '../../common/yaml-source.js';
+import { configIssuesOf, formatConfigIssue } from '../../common/config-issues.js';
 import { parsePolicyFiles, validatePolicyObjects, type TrafficPermission } from '../../policy/index.js';
 
 const GOOD = `apiVersion: trellis.dev/v1alpha1

@@ -3,34 +3,19 @@
  * elsewhere), TLS session resumption on reconnect, sessions opened ahead of need, and a server whose
  * certificate names another service refused.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { allow, closeServer, echoServer, listenerPort, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
+import { allow, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
 
-let pki: TestPki;
-const cleanup: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
-
-async function echo(): Promise<Awaited<ReturnType<typeof echoServer>>> {
-  const app = await echoServer();
-  cleanup.push(() => closeServer(app.server, app.sockets));
-  return app;
-}
+const mesh = meshFixture();
+const { cleanup, echo } = mesh;
 
 describe('session pool', () => {
   it('opens sessions ahead of need, before the first connection', async () => {
     const app = await echo();
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     await expect.poll(() => metricValue(client, 'trellis_tunnel_sessions', { direction: 'outbound' })).toBe(2);
     await expect.poll(() => metricValue(server, 'trellis_tunnel_sessions', { direction: 'inbound' })).toBe(2);
@@ -40,10 +25,10 @@ describe('session pool', () => {
     const app = await echo();
     const policy = policyOf(allow('api', ['web']));
     const appPorts = [{ port: app.port, protocol: 'tcp' as const, host: '127.0.0.1' }];
-    const a = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts, policy });
-    const b = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts, policy });
+    const a = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts, policy });
+    const b = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts, policy });
     cleanup.push(() => b.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     const port = listenerPort(client);
 
@@ -77,9 +62,9 @@ describe('session pool', () => {
 
   it('opens another session when every session is at its stream bound', async () => {
     const app = await echo();
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port, { pool: { sessionsPerEndpoint: 1, maxStreamsPerSession: 2 } });
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port, { pool: { sessionsPerEndpoint: 1, maxStreamsPerSession: 2 } });
     cleanup.push(() => client.stop(0));
     await expect.poll(() => metricValue(client, 'trellis_tunnel_sessions', { direction: 'outbound' })).toBe(1);
     const open: ReturnType<typeof connect>[] = [];
@@ -99,9 +84,9 @@ describe('session pool', () => {
   it('resumes TLS sessions when it reconnects', async () => {
     const app = await echo();
     // The server closes idle sessions quickly, so the pool keeps reconnecting.
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])), limits: { idleTimeoutMs: 200 } });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])), limits: { idleTimeoutMs: 200 } });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     await expect.poll(() => metricValue(client, 'trellis_tunnel_handshakes_total', { direction: 'outbound', result: 'ok', reason: 'resumed' }), { timeout: 10_000 }).toBeGreaterThan(0);
     await expect.poll(() => metricValue(server, 'trellis_tunnel_handshakes_total', { direction: 'inbound', result: 'ok', reason: 'resumed' }), { timeout: 10_000 }).toBeGreaterThan(0);
@@ -111,9 +96,9 @@ describe('session pool', () => {
   it('refuses a server whose certificate names another service', async () => {
     const app = await echo();
     // An endpoint listed for api that is really "payments": the client must not trust it with api's traffic.
-    const impostor = await startServerSidecar({ service: 'payments', identity: await pki.issue('payments', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('payments', ['web'])) });
+    const impostor = await startServerSidecar({ service: 'payments', identity: await mesh.pki.issue('payments', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('payments', ['web'])) });
     cleanup.push(() => impostor.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [impostor.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [impostor.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     const r = await roundTrip(listenerPort(client), 'secret');
     expect(r.data.length).toBe(0);

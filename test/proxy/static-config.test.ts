@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseStaticConfig } from '../../proxy/static-config.js';
-import { configIssuesOf } from '../../common/yaml-source.js';
+import { configIssuesOf } from '../../common/config-issues.js';
 import { DEFAULT_LIMITS } from '../../proxy/core/limits.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

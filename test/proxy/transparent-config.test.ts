@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { becomeProxyUser, parseAgentArgs } from '../../cli/agent-run.js';
-import { configIssuesOf } from '../../common/yaml-source.js';
+import { configIssuesOf } from '../../common/config-issues.js';
 import { parseStaticConfig } from '../../proxy/static-config.js';
 
 const MINIMAL = 'service: web\nnamespace: shop\ntrustDomain: example.org\nidentity: { certificate: c.pem, key: k.pem, trustBundle: b.pem }\n';

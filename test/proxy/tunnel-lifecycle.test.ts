@@ -2,35 +2,20 @@
  * The tunnel while things change: a policy change that closes an open, now-denied stream; certificate
  * rotation under steady load; an endpoint killed under load; a slow reader on a big transfer.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { allow, closeServer, echoServer, listenerPort, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
+import { allow, closeServer, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
 
-let pki: TestPki;
-const cleanup: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
-
-async function echo(): Promise<Awaited<ReturnType<typeof echoServer>>> {
-  const app = await echoServer();
-  cleanup.push(() => closeServer(app.server, app.sockets));
-  return app;
-}
+const mesh = meshFixture();
+const { cleanup, echo } = mesh;
 
 describe('policy change', () => {
   it('closes an open stream that the new policy denies, and leaves allowed ones open', async () => {
     const app = await echo();
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
 
     const socket = connect({ port: listenerPort(client), host: '127.0.0.1' });
@@ -58,13 +43,13 @@ describe('policy change', () => {
 describe('certificate rotation under steady load', () => {
   it('fails no connection while both sides rotate their certificates', async () => {
     const app = await echo();
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     const port = listenerPort(client);
-    const newServerId = await pki.issue('api', 'shop');
-    const newClientId = await pki.issue('web', 'shop');
+    const newServerId = await mesh.pki.issue('api', 'shop');
+    const newClientId = await mesh.pki.issue('web', 'shop');
 
     let failures = 0;
     let done = 0;
@@ -96,11 +81,11 @@ describe('an endpoint killed under load', () => {
     const app = await echo();
     const policy = policyOf(allow('api', ['web']));
     const appPorts = [{ port: app.port, protocol: 'tcp' as const, host: '127.0.0.1' }];
-    const a = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts, policy });
-    const b = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts, policy });
+    const a = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts, policy });
+    const b = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts, policy });
     cleanup.push(() => a.stop(0));
     cleanup.push(() => b.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     const port = listenerPort(client);
 
@@ -136,11 +121,11 @@ describe('an endpoint killed under load', () => {
     const app = await echo();
     const policy = policyOf(allow('api', ['web']));
     // Endpoint a delivers to 127.0.0.2, where nothing listens: it answers 503 and the client must try b.
-    const a = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.2' }], policy });
-    const b = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy });
+    const a = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.2' }], policy });
+    const b = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy });
     cleanup.push(() => a.stop(0));
     cleanup.push(() => b.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [a.addresses().tunnel!.port, b.addresses().tunnel!.port], app.port);
     cleanup.push(() => client.stop(0));
     // 20 sequential connections: the chance that the balancer never tries a first is 2^-20.
     for (let i = 0; i < 20; i += 1) {
@@ -155,8 +140,8 @@ describe('an endpoint killed under load', () => {
 describe('shutdown', () => {
   it('stops both sidecars under load, cutting what outlives the grace period', async () => {
     const app = await echo();
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], app.port);
     const port = listenerPort(client);
     // Long-lived connections that never end on their own, plus a stream of short ones.
     const idle = Array.from({ length: 5 }, () => {
@@ -212,9 +197,9 @@ describe('a big transfer through a slow reader', () => {
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     cleanup.push(() => closeServer(app, appSockets));
     const appPort = (app.address() as AddressInfo).port;
-    const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
     cleanup.push(() => client.stop(0));
 
     const baseline = process.memoryUsage().arrayBuffers;

@@ -4,12 +4,14 @@
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
+import { afterEach, beforeAll } from 'vitest';
 import type { AppPort, WorkloadIdentity } from '../../../api/data-plane.js';
 import { compilePolicy } from '../../../policy/compiled-policy.js';
 import type { TrafficPermission } from '../../../policy/types.js';
 import { createSidecar, type Sidecar, type SidecarConfig, type SidecarPoolOptions } from '../../../proxy/sidecar.js';
 import type { ProxyLimits } from '../../../proxy/core/limits.js';
 import { silentLogger } from '../../../common/log.js';
+import { createTestPki, type TestPki } from '../../helpers/pki.js';
 
 export const TRUST_DOMAIN = 'cluster.local';
 
@@ -42,6 +44,39 @@ export async function echoServer(): Promise<{ server: Server; port: number; sock
 export async function closeServer(server: Server, sockets?: Set<Socket>): Promise<void> {
   for (const s of sockets ?? []) s.destroy();
   await new Promise<void>((r) => server.close(() => r()));
+}
+
+export interface MeshFixture {
+  /** The test PKI, made once before the file's first test (read it inside a test or hook, not at load). */
+  readonly pki: TestPki;
+  /** Run after each test, also when it fails, last pushed first (a client stops before its server). */
+  readonly cleanup: (() => Promise<void>)[];
+  /** An echo app that is closed after the current test. */
+  echo(): Promise<Awaited<ReturnType<typeof echoServer>>>;
+}
+
+/** The per-file setup of tunnel tests; call once at the top level of a test file, as it registers the hooks. */
+export function meshFixture(): MeshFixture {
+  let pki: TestPki | undefined;
+  const cleanup: (() => Promise<void>)[] = [];
+  beforeAll(async () => {
+    pki = await createTestPki();
+  });
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+  return {
+    get pki(): TestPki {
+      if (pki === undefined) throw new Error('meshFixture: the test PKI is made in beforeAll; read it inside a test');
+      return pki;
+    },
+    cleanup,
+    async echo() {
+      const app = await echoServer();
+      cleanup.push(() => closeServer(app.server, app.sockets));
+      return app;
+    },
+  };
 }
 
 export interface ServerSidecarSpec {
