@@ -12,7 +12,7 @@
  * encoding split at any byte; it keeps its place in a few number fields and never allocates or builds strings.
  */
 import { COLON, CR, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, TOKEN_CHAR } from './http1-bytes.js';
-import type { BodyFraming } from './http1-head.js';
+import type { BodyFraming } from './http1-types.js';
 
 export interface BodyFramerLimits {
   /** Bytes of a chunk-size line incl. extensions, not counting its CRLF, e.g. 4096. */

@@ -11,7 +11,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { HeaderField, RequestHead, ResponseHead } from './http1-head.js';
+import type { HeaderField, RequestHead, ResponseHead } from './http1-types.js';
 import { failureBody, failureHeaders, type HttpFailure } from './http-errors.js';
 import { CLIENT_CERT_HEADER, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from './http-headers.js';
 

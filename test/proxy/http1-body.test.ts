@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { BodyFramer } from '../../proxy/core/http1-body.js';
 import type { BodyFramerLimits } from '../../proxy/core/http1-body.js';
 import { parseRequestHead } from '../../proxy/core/http1-head.js';
-import type { BodyFraming, Http1HeadLimits } from '../../proxy/core/http1-head.js';
+import type { BodyFraming, Http1HeadLimits } from '../../proxy/core/http1-types.js';
 
 const LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 64, maxTrailerBytes: 128 });
 const HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 8192, maxHeaderCount: 100 });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRequestHead, parseResponseHead } from '../../proxy/core/http1-head.js';
-import type { HeadParse, Http1HeadLimits, RequestHead, ResponseHead } from '../../proxy/core/http1-head.js';
+import type { HeadParse, Http1HeadLimits, RequestHead, ResponseHead } from '../../proxy/core/http1-types.js';
 
 const LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 8192, maxHeaderCount: 100 });
 
