@@ -15,7 +15,8 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { nextCorrelationId } from '../core/correlation.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
-import { parseRequestHead, parseResponseHead } from '../core/http1-head.js';
+import { parseRequestHead } from '../core/http1-head.js';
+import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
@@ -46,21 +47,24 @@ const enum Phase {
   Closed,
 }
 
+/** An app may not send `trellis-*` fields, nor Content-Length beside chunked coding: such a head is re-written. */
+function cleanRewrite(head: ResponseHead): Buffer | undefined {
+  return responseNeedsCleaning(head) ? serializeResponseHead(head, { dropMeshFields: true, close: false }) : undefined;
+}
+
 export class InboundLane {
   private phase = Phase.Head;
   /** Lane bytes after the request in flight (the caller sends one at a time, so at most a head's worth). */
   private buffered: Buffer | undefined;
   private readonly partialHead = new PartialHead();
-  private readonly partialRes = new PartialHead();
   private app: Socket | undefined;
   private appUsed = false;
 
   private req: RequestHead | undefined;
   private headBytes: Buffer | undefined;
   private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS);
-  private res: ResponseHead | undefined;
-  private readonly resBody = new BodyFramer(LANE_BODY_LIMITS);
-  private responseStarted = false;
+  /** Frames the app's response and writes it to the lane. */
+  private readonly response: Http1ResponseReader;
   private reused = false;
   private retried = false;
   private connected = false;
@@ -82,6 +86,7 @@ export class InboundLane {
     private readonly deps: InboundHttpDeps,
   ) {
     this.pool = deps.pools.for(appPort);
+    this.response = new Http1ResponseReader({ write: (part) => stream.write(part) }, LANE_HEAD_LIMITS, LANE_BODY_LIMITS);
     stream.on('data', this.onStreamData);
     stream.on('error', noop);
     stream.once('close', this.onStreamClose);
@@ -180,9 +185,7 @@ export class InboundLane {
     this.correlationId = acceptableRequestId(fieldValue(head.fields, REQUEST_ID_HEADER)) ?? nextCorrelationId();
     this.path = head.target;
     this.reqBody.start(head.body);
-    this.res = undefined;
-    this.partialRes.take();
-    this.responseStarted = false;
+    this.response.begin(head.method, cleanRewrite);
     this.retried = false;
     this.timedOut = false;
     this.status = 0;
@@ -253,7 +256,7 @@ export class InboundLane {
     }
     this.phase = Phase.Await;
     if (rest !== undefined) this.hold(rest);
-    if (this.res !== undefined && this.resBody.done) this.complete();
+    if (this.response.done) this.complete();
   }
 
   private readonly resumeStream = (): void => {
@@ -268,78 +271,32 @@ export class InboundLane {
       this.dropApp();
       return;
     }
-    let data = chunk;
-    let offset = 0;
-    let out: Buffer | undefined;
-    if (this.res === undefined) {
-      const joined = this.partialRes.push(chunk, LANE_HEAD_LIMITS.maxHeadBytes);
-      if (joined === undefined) return;
-      data = joined;
-      for (;;) {
-        const parsed = parseResponseHead(data, offset, data.length, this.req.method, LANE_HEAD_LIMITS);
-        if (!parsed.ok) {
-          if (parsed.incomplete) {
-            if (offset > 0) this.stream.write(data.subarray(0, offset));
-            this.partialRes.hold(data.subarray(offset));
-            return;
-          }
-          this.appBroke(`malformed response head: ${parsed.reason}`);
-          return;
-        }
-        const head = parsed.head;
-        if (head.status === 101) {
-          this.appBroke('101 Switching Protocols to a request that asked for no upgrade');
-          return;
-        }
-        if (head.status >= 200) {
-          this.res = head;
-          this.status = head.status;
-          this.resBody.start(head.body);
-          if (responseNeedsCleaning(head)) {
-            // Rare (trellis-* fields, Content-Length beside chunked): what came before, then the cleaned head.
-            if (offset > 0) this.stream.write(data.subarray(0, offset));
-            this.stream.write(serializeResponseHead(head, { dropMeshFields: true, close: false }));
-            data = data.subarray(offset + parsed.length);
-            offset = 0;
-            out = data;
-          } else {
-            offset += parsed.length;
-          }
-          break;
-        }
-        offset += parsed.length;
-      }
-      this.responseStarted = true;
-      if (out !== undefined) {
-        this.forwardResponse(data, 0, 0);
-        return;
-      }
-    }
-    this.forwardResponse(data, 0, offset);
-  }
-
-  /** Writes data[from, end of body) to the lane; `offset` is where body bytes start. */
-  private forwardResponse(data: Buffer, from: number, offset: number): void {
-    let end = offset;
-    if (end < data.length) end += this.resBody.consume(data, end, data.length);
-    if (this.resBody.error !== undefined) {
-      this.appBroke(`malformed response body: ${this.resBody.error}`);
+    const response = this.response;
+    const flowing = response.read(chunk);
+    if (response.error !== undefined) {
+      this.appBroke(response.error);
       return;
     }
-    const part = from === 0 && end === data.length ? data : data.subarray(from, end);
-    if (part.length > 0 && !this.stream.write(part) && !this.resBody.done) {
-      (this.app as Socket).pause();
-      this.stream.once('drain', this.resumeApp);
+    if (!response.done) {
+      if (!flowing) {
+        (this.app as Socket).pause();
+        this.stream.once('drain', this.resumeApp);
+      }
+      return;
     }
-    if (!this.resBody.done) return;
-    if (end < data.length) this.dropApp(); // bytes after a complete response: never reuse this connection
+    if (response.trailing) this.dropApp(); // bytes after a complete response: never reuse this connection
     if (this.phase === Phase.Await) {
       this.complete();
     } else if (this.phase === Phase.Body && this.app === undefined) {
       // An early response, and the connection it came on is gone: the rest of the body is skipped.
-      this.finishExchange(this.status);
+      this.finishExchange(this.statusNow());
       this.phase = Phase.Skip;
     }
+  }
+
+  /** The app's final status once it answered, else the failure being answered (0: none yet). */
+  private statusNow(): number {
+    return this.response.head?.status ?? this.status;
   }
 
   private readonly resumeApp = (): void => {
@@ -349,7 +306,7 @@ export class InboundLane {
   // ---- ends of an exchange ----
 
   private complete(): void {
-    const res = this.res as ResponseHead;
+    const res = this.response.head as ResponseHead;
     this.finishExchange(res.status);
     if (!res.keepAlive) this.dropApp();
     else {
@@ -371,7 +328,6 @@ export class InboundLane {
     }
     this.phase = Phase.Head;
     this.req = undefined;
-    this.res = undefined;
     if (this.holding) {
       this.holding = false;
       this.stream.resume();
@@ -386,15 +342,15 @@ export class InboundLane {
     this.app = undefined;
     app?.destroy();
     if (this.phase === Phase.Closed || this.req === undefined || this.phase === Phase.Skip || this.phase === Phase.Head) return;
-    if (this.res !== undefined && this.res.body.kind === 'until-close' && err === undefined && !this.timedOut) {
+    if (this.response.untilClose && err === undefined && !this.timedOut) {
       // A response delimited by the close of the connection: complete now, and so is the lane.
-      this.finishExchange(this.res.status);
+      this.finishExchange(this.statusNow());
       this.phase = Phase.Closed;
       this.stream.end();
       return;
     }
-    if (this.responseStarted) {
-      this.finishExchange(this.status);
+    if (this.response.started) {
+      this.finishExchange(this.statusNow());
       this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
       return;
     }
@@ -411,8 +367,8 @@ export class InboundLane {
 
   private appBroke(detail: string): void {
     this.dropApp();
-    if (this.responseStarted) {
-      this.finishExchange(this.status);
+    if (this.response.started) {
+      this.finishExchange(this.statusNow());
       this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
       return;
     }
@@ -501,7 +457,8 @@ export class InboundLane {
 
   private readonly onStreamClose = (): void => {
     this.deps.lanes.delete(this);
-    if (this.req !== undefined) this.finishExchange(this.status === 0 ? 499 : this.status);
+    const status = this.statusNow();
+    if (this.req !== undefined) this.finishExchange(status === 0 ? 499 : status);
     this.phase = Phase.Closed;
     this.dropApp();
   };

@@ -18,7 +18,8 @@ import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
-import { parseRequestHead, parseResponseHead } from '../core/http1-head.js';
+import { parseRequestHead } from '../core/http1-head.js';
+import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
@@ -50,14 +51,20 @@ const enum Phase {
   Closed,
 }
 
+/**
+ * The caller asked to close (`Connection: close`, dropped as hop-by-hop before the lane): the answer came
+ * for a kept-alive lane, so it is made to say close, as the destination's server would have.
+ */
+function closeRewrite(head: ResponseHead): Buffer | undefined {
+  return head.keepAlive ? serializeResponseHead(head, { dropMeshFields: false, close: true }) : undefined;
+}
+
 export class Http1AppConnection implements LaneOwner {
   private phase = Phase.Head;
   /** App bytes read but not yet handled: requests after the one in flight. */
   private buffered: Buffer | undefined;
   /** A request head still arriving. */
   private readonly partialHead = new PartialHead();
-  /** A response head still arriving on the lane. */
-  private readonly partialRes = new PartialHead();
   private clientEnded = false;
   private draining = false;
   /** The socket's inactivity timer is the (shorter) head timeout while a head is arriving. */
@@ -76,11 +83,9 @@ export class Http1AppConnection implements LaneOwner {
   private lane: Lane | undefined;
   private laneReused = false;
   private staleRetried = false;
-  private status = 0;
   private code: string | undefined;
-  private res: ResponseHead | undefined;
-  private readonly resBody: BodyFramer;
-  private responseStarted = false;
+  /** Frames the response on the lane and writes it to the app. */
+  private readonly response: Http1ResponseReader;
 
   constructor(
     private readonly socket: Socket,
@@ -89,7 +94,7 @@ export class Http1AppConnection implements LaneOwner {
     private readonly fallback: FallbackHandler,
   ) {
     this.reqBody = new BodyFramer(deps.bodyLimits);
-    this.resBody = new BodyFramer(deps.bodyLimits);
+    this.response = new Http1ResponseReader({ write: (part) => socket.write(part) }, deps.headLimits, deps.bodyLimits);
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -189,11 +194,8 @@ export class Http1AppConnection implements LaneOwner {
     this.tried = undefined;
     this.attempts = 0;
     this.staleRetried = false;
-    this.status = 0;
     this.code = undefined;
-    this.res = undefined;
-    this.partialRes.take();
-    this.responseStarted = false;
+    this.response.begin(head.method, head.keepAlive ? undefined : closeRewrite);
   }
 
   private acquireLane(fresh: boolean): void {
@@ -276,7 +278,7 @@ export class Http1AppConnection implements LaneOwner {
     const end = offset + n;
     if (end < chunk.length) this.hold(chunk.subarray(end));
     // The response may have finished first (an app refusing an upload); now the request has too.
-    if (this.res !== undefined && this.resBody.done) this.complete();
+    if (this.response.done) this.complete();
   }
 
   private readonly resumeApp = (): void => {
@@ -287,63 +289,22 @@ export class Http1AppConnection implements LaneOwner {
 
   onLaneData(chunk: Buffer): void {
     if (this.phase === Phase.Closed) return;
-    let data = chunk;
-    let offset = 0;
-    if (this.res === undefined) {
-      const joined = this.partialRes.push(chunk, this.deps.headLimits.maxHeadBytes);
-      if (joined === undefined) return;
-      data = joined;
-      for (;;) {
-        const parsed = parseResponseHead(data, offset, data.length, (this.req as RequestHead).method, this.deps.headLimits);
-        if (!parsed.ok) {
-          if (parsed.incomplete) {
-            if (offset > 0) this.write(data.subarray(0, offset));
-            this.partialRes.hold(data.subarray(offset));
-            return;
-          }
-          this.laneBroke(`malformed response head on the lane: ${parsed.reason}`);
-          return;
-        }
-        offset += parsed.length;
-        const head = parsed.head;
-        if (head.status >= 200) {
-          this.res = head;
-          this.status = head.status;
-          this.resBody.start(head.body);
-          if (!(this.req as RequestHead).keepAlive && head.keepAlive) {
-            // The app asked to close; the lane's answer assumed a kept-alive connection. Say close, as its server would.
-            const before = data.subarray(0, offset - parsed.length);
-            if (before.length > 0) this.write(before);
-            this.write(serializeResponseHead(head, { dropMeshFields: false, close: true }));
-            data = data.subarray(offset);
-            offset = 0;
-          }
-          break;
-        }
-        if (head.status === 101) {
-          this.laneBroke('101 on a lane, which carries no upgrades');
-          return;
-        }
-        this.responseStarted = true; // an interim 1xx is passed on as it is
-      }
-      this.responseStarted = true;
-    }
-    if (offset < data.length) offset += this.resBody.consume(data, offset, data.length);
-    if (this.resBody.error !== undefined) {
-      this.laneBroke(`malformed response body on the lane: ${this.resBody.error}`);
+    const response = this.response;
+    const flowing = response.read(chunk);
+    if (response.error !== undefined) {
+      this.laneBroke(`${response.error} (on the lane)`);
       return;
     }
-    // Everything up to `offset` is response (interim heads, the head, body): one write to the app.
-    const part = offset === data.length ? data : data.subarray(0, offset);
-    const flowing = part.length === 0 || this.write(part);
-    // Backpressure only while more is to come: a finished lane goes back to the pool unpaused.
-    if (!flowing && !this.resBody.done) {
-      (this.lane as Lane).stream.pause();
-      this.socket.once('drain', this.resumeLane);
+    if (!response.done) {
+      // Backpressure only while more is to come: a finished lane goes back to the pool unpaused.
+      if (!flowing) {
+        (this.lane as Lane).stream.pause();
+        this.socket.once('drain', this.resumeLane);
+      }
+      return;
     }
-    if (!this.resBody.done) return;
     // Bytes after a complete response: the peer broke the lane's framing; never reuse it.
-    const broken = offset < data.length;
+    const broken = response.trailing;
     if (broken) this.dropLane();
     if (this.reqBody.done) this.complete();
     else if (broken) this.completeEarly();
@@ -353,13 +314,14 @@ export class Http1AppConnection implements LaneOwner {
 
   /** The response is complete but the rest of the request body has nowhere to go: close after it. */
   private completeEarly(): void {
-    this.finishExchange(this.status);
+    this.finishExchange(this.responseStatus());
     this.dropLane();
     this.closeGracefully();
   }
 
-  private write(part: Buffer): boolean {
-    return this.socket.write(part);
+  /** The final status from the lane, 0 before one arrived. */
+  private responseStatus(): number {
+    return this.response.head?.status ?? 0;
   }
 
   private readonly resumeLane = (): void => {
@@ -370,17 +332,17 @@ export class Http1AppConnection implements LaneOwner {
     const lane = this.lane;
     this.lane = undefined;
     if (this.phase === Phase.Closed) return;
-    if (this.res !== undefined && this.resBody.done) {
+    if (this.response.done) {
       // Only while the request body was still going (an early response): the lane left under it.
       if (!this.reqBody.done) this.completeEarly();
       return;
     }
-    if (this.res !== undefined && this.res.body.kind === 'until-close' && rstCode === 0) {
+    if (this.response.untilClose && rstCode === 0) {
       this.complete();
       return;
     }
     const endpoint = this.endpoint;
-    if (!this.responseStarted && this.laneReused && !this.staleRetried && this.req?.body.kind === 'none' && endpoint !== undefined) {
+    if (!this.response.started && this.laneReused && !this.staleRetried && this.req?.body.kind === 'none' && endpoint !== undefined) {
       // The lane was closed under us as we reused it: the request had no body, so send it once more on a new lane.
       this.staleRetried = true;
       this.deps.http.balancer.end(endpoint, true);
@@ -396,7 +358,7 @@ export class Http1AppConnection implements LaneOwner {
   // ---- ends of an exchange ----
 
   private complete(): void {
-    const res = this.res as ResponseHead;
+    const res = this.response.head as ResponseHead;
     const req = this.req as RequestHead;
     this.finishExchange(res.status);
     const lane = this.lane;
@@ -416,7 +378,6 @@ export class Http1AppConnection implements LaneOwner {
   private nextRequest(): void {
     this.phase = Phase.Head;
     this.req = undefined;
-    this.res = undefined;
     const pending = this.buffered;
     this.buffered = undefined;
     if (pending !== undefined) this.readHead(pending, 0);
@@ -425,7 +386,7 @@ export class Http1AppConnection implements LaneOwner {
 
   /** A failure before any response byte reached the app: answer it, then go on or close. */
   private fail(kind: HttpFailureKind, detail?: string): void {
-    if (this.responseStarted) {
+    if (this.response.started) {
       this.abort(kind, detail);
       return;
     }
@@ -449,14 +410,14 @@ export class Http1AppConnection implements LaneOwner {
     this.code = kind.code;
     this.deps.http.logger.warn({ correlationId: this.correlationId, destination: this.destination(), code: kind.code, detail }, 'HTTP exchange cut');
     this.dropLane();
-    this.finishExchange(this.responseStarted ? this.status : kind.status, false);
+    this.finishExchange(this.response.started ? this.responseStatus() : kind.status, false);
     this.phase = Phase.Closed;
     this.socket.destroy();
   }
 
   private laneBroke(detail: string): void {
     this.dropLane();
-    if (this.responseStarted) this.abort(HTTP_FAILURES.upstreamReset, detail);
+    if (this.response.started) this.abort(HTTP_FAILURES.upstreamReset, detail);
     else this.fail(HTTP_FAILURES.upstreamReset, detail);
   }
 
@@ -560,7 +521,8 @@ export class Http1AppConnection implements LaneOwner {
     this.phase = Phase.Closed;
     if (this.req !== undefined) {
       this.dropLane();
-      this.finishExchange(this.status === 0 ? 499 : this.status, true);
+      const status = this.responseStatus();
+      this.finishExchange(status === 0 ? 499 : status, true);
     }
   };
 }
