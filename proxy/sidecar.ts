@@ -35,6 +35,7 @@ import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
 import { createOutboundHttpListener, outboundHttpListenerFactory, type OutboundHttpListener } from './outbound/http-listener.js';
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from './outbound/http1-lane-pool.js';
+import { DEFAULT_MEMORY_TRIM_INTERVAL_MS, startMemoryTrim } from './core/memory-trim.js';
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
 import { createTransparentMetrics } from './outbound/transparent-metrics.js';
 import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
@@ -115,6 +116,8 @@ export interface SidecarOptions {
   readonly pool?: SidecarPoolOptions;
   /** One info line per TCP stream and HTTP request (default true). */
   readonly accessLog?: boolean;
+  /** How often free allocator memory is handed back to the kernel (core/memory-trim.ts); 0: never. Default 2 s. */
+  readonly memoryTrimIntervalMs?: number;
   readonly logger?: Logger;
   /** Metrics land here; a fresh Registry when absent. Never the global default registry. */
   readonly registry?: Registry;
@@ -184,6 +187,7 @@ class TrellisSidecar implements Sidecar {
   private state: InboundState;
   private started = false;
   private stopped = false;
+  private stopMemoryTrim: () => void = () => undefined;
 
   constructor(private readonly options: SidecarOptions) {
     this.registry = options.registry ?? new Registry();
@@ -287,6 +291,7 @@ class TrellisSidecar implements Sidecar {
     }
     this.warmPool();
     this.setConfigVersion(this.config.version);
+    this.stopMemoryTrim = startMemoryTrim(this.options.memoryTrimIntervalMs ?? DEFAULT_MEMORY_TRIM_INTERVAL_MS, this.log);
     this.log.info({ tunnel: this.tunnel.address(), admin: this.admin?.address(), spiffeId: this.material.spiffeId }, 'sidecar started');
   }
 
@@ -318,6 +323,7 @@ class TrellisSidecar implements Sidecar {
   async stop(graceMs = 5_000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopMemoryTrim();
     const deadline = setTimeout(() => {
       for (const cut of [...this.outboundConnections]) cut();
     }, graceMs);

@@ -43,7 +43,7 @@ const FAILURE_FILE = join('build', 'original_dst-unavailable.txt');
  * The package root: the nearest directory above this module that holds binding.gyp. The module runs from
  * proxy/core/ (tests) or dist/proxy/core/ (the built CLI), so the depth differs; searching covers both.
  */
-function packageRoot(): string | null {
+export function packageRoot(): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let depth = 0; depth < 6; depth++) {
     if (existsSync(join(dir, 'binding.gyp'))) return dir;
