@@ -18,6 +18,7 @@ import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/co
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
 import { startAgent } from '../agent/agent.js';
+import { attemptInto } from './flag-problems.js';
 
 const USAGE = `Usage: trellis agent run --control URL --token-file F --service S [--app-port P [--protocol X]]... [options]
 
@@ -158,14 +159,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   });
   void positionals;
   const problems: string[] = [];
-  const attempt = <T>(fn: () => T, fallback: T): T => {
-    try {
-      return fn();
-    } catch (err) {
-      problems.push((err as Error).message);
-      return fallback;
-    }
-  };
+  const attempt = attemptInto(problems);
   let controlUrl = new URL('https://127.0.0.1:15012');
   if (values.control === undefined) problems.push('--control is required');
   else {

@@ -19,6 +19,7 @@ import { DNS_LABEL } from '../policy/selectors.js';
 import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode, type ListenAddress } from '../control/config.js';
 import { startControlPlane } from '../control/control-plane.js';
 import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
+import { attemptInto } from './flag-problems.js';
 
 const USAGE = `Usage: trellis control run --data-dir DIR [--mode universal|kubernetes] [options]
 
@@ -137,14 +138,7 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
   });
   if (positionals.length !== 1 || positionals[0] !== 'run') throw new InputError('TRELLIS_CLI_USAGE', `expected "trellis control run"\n\n${USAGE}`);
   const problems: string[] = [];
-  const attempt = <T>(fn: () => T, fallback: T): T => {
-    try {
-      return fn();
-    } catch (err) {
-      problems.push((err as Error).message);
-      return fallback;
-    }
-  };
+  const attempt = attemptInto(problems);
   if (values['data-dir'] === undefined) problems.push('--data-dir is required');
   const zone = values.zone ?? CONTROL_DEFAULTS.zone;
   if (!DNS_LABEL.test(zone)) problems.push(`--zone: "${zone}" must be a DNS label`);

@@ -22,6 +22,7 @@ import { checkServingNames, serviceDnsNames } from '../injector/serving-certific
 import { FileServingSource, IssuedServingSource, issuerFromDirectory, type ServingCertificateSource } from '../injector/serving-certificate.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
+import { attemptInto } from './flag-problems.js';
 
 /** Recorded in each injected pod's status annotation. */
 export const INJECTOR_VERSION = '0.1.0';
@@ -140,14 +141,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   if (fileMode && (values.cert === undefined || values.key === undefined)) problems.push('--cert and --key go together');
   if (!fileMode && values['issuer-dir'] === undefined) problems.push('a serving certificate is required: --cert FILE --key FILE, or --issuer-dir DIR');
   if (values['ca-bundle'] !== undefined && !fileMode) problems.push('--ca-bundle goes with --cert/--key');
-  const attempt = <T>(work: () => T, fallback: T): T => {
-    try {
-      return work();
-    } catch (err) {
-      problems.push(describeError(err));
-      return fallback;
-    }
-  };
+  const attempt = attemptInto(problems, describeError);
   const service = values.service ?? 'trellis-injector';
   const namespace = values.namespace ?? 'trellis-system';
   const dnsNames = attempt(() => checkServingNames(serviceDnsNames(service, namespace)), []);
