@@ -17,7 +17,6 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
-import { serviceLabel } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import { acceptableRequestId, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
@@ -27,6 +26,7 @@ import { deciderOf } from './stream-refusal.js';
 import type { AppHttpPool } from './http-app-pool.js';
 import { handleInboundUpgradeStream } from './http-upgrade.js';
 import { appLocalAddress } from './app-source.js';
+import { recordInboundRequest } from './http-access.js';
 
 /** Per-request state: one small object, no closures per chunk. */
 class InboundExchange {
@@ -231,16 +231,7 @@ function finish(x: InboundExchange): void {
   // connection rather than return a half-used one to the pool.
   if (req !== undefined && (res === undefined || !res.complete)) req.destroy();
   const status = x.status === 0 ? 499 : x.status;
-  const seconds = (performance.now() - x.started) / 1000;
-  const source = serviceLabel(x.ctx.peer);
-  const destination = serviceLabel(x.ctx.state.local);
-  x.ctx.deps.httpMetrics.record('inbound', source, destination, status, seconds);
-  if (x.ctx.deps.accessLog) {
-    x.ctx.deps.logger.info(
-      { direction: 'inbound', correlationId: x.correlationId, source, destination, method: x.method, path: x.forwardPath, status, ms: Math.round(seconds * 1000) },
-      'http access',
-    );
-  }
+  recordInboundRequest(x.ctx.deps, { peer: x.ctx.peer, local: x.ctx.state.local, correlationId: x.correlationId, method: x.method, path: x.forwardPath, status, started: x.started });
 }
 
 /**
@@ -258,8 +249,6 @@ function refuse(
   decidedBy?: string,
 ): void {
   stream.on('error', noop);
-  const source = serviceLabel(ctx.peer);
-  const destination = serviceLabel(ctx.state.local);
   if (!stream.destroyed) {
     const body = failureBody(failure, correlationId);
     const headers = failureHeaders(failure, correlationId, body, true);
@@ -268,14 +257,7 @@ function refuse(
     stream.end(body);
     stopRequestBody(stream);
   }
-  const seconds = (performance.now() - started) / 1000;
-  ctx.deps.httpMetrics.record('inbound', source, destination, failure.status, seconds);
-  if (ctx.deps.accessLog) {
-    ctx.deps.logger.info(
-      { direction: 'inbound', correlationId, source, destination, method, path, status: failure.status, code: failure.code, ms: Math.round(seconds * 1000) },
-      'http access',
-    );
-  }
+  recordInboundRequest(ctx.deps, { peer: ctx.peer, local: ctx.state.local, correlationId, method, path, status: failure.status, code: failure.code, started });
 }
 
 /** After a complete early answer, a request body still arriving is refused with RST_STREAM(NO_ERROR) (RFC 9113 8.1). */

@@ -22,7 +22,7 @@ import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { appFailure, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
-import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
+import type { VerifiedPeer } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import type { AppPort } from '../../api/data-plane.js';
 import type { AppHttpPool } from './http-app-pool.js';
@@ -31,6 +31,7 @@ import type { InboundHttpDeps } from './http-context.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
 import { appLocalAddress } from './app-source.js';
+import { recordInboundRequest } from './http-access.js';
 
 export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaderCount: 256 });
 export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: 16 * 1024 });
@@ -414,16 +415,7 @@ export class InboundLane {
       this.appUsed = false;
       this.pool.release();
     }
-    const seconds = (performance.now() - this.started) / 1000;
-    const source = serviceLabel(this.peer);
-    const destination = serviceLabel(this.currentState().local);
-    this.deps.httpMetrics.record('inbound', source, destination, status, seconds);
-    if (this.deps.accessLog) {
-      this.deps.logger.info(
-        { direction: 'inbound', correlationId: this.correlationId, source, destination, method: req.method, path: this.path, status, code, ms: Math.round(seconds * 1000) },
-        'http access',
-      );
-    }
+    recordInboundRequest(this.deps, { peer: this.peer, local: this.currentState().local, correlationId: this.correlationId, method: req.method, path: this.path, status, code, started: this.started });
   }
 
   private dropApp(): void {

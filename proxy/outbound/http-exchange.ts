@@ -22,6 +22,7 @@ import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
 import type { OutboundHttpDeps } from './http-deps.js';
 import type { OutboundRoute } from './outbound-route.js';
+import { recordOutboundRequest } from './http-access.js';
 
 // Explicit both ways: node's HTTP/2 client would otherwise end GET, HEAD and DELETE streams at once,
 // dropping a body the app did send.
@@ -230,26 +231,16 @@ function onAppDone(x: OutboundExchange): void {
     if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
   }
   const status = x.res.writableFinished ? x.status : x.status === 0 ? 499 : x.status;
-  const seconds = (performance.now() - x.started) / 1000;
-  const destination = `${x.route.namespace}/${x.route.service}`;
-  x.deps.httpMetrics.record('outbound', x.deps.sourceLabel, destination, status, seconds);
-  if (x.deps.accessLog) {
-    x.deps.logger.info(
-      {
-        direction: 'outbound',
-        correlationId: x.correlationId,
-        source: x.deps.sourceLabel,
-        destination,
-        method: x.req.method,
-        path: x.req.url,
-        status,
-        code: x.code,
-        attempts: x.attempts,
-        ms: Math.round(seconds * 1000),
-      },
-      'http access',
-    );
-  }
+  recordOutboundRequest(x.deps, {
+    destination: `${x.route.namespace}/${x.route.service}`,
+    correlationId: x.correlationId,
+    method: x.req.method ?? '-',
+    path: x.req.url ?? '-',
+    status,
+    code: x.code,
+    attempts: x.attempts,
+    started: x.started,
+  });
 }
 
 function noop(): void {}

@@ -30,6 +30,7 @@ import { RST_CANCEL } from '../core/tunnel-protocol.js';
 import type { OutboundHttpDeps } from './http-deps.js';
 import type { Lane, LaneOwner, LanePool } from './http1-lane-pool.js';
 import type { OutboundRoute } from './outbound-route.js';
+import { recordOutboundRequest } from './http-access.js';
 
 export interface FastPathDeps {
   readonly http: OutboundHttpDeps;
@@ -435,27 +436,8 @@ export class Http1AppConnection implements LaneOwner {
     this.endpoint = undefined;
     if (endpoint !== undefined) this.deps.http.balancer.end(endpoint, ok);
     if (this.req === undefined) return;
-    const seconds = (performance.now() - this.started) / 1000;
-    const deps = this.deps.http;
-    const destination = this.destination();
-    deps.httpMetrics.record('outbound', deps.sourceLabel, destination, status, seconds);
-    if (deps.accessLog) {
-      deps.logger.info(
-        {
-          direction: 'outbound',
-          correlationId: this.correlationId,
-          source: deps.sourceLabel,
-          destination,
-          method: this.req.method,
-          path: this.req.target,
-          status,
-          code: this.code,
-          attempts: this.attempts,
-          ms: Math.round(seconds * 1000),
-        },
-        'http access',
-      );
-    }
+    const { method, target } = this.req;
+    recordOutboundRequest(this.deps.http, { destination: this.destination(), correlationId: this.correlationId, method, path: target, status, code: this.code, attempts: this.attempts, started: this.started });
     this.req = undefined;
   }
 
