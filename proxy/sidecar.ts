@@ -11,6 +11,7 @@
  *
  * Inbound and outbound are built here and only here, so they never import each other (docs/architecture.md).
  */
+import { SETTLE_AFTER_CUT_MS, TrackedSet } from './core/tracked-set.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -179,7 +180,7 @@ class TrellisSidecar implements Sidecar {
   private readonly listeners: ExplicitListeners;
   private readonly admin: AdminServer | undefined;
   private readonly inboundHttp: InboundHttp;
-  private readonly outboundConnections = new Set<() => void>();
+  private readonly outboundConnections = new TrackedSet<() => void>();
   private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
   private config: SidecarConfig;
@@ -248,8 +249,7 @@ class TrellisSidecar implements Sidecar {
         sourceLabel,
         accessLog,
         track: (cut) => {
-          this.outboundConnections.add(cut);
-          return () => this.outboundConnections.delete(cut);
+          return this.outboundConnections.add(cut);
         },
       });
     const httpDeps = {
@@ -325,7 +325,7 @@ class TrellisSidecar implements Sidecar {
     this.stopped = true;
     this.stopMemoryTrim();
     const deadline = setTimeout(() => {
-      for (const cut of [...this.outboundConnections]) cut();
+      for (const cut of this.outboundConnections.snapshot()) cut();
     }, graceMs);
     // Idle lanes both ways close now, so tunnel sessions can finish; busy ones after their exchange.
     this.lanes.close();
@@ -340,7 +340,8 @@ class TrellisSidecar implements Sidecar {
       this.capture?.inbound.close(graceMs),
     ]);
     clearTimeout(deadline);
-    for (const cut of [...this.outboundConnections]) cut();
+    for (const cut of this.outboundConnections.snapshot()) cut();
+    if (!(await this.outboundConnections.whenEmpty(SETTLE_AFTER_CUT_MS))) this.log.warn({ open: this.outboundConnections.size }, 'outbound connections still open after shutdown');
     this.inboundHttp.close();
     await this.admin?.close();
     this.log.info('sidecar stopped');

@@ -11,6 +11,7 @@
  * Everything a peer can do wrong stays inside its own session or stream: it is cut, logged and counted
  * (`trellis_tunnel_handshakes_total`, `trellis_tunnel_errors_total`), and other sessions never notice.
  */
+import { SETTLE_AFTER_CUT_MS, TrackedSet } from '../core/tracked-set.js';
 import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -71,7 +72,7 @@ export class TunnelServer {
   private state: InboundState;
   private material: TlsMaterial;
   private readonly sessions = new Set<ServerHttp2Session>();
-  private readonly tracked = new Set<TrackedStream>();
+  private readonly tracked = new TrackedSet<TrackedStream>();
   private readonly log: Logger;
   private readonly accessLog: boolean;
   private stopping = false;
@@ -156,7 +157,7 @@ export class TunnelServer {
   setState(state: InboundState): number {
     this.state = state;
     let cut = 0;
-    for (const entry of [...this.tracked]) {
+    for (const entry of this.tracked.snapshot()) {
       const decision = state.policy.evaluate(entry.request);
       if (!decision.allowed) {
         cut += 1;
@@ -169,8 +170,7 @@ export class TunnelServer {
 
   /** Registers an open stream so a policy change re-judges it and shutdown can cut it; returns the unregister function. */
   track(entry: TrackedStream): () => void {
-    this.tracked.add(entry);
-    return () => this.tracked.delete(entry);
+    return this.tracked.add(entry);
   }
 
   sessionCount(): number {
@@ -183,10 +183,12 @@ export class TunnelServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const session of this.sessions) if (!session.closed) session.close();
     const deadline = setTimeout(() => {
-      for (const entry of [...this.tracked]) entry.cut('shutdown');
+      for (const entry of this.tracked.snapshot()) entry.cut('shutdown');
       for (const session of this.sessions) session.destroy();
     }, graceMs);
     await closed;
+    // Sessions can close before the app side of a cut stream has; wait until every stream is counted.
+    if (!(await this.tracked.whenEmpty(graceMs + SETTLE_AFTER_CUT_MS))) this.log.warn({ open: this.tracked.size }, 'tunnel streams still open after shutdown');
     clearTimeout(deadline);
   }
 
