@@ -7,14 +7,17 @@
  * - Half-close: a FIN from the app ends our half of the stream (END_STREAM) and vice versa; the other
  *   direction keeps flowing. Both sockets must be created with `allowHalfOpen: true` for this.
  * - Resets: an app reset (ECONNRESET, or any socket error) becomes RST_STREAM(CONNECT_ERROR), as RFC 9113
- *   §8.5 prescribes; an RST_STREAM from the peer becomes a TCP reset to the app (`resetAndDestroy`).
+ *   §8.5 prescribes; an RST_STREAM from the peer becomes a TCP reset to the app (`resetAndDestroy`). A cut (policy change,
+ *   shutdown, idle) is RST_STREAM(CANCEL) with no END_STREAM before it (stream-reset.ts), so a caller that
+ *   has already half-closed sees a reset, not a clean end.
  * - Idle connections are closed after `idleTimeoutMs` without a byte either way.
  *
  * `onEnd` runs exactly once, after both sides are closed, with how the connection ended.
  */
 import type { Socket } from 'node:net';
 import type { Http2Stream } from 'node:http2';
-import { RST_CANCEL, RST_CONNECT_ERROR, RST_NO_ERROR } from './tunnel-protocol.js';
+import { RST_CONNECT_ERROR, RST_NO_ERROR } from './tunnel-protocol.js';
+import { cancelStream } from './stream-reset.js';
 
 /** How a spliced connection ended: `ok` for FIN both ways; the others say which side broke it. */
 export type SpliceResult = 'ok' | 'app-reset' | 'peer-reset' | 'idle-timeout' | 'cut';
@@ -43,7 +46,7 @@ export function splice(app: Socket, stream: Http2Stream, idleTimeoutMs: number, 
   if (idleTimeoutMs > 0) {
     app.setTimeout(idleTimeoutMs, () => {
       fail('idle-timeout');
-      if (!stream.closed && !stream.destroyed) stream.close(RST_CANCEL);
+      cancelStream(stream);
       app.destroy();
     });
   }
@@ -78,7 +81,7 @@ export function splice(app: Socket, stream: Http2Stream, idleTimeoutMs: number, 
   return {
     cut(): void {
       fail('cut');
-      if (!stream.closed && !stream.destroyed) stream.close(RST_CANCEL);
+      cancelStream(stream);
       if (!app.destroyed) resetApp(app);
     },
   };

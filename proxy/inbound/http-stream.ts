@@ -27,6 +27,7 @@ import type { AppHttpPool } from './http-app-pool.js';
 import { handleInboundUpgradeStream } from './http-upgrade.js';
 import { appLocalAddress } from './app-source.js';
 import { recordInboundRequest } from './http-access.js';
+import { cancelStream, failStream, pipeUntilCleanEnd } from '../core/stream-reset.js';
 
 /** Per-request state: one small object, no closures per chunk. */
 class InboundExchange {
@@ -37,6 +38,9 @@ class InboundExchange {
   timedOut = false;
   finished = false;
   retried = false;
+  /** Set while the exchange is open: a policy change re-judges it (TunnelServer.setState). */
+  untrack: (() => void) | undefined;
+  cutReason: string | undefined;
   connectTimer: NodeJS.Timeout | undefined;
   readonly started = performance.now();
 
@@ -73,7 +77,8 @@ export function handleInboundHttpStream(stream: ServerHttp2Stream, headers: Inco
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badPath), correlationId, started, method, target);
     return;
   }
-  const decision = authorizeHttp(ctx, httpAuthorizationRequest(ctx, method, targets.policyPath), correlationId);
+  const authRequest = httpAuthorizationRequest(ctx, method, targets.policyPath);
+  const decision = authorizeHttp(ctx, authRequest, correlationId);
   if (!decision.allowed) {
     const detail = `${decision.reason} (${deciderOf(decision)})`;
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.denied, detail), correlationId, started, method, targets.policyPath, deciderOf(decision));
@@ -93,6 +98,14 @@ export function handleInboundHttpStream(stream: ServerHttp2Stream, headers: Inco
   const exchange = new InboundExchange(stream, ctx, pool, method, targets.forwardPath, correlationId, appHeaders);
   stream.once('close', () => finish(exchange));
   stream.on('error', noop);
+  exchange.untrack = ctx.deps.track?.({
+    request: authRequest,
+    cut: (why) => {
+      // Permission revoked mid-exchange: the stream is reset (what the app sent so far stays sent).
+      exchange.cutReason = why;
+      cancelStream(stream);
+    },
+  });
   send(exchange);
 }
 
@@ -131,7 +144,8 @@ function send(x: InboundExchange): void {
     req.end();
   } else if (!x.retried) {
     x.stream.once('trailers', (trailers: IncomingHttpHeaders) => addTrailers(x, trailers));
-    x.stream.pipe(req);
+    // A caller's reset must not end the app's request body as if complete (finish destroys it instead).
+    pipeUntilCleanEnd(x.stream, req);
   }
 }
 
@@ -179,7 +193,7 @@ function onResponse(x: InboundExchange, res: IncomingMessage): void {
   res.once('close', () => {
     // The app reset or closed mid-response: reset the stream so the caller sees a broken response,
     // never a truncated one that looks complete.
-    if (!res.complete && !stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    if (!res.complete) failStream(stream);
   });
   res.on('error', noop);
   if (noBody) res.resume();
@@ -224,6 +238,7 @@ function onRequestError(x: InboundExchange, req: ClientRequest, err: Error): voi
 function finish(x: InboundExchange): void {
   if (x.finished) return;
   x.finished = true;
+  x.untrack?.();
   clearTimeout(x.connectTimer);
   x.pool.release();
   const { req, res } = x;
@@ -231,7 +246,7 @@ function finish(x: InboundExchange): void {
   // connection rather than return a half-used one to the pool.
   if (req !== undefined && (res === undefined || !res.complete)) req.destroy();
   const status = x.status === 0 ? 499 : x.status;
-  recordInboundRequest(x.ctx.deps, { peer: x.ctx.peer, local: x.ctx.state.local, correlationId: x.correlationId, method: x.method, path: x.forwardPath, status, started: x.started });
+  recordInboundRequest(x.ctx.deps, { peer: x.ctx.peer, local: x.ctx.state.local, correlationId: x.correlationId, method: x.method, path: x.forwardPath, status, code: x.cutReason, started: x.started });
 }
 
 /**

@@ -77,6 +77,9 @@ export class InboundLane {
   private status = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private draining = false;
+  /** Set while an allowed exchange is in flight: a policy change re-judges it (TunnelServer.setState). */
+  private untrack: (() => void) | undefined;
+  private cutReason: string | undefined;
   private readonly pool: AppHttpPool;
 
   constructor(
@@ -162,7 +165,8 @@ export class InboundLane {
     this.path = targets.policyPath;
     const state = this.currentState();
     const ctx = { peer: this.peer, state, appPort: this.appPort, deps: this.deps };
-    const decision = authorizeHttp(ctx, httpAuthorizationRequest(ctx, head.method, targets.policyPath), this.correlationId);
+    const authRequest = httpAuthorizationRequest(ctx, head.method, targets.policyPath);
+    const decision = authorizeHttp(ctx, authRequest, this.correlationId);
     if (!decision.allowed) {
       const decider = deciderOf(decision);
       this.answer(new HttpFailure(HTTP_FAILURES.denied, `${decision.reason} (${decider})`), rest, { [DENIED_BY_HEADER]: decider });
@@ -175,6 +179,7 @@ export class InboundLane {
       return;
     }
     this.appUsed = true;
+    this.untrack = this.deps.track?.({ request: authRequest, cut: this.cutExchange });
     this.headBytes = forwardRequestHead(data, offset, parsed.length, head, targets.forwardPath, this.correlationId, this.peer.spiffeId);
     this.phase = this.reqBody.done ? Phase.Await : Phase.Body;
     this.send(rest);
@@ -411,6 +416,10 @@ export class InboundLane {
     const req = this.req;
     if (req === undefined) return;
     this.req = undefined;
+    if (this.untrack !== undefined) {
+      this.untrack();
+      this.untrack = undefined;
+    }
     if (this.appUsed) {
       this.appUsed = false;
       this.pool.release();
@@ -447,10 +456,19 @@ export class InboundLane {
     if (this.phase === Phase.Head) this.closeLane(h2.NGHTTP2_NO_ERROR);
   };
 
+  /**
+   * Permission for the request in flight was revoked (or shutdown's grace ran out): the lane is reset, as
+   * a half-done exchange cannot be framed back into a reusable lane; the caller sees its request fail.
+   */
+  private readonly cutExchange = (why: string): void => {
+    this.cutReason = why;
+    this.closeLane(h2.NGHTTP2_CANCEL);
+  };
+
   private readonly onStreamClose = (): void => {
     this.deps.lanes.delete(this);
     const status = this.statusNow();
-    if (this.req !== undefined) this.finishExchange(status === 0 ? 499 : status);
+    if (this.req !== undefined) this.finishExchange(status === 0 ? 499 : status, this.cutReason);
     this.phase = Phase.Closed;
     this.dropApp();
   };

@@ -23,6 +23,7 @@ import type { PoolTarget } from '../core/session-pool.js';
 import type { OutboundHttpDeps } from './http-deps.js';
 import type { OutboundRoute } from './outbound-route.js';
 import { recordOutboundRequest } from './http-access.js';
+import { cancelStream, pipeUntilCleanEnd } from '../core/stream-reset.js';
 
 // Explicit both ways: node's HTTP/2 client would otherwise end GET, HEAD and DELETE streams at once,
 // dropping a body the app did send.
@@ -137,7 +138,7 @@ function attach(x: OutboundExchange, stream: ClientHttp2Stream): void {
   stream.once('close', () => onStreamClose(x, stream));
   stream.setTimeout(x.deps.limits.upstreamIdleTimeoutMs, () => {
     x.timedOut = true;
-    stream.close(h2.NGHTTP2_CANCEL);
+    cancelStream(stream);
   });
   if (x.hasBody) {
     if (x.req.headers.trailer !== undefined) stream.once('wantTrailers', () => sendRequestTrailers(x, stream));
@@ -165,7 +166,8 @@ function onResponse(x: OutboundExchange, stream: ClientHttp2Stream, headers: Inc
   // The app may still be holding a body back for a 100 that will never come: do not read it as a request.
   if (x.expectContinue && !x.continueSent && !x.req.complete) out.connection = 'close';
   x.res.writeHead(status, out);
-  stream.pipe(x.res);
+  // A reset response must reach the app as broken (onStreamClose destroys it), never as complete.
+  pipeUntilCleanEnd(stream, x.res);
 }
 
 function onStreamClose(x: OutboundExchange, stream: ClientHttp2Stream): void {
@@ -228,7 +230,9 @@ function onAppDone(x: OutboundExchange): void {
   if (!x.res.writableFinished) {
     x.appGone = true;
     const stream = x.stream;
-    if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    // RST_STREAM alone: close() would send END_STREAM first, and an upload cut short by the app going away
+    // could reach the destination app as a complete body.
+    if (stream !== undefined) cancelStream(stream);
   }
   const status = x.res.writableFinished ? x.status : x.status === 0 ? 499 : x.status;
   recordOutboundRequest(x.deps, {

@@ -57,6 +57,57 @@ describe('HTTP path: failures, balancing and retries', () => {
     expect(outcome).toMatch(/^aborted after \d+$/);
   });
 
+  // An upload with Expect: 100-continue takes the HTTP/2-request path; the caller dies half-way through it.
+  it('never hands the app a complete body when the caller goes away mid-upload', async () => {
+    let appSaw: ((outcome: string) => void) | undefined;
+    const appOutcome = new Promise<string>((r) => (appSaw = r));
+    mesh = await startMesh({
+      apps: [
+        (req) => {
+          let body = '';
+          req.setEncoding('utf8');
+          req.on('data', (d: string) => (body += d));
+          req.once('end', () => appSaw?.(`complete body "${body}"`));
+          req.once('close', () => appSaw?.(req.complete ? `complete body "${body}"` : 'aborted'));
+        },
+      ],
+    });
+    const socket = connect({ host: '127.0.0.1', port: mesh.outboundPort });
+    socket.on('error', () => undefined);
+    socket.write('POST /upload HTTP/1.1\r\nHost: payments\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await new Promise<void>((resolve) => socket.once('data', (d: Buffer) => (d.toString().startsWith('HTTP/1.1 100') ? resolve() : undefined)));
+    socket.write('5\r\nhello\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    socket.resetAndDestroy();
+    expect(await appOutcome).toBe('aborted');
+  });
+
+  it('breaks a chunked response on the HTTP/2-request path when the app resets mid-response', async () => {
+    mesh = await startMesh({
+      apps: [
+        (req, res: ServerResponse) => {
+          req.resume();
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('part of it');
+          setTimeout(() => res.socket?.resetAndDestroy(), 50);
+        },
+      ],
+    });
+    const port = mesh.outboundPort;
+    const outcome = await new Promise<string>((resolve) => {
+      // Expect: 100-continue takes the HTTP/2-request path rather than a lane.
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/stream', headers: { expect: '100-continue', 'content-length': '2' } });
+      req.on('error', (err) => resolve(`request error ${err.message}`));
+      req.on('continue', () => req.end('hi'));
+      req.on('response', (res) => {
+        res.on('error', () => undefined);
+        res.resume();
+        res.once('close', () => resolve(res.complete ? 'complete' : 'broken'));
+      });
+    });
+    expect(outcome).toBe('broken');
+  });
+
   it('answers 503 TRELLIS_HTTP_APP_UNAVAILABLE when the app is not listening', async () => {
     mesh = await startMesh({ apps: [(_req, res) => res.end('up')] });
     const app = mesh.apps[0];

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { createHash } from 'node:crypto';
 import { allow, closeServer, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
 
@@ -38,6 +39,96 @@ describe('policy change', () => {
     const r = await roundTrip(listenerPort(client), 'again');
     expect(r.data.length).toBe(0);
   });
+});
+
+describe('policy change, caller already half-closed', () => {
+  it('resets the caller (no clean end) when its stream is cut after it sent FIN', async () => {
+    // An app that reads everything and never answers nor closes: the caller waits on a half-closed connection.
+    const sockets = new Set<Socket>();
+    const app = createServer({ allowHalfOpen: true }, (s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.resume();
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    cleanup.push(() => closeServer(app, sockets));
+    const appPort = (app.address() as AddressInfo).port;
+    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+    cleanup.push(() => server.stop(0));
+    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
+    cleanup.push(() => client.stop(0));
+
+    const socket = connect({ port: listenerPort(client), host: '127.0.0.1', allowHalfOpen: true });
+    const outcome = new Promise<string>((resolve) => {
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      socket.on('end', () => resolve('clean end'));
+    });
+    socket.end('request');
+    await expect.poll(() => sockets.size).toBe(1);
+    await expect.poll(() => metricValue(server, 'trellis_tcp_connections_active', { direction: 'inbound' })).toBe(1);
+    await server.applyConfig({ upstreams: [], listeners: [], policy: policyOf(allow('api', ['billing'])) });
+    expect(await outcome).toBe('ECONNRESET');
+  });
+});
+
+describe('policy change on an http port', () => {
+  /** An app that answers every request with a first chunk and then holds the response open. */
+  async function holdingApp(): Promise<number> {
+    const sockets = new Set<Socket>();
+    const app = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk');
+    });
+    app.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    cleanup.push(() => closeServer(app as unknown as ReturnType<typeof createServer>, sockets));
+    return (app.address() as AddressInfo).port;
+  }
+
+  /** Starts a request through the client's listener; resolves with the response once its first chunk is in. */
+  function openRequest(port: number, expectContinue: boolean): Promise<{ res: IncomingMessage; ended: Promise<'complete' | 'aborted'> }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/feed', headers: expectContinue ? { expect: '100-continue', 'content-length': '4' } : { 'content-length': '4' } });
+      req.on('error', () => undefined);
+      if (expectContinue) req.on('continue', () => req.end('body'));
+      else req.end('body');
+      req.on('response', (res) => {
+        const ended = new Promise<'complete' | 'aborted'>((r) => {
+          res.on('error', () => undefined);
+          res.once('close', () => r(res.complete ? 'complete' : 'aborted'));
+        });
+        res.once('data', () => resolve({ res, ended }));
+        res.resume();
+      });
+      setTimeout(() => reject(new Error('no first chunk within 5 s')), 5_000).unref();
+    });
+  }
+
+  // A plain request goes on a lane; one with Expect: 100-continue takes the HTTP/2-request path.
+  for (const [path, expectContinue] of [['lane', false], ['HTTP/2 request', true]] as const) {
+    it(`resets a request in flight (${path} path) once the new policy denies it`, async () => {
+      const appPort = await holdingApp();
+      const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'http', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+      cleanup.push(() => server.stop(0));
+      const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort, { protocol: 'http' });
+      cleanup.push(() => client.stop(0));
+
+      const { res, ended } = await openRequest(listenerPort(client), expectContinue);
+      expect(res.statusCode).toBe(200);
+      // The same policy again leaves it open; a policy without web closes it.
+      await server.applyConfig({ upstreams: [], listeners: [], policy: policyOf(allow('api', ['web'])) });
+      const stillOpen = await Promise.race([ended, new Promise<'open'>((r) => setTimeout(() => r('open'), 200))]);
+      expect(stillOpen).toBe('open');
+      await server.applyConfig({ upstreams: [], listeners: [], policy: policyOf(allow('api', ['billing'])) });
+      expect(await ended).toBe('aborted');
+      const next = await openRequest(listenerPort(client), expectContinue).catch((err: Error) => err);
+      expect(next instanceof Error ? 0 : next.res.statusCode).toBe(403);
+    });
+  }
 });
 
 describe('certificate rotation under steady load', () => {

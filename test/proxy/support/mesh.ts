@@ -107,7 +107,7 @@ export async function startServerSidecar(spec: ServerSidecarSpec): Promise<Sidec
 }
 
 /** A client sidecar `web` with one listener to api.shop:80 → targetPort over the given tunnel ports. */
-export async function startClientSidecar(identity: WorkloadIdentity, tunnelPorts: number[], targetPort: number, extra: { limits?: Partial<ProxyLimits>; policy?: SidecarConfig['policy']; pool?: SidecarPoolOptions } = {}): Promise<Sidecar> {
+export async function startClientSidecar(identity: WorkloadIdentity, tunnelPorts: number[], targetPort: number, extra: { limits?: Partial<ProxyLimits>; policy?: SidecarConfig['policy']; pool?: SidecarPoolOptions; protocol?: 'tcp' | 'http' } = {}): Promise<Sidecar> {
   const sidecar = createSidecar({
     service: 'web',
     namespace: 'shop',
@@ -121,19 +121,19 @@ export async function startClientSidecar(identity: WorkloadIdentity, tunnelPorts
     pool: extra.pool,
     logger: process.env.PROXY_DEBUG ? (await import("pino")).pino({ level: "debug" }) : silentLogger(),
     registry: new Registry(),
-    config: clientConfig(tunnelPorts, targetPort, extra.policy ?? policyOf()),
+    config: clientConfig(tunnelPorts, targetPort, extra.policy ?? policyOf(), extra.protocol),
   });
   await sidecar.start();
   return sidecar;
 }
 
-export function clientConfig(tunnelPorts: number[], targetPort: number, policy: SidecarConfig['policy']): SidecarConfig {
+export function clientConfig(tunnelPorts: number[], targetPort: number, policy: SidecarConfig['policy'], protocol: 'tcp' | 'http' = 'tcp'): SidecarConfig {
   return {
     upstreams: [
       {
         name: 'api',
         namespace: 'shop',
-        ports: [{ port: 80, targetPort, protocol: 'tcp' }],
+        ports: [{ port: 80, targetPort, protocol }],
         endpoints: tunnelPorts.map((p) => ({ address: '127.0.0.1', tunnelPort: p, zone: 'zone-a', healthy: true })),
       },
     ],
