@@ -6,18 +6,19 @@
  *   'drain'; no chunk is copied or concatenated on the way (Node hands the same Buffer through).
  * - Half-close: a FIN from the app ends our half of the stream (END_STREAM) and vice versa; the other
  *   direction keeps flowing. Both sockets must be created with `allowHalfOpen: true` for this.
- * - Resets: an app reset (ECONNRESET, or any socket error) becomes RST_STREAM(CONNECT_ERROR), as RFC 9113
- *   §8.5 prescribes; an RST_STREAM from the peer becomes a TCP reset to the app (`resetAndDestroy`). A cut (policy change,
- *   shutdown, idle) is RST_STREAM(CANCEL) with no END_STREAM before it (stream-reset.ts), so a caller that
- *   has already half-closed sees a reset, not a clean end.
+ * - Resets: an app reset (ECONNRESET, or any socket error) becomes RST_STREAM(INTERNAL_ERROR), and an
+ *   RST_STREAM from the peer becomes a TCP reset to the app (`resetAndDestroy`). A cut (policy change,
+ *   shutdown, idle) is RST_STREAM(CANCEL). Neither has END_STREAM before it (stream-reset.ts), so a caller
+ *   that has already half-closed sees a reset, not a clean end. RFC 9113 §8.5 suggests CONNECT_ERROR for
+ *   an app reset, but node sends a chosen code only after END_STREAM.
  * - Idle connections are closed after `idleTimeoutMs` without a byte either way.
  *
  * `onEnd` runs exactly once, after both sides are closed, with how the connection ended.
  */
 import type { Socket } from 'node:net';
 import type { Http2Stream } from 'node:http2';
-import { RST_CONNECT_ERROR, RST_NO_ERROR } from './tunnel-protocol.js';
-import { cancelStream } from './stream-reset.js';
+import { RST_NO_ERROR } from './tunnel-protocol.js';
+import { cancelStream, failStream } from './stream-reset.js';
 
 /** How a spliced connection ended: `ok` for FIN both ways; the others say which side broke it. */
 export type SpliceResult = 'ok' | 'app-reset' | 'peer-reset' | 'idle-timeout' | 'cut';
@@ -40,7 +41,7 @@ export function splice(app: Socket, stream: Http2Stream, idleTimeoutMs: number, 
 
   app.on('error', () => {
     fail('app-reset');
-    if (!stream.closed && !stream.destroyed) stream.close(RST_CONNECT_ERROR);
+    failStream(stream);
   });
   app.once('close', settle);
   if (idleTimeoutMs > 0) {

@@ -7,6 +7,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { createHash } from 'node:crypto';
 import { allow, closeServer, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
+import type { Sidecar } from '../../proxy/sidecar.js';
 
 const mesh = meshFixture();
 const { cleanup, echo } = mesh;
@@ -41,33 +42,56 @@ describe('policy change', () => {
   });
 });
 
-describe('policy change, caller already half-closed', () => {
-  it('resets the caller (no clean end) when its stream is cut after it sent FIN', async () => {
-    // An app that reads everything and never answers nor closes: the caller waits on a half-closed connection.
-    const sockets = new Set<Socket>();
+describe('a caller that has already half-closed', () => {
+  /** An app (half-open allowed) behind a server sidecar for api, reached from web's client sidecar. */
+  async function tcpMesh(onConnection: (s: Socket) => void): Promise<{ server: Sidecar; port: number; appSockets: Set<Socket> }> {
+    const appSockets = new Set<Socket>();
     const app = createServer({ allowHalfOpen: true }, (s) => {
-      sockets.add(s);
+      appSockets.add(s);
       s.on('error', () => undefined);
-      s.resume();
+      onConnection(s);
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    cleanup.push(() => closeServer(app, sockets));
+    cleanup.push(() => closeServer(app, appSockets));
     const appPort = (app.address() as AddressInfo).port;
     const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
     const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
     cleanup.push(() => client.stop(0));
+    return { server, port: listenerPort(client), appSockets };
+  }
 
-    const socket = connect({ port: listenerPort(client), host: '127.0.0.1', allowHalfOpen: true });
+  /** Sends a request and FIN; resolves with how the connection then ended for the caller. */
+  function sendAndHalfClose(port: number): { outcome: Promise<string>; socket: Socket } {
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     const outcome = new Promise<string>((resolve) => {
       socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
       socket.on('end', () => resolve('clean end'));
     });
+    socket.resume();
     socket.end('request');
-    await expect.poll(() => sockets.size).toBe(1);
+    cleanup.push(async () => {
+      socket.destroy();
+    });
+    return { outcome, socket };
+  }
+
+  it('is reset (no clean end) when its stream is cut by a policy change', async () => {
+    // The app reads everything and never answers nor closes.
+    const { server, port, appSockets } = await tcpMesh((s) => s.resume());
+    const { outcome } = sendAndHalfClose(port);
+    await expect.poll(() => appSockets.size).toBe(1);
     await expect.poll(() => metricValue(server, 'trellis_tcp_connections_active', { direction: 'inbound' })).toBe(1);
     await server.applyConfig({ upstreams: [], listeners: [], policy: policyOf(allow('api', ['billing'])) });
     expect(await outcome).toBe('ECONNRESET');
+  });
+
+  it('is reset (no clean end) when the app resets after part of its answer', async () => {
+    const { port } = await tcpMesh((s) => {
+      s.once('end', () => s.write('partial answer', () => setTimeout(() => s.resetAndDestroy(), 20)));
+      s.resume();
+    });
+    for (let i = 0; i < 20; i += 1) expect(await sendAndHalfClose(port).outcome).toBe('ECONNRESET');
   });
 });
 
