@@ -190,14 +190,19 @@ function onResponse(x: InboundExchange, res: IncomingMessage): void {
   const wantTrailers = !noBody && res.headers.trailer !== undefined;
   stream.respond(h1ResponseToH2(status, res.headersDistinct), { endStream: noBody, waitForTrailers: wantTrailers });
   if (wantTrailers) stream.once('wantTrailers', () => sendTrailers(stream, res));
+  // A body that runs until the app closes: node's client calls it complete at a reset too, so its end is
+  // decided at 'close', when the socket's error (if any) is known.
+  const untilClose = !noBody && res.headers['content-length'] === undefined && res.headers['transfer-encoding'] === undefined;
   res.once('close', () => {
     // The app reset or closed mid-response: reset the stream so the caller sees a broken response,
     // never a truncated one that looks complete.
-    if (!res.complete) failStream(stream);
+    const reset = !res.complete || (untilClose && res.socket?.errored != null);
+    if (reset) failStream(stream);
+    else if (untilClose && !stream.writableEnded && !stream.destroyed) stream.end();
   });
   res.on('error', noop);
   if (noBody) res.resume();
-  else res.pipe(stream);
+  else res.pipe(stream, { end: !untilClose });
 }
 
 function sendTrailers(stream: ServerHttp2Stream, res: IncomingMessage): void {

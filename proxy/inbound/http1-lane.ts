@@ -32,6 +32,7 @@ import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
 import { appLocalAddress } from './app-source.js';
 import { recordInboundRequest } from './http-access.js';
+import { cancelStream, failStream } from '../core/stream-reset.js';
 
 export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaderCount: 256 });
 export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: 16 * 1024 });
@@ -437,7 +438,12 @@ export class InboundLane {
   private closeLane(code: number): void {
     this.phase = Phase.Closed;
     this.dropApp();
-    if (!this.stream.destroyed) this.stream.close(code);
+    if (this.stream.destroyed) return;
+    // A reset goes alone (stream-reset.ts): after END_STREAM the caller would take a response that runs
+    // until close for a complete one.
+    if (code === h2.NGHTTP2_NO_ERROR) this.stream.close(code);
+    else if (code === h2.NGHTTP2_CANCEL) cancelStream(this.stream);
+    else failStream(this.stream);
   }
 
   // ---- the lane's own events ----

@@ -177,7 +177,7 @@ function onStreamClose(x: OutboundExchange, stream: ClientHttp2Stream): void {
     const broken = rst !== h2.NGHTTP2_NO_ERROR && !x.res.writableEnded;
     release(x, !broken && (x.status < 502 || x.status > 504));
     // The response was cut mid-way: reset the app's connection so it cannot mistake it for complete.
-    if (broken && !x.res.destroyed) x.res.destroy();
+    if (broken && !x.res.destroyed) breakResponse(x.res);
     return;
   }
   release(x, x.appGone);
@@ -248,3 +248,15 @@ function onAppDone(x: OutboundExchange): void {
 }
 
 function noop(): void {}
+
+/**
+ * Ends the caller's connection under a cut response so that it cannot be taken for complete. A framed
+ * body (Content-Length, chunked) is visibly short at a FIN, and the caller keeps what arrived; a body that
+ * runs until close (to an HTTP/1.0 caller) would end cleanly at a FIN, so that caller gets a TCP reset.
+ */
+function breakResponse(res: ServerResponse): void {
+  const framed = res.getHeader('content-length') !== undefined || res.chunkedEncoding;
+  const socket = res.socket;
+  if (!framed && socket !== null && !socket.destroyed && socket.readyState !== 'opening') socket.resetAndDestroy();
+  else res.destroy();
+}

@@ -413,7 +413,10 @@ export class Http1AppConnection implements LaneOwner {
     this.dropLane();
     this.finishExchange(this.response.started ? this.responseStatus() : kind.status, false);
     this.phase = Phase.Closed;
-    this.socket.destroy();
+    // A framed body (Content-Length, chunked) is visibly short at a FIN, and the app keeps what arrived; a
+    // body that runs until close would end cleanly at a FIN, so that app gets a TCP reset.
+    if (this.response.untilClose) this.socket.resetAndDestroy();
+    else this.socket.destroy();
   }
 
   private laneBroke(detail: string): void {

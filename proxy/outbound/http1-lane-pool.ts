@@ -179,8 +179,10 @@ export class LanePool {
       const owner = lane.owner;
       lane.owner = undefined;
       this.forget(lane);
+      // node ends the readable side on RST_STREAM(CANCEL) too: only END_STREAM (no code) is a clean end.
+      const rstCode = stream.rstCode ?? 0;
       if (!stream.closed) stream.close(RST_CANCEL);
-      owner?.onLaneClosed(0);
+      owner?.onLaneClosed(rstCode);
     });
     stream.on('timeout', () => {
       lane.timedOut = lane.owner !== undefined;

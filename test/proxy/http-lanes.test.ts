@@ -262,6 +262,34 @@ describe('HTTP lanes between sidecars', () => {
     await mesh.pool.close(60_000);
   }, 10_000);
 
+  // A body with no Content-Length and no chunked coding runs until the app closes; a reset is not a close.
+  // HTTP/1.1 goes on a lane; HTTP/1.0 takes the HTTP/2-request path.
+  for (const version of ['1.1', '1.0'] as const) {
+    for (const ending of ['close', 'reset'] as const) {
+      it(`passes a close-delimited response the app ends with a ${ending} on as a ${ending} (HTTP/${version} caller)`, async () => {
+        mesh = await startMesh({
+          apps: [
+            (req) => {
+              req.socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nthe body');
+              setTimeout(() => (ending === 'reset' ? req.socket.resetAndDestroy() : req.socket.end()), 50);
+            },
+          ],
+        });
+        const outcome = await new Promise<string>((resolve) => {
+          const socket = netConnect({ host: '127.0.0.1', port: mesh!.outboundPort });
+          let received = '';
+          socket.setEncoding('latin1');
+          socket.on('data', (d: string) => (received += d));
+          const body = (): string => (received.endsWith('\r\n\r\nthe body') ? 'the body' : 'not the body');
+          socket.on('error', (err: NodeJS.ErrnoException) => resolve(`${err.code ?? err.message} after ${body()}`));
+          socket.on('end', () => resolve(`clean end after ${body()}`));
+          socket.write(`GET /until-close HTTP/${version}\r\nHost: payments\r\n\r\n`);
+        });
+        expect(outcome).toBe(ending === 'reset' ? 'ECONNRESET after the body' : 'clean end after the body');
+      });
+    }
+  }
+
   it('gives the same answers with lanes off (the node:http path alone)', async () => {
     const seen: string[] = [];
     mesh = await startMesh({ apps: [recordingApp(seen)], lanes: false });
