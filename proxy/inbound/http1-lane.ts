@@ -4,14 +4,14 @@
  *
  * Each request is framed and authorized on its own, with the policy in force when its head arrives,
  * before the app sees a byte: a refusal is a 403 on the lane (its body is skipped, the lane goes on). An
- * allowed request goes to the app over this lane's own app connection, opened on demand and reopened when
- * the app closes it (so a lane outlives the app's keep-alive timeout); the head is re-serialised with the
- * verified caller in `x-forwarded-client-cert`, the body passes through unchanged, and the response comes
- * back byte for byte (minus any `trellis-*` field the app tried to send). A reused app connection that
- * closes before answering a request without a body is retried once on a new one, as node's HTTP client
- * does; any other app failure before the response is a 502/503/504 on the lane with a stable code.
+ * allowed request goes to the app over this lane's own app connection (lane-app-connection.ts: opened on
+ * demand, reopened when the app closes it, a request without a body retried once); the head is
+ * re-serialised with the verified caller in `x-forwarded-client-cert`, the body passes through unchanged,
+ * and the response comes back byte for byte (minus any `trellis-*` field the app tried to send). Any other
+ * app failure before the response is a 502/503/504 on the lane with a stable code. This file is the lane's
+ * state machine (head → authorize → body → await the response → next head) and how an exchange ends.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { nextCorrelationId } from '../core/correlation.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
@@ -20,7 +20,7 @@ import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
-import { appFailure, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
+import { HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { VerifiedPeer } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
@@ -30,7 +30,7 @@ import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-a
 import type { InboundHttpDeps } from './http-context.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
-import { appLocalAddress } from './app-source.js';
+import { LaneAppConnection, type LaneAppOwner } from './lane-app-connection.js';
 import { recordInboundRequest } from './http-access.js';
 import { cancelStream, failStream } from '../core/stream-reset.js';
 
@@ -54,12 +54,13 @@ function cleanRewrite(head: ResponseHead): Buffer | undefined {
   return responseNeedsCleaning(head) ? serializeResponseHead(head, { dropMeshFields: true, close: false }) : undefined;
 }
 
-export class InboundLane {
+export class InboundLane implements LaneAppOwner {
   private phase = Phase.Head;
   /** Lane bytes after the request in flight (the caller sends one at a time, so at most a head's worth). */
   private buffered: Buffer | undefined;
   private readonly partialHead = new PartialHead();
-  private app: Socket | undefined;
+  /** The lane's own app connection. */
+  private readonly app: LaneAppConnection;
   private appUsed = false;
 
   private req: RequestHead | undefined;
@@ -67,16 +68,11 @@ export class InboundLane {
   private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS);
   /** Frames the app's response and writes it to the lane. */
   private readonly response: Http1ResponseReader;
-  private reused = false;
-  private retried = false;
-  private connected = false;
-  private timedOut = false;
   private holding = false;
   private correlationId = '';
   private path = '';
   private started = 0;
   private status = 0;
-  private connectTimer: NodeJS.Timeout | undefined;
   private draining = false;
   /** Set while an allowed exchange is in flight: a policy change re-judges it (TunnelServer.setState). */
   private untrack: (() => void) | undefined;
@@ -91,6 +87,7 @@ export class InboundLane {
     private readonly deps: InboundHttpDeps,
   ) {
     this.pool = deps.pools.for(appPort);
+    this.app = new LaneAppConnection(this, appPort, this.pool.limits, deps);
     this.response = new Http1ResponseReader({ write: (part) => stream.write(part) }, LANE_HEAD_LIMITS, LANE_BODY_LIMITS);
     stream.on('data', this.onStreamData);
     stream.on('error', noop);
@@ -193,51 +190,17 @@ export class InboundLane {
     this.path = head.target;
     this.reqBody.start(head.body);
     this.response.begin(head.method, cleanRewrite);
-    this.retried = false;
-    this.timedOut = false;
+    this.app.beginRequest();
     this.status = 0;
   }
 
   /** Writes the head (and the body bytes that came with it) to the app connection, opening one if needed. */
   private send(rest: Buffer | undefined): void {
-    let app = this.app;
-    this.reused = app !== undefined;
-    if (app === undefined) app = this.openApp();
+    const app = this.app.take();
     app.cork();
     app.write(this.headBytes as Buffer);
     if (rest !== undefined) this.forwardBody(rest, 0);
     app.uncork();
-  }
-
-  private openApp(): Socket {
-    const localAddress = appLocalAddress(this.appPort.host, this.deps.appSource);
-    const app = netConnect({ host: this.appPort.host, port: this.appPort.port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
-    // Set once: silence this long fails a request in flight (504) and drops an idle connection.
-    app.setTimeout(this.pool.limits.requestIdleTimeoutMs);
-    this.app = app;
-    this.connected = false;
-    this.connectTimer = setTimeout(() => {
-      this.timedOut = true;
-      app.destroy();
-    }, this.pool.limits.connectTimeoutMs);
-    app.once('connect', () => {
-      this.connected = true;
-      clearTimeout(this.connectTimer);
-    });
-    app.on('data', (chunk: Buffer) => {
-      if (this.app === app) this.onAppData(chunk);
-    });
-    app.on('timeout', () => {
-      this.timedOut = true;
-      app.destroy();
-    });
-    app.on('error', (err: Error) => {
-      if (this.app === app) this.onAppGone(err);
-    });
-    app.once('close', () => {
-      if (this.app === app) this.onAppGone(undefined);
-    });
-    return app;
   }
 
   private forwardBody(chunk: Buffer, offset: number): void {
@@ -246,7 +209,7 @@ export class InboundLane {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
       return;
     }
-    const app = this.app;
+    const app = this.app.socket;
     if (n > 0 && this.phase === Phase.Body && app !== undefined) {
       const part = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
       if (!app.write(part)) {
@@ -272,10 +235,11 @@ export class InboundLane {
 
   // ---- app → caller ----
 
-  private onAppData(chunk: Buffer): void {
+  /** Bytes from the app connection in use (LaneAppOwner). */
+  onAppData(chunk: Buffer): void {
     if (this.phase === Phase.Closed || this.req === undefined || this.phase === Phase.Skip) {
       // Bytes with no request asking: the app broke HTTP/1.1; this connection cannot be trusted again.
-      this.dropApp();
+      this.app.drop();
       return;
     }
     const response = this.response;
@@ -286,15 +250,15 @@ export class InboundLane {
     }
     if (!response.done) {
       if (!flowing) {
-        (this.app as Socket).pause();
+        (this.app.socket as Socket).pause();
         this.stream.once('drain', this.resumeApp);
       }
       return;
     }
-    if (response.trailing) this.dropApp(); // bytes after a complete response: never reuse this connection
+    if (response.trailing) this.app.drop(); // bytes after a complete response: never reuse this connection
     if (this.phase === Phase.Await) {
       this.complete();
-    } else if (this.phase === Phase.Body && this.app === undefined) {
+    } else if (this.phase === Phase.Body && this.app.socket === undefined) {
       // An early response, and the connection it came on is gone: the rest of the body is skipped.
       this.finishExchange(this.statusNow());
       this.phase = Phase.Skip;
@@ -307,7 +271,7 @@ export class InboundLane {
   }
 
   private readonly resumeApp = (): void => {
-    this.app?.resume();
+    this.app.socket?.resume();
   };
 
   // ---- ends of an exchange ----
@@ -315,9 +279,9 @@ export class InboundLane {
   private complete(): void {
     const res = this.response.head as ResponseHead;
     this.finishExchange(res.status);
-    if (!res.keepAlive) this.dropApp();
+    if (!res.keepAlive) this.app.drop();
     else {
-      const app = this.app;
+      const app = this.app.socket;
       if (app !== undefined) {
         this.stream.removeListener('drain', this.resumeApp);
         if (app.isPaused()) app.resume();
@@ -342,14 +306,10 @@ export class InboundLane {
     if (pending !== undefined) this.readHead(pending, 0);
   }
 
-  /** The app connection closed or failed. Idle: forget it. In an exchange: retry, answer, or cut the stream. */
-  private onAppGone(err: Error | undefined): void {
-    clearTimeout(this.connectTimer);
-    const app = this.app;
-    this.app = undefined;
-    app?.destroy();
+  /** The app connection closed or failed (LaneAppOwner). Idle: nothing to do. In an exchange: retry, answer, or cut the stream. */
+  onAppGone(err: Error | undefined): void {
     if (this.phase === Phase.Closed || this.req === undefined || this.phase === Phase.Skip || this.phase === Phase.Head) return;
-    if (this.response.untilClose && err === undefined && !this.timedOut) {
+    if (this.response.untilClose && this.app.closedCleanly(err)) {
       // A response delimited by the close of the connection: complete now, and so is the lane.
       this.finishExchange(this.statusNow());
       this.phase = Phase.Closed;
@@ -361,19 +321,17 @@ export class InboundLane {
       this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    if (this.reused && !this.retried && this.req.body.kind === 'none' && !this.timedOut) {
-      this.retried = true;
+    if (this.req.body.kind === 'none' && this.app.claimRetry()) {
       this.send(undefined);
       return;
     }
-    const failure = appFailure(err ?? Object.assign(new Error('the app closed the connection'), { code: 'ECONNRESET' }), this.timedOut, this.connected);
-    this.deps.logger.warn({ correlationId: this.correlationId, code: failure.code, err: err?.message, port: this.appPort.port }, 'http request to app failed');
+    const failure = this.app.failure(err, this.correlationId);
     if (this.reqBody.done) this.answer(failure, this.buffered, undefined, true);
     else this.answerAndClose(failure, this.correlationId);
   }
 
   private appBroke(detail: string): void {
-    this.dropApp();
+    this.app.drop();
     if (this.response.started) {
       this.finishExchange(this.statusNow());
       this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
@@ -406,7 +364,7 @@ export class InboundLane {
     this.status = failure.status;
     if (this.req !== undefined) this.finishExchange(failure.status, failure.code);
     this.phase = Phase.Closed;
-    this.dropApp();
+    this.app.drop();
     if (this.stream.destroyed) return;
     // After the answer, RST_STREAM(NO_ERROR) (RFC 9113 8.1): whatever the peer still sends is not read.
     this.stream.once('finish', () => this.stream.close(h2.NGHTTP2_NO_ERROR));
@@ -428,16 +386,9 @@ export class InboundLane {
     recordInboundRequest(this.deps, { peer: this.peer, local: this.currentState().local, correlationId: this.correlationId, method: req.method, path: this.path, status, code, started: this.started });
   }
 
-  private dropApp(): void {
-    const app = this.app;
-    this.app = undefined;
-    clearTimeout(this.connectTimer);
-    app?.destroy();
-  }
-
   private closeLane(code: number): void {
     this.phase = Phase.Closed;
-    this.dropApp();
+    this.app.drop();
     if (this.stream.destroyed) return;
     // A reset goes alone (stream-reset.ts): after END_STREAM the caller would take a response that runs
     // until close for a complete one.
@@ -452,7 +403,7 @@ export class InboundLane {
     // The caller ends a lane only when it is idle; an exchange in flight is cut by 'close'.
     if (this.phase === Phase.Head) {
       this.phase = Phase.Closed;
-      this.dropApp();
+      this.app.drop();
       if (!this.stream.destroyed) this.stream.end();
     }
   };
@@ -476,7 +427,7 @@ export class InboundLane {
     const status = this.statusNow();
     if (this.req !== undefined) this.finishExchange(status === 0 ? 499 : status, this.cutReason);
     this.phase = Phase.Closed;
-    this.dropApp();
+    this.app.drop();
   };
 }
 
