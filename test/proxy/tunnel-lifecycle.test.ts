@@ -42,24 +42,25 @@ describe('policy change', () => {
   });
 });
 
+/** An app (half-open allowed) behind a server sidecar for api, reached from web's client sidecar. */
+async function tcpMesh(onConnection: (s: Socket) => void): Promise<{ server: Sidecar; port: number; appSockets: Set<Socket> }> {
+  const appSockets = new Set<Socket>();
+  const app = createServer({ allowHalfOpen: true }, (s) => {
+    appSockets.add(s);
+    s.on('error', () => undefined);
+    onConnection(s);
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  cleanup.push(() => closeServer(app, appSockets));
+  const appPort = (app.address() as AddressInfo).port;
+  const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
+  cleanup.push(() => server.stop(0));
+  const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
+  cleanup.push(() => client.stop(0));
+  return { server, port: listenerPort(client), appSockets };
+}
+
 describe('a caller that has already half-closed', () => {
-  /** An app (half-open allowed) behind a server sidecar for api, reached from web's client sidecar. */
-  async function tcpMesh(onConnection: (s: Socket) => void): Promise<{ server: Sidecar; port: number; appSockets: Set<Socket> }> {
-    const appSockets = new Set<Socket>();
-    const app = createServer({ allowHalfOpen: true }, (s) => {
-      appSockets.add(s);
-      s.on('error', () => undefined);
-      onConnection(s);
-    });
-    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    cleanup.push(() => closeServer(app, appSockets));
-    const appPort = (app.address() as AddressInfo).port;
-    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
-    cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
-    cleanup.push(() => client.stop(0));
-    return { server, port: listenerPort(client), appSockets };
-  }
 
   /** Sends a request and FIN; resolves with how the connection then ended for the caller. */
   function sendAndHalfClose(port: number): { outcome: Promise<string>; socket: Socket } {
@@ -286,11 +287,8 @@ describe('a big transfer through a slow reader', () => {
     for (let i = 0; i < payload.length; i += 4096) payload.writeUInt32BE(i, i);
     let appWritten = 0;
     let appStalled = false;
-    const appSockets = new Set<Socket>();
     // An app that streams 64 MiB as fast as the connection takes it, honouring backpressure.
-    const app = createServer((s) => {
-      appSockets.add(s);
-      s.on('error', () => undefined);
+    const { port } = await tcpMesh((s) => {
       const chunk = 64 * 1024;
       const pump = (): void => {
         while (appWritten < payload.length) {
@@ -309,18 +307,11 @@ describe('a big transfer through a slow reader', () => {
       };
       pump();
     });
-    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    cleanup.push(() => closeServer(app, appSockets));
-    const appPort = (app.address() as AddressInfo).port;
-    const server = await startServerSidecar({ identity: await mesh.pki.issue('api', 'shop'), appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
-    cleanup.push(() => server.stop(0));
-    const client = await startClientSidecar(await mesh.pki.issue('web', 'shop'), [server.addresses().tunnel!.port], appPort);
-    cleanup.push(() => client.stop(0));
 
     const baseline = process.memoryUsage().arrayBuffers;
     const hash = createHash('sha256');
     let received = 0;
-    const socket = connect({ port: listenerPort(client), host: '127.0.0.1' });
+    const socket = connect({ port, host: '127.0.0.1' });
     socket.pause();
     const ended = new Promise<void>((r) => socket.on('end', () => r()));
     // Read 1 MiB, then stop reading: the sender must stall with a bounded amount in between.
