@@ -11,7 +11,9 @@ import { describeError, isTrellisError } from '../common/errors.js';
 import { BENCH_USAGE, parseBenchOptions } from './options.js';
 import type { PairFactory, PairName } from './pair.js';
 import { directPair } from './pairs/direct.js';
+import { caddyPair } from './pairs/caddy.js';
 import { haproxyPair } from './pairs/haproxy.js';
+import { nginxStreamPair } from './pairs/nginx-stream.js';
 import { trellisPair } from './pairs/trellis.js';
 import { builtCliPath, defaultResultsDir } from './paths.js';
 import { renderReport } from './report.js';
@@ -22,6 +24,8 @@ import { summarize } from './summary.js';
 export const PAIR_FACTORIES: Readonly<Record<PairName, PairFactory>> = Object.freeze({
   direct: directPair,
   haproxy: haproxyPair,
+  'nginx-stream': nginxStreamPair,
+  caddy: caddyPair,
   trellis: trellisPair,
 });
 

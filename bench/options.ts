@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { InputError } from '../common/errors.js';
-import { PAIR_NAMES, type PairName } from './pair.js';
+import { DEFAULT_PAIR_NAMES, PAIR_NAMES, type PairName } from './pair.js';
 import { DEFAULT_SCENARIO_IDS, SCENARIOS } from './scenarios.js';
 
 export interface BenchOptions {
@@ -23,7 +23,8 @@ export interface BenchOptions {
 export const BENCH_USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
 
 Runs the no-proxy baseline, an HAProxy mTLS pair and a Trellis sidecar pair side by side on this machine,
-interleaved and repeated, and prints the medians with the targets checked.
+interleaved and repeated, and prints the medians with the targets checked (against the HAProxy pair).
+An nginx stream (C, L4) pair and a Caddy (Go, http ports only) pair can join them with --pairs.
 
 Options:
   --duration SECONDS   length of each measured run (default 10)
@@ -31,7 +32,8 @@ Options:
   --rounds N           rounds; every pair runs every scenario once per round (default 3)
   --scenarios A,B      scenarios to run (default: all)
                        ${SCENARIOS.map((s) => s.id).join(', ')}
-  --pairs A,B          pairs to run (default: ${PAIR_NAMES.join(',')})
+  --pairs A,B          pairs to run (default: ${DEFAULT_PAIR_NAMES.join(',')})
+                       all: ${PAIR_NAMES.join(',')} (about 20 min with the defaults)
   --quick              a short smoke run: 2 s runs, 1 round, 1 s warm-up
   --results DIR        where bench-<timestamp>.json goes (default bench/results)
   --no-results         write no JSON
@@ -80,7 +82,7 @@ export function parseBenchOptions(argv: readonly string[], defaultResultsDir: st
   const warmupSeconds = positiveInteger(values.warmup, 'warmup', errors, 0) ?? 1;
   const rounds = positiveInteger(values.rounds, 'rounds', errors) ?? (quick ? 1 : 3);
   const scenarios = list(values.scenarios, 'scenarios', DEFAULT_SCENARIO_IDS, errors) ?? [...DEFAULT_SCENARIO_IDS];
-  const pairs = list(values.pairs, 'pairs', PAIR_NAMES, errors) ?? [...PAIR_NAMES];
+  const pairs = list(values.pairs, 'pairs', PAIR_NAMES, errors) ?? [...DEFAULT_PAIR_NAMES];
   if (values['no-results'] === true && values.results !== undefined) errors.push('--results and --no-results contradict each other');
   if (errors.length > 0) throw new InputError('TRELLIS_BENCH_OPTIONS', `bad options:\n  ${errors.join('\n  ')}`);
   return Object.freeze({

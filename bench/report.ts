@@ -3,7 +3,7 @@
  * their marks, then what the figures were measured on. Plain text with aligned columns, so it reads the
  * same in a terminal, a CI log and a pasted note.
  */
-import { PAIR_TITLES } from './pair.js';
+import { PAIR_TITLES, type PairName } from './pair.js';
 import type { BenchRun } from './runner.js';
 import { scenarioById } from './scenarios.js';
 import type { BenchSummary, CellSummary } from './summary.js';
@@ -40,7 +40,24 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   const headers = ['scenario', 'pair', 'req/s', 'MiB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'added p99', 'errors', 'non-2xx', 'peak RSS MiB (cli/srv)', 'CPU s (cli/srv)', 'CPU µs/req (cli/srv)'];
   const rows: string[][] = [];
   let previous = '';
-  for (const cell of summary.cells) {
+  // Rows in run order: every scenario, every pair; a pair that serves no port of the scenario's kind gets
+  // an "n/a" row rather than a missing one.
+  type Row = { readonly kind: 'cell'; readonly cell: CellSummary } | { readonly kind: 'n/a'; readonly scenario: string; readonly pair: PairName };
+  const ordered: Row[] = [];
+  for (const scenario of run.options.scenarios) {
+    for (const { name } of run.pairs) {
+      const cell = summary.cells.find((c) => c.scenario === scenario && c.pair === name);
+      if (cell !== undefined) ordered.push({ kind: 'cell', cell });
+      else if (summary.unserved.some((u) => u.scenario === scenario && u.pair === name)) ordered.push({ kind: 'n/a', scenario, pair: name });
+    }
+  }
+  for (const row of ordered) {
+    if (row.kind === 'n/a') {
+      rows.push([row.scenario === previous ? '' : row.scenario, PAIR_TITLES[row.pair], ...headers.slice(2).map(() => 'n/a')]);
+      previous = row.scenario;
+      continue;
+    }
+    const cell = row.cell;
     rows.push([
       cell.scenario === previous ? '' : cell.scenario,
       PAIR_TITLES[cell.pair],
@@ -59,6 +76,11 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
     previous = cell.scenario;
   }
   out.push(renderTable(headers, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])));
+  for (const pair of [...new Set(summary.unserved.map((u) => u.pair))]) {
+    const mine = summary.unserved.filter((u) => u.pair === pair);
+    const ports = [...new Set(mine.map((u) => u.port))].join(', ');
+    out.push(`n/a: the ${PAIR_TITLES[pair]} serves no ${ports} port, so ${mine.length} scenario(s) were not run through it (${mine.map((u) => u.scenario).join(', ')}).`);
+  }
   out.push('');
   out.push('Scenarios:');
   for (const id of run.options.scenarios) out.push(`  ${id}: ${scenarioById(id)?.title ?? id}`);
@@ -73,7 +95,8 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   );
   const missed = summary.targets.filter((t) => t.mark === 'MISSED').length;
   const met = summary.targets.filter((t) => t.mark === 'met').length;
-  out.push(`${met} met, ${missed} missed, ${summary.targets.length - met - missed} not applicable`);
+  const unservedNote = summary.unserved.length === 0 ? '' : `; ${summary.unserved.length} table cell(s) not applicable (pair without that port kind)`;
+  out.push(`${met} met, ${missed} missed, ${summary.targets.length - met - missed} not applicable${unservedNote}`);
   out.push('');
   const m = run.machine;
   out.push(`Machine: ${m.cpuCount} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`);

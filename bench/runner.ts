@@ -12,7 +12,7 @@ import { startBackend } from './backend.js';
 import { runH2load } from './h2load.js';
 import { totalErrors, type LoadSample } from './load-sample.js';
 import type { BenchOptions } from './options.js';
-import type { PairContext, PairFactory, PairName, RunningPair } from './pair.js';
+import { servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
 import { writeBenchPki } from './pki.js';
 import { readProcessStats, resetPeakRss } from './proc-stats.js';
 import { ProcessGroup } from './processes.js';
@@ -57,7 +57,8 @@ export interface BenchRun {
   readonly finishedAt: string;
   readonly options: BenchOptions;
   readonly machine: MachineInfo;
-  readonly pairs: readonly { readonly name: PairName; readonly description: string }[];
+  /** `ports`: the port kinds the pair serves (absent in older results: both); scenarios through the others were not run. */
+  readonly pairs: readonly { readonly name: PairName; readonly description: string; readonly ports?: readonly PortKind[] }[];
   readonly samples: readonly RunSample[];
   readonly finalSidecars: readonly FinalSidecarState[];
 }
@@ -77,6 +78,7 @@ interface Stopwatch {
 
 function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, seconds: number, dir: string, wrkScript: string): Promise<LoadSample> {
   const entry = pair.entry[scenario.port];
+  if (entry === undefined) throw new Error(`${pair.name} serves no ${scenario.port} port (scenario ${scenario.id})`);
   const url = `http://${entry.host}:${entry.port}${scenario.path}`;
   const load = scenario.load;
   if (load.tool === 'wrk') {
@@ -136,17 +138,21 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
       const context: PairContext = { dir: pairDir, backend: backend.address, pki, processes: group, trellisCli: hooks.trellisCli };
       const pair = await factory.start(context);
       running.push(pair);
-      hooks.progress(`${pair.name}: tcp ${pair.entry.tcp.port}, http ${pair.entry.http.port}${pair.sidecars.map((s) => `, ${s.role} pid ${s.pid}`).join('')}`);
+      const ports = (['tcp', 'http'] as const).map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');
+      hooks.progress(`${pair.name}: ${ports}${pair.sidecars.map((s) => `, ${s.role} pid ${s.pid}`).join('')}`);
     }
 
     const samples: RunSample[] = [];
-    const total = options.rounds * scenarios.length * running.length;
+    // A pair that serves no port of a scenario's kind (Caddy: no tcp port) skips it; the report says n/a.
+    const serves = (pair: RunningPair, scenario: Scenario): boolean => pair.entry[scenario.port] !== undefined;
+    const total = options.rounds * scenarios.reduce((n, scenario) => n + running.filter((p) => serves(p, scenario)).length, 0);
     for (let round = 1; round <= options.rounds; round++) {
       for (const scenario of scenarios) {
         const offset = (round - 1) % running.length;
         const order = [...running.slice(offset), ...running.slice(0, offset)];
         for (const pair of order) {
           checkAborted();
+          if (!serves(pair, scenario)) continue;
           if (options.warmupSeconds > 0) await runLoad(group, scenario, pair, options.warmupSeconds, dir, wrkScript);
           pair.assertAlive();
           const before = new Map<number, Stopwatch>();
@@ -182,7 +188,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
       finishedAt: new Date().toISOString(),
       options,
       machine: { ...machineBefore, loadAverageAfter: machineAfter.loadAverageBefore },
-      pairs: running.map((p) => ({ name: p.name, description: p.description })),
+      pairs: running.map((p) => ({ name: p.name, description: p.description, ports: servedPortKinds(p) })),
       samples,
       finalSidecars,
     };

@@ -2,10 +2,13 @@
  * From raw samples to what the report states: the median of each figure across rounds for every
  * (scenario, pair), errors summed (one failed request in any round counts), the largest peak RSS, and the
  * targets of the issue checked and marked, never enforced: Trellis at least the HAProxy pair's throughput,
- * no more added p99 latency than it, at most 64 MiB RSS per sidecar, and no errors.
+ * no more added p99 latency than it, at most 64 MiB RSS per sidecar, and no errors. The targets compare
+ * Trellis with the HAProxy pair only; the nginx and Caddy pairs are in the table, not in the targets. A
+ * pair that serves no port of a scenario's kind (the Caddy pair has no tcp port) gets no cell for it but
+ * an `unserved` entry, which the report prints as "n/a".
  */
 import { median, totalErrors } from './load-sample.js';
-import type { PairName } from './pair.js';
+import { PORT_KINDS, type PairName, type PortKind } from './pair.js';
 import type { BenchRun, RunSample } from './runner.js';
 import { scenarioById } from './scenarios.js';
 
@@ -48,9 +51,28 @@ export interface TargetCheck {
   readonly mark: Mark;
 }
 
+/** A (scenario, pair) that was not run because the pair serves no port of the scenario's kind. */
+export interface UnservedCell {
+  readonly scenario: string;
+  readonly pair: PairName;
+  readonly port: PortKind;
+}
+
 export interface BenchSummary {
   readonly cells: readonly CellSummary[];
+  readonly unserved: readonly UnservedCell[];
   readonly targets: readonly TargetCheck[];
+}
+
+/** The port kinds a pair of the run served (results written before pairs recorded them: all). */
+export function pairPorts(run: BenchRun, pair: PairName): readonly PortKind[] {
+  return run.pairs.find((p) => p.name === pair)?.ports ?? PORT_KINDS;
+}
+
+/** The scenario's port kind when `pair` does not serve it, else undefined. */
+function unservedPort(run: BenchRun, scenario: string, pair: PairName): PortKind | undefined {
+  const port = scenarioById(scenario)?.port;
+  return port !== undefined && run.pairs.some((p) => p.name === pair) && !pairPorts(run, pair).includes(port) ? port : undefined;
 }
 
 function summarizeCell(scenario: string, pair: PairName, samples: readonly RunSample[], directP99: number | undefined): CellSummary {
@@ -100,13 +122,18 @@ function checkTargets(cells: readonly CellSummary[], run: BenchRun): TargetCheck
   for (const scenario of run.options.scenarios) {
     const trellis = cell(scenario, 'trellis');
     const haproxy = cell(scenario, 'haproxy');
+    // Why a side has no figure: not in the run, or in it without a port of this kind.
+    const absent = (pair: PairName): string => {
+      const port = unservedPort(run, scenario, pair);
+      return port === undefined ? 'not run' : `not applicable (no ${port} port)`;
+    };
     const fixedRate = scenarioById(scenario)?.fixedRate === true;
     if (!fixedRate) {
       checks.push({
         target: 'throughput ≥ HAProxy pair',
         scenario,
-        trellis: trellis === undefined ? 'not run' : `${fmtRate(trellis.requestsPerSecond)} req/s`,
-        reference: haproxy === undefined ? 'not run' : `${fmtRate(haproxy.requestsPerSecond)} req/s`,
+        trellis: trellis === undefined ? absent('trellis') : `${fmtRate(trellis.requestsPerSecond)} req/s`,
+        reference: haproxy === undefined ? absent('haproxy') : `${fmtRate(haproxy.requestsPerSecond)} req/s`,
         mark: trellis === undefined || haproxy === undefined ? 'n/a' : trellis.requestsPerSecond >= haproxy.requestsPerSecond && clean(trellis) ? 'met' : 'MISSED',
       });
     }
@@ -117,8 +144,8 @@ function checkTargets(cells: readonly CellSummary[], run: BenchRun): TargetCheck
     checks.push({
       target: label,
       scenario,
-      trellis: trellis === undefined ? 'not run' : fmtMs(latency(trellis)),
-      reference: haproxy === undefined ? 'not run' : fmtMs(latency(haproxy)),
+      trellis: trellis === undefined ? absent('trellis') : fmtMs(latency(trellis)),
+      reference: haproxy === undefined ? absent('haproxy') : fmtMs(latency(haproxy)),
       // A Trellis pair with no latency at all completed nothing: that misses, it is not "not applicable".
       mark: trellis === undefined || haproxy === undefined ? 'n/a' : Number.isFinite(trellis.p99Us) && latency(trellis) <= latency(haproxy) && clean(trellis) ? 'met' : 'MISSED',
     });
@@ -127,7 +154,7 @@ function checkTargets(cells: readonly CellSummary[], run: BenchRun): TargetCheck
         target: 'no errors, no non-2xx, no suspect run',
         scenario,
         trellis: describeFailures(trellis),
-        reference: haproxy === undefined ? 'not run' : describeFailures(haproxy),
+        reference: haproxy === undefined ? absent('haproxy') : describeFailures(haproxy),
         mark: clean(trellis) ? 'met' : 'MISSED',
       });
       for (const s of trellis.sidecars) {
@@ -136,7 +163,7 @@ function checkTargets(cells: readonly CellSummary[], run: BenchRun): TargetCheck
           target: `peak RSS ≤ 64 MiB (${s.role} sidecar)`,
           scenario,
           trellis: fmtMiB(s.peakRssBytes),
-          reference: ref === undefined ? 'not run' : fmtMiB(ref.peakRssBytes),
+          reference: ref === undefined ? absent('haproxy') : fmtMiB(ref.peakRssBytes),
           mark: s.peakRssBytes <= RSS_LIMIT_BYTES ? 'met' : 'MISSED',
         });
       }
@@ -157,13 +184,18 @@ function checkTargets(cells: readonly CellSummary[], run: BenchRun): TargetCheck
 
 export function summarize(run: BenchRun): BenchSummary {
   const cells: CellSummary[] = [];
+  const unserved: UnservedCell[] = [];
   for (const scenario of run.options.scenarios) {
     const direct = run.samples.filter((s) => s.scenario === scenario && s.pair === 'direct');
     const directP99 = direct.length === 0 ? undefined : median(direct.map((s) => s.load.latencyUs.p99));
     for (const pair of run.pairs.map((p) => p.name)) {
       const samples = run.samples.filter((s) => s.scenario === scenario && s.pair === pair);
       if (samples.length > 0) cells.push(summarizeCell(scenario, pair, samples, directP99));
+      else {
+        const port = unservedPort(run, scenario, pair);
+        if (port !== undefined) unserved.push({ scenario, pair, port });
+      }
     }
   }
-  return { cells, targets: checkTargets(cells, run) };
+  return { cells, unserved, targets: checkTargets(cells, run) };
 }
