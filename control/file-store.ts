@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import { TrellisError } from '../common/errors.js';
 import type { ControlStore, SecretName, StoredRegistration, TokenRecord } from './store.js';
 
@@ -79,6 +79,8 @@ export class FileStore implements ControlStore {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dir, 'tokens'), { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dir, 'registrations'), { recursive: true, mode: 0o700 });
+    // A crash between write and rename leaves a temporary file beside the record; nothing reads it.
+    for (const folder of [dir, join(dir, 'tokens'), join(dir, 'registrations')]) await removeOrphanedTempFiles(folder);
     return new FileStore(dir);
   }
 
