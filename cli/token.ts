@@ -15,6 +15,7 @@ import { CONTROL_PATHS, type CreateTokenResponse, type TokenRecordView } from '.
 import { controlRequest, type ControlEndpoint } from '../api/control-client.js';
 import { FileStore } from '../control/file-store.js';
 import { readDataDirIdentity } from '../control/identity-file.js';
+import { refuseReservedToken } from '../control/reserved-identity.js';
 import { TokenService } from '../control/token-service.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 
@@ -75,7 +76,7 @@ async function targetOf(values: Record<string, string | boolean | undefined>): P
   if (dataDir === undefined) throw new InputError('TRELLIS_CLI_USAGE', `give --data-dir DIR, or --control URL with the admin credential\n\n${USAGE}`);
   const identity = await readDataDirIdentity(resolve(dataDir));
   if (identity === undefined) throw new InputError('TRELLIS_CLI_NOT_A_DATA_DIR', `${dataDir} is not a control plane data dir (no control.json); start \`trellis control run --data-dir ${dataDir}\` once first`);
-  return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain) };
+  return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain, Date.now, identity.rootNamespace) };
 }
 
 export const tokenCommand: Command = {
@@ -103,6 +104,8 @@ export const tokenCommand: Command = {
       if (values.service === undefined) throw new InputError('TRELLIS_CLI_USAGE', `--service is required\n\n${USAGE}`);
       const ttlMs = parseDuration(values.ttl ?? '1h', '--ttl');
       const namespace = values.namespace ?? 'default';
+      // Before any connection: the API refuses it too, with the control plane's own root namespace.
+      refuseReservedToken(namespace, values.service, values['root-namespace'] as string | undefined);
       const target = await targetOf(values);
       let created: CreateTokenResponse;
       if (target.online !== undefined) {

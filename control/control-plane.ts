@@ -98,8 +98,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // The bundle in force: read by issuance, the hub, the API's TLS and GET /v1/trust-bundle; replaced on rotation.
   const trust = { pem: cas.trustBundlePem };
   metrics.trustBundleRoots.set(cas.zone.bundle.roots.length);
-  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem });
-  const tokens = new TokenService(store, config.trustDomain);
+  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem, rootNamespace: config.rootNamespace });
+  const tokens = new TokenService(store, config.trustDomain, Date.now, config.rootNamespace);
   const adminToken = await store.secret('admin-token');
   await store.secret('token-signing-key');
 

@@ -10,6 +10,8 @@ import { workloadId } from '../ca/spiffe-id.js';
 import type { AuthenticatedWorkload, BootstrapAuthenticator } from './authenticator.js';
 import { JOIN_TOKEN_PREFIX, signJoinToken, verifyJoinTokenSignature } from './join-token.js';
 import type { ControlStore, TokenRecord } from './store.js';
+import { refuseReservedIssuance, refuseReservedToken } from './reserved-identity.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 
 /** A join token is for bootstrapping, not a long-lived secret: refuse TTLs beyond a year. */
 export const MAX_TOKEN_TTL_MS = 365 * 86_400_000;
@@ -26,11 +28,14 @@ export class TokenService implements BootstrapAuthenticator {
     private readonly store: ControlStore,
     private readonly trustDomain: string,
     private readonly now: () => number = Date.now,
+    /** The control plane's root namespace, reserved for the mesh's own identities. */
+    private readonly rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
   ) {}
 
   async create(service: string, namespace: string, ttlMs: number): Promise<CreatedToken> {
     // Validates both names with the SPIFFE rules before anything is written.
     workloadId(this.trustDomain, namespace, service);
+    refuseReservedToken(namespace, service, this.rootNamespace);
     if (!Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) {
       throw new InputError('TRELLIS_TOKEN_TTL_INVALID', `token TTL must be between 1s and 365d (got ${ttlMs} ms)`);
     }
@@ -79,6 +84,8 @@ export class TokenService implements BootstrapAuthenticator {
     if (record.service !== claims.service || record.namespace !== claims.namespace) {
       throw refused('TRELLIS_TOKEN_MISMATCH', `join token ${claims.id} does not match its record`);
     }
+    // A token made before the namespace was reserved (or written into the store by hand) is refused too.
+    refuseReservedIssuance(claims.namespace, claims.service, this.rootNamespace);
     return { namespace: claims.namespace, service: claims.service, credential: `join-token:${claims.id}` };
   }
 }
