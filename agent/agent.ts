@@ -145,7 +145,8 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
         await stateDir?.saveIdentity(held);
         break;
       } catch (err) {
-        const refused = err instanceof ControlError && err.status >= 400 && err.status < 500;
+        // 429: too many refused attempts from this address (the control plane's limit); waiting helps.
+        const refused = err instanceof ControlError && err.status >= 400 && err.status < 500 && err.status !== 429;
         if (refused || (err instanceof TrellisError && err.side === 'input')) {
           throw new TrellisError('TRELLIS_AGENT_BOOTSTRAP_REFUSED', `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
         }

@@ -96,8 +96,13 @@ export class IdentityManager {
     const token = await this.options.readToken();
     if (token === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TOKEN', 'no join token to bootstrap with (--token-file)', { side: 'input' });
     const key = await generateWorkloadKey();
-    const csrPem = await createCsr(key, this.options.wantedId(token));
-    const issued = await this.request<IssueResponse>(this.options.endpoint(this.held), { method: 'POST', path: CONTROL_PATHS.issue, bearer: token, body: { csrPem } });
+    const wanted = this.options.wantedId(token);
+    const csrPem = await createCsr(key, wanted);
+    // The token goes only to a control plane of the trust domain this workload joins (a federated root in
+    // the bundle does not make another mesh's control plane ours).
+    const endpoint = this.options.endpoint(this.held);
+    const trustDomain = endpoint.trustDomain ?? /^spiffe:\/\/([^/]+)\//.exec(wanted)?.[1];
+    const issued = await this.request<IssueResponse>(trustDomain === undefined ? endpoint : { ...endpoint, trustDomain }, { method: 'POST', path: CONTROL_PATHS.issue, bearer: token, body: { csrPem } });
     return this.accept(issued, key.keyPem);
   }
 

@@ -7,7 +7,7 @@
  * `applyConfig` swaps the upstream list (transparent index, balancer, pre-warmed sessions) atomically, so
  * a service that left is simply absent; a wildcard `--upstream` (`*`, `NS/*`) binds no listener.
  */
-import type { AgentSnapshot } from '../api/control-protocol.js';
+import { normaliseSerial, type AgentSnapshot } from '../api/control-protocol.js';
 import type { OutboundListener, UpstreamService } from '../api/data-plane.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
 import { validatePolicyObjects } from '../policy/validator.js';
@@ -46,5 +46,8 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
     if (typeof built === 'string') waiting.push(built);
     else listeners.push(built);
   }
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy }), waiting };
+  // Revoked certificates stop mattering at their notAfter; the control plane drops them then too.
+  const now = Date.now();
+  const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
+  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials }), waiting };
 }

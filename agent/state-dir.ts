@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import type { WorkloadIdentity } from '../api/data-plane.js';
 import type { VersionedSnapshot } from './config-state.js';
 
@@ -27,6 +27,8 @@ export class AgentStateDir {
 
   static async open(dir: string): Promise<AgentStateDir> {
     await fs.mkdir(join(dir, 'identity'), { recursive: true, mode: 0o700 });
+    // Orphans of a crash between write and rename (a key among them: they are 0600, but still litter).
+    for (const folder of [dir, join(dir, 'identity')]) await removeOrphanedTempFiles(folder);
     return new AgentStateDir(dir);
   }
 

@@ -6,6 +6,8 @@
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { PeerCertificate } from 'node:tls';
+import { trustDomainOf } from '../ca/authority.js';
+import { parseCertificatesPem } from '../ca/certificate.js';
 import { TrellisError } from '../common/errors.js';
 import { CONTROL_PLANE_SERVICE, CONTROL_PROTOCOL_VERSION, PROTOCOL_HEADER, type ErrorBody } from './control-protocol.js';
 
@@ -43,13 +45,33 @@ export class ControlError extends TrellisError {
   }
 }
 
+/**
+ * The trust domains a control plane of this mesh may belong to: the one the caller knows, else those the
+ * bundle's roots name (a Trellis root carries `spiffe://<td>`); empty when neither says (an operator root
+ * without a URI SAN), and then the chain alone decides.
+ */
+function controlTrustDomains(endpoint: ControlEndpoint): ReadonlySet<string> {
+  if (endpoint.trustDomain !== undefined) return new Set([endpoint.trustDomain]);
+  try {
+    return new Set(parseCertificatesPem(endpoint.trustBundlePem, 'trust bundle').map((root) => trustDomainOf(root)).filter((td): td is string => td !== undefined));
+  } catch {
+    return new Set();
+  }
+}
+
+/**
+ * node:tls has verified the chain against the trust bundle when this runs, and the request (with its
+ * bearer credential) is written only after it passes: the leaf must carry exactly one URI SAN, and it
+ * must be the control plane's own SPIFFE ID. A workload certificate of any other service, the root
+ * namespace's included, is refused (join tokens and service-account tokens cannot name the root
+ * namespace: control/reserved-identity.ts).
+ */
 function checkControlIdentity(endpoint: ControlEndpoint): (host: string, cert: PeerCertificate) => Error | undefined {
+  const trustDomains = controlTrustDomains(endpoint);
   return (_host, cert) => {
     const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-    const ok = uris.some((uri) => {
-      const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(uri);
-      return m !== null && m[3] === CONTROL_PLANE_SERVICE && m[2] === endpoint.rootNamespace && (endpoint.trustDomain === undefined || m[1] === endpoint.trustDomain);
-    });
+    const m = uris.length === 1 ? /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(uris[0] as string) : null;
+    const ok = m !== null && m[3] === CONTROL_PLANE_SERVICE && m[2] === endpoint.rootNamespace && (trustDomains.size === 0 || trustDomains.has(m[1] as string));
     if (ok) return undefined;
     return new Error(`the server at ${endpoint.url.host} is not a Trellis control plane of this mesh (its certificate names ${uris.join(', ') || 'no SPIFFE ID'})`);
   };

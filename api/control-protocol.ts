@@ -163,6 +163,25 @@ export interface AgentSnapshot {
   /** Revision of the policy set, `sha256:<hex>` of its canonical JSON: shows in metrics and readiness. */
   readonly policyRevision: string;
   readonly upstreams: readonly UpstreamService[];
+  /**
+   * Certificates issued through a revoked join token (and their renewals) that have not expired yet:
+   * sidecars refuse tunnel sessions from them and close the ones open. Added within protocol version 1:
+   * absent from an older control plane's snapshot (nothing revoked), ignored by an older agent.
+   */
+  readonly revokedSerials?: readonly RevokedSerial[];
+}
+
+/** One revoked certificate: kept on the list only until its `notAfter`, when it stops working anyway. */
+export interface RevokedSerial {
+  /** Lowercase hex without leading zeros (`normaliseSerial`). */
+  readonly serial: string;
+  /** ISO-8601. */
+  readonly notAfter: string;
+}
+
+/** One spelling of a certificate serial for comparisons: node:crypto gives uppercase hex, the CA lowercase. */
+export function normaliseSerial(serial: string): string {
+  return serial.toLowerCase().replace(/^0+(?=.)/, '');
 }
 
 /** One endpoint added or changed (`set`) or gone (`remove`, by `endpointKey`) in one upstream. */
@@ -200,6 +219,8 @@ export interface WatchDeltaMessage {
   readonly policies?: readonly TrafficPermission[];
   readonly policyRevision?: string;
   readonly trustBundlePem?: string;
+  /** Replaces the whole revoked list (see `AgentSnapshot.revokedSerials`). */
+  readonly revokedSerials?: readonly RevokedSerial[];
 }
 
 export interface WatchPingMessage {
@@ -221,6 +242,8 @@ export interface CreateTokenRequest {
   readonly service: string;
   readonly namespace: string;
   readonly ttlMs: number;
+  /** How many bootstraps the token allows (default 1). */
+  readonly uses?: number;
 }
 
 export interface CreateTokenResponse {
@@ -230,6 +253,8 @@ export interface CreateTokenResponse {
   readonly namespace: string;
   /** ISO-8601. */
   readonly expiresAt: string;
+  readonly uses?: number;
+  readonly usesLeft?: number;
 }
 
 export interface TokenRecordView {
@@ -239,6 +264,11 @@ export interface TokenRecordView {
   readonly createdAt: string;
   readonly expiresAt: string;
   readonly revokedAt?: string;
+  /** Absent on tokens made before use counts: those are reusable until they expire. */
+  readonly uses?: number;
+  readonly usesLeft?: number;
+  /** Certificates issued through the token, renewals included, that have not expired. */
+  readonly certificates?: number;
 }
 
 /** The key of one endpoint inside an upstream: its tunnel address. */

@@ -101,13 +101,21 @@ export function parseCsr(csrPem: string): ParsedCsr {
   let subjectAltNames: SubjectAltNames | undefined;
   let requestsCa = false;
   try {
+    // One extensionRequest with one value, and each extension in it once (RFC 5280 4.2): a request with two
+    // SAN extensions would otherwise be judged on one of them while another implementation reads the other.
+    let extensionRequests = 0;
+    const seen = new Set<string>();
     for (const attribute of attributes) {
       const [idNode, valuesNode] = children(attribute);
       if (decodeOid(expectTag(idNode, TAG.OID, 'attribute id')) !== OID.extensionRequest) continue;
-      const [extensions] = children(expectTag(valuesNode, TAG.SET, 'attribute values'));
-      for (const ext of children(expectTag(extensions, TAG.SEQUENCE, 'requested extensions'))) {
+      if (++extensionRequests > 1) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', 'it carries more than one extensionRequest attribute');
+      const values = children(expectTag(valuesNode, TAG.SET, 'attribute values'));
+      if (values.length !== 1) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', `its extensionRequest attribute holds ${values.length} values, not one`);
+      for (const ext of children(expectTag(values[0], TAG.SEQUENCE, 'requested extensions'))) {
         const parts = children(ext);
         const id = decodeOid(expectTag(parts[0], TAG.OID, 'extension id'));
+        if (seen.has(id)) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', `it requests extension ${id} more than once`);
+        seen.add(id);
         const value = readWhole(expectTag(parts[parts.length - 1], TAG.OCTET_STRING, 'extension value').content, 'extension');
         const critical = parts.length === 3 && decodeBoolean(expectTag(parts[1], TAG.BOOLEAN, 'critical'));
         if (id === OID.subjectAltName) subjectAltNames = decodeSubjectAltNames(value, critical);
@@ -115,6 +123,7 @@ export function parseCsr(csrPem: string): ParsedCsr {
       }
     }
   } catch (err) {
+    if (err instanceof InputError && err.code === 'TRELLIS_CA_CSR_DUPLICATE_EXTENSION') throw err;
     throw csrError('TRELLIS_CA_CSR_INVALID', `malformed extension request (${(err as Error).message})`, err);
   }
   return Object.freeze({ spki, publicKey, subjectAltNames, requestsCa });

@@ -14,7 +14,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../common/errors.js';
-import { writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 
 export const CA_FILES = Object.freeze({ certificate: 'ca.crt', key: 'ca.key', bundle: 'bundle.pem' });
 
@@ -108,6 +108,8 @@ export async function assertNoCa(dir: string): Promise<void> {
 
 export async function writeCaFiles(dir: string, files: { certChainPem: string; keyPem: string; bundlePem: string }): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // An interrupted earlier write may have left a temporary copy of a key here: never leave one lying about.
+  await removeOrphanedTempFiles(dir);
   await assertNoCa(dir);
   const written: string[] = [];
   try {

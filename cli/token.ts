@@ -15,11 +15,12 @@ import { CONTROL_PATHS, type CreateTokenResponse, type TokenRecordView } from '.
 import { controlRequest, type ControlEndpoint } from '../api/control-client.js';
 import { FileStore } from '../control/file-store.js';
 import { readDataDirIdentity } from '../control/identity-file.js';
-import { TokenService } from '../control/token-service.js';
+import { refuseReservedToken } from '../control/reserved-identity.js';
+import { DEFAULT_TOKEN_USES, MAX_TOKEN_USES, TokenService } from '../control/token-service.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 
 const USAGE = `Usage:
-  trellis token create --service S [--namespace N] [--ttl 1h] [--output FILE] TARGET
+  trellis token create --service S [--namespace N] [--ttl 1h] [--uses 1] [--output FILE] TARGET
   trellis token revoke ID TARGET
   trellis token list TARGET
 
@@ -30,7 +31,8 @@ TARGET is one of:
                                        and the trust bundle (<data-dir>/trust-bundle.pem)
 
 create prints the token on stdout (or writes it to --output, mode 0600) and its id on stderr.
-Defaults: --namespace default, --ttl 1h.
+--uses N: how many bootstraps the token allows (each VM that joins spends one); revoking it also
+revokes the certificates issued through it. Defaults: --namespace default, --ttl 1h, --uses 1.
 `;
 
 interface Target {
@@ -75,7 +77,7 @@ async function targetOf(values: Record<string, string | boolean | undefined>): P
   if (dataDir === undefined) throw new InputError('TRELLIS_CLI_USAGE', `give --data-dir DIR, or --control URL with the admin credential\n\n${USAGE}`);
   const identity = await readDataDirIdentity(resolve(dataDir));
   if (identity === undefined) throw new InputError('TRELLIS_CLI_NOT_A_DATA_DIR', `${dataDir} is not a control plane data dir (no control.json); start \`trellis control run --data-dir ${dataDir}\` once first`);
-  return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain) };
+  return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain, Date.now, identity.rootNamespace) };
 }
 
 export const tokenCommand: Command = {
@@ -89,6 +91,7 @@ export const tokenCommand: Command = {
         service: { type: 'string' },
         namespace: { type: 'string' },
         ttl: { type: 'string' },
+        uses: { type: 'string' },
         output: { type: 'string' },
         'data-dir': { type: 'string' },
         control: { type: 'string' },
@@ -102,18 +105,22 @@ export const tokenCommand: Command = {
       if (rest.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${rest[0]}"\n\n${USAGE}`);
       if (values.service === undefined) throw new InputError('TRELLIS_CLI_USAGE', `--service is required\n\n${USAGE}`);
       const ttlMs = parseDuration(values.ttl ?? '1h', '--ttl');
+      const uses = values.uses === undefined ? DEFAULT_TOKEN_USES : /^[0-9]{1,6}$/.test(values.uses) ? Number(values.uses) : Number.NaN;
+      if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) throw new InputError('TRELLIS_TOKEN_USES_INVALID', `--uses: expected a whole number from 1 to ${MAX_TOKEN_USES} (got "${values.uses}")`);
       const namespace = values.namespace ?? 'default';
+      // Before any connection: the API refuses it too, with the control plane's own root namespace.
+      refuseReservedToken(namespace, values.service, values['root-namespace'] as string | undefined);
       const target = await targetOf(values);
       let created: CreateTokenResponse;
       if (target.online !== undefined) {
-        created = await controlRequest<CreateTokenResponse>(target.online.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken, body: { service: values.service, namespace, ttlMs } });
+        created = await controlRequest<CreateTokenResponse>(target.online.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken, body: { service: values.service, namespace, ttlMs, uses } });
       } else {
-        const made = await (target.offline as TokenService).create(values.service, namespace, ttlMs);
+        const made = await (target.offline as TokenService).create(values.service, namespace, ttlMs, uses);
         created = { ...made.record, token: made.token };
       }
       if (values.output !== undefined) await writeFileAtomic(values.output, `${created.token}\n`, { mode: 0o600 });
       else ctx.stdout.write(`${created.token}\n`);
-      ctx.stderr.write(`join token ${created.id} for ${created.namespace}/${created.service}, expires ${created.expiresAt}${values.output === undefined ? '' : `, written to ${values.output}`}\n`);
+      ctx.stderr.write(`join token ${created.id} for ${created.namespace}/${created.service}, ${created.uses ?? uses} use(s), expires ${created.expiresAt}${values.output === undefined ? '' : `, written to ${values.output}`}\n`);
       return EXIT_OK;
     }
     if (action === 'revoke') {
@@ -134,7 +141,8 @@ export const tokenCommand: Command = {
       ctx.stdout.write(`${'ID'.padEnd(14)}  ${'SERVICE'.padEnd(32)}  ${'EXPIRES'.padEnd(24)}  STATE\n`);
       const now = Date.now();
       for (const t of tokens) {
-        const state = t.revokedAt !== undefined ? `revoked ${t.revokedAt}` : Date.parse(t.expiresAt) <= now ? 'expired' : 'valid';
+        const left = t.uses === undefined ? 'reusable' : `${t.usesLeft ?? 0}/${t.uses} uses left`;
+        const state = t.revokedAt !== undefined ? `revoked ${t.revokedAt}` : Date.parse(t.expiresAt) <= now ? 'expired' : t.usesLeft === 0 ? 'spent' : `valid, ${left}`;
         ctx.stdout.write(`${t.id.padEnd(14)}  ${`${t.namespace}/${t.service}`.padEnd(32)}  ${t.expiresAt.padEnd(24)}  ${state}\n`);
       }
       return EXIT_OK;

@@ -48,3 +48,38 @@ export async function syncDirectory(dir: string): Promise<void> {
     await handle.close();
   }
 }
+
+/** `.<name>.<12 hex>.tmp`: the temporary files `writeFileAtomic` makes, and nothing else. */
+const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/**
+ * Temporary files younger than this are left alone: another process may be writing beside us right now
+ * (`trellis token create --data-dir` runs while the control plane does). A crash's orphan is older.
+ */
+export const ORPHAN_MIN_AGE_MS = 60_000;
+
+/**
+ * Removes the temporary files a crash between write and rename left in `dir` (not its subfolders), and
+ * returns their names. Best effort: a directory we cannot list or change (a read-only mount) is left as is.
+ */
+export async function removeOrphanedTempFiles(dir: string, now: number = Date.now()): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!TEMP_FILE.test(name)) continue;
+    const path = join(dir, name);
+    try {
+      const stat = await fs.lstat(path);
+      if (!stat.isFile() || now - stat.mtimeMs < ORPHAN_MIN_AGE_MS) continue;
+      await fs.unlink(path);
+      removed.push(name);
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
+}

@@ -21,18 +21,20 @@ import {
   MAX_REQUEST_BODY_BYTES,
   PROTOCOL_HEADER,
   type CreateTokenResponse,
+  type IssueResponse,
   type TokenRecordView,
 } from '../api/control-protocol.js';
 import { verifyPeerCertificate, type PeerIdentity } from '../ca/verify.js';
 import { describeError, isTrellisError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { BootstrapAuthenticator } from './authenticator.js';
+import { FailedBootstrapLimiter } from './bootstrap-limiter.js';
 import { bearerOf, HttpError, readJsonBody, sendError, sendJson, statusOf } from './http-io.js';
 import type { IdentityIssuer } from './identity-issuer.js';
 import type { ControlMetrics } from './metrics.js';
 import { validateHealthReport, validateRegistration } from './registration.js';
 import type { ServiceRegistry } from './registry.js';
-import type { ControlStore, StoredRegistration } from './store.js';
+import type { ControlStore, StoredRegistration, TokenRecord } from './store.js';
 import type { TokenService } from './token-service.js';
 import type { WatchHub, WatchSink } from './watch-hub.js';
 
@@ -55,9 +57,16 @@ export interface ApiServerOptions {
   /** The bundle in force for `GET /v1/trust-bundle`, when it can change after start (root rotation); default `tls.trustBundlePem`. */
   readonly currentTrustBundlePem?: () => string;
   readonly maxConnections: number;
+  /** Failed bootstrap attempts per source address (bootstrap-limiter.ts); default: its default limit. */
+  readonly failedBootstraps?: FailedBootstrapLimiter;
+  /** A join token was revoked through the API: its certificates go on the revoked list now. */
+  readonly onTokenRevoked?: () => void;
 }
 
-export function createApiServer(options: ApiServerOptions): Server {
+type ResolvedOptions = ApiServerOptions & { readonly failedBootstraps: FailedBootstrapLimiter };
+
+export function createApiServer(given: ApiServerOptions): Server {
+  const options: ResolvedOptions = { ...given, failedBootstraps: given.failedBootstraps ?? new FailedBootstrapLimiter() };
   const server = createServer(
     {
       key: options.tls.keyPem,
@@ -103,7 +112,7 @@ function checkProtocol(req: IncomingMessage): void {
   }
 }
 
-async function handle(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   checkProtocol(req);
   const path = (req.url ?? '/').split('?')[0] as string;
   const method = req.method ?? 'GET';
@@ -122,25 +131,36 @@ async function handle(options: ApiServerOptions, req: IncomingMessage, res: Serv
   throw new HttpError(404, 'TRELLIS_CONTROL_NOT_FOUND', `no ${method} ${path}`);
 }
 
-async function issue(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function issue(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const bearer = bearerOf(req);
+  const source = req.socket.remoteAddress ?? 'unknown';
+  const wait = options.failedBootstraps.retryAfterMs(source);
+  if (wait > 0) {
+    options.metrics.certificates.inc({ kind: 'issue', result: 'rate-limited' });
+    res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
+    throw new HttpError(429, 'TRELLIS_CONTROL_BOOTSTRAP_RATE_LIMITED', `too many refused bootstrap attempts from ${source} (limit: ${options.failedBootstraps.limit.burst}, then one per ${options.failedBootstraps.limit.refillMs / 1000} s); retry in ${Math.ceil(wait / 1000)} s`);
+  }
   try {
     if (bearer === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_REQUIRED', 'issuance needs "Authorization: Bearer <join token>"');
     const authenticator = options.authenticators.find((a) => a.accepts(bearer));
     if (authenticator === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_UNKNOWN', 'the bearer credential is of no kind this control plane accepts');
     const who = await authenticator.authenticate(bearer);
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
-    const issued = await options.issuer.issue(body.csrPem, who.namespace, who.service).catch((err: unknown) => {
+    const signOne = (): Promise<IssueResponse> => options.issuer.issue(body.csrPem, who.namespace, who.service).catch((err: unknown) => {
       if (isTrellisError(err) && err.code === 'TRELLIS_CA_CSR_SAN_MISMATCH') {
         throw new HttpError(403, 'TRELLIS_TOKEN_WRONG_SERVICE', `the credential is for ${who.namespace}/${who.service}; ${err.message}`);
       }
       throw err;
     });
+    // A join token is consumed (and the serial bound to it) durably before the certificate leaves.
+    const issued = who.spend === undefined ? await signOne() : await who.spend(signOne);
     options.metrics.certificates.inc({ kind: 'issue', result: 'ok' });
     options.log.info({ spiffeId: issued.spiffeId, credential: who.credential, notAfter: issued.notAfter, serial: issued.serial }, 'certificate issued');
     sendJson(res, 200, issued);
   } catch (err) {
-    options.metrics.certificates.inc({ kind: 'issue', result: statusOf(err) >= 500 ? 'error' : 'refused' });
+    const status = statusOf(err);
+    options.metrics.certificates.inc({ kind: 'issue', result: status >= 500 ? 'error' : 'refused' });
+    if (status === 401 || status === 403) options.failedBootstraps.failed(source);
     throw err;
   }
 }
@@ -149,7 +169,9 @@ async function renew(options: ApiServerOptions, req: IncomingMessage, res: Serve
   try {
     const peer = peerOf(options, req);
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
-    const issued = await options.issuer.issue(body.csrPem, peer.namespace, peer.service);
+    const serial = (req.socket as TLSSocket).getPeerX509Certificate()?.serialNumber ?? '';
+    // A certificate from a join token renews only while the token is not revoked, and its renewal joins the lineage.
+    const issued = await options.tokens.renew(serial, () => options.issuer.issue(body.csrPem, peer.namespace, peer.service));
     options.metrics.certificates.inc({ kind: 'renew', result: 'ok' });
     options.log.info({ spiffeId: issued.spiffeId, notAfter: issued.notAfter, serial: issued.serial }, 'certificate renewed');
     sendJson(res, 200, issued);
@@ -250,19 +272,24 @@ function isAdmin(options: ApiServerOptions, req: IncomingMessage): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-function tokenView(record: TokenRecordView): TokenRecordView {
-  return { id: record.id, service: record.service, namespace: record.namespace, createdAt: record.createdAt, expiresAt: record.expiresAt, ...(record.revokedAt === undefined ? {} : { revokedAt: record.revokedAt }) };
+function tokenView(record: TokenRecord): TokenRecordView {
+  return {
+    id: record.id, service: record.service, namespace: record.namespace, createdAt: record.createdAt, expiresAt: record.expiresAt,
+    ...(record.revokedAt === undefined ? {} : { revokedAt: record.revokedAt }),
+    ...(record.uses === undefined ? {} : { uses: record.uses, usesLeft: record.usesLeft ?? 0 }),
+    ...(record.certificates === undefined ? {} : { certificates: record.certificates.filter((c) => Date.parse(c.notAfter) > Date.now()).length }),
+  };
 }
 
 async function admin(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
   if (!isAdmin(options, req)) throw new HttpError(401, 'TRELLIS_CONTROL_ADMIN_REQUIRED', 'token administration needs the admin credential (<data-dir>/admin-token)');
   if (path === CONTROL_PATHS.adminTokens && method === 'POST') {
-    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown };
-    if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number') {
-      throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'expected {"service": string, "namespace": string, "ttlMs": number}');
+    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown; uses?: unknown };
+    if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number' || (body.uses !== undefined && typeof body.uses !== 'number')) {
+      throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'expected {"service": string, "namespace": string, "ttlMs": number, "uses"?: number}');
     }
-    const created = await options.tokens.create(body.service, body.namespace, body.ttlMs);
-    options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt }, 'join token created');
+    const created = await options.tokens.create(body.service, body.namespace, body.ttlMs, body.uses);
+    options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt, uses: created.record.uses }, 'join token created');
     sendJson(res, 201, { ...tokenView(created.record), token: created.token } satisfies CreateTokenResponse);
     return;
   }
@@ -274,7 +301,8 @@ async function admin(options: ApiServerOptions, req: IncomingMessage, res: Serve
     const id = decodeURIComponent(path.slice(CONTROL_PATHS.adminTokenPrefix.length));
     try {
       const record = await options.tokens.revoke(id);
-      options.log.info({ id }, 'join token revoked');
+      options.log.info({ id, certificates: record.certificates?.length ?? 0 }, 'join token revoked');
+      options.onTokenRevoked?.();
       sendJson(res, 200, tokenView(record));
     } catch (err) {
       if (isTrellisError(err) && err.code === 'TRELLIS_TOKEN_UNKNOWN') throw new HttpError(404, err.code, err.message);

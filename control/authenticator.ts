@@ -9,6 +9,11 @@ export interface AuthenticatedWorkload {
   readonly service: string;
   /** What authenticated it, for logs and metrics, e.g. "join-token:3f9c…". */
   readonly credential: string;
+  /**
+   * For a credential with limited uses (a join token): runs the issuance as one use, re-checked, issued
+   * and recorded durably before the certificate is returned. Absent: the credential is not consumed.
+   */
+  readonly spend?: <T extends { readonly serial: string; readonly notAfter: string }>(issue: () => Promise<T>) => Promise<T>;
 }
 
 export interface BootstrapAuthenticator {

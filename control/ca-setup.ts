@@ -15,7 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import { isTrellisError, TrellisError } from '../common/errors.js';
 import { CertificateAuthority, createRootCa } from '../ca/authority.js';
 import { storeCorrupt } from './file-store.js';
@@ -94,6 +94,8 @@ function canSignCa(ca: CertificateAuthority): boolean {
 export async function setUpZoneCas(options: { dataDir: string; caDir: string | undefined; trustDomain: string; zone: string }): Promise<ZoneCas> {
   const dir = join(options.dataDir, 'ca');
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // A crash while a CA key was being written leaves its temporary copy (mode 0600) behind: remove it.
+  await removeOrphanedTempFiles(dir);
   const zoneCert = join(dir, `zone-${options.zone}.pem`);
   const zoneKey = join(dir, `zone-${options.zone}.key`);
   let root: CertificateAuthority | undefined;

@@ -1,6 +1,7 @@
 /**
  * The control plane's configuration: validated once at the edge (`trellis control run`), then frozen.
  */
+import { DEFAULT_FAILED_BOOTSTRAP_LIMIT, type FailedBootstrapLimit } from './bootstrap-limiter.js';
 import { DEFAULT_CONTROL_ADMIN_PORT, DEFAULT_CONTROL_PORT } from '../api/control-protocol.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import type { KubeApiAccess } from './kubernetes/kube-config.js';
@@ -41,6 +42,13 @@ export interface ControlPlaneConfig {
   readonly pingIntervalMs: number;
   readonly maxConnections: number;
   readonly maxWatchBufferBytes: number;
+  /** Refused bootstrap attempts per source address before 429 (default `CONTROL_DEFAULTS.failedBootstrapLimit`). */
+  readonly failedBootstrapLimit?: FailedBootstrapLimit;
+  /**
+   * How often the token records are read again for revocations made offline (`trellis token revoke
+   * --data-dir`) and for revoked certificates that expired; a revocation through the API is pushed at once.
+   */
+  readonly revocationRefreshMs?: number;
 }
 
 export const CONTROL_DEFAULTS = Object.freeze({
@@ -57,6 +65,8 @@ export const CONTROL_DEFAULTS = Object.freeze({
   pingIntervalMs: 10_000,
   maxConnections: 20_000,
   maxWatchBufferBytes: 4 * 1024 * 1024,
+  failedBootstrapLimit: DEFAULT_FAILED_BOOTSTRAP_LIMIT,
+  revocationRefreshMs: 30_000,
 });
 
 /** What cannot hold together in a config, whoever built it (the CLI reports these with its own). */

@@ -22,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { Server as HttpServer } from 'node:http';
 import { Registry } from 'prom-client';
-import { CONTROL_PLANE_SERVICE } from '../api/control-protocol.js';
+import { CONTROL_PLANE_SERVICE, type RevokedSerial } from '../api/control-protocol.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { CA_FILES } from '../ca/store.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
@@ -32,7 +32,8 @@ import { createAdminServer } from './admin-server.js';
 import { createApiServer } from './api-server.js';
 import { setUpZoneCas } from './ca-setup.js';
 import type { BootstrapAuthenticator } from './authenticator.js';
-import { configConflicts, type ControlPlaneConfig, type ControlPlaneMode } from './config.js';
+import { FailedBootstrapLimiter } from './bootstrap-limiter.js';
+import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode } from './config.js';
 import { FileStore } from './file-store.js';
 import { claimDataDir } from './identity-file.js';
 import { IdentityIssuer } from './identity-issuer.js';
@@ -98,10 +99,12 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // The bundle in force: read by issuance, the hub, the API's TLS and GET /v1/trust-bundle; replaced on rotation.
   const trust = { pem: cas.trustBundlePem };
   metrics.trustBundleRoots.set(cas.zone.bundle.roots.length);
-  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem });
-  const tokens = new TokenService(store, config.trustDomain);
+  const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem, rootNamespace: config.rootNamespace });
+  const tokens = new TokenService(store, config.trustDomain, Date.now, config.rootNamespace);
   const adminToken = await store.secret('admin-token');
   await store.secret('token-signing-key');
+  const initiallyRevoked = await tokens.revokedSerials();
+  const revoked = { list: initiallyRevoked as readonly RevokedSerial[], key: JSON.stringify(initiallyRevoked) };
 
   // The policy source reports changes to the hub, which needs the loaded policy to exist first.
   const late: { hub?: WatchHub } = {};
@@ -139,6 +142,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     maxBufferedBytes: config.maxWatchBufferBytes,
     trustBundlePem: () => trust.pem,
     policies: () => policy.state.policies,
+    revokedSerials: () => revoked.list,
     onPush: (streams, seconds) => {
       if (streams === 0) return;
       metrics.pushDuration.observe(seconds);
@@ -152,6 +156,20 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   });
   late.hub = hub;
   metrics.configVersion.set(hub.currentVersion);
+  // Revoked join tokens' certificates, re-read on an API revocation and every revocationRefreshMs (offline
+  // revocations; entries that reached their notAfter leave the list): a change is pushed to every agent.
+  const refreshRevoked = async (): Promise<void> => {
+    const next = await tokens.revokedSerials();
+    const key = JSON.stringify(next);
+    if (key === revoked.key) return;
+    revoked.list = next;
+    revoked.key = key;
+    log.info({ revokedCertificates: next.length }, 'revoked certificate list changed; pushing it to agents');
+    hub.revocationsChanged();
+  };
+  const refreshRevokedSafely = (): void => void refreshRevoked().catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot read the join-token records for revocations'));
+  const revocationTimer = setInterval(refreshRevokedSafely, config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
+  revocationTimer.unref();
 
   // Projected tokens are JWTs and join tokens are not, so the order only decides who is asked first.
   const authenticators: readonly BootstrapAuthenticator[] = kube === undefined ? [tokens] : [kube.authenticator, tokens];
@@ -171,6 +189,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     tls: { certChainPem: serving.certChainPem, keyPem: serving.keyPem, trustBundlePem: trust.pem },
     currentTrustBundlePem: () => trust.pem,
     maxConnections: config.maxConnections,
+    failedBootstraps: new FailedBootstrapLimiter(config.failedBootstrapLimit ?? CONTROL_DEFAULTS.failedBootstrapLimit),
+    onTokenRevoked: refreshRevokedSafely,
   });
   const setApiTls = (): void => api.setSecureContext({ key: serving.keyPem, cert: serving.certChainPem, ca: trust.pem, minVersion: 'TLSv1.3' });
   // The serving certificate has a workload's lifetime: renew it at half-life, like an agent.
@@ -230,6 +250,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   });
 
   const closeSources = async (): Promise<void> => {
+    clearInterval(revocationTimer);
     bundleWatch?.close();
     // The Kubernetes mode closes its policy feed with its registry feed.
     if (kube === undefined) await policy.close();

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import { TrellisError } from '../common/errors.js';
 import type { ControlStore, SecretName, StoredRegistration, TokenRecord } from './store.js';
 
@@ -54,6 +54,12 @@ function parseToken(file: string, value: unknown): TokenRecord {
   const v = requireFields(file, value, { id: 'string', service: 'string', namespace: 'string', createdAt: 'string', expiresAt: 'string' });
   if (v.revokedAt !== undefined && typeof v.revokedAt !== 'string') throw storeCorrupt(file, 'field "revokedAt" should be a string');
   if (Number.isNaN(Date.parse(v.expiresAt as string))) throw storeCorrupt(file, 'field "expiresAt" is not a date');
+  for (const field of ['uses', 'usesLeft'] as const) {
+    if (v[field] !== undefined && !(Number.isInteger(v[field]) && (v[field] as number) >= 0)) throw storeCorrupt(file, `field "${field}" should be a whole number`);
+  }
+  if (v.certificates !== undefined && !(Array.isArray(v.certificates) && v.certificates.every((c: unknown) => isObject(c) && typeof c.serial === 'string' && typeof c.notAfter === 'string'))) {
+    throw storeCorrupt(file, 'field "certificates" should be a list of {serial, notAfter}');
+  }
   return Object.freeze(v as unknown as TokenRecord);
 }
 
@@ -79,6 +85,8 @@ export class FileStore implements ControlStore {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dir, 'tokens'), { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dir, 'registrations'), { recursive: true, mode: 0o700 });
+    // A crash between write and rename leaves a temporary file beside the record; nothing reads it.
+    for (const folder of [dir, join(dir, 'tokens'), join(dir, 'registrations')]) await removeOrphanedTempFiles(folder);
     return new FileStore(dir);
   }
 

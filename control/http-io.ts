@@ -46,7 +46,7 @@ export function statusOf(err: unknown): number {
   if (err instanceof HttpError) return err.status;
   if (!isTrellisError(err)) return 500;
   if (err.side === 'input') return 400;
-  if (err.side === 'downstream') return err.code.startsWith('TRELLIS_TOKEN_') || err.code.startsWith('TRELLIS_PEER_') || err.code.startsWith('TRELLIS_CHAIN_') ? 403 : 400;
+  if (err.side === 'downstream') return err.code.startsWith('TRELLIS_TOKEN_') || err.code.startsWith('TRELLIS_IDENTITY_') || err.code.startsWith('TRELLIS_PEER_') || err.code.startsWith('TRELLIS_CHAIN_') ? 403 : 400;
   if (err.side === 'policy') return 403;
   return 500;
 }

@@ -13,6 +13,19 @@ export interface TokenRecord {
   readonly createdAt: string;
   readonly expiresAt: string;
   readonly revokedAt?: string;
+  /** Bootstraps allowed; absent on records made before use counts (reusable until expiry). */
+  readonly uses?: number;
+  /** Bootstraps left; decremented durably before a certificate is handed out. */
+  readonly usesLeft?: number;
+  /** Unexpired certificates issued through the token and their renewals: what revoking it revokes. */
+  readonly certificates?: readonly IssuedCertificate[];
+}
+
+export interface IssuedCertificate {
+  /** `normaliseSerial` form. */
+  readonly serial: string;
+  /** ISO-8601. */
+  readonly notAfter: string;
 }
 
 /** A registration as the store keeps it: what an agent said, plus who it proved to be. */

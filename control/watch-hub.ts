@@ -19,6 +19,7 @@ import {
   upstreamKey,
   type AgentSnapshot,
   type EndpointChange,
+  type RevokedSerial,
   type UpstreamRef,
   type WatchDeltaMessage,
   type WatchMessage,
@@ -53,6 +54,8 @@ export interface WatchHubOptions {
   readonly maxBufferedBytes: number;
   readonly trustBundlePem: () => string;
   readonly policies: () => readonly TrafficPermission[];
+  /** Unexpired certificates of revoked join tokens (token-service.ts); omitted, none. */
+  readonly revokedSerials?: () => readonly RevokedSerial[];
   /** Called once per pushed change with how many streams got it and how long the fan-out took. */
   readonly onPush?: (streams: number, seconds: number) => void;
   readonly onSlowStream?: (subscriber: WatchSubscriber) => void;
@@ -119,7 +122,20 @@ export class WatchHub {
       trustBundlePem: this.options.trustBundlePem(),
       policies,
       policyRevision: policyRevision(policies),
+      ...this.revokedField(),
     };
+  }
+
+  /** Absent when nothing is revoked, so snapshots look as they did before the field existed. */
+  private revokedField(): { revokedSerials?: readonly RevokedSerial[] } {
+    const revoked = this.options.revokedSerials?.() ?? [];
+    return revoked.length === 0 ? {} : { revokedSerials: revoked };
+  }
+
+  /** The revoked list changed: every stream gets the whole new list (it is short: entries leave at their notAfter). */
+  revocationsChanged(): void {
+    const line = JSON.stringify({ type: 'delta', version: ++this.version, revokedSerials: this.options.revokedSerials?.() ?? [] } satisfies WatchDeltaMessage);
+    for (const stream of this.streams) this.send(stream, line);
   }
 
   private snapshotLine(subscriber: WatchSubscriber, refs: readonly UpstreamRef[]): string {

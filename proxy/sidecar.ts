@@ -63,6 +63,8 @@ export interface SidecarConfig {
   readonly policy: Authorizer;
   /** Replaces the app ports given at creation, when present. */
   readonly appPorts?: readonly AppPort[];
+  /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
+  readonly revokedSerials?: ReadonlySet<string>;
 }
 
 export interface SidecarPoolOptions {
@@ -201,7 +203,7 @@ class TrellisSidecar implements Sidecar {
     this.config = options.config ?? Object.freeze({ upstreams: [], listeners: [], policy: denyAll });
     this.upstreams = indexUpstreams(this.config.upstreams);
     const local = { service: options.service, namespace: options.namespace };
-    this.state = inboundState(local, this.config.appPorts ?? options.appPorts, this.config.policy);
+    this.state = inboundState(local, this.config.appPorts ?? options.appPorts, this.config.policy, this.config.revokedSerials);
 
     this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding' });
     this.balancer.setServices(this.config.upstreams);
@@ -303,7 +305,7 @@ class TrellisSidecar implements Sidecar {
     this.balancer.setServices(frozen.upstreams);
     this.capture?.transparent.setUpstreams(frozen.upstreams);
     this.capture?.inbound.setAppPorts(frozen.appPorts ?? this.options.appPorts);
-    this.state = inboundState(this.state.local, frozen.appPorts ?? this.options.appPorts, frozen.policy);
+    this.state = inboundState(this.state.local, frozen.appPorts ?? this.options.appPorts, frozen.policy, frozen.revokedSerials);
     const cut = this.tunnel.setState(this.state);
     this.setConfigVersion(frozen.version);
     this.log.info({ version: frozen.version, upstreams: frozen.upstreams.length, listeners: frozen.listeners.length, streamsClosedByPolicy: cut }, 'config applied');

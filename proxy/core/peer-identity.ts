@@ -7,6 +7,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import { normaliseSerial } from '../../api/control-protocol.js';
 import { verifyPeerCertificate } from '../../ca/verify.js';
 import type { PeerIdentity } from '../../policy/types.js';
 
@@ -14,6 +15,8 @@ export interface VerifiedPeer extends PeerIdentity {
   readonly spiffeId: string;
   /** Epoch ms after which the peer's certificate is no longer valid; sessions are closed then. */
   readonly notAfterMs: number;
+  /** The leaf's serial (`normaliseSerial`), matched against the revoked list. */
+  readonly serial: string;
 }
 
 export type PeerCheck = { readonly ok: true; readonly peer: VerifiedPeer } | { readonly ok: false; readonly reason: string; readonly message: string };
@@ -36,7 +39,7 @@ export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
     const notAfterMs = notAfter instanceof Date ? notAfter.getTime() : typeof notAfter === 'number' ? notAfter : Date.parse(String(notAfter));
     return {
       ok: true,
-      peer: Object.freeze({ spiffeId: String(v.spiffeId), trustDomain: v.trustDomain, namespace: v.namespace, service: v.service, notAfterMs }),
+      peer: Object.freeze({ spiffeId: String(v.spiffeId), trustDomain: v.trustDomain, namespace: v.namespace, service: v.service, notAfterMs, serial: normaliseSerial(cert.serialNumber) }),
     };
   } catch (err) {
     const code = (err as { code?: unknown }).code;

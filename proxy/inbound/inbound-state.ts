@@ -15,10 +15,14 @@ export interface InboundState {
   readonly local: { readonly namespace: string; readonly service: string };
   readonly appPorts: ReadonlyMap<number, AppPort>;
   readonly policy: Authorizer;
+  /** Peer certificate serials refused on the tunnel (revoked join tokens): see revoked-peers.ts. */
+  readonly revokedSerials: ReadonlySet<string>;
 }
 
-export function inboundState(local: InboundState['local'], appPorts: readonly AppPort[], policy: Authorizer): InboundState {
+const NONE: ReadonlySet<string> = new Set();
+
+export function inboundState(local: InboundState['local'], appPorts: readonly AppPort[], policy: Authorizer, revokedSerials: ReadonlySet<string> = NONE): InboundState {
   const ports = new Map<number, AppPort>();
   for (const p of appPorts) ports.set(p.port, Object.freeze({ ...p }));
-  return Object.freeze({ local: Object.freeze({ ...local }), appPorts: ports, policy });
+  return Object.freeze({ local: Object.freeze({ ...local }), appPorts: ports, policy, revokedSerials });
 }

@@ -34,6 +34,7 @@ import {
 } from '../core/tunnel-protocol.js';
 import { handleConnectStream, type TrackedStream } from './connect-stream.js';
 import type { InboundState } from './inbound-state.js';
+import { closeRevokedSessions, refuseRevokedSession } from './revoked-peers.js';
 import { deciderOf, refuseStream } from './stream-refusal.js';
 import type { AppDialSource } from './app-source.js';
 
@@ -156,7 +157,7 @@ export class TunnelServer {
    */
   setState(state: InboundState): number {
     this.state = state;
-    let cut = 0;
+    let cut = closeRevokedSessions(this.sessions, (s) => (s.socket as unknown as Record<symbol, VerifiedPeer | undefined> | undefined)?.[PEER], state, this.options.metrics, this.log);
     for (const entry of this.tracked.snapshot()) {
       const decision = state.policy.evaluate(entry.request);
       if (!decision.allowed) {
@@ -203,6 +204,7 @@ export class TunnelServer {
       return;
     }
     const peer = check.peer;
+    if (refuseRevokedSession(session, peer, this.state, metrics, this.log)) return;
     (socket as unknown as Record<symbol, unknown>)[PEER] = peer;
     metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.tunnelSessions.inc({ direction: 'inbound' });

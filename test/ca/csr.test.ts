@@ -3,7 +3,10 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { createCsr, generateWorkloadKey, parseCsr } from '../../ca/csr.js';
-import { parseCertificatesPem } from '../../ca/certificate.js';
+import { OID, parseCertificatesPem } from '../../ca/certificate.js';
+import { bitString, octetString, oid, sequence, set, smallInteger, tlv } from '../../ca/der.js';
+import { signatureAlgorithmFor, spkiDer } from '../../ca/keys.js';
+import { sign } from 'node:crypto';
 import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import type { TrellisError } from '../../common/errors.js';
@@ -32,6 +35,16 @@ async function peculiarCsr(names: x509.JsonGeneralName[]): Promise<string> {
     extensions: [new x509.SubjectAlternativeNameExtension(names)],
   });
   return csr.toString('pem');
+}
+
+/** A CSR signed by its key, with whatever attributes are given (each a DER Attribute), built by hand. */
+async function handmadeCsr(attributes: (sanUri: (uri: string) => Buffer) => Buffer[]): Promise<string> {
+  const key = await generateWorkloadKey();
+  const sanUri = (uri: string): Buffer => sequence(oid(OID.subjectAltName), octetString(sequence(tlv(0x86, Buffer.from(uri, 'ascii')))));
+  const info = sequence(smallInteger(0), sequence(), spkiDer(key.privateKey), tlv(0xa0, Buffer.concat(attributes(sanUri))));
+  const algorithm = signatureAlgorithmFor(key.privateKey);
+  const der = sequence(info, algorithm.identifier, bitString(sign(algorithm.digest, info, key.privateKey)));
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
 describe('CSR signing', () => {
@@ -80,6 +93,22 @@ describe('CSR signing', () => {
       const err = await refusalOf(pki.intermediate.signCsr(await peculiarCsr(names), ID));
       expect(err.code).toBe('TRELLIS_CA_CSR_SAN_MISMATCH');
     }
+  });
+
+  it('refuses a CSR with two SAN extensions, whichever comes last (it used to be judged on the last one)', async () => {
+    const evil = 'spiffe://cluster.local/ns/trellis-system/sa/trellis-control';
+    const extensionRequest = (...extensions: Buffer[]): Buffer => sequence(oid(OID.extensionRequest), set(sequence(...extensions)));
+    const twoSans = await handmadeCsr((san) => [extensionRequest(san(evil), san(ID.toString()))]);
+    expect(() => parseCsr(twoSans)).toThrow(/more than once/);
+    expect((await refusalOf(pki.intermediate.signCsr(twoSans, ID))).code).toBe('TRELLIS_CA_CSR_DUPLICATE_EXTENSION');
+    // Two extensionRequest attributes, or one holding two values, are the same trick one level up.
+    const twoAttributes = await handmadeCsr((san) => [extensionRequest(san(evil)), extensionRequest(san(ID.toString()))]);
+    expect((await refusalOf(pki.intermediate.signCsr(twoAttributes, ID))).code).toBe('TRELLIS_CA_CSR_DUPLICATE_EXTENSION');
+    const twoValues = await handmadeCsr((san) => [sequence(oid(OID.extensionRequest), set(sequence(san(evil)), sequence(san(ID.toString()))))]);
+    expect((await refusalOf(pki.intermediate.signCsr(twoValues, ID))).code).toBe('TRELLIS_CA_CSR_DUPLICATE_EXTENSION');
+    // The same hand-made request with one SAN is fine: the refusal is about the duplicate, not the builder.
+    const one = await handmadeCsr((san) => [extensionRequest(san(ID.toString()))]);
+    expect(parseSpiffeId(parseCertificatesPem((await pki.intermediate.signCsr(one, ID)).certChainPem, 'chain')[0]?.subjectAltNames?.uris[0] ?? '').toString()).toBe(ID.toString());
   });
 
   it('refuses a CSR whose signature does not match its public key', async () => {
