@@ -154,6 +154,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     maxBufferedBytes: config.maxWatchBufferBytes,
     trustBundlePem: () => trust.pem,
     policies: () => policy.state.policies,
+    // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
+    scopeDiscovery: true,
     onPush: (streams, seconds) => {
       if (streams === 0) return;
       metrics.pushDuration.observe(seconds);
