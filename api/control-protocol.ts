@@ -30,7 +30,8 @@
  * nothing for `3 × pingIntervalMs` reconnects. An agent that cannot apply a delta (an unknown upstream,
  * a version that goes backwards) drops the stream and reconnects for a fresh snapshot.
  * Holding the watch open is also the agent's liveness: when it closes, the agent's endpoint leaves the
- * healthy set (after `disconnectGraceMs`), and a reconnect restores it.
+ * healthy set (after `disconnectGraceMs`), and a reconnect restores it; one that stays closed for the
+ * control plane's instance lease (60 s by default) removes the instance.
  */
 import type { Endpoint, PortProtocol, UpstreamService } from './data-plane.js';
 import type { TrafficPermission } from '../policy/types.js';

@@ -55,6 +55,7 @@ Options:
   --workload-ttl DURATION lifetime of workload certificates           (default 24h)
   --disconnect-grace DUR  endpoint stays healthy this long after its agent disconnects (default 3s)
   --startup-grace DUR     restored endpoints keep their state this long after a restart (default 30s)
+  --instance-lease DUR    an instance whose agent stays disconnected this long is removed (default 60s)
   --ping-interval DUR     watch keepalive interval                    (default 10s)
   --log-level LEVEL       trace|debug|info|warn|error|silent          (default info)
 `;
@@ -132,6 +133,7 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
       'workload-ttl': { type: 'string' },
       'disconnect-grace': { type: 'string' },
       'startup-grace': { type: 'string' },
+      'instance-lease': { type: 'string' },
       'ping-interval': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -160,7 +162,8 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
     workloadTtlMs: values['workload-ttl'] === undefined ? CONTROL_DEFAULTS.workloadTtlMs : attempt(() => parseDuration(values['workload-ttl'] as string, '--workload-ttl'), 0),
     disconnectGraceMs: values['disconnect-grace'] === undefined ? CONTROL_DEFAULTS.disconnectGraceMs : attempt(() => parseDuration(values['disconnect-grace'] as string, '--disconnect-grace'), 0),
     startupGraceMs: values['startup-grace'] === undefined ? CONTROL_DEFAULTS.startupGraceMs : attempt(() => parseDuration(values['startup-grace'] as string, '--startup-grace'), 0),
-    expireAfterMs: CONTROL_DEFAULTS.expireAfterMs,
+    instanceLeaseMs: values['instance-lease'] === undefined ? CONTROL_DEFAULTS.instanceLeaseMs : attempt(() => parseDuration(values['instance-lease'] as string, '--instance-lease'), 0),
+    instanceLimits: CONTROL_DEFAULTS.instanceLimits,
     pingIntervalMs: values['ping-interval'] === undefined ? CONTROL_DEFAULTS.pingIntervalMs : attempt(() => parseDuration(values['ping-interval'] as string, '--ping-interval'), 0),
     maxConnections: CONTROL_DEFAULTS.maxConnections,
     maxWatchBufferBytes: CONTROL_DEFAULTS.maxWatchBufferBytes,

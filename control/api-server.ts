@@ -10,6 +10,10 @@
  * endpoint and its health reports set its health; in Kubernetes mode (`endpointsFromAgents: false`) the
  * API's EndpointSlices are the authority, so an agent's watch only subscribes (it still gets its
  * certificates and config), and its health reports and deregistration are answered and change nothing.
+ *
+ * In universal mode an instance belongs to the workload whose certificate registered it
+ * (`instance-ownership.ts`): only that workload (across its renewals, `certificate-lineage.ts`) may
+ * re-register, report for or deregister it, and one workload and one service may hold only so many.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
@@ -29,8 +33,10 @@ import { describeError, isTrellisError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { BootstrapAuthenticator } from './authenticator.js';
 import { FailedBootstrapLimiter } from './bootstrap-limiter.js';
+import { CertificateLineage } from './certificate-lineage.js';
 import { bearerOf, HttpError, readJsonBody, sendError, sendJson, statusOf } from './http-io.js';
 import type { IdentityIssuer } from './identity-issuer.js';
+import { checkClaim, DEFAULT_INSTANCE_LIMITS, mayChange, normaliseSerial, type InstanceLimits, type InstanceOwner } from './instance-ownership.js';
 import type { ControlMetrics } from './metrics.js';
 import { validateHealthReport, validateRegistration } from './registration.js';
 import type { ServiceRegistry } from './registry.js';
@@ -46,6 +52,10 @@ export interface ApiServerOptions {
   readonly authenticators: readonly BootstrapAuthenticator[];
   /** Whether agents' registrations and health reports make the registry's endpoints (default true). */
   readonly endpointsFromAgents?: boolean;
+  /** Renewal links, shared with start-up (which seeds it from the store); default a fresh one. */
+  readonly lineage?: CertificateLineage;
+  /** Default `DEFAULT_INSTANCE_LIMITS`. */
+  readonly instanceLimits?: InstanceLimits;
   readonly tokens: TokenService;
   readonly adminToken: string;
   readonly registry: ServiceRegistry;
@@ -63,10 +73,19 @@ export interface ApiServerOptions {
   readonly onTokenRevoked?: () => void;
 }
 
-type ResolvedOptions = ApiServerOptions & { readonly failedBootstraps: FailedBootstrapLimiter };
+type ResolvedOptions = ApiServerOptions & {
+  readonly failedBootstraps: FailedBootstrapLimiter;
+  readonly lineage: CertificateLineage;
+  readonly instanceLimits: InstanceLimits;
+};
 
 export function createApiServer(given: ApiServerOptions): Server {
-  const options: ResolvedOptions = { ...given, failedBootstraps: given.failedBootstraps ?? new FailedBootstrapLimiter() };
+  const options: ResolvedOptions = {
+    ...given,
+    failedBootstraps: given.failedBootstraps ?? new FailedBootstrapLimiter(),
+    lineage: given.lineage ?? new CertificateLineage(),
+    instanceLimits: given.instanceLimits ?? DEFAULT_INSTANCE_LIMITS,
+  };
   const server = createServer(
     {
       key: options.tls.keyPem,
@@ -95,14 +114,15 @@ export function createApiServer(given: ApiServerOptions): Server {
   return server;
 }
 
-function peerOf(options: ApiServerOptions, req: IncomingMessage): PeerIdentity {
+/** The caller's identity, and its certificate's serial (which workload of the service it is). */
+function peerOf(options: ResolvedOptions, req: IncomingMessage): PeerIdentity & { readonly serial: string } {
   const socket = req.socket as TLSSocket;
   const cert = socket.getPeerX509Certificate?.();
   if (cert === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CLIENT_CERT_REQUIRED', 'this path needs the workload certificate (mutual TLS)');
   if (!socket.authorized) {
     throw new HttpError(403, 'TRELLIS_CONTROL_CLIENT_CERT_UNTRUSTED', `client certificate refused: ${String(socket.authorizationError ?? 'not issued by this mesh')}`);
   }
-  return verifyPeerCertificate(cert, { trustDomain: options.trustDomain });
+  return { ...verifyPeerCertificate(cert, { trustDomain: options.trustDomain }), serial: normaliseSerial(cert.serialNumber) };
 }
 
 function checkProtocol(req: IncomingMessage): void {
@@ -165,13 +185,14 @@ async function issue(options: ResolvedOptions, req: IncomingMessage, res: Server
   }
 }
 
-async function renew(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function renew(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     const peer = peerOf(options, req);
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
-    const serial = (req.socket as TLSSocket).getPeerX509Certificate()?.serialNumber ?? '';
     // A certificate from a join token renews only while the token is not revoked, and its renewal joins the lineage.
-    const issued = await options.tokens.renew(serial, () => options.issuer.issue(body.csrPem, peer.namespace, peer.service));
+    const issued = await options.tokens.renew(peer.serial, () => options.issuer.issue(body.csrPem, peer.namespace, peer.service));
+    // The new certificate is the same workload: it keeps the instances the old one registered.
+    options.lineage.renewed(peer.serial, normaliseSerial(issued.serial));
     options.metrics.certificates.inc({ kind: 'renew', result: 'ok' });
     options.log.info({ spiffeId: issued.spiffeId, notAfter: issued.notAfter, serial: issued.serial }, 'certificate renewed');
     sendJson(res, 200, issued);
@@ -181,17 +202,15 @@ async function renew(options: ApiServerOptions, req: IncomingMessage, res: Serve
   }
 }
 
-async function watch(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function watch(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const peer = peerOf(options, req);
   const registration = validateRegistration(await readJsonBody(req, MAX_REQUEST_BODY_BYTES));
   if (registration.zone !== undefined && registration.zone !== options.zone) {
     throw new HttpError(400, 'TRELLIS_CONTROL_WRONG_ZONE', `this control plane serves zone "${options.zone}", the agent says "${registration.zone}"`);
   }
+  const ownsEndpoint = options.endpointsFromAgents !== false;
   const existing = options.registry.get(registration.instanceId);
-  if (existing !== undefined && (existing.service !== peer.service || existing.namespace !== peer.namespace)) {
-    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${registration.instanceId} belongs to another workload`);
-  }
-  const stored: StoredRegistration = Object.freeze({
+  const stored: StoredRegistration & { readonly owner: InstanceOwner } = Object.freeze({
     instanceId: registration.instanceId,
     service: peer.service,
     namespace: peer.namespace,
@@ -202,12 +221,32 @@ async function watch(options: ApiServerOptions, req: IncomingMessage, res: Serve
     upstreams: registration.upstreams,
     healthy: registration.healthy,
     updatedAt: new Date().toISOString(),
+    owner: Object.freeze({ serial: peer.serial, workload: options.lineage.workloadOf(peer.serial) }),
   });
-  const ownsEndpoint = options.endpointsFromAgents !== false;
-  // A reconnect with an unchanged registration (every agent, after a control-plane restart) costs no fsync.
-  if (ownsEndpoint && (existing === undefined || !sameRegistration(existing, stored))) await options.store.putRegistration(stored);
-  if (req.socket.destroyed) return;
-  const lease = ownsEndpoint ? options.registry.connect(stored) : 0;
+  let lease = 0;
+  if (ownsEndpoint) {
+    try {
+      checkClaim(options.registry, stored, options.instanceLimits);
+    } catch (err) {
+      refused(options, err, peer, stored.instanceId);
+      throw err;
+    }
+    // Into the registry in the same turn as the check, before the write: registrations racing each other
+    // cannot all pass a cap. Subscribers may hear of it before it is on disk; a failed write takes it back.
+    lease = options.registry.connect(stored);
+    // A reconnect with an unchanged registration (every agent, after a control-plane restart) costs no fsync.
+    if (existing === undefined || !sameRegistration(existing, stored)) {
+      await options.store.putRegistration(stored).catch((err: unknown) => {
+        if (existing === undefined) options.registry.remove(stored.instanceId);
+        else options.registry.disconnect(stored.instanceId, lease);
+        throw err;
+      });
+    }
+  }
+  if (req.socket.destroyed) {
+    if (ownsEndpoint) options.registry.disconnect(stored.instanceId, lease);
+    return;
+  }
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) });
   req.socket.setNoDelay(true);
   req.socket.setKeepAlive(true, 10_000);
@@ -229,7 +268,7 @@ async function watch(options: ApiServerOptions, req: IncomingMessage, res: Serve
   });
 }
 
-async function endpoint(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, instanceId: string): Promise<void> {
+async function endpoint(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse, instanceId: string): Promise<void> {
   const peer = peerOf(options, req);
   if (options.endpointsFromAgents === false) {
     // Readiness reaches the registry through the pod's probes and the EndpointSlice; the report is still checked.
@@ -239,8 +278,10 @@ async function endpoint(options: ApiServerOptions, req: IncomingMessage, res: Se
   }
   const existing = options.registry.get(instanceId);
   if (existing === undefined) throw new HttpError(404, 'TRELLIS_CONTROL_UNKNOWN_INSTANCE', `no registered instance ${instanceId}`);
-  if (existing.service !== peer.service || existing.namespace !== peer.namespace) {
-    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} belongs to another workload`);
+  if (existing.service !== peer.service || existing.namespace !== peer.namespace || !mayChange(existing, options.lineage.workloadOf(peer.serial))) {
+    const err = new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} belongs to another workload`);
+    refused(options, err, peer, instanceId);
+    throw err;
   }
   if (req.method === 'DELETE') {
     options.registry.remove(instanceId);
@@ -258,13 +299,20 @@ async function endpoint(options: ApiServerOptions, req: IncomingMessage, res: Se
   sendJson(res, 200, { healthy: report.healthy });
 }
 
+/** A registration or change refused for ownership or a cap: counted, and a warning (someone may be polluting the registry). */
+function refused(options: ResolvedOptions, err: unknown, peer: PeerIdentity & { readonly serial: string }, instanceId: string): void {
+  if (!isTrellisError(err)) return;
+  options.metrics.registrationsRefused.inc({ code: err.code });
+  options.log.warn({ spiffeId: peer.spiffeId, serial: peer.serial, instanceId, code: err.code, reason: err.message }, 'registration refused');
+}
+
 function sameRegistration(a: StoredRegistration, b: StoredRegistration): boolean {
   const { updatedAt: _a, ...restA } = a;
   const { updatedAt: _b, ...restB } = b;
   return JSON.stringify(restA) === JSON.stringify(restB);
 }
 
-function isAdmin(options: ApiServerOptions, req: IncomingMessage): boolean {
+function isAdmin(options: ResolvedOptions, req: IncomingMessage): boolean {
   const bearer = bearerOf(req);
   if (bearer === undefined) return false;
   const given = Buffer.from(bearer);
@@ -281,7 +329,7 @@ function tokenView(record: TokenRecord): TokenRecordView {
   };
 }
 
-async function admin(options: ApiServerOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
+async function admin(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
   if (!isAdmin(options, req)) throw new HttpError(401, 'TRELLIS_CONTROL_ADMIN_REQUIRED', 'token administration needs the admin credential (<data-dir>/admin-token)');
   if (path === CONTROL_PATHS.adminTokens && method === 'POST') {
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown; uses?: unknown };

@@ -4,6 +4,7 @@
 import { DEFAULT_FAILED_BOOTSTRAP_LIMIT, type FailedBootstrapLimit } from './bootstrap-limiter.js';
 import { DEFAULT_CONTROL_ADMIN_PORT, DEFAULT_CONTROL_PORT } from '../api/control-protocol.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { DEFAULT_INSTANCE_LIMITS, type InstanceLimits } from './instance-ownership.js';
 import type { KubeApiAccess } from './kubernetes/kube-config.js';
 
 /**
@@ -37,8 +38,13 @@ export interface ControlPlaneConfig {
   readonly disconnectGraceMs: number;
   /** After a restart, restored endpoints stay as they were this long, while agents reconnect. */
   readonly startupGraceMs: number;
-  /** A registration whose agent has been gone this long is deleted. */
-  readonly expireAfterMs: number;
+  /**
+   * A registration whose agent's watch has been closed this long is removed (and deleted from the store);
+   * after a restart, stored registrations get this long (at least `startupGraceMs`) to be reclaimed.
+   */
+  readonly instanceLeaseMs: number;
+  /** How many instances one workload (certificate) and one service identity may register (universal mode). */
+  readonly instanceLimits: InstanceLimits;
   readonly pingIntervalMs: number;
   readonly maxConnections: number;
   readonly maxWatchBufferBytes: number;
@@ -61,7 +67,8 @@ export const CONTROL_DEFAULTS = Object.freeze({
   workloadTtlMs: 24 * 3_600_000,
   disconnectGraceMs: 3_000,
   startupGraceMs: 30_000,
-  expireAfterMs: 3_600_000,
+  instanceLeaseMs: 60_000,
+  instanceLimits: DEFAULT_INSTANCE_LIMITS,
   pingIntervalMs: 10_000,
   maxConnections: 20_000,
   maxWatchBufferBytes: 4 * 1024 * 1024,

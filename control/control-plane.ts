@@ -43,6 +43,7 @@ import { loadKubeConfig } from './kubernetes/kube-config.js';
 import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
 import { PolicySource, type PolicyState } from './policy-source.js';
 import { ServiceRegistry } from './registry.js';
+import { CertificateLineage } from './certificate-lineage.js';
 import { TokenService } from './token-service.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
@@ -83,15 +84,29 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const identity = { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
   await claimDataDir(config.dataDir, identity);
   const metricsRegistry = new Registry();
-  const registry = new ServiceRegistry({ zone: config.zone, disconnectGraceMs: config.disconnectGraceMs, startupGraceMs: config.startupGraceMs, expireAfterMs: config.expireAfterMs });
+  const registry = new ServiceRegistry({
+    zone: config.zone,
+    disconnectGraceMs: config.disconnectGraceMs,
+    startupGraceMs: config.startupGraceMs,
+    leaseMs: config.instanceLeaseMs,
+    // Only agents' registrations are stored; in Kubernetes mode the feed's instances never lapse.
+    onDropped: (r, why) => {
+      if (why === 'lease') {
+        metrics.instancesLapsed.inc();
+        log.info({ instanceId: r.instanceId, service: r.service, namespace: r.namespace }, 'instance removed: its agent did not come back within the lease');
+      }
+      void store.deleteRegistration(r.instanceId).catch((err: unknown) => log.error({ err: describeError(err), instanceId: r.instanceId }, 'cannot delete a lapsed registration from the store'));
+    },
+  });
   const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
+  const lineage = new CertificateLineage();
   if (kubeConfig === undefined) {
-    registry.restore(
-      await store.listRegistrations((file, reason) => {
-        metrics.storeCorrupt.inc();
-        log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
-      }),
-    );
+    const stored = await store.listRegistrations((file, reason) => {
+      metrics.storeCorrupt.inc();
+      log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
+    });
+    for (const r of stored) if (r.owner !== undefined) lineage.remember(r.owner);
+    registry.restore(stored);
   }
 
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: config.zone });
@@ -143,6 +158,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     trustBundlePem: () => trust.pem,
     policies: () => policy.state.policies,
     revokedSerials: () => revoked.list,
+    // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
+    scopeDiscovery: true,
     onPush: (streams, seconds) => {
       if (streams === 0) return;
       metrics.pushDuration.observe(seconds);
@@ -179,6 +196,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     issuer,
     authenticators,
     endpointsFromAgents: kube === undefined,
+    lineage,
+    instanceLimits: config.instanceLimits,
     tokens,
     adminToken,
     registry,

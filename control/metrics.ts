@@ -18,6 +18,8 @@ export class ControlMetrics {
   readonly slowWatchers: Counter;
   readonly trustBundleReloads: Counter<'result'>;
   readonly trustBundleRoots: Gauge;
+  readonly registrationsRefused: Counter<'code'>;
+  readonly instancesLapsed: Counter;
 
   constructor(registry: Registry, endpointCounts: () => { healthy: number; instances: number; connected: number }) {
     const registers = [registry];
@@ -50,6 +52,8 @@ export class ControlMetrics {
     this.slowWatchers = new Counter({ name: 'trellis_control_slow_watchers_closed_total', help: 'Watch streams closed because the agent read too slowly', registers });
     this.trustBundleReloads = new Counter({ name: 'trellis_control_trust_bundle_reloads_total', help: 'Changes of the CA directory\'s bundle.pem: applied (pushed to agents) or rejected (invalid; the bundle in force stays)', labelNames: ['result'], registers });
     this.trustBundleRoots = new Gauge({ name: 'trellis_control_trust_bundle_roots', help: 'Roots in the trust bundle in force', registers });
+    this.registrationsRefused = new Counter({ name: 'trellis_control_registrations_refused_total', help: 'Registrations and endpoint changes refused for ownership or an instance cap, by error code', labelNames: ['code'], registers });
+    this.instancesLapsed = new Counter({ name: 'trellis_control_instances_lapsed_total', help: 'Instances removed because their agent did not come back within the lease', registers });
     this.policyValid.set(1);
   }
 }

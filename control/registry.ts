@@ -4,10 +4,13 @@
  * carries its zone (this control plane's), so a global control plane can later merge registries.
  *
  * An endpoint is healthy when its app is healthy and its agent is connected, or disconnected for less
- * than `disconnectGraceMs` (a reconnect blip must not empty a service). Registrations restored from the
- * store after a control-plane restart count as connected for `startupGraceMs`, which gives agents time
- * to reconnect before anyone is told their endpoints are gone. Registrations disconnected for
- * `expireAfterMs` are removed altogether.
+ * than `disconnectGraceMs` (a reconnect blip must not empty a service). An instance whose agent's watch
+ * stays closed for `leaseMs` is removed, and `onDropped` lets the store forget it; after a restart,
+ * stored instances get a fresh lease to be reclaimed in (`instance-lease.ts`).
+ *
+ * Each instance an agent registered records the certificate that registered it (`owner`): the API lets
+ * only that workload change it, and caps how many one workload and one service may hold
+ * (`instance-ownership.ts`); the registry keeps the per-workload count that needs.
  *
  * Changes are reported to listeners as they happen, one event per endpoint; the watch hub batches them.
  *
@@ -20,15 +23,17 @@
  * registrations declare, which are all a universal-mode service has.
  */
 import type { Endpoint, ServicePort, UpstreamService } from '../api/data-plane.js';
+import type { InstanceOwner } from './instance-ownership.js';
 import { endpointKey, upstreamKey } from '../api/control-protocol.js';
+import { InstanceLeases, type LeaseTimes, type Liveness } from './instance-lease.js';
+import { OwnerIndex } from './instance-ownership.js';
 import type { StoredRegistration } from './store.js';
 
-export interface RegistryOptions {
+export interface RegistryOptions extends LeaseTimes {
   readonly zone: string;
-  readonly disconnectGraceMs: number;
-  readonly startupGraceMs: number;
-  readonly expireAfterMs: number;
   readonly now?: () => number;
+  /** The registry removed an instance itself (its lease ended, or another took its address): the store deletes its record. */
+  readonly onDropped?: (registration: StoredRegistration, why: 'lease' | 'replaced') => void;
 }
 
 /** A service as the platform defines it (a Kubernetes Service): its ports and its virtual (cluster) IPs. */
@@ -43,15 +48,9 @@ export type RegistryEvent =
   /** The service joined the mesh (its first instance) or left it (its last instance went); see `meshServices`. */
   | { readonly kind: 'service'; readonly namespace: string; readonly service: string; readonly present: boolean };
 
-type Liveness = 'connected' | 'grace' | 'gone';
-
 interface Instance {
   registration: StoredRegistration;
-  liveness: Liveness;
   appHealthy: boolean;
-  /** Which watch stream owns the instance; a late close of an older stream must not disconnect a newer one. */
-  lease: number;
-  timer: NodeJS.Timeout | undefined;
   changedAt: number;
 }
 
@@ -64,6 +63,7 @@ export interface RegistryEntryView {
   readonly tunnelPort: number;
   readonly ports: StoredRegistration['ports'];
   readonly agent: Liveness;
+  readonly owner?: InstanceOwner;
   readonly appHealthy: boolean;
   readonly healthy: boolean;
   readonly since: string;
@@ -76,11 +76,13 @@ export class ServiceRegistry {
   /** upstreamKey → the platform's definition of the service. */
   private readonly definitions = new Map<string, ServiceDefinition>();
   private readonly listeners = new Set<(event: RegistryEvent) => void>();
+  private readonly owners = new OwnerIndex();
+  private readonly leases: InstanceLeases;
   private readonly now: () => number;
-  private nextLease = 1;
 
   constructor(private readonly options: RegistryOptions) {
     this.now = options.now ?? Date.now;
+    this.leases = new InstanceLeases(options, (id) => this.stale(id), (id) => this.expire(id));
   }
 
   get zone(): string {
@@ -92,24 +94,22 @@ export class ServiceRegistry {
     return () => this.listeners.delete(listener);
   }
 
-  /** Registrations read from the store at start: healthy as last reported, for the startup grace. */
+  /** Registrations read from the store at start: healthy as last reported for the startup grace, then leased. */
   restore(registrations: readonly StoredRegistration[]): void {
     for (const registration of registrations) {
-      const instance: Instance = { registration, liveness: 'grace', appHealthy: registration.healthy, lease: 0, timer: undefined, changedAt: this.now() };
-      this.add(instance);
-      this.arm(instance, this.options.startupGraceMs, () => this.expireGrace(instance));
+      this.leases.restore(registration.instanceId);
+      this.add({ registration, appHealthy: registration.healthy, changedAt: this.now() });
     }
   }
 
-  /** An agent opened its watch with this registration; returns the lease that `disconnected` must name. */
+  /** An agent opened its watch with this registration; returns the token that `disconnect` must name. */
   connect(registration: StoredRegistration): number {
-    const lease = this.nextLease++;
     const existing = this.instances.get(registration.instanceId);
     // A workload re-registered under a new instance id at the same tunnel address replaces the old one.
     const key = endpointKey(registration);
     for (const id of this.byService.get(upstreamKey(registration.namespace, registration.service)) ?? []) {
       const other = this.instances.get(id);
-      if (other !== undefined && id !== registration.instanceId && endpointKey(other.registration) === key) this.remove(id);
+      if (other !== undefined && id !== registration.instanceId && endpointKey(other.registration) === key && this.remove(id)) this.options.onDropped?.(other.registration, 'replaced');
     }
     if (existing !== undefined) {
       const before = this.endpointOf(existing);
@@ -120,29 +120,24 @@ export class ServiceRegistry {
         this.remove(registration.instanceId);
         return this.connect(registration);
       }
-      clearTimeout(existing.timer);
-      existing.timer = undefined;
+      const lease = this.leases.connect(registration.instanceId);
+      this.owners.move(registration.instanceId, existing.registration.owner, registration.owner);
       existing.registration = registration;
       existing.appHealthy = registration.healthy;
-      existing.liveness = 'connected';
-      existing.lease = lease;
       existing.changedAt = this.now();
       this.emitPortsIfChanged(registration.namespace, registration.service, portsBefore);
       this.emitIfChanged(existing, before);
       return lease;
     }
-    const instance: Instance = { registration, liveness: 'connected', appHealthy: registration.healthy, lease, timer: undefined, changedAt: this.now() };
-    this.add(instance);
+    const lease = this.leases.connect(registration.instanceId);
+    this.add({ registration, appHealthy: registration.healthy, changedAt: this.now() });
     return lease;
   }
 
-  /** The agent's watch closed. */
+  /** The agent's watch closed: its lease starts, unless a newer watch holds the instance. */
   disconnect(instanceId: string, lease: number): void {
     const instance = this.instances.get(instanceId);
-    if (instance === undefined || instance.lease !== lease || instance.liveness !== 'connected') return;
-    instance.liveness = 'grace';
-    instance.changedAt = this.now();
-    this.arm(instance, this.options.disconnectGraceMs, () => this.expireGrace(instance));
+    if (instance !== undefined && this.leases.disconnect(instanceId, lease)) instance.changedAt = this.now();
   }
 
   setHealth(instanceId: string, healthy: boolean): StoredRegistration | undefined {
@@ -161,10 +156,34 @@ export class ServiceRegistry {
     return this.instances.get(instanceId)?.registration;
   }
 
+  liveness(instanceId: string): Liveness {
+    return this.leases.liveness(instanceId);
+  }
+
+  /** The instance of a service at a tunnel address (`endpointKey`), if any. */
+  instanceAt(namespace: string, service: string, key: string): StoredRegistration | undefined {
+    for (const id of this.byService.get(upstreamKey(namespace, service)) ?? []) {
+      const registration = this.instances.get(id)?.registration;
+      if (registration !== undefined && endpointKey(registration) === key) return registration;
+    }
+    return undefined;
+  }
+
+  /** How many instances a service has (its identity's count, for the per-service cap). */
+  instanceCount(namespace: string, service: string): number {
+    return this.byService.get(upstreamKey(namespace, service))?.size ?? 0;
+  }
+
+  /** How many instances a workload (`InstanceOwner.workload`) registered, for the per-workload cap. */
+  ownedBy(workload: string): number {
+    return this.owners.count(workload);
+  }
+
   remove(instanceId: string): boolean {
     const instance = this.instances.get(instanceId);
     if (instance === undefined) return false;
-    clearTimeout(instance.timer);
+    this.leases.forget(instanceId);
+    this.owners.remove(instanceId, instance.registration.owner);
     const { namespace, service } = instance.registration;
     const skey = upstreamKey(namespace, service);
     const portsBefore = portsSignature(this.ports(namespace, service));
@@ -227,7 +246,7 @@ export class ServiceRegistry {
     let connected = 0;
     let healthy = 0;
     for (const instance of this.instances.values()) {
-      if (instance.liveness === 'connected') connected++;
+      if (this.leases.liveness(instance.registration.instanceId) === 'connected') connected++;
       if (this.isHealthy(instance)) healthy++;
     }
     return { instances: this.instances.size, connected, healthy };
@@ -242,7 +261,8 @@ export class ServiceRegistry {
       address: i.registration.address,
       tunnelPort: i.registration.tunnelPort,
       ports: i.registration.ports,
-      agent: i.liveness,
+      agent: this.leases.liveness(i.registration.instanceId),
+      ...(i.registration.owner === undefined ? {} : { owner: i.registration.owner }),
       appHealthy: i.appHealthy,
       healthy: this.isHealthy(i),
       since: new Date(i.changedAt).toISOString(),
@@ -250,7 +270,7 @@ export class ServiceRegistry {
   }
 
   close(): void {
-    for (const instance of this.instances.values()) clearTimeout(instance.timer);
+    this.leases.close();
   }
 
   private add(instance: Instance): void {
@@ -258,6 +278,7 @@ export class ServiceRegistry {
     const skey = upstreamKey(namespace, service);
     const portsBefore = portsSignature(this.ports(namespace, service));
     this.instances.set(instanceId, instance);
+    this.owners.add(instanceId, instance.registration.owner);
     let ids = this.byService.get(skey);
     if (ids === undefined) {
       this.byService.set(skey, (ids = new Set()));
@@ -268,25 +289,24 @@ export class ServiceRegistry {
     this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: this.endpointOf(instance) });
   }
 
-  private expireGrace(instance: Instance): void {
-    if (instance.liveness !== 'grace') return;
-    const before = this.endpointOf(instance);
-    instance.liveness = 'gone';
+  /** The grace after a disconnect (or a restart) ended: the endpoint leaves the healthy set. */
+  private stale(instanceId: string): void {
+    const instance = this.instances.get(instanceId);
+    if (instance === undefined) return;
     instance.changedAt = this.now();
-    this.emitIfChanged(instance, before);
-    this.arm(instance, this.options.expireAfterMs, () => {
-      if (instance.liveness === 'gone') this.remove(instance.registration.instanceId);
-    });
+    // The health it had in grace: the lease has already moved on to 'gone'.
+    this.emitIfChanged(instance, { ...this.endpointOf(instance), healthy: instance.appHealthy });
   }
 
-  private arm(instance: Instance, ms: number, fn: () => void): void {
-    clearTimeout(instance.timer);
-    instance.timer = setTimeout(fn, ms);
-    instance.timer.unref();
+  /** The lease ended with no watch back: the instance goes, from every subscriber and from the store. */
+  private expire(instanceId: string): void {
+    const registration = this.instances.get(instanceId)?.registration;
+    if (registration === undefined || !this.remove(instanceId)) return;
+    this.options.onDropped?.(registration, 'lease');
   }
 
   private isHealthy(instance: Instance): boolean {
-    return instance.appHealthy && instance.liveness !== 'gone';
+    return instance.appHealthy && this.leases.liveness(instance.registration.instanceId) !== 'gone';
   }
 
   private endpointOf(instance: Instance): Endpoint {

@@ -5,6 +5,7 @@
  * the CA module in the data dir; live state (who is connected right now) lives only in memory.
  */
 import type { RegisteredPort, UpstreamRef } from '../api/control-protocol.js';
+import type { InstanceOwner } from './instance-ownership.js';
 
 export interface TokenRecord {
   readonly id: string;
@@ -40,6 +41,8 @@ export interface StoredRegistration {
   readonly upstreams: readonly UpstreamRef[];
   readonly healthy: boolean;
   readonly updatedAt: string;
+  /** The certificate (and workload) that registered it; absent in records written before owners were kept. */
+  readonly owner?: InstanceOwner;
 }
 
 /** Secrets the control plane generates once and keeps: each is 32 random bytes, base64url. */

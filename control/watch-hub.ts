@@ -11,11 +11,17 @@
  * the whole upstream when a service joins the mesh, and `removedUpstreams` when it leaves; an agent that
  * names a service keeps it (empty) when it leaves, as before. A changed service is serialised at most
  * three times (endpoint changes, whole upstream, removal) whoever listens, and each stream is written once.
+ *
+ * With `scopeDiscovery`, a wildcard subscriber learns only the services its identity could be allowed to
+ * call (`discovery-scope.ts`): the others are left out of its snapshot and deltas, and a policy change
+ * sends it, with the new policies, the services it may now reach (whole) and those it no longer may
+ * (`removedUpstreams`). Services an agent names are not scoped.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, UpstreamService } from '../api/data-plane.js';
 import {
   ANY_UPSTREAM,
+  isWildcardRef,
   upstreamKey,
   type AgentSnapshot,
   type EndpointChange,
@@ -25,6 +31,7 @@ import {
   type WatchMessage,
 } from '../api/control-protocol.js';
 import type { TrafficPermission } from '../policy/types.js';
+import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
 import type { RegistryEvent, ServiceRegistry } from './registry.js';
 import { policyRevision } from './policy-source.js';
 import { normaliseSubscription, SubscriptionIndex } from './subscription-index.js';
@@ -56,6 +63,8 @@ export interface WatchHubOptions {
   readonly policies: () => readonly TrafficPermission[];
   /** Unexpired certificates of revoked join tokens (token-service.ts); omitted, none. */
   readonly revokedSerials?: () => readonly RevokedSerial[];
+  /** Wildcard subscribers learn only the services policy could let them call (default: every mesh service). */
+  readonly scopeDiscovery?: boolean;
   /** Called once per pushed change with how many streams got it and how long the fan-out took. */
   readonly onPush?: (streams: number, seconds: number) => void;
   readonly onSlowStream?: (subscriber: WatchSubscriber) => void;
@@ -77,8 +86,12 @@ export class WatchHub {
   private readonly interested = new SubscriptionIndex<Stream>();
   private pending = new Map<string, Map<string, Endpoint | undefined>>();
   private pendingPorts = new Set<string>();
-  /** Every mesh service's upstream as JSON, for `*` / `*` snapshots; dropped at any registry change. */
-  private wholeMeshJson: string | undefined;
+  /**
+   * Every mesh service's upstream as JSON, for `*` / `*` snapshots, per caller identity when discovery is
+   * scoped (one entry otherwise); dropped at any registry or policy change.
+   */
+  private readonly wholeMeshJson = new Map<string, string>();
+  private scope: DiscoveryScope | undefined;
   /** Services that joined or left the mesh since the last flush. */
   private pendingMembership = new Set<string>();
   private flushScheduled = false;
@@ -86,6 +99,7 @@ export class WatchHub {
   private readonly unsubscribe: () => void;
 
   constructor(private readonly options: WatchHubOptions) {
+    this.scope = this.buildScope();
     this.unsubscribe = options.registry.subscribe((event) => this.onRegistryEvent(event));
     this.pinger = setInterval(() => this.ping(), options.pingIntervalMs);
     this.pinger.unref();
@@ -109,7 +123,7 @@ export class WatchHub {
   }
 
   snapshotFor(subscriber: WatchSubscriber): AgentSnapshot {
-    return { ...this.snapshotHead(subscriber), upstreams: this.upstreamsOf(normaliseSubscription(subscriber.upstreams)) };
+    return { ...this.snapshotHead(subscriber), upstreams: this.upstreamsOf(normaliseSubscription(subscriber.upstreams), subscriber) };
   }
 
   private snapshotHead(subscriber: WatchSubscriber): Omit<AgentSnapshot, 'upstreams'> {
@@ -143,24 +157,35 @@ export class WatchHub {
     if (refs.length !== 1 || refs[0]?.namespace !== ANY_UPSTREAM) return JSON.stringify({ ...envelope, snapshot: this.snapshotFor(subscriber) } satisfies WatchMessage);
     // Every service of the mesh: the same (large) list for every such agent until the registry changes, so
     // a reconnect storm serialises it once. Spliced in as the snapshot's last field.
-    this.wholeMeshJson ??= JSON.stringify(this.upstreamsOf(refs));
+    const key = this.scope === undefined ? '' : upstreamKey(subscriber.namespace, subscriber.service);
+    let upstreams = this.wholeMeshJson.get(key);
+    if (upstreams === undefined) this.wholeMeshJson.set(key, (upstreams = JSON.stringify(this.upstreamsOf(refs, subscriber))));
     const head = JSON.stringify({ ...envelope, snapshot: this.snapshotHead(subscriber) });
-    return `${head.slice(0, -2)},"upstreams":${this.wholeMeshJson}}}`;
+    return `${head.slice(0, -2)},"upstreams":${upstreams}}}`;
   }
 
-  /** The policy set changed: every namespace's streams get their filtered set, if it changed for them. */
+  /**
+   * The policy set changed: every stream gets its namespace's policies and, when discovery is scoped, the
+   * services its wildcards may now reach or no longer may. One line per namespace, caller and subscription.
+   */
   policyChanged(): void {
+    const before = this.scope;
+    this.scope = this.buildScope();
+    this.wholeMeshJson.clear();
     const version = ++this.version;
     const lines = new Map<string, string>();
     const started = process.hrtime.bigint();
     let count = 0;
     for (const stream of this.streams) {
-      const ns = stream.subscriber.namespace;
-      let line = lines.get(ns);
+      const { namespace: ns, service } = stream.subscriber;
+      const scoped = this.scope !== undefined && stream.refs.some(isWildcardRef);
+      const key = scoped ? `${ns}/${service}|${JSON.stringify(stream.refs)}` : ns;
+      let line = lines.get(key);
       if (line === undefined) {
         const policies = this.policiesFor(ns);
-        line = JSON.stringify({ type: 'delta', version, policies, policyRevision: policyRevision(policies) } satisfies WatchDeltaMessage);
-        lines.set(ns, line);
+        const reach = scoped ? this.reachChanges(stream, before) : {};
+        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies) } satisfies WatchDeltaMessage);
+        lines.set(key, line);
       }
       this.send(stream, line);
       count++;
@@ -187,19 +212,46 @@ export class WatchHub {
     return this.options.policies().filter((p) => p.metadata.namespace === namespace || p.metadata.namespace === root);
   }
 
-  /** Named services as the registry has them (empty when unknown), then every mesh service a wildcard covers. */
-  private upstreamsOf(refs: readonly UpstreamRef[]): UpstreamService[] {
+  private buildScope(): DiscoveryScope | undefined {
+    return this.options.scopeDiscovery === true ? DiscoveryScope.of(this.options.policies(), this.options.trustDomain, this.options.rootNamespace) : undefined;
+  }
+
+  /** Whether the caller's wildcards may include the service (always, unless discovery is scoped). */
+  private visible(caller: ScopedCaller, namespace: string, service: string): boolean {
+    return this.scope === undefined || this.scope.mayReach(caller, namespace, service);
+  }
+
+  /** Named services as the registry has them (empty when unknown), then every mesh service a wildcard covers that the caller may reach. */
+  private upstreamsOf(refs: readonly UpstreamRef[], caller: ScopedCaller): UpstreamService[] {
     const { registry } = this.options;
     const upstreams: UpstreamService[] = [];
     for (const ref of refs) {
       if (ref.service !== ANY_UPSTREAM) upstreams.push(registry.upstream(ref.namespace, ref.service));
-      else for (const s of registry.meshServices(ref.namespace === ANY_UPSTREAM ? undefined : ref.namespace)) upstreams.push(registry.upstream(s.namespace, s.service));
+      else for (const s of registry.meshServices(ref.namespace === ANY_UPSTREAM ? undefined : ref.namespace)) if (this.visible(caller, s.namespace, s.service)) upstreams.push(registry.upstream(s.namespace, s.service));
     }
     return upstreams;
   }
 
+  /** The mesh services a stream's wildcards gained or lost between two scopes (`before` undefined: it saw them all). */
+  private reachChanges(stream: Stream, before: DiscoveryScope | undefined): Pick<WatchDeltaMessage, 'upstreams' | 'removedUpstreams'> {
+    const { registry } = this.options;
+    const caller = stream.subscriber;
+    const gained: UpstreamService[] = [];
+    const lost: UpstreamRef[] = [];
+    for (const ref of stream.refs) {
+      if (!isWildcardRef(ref)) continue;
+      for (const s of registry.meshServices(ref.namespace === ANY_UPSTREAM ? undefined : ref.namespace)) {
+        const was = before === undefined || before.mayReach(caller, s.namespace, s.service);
+        const is = this.visible(caller, s.namespace, s.service);
+        if (is && !was) gained.push(registry.upstream(s.namespace, s.service));
+        else if (was && !is) lost.push({ service: s.service, namespace: s.namespace });
+      }
+    }
+    return { ...(gained.length === 0 ? {} : { upstreams: gained }), ...(lost.length === 0 ? {} : { removedUpstreams: lost }) };
+  }
+
   private onRegistryEvent(event: RegistryEvent): void {
-    this.wholeMeshJson = undefined;
+    this.wholeMeshJson.clear();
     if (!this.interested.wants(event.namespace, event.service)) return;
     const key = upstreamKey(event.namespace, event.service);
     if (event.kind === 'ports') {
@@ -228,11 +280,12 @@ export class WatchHub {
     const version = ++this.version;
     const started = process.hrtime.bigint();
     let count = 0;
+    const writeOne = (stream: Stream, line: string): void => {
+      this.send(stream, line);
+      count++;
+    };
     const write = (streams: ReadonlySet<Stream>, line: string): void => {
-      for (const stream of streams) {
-        this.send(stream, line);
-        count++;
-      }
+      for (const stream of streams) writeOne(stream, line);
     };
     for (const key of new Set([...pending.keys(), ...pendingPorts, ...pendingMembership])) {
       const slash = key.indexOf('/');
@@ -256,7 +309,11 @@ export class WatchHub {
         line = JSON.stringify({ type: 'delta', version, removedUpstreams: [{ service, namespace }] } satisfies WatchDeltaMessage);
       }
       // Not in the mesh and it did not just leave: a definition without workloads, nobody's wildcard.
-      if (line !== undefined) for (const group of wildcards) write(group, line);
+      if (line === undefined) continue;
+      for (const group of wildcards) {
+        if (this.scope === undefined) write(group, line);
+        else for (const stream of group) if (this.visible(stream.subscriber, namespace, service)) writeOne(stream, line);
+      }
     }
     this.options.onPush?.(count, Number(process.hrtime.bigint() - started) / 1e9);
   }

@@ -22,7 +22,7 @@
 import { InputError } from '../common/errors.js';
 import { HttpMatcher, normalizeRequestPath } from './http-match.js';
 import { ANY, parseDestination, parseSourceSelector, type NamePattern } from './selectors.js';
-import type { AuthorizationRequest, CompileOptions, Decision, PolicyRule, TrafficPermission } from './types.js';
+import type { AuthorizationRequest, CompileOptions, Decision, PeerIdentity, PolicyRule, TrafficPermission } from './types.js';
 
 interface CompiledRule {
   readonly rank: number;
@@ -147,6 +147,26 @@ export class CompiledPolicy {
     if (found.deny !== null) return found.deny.decision;
     if (found.allow === null) return NO_ALLOW;
     return found.dryRunDeny !== null ? found.dryRunDeny.decision : found.allow.decision;
+  }
+
+  /**
+   * Whether some request from `source` to `destination` could be allowed, whatever its method and path: an
+   * enforced allow rule names this caller (HTTP conditions or not), and no enforced deny rule without HTTP
+   * conditions does (that one denies every request from it). Dry-run denies enforce nothing, so they never
+   * make a destination unreachable. For scoping what the control plane tells an agent, not the request path.
+   */
+  couldAllow(source: PeerIdentity, destination: { readonly namespace: string; readonly service: string }): boolean {
+    if (source.trustDomain !== this.trustDomain) return false;
+    let allowed = false;
+    for (const index of [this.exact.get(destination.namespace)?.get(destination.service), this.namespace.get(destination.namespace), this.mesh]) {
+      if (index === undefined || index === null) continue;
+      for (const bucket of [index.exact.get(source.namespace)?.get(source.service), index.namespace.get(source.namespace), index.any]) {
+        if (bucket === undefined || bucket === null) continue;
+        if (bucket.denies.some((rule) => rule.http === null)) return false;
+        if (bucket.allows.length > 0) allowed = true;
+      }
+    }
+    return allowed;
   }
 
   /** The policies whose destination covers this service, in evaluation order. For tools (`trellis explain`), not the request path. */

@@ -39,7 +39,7 @@ export async function startKubernetesControlPlane(trustDomain: string): Promise<
   const pki = await createTestPki({ trustDomain });
   const store = await FileStore.open(join(dir, 'data'));
   const metricsRegistry = new Registry();
-  const registry = new ServiceRegistry({ zone: 'east', disconnectGraceMs: 3_000, startupGraceMs: 0, expireAfterMs: 3_600_000 });
+  const registry = new ServiceRegistry({ zone: 'east', disconnectGraceMs: 3_000, startupGraceMs: 0, leaseMs: 3_600_000 });
   const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
   const hub = new WatchHub({
     registry,

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_UPSTREAMS, CONTROL_PATHS, type AgentSnapshot } from '../../api/control-protocol.js';
@@ -14,7 +15,7 @@ import { parseAgentArgs } from '../../cli/agent-run.js';
 import { silentLogger } from '../../common/log.js';
 import { FileStore } from '../../control/file-store.js';
 import { TokenService } from '../../control/token-service.js';
-import { issueWithToken, registration, removeDir, startTestControlPlane, TestWatch, type TestControlPlane } from '../control/support.js';
+import { allowAllPolicyDir, issueWithToken, registration, removeDir, startTestControlPlane, TestWatch, type TestControlPlane } from '../control/support.js';
 
 let t: TestControlPlane;
 let tokens: TokenService;
@@ -22,7 +23,9 @@ let agent: RunningAgent | undefined;
 const watches: TestWatch[] = [];
 
 beforeAll(async () => {
-  t = await startTestControlPlane();
+  // Discovery is scoped by policy: let the wildcard agent call everything, so everything is in its config.
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-cp-'));
+  t = await startTestControlPlane({ policyDir: allowAllPolicyDir(dir) }, dir);
   tokens = new TokenService(await FileStore.open(join(t.dir, 'data')), 'trellis.local');
 });
 

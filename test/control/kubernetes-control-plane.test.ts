@@ -239,6 +239,8 @@ describe('control plane in Kubernetes mode, a mesh-wide subscriber', () => {
 
   beforeAll(async () => {
     setup = await startKubernetesMode((a) => {
+      // orders may call payments: with discovery scoped by policy, that is what puts payments in its config.
+      a.apply(PATHS.policies, fixture('k8s-trafficpermission-payments.json'));
       const outside = apiServerObjects();
       a.apply(PATHS.services, outside.service);
       a.apply(PATHS.slices, outside.slice);
@@ -259,6 +261,12 @@ describe('control plane in Kubernetes mode, a mesh-wide subscriber', () => {
       expect(snapshot.upstreams.map((u) => `${u.namespace}/${u.name}`)).toEqual(['shop/payments']);
       expect(t.cp.registry.upstream('default', 'kubernetes').virtualIps).toEqual(['10.96.0.1']);
 
+      // Discovery is scoped by policy: orders learns of ledger because a TrafficPermission lets it call ledger.
+      const callers = fixture<Json>('k8s-trafficpermission-payments.json');
+      callers.metadata = { name: 'ledger-callers', namespace: 'shop', uid: 'c0ffee00-0000-4000-8000-000000000004', resourceVersion: '2000' };
+      callers.spec = { destination: 'ledger', rules: [{ action: 'allow', from: ['orders'] }] };
+      api.apply(PATHS.policies, callers);
+      await watch.next((m) => m.type === 'delta' && (m.policies ?? []).some((p) => p.metadata.name === 'ledger-callers'));
       const ledger = ledgerObjects();
       api.apply(PATHS.pods, ledger.pod);
       api.apply(PATHS.services, ledger.service);

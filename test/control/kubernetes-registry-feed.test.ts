@@ -56,7 +56,7 @@ describe('KubernetesRegistryFeed', () => {
 
   beforeEach(async () => {
     api = await startFakeKubeApi();
-    registry = new ServiceRegistry({ zone: ZONE, disconnectGraceMs: 1_000, startupGraceMs: 1_000, expireAfterMs: 60_000 });
+    registry = new ServiceRegistry({ zone: ZONE, disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 60_000 });
     metrics = new Registry();
   });
   afterEach(async () => {

@@ -14,9 +14,11 @@ const reg = (id: string, port: number, extra: Partial<StoredRegistration> = {}):
 
 let registry: ServiceRegistry;
 let events: RegistryEvent[];
+let dropped: string[];
 beforeEach(() => {
   vi.useFakeTimers();
-  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 3_000, startupGraceMs: 30_000, expireAfterMs: 3_600_000 });
+  dropped = [];
+  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 3_000, startupGraceMs: 30_000, leaseMs: 60_000, onDropped: (r, why) => dropped.push(`${r.instanceId}:${why}`) });
   events = [];
   registry.subscribe((e) => events.push(e));
 });
@@ -71,9 +73,39 @@ describe('ServiceRegistry', () => {
     const lease = registry.connect(reg('b', 1));
     expect(registry.entries().map((e) => e.instanceId)).toEqual(['b']);
     registry.disconnect('b', lease);
-    vi.advanceTimersByTime(3_000 + 3_600_000);
+    vi.advanceTimersByTime(60_000);
     expect(registry.entries()).toEqual([]);
     expect(registry.upstream('shop', 'orders')).toEqual({ name: 'orders', namespace: 'shop', ports: [], endpoints: [] });
+    expect(dropped).toEqual(['a:replaced', 'b:lease']);
+  });
+
+  it('removes an instance once its lease ends after the watch closed, and says the service left', () => {
+    const lease = registry.connect(reg('a', 1));
+    events.length = 0;
+    registry.disconnect('a', lease);
+    vi.advanceTimersByTime(59_999);
+    expect(healthy()).toEqual(['1:false']);
+    vi.advanceTimersByTime(1);
+    expect(registry.get('a')).toBeUndefined();
+    expect(events.slice(-3)).toEqual([
+      { kind: 'endpoint', namespace: 'shop', service: 'orders', key: '10.0.0.1:1', endpoint: undefined },
+      { kind: 'ports', namespace: 'shop', service: 'orders' },
+      { kind: 'service', namespace: 'shop', service: 'orders', present: false },
+    ]);
+    expect(dropped).toEqual(['a:lease']);
+  });
+
+  it('gives restored instances a fresh lease: a reconnect within it keeps one, the unclaimed one goes', () => {
+    registry.restore([reg('a', 1), reg('b', 2)]);
+    vi.advanceTimersByTime(59_000);
+    const lease = registry.connect(reg('a', 1));
+    vi.advanceTimersByTime(1_000);
+    expect(registry.entries().map((e) => e.instanceId)).toEqual(['a']);
+    expect(dropped).toEqual(['b:lease']);
+    // Its watch closes later: the lease starts again from that close.
+    registry.disconnect('a', lease);
+    vi.advanceTimersByTime(60_000);
+    expect(registry.entries()).toEqual([]);
   });
 
   it('takes a service definition over the ports registrations declare, with virtual IPs, and says so once', () => {

@@ -2,7 +2,7 @@
  * Test support for control-plane suites: a control plane in this process on loopback port 0 with a temp
  * data dir, and a small client that speaks the protocol (issue, renew, watch) with real certificates.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
@@ -39,6 +39,26 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneConfi
       await cp.close();
     },
   };
+}
+
+/**
+ * A policy directory under `parent` whose one root-namespace policy lets every workload call every service:
+ * for suites about distribution, since wildcard subscribers only learn services policy lets them call.
+ */
+export function allowAllPolicyDir(parent: string): string {
+  const dir = join(parent, 'policy');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'allow-all.yaml'), `apiVersion: trellis.dev/v1alpha1
+kind: TrafficPermission
+metadata: { name: allow-all, namespace: ${CONTROL_DEFAULTS.rootNamespace} }
+spec:
+  destination: '*'
+  mode: enforce
+  rules:
+    - action: allow
+      from: ['*']
+`);
+  return dir;
 }
 
 export function removeDir(dir: string): void {

@@ -39,7 +39,7 @@ const reg = (id: string, service: string, namespace: string, port: number): Stor
 let registry: ServiceRegistry;
 let hub: WatchHub;
 beforeEach(() => {
-  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 1_000, startupGraceMs: 1_000, expireAfterMs: 60_000 });
+  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 60_000 });
   hub = new WatchHub({ registry, trustDomain: 'example.org', rootNamespace: 'trellis-system', zone: 'z1', pingIntervalMs: 60_000, maxBufferedBytes: 1 << 20, trustBundlePem: () => 'PEM', policies: () => [] });
 });
 afterEach(() => {

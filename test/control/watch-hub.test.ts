@@ -39,7 +39,7 @@ let registry: ServiceRegistry;
 let hub: WatchHub;
 let policies: TrafficPermission[];
 beforeEach(() => {
-  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 1_000, startupGraceMs: 1_000, expireAfterMs: 60_000 });
+  registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 60_000 });
   policies = [policy('shop', 'a'), policy('other', 'b'), policy('trellis-system', 'mesh')];
   hub = new WatchHub({ registry, trustDomain: 'example.org', rootNamespace: 'trellis-system', zone: 'z1', pingIntervalMs: 60_000, maxBufferedBytes: 1_000, trustBundlePem: () => 'PEM', policies: () => policies });
 });
