@@ -31,6 +31,7 @@ import { createInboundHttp, type InboundHttp } from './inbound/http-dispatch.js'
 import { inboundState, type Authorizer, type InboundState } from './inbound/inbound-state.js';
 import { TunnelServer } from './inbound/tunnel-server.js';
 import { ExplicitListeners } from './outbound/explicit-listeners.js';
+import { ConnectionBudget } from './outbound/connection-budget.js';
 import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
 import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
@@ -224,6 +225,7 @@ class TrellisSidecar implements Sidecar {
       accessLog: options.accessLog ?? true,
       track: (entry) => this.tunnel.track(entry),
       appSource: options.capture === undefined ? undefined : HANDOFF_SOURCE,
+      laneHeadTimeoutMs: this.limits.laneHeadTimeoutMs,
     });
     this.tunnel = new TunnelServer({
       trustDomain: options.trustDomain,
@@ -260,13 +262,14 @@ class TrellisSidecar implements Sidecar {
       logger: this.log.child({ part: 'outbound-http' }),
       sourceLabel,
       accessLog,
-      limits: resolveOutboundHttpLimits(options.httpLimits),
+      limits: resolveOutboundHttpLimits({ maxConnections: this.limits.maxOutboundConnections, ...options.httpLimits }),
+      connections: new ConnectionBudget(this.limits.maxOutboundConnectionsTotal),
     };
     this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     registerLaneGauge(this.registry, this.lanes, this.inboundHttp);
     const http = outboundHttpListenerFactory(httpDeps, this.lanes);
-    this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
-    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes }), accessLog);
+    this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http, connections: httpDeps.connections });
+    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes, name: 'capture' }), accessLog);
     this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
   }
 

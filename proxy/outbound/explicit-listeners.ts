@@ -14,6 +14,7 @@ import type { OutboundListener } from '../../api/data-plane.js';
 import type { ProxyLimits } from '../core/limits.js';
 import { listenOn } from '../core/listen.js';
 import type { ProxyMetrics } from '../core/metrics.js';
+import type { ConnectionBudget } from './connection-budget.js';
 import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './outbound-route.js';
 
 /** A bound local listener, whichever path (TCP here, or HTTP) serves it. */
@@ -33,6 +34,8 @@ export interface ExplicitListenerDeps {
   /** Handles one accepted app connection whose route is resolved. */
   readonly forward: (socket: Socket, route: OutboundRoute) => void;
   readonly http?: OutboundHttpListenerFactory;
+  /** The sidecar-wide cap on app connections, shared with the HTTP listeners. */
+  readonly connections: ConnectionBudget;
 }
 
 interface Entry {
@@ -114,9 +117,18 @@ export class ExplicitListeners {
 
   private openTcp(spec: OutboundListener, resolve: () => OutboundRoute | undefined): Promise<LocalListener> {
     const server: Server = createServer({ allowHalfOpen: true, noDelay: true });
-    server.maxConnections = this.deps.limits.maxOutboundConnections;
-    server.on('drop', () => this.deps.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'max-connections' }));
+    const { limits, metrics, logger, connections } = this.deps;
+    const name = `${spec.namespace}/${spec.service}:${spec.port}`;
+    server.maxConnections = limits.maxOutboundConnections;
+    server.on('drop', () => connections.refused(metrics, logger, name, 'listener-limit', limits.maxOutboundConnections));
     server.on('connection', (socket: Socket) => {
+      if (!connections.take()) {
+        connections.refused(metrics, logger, name, 'sidecar-limit', connections.max);
+        socket.on('error', () => undefined);
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => connections.release());
       const route = resolve();
       if (route === undefined) {
         this.deps.metrics.tcpConnections.inc({ direction: 'outbound', source: 'local', destination: `${spec.namespace}/${spec.service}`, result: 'no-route' });
