@@ -151,8 +151,8 @@ export interface Sidecar {
   start(): Promise<void>;
   /**
    * Swaps upstreams, listeners, app ports and policy. Routing and policy switch synchronously when called
-   * (open streams now denied are closed); the promise settles once listeners are rebound, and rejects when a
-   * new listener cannot bind (the rest of the config is in force).
+   * (open streams now denied are closed); the promise settles once listeners are rebound. A listener that
+   * cannot bind does not fail it: it is retried with backoff and named by `readiness()` until it binds.
    */
   applyConfig(config: SidecarConfig): Promise<void>;
   /** New certificate or trust bundle: new sessions and handshakes use it at once; old sessions drain. */
@@ -364,6 +364,7 @@ class TrellisSidecar implements Sidecar {
     if (!this.started || this.stopped) reasons.push(this.stopped ? 'stopped' : 'not started');
     if (this.tunnel.address() === undefined) reasons.push('tunnel port not bound');
     if (this.capture !== undefined && (this.capture.transparent.address() === undefined || this.capture.inbound.address() === undefined)) reasons.push('capture ports not bound');
+    for (const f of this.listeners.failures()) reasons.push(`outbound listener ${f.spec.namespace}/${f.spec.service}:${f.spec.port} not bound: ${f.reason}`);
     if (this.material.notAfterMs <= Date.now()) reasons.push(`workload certificate expired at ${new Date(this.material.notAfterMs).toISOString()}`);
     return { ready: reasons.length === 0, reasons };
   }
