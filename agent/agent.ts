@@ -31,6 +31,7 @@ import { ConfigWatch } from './config-watch.js';
 import type { AgentConfig } from './config.js';
 import { holdIdentity, IdentityManager, type HeldIdentity } from './identity-manager.js';
 import { buildSidecarConfig } from './sidecar-config.js';
+import type { OutboundListener } from '../api/data-plane.js';
 import { withTrustBundle } from './trust-bundle-update.js';
 import { AgentStateDir } from './state-dir.js';
 
@@ -171,11 +172,14 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
   let restoredFromDisk = inForce !== undefined;
   let waiting: readonly string[] = [];
   let initial;
+  /** The listeners in force: a listener without a named port keeps its service port across snapshots. */
+  let listeners: readonly OutboundListener[] = [];
   if (inForce !== undefined) {
     try {
       const built = buildSidecarConfig(inForce.snapshot, `${inForce.epoch}.${inForce.version}`, config);
       initial = built.config;
       waiting = built.waiting;
+      listeners = built.config.listeners;
     } catch (err) {
       log.warn({ err: describeError(err) }, 'saved snapshot invalid; waiting for the control plane');
       inForce = undefined;
@@ -259,7 +263,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     onConfig: (next) => {
       let built;
       try {
-        built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, config);
+        built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, config, listeners);
       } catch (err) {
         metrics.configUpdates.inc({ result: 'rejected' });
         log.error({ err: describeError(err), version: next.version }, 'config from the control plane rejected; the last good config stays in force');
@@ -279,6 +283,13 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
           log.error({ err: describeError(err) }, 'the trust bundle in force stays');
         }
       }
+      for (const gone of listeners) {
+        if (built.config.listeners.some((l) => l.bindAddress === gone.bindAddress && l.localPort === gone.localPort)) continue;
+        // A caller's working port is going away: say so loudly, with the reason the new snapshot gives.
+        const why = built.waiting.find((w) => w.startsWith(`${gone.namespace}/${gone.service} `));
+        log.warn({ listener: `${gone.bindAddress}:${gone.localPort}`, upstream: `${gone.namespace}/${gone.service}`, reason: why ?? 'no longer an upstream' }, 'outbound listener closed by the new config');
+      }
+      listeners = built.config.listeners;
       inForce = next;
       restoredFromDisk = false;
       waiting = built.waiting;

@@ -6,6 +6,10 @@
  * Built whole from each snapshot: under a wildcard subscription services come and go, and the proxy's
  * `applyConfig` swaps the upstream list (transparent index, balancer, pre-warmed sessions) atomically, so
  * a service that left is simply absent; a wildcard `--upstream` (`*`, `NS/*`) binds no listener.
+ *
+ * An `--upstream` without a port takes the service's only port; once bound, it keeps that service port
+ * while the service still has it, even when another port appears (a second instance registering a
+ * different app port): a caller's working listener never disappears because an instance appeared.
  */
 import { normaliseSerial, type AgentSnapshot } from '../api/control-protocol.js';
 import type { OutboundListener, UpstreamService } from '../api/data-plane.js';
@@ -20,20 +24,23 @@ export interface BuiltConfig {
   readonly waiting: readonly string[];
 }
 
-function listenerFor(spec: UpstreamSpec & { readonly localPort: number }, upstream: UpstreamService | undefined): OutboundListener | string {
+function listenerFor(spec: UpstreamSpec & { readonly localPort: number }, upstream: UpstreamService | undefined, previous: readonly OutboundListener[]): OutboundListener | string {
   const name = `${spec.namespace}/${spec.service}`;
   if (upstream === undefined || upstream.ports.length === 0) return `${name} (no instance registered yet)`;
   let port = spec.port;
   if (port === undefined) {
-    if (upstream.ports.length !== 1) return `${name} (it has ports ${upstream.ports.map((p) => p.port).join(', ')}; name one with --upstream ${spec.service}:PORT=${spec.localPort})`;
-    port = (upstream.ports[0] as { port: number }).port;
+    const bound = previous.find((l) => l.bindAddress === spec.bindAddress && l.localPort === spec.localPort && l.service === spec.service && l.namespace === spec.namespace);
+    if (bound !== undefined && upstream.ports.some((p) => p.port === bound.port)) port = bound.port;
+    else if (upstream.ports.length !== 1) return `${name} (it has ports ${upstream.ports.map((p) => p.port).join(', ')}; name one with --upstream ${spec.service}:PORT=${spec.localPort})`;
+    else port = (upstream.ports[0] as { port: number }).port;
   } else if (!upstream.ports.some((p) => p.port === port)) {
     return `${name} (it has no port ${port})`;
   }
   return Object.freeze({ bindAddress: spec.bindAddress, localPort: spec.localPort, service: spec.service, namespace: spec.namespace, port });
 }
 
-export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, agent: Pick<AgentConfig, 'upstreams'>): BuiltConfig {
+/** `previous`: the listeners of the config in force, so a listener without a named port keeps its service port. */
+export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, agent: Pick<AgentConfig, 'upstreams'>, previous: readonly OutboundListener[] = []): BuiltConfig {
   const policies = validatePolicyObjects(snapshot.policies, 'control plane snapshot', { rootNamespace: snapshot.rootNamespace });
   const policy = compilePolicy(policies, { trustDomain: snapshot.trustDomain, rootNamespace: snapshot.rootNamespace });
   const byKey = new Map(snapshot.upstreams.map((u) => [`${u.namespace}/${u.name}`, u]));
@@ -42,7 +49,7 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   for (const spec of agent.upstreams) {
     // Named for transparent capture only: the snapshot carries the service, no local port is bound.
     if (spec.localPort === undefined) continue;
-    const built = listenerFor({ ...spec, localPort: spec.localPort }, byKey.get(`${spec.namespace}/${spec.service}`));
+    const built = listenerFor({ ...spec, localPort: spec.localPort }, byKey.get(`${spec.namespace}/${spec.service}`), previous);
     if (typeof built === 'string') waiting.push(built);
     else listeners.push(built);
   }

@@ -31,6 +31,7 @@ import { createInboundHttp, type InboundHttp } from './inbound/http-dispatch.js'
 import { inboundState, type Authorizer, type InboundState } from './inbound/inbound-state.js';
 import { TunnelServer } from './inbound/tunnel-server.js';
 import { ExplicitListeners } from './outbound/explicit-listeners.js';
+import { ConnectionBudget } from './outbound/connection-budget.js';
 import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
 import { forwardTcp } from './outbound/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http-deps.js';
@@ -152,8 +153,8 @@ export interface Sidecar {
   start(): Promise<void>;
   /**
    * Swaps upstreams, listeners, app ports and policy. Routing and policy switch synchronously when called
-   * (open streams now denied are closed); the promise settles once listeners are rebound, and rejects when a
-   * new listener cannot bind (the rest of the config is in force).
+   * (open streams now denied are closed); the promise settles once listeners are rebound. A listener that
+   * cannot bind does not fail it: it is retried with backoff and named by `readiness()` until it binds.
    */
   applyConfig(config: SidecarConfig): Promise<void>;
   /** New certificate or trust bundle: new sessions and handshakes use it at once; old sessions drain. */
@@ -226,6 +227,7 @@ class TrellisSidecar implements Sidecar {
       accessLog: options.accessLog ?? true,
       track: (entry) => this.tunnel.track(entry),
       appSource: options.capture === undefined ? undefined : HANDOFF_SOURCE,
+      laneHeadTimeoutMs: this.limits.laneHeadTimeoutMs,
     });
     this.tunnel = new TunnelServer({
       trustDomain: options.trustDomain,
@@ -262,13 +264,14 @@ class TrellisSidecar implements Sidecar {
       logger: this.log.child({ part: 'outbound-http' }),
       sourceLabel,
       accessLog,
-      limits: resolveOutboundHttpLimits(options.httpLimits),
+      limits: resolveOutboundHttpLimits({ maxConnections: this.limits.maxOutboundConnections, ...options.httpLimits }),
+      connections: new ConnectionBudget(this.limits.maxOutboundConnectionsTotal),
     };
     this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     registerLaneGauge(this.registry, this.lanes, this.inboundHttp);
     const http = outboundHttpListenerFactory(httpDeps, this.lanes);
-    this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http });
-    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes }), accessLog);
+    this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http, connections: httpDeps.connections });
+    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes, name: 'capture' }), accessLog);
     this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
   }
 
@@ -363,6 +366,7 @@ class TrellisSidecar implements Sidecar {
     if (!this.started || this.stopped) reasons.push(this.stopped ? 'stopped' : 'not started');
     if (this.tunnel.address() === undefined) reasons.push('tunnel port not bound');
     if (this.capture !== undefined && (this.capture.transparent.address() === undefined || this.capture.inbound.address() === undefined)) reasons.push('capture ports not bound');
+    for (const f of this.listeners.failures()) reasons.push(`outbound listener ${f.spec.namespace}/${f.spec.service}:${f.spec.port} not bound: ${f.reason}`);
     if (this.material.notAfterMs <= Date.now()) reasons.push(`workload certificate expired at ${new Date(this.material.notAfterMs).toISOString()}`);
     return { ready: reasons.length === 0, reasons };
   }

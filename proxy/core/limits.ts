@@ -32,8 +32,18 @@ export interface ProxyLimits {
   readonly tunnelConnectTimeoutMs: number;
   /** A CONNECT stream must be answered within this (the peer connects to its app meanwhile). */
   readonly streamOpenTimeoutMs: number;
-  /** Concurrent app connections accepted per outbound listener. */
+  /**
+   * Concurrent app connections per outbound listener (TCP or HTTP). One local app rarely needs more than a
+   * few hundred; the cap keeps one runaway client from taking every file descriptor of the sidecar.
+   */
   readonly maxOutboundConnections: number;
+  /** Concurrent app connections over all outbound listeners of the sidecar together (file descriptors). */
+  readonly maxOutboundConnectionsTotal: number;
+  /**
+   * A request head from a peer on an inbound HTTP lane must be complete within this from its first byte
+   * (a total deadline, not inactivity: a head sent a byte at a time must not hold the lane).
+   */
+  readonly laneHeadTimeoutMs: number;
   /** A proxied TCP connection with no bytes either way for this long is closed (0 = never). */
   readonly tcpIdleTimeoutMs: number;
 }
@@ -50,7 +60,9 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   appConnectTimeoutMs: 5_000,
   tunnelConnectTimeoutMs: 5_000,
   streamOpenTimeoutMs: 10_000,
-  maxOutboundConnections: 16_384,
+  maxOutboundConnections: 1_024,
+  maxOutboundConnectionsTotal: 4_096,
+  laneHeadTimeoutMs: 30_000,
   tcpIdleTimeoutMs: 60 * 60_000,
 });
 

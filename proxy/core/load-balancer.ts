@@ -9,6 +9,13 @@
  * (`reportFailure`, e.g. a refused tunnel connection), which takes an endpoint out for a cool-down that
  * doubles on repeated failures. When every endpoint of a service is out, the least recently failed one is
  * still offered rather than nothing: a degraded guess beats a certain failure (and is counted by callers).
+ *
+ * Identity across config pushes: callers hold a `BalancedEndpoint` from `begin` to `end`, often across a
+ * push, so there is exactly one object per endpoint identity (service + address + tunnel port + ingress)
+ * for as long as anyone may hold it. A push updates that object in place; an endpoint that leaves keeps
+ * its object while requests to it are in flight, and gets the same object back if it returns meanwhile.
+ * (Copying counts into fresh objects let in-flight requests decrement the old ones, so the new counts
+ * never fell and P2C starved that endpoint until a restart.)
  */
 import type { Endpoint } from '../../api/data-plane.js';
 import { endpointKey, serviceKey } from './destination.js';
@@ -28,7 +35,8 @@ export interface LoadBalancerOptions {
 /** One endpoint as the balancer tracks it; callers hold it between `begin` and `end`. */
 export interface BalancedEndpoint {
   readonly key: string;
-  readonly endpoint: Endpoint;
+  /** The latest config's view of it (health, zone); replaced in place by `setServices`. */
+  endpoint: Endpoint;
   /** Requests or connections in flight to it from this sidecar. */
   outstanding: number;
   consecutiveFailures: number;
@@ -48,6 +56,12 @@ export class LoadBalancer {
   private readonly random: () => number;
   private readonly now: () => number;
   private services = new Map<string, ServiceEntry>();
+  /**
+   * Endpoints that left the config while requests to them were in flight, by `<service>/<endpoint key>`:
+   * their `end` still lands on the object callers hold, and a re-added endpoint gets it back. Pruned on
+   * each push once nothing is outstanding.
+   */
+  private retired = new Map<string, BalancedEndpoint>();
   private readonly scratch: BalancedEndpoint[] = [];
 
   constructor(options: LoadBalancerOptions = {}) {
@@ -59,28 +73,34 @@ export class LoadBalancer {
   }
 
   /**
-   * Replaces the endpoints of every service at once. Endpoints that stay (same key) keep their
-   * outstanding count and failure state, so a config push does not reset what was observed.
+   * Replaces the endpoints of every service at once. An endpoint that stays (or returns while still held)
+   * keeps its object, so its outstanding count and failure state carry over and in-flight requests still
+   * decrement the count the balancer reads.
    */
   setServices(services: readonly { readonly name: string; readonly namespace: string; readonly endpoints: readonly Endpoint[] }[]): void {
     const next = new Map<string, ServiceEntry>();
+    const known = this.retired;
+    for (const [key, entry] of this.services) for (const e of entry.endpoints) known.set(`${key}/${e.key}`, e);
+    const kept = new Set<BalancedEndpoint>();
     for (const service of services) {
       const key = serviceKey(service.name, service.namespace);
-      const previous = this.services.get(key);
       const endpoints: BalancedEndpoint[] = [];
       for (const endpoint of service.endpoints) {
         const epKey = endpointKey(endpoint);
-        const old = previous?.endpoints.find((e) => e.key === epKey);
-        endpoints.push({
-          key: epKey,
-          endpoint,
-          outstanding: old?.outstanding ?? 0,
-          consecutiveFailures: old?.consecutiveFailures ?? 0,
-          ejectedUntil: old?.ejectedUntil ?? 0,
-        });
+        let e = known.get(`${key}/${epKey}`);
+        if (e === undefined || kept.has(e)) {
+          e = { key: epKey, endpoint, outstanding: 0, consecutiveFailures: 0, ejectedUntil: 0 };
+        } else {
+          e.endpoint = endpoint;
+        }
+        kept.add(e);
+        endpoints.push(e);
       }
-      next.set(key, { endpoints, cursor: previous?.cursor ?? 0 });
+      next.set(key, { endpoints, cursor: this.services.get(key)?.cursor ?? 0 });
     }
+    const retired = new Map<string, BalancedEndpoint>();
+    for (const [id, e] of known) if (!kept.has(e) && e.outstanding > 0) retired.set(id, e);
+    this.retired = retired;
     this.services = next;
   }
 

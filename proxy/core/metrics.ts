@@ -25,6 +25,8 @@ export interface ProxyMetrics {
   readonly tunnelHandshakes: Counter<'direction' | 'result' | 'reason'>;
   /** Streams and sessions cut by a limit or a misbehaving peer, by reason. */
   readonly tunnelErrors: Counter<'direction' | 'reason'>;
+  /** App connections an outbound listener refused at a connection cap (`listener-limit`, `sidecar-limit`). */
+  readonly outboundRefused: Counter<'listener' | 'reason'>;
   readonly certificateExpiry: Gauge<'spiffe_id'>;
   readonly configVersion: Gauge<'version'>;
 }
@@ -66,6 +68,12 @@ export function createProxyMetrics(registry: Registry, certificates?: Certificat
       name: 'trellis_tunnel_errors_total',
       help: 'Tunnel sessions or streams cut by a limit or a misbehaving peer, by reason.',
       labelNames: ['direction', 'reason'] as const,
+      registers,
+    }),
+    outboundRefused: new Counter({
+      name: 'trellis_outbound_connections_refused_total',
+      help: 'App connections refused by an outbound listener at its own cap (listener-limit) or the sidecar-wide cap (sidecar-limit).',
+      labelNames: ['listener', 'reason'] as const,
       registers,
     }),
     certificateExpiry: new Gauge({

@@ -27,6 +27,8 @@ export interface InboundHttpDeps {
   readonly upgradeHeadTimeoutMs: number;
   /** An upgraded (WebSocket) stream silent both ways this long is closed; 0 = never. */
   readonly upgradeIdleTimeoutMs: number;
+  /** A request head on a lane must be complete within this from its first byte (`ProxyLimits.laneHeadTimeoutMs`). */
+  readonly laneHeadTimeoutMs: number;
   /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
   readonly appSource?: AppDialSource;
   /** Open HTTP/1.1 lanes (http1-lane.ts), so shutdown can drain them. */

@@ -3,6 +3,7 @@
  * and `dispatch` is what the tunnel server calls for each stream addressed to an `http` app port
  * (`TunnelServerOptions.http`). Per stream it only makes the small context object.
  */
+import { DEFAULT_LIMITS } from '../core/limits.js';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../../common/log.js';
 import type { AppPort } from '../../api/data-plane.js';
@@ -31,6 +32,8 @@ export interface InboundHttpOptions {
   readonly upgradeHeadTimeoutMs?: number;
   /** Default 1 h. */
   readonly upgradeIdleTimeoutMs?: number;
+  /** Default `DEFAULT_LIMITS.laneHeadTimeoutMs` (30 s). */
+  readonly laneHeadTimeoutMs?: number;
   readonly track?: (entry: TrackedStream) => () => void;
   /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
   readonly appSource?: AppDialSource;
@@ -62,6 +65,7 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     maxUpgradeHeadBytes: options.maxUpgradeHeadBytes ?? 16 * 1024,
     upgradeHeadTimeoutMs: options.upgradeHeadTimeoutMs ?? 10_000,
     upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs ?? 3_600_000,
+    laneHeadTimeoutMs: options.laneHeadTimeoutMs ?? DEFAULT_LIMITS.laneHeadTimeoutMs,
     track: options.track,
     appSource: options.appSource,
     lanes: new Set<{ drain(): void }>(),

@@ -59,6 +59,8 @@ export class InboundLane implements LaneAppOwner {
   /** Lane bytes after the request in flight (the caller sends one at a time, so at most a head's worth). */
   private buffered: Buffer | undefined;
   private readonly partialHead = new PartialHead();
+  /** performance.now() at the first byte of a head spanning DATA frames (0: none): its total deadline runs from there. */
+  private headSince = 0;
   /** The lane's own app connection. */
   private readonly app: LaneAppConnection;
   private appUsed = false;
@@ -110,6 +112,7 @@ export class InboundLane implements LaneAppOwner {
   private readonly onStreamData = (chunk: Buffer): void => {
     switch (this.phase) {
       case Phase.Head: {
+        if (this.headSince !== 0 && this.headOverdue()) return;
         const data = this.partialHead.push(chunk, LANE_HEAD_LIMITS.maxHeadBytes);
         if (data !== undefined) this.readHead(data, 0);
         return;
@@ -142,6 +145,10 @@ export class InboundLane implements LaneAppOwner {
     if (!parsed.ok) {
       if (parsed.incomplete) {
         this.partialHead.hold(offset === 0 ? data : data.subarray(offset));
+        if (this.headSince === 0) {
+          this.headSince = performance.now();
+          this.stream.setTimeout(this.deps.laneHeadTimeoutMs);
+        }
         return;
       }
       const kind = parsed.status === 431 ? HTTP_FAILURES.headTooLarge : HTTP_FAILURES.badRequest;
@@ -149,6 +156,10 @@ export class InboundLane implements LaneAppOwner {
       return;
     }
     const head = parsed.head;
+    if (this.headSince !== 0) {
+      this.headSince = 0;
+      this.stream.setTimeout(LANE_IDLE_TIMEOUT_MS);
+    }
     const rest = offset + parsed.length < data.length ? data.subarray(offset + parsed.length) : undefined;
     this.begin(head);
     if (head.upgrade || head.minorVersion === 0) {
@@ -408,10 +419,27 @@ export class InboundLane implements LaneAppOwner {
     }
   };
 
-  /** The lane's one inactivity timer, set once: an idle lane closes; a busy one is the app timer's business. */
+  /**
+   * The lane's one inactivity timer, set once: an idle lane closes; a busy one is the app timer's business.
+   * While a head spans frames it is the head's deadline (a trickled head is refused 408, as outbound).
+   */
   private readonly onStreamTimeout = (): void => {
-    if (this.phase === Phase.Head) this.closeLane(h2.NGHTTP2_NO_ERROR);
+    if (this.phase !== Phase.Head) return;
+    if (this.headSince !== 0) this.headOverdue();
+    else this.closeLane(h2.NGHTTP2_NO_ERROR);
   };
+
+  /** More of a slow head came (or its timer fired): refused past the deadline, else the timer is set to what is left. */
+  private headOverdue(): boolean {
+    const left = this.headSince + this.deps.laneHeadTimeoutMs - performance.now();
+    if (left > 0) {
+      this.stream.setTimeout(Math.ceil(left));
+      return false;
+    }
+    this.headSince = 0;
+    this.answerAndClose(new HttpFailure(HTTP_FAILURES.requestTimeout, 'the request head was not complete in time'), nextCorrelationId());
+    return true;
+  }
 
   /**
    * Permission for the request in flight was revoked (or shutdown's grace ran out): the lane is reset, as

@@ -7,13 +7,22 @@
  * stop accepting while their open connections carry on, new ones are bound. Ports declared `http` are
  * handed to the HTTP path when one is given; without it they are carried as TCP (correct, but balanced per
  * connection instead of per request).
+ *
+ * A port that cannot be bound (another process holds it, the address is not local) never takes the others
+ * down: it is retried with backoff (core/backoff.ts) while the rest serve, logged at warn with what to do,
+ * reported by `failures()` (the sidecar's readiness names it) and counted in
+ * `trellis_outbound_listeners_failing`. (Failing the whole config for one port unbound every listener of
+ * the agent, and readiness stayed true.)
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
+import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
 import type { OutboundListener } from '../../api/data-plane.js';
 import type { ProxyLimits } from '../core/limits.js';
 import { listenOn } from '../core/listen.js';
 import type { ProxyMetrics } from '../core/metrics.js';
+import type { ConnectionBudget } from './connection-budget.js';
 import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './outbound-route.js';
 
 /** A bound local listener, whichever path (TCP here, or HTTP) serves it. */
@@ -33,6 +42,19 @@ export interface ExplicitListenerDeps {
   /** Handles one accepted app connection whose route is resolved. */
   readonly forward: (socket: Socket, route: OutboundRoute) => void;
   readonly http?: OutboundHttpListenerFactory;
+  /** The sidecar-wide cap on app connections, shared with the HTTP listeners. */
+  readonly connections: ConnectionBudget;
+  /** Delays between attempts to bind a port that could not be bound (default 1 s doubling to 30 s). */
+  readonly bindRetry?: BackoffOptions;
+}
+
+const DEFAULT_BIND_RETRY: BackoffOptions = Object.freeze({ initialMs: 1_000, maxMs: 30_000 });
+
+/** A listener that could not bind, as readiness reports it. */
+export interface ListenerFailure {
+  readonly spec: OutboundListener;
+  readonly reason: string;
+  readonly attempts: number;
 }
 
 interface Entry {
@@ -40,83 +62,134 @@ interface Entry {
   readonly protocol: 'tcp' | 'http';
   /** Read by the listener's resolver for every connection, so an in-place update retargets new connections. */
   readonly ref: { spec: OutboundListener };
-  readonly listener: LocalListener;
+  /** Undefined while the port cannot be bound (then `failing` says why and when it is tried again). */
+  listener: LocalListener | undefined;
+  failing: { reason: string; attempts: number; timer: NodeJS.Timeout } | undefined;
+  removed: boolean;
 }
 
 export class ExplicitListeners {
   private readonly entries = new Map<string, Entry>();
   private upstreams: UpstreamIndex = new Map();
 
-  constructor(private readonly deps: ExplicitListenerDeps) {}
+  constructor(private readonly deps: ExplicitListenerDeps) {
+    const failing = (): number => this.failures().length;
+    new Gauge({
+      name: 'trellis_outbound_listeners_failing',
+      help: 'Outbound listeners of the config that cannot bind their port (retried with backoff).',
+      registers: [deps.metrics.registry],
+      collect(): void {
+        this.set(failing());
+      },
+    });
+  }
 
   /**
-   * Binds, keeps or closes listeners so they match `specs`. Throws (after closing what it opened in this
-   * call) when a new listener cannot bind, so a config is applied whole or not at all for new ports.
+   * Binds, keeps or closes listeners so they match `specs`. Never rejects for a port that cannot be bound:
+   * that listener is retried with backoff and reported by `failures()`, and every other one serves.
    */
   async apply(specs: readonly OutboundListener[], upstreams: UpstreamIndex): Promise<void> {
     this.upstreams = upstreams;
     const wanted = new Map<string, OutboundListener>();
     for (const spec of specs) wanted.set(`${spec.bindAddress}:${spec.localPort}`, spec);
-    const opened: Entry[] = [];
-    try {
-      for (const [key, spec] of wanted) {
-        const route = resolveRoute(upstreams, spec.service, spec.namespace, spec.port);
-        const protocol = route?.protocol === 'http' && this.deps.http !== undefined ? 'http' : 'tcp';
-        const existing = this.entries.get(key);
-        if (existing !== undefined && existing.protocol === protocol) {
-          existing.ref.spec = spec;
-          continue;
-        }
-        if (existing !== undefined) {
-          this.entries.delete(key);
-          await existing.listener.close();
-        }
-        const entry = await this.open(key, spec, protocol);
-        opened.push(entry);
-        this.entries.set(key, entry);
-      }
-    } catch (err) {
-      for (const e of opened) {
-        this.entries.delete(e.key);
-        await e.listener.close();
-      }
-      throw err;
-    }
     for (const [key, entry] of [...this.entries]) {
       if (wanted.has(key)) continue;
       this.entries.delete(key);
-      await entry.listener.close();
+      await this.discard(entry);
+    }
+    for (const [key, spec] of wanted) {
+      const route = resolveRoute(upstreams, spec.service, spec.namespace, spec.port);
+      const protocol = route?.protocol === 'http' && this.deps.http !== undefined ? 'http' : 'tcp';
+      const existing = this.entries.get(key);
+      if (existing !== undefined && existing.protocol === protocol) {
+        existing.ref.spec = spec;
+        continue;
+      }
+      if (existing !== undefined) {
+        this.entries.delete(key);
+        await this.discard(existing);
+      }
+      const entry: Entry = { key, protocol, ref: { spec }, listener: undefined, failing: undefined, removed: false };
+      this.entries.set(key, entry);
+      await this.bind(entry);
     }
   }
 
+  /** Listeners of the config whose port cannot be bound now. */
+  failures(): ListenerFailure[] {
+    const out: ListenerFailure[] = [];
+    for (const e of this.entries.values()) if (e.failing !== undefined) out.push({ spec: e.ref.spec, reason: e.failing.reason, attempts: e.failing.attempts });
+    return out;
+  }
+
   addresses(): { readonly spec: OutboundListener; readonly address: AddressInfo | undefined }[] {
-    return [...this.entries.values()].map((e) => ({ spec: e.ref.spec, address: e.listener.address() }));
+    return [...this.entries.values()].map((e) => ({ spec: e.ref.spec, address: e.listener?.address() }));
   }
 
   async close(graceMs?: number): Promise<void> {
     const all = [...this.entries.values()];
     this.entries.clear();
-    await Promise.all(all.map((e) => e.listener.close(graceMs)));
+    await Promise.all(all.map((e) => this.discard(e, graceMs)));
   }
 
-  private async open(key: string, spec: OutboundListener, protocol: 'tcp' | 'http'): Promise<Entry> {
-    const ref = { spec };
-    const resolve = (): OutboundRoute | undefined => resolveRoute(this.upstreams, ref.spec.service, ref.spec.namespace, ref.spec.port);
+  private async discard(entry: Entry, graceMs?: number): Promise<void> {
+    entry.removed = true;
+    if (entry.failing !== undefined) clearTimeout(entry.failing.timer);
+    entry.failing = undefined;
+    await entry.listener?.close(graceMs);
+  }
+
+  /** One attempt to bind `entry`'s port; on failure the next is scheduled (backoff) and the reason kept. */
+  private async bind(entry: Entry): Promise<void> {
+    const { spec } = entry.ref;
     let listener: LocalListener;
-    if (protocol === 'http' && this.deps.http !== undefined) {
-      listener = await this.deps.http(spec, resolve);
-    } else {
-      listener = await this.openTcp(spec, resolve);
+    try {
+      listener = await this.open(entry);
+    } catch (err) {
+      if (entry.removed) return;
+      const attempts = (entry.failing?.attempts ?? 0) + 1;
+      const delay = backoffDelay(attempts - 1, this.deps.bindRetry ?? DEFAULT_BIND_RETRY);
+      const reason = bindFailureReason(spec, err);
+      const timer = setTimeout(() => void this.bind(entry), delay);
+      timer.unref();
+      entry.failing = { reason, attempts, timer };
+      const fields = { listener: entry.key, destination: `${spec.namespace}/${spec.service}:${spec.port}`, attempts, retryInMs: delay };
+      if (attempts === 1) this.deps.logger.warn(fields, `outbound listener cannot bind: ${reason}; retrying with backoff`);
+      else this.deps.logger.debug(fields, 'outbound listener still cannot bind');
+      return;
     }
+    if (entry.removed) {
+      await listener.close();
+      return;
+    }
+    if (entry.failing !== undefined) this.deps.logger.info({ listener: entry.key, attempts: entry.failing.attempts }, 'outbound listener bound after retrying');
+    entry.failing = undefined;
+    entry.listener = listener;
+  }
+
+  private async open(entry: Entry): Promise<LocalListener> {
+    const { key, ref, protocol } = entry;
+    const spec = ref.spec;
+    const resolve = (): OutboundRoute | undefined => resolveRoute(this.upstreams, ref.spec.service, ref.spec.namespace, ref.spec.port);
+    const listener = protocol === 'http' && this.deps.http !== undefined ? await this.deps.http(spec, resolve) : await this.openTcp(spec, resolve);
     this.deps.logger.info({ listener: key, destination: `${spec.namespace}/${spec.service}:${spec.port}`, protocol }, 'outbound listener bound');
-    return { key, protocol, ref, listener };
+    return listener;
   }
 
   private openTcp(spec: OutboundListener, resolve: () => OutboundRoute | undefined): Promise<LocalListener> {
     const server: Server = createServer({ allowHalfOpen: true, noDelay: true });
-    server.maxConnections = this.deps.limits.maxOutboundConnections;
-    server.on('drop', () => this.deps.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'max-connections' }));
+    const { limits, metrics, logger, connections } = this.deps;
+    const name = `${spec.namespace}/${spec.service}:${spec.port}`;
+    server.maxConnections = limits.maxOutboundConnections;
+    server.on('drop', () => connections.refused(metrics, logger, name, 'listener-limit', limits.maxOutboundConnections));
     server.on('connection', (socket: Socket) => {
+      if (!connections.take()) {
+        connections.refused(metrics, logger, name, 'sidecar-limit', connections.max);
+        socket.on('error', () => undefined);
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => connections.release());
       const route = resolve();
       if (route === undefined) {
         this.deps.metrics.tcpConnections.inc({ direction: 'outbound', source: 'local', destination: `${spec.namespace}/${spec.service}`, result: 'no-route' });
@@ -139,4 +212,15 @@ export class ExplicitListeners {
       }),
     }));
   }
+}
+
+/** What an operator reads: which port, for which upstream, why, and what to do about it. */
+function bindFailureReason(spec: OutboundListener, err: unknown): string {
+  const cause = (err as { cause?: { code?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code;
+  const where = `port ${spec.localPort} on ${spec.bindAddress} for upstream ${spec.namespace}/${spec.service}`;
+  if (code === 'EADDRINUSE') return `${where} is in use by another process; free it or choose another --upstream port`;
+  if (code === 'EADDRNOTAVAIL') return `${where}: ${spec.bindAddress} is not an address of this host; choose a local bind address`;
+  if (code === 'EACCES') return `${where}: permission denied (ports below 1024 need privileges); choose a higher --upstream port`;
+  return `${where}: ${(err as Error).message}`;
 }

@@ -8,6 +8,8 @@ import type { HttpMetrics } from '../core/http-metrics.js';
 import type { LoadBalancer } from '../core/load-balancer.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import type { SessionPool } from '../core/session-pool.js';
+import { DEFAULT_LIMITS } from '../core/limits.js';
+import type { ConnectionBudget } from './connection-budget.js';
 
 export interface OutboundHttpLimits {
   /** Largest request head accepted from the app (node:http `maxHeaderSize`). */
@@ -18,7 +20,7 @@ export interface OutboundHttpLimits {
   readonly requestTimeoutMs: number;
   /** An idle kept-alive app connection is closed after this. */
   readonly keepAliveTimeoutMs: number;
-  /** Concurrent app connections per listener. */
+  /** Concurrent app connections per listener (default `ProxyLimits.maxOutboundConnections`). */
   readonly maxConnections: number;
   /** Endpoints tried per request when the tunnel cannot be reached before anything was sent. */
   readonly maxAttempts: number;
@@ -33,7 +35,7 @@ export const DEFAULT_OUTBOUND_HTTP_LIMITS: OutboundHttpLimits = Object.freeze({
   headersTimeoutMs: 30_000,
   requestTimeoutMs: 300_000,
   keepAliveTimeoutMs: 120_000,
-  maxConnections: 16_384,
+  maxConnections: DEFAULT_LIMITS.maxOutboundConnections,
   maxAttempts: 3,
   upstreamIdleTimeoutMs: 300_000,
   upgradeIdleTimeoutMs: 3_600_000,
@@ -50,6 +52,8 @@ export interface OutboundHttpDeps {
   /** One info line per request (default true). */
   readonly accessLog: boolean;
   readonly limits: OutboundHttpLimits;
+  /** The sidecar-wide cap on app connections, shared with the other outbound listeners; none when absent. */
+  readonly connections?: ConnectionBudget;
 }
 
 export function resolveOutboundHttpLimits(overrides: Partial<OutboundHttpLimits> = {}): OutboundHttpLimits {

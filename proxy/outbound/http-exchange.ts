@@ -3,9 +3,11 @@
  * endpoint the load balancer picks for this request alone.
  *
  * Retry rule (nothing is ever sent twice): a request is retried on another endpoint, up to `maxAttempts`,
- * only when the tunnel could not be reached (no session: nothing was sent), or the peer refused the stream
- * (REFUSED_STREAM, also what a GOAWAY means for streams it did not process) before the request body was
- * read from the app. Any other failure before the response is a 502/504 with a stable code; a failure
+ * only when the tunnel could not be reached (no session: nothing was sent), the peer refused the stream
+ * (REFUSED_STREAM, also what a GOAWAY means for streams it did not process), or the destination's sidecar
+ * answered that its app refused the connection (503 `trellis-error: TRELLIS_HTTP_APP_UNAVAILABLE`; an
+ * app's own 503 cannot carry it, the inbound drops app `trellis-*` fields), each before the request body
+ * was read from the app (a body read is not kept, so it could not be sent again). Any other failure before the response is a 502/504 with a stable code; a failure
  * after the response started resets the app's connection, which is what it would see without a mesh.
  *
  * Expect: 100-continue travels to the destination app, and its 100 comes back through `writeContinue`.
@@ -16,7 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
-import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
+import { ERROR_HEADER, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
 import { acceptableRequestId, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
@@ -42,6 +44,8 @@ class OutboundExchange {
   responded = false;
   continueSent = false;
   timedOut = false;
+  /** The last endpoint tried answered that its app refused: when none is left, the caller gets that. */
+  appRefused = false;
   appGone = false;
   finished = false;
 
@@ -73,7 +77,7 @@ export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, ro
 function attempt(x: OutboundExchange): void {
   const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried);
   if (endpoint === undefined) {
-    fail(x, x.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
+    fail(x, x.appRefused ? HTTP_FAILURES.appUnavailable : x.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
     return;
   }
   x.attempts += 1;
@@ -160,6 +164,17 @@ function sendRequestTrailers(x: OutboundExchange, stream: ClientHttp2Stream): vo
 function onResponse(x: OutboundExchange, stream: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
   if (x.appGone) return;
   const status = Number(headers[':status']);
+  if (status === 503 && headers[ERROR_HEADER] === HTTP_FAILURES.appUnavailable.code && !x.req.readableDidRead && !x.continueSent && x.attempts < x.deps.limits.maxAttempts) {
+    // Nothing reached any app: another endpoint may have one that is up. This one is reported failing.
+    x.stream = undefined;
+    x.req.unpipe(stream);
+    cancelStream(stream);
+    release(x, false);
+    x.appRefused = true;
+    x.deps.logger.debug({ correlationId: x.correlationId }, 'the destination app refused the connection; trying another endpoint');
+    attempt(x);
+    return;
+  }
   x.status = status;
   x.responded = true;
   const out = h2ResponseToH1(headers);

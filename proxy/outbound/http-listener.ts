@@ -29,6 +29,7 @@ import { forwardHttpUpgrade } from './http-upgrade.js';
 import type { OutboundRoute } from './outbound-route.js';
 import { Http1AppConnection, type FastPathDeps } from './http1-app-connection.js';
 import type { LanePool } from './http1-lane-pool.js';
+import { unlimitedBudget } from './connection-budget.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
@@ -36,6 +37,8 @@ export interface OutboundHttpListenerOptions {
   readonly resolve?: () => OutboundRoute | undefined;
   /** HTTP/1.1 lanes to other sidecars: the fast path. Without it every request goes through node:http. */
   readonly lanes?: LanePool;
+  /** Names the listener in metrics and logs (`namespace/service:port`, or `capture`). */
+  readonly name?: string;
 }
 
 /** Header fields per request head on the fast path (node:http's default is 2,000; 256 is plenty for an app). */
@@ -62,6 +65,8 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
   const routes = new WeakMap<Socket, OutboundRoute>();
   const sockets = new Set<Socket>();
   const fast = new Set<Http1AppConnection>();
+  const budget = deps.connections ?? unlimitedBudget();
+  const name = options.name ?? 'http';
   let connections = 0;
   let tracking = false;
   let closing = false;
@@ -131,9 +136,9 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       socket.destroy();
       return;
     }
-    if (connections >= limits.maxConnections) {
-      deps.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'max-connections' });
-      deps.logger.warn({ maxConnections: limits.maxConnections }, 'outbound HTTP connection refused: connection limit reached');
+    const reason = connections >= limits.maxConnections ? 'listener-limit' : budget.take() ? undefined : 'sidecar-limit';
+    if (reason !== undefined) {
+      budget.refused(deps.metrics, deps.logger, name, reason, reason === 'listener-limit' ? limits.maxConnections : budget.max);
       socket.destroy();
       return;
     }
@@ -141,6 +146,7 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
     sockets.add(socket);
     const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, fallback);
     socket.once('close', () => {
+      budget.release();
       connections -= 1;
       sockets.delete(socket);
       if (conn !== undefined) fast.delete(conn);
@@ -220,7 +226,7 @@ function refuseNoRoute(res: ServerResponse, deps: OutboundHttpDeps): void {
  */
 export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
   return async (spec, resolve) => {
-    const listener = createOutboundHttpListener({ deps, resolve, lanes });
+    const listener = createOutboundHttpListener({ deps, resolve, lanes, name: `${spec.namespace}/${spec.service}:${spec.port}` });
     await listener.listen(spec.localPort, spec.bindAddress);
     return listener;
   };

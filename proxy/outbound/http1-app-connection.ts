@@ -51,6 +51,12 @@ export class Http1AppConnection implements ExchangeOwner {
   private draining = false;
   /** The socket's inactivity timer is the (shorter) head timeout while a head is arriving. */
   private headTimer = false;
+  /**
+   * performance.now() at the first byte of a head still arriving (0: none). The head timeout is a total
+   * deadline from there, not inactivity: a head sent a byte a second would otherwise hold the connection
+   * for hours. Set only when a head spans reads, so a head read whole costs nothing.
+   */
+  private headSince = 0;
   /** The request in flight (reused for each request). */
   private readonly exchange: LaneExchange;
 
@@ -80,6 +86,7 @@ export class Http1AppConnection implements ExchangeOwner {
   private readonly onData = (chunk: Buffer): void => {
     switch (this.phase) {
       case Phase.Head: {
+        if (this.headSince !== 0 && this.headOverdue()) return;
         const data = this.partialHead.push(chunk, this.deps.headLimits.maxHeadBytes);
         if (data !== undefined) this.readHead(data, 0);
         return;
@@ -116,7 +123,8 @@ export class Http1AppConnection implements ExchangeOwner {
     if (!parsed.ok) {
       if (parsed.incomplete) {
         this.partialHead.hold(offset === 0 ? data : data.subarray(offset));
-        if (!this.headTimer) {
+        if (this.headSince === 0) {
+          this.headSince = performance.now();
           this.headTimer = true;
           this.socket.setTimeout(this.deps.http.limits.headersTimeoutMs);
         }
@@ -129,6 +137,7 @@ export class Http1AppConnection implements ExchangeOwner {
       return;
     }
     const head = parsed.head;
+    this.headSince = 0;
     if (this.headTimer) {
       this.headTimer = false;
       this.socket.setTimeout(this.deps.http.limits.keepAliveTimeoutMs);
@@ -148,6 +157,22 @@ export class Http1AppConnection implements ExchangeOwner {
     this.phase = this.exchange.requestDone ? Phase.Await : Phase.Body;
     this.buffered = end < data.length ? data.subarray(end) : undefined;
     this.exchange.acquireLane(false);
+  }
+
+  /**
+   * Bytes of a slow head arrived: past its deadline it is refused (408, close); otherwise the inactivity
+   * timer is re-armed to what is left, so silence after a trickle also ends at the deadline. Only heads
+   * that span reads come here.
+   */
+  private headOverdue(): boolean {
+    const left = this.headSince + this.deps.http.limits.headersTimeoutMs - performance.now();
+    if (left <= 0) {
+      this.headSince = 0;
+      this.refuseAndClose(HTTP_FAILURES.requestTimeout, 'the request head was not complete in time');
+      return true;
+    }
+    this.socket.setTimeout(Math.ceil(left));
+    return false;
   }
 
   // ---- what the exchange asks of the connection (ExchangeOwner) ----

@@ -10,8 +10,11 @@
  * allocation per request. Bytes move between the app socket and the lane with backpressure both ways.
  *
  * Retry rule, as on the node:http path: another endpoint only when no byte was sent (no lane could be
- * opened); a reused lane that closes before answering a request without a body is retried once on a new
- * lane (the kept-alive race every HTTP client knows); anything else is a 502/504 with a stable code.
+ * opened) or the destination's sidecar answered that its app refused the connection (503 with
+ * `trellis-error: TRELLIS_HTTP_APP_UNAVAILABLE`: nothing reached any app) to a request without a body
+ * (its bytes are not kept, so a body could not be sent again); a reused lane that closes before answering
+ * a request without a body is retried once on a new lane (the kept-alive race every HTTP client knows);
+ * anything else is a 502/504 with a stable code.
  */
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
@@ -20,7 +23,7 @@ import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
 import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
-import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
+import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import { RST_CANCEL } from '../core/tunnel-protocol.js';
@@ -77,6 +80,10 @@ export class LaneExchange implements LaneOwner {
   private laneReused = false;
   private staleRetried = false;
   private code: string | undefined;
+  /** The answer on the lane is the destination sidecar's "app refused": read to its end, not written, then retried. */
+  private refused = false;
+  /** The last endpoint tried refused so: when none is left, the caller gets that, not "unreachable". */
+  private appRefusedLast = false;
   /** Frames the response on the lane and writes it to the app. */
   private readonly response: Http1ResponseReader;
 
@@ -86,8 +93,18 @@ export class LaneExchange implements LaneOwner {
     private readonly owner: ExchangeOwner,
   ) {
     this.reqBody = new BodyFramer(deps.bodyLimits);
-    this.response = new Http1ResponseReader({ write: (part) => socket.write(part) }, deps.headLimits, deps.bodyLimits);
+    this.response = new Http1ResponseReader({ write: (part) => this.refused || socket.write(part) }, deps.headLimits, deps.bodyLimits);
   }
+
+  /** Sees each final response head before a byte of it reaches the app (the reader's rewrite hook). */
+  private readonly onFinalHead = (head: ResponseHead): Buffer | undefined => {
+    const req = this.req as RequestHead;
+    if (head.status === 503 && req.body.kind === 'none' && this.attempts < this.deps.http.limits.maxAttempts && fieldValue(head.fields, ERROR_HEADER) === HTTP_FAILURES.appUnavailable.code) {
+      this.refused = true;
+      return undefined;
+    }
+    return req.keepAlive ? undefined : closeRewrite(head);
+  };
 
   /** The route of the latest request on the connection, undefined before the first. */
   lastRoute(): OutboundRoute | undefined {
@@ -118,7 +135,9 @@ export class LaneExchange implements LaneOwner {
     this.attempts = 0;
     this.staleRetried = false;
     this.code = undefined;
-    this.response.begin(head.method, head.keepAlive ? undefined : closeRewrite);
+    this.refused = false;
+    this.appRefusedLast = false;
+    this.response.begin(head.method, this.onFinalHead);
   }
 
   /** Picks an endpoint and takes an idle lane to it (none when `fresh`) or opens one; the head goes on it. */
@@ -127,7 +146,7 @@ export class LaneExchange implements LaneOwner {
     const { balancer, limits } = this.deps.http;
     const picked = balancer.pick(route.service, route.namespace, this.tried);
     if (picked === undefined || this.attempts >= limits.maxAttempts) {
-      this.fail(this.attempts === 0 && picked === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
+      this.fail(this.appRefusedLast ? HTTP_FAILURES.appUnavailable : this.attempts === 0 && picked === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
       return;
     }
     this.attempts += 1;
@@ -211,7 +230,12 @@ export class LaneExchange implements LaneOwner {
     const response = this.response;
     const flowing = response.read(chunk);
     if (response.error !== undefined) {
+      this.refused = false;
       this.laneBroke(`${response.error} (on the lane)`);
+      return;
+    }
+    if (this.refused) {
+      if (response.done) this.retryRefused();
       return;
     }
     if (!response.done) {
@@ -229,6 +253,32 @@ export class LaneExchange implements LaneOwner {
     else if (broken) this.completeEarly();
     // Else a response that came before the request body ended (a refusal of an upload): the rest of the
     // body still goes on the lane, where the peer skips it, and the exchange completes when it has.
+  }
+
+  /**
+   * The destination's app refused the connection and its sidecar's 503 has been read (not passed on):
+   * nothing reached any app, so the request goes to another endpoint, and this one is reported failing.
+   */
+  private retryRefused(): void {
+    const lane = this.lane;
+    const endpoint = this.endpoint;
+    this.lane = undefined;
+    this.endpoint = undefined;
+    this.refused = false;
+    this.appRefusedLast = true;
+    if (lane !== undefined && this.response.done && !this.response.trailing && this.response.head?.keepAlive === true) {
+      this.deps.lanes.give(lane);
+    } else if (lane !== undefined) {
+      lane.owner = undefined;
+      if (!lane.stream.closed) lane.stream.close(RST_CANCEL);
+    }
+    if (endpoint !== undefined) {
+      this.deps.http.balancer.end(endpoint, false);
+      (this.tried ??= new Set()).add(endpoint.key);
+    }
+    this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: endpoint?.key }, 'the destination app refused the connection; trying another endpoint');
+    this.response.begin((this.req as RequestHead).method, this.onFinalHead);
+    this.acquireLane(false);
   }
 
   /** The response is complete but the rest of the request body has nowhere to go: close after it. */
@@ -251,6 +301,11 @@ export class LaneExchange implements LaneOwner {
     const lane = this.lane;
     this.lane = undefined;
     if (this.owner.closed) return;
+    if (this.refused) {
+      // The refusal was read (not its whole body, which nobody needs): retry all the same.
+      this.retryRefused();
+      return;
+    }
     if (this.response.done) {
       // Only while the request body was still going (an early response): the lane left under it.
       if (!this.reqBody.done) this.completeEarly();
@@ -325,7 +380,9 @@ export class LaneExchange implements LaneOwner {
   appLeft(): void {
     if (this.req === undefined) return;
     this.dropLane();
-    const status = this.responseStatus();
+    // A refusal being read for a retry never reached the app.
+    const status = this.refused ? 0 : this.responseStatus();
+    this.refused = false;
     this.finish(status === 0 ? 499 : status, true);
   }
 

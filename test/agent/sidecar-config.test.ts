@@ -36,3 +36,18 @@ describe('buildSidecarConfig', () => {
     expect(() => buildSidecarConfig(bad, 'e.2', { upstreams: [] })).toThrow(/control plane snapshot.*action/s);
   });
 });
+
+describe('listeners that vanish when an instance appears', () => {
+  it('keeps a bound listener on its service port when a second instance adds another port', () => {
+    const one = { ...snapshot, upstreams: [{ name: 'payments', namespace: 'shop', ports: [{ port: 8080, targetPort: 8080, protocol: 'http' as const }], endpoints: [] }] };
+    const first = buildSidecarConfig(one, 'e.1', { upstreams: [up('payments', 15101)] });
+    expect(first.config.listeners.map((l) => l.port)).toEqual([8080]);
+    // A second instance registers app port 9090: the service now lists both.
+    const two = { ...one, upstreams: [{ ...one.upstreams[0]!, ports: [...one.upstreams[0]!.ports, { port: 9090, targetPort: 9090, protocol: 'http' as const }] }] };
+    const second = buildSidecarConfig(two, 'e.2', { upstreams: [up('payments', 15101)] }, first.config.listeners);
+    expect(second.config.listeners).toEqual(first.config.listeners);
+    expect(second.waiting).toEqual([]);
+    // Without a listener in force there is no port to keep: the choice is the operator's.
+    expect(buildSidecarConfig(two, 'e.2', { upstreams: [up('payments', 15101)] }).waiting).toHaveLength(1);
+  });
+});

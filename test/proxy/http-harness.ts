@@ -116,6 +116,7 @@ export interface TunnelOptions {
   readonly policy: Authorizer;
   readonly logger: Logger;
   readonly appPool?: Partial<AppPoolLimits>;
+  readonly laneHeadTimeoutMs?: number;
 }
 
 /** The destination sidecar's tunnel port, serving `payments.shop` with one `http` app port. */
@@ -125,7 +126,7 @@ export async function startTunnel(options: TunnelOptions): Promise<TestTunnel> {
   const registry = new Registry();
   const metrics = createProxyMetrics(registry);
   const httpMetrics = createHttpMetrics(registry);
-  const inbound = createInboundHttp({ metrics, httpMetrics, logger: options.logger, appPool: options.appPool });
+  const inbound = createInboundHttp({ metrics, httpMetrics, logger: options.logger, appPool: options.appPool, laneHeadTimeoutMs: options.laneHeadTimeoutMs });
   const state = inboundState({ service: 'payments', namespace: 'shop' }, [options.appPort], options.policy);
   const limits = resolveLimits();
   const server = createSecureServer({
@@ -206,6 +207,8 @@ export interface MeshOptions {
   /** The outbound HTTP fast path over lanes (the sidecar's default); false: every request through node:http. */
   readonly lanes?: boolean;
   readonly appPool?: Partial<AppPoolLimits>;
+  /** The destination's total deadline for a request head on a lane. */
+  readonly laneHeadTimeoutMs?: number;
   /** Extra endpoints (e.g. a closed port) offered to the balancer besides the live ones. */
   readonly extraEndpoints?: readonly Endpoint[];
   readonly pki?: TestPki;
@@ -229,7 +232,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       const app = await startApp(handler);
       apps.push(app);
       cleanups.push(() => closeApp(app));
-      const tunnel = await startTunnel({ pki, appPort: { port: app.port, protocol: 'http', host: '127.0.0.1' }, policy, logger: inboundCapture.logger, appPool: options.appPool });
+      const tunnel = await startTunnel({ pki, appPort: { port: app.port, protocol: 'http', host: '127.0.0.1' }, policy, logger: inboundCapture.logger, appPool: options.appPool, laneHeadTimeoutMs: options.laneHeadTimeoutMs });
       tunnels.push(tunnel);
       cleanups.push(() => tunnel.close());
     }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LoadBalancer } from '../../proxy/core/load-balancer.js';
+import fc from 'fast-check';
+import { LoadBalancer, type BalancedEndpoint } from '../../proxy/core/load-balancer.js';
 import type { Endpoint } from '../../api/data-plane.js';
 
 function ep(address: string, healthy = true): Endpoint {
@@ -68,5 +69,65 @@ describe('LoadBalancer', () => {
     lb.begin(a);
     lb.setServices([{ name: 'api', namespace: 'shop', endpoints: [ep('a'), ep('b')] }]);
     expect(lb.endpoints('api', 'shop')[0]!.outstanding).toBe(1);
+  });
+});
+
+describe('LoadBalancer across config pushes (balancer skew after a push)', () => {
+  const universe = ['a', 'b', 'c', 'd'];
+  type Command = { op: 'pick' } | { op: 'release'; index: number; ok: boolean } | { op: 'push'; present: boolean[]; healthy: boolean[] };
+  const command: fc.Arbitrary<Command> = fc.oneof(
+    fc.constant<Command>({ op: 'pick' }),
+    fc.record({ op: fc.constant('release' as const), index: fc.nat(), ok: fc.boolean() }),
+    fc.record({ op: fc.constant('push' as const), present: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), healthy: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }) }),
+  );
+
+  it('keeps outstanding equal to the unreleased picks of each endpoint, never negative, under any interleaving', () => {
+    fc.assert(
+      fc.property(fc.array(command, { maxLength: 80 }), fc.integer(), (commands, seed) => {
+        const lb = new LoadBalancer({ random: seeded(seed) });
+        lb.setServices([{ name: 'api', namespace: 'shop', endpoints: universe.map((a) => ep(a)) }]);
+        const held: BalancedEndpoint[] = [];
+        const seen = new Set<BalancedEndpoint>();
+        for (const c of commands) {
+          if (c.op === 'pick') {
+            const e = lb.pick('api', 'shop');
+            if (e !== undefined) {
+              lb.begin(e);
+              held.push(e);
+              seen.add(e);
+            }
+          } else if (c.op === 'release') {
+            if (held.length === 0) continue;
+            const [e] = held.splice(c.index % held.length, 1);
+            lb.end(e!, c.ok);
+          } else {
+            lb.setServices([{ name: 'api', namespace: 'shop', endpoints: universe.filter((_, i) => c.present[i]).map((a, i) => ep(a, c.healthy[i])) }]);
+          }
+          for (const e of seen) {
+            expect(e.outstanding).toBeGreaterThanOrEqual(0);
+            expect(e.outstanding).toBe(held.filter((h) => h === e).length);
+          }
+          // What the balancer compares is what callers decrement: per endpoint identity, one object.
+          for (const current of lb.endpoints('api', 'shop')) {
+            expect(current.outstanding).toBe(held.filter((h) => h.key === current.key).length);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('an endpoint that left with requests in flight and came back gets its object, and its count, back', () => {
+    const lb = new LoadBalancer();
+    lb.setServices([{ name: 'api', namespace: 'shop', endpoints: [ep('a'), ep('b')] }]);
+    const a = lb.endpoints('api', 'shop')[0]!;
+    lb.begin(a);
+    lb.setServices([{ name: 'api', namespace: 'shop', endpoints: [ep('b')] }]);
+    lb.setServices([{ name: 'api', namespace: 'shop', endpoints: [ep('a', false), ep('b')] }]);
+    const back = lb.endpoints('api', 'shop')[0]!;
+    expect(back).toBe(a);
+    expect(back.endpoint.healthy).toBe(false);
+    lb.end(a);
+    expect(back.outstanding).toBe(0);
   });
 });
