@@ -26,7 +26,7 @@ import type { VerifiedPeer } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import type { AppPort } from '../../api/data-plane.js';
 import type { AppHttpPool } from './http-app-pool.js';
-import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
+import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest, type ResolvedAppHttpOptions } from './http-authorization.js';
 import type { InboundHttpDeps } from './http-context.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
@@ -78,6 +78,8 @@ export class InboundLane implements LaneAppOwner {
   private untrack: (() => void) | undefined;
   private cutReason: string | undefined;
   private readonly pool: AppHttpPool;
+  /** The app port's path policy, read once per lane (a lane serves one app port). */
+  private readonly options: ResolvedAppHttpOptions;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -87,6 +89,7 @@ export class InboundLane implements LaneAppOwner {
     private readonly deps: InboundHttpDeps,
   ) {
     this.pool = deps.pools.for(appPort);
+    this.options = appHttpOptions(appPort);
     this.app = new LaneAppConnection(this, appPort, this.pool.limits, deps);
     this.response = new Http1ResponseReader({ write: (part) => stream.write(part) }, LANE_HEAD_LIMITS, LANE_BODY_LIMITS);
     stream.on('data', this.onStreamData);
@@ -155,7 +158,7 @@ export class InboundLane implements LaneAppOwner {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, 'a lane carries HTTP/1.1 requests without upgrades'), this.correlationId);
       return;
     }
-    const targets = forwardTarget(head.method, head.target);
+    const targets = forwardTarget(head.method, head.target, this.options.escapedSlashes);
     if (targets === null) {
       this.answer(new HttpFailure(HTTP_FAILURES.badPath), rest);
       return;
@@ -206,7 +209,13 @@ export class InboundLane implements LaneAppOwner {
   private forwardBody(chunk: Buffer, offset: number): void {
     const n = this.reqBody.consume(chunk, offset, chunk.length);
     if (this.reqBody.error !== undefined) {
-      this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
+      if (this.response.started) {
+        // The app's answer is already on the lane: a 400 now would land inside it. The lane is reset instead.
+        this.finishExchange(this.statusNow(), HTTP_FAILURES.badRequest.code);
+        this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
+      } else {
+        this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
+      }
       return;
     }
     const app = this.app.socket;

@@ -187,7 +187,8 @@ export class LaneExchange implements LaneOwner {
     const n = this.reqBody.consume(chunk, offset, chunk.length);
     if (this.reqBody.error !== undefined) {
       this.deps.http.logger.debug({ correlationId: this.correlationId, reason: this.reqBody.error }, 'malformed request body from the app');
-      this.abort(HTTP_FAILURES.badRequest, this.reqBody.error);
+      // The lane is reset (the peer never sees the message end); the app hears 400 unless a response began.
+      this.fail(HTTP_FAILURES.badRequest, this.reqBody.error);
       return;
     }
     if (n > 0) {

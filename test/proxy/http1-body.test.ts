@@ -78,7 +78,7 @@ describe('BodyFramer: chunked', () => {
     ['upper- and lower-case hex', 'A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n'],
     ['leading zeros', '005\r\nhello\r\n000\r\n\r\n'],
     ['an extension', '5;name=value\r\nhello\r\n0;last\r\n\r\n'],
-    ['whitespace before an extension', '5 \t;name="quoted value"\r\nhello\r\n0\r\n\r\n'],
+    ['a quoted extension', '5;name="quoted value"\r\nhello\r\n0\r\n\r\n'],
     ['trailer fields', '5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Other:\r\n\r\n'],
     ['CRLF bytes inside chunk data', '4\r\n\r\n\r\n\r\n0\r\n\r\n'],
     ['no data', '0\r\n\r\n'],
@@ -112,6 +112,9 @@ describe('BodyFramer: chunked', () => {
     ['13 hex digits', '1000000000000\r\n', /12 hex digits/],
     ['13 digits of leading zeros', '0000000000005\r\n', /12 hex digits/],
     ['whitespace without an extension', '5 \r\nhello\r\n', /whitespace/],
+    ['a tab after the size', '5\t\r\nhello\r\n', /whitespace/],
+    // RFC 9112 allows BWS before ";", llhttp does not: passing it would be a framing disagreement with the app.
+    ['whitespace before an extension', '5 \t;name=value\r\nhello\r\n0\r\n\r\n', /whitespace/],
     ['a bare LF after the size', '5\nhello\r\n', /CRLF/],
     ['a bare CR after the size', '5\rhello\r\n', /CRLF/],
     ['a bare LF in an extension', '5;a\nb\r\n', /extension/],
