@@ -9,22 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientHttp2Session } from 'node:http2';
-import { startMesh, type TestMesh } from './http-harness.js';
+import { PUBLIC_ONLY_POLICY, startMesh, type TestMesh } from './http-harness.js';
 import { laneExchange, peerSession, rawRequest, upgradeExchange } from './support/peer.js';
-
-/** "web may GET /public and /public/*" (POST too, so bodies are allowed). */
-export const PUBLIC_ONLY_POLICY = `
-apiVersion: trellis.dev/v1alpha1
-kind: TrafficPermission
-metadata: { name: public-only, namespace: shop }
-spec:
-  destination: payments
-  mode: enforce
-  rules:
-    - action: allow
-      from: [orders]
-      http: { methods: [GET, POST], paths: ["/public", "/public/*"] }
-`;
 
 const SMUGGLED = 'GET /admin/secret HTTP/1.1\r\nHost: payments\r\n\r\n';
 const CHUNKED_SMUGGLED = `${SMUGGLED.length.toString(16)}\r\n${SMUGGLED}\r\n0\r\n\r\n`;

@@ -56,6 +56,20 @@ spec:
       from: [orders]
 `;
 
+/** "web may GET /public and /public/*" (POST too, so bodies are allowed). */
+export const PUBLIC_ONLY_POLICY = `
+apiVersion: trellis.dev/v1alpha1
+kind: TrafficPermission
+metadata: { name: public-only, namespace: shop }
+spec:
+  destination: payments
+  mode: enforce
+  rules:
+    - action: allow
+      from: [orders]
+      http: { methods: [GET, POST], paths: ["/public", "/public/*"] }
+`;
+
 export interface LogLine {
   readonly level: number;
   readonly msg: string;
