@@ -39,6 +39,12 @@ export interface AppHttpOptions {
    * apps that never decode them into separators.
    */
   readonly escapedSlashes?: 'reject' | 'keep';
+  /**
+   * `;` in a request path: `reject` (default) answers 400, since servlet containers strip `;params` from
+   * each segment before routing (`/admin;x/users` is `/admin/users` to them, past a rule about `/admin/*`);
+   * `keep` passes them on for apps that read `;` as an ordinary character.
+   */
+  readonly pathParameters?: 'reject' | 'keep';
 }
 
 /** One reachable copy of a service: the tunnel address of that workload's sidecar. */

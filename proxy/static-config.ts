@@ -241,7 +241,7 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
 
 /** An app port's `http:` options, validated and frozen (defaults stay implicit: see AppHttpOptions). */
 function appHttpOptionsFrom(node: ConfigNode): AppHttpOptions | undefined {
-  const o = node.object({ optional: ['upgradeProtocols', 'escapedSlashes'] });
+  const o = node.object({ optional: ['upgradeProtocols', 'escapedSlashes', 'pathParameters'] });
   if (o === undefined) return undefined;
   let upgradeProtocols: string[] | undefined;
   const list = o.field('upgradeProtocols')?.list();
@@ -255,9 +255,11 @@ function appHttpOptionsFrom(node: ConfigNode): AppHttpOptions | undefined {
     }
   }
   const escapedSlashes = opt(o, 'escapedSlashes', (x) => x.oneOf<'reject' | 'keep'>(['reject', 'keep']));
+  const pathParameters = opt(o, 'pathParameters', (x) => x.oneOf<'reject' | 'keep'>(['reject', 'keep']));
   return Object.freeze({
     ...(upgradeProtocols === undefined ? {} : { upgradeProtocols: Object.freeze(upgradeProtocols) }),
     ...(escapedSlashes === undefined ? {} : { escapedSlashes }),
+    ...(pathParameters === undefined ? {} : { pathParameters }),
   });
 }
 

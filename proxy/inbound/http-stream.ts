@@ -78,7 +78,7 @@ export function handleInboundHttpStream(stream: ServerHttp2Stream, headers: Inco
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badRequest, `Connection names ${named}`), correlationId, started, method, target);
     return;
   }
-  const targets = forwardTarget(method, target, appHttpOptions(ctx.appPort).escapedSlashes);
+  const targets = forwardTarget(method, target, appHttpOptions(ctx.appPort));
   if (targets === null) {
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badPath), correlationId, started, method, target);
     return;

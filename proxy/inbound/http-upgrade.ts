@@ -91,7 +91,7 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     answer(stream, state, new HttpFailure(HTTP_FAILURES.upgradeRefused, upgradeProblem));
     return;
   }
-  const targets = forwardTarget(method, req.url ?? '', options.escapedSlashes);
+  const targets = forwardTarget(method, req.url ?? '', options);
   if (targets === null) {
     answer(stream, state, new HttpFailure(HTTP_FAILURES.badPath));
     return;

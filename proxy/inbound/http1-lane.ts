@@ -158,7 +158,7 @@ export class InboundLane implements LaneAppOwner {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, 'a lane carries HTTP/1.1 requests without upgrades'), this.correlationId);
       return;
     }
-    const targets = forwardTarget(head.method, head.target, this.options.escapedSlashes);
+    const targets = forwardTarget(head.method, head.target, this.options);
     if (targets === null) {
       this.answer(new HttpFailure(HTTP_FAILURES.badPath), rest);
       return;

@@ -26,6 +26,8 @@ function looseRead(path: string): string {
   return `/${out.join('/')}`;
 }
 
+const KEEP = { escapedSlashes: 'keep', pathParameters: 'keep' } as const;
+
 const SEGMENTS = ['public', 'admin', 'x', '', '.', '..', '%2e', '%2E%2e', '..;', '.;x', '..;x', '..%2F', '%2f', '%5C', '%5c', '\\', '..\\', 'a;b', '%00', '%zz', '%41', 'x%3B', '%2e%2e%3b', '...', '%7e'];
 const paths = fc.array(fc.constantFrom(...SEGMENTS), { minLength: 1, maxLength: 7 }).map((segs) => `/${segs.join('/')}`);
 
@@ -56,11 +58,11 @@ describe('the path policy (forwardTarget)', () => {
   });
 
   it('with escapedSlashes: keep, passes %2F and %5C on unchanged (upper-cased) and is still normal', () => {
-    expect(forwardTarget('GET', '/public/a%2fb%5c', 'keep')?.forwardPath).toBe('/public/a%2Fb%5C');
+    expect(forwardTarget('GET', '/public/a%2fb%5c', KEEP)?.forwardPath).toBe('/public/a%2Fb%5C');
     expect(forwardTarget('GET', '/public/a%2fb')).toBeNull();
     fc.assert(
       fc.property(paths, (path) => {
-        const t = forwardTarget('GET', path, 'keep');
+        const t = forwardTarget('GET', path, KEEP);
         if (t === null) return;
         expect(normalizeRequestPath(t.forwardPath)).toBe(t.forwardPath);
         expect(t.forwardPath).not.toMatch(/\/\.\.?(\/|$)|\/\/|\\/);
@@ -79,6 +81,8 @@ describe('the path policy (forwardTarget)', () => {
     ['/public/x#/../../admin', null],
     ['/public/./a/../b%7e?q=%2e&r=/../x', '/public/b~?q=%2e&r=/../x'],
     ['/public//a', '/public/a'],
+    ['/admin;x/secret', null],
+    ['/public/a;b', null],
   ])('%s -> %s', (input, expected) => {
     expect(forwardTarget('GET', input)?.forwardPath ?? null).toBe(expected);
   });

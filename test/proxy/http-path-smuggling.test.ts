@@ -94,13 +94,28 @@ describe.each([
   });
 });
 
-describe('escapedSlashes: keep', () => {
-  it('passes %2F and %5C on unchanged for a port that asks for it', async () => {
-    const mesh = await startMesh({ apps: [recordingApp], policyYaml: PUBLIC_ONLY_POLICY, recordBytes: true, appHttp: { escapedSlashes: 'keep' } });
+describe('path parameters and escaped slashes, per port', () => {
+  it('refuses a ";" that a servlet container would strip, which would pass a deny rule on /admin/*', async () => {
+    // The default policy: orders may call anything but /admin/*.
+    const mesh = await startMesh({ apps: [recordingApp], recordBytes: true });
     try {
-      const answer = await rawRequest(mesh.outboundPort, get('/public/a%2fb%5Cc'));
+      const answer = await rawRequest(mesh.outboundPort, get('/admin;jsessionid=1/users'));
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toContain('TRELLIS_HTTP_BAD_PATH');
+      expect(await rawRequest(mesh.outboundPort, get('/admin/users'))).toMatch(/^HTTP\/1\.1 403 /);
+      expect(mesh.recorders[0]!.text()).not.toContain('admin');
+    } finally {
+      await mesh.close();
+    }
+  });
+
+  it('passes %2F, %5C and ";" on unchanged for a port that asks for it', async () => {
+    const mesh = await startMesh({ apps: [recordingApp], policyYaml: PUBLIC_ONLY_POLICY, recordBytes: true, appHttp: { escapedSlashes: 'keep', pathParameters: 'keep' } });
+    try {
+      const answer = await rawRequest(mesh.outboundPort, get('/public/a%2fb%5Cc;v=1'));
       expect(answer).toMatch(/^HTTP\/1\.1 200 /);
-      expect(mesh.recorders[0]!.text()).toContain('GET /public/a%2Fb%5Cc HTTP/1.1\r\n');
+      expect(mesh.recorders[0]!.text()).toContain('GET /public/a%2Fb%5Cc;v=1 HTTP/1.1\r\n');
+      expect(await rawRequest(mesh.outboundPort, get('/public/..;/admin'))).toMatch(/^HTTP\/1\.1 400 /);
       expect(await rawRequest(mesh.outboundPort, get('/public/..\\admin'))).toMatch(/^HTTP\/1\.1 400 /);
       expect(mesh.recorders[0]!.text()).not.toContain('admin');
     } finally {

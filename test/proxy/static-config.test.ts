@@ -84,11 +84,11 @@ describe('static proxy config', () => {
   });
   it('reads per-port HTTP options (upgrade protocols, escaped slashes), frozen, and refuses h2c and non-http ports', () => {
     const config = parseStaticConfig(
-      `${MINIMAL}inbound:\n  appPorts:\n    - { port: 8080, protocol: http, http: { upgradeProtocols: [websocket, tls], escapedSlashes: keep } }\n    - { port: 8081, protocol: http }\n`,
+      `${MINIMAL}inbound:\n  appPorts:\n    - { port: 8080, protocol: http, http: { upgradeProtocols: [websocket, tls], escapedSlashes: keep, pathParameters: keep } }\n    - { port: 8081, protocol: http }\n`,
       '/x.yaml',
     );
     const [first, second] = config.inbound.appPorts;
-    expect(first?.http).toEqual({ upgradeProtocols: ['websocket', 'tls'], escapedSlashes: 'keep' });
+    expect(first?.http).toEqual({ upgradeProtocols: ['websocket', 'tls'], escapedSlashes: 'keep', pathParameters: 'keep' });
     expect(Object.isFrozen(first?.http)).toBe(true);
     expect(Object.isFrozen(first?.http?.upgradeProtocols)).toBe(true);
     expect(second?.http).toBeUndefined();
