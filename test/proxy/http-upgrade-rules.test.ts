@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientHttp2Session } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { AppHttpOptions } from '../../api/data-plane.js';
+import { isConfigurableUpgradeProtocol, switchAccepted, upgradeProtocolNames, upgradeRequestProblem } from '../../proxy/core/http-upgrade-rules.js';
 import { PUBLIC_ONLY_POLICY, startMesh, type TestMesh } from './http-harness.js';
 import { peerSession, rawRequest, upgradeExchange } from './support/peer.js';
 
@@ -49,6 +50,33 @@ function upgradeThroughOutbound(port: number, head: string, after: string): Prom
     socket.write(head);
   });
 }
+
+describe('the upgrade rules', () => {
+  it('reads Upgrade lists (name/version, any case, empty elements) and refuses what is not a protocol', () => {
+    expect(upgradeProtocolNames(' WebSocket , ,foo/1.1')).toEqual(['websocket', 'foo']);
+    expect(upgradeProtocolNames(['a', 'b/2'])).toEqual(['a', 'b']);
+    for (const bad of [undefined, '', ' , ', 'web socket', 'a/', '/1', 'a;b']) expect(upgradeProtocolNames(bad)).toBeNull();
+  });
+
+  it('never carries h2c, carries only listed protocols, and needs a 101 to a requested one', () => {
+    const allowed = ['websocket'];
+    expect(upgradeRequestProblem('websocket', false, allowed)).toBeUndefined();
+    expect(upgradeRequestProblem('WebSocket/13', false, allowed)).toBeUndefined();
+    expect(upgradeRequestProblem('h2c', false, undefined)).toMatch(/h2c/);
+    expect(upgradeRequestProblem('H2C', false, ['h2c'])).toMatch(/h2c/);
+    expect(upgradeRequestProblem('websocket', true, allowed)).toMatch(/HTTP2-Settings/);
+    expect(upgradeRequestProblem('websocket, foo', false, allowed)).toMatch(/foo/);
+    expect(upgradeRequestProblem('foo', false, undefined)).toBeUndefined();
+    expect(upgradeRequestProblem(undefined, false, allowed)).toMatch(/no valid protocol/);
+    expect(switchAccepted('websocket', 'WebSocket')).toBe(true);
+    expect(switchAccepted('websocket, foo', 'foo/2')).toBe(true);
+    expect(switchAccepted('websocket', 'h2c')).toBe(false);
+    expect(switchAccepted('websocket', 'websocket, foo')).toBe(false);
+    expect(switchAccepted('websocket', undefined)).toBe(false);
+    expect(isConfigurableUpgradeProtocol('websocket')).toBe(true);
+    for (const bad of ['h2c', 'h2', 'WebSocket', '', 'a b']) expect(isConfigurableUpgradeProtocol(bad)).toBe(false);
+  });
+});
 
 describe.each([
   ['lanes', true],
