@@ -61,6 +61,15 @@ export function forbiddenConnectionToken(tokens: readonly string[], response: bo
   return undefined;
 }
 
+/**
+ * Whether a request trailer field may not be passed on (RFC 9110 6.5.1): one that frames or routes the
+ * request, or one of the mesh's own. A sidecar sets those in the header section only (the verified caller
+ * among them), and an app that merges trailers into headers must not find a forged copy there.
+ */
+export function forbiddenRequestTrailer(name: string): boolean {
+  return UNNAMEABLE_IN_REQUEST.has(name) || isMeshHeader(name) || name === 'trailer' || name === 'connection';
+}
+
 /** Lower-case tokens of a Connection value as node:http or HTTP/2 hands it over (empty list elements skipped). */
 export function connectionTokenList(value: string | string[] | undefined): readonly string[] {
   if (value === undefined) return [];

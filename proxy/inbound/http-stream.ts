@@ -18,7 +18,7 @@ import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } fro
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
-import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
 import type { InboundHttpContext } from './http-context.js';
@@ -177,7 +177,7 @@ function addTrailers(x: InboundExchange, trailers: IncomingHttpHeaders): void {
   const out: Record<string, string> = {};
   for (const name in trailers) {
     const value = trailers[name];
-    if (name.charCodeAt(0) !== 0x3a && typeof value === 'string') out[name] = value;
+    if (name.charCodeAt(0) !== 0x3a && typeof value === 'string' && !forbiddenRequestTrailer(name)) out[name] = value;
   }
   x.req.addTrailers(out);
 }

@@ -21,7 +21,7 @@ import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-t
 import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
-import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { VerifiedPeer } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import type { AppPort } from '../../api/data-plane.js';
@@ -65,7 +65,7 @@ export class InboundLane implements LaneAppOwner {
 
   private req: RequestHead | undefined;
   private headBytes: Buffer | undefined;
-  private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS);
+  private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS, forbiddenRequestTrailer);
   /** Frames the app's response and writes it to the lane. */
   private readonly response: Http1ResponseReader;
   private holding = false;

@@ -17,7 +17,7 @@ import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
 import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
-import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
 import type { OutboundHttpDeps } from './http-deps.js';
@@ -159,7 +159,7 @@ function sendRequestTrailers(x: OutboundExchange, stream: ClientHttp2Stream): vo
   const trailers = x.req.trailers;
   for (const name in trailers) {
     const value = trailers[name];
-    if (typeof value === 'string' && !name.startsWith('trellis-')) out[name] = value;
+    if (typeof value === 'string' && !forbiddenRequestTrailer(name)) out[name] = value;
   }
   stream.sendTrailers(out);
 }

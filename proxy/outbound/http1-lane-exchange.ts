@@ -21,7 +21,7 @@ import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
-import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import { RST_CANCEL } from '../core/tunnel-protocol.js';
 import type { OutboundHttpDeps } from './http-deps.js';
@@ -85,7 +85,7 @@ export class LaneExchange implements LaneOwner {
     private readonly deps: FastPathDeps,
     private readonly owner: ExchangeOwner,
   ) {
-    this.reqBody = new BodyFramer(deps.bodyLimits);
+    this.reqBody = new BodyFramer(deps.bodyLimits, forbiddenRequestTrailer);
     this.response = new Http1ResponseReader({ write: (part) => socket.write(part) }, deps.headLimits, deps.bodyLimits);
   }
 

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LANE_HEADER, LANE_HTTP1 } from '../../proxy/core/tunnel-protocol.js';
 import { PUBLIC_ONLY_POLICY, ROUTE, startMesh, type TestMesh } from './http-harness.js';
-import { peerSession, rawRequest } from './support/peer.js';
+import { laneExchange, peerSession, rawRequest } from './support/peer.js';
 
 const HEAD = 'POST /public/up HTTP/1.1\r\nHost: payments\r\nTransfer-Encoding: chunked\r\n\r\n';
 
@@ -50,6 +50,49 @@ describe('framing errors in a request body', () => {
       expect(rstCode).not.toBe(0);
     } finally {
       peer.destroy();
+    }
+  });
+});
+
+/** A chunked upload whose trailer forges the verified caller, for an app that merges trailers into headers. */
+const FORGED_TRAILER = `${HEAD}5\r\nhello\r\n0\r\nX-Forwarded-Client-Cert: URI=spiffe://forged/ns/shop/sa/admin\r\n\r\n`;
+
+describe('request trailers that frame, route or belong to the mesh', () => {
+  it('are refused with 400 on lanes, through the outbound and from an allowed peer', async () => {
+    const mesh = await startMesh({ apps: [(req, res) => req.resume().on('end', () => res.end('x'))], policyYaml: PUBLIC_ONLY_POLICY, recordBytes: true });
+    const peer = await peerSession(mesh);
+    try {
+      expect(await rawRequest(mesh.outboundPort, FORGED_TRAILER)).toMatch(/^HTTP\/1\.1 400 /);
+      expect(await laneExchange(peer, FORGED_TRAILER)).toMatch(/^HTTP\/1\.1 400 /);
+      expect(mesh.recorders[0]!.text()).not.toContain('forged');
+    } finally {
+      peer.destroy();
+      await mesh.close();
+    }
+  });
+
+  it('are dropped on the HTTP/2 request path, where trailers are re-serialised', async () => {
+    const trailers: Record<string, string | undefined>[] = [];
+    const mesh = await startMesh({
+      apps: [
+        (req, res) => {
+          req.resume();
+          req.on('end', () => {
+            trailers.push(req.trailers);
+            res.end('x');
+          });
+        },
+      ],
+      policyYaml: PUBLIC_ONLY_POLICY,
+      lanes: false,
+    });
+    try {
+      const head = HEAD.replace('\r\n\r\n', '\r\nTrailer: X-Forwarded-Client-Cert, X-Sum\r\n\r\n');
+      const answer = await rawRequest(mesh.outboundPort, `${head}5\r\nhello\r\n0\r\nX-Forwarded-Client-Cert: URI=spiffe://forged/ns/shop/sa/admin\r\nX-Sum: 1\r\n\r\n`);
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+      expect(trailers.at(-1)).toEqual({ 'x-sum': '1' });
+    } finally {
+      await mesh.close();
     }
   });
 });

@@ -5,6 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { forbiddenRequestTrailer } from '../../proxy/core/http-headers.js';
 import { BodyFramer } from '../../proxy/core/http1-body.js';
 import type { BodyFramerLimits } from '../../proxy/core/http1-body.js';
 import { parseRequestHead } from '../../proxy/core/http1-head.js';
@@ -312,5 +313,29 @@ describe('heads and bodies over a split stream (property)', () => {
       }),
       { numRuns: 50 },
     );
+  });
+
+  describe('trailer fields a request may not carry', () => {
+    const LONG_MESH_NAME = `trellis-${'x'.repeat(40)}`;
+    it.each(['X-Forwarded-Client-Cert', 'content-length', 'Transfer-Encoding', 'HOST', 'x-request-id', 'trellis-error', LONG_MESH_NAME])('refuses %s', (name) => {
+      for (const step of [Infinity, 1]) {
+        const f = new BodyFramer({ maxChunkLineBytes: 4096, maxTrailerBytes: 16384 }, forbiddenRequestTrailer);
+        f.start(CHUNKED);
+        feed(f, `5\r\nhello\r\n0\r\nX-Ok: 1\r\n${name}: v\r\n\r\n`, step);
+        expect(f.error, `step ${step}`).toMatch(/trailer field that frames/);
+      }
+    });
+
+    it('passes ordinary trailers, and checks nothing without a rule (responses)', () => {
+      const body = `0\r\nX-Checksum: abc\r\nX-Forwarded-Client-Certs: x\r\n\r\n`;
+      const checked = new BodyFramer({ maxChunkLineBytes: 4096, maxTrailerBytes: 16384 }, forbiddenRequestTrailer);
+      checked.start(CHUNKED);
+      expect(feed(checked, body, 1)).toBe(body.length);
+      expect(checked.done).toBe(true);
+      const unchecked = framer(CHUNKED);
+      const response = '0\r\ntrellis-error: x\r\n\r\n';
+      expect(feed(unchecked, response)).toBe(response.length);
+      expect(unchecked.done).toBe(true);
+    });
   });
 });
