@@ -20,6 +20,31 @@ export interface AppPort {
   readonly protocol: PortProtocol;
   /** Where the app listens; 127.0.0.1 unless the app binds elsewhere. */
   readonly host: string;
+  /** How the inbound sidecar judges HTTP requests to this port (`http` ports only); defaults when absent. */
+  readonly http?: AppHttpOptions;
+}
+
+/**
+ * Per-port HTTP options. Absent fields take the defaults (`DEFAULT_APP_HTTP_OPTIONS` in
+ * proxy/inbound/http-authorization.ts), which are the safe choice; both are validated where config is read.
+ */
+export interface AppHttpOptions {
+  /**
+   * Lower-case `Upgrade` protocols the app may switch to after a 101 (default `["websocket"]`). `h2c` is
+   * never allowed: after its 101 every request would reach the app unchecked.
+   */
+  readonly upgradeProtocols?: readonly string[];
+  /**
+   * `%2F` and `%5C` in a request path: `reject` (default) answers 400, `keep` passes them on unchanged for
+   * apps that never decode them into separators.
+   */
+  readonly escapedSlashes?: 'reject' | 'keep';
+  /**
+   * `;` in a request path: `reject` (default) answers 400, since servlet containers strip `;params` from
+   * each segment before routing (`/admin;x/users` is `/admin/users` to them, past a rule about `/admin/*`);
+   * `keep` passes them on for apps that read `;` as an ordinary character.
+   */
+  readonly pathParameters?: 'reject' | 'keep';
 }
 
 /** One reachable copy of a service: the tunnel address of that workload's sidecar. */

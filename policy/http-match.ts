@@ -13,13 +13,21 @@ export const MAX_PATH_PATTERN_LENGTH = 1024;
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
-// Anything that normalisation would change: escapes, empty segments, dot segments.
-const NEEDS_WORK = /%|\/\/|\/\.\.?(?:\/|$)/;
+// Anything that normalisation would change or refuse: escapes, backslashes, empty and dot segments, bytes
+// outside visible ASCII (the lane parser refuses those already; an HTTP/2 `:path` is checked here).
+const NEEDS_WORK = /[%\\]|\/\/|\/\.|[^\x21-\x7e]/;
+// A dot segment with parameters (`..;x`, `.;x`, also `;` escaped): servlet containers strip the parameter
+// and then resolve the dot segment, so `/public/..;/admin` is `/admin` to them.
+const DOT_WITH_PARAMETERS = /^\.\.?(?:;|%3B)/;
 
 /**
  * The path part of a request target, normalised: query and fragment dropped, escapes of unreserved
- * characters decoded (others uppercased; `%2F` stays encoded), `.` and `..` segments resolved, repeated
- * slashes merged. Returns null for a target that is not an absolute path or has a broken escape.
+ * characters decoded (others uppercased; `%2F` and `%5C` stay encoded), `.` and `..` segments resolved,
+ * repeated slashes merged. Returns null for a target that is not an absolute path, has a broken escape
+ * (`%zz`, `%4`), an escaped control byte (`%00`-`%1F`, `%7F`), a raw backslash, a byte outside visible
+ * ASCII, or a dot segment with parameters (`/..;/`): each means something else to some app (WHATWG URL
+ * and most Windows servers read `\` as `/`; servlet containers resolve `..;`), so none can be judged.
+ * Idempotent: a normalised path normalises to itself.
  */
 export function normalizeRequestPath(target: string): string | null {
   let end = target.length;
@@ -43,6 +51,8 @@ export function normalizeRequestPath(target: string): string | null {
     } else if (seg === '..') {
       out.pop();
       trailingSlash = last;
+    } else if (seg.charCodeAt(0) === 0x2e /* . */ && DOT_WITH_PARAMETERS.test(seg)) {
+      return null;
     } else {
       out.push(seg);
       trailingSlash = false;
@@ -57,14 +67,18 @@ function decodeUnreserved(path: string): string | null {
   let i = 0;
   while (i < path.length) {
     const pct = path.indexOf('%', i);
-    if (pct < 0) {
-      out += path.slice(i);
-      break;
+    const stop = pct < 0 ? path.length : pct;
+    for (let j = i; j < stop; j++) {
+      const c = path.charCodeAt(j);
+      if (c === 0x5c /* \ */ || c < 0x21 || c > 0x7e) return null;
     }
-    out += path.slice(i, pct);
+    out += path.slice(i, stop);
+    if (pct < 0) break;
     const hex = path.slice(pct + 1, pct + 3);
     if (!HEX.test(hex)) return null;
-    const ch = String.fromCharCode(parseInt(hex, 16));
+    const code = parseInt(hex, 16);
+    if (code < 0x20 || code === 0x7f) return null;
+    const ch = String.fromCharCode(code);
     out += UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;
     i = pct + 3;
   }

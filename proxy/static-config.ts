@@ -10,7 +10,7 @@ import { promises as fs, watchFile, unwatchFile } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
-import type { AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import type { AppHttpOptions, AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
 import { InputError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { ConfigIssues } from '../common/config-issues.js';
@@ -21,6 +21,7 @@ import { isPolicyFileName } from '../policy/policy-loader.js';
 import { parsePolicyFiles } from '../policy/validator.js';
 import { DEFAULT_LIMITS, type ProxyLimits } from './core/limits.js';
 import type { LoadBalancingStrategy } from './core/load-balancer.js';
+import { isConfigurableUpgradeProtocol } from './core/http-upgrade-rules.js';
 import { buildTlsMaterial } from './core/tls-material.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
 
@@ -118,16 +119,19 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
   const mode = (inboundNode?.field('mode')?.oneOf<InboundMode>(['strict', 'permissive']) ?? 'strict') as InboundMode;
   const appPorts: AppPort[] = [];
   for (const n of inboundNode?.field('appPorts')?.list() ?? []) {
-    const o = n.object({ required: ['port'], optional: ['protocol', 'host'] });
+    const o = n.object({ required: ['port'], optional: ['protocol', 'host', 'http'] });
     const port = o?.field('port')?.integer(PORT);
     const protocol = opt(o, 'protocol', (p) => p.oneOf(PROTOCOLS)) ?? 'tcp';
     const host = opt(o, 'host', (h) => h.string()) ?? '127.0.0.1';
+    const httpNode = o?.field('http');
+    if (httpNode !== undefined && protocol !== 'http') httpNode.report('HTTP options need protocol: http');
+    const http = httpNode === undefined ? undefined : appHttpOptionsFrom(httpNode);
     if (port === undefined) continue;
     if (appPorts.some((p) => p.port === port)) {
       n.report(`app port ${port} is listed twice`);
       continue;
     }
-    appPorts.push(Object.freeze({ port, protocol, host }));
+    appPorts.push(Object.freeze({ port, protocol, host, ...(http === undefined ? {} : { http }) }));
   }
 
   let capture: StaticProxyConfig['capture'] | undefined = null;
@@ -232,6 +236,30 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     pool,
     accessLog,
     logLevel,
+  });
+}
+
+/** An app port's `http:` options, validated and frozen (defaults stay implicit: see AppHttpOptions). */
+function appHttpOptionsFrom(node: ConfigNode): AppHttpOptions | undefined {
+  const o = node.object({ optional: ['upgradeProtocols', 'escapedSlashes', 'pathParameters'] });
+  if (o === undefined) return undefined;
+  let upgradeProtocols: string[] | undefined;
+  const list = o.field('upgradeProtocols')?.list();
+  if (list !== undefined) {
+    upgradeProtocols = [];
+    for (const item of list) {
+      const name = item.string({ expected: 'a lower-case protocol token (h2c is never carried)' });
+      if (name === undefined) continue;
+      if (!isConfigurableUpgradeProtocol(name)) item.report(`expected a lower-case protocol token other than h2c, got ${JSON.stringify(name)}`);
+      else upgradeProtocols.push(name);
+    }
+  }
+  const escapedSlashes = opt(o, 'escapedSlashes', (x) => x.oneOf<'reject' | 'keep'>(['reject', 'keep']));
+  const pathParameters = opt(o, 'pathParameters', (x) => x.oneOf<'reject' | 'keep'>(['reject', 'keep']));
+  return Object.freeze({
+    ...(upgradeProtocols === undefined ? {} : { upgradeProtocols: Object.freeze(upgradeProtocols) }),
+    ...(escapedSlashes === undefined ? {} : { escapedSlashes }),
+    ...(pathParameters === undefined ? {} : { pathParameters }),
   });
 }
 

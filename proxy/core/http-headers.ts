@@ -10,6 +10,11 @@
  * - `trellis-*` request fields are the mesh's own (the target, correlation ids): an app cannot forge them,
  *   so both sidecars drop any the app sent. On responses, the inbound drops the app's `trellis-*` fields
  *   (an app cannot forge a mesh error), and the outbound passes the inbound's own through to the caller.
+ *
+ * The Connection rule (`forbiddenConnectionToken`), the one place both sidecars and both paths ask: a
+ * message whose `Connection` names a field that frames or routes it is refused, never forwarded. Dropping
+ * such a field (as hop-by-hop) would forward a message framed differently from how it was checked and
+ * authorized: `Connection: content-length` turns the body into a second, unauthorized request.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
@@ -33,6 +38,49 @@ export const CLIENT_CERT_HEADER = 'x-forwarded-client-cert';
 
 const MAX_REQUEST_ID_LENGTH = 128;
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
+
+/**
+ * Fields a request's `Connection` may not name: those that frame it (Content-Length, Transfer-Encoding),
+ * route it (Host) and the mesh's own (`trellis-*`, the correlation id, the verified caller), which a
+ * sidecar sets and must not be told to drop. Naming any other field stays the caller's right (RFC 9110 7.6.1).
+ */
+const UNNAMEABLE_IN_REQUEST: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host', REQUEST_ID_HEADER, CLIENT_CERT_HEADER]);
+/** For responses, only the framing fields matter: the rest of a response is not judged by the mesh. */
+const UNNAMEABLE_IN_RESPONSE: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding']);
+
+/**
+ * The first lower-case Connection token that names a field no hop may drop, or undefined. Such a message is
+ * refused (400 for a request, a bad response from an app or peer): never forwarded, never reframed.
+ */
+export function forbiddenConnectionToken(tokens: readonly string[], response: boolean): string | undefined {
+  const forbidden = response ? UNNAMEABLE_IN_RESPONSE : UNNAMEABLE_IN_REQUEST;
+  for (const token of tokens) {
+    if (forbidden.has(token)) return token;
+    if (!response && isMeshHeader(token)) return token;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a request trailer field may not be passed on (RFC 9110 6.5.1): one that frames or routes the
+ * request, or one of the mesh's own. A sidecar sets those in the header section only (the verified caller
+ * among them), and an app that merges trailers into headers must not find a forged copy there.
+ */
+export function forbiddenRequestTrailer(name: string): boolean {
+  return UNNAMEABLE_IN_REQUEST.has(name) || isMeshHeader(name) || name === 'trailer' || name === 'connection';
+}
+
+/** Lower-case tokens of a Connection value as node:http or HTTP/2 hands it over (empty list elements skipped). */
+export function connectionTokenList(value: string | string[] | undefined): readonly string[] {
+  if (value === undefined) return [];
+  const text = Array.isArray(value) ? value.join(',') : value;
+  const out: string[] = [];
+  for (const raw of text.split(',')) {
+    const token = raw.trim().toLowerCase();
+    if (token !== '') out.push(token);
+  }
+  return out;
+}
 
 /** Fields listed in `Connection` are hop-by-hop too; undefined (the common case) when it names nothing else. */
 function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> | undefined {

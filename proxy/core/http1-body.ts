@@ -4,15 +4,23 @@
  * Why: the proxy forwards bodies as the raw bytes it received and must know exactly where the next message
  * begins; a framer that is lenient where the peer is strict (or the reverse) lets one message hide inside
  * another (request smuggling). So chunked encoding is held to the grammar: hex sizes of at most 12 digits,
- * extensions only after `;` (BWS allowed before it), exactly CRLF after the size line and after chunk data,
- * trailer lines shaped like field lines, no bare CR or LF anywhere. The size line and the trailer section are
- * bounded, since neither carries body bytes that could justify their length.
+ * extensions only right after `;` (no whitespace after the size: llhttp refuses it), exactly CRLF after the size line and after chunk data,
+ * trailer lines shaped like field lines, no bare CR or LF anywhere, and (for requests) no trailer field that
+ * frames, routes or belongs to the mesh (http-headers.ts `forbiddenRequestTrailer`): trailers reach the app
+ * as sent. The size line and the trailer section are bounded, since neither carries body bytes that could
+ * justify their length.
  *
  * Why a state machine over numbers: `consume` runs for every read on the hot path and may be handed a chunked
  * encoding split at any byte; it keeps its place in a few number fields and never allocates or builds strings.
  */
 import { COLON, CR, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, TOKEN_CHAR } from './http1-bytes.js';
 import type { BodyFraming } from './http1-types.js';
+
+/** Decides, by lower-case name, whether a trailer field makes the body unacceptable (request bodies only). */
+export type TrailerCheck = (name: string) => boolean;
+
+/** Bytes of a trailer name kept for the check: more than the longest forbidden name (see #trailerRefused). */
+const MAX_CHECKED_TRAILER_NAME = 32;
 
 export interface BodyFramerLimits {
   /** Bytes of a chunk-size line incl. extensions, not counting its CRLF, e.g. 4096. */
@@ -31,8 +39,6 @@ const enum State {
   UntilClose,
   /** Hex digits of a chunk size. */
   Size,
-  /** Whitespace after the size: only `;` or more whitespace may follow. */
-  SizeSpace,
   /** Inside chunk extensions, up to the CR. */
   Extension,
   SizeLf,
@@ -59,10 +65,17 @@ export class BodyFramer {
   #digits = 0;
   #consumed = 0;
   #error: string | undefined = undefined;
+  readonly #forbiddenTrailer: TrailerCheck | undefined;
+  /** The lower-case name of the trailer field being read (its first MAX_CHECKED_TRAILER_NAME bytes), set once. */
+  readonly #trailerName: Buffer | undefined;
+  #trailerNameLength = 0;
 
-  constructor(limits: BodyFramerLimits) {
+  /** `forbiddenTrailer`: trailer fields a request body may not carry (they would reach the app as sent). */
+  constructor(limits: BodyFramerLimits, forbiddenTrailer?: TrailerCheck) {
     this.#maxChunkLineBytes = limits.maxChunkLineBytes;
     this.#maxTrailerBytes = limits.maxTrailerBytes;
+    this.#forbiddenTrailer = forbiddenTrailer;
+    this.#trailerName = forbiddenTrailer === undefined ? undefined : Buffer.alloc(MAX_CHECKED_TRAILER_NAME);
   }
 
   start(framing: BodyFraming): void {
@@ -167,16 +180,12 @@ export class BodyFramer {
           } else if (c === SEMICOLON) {
             this.#state = State.Extension;
           } else if (c === SP || c === HTAB) {
-            this.#state = State.SizeSpace;
+            // RFC 9112 allows BWS before `;`, but llhttp (and so every node app) refuses it: a size line we
+            // pass that the app reads otherwise is a framing disagreement, so it is refused here too.
+            return this.#fail('whitespace after a chunk size');
           } else {
             return this.#fail('chunk size is not a hex number');
           }
-          break;
-        }
-        case State.SizeSpace: {
-          const c = buf[pos]!;
-          if (c === SEMICOLON) this.#state = State.Extension;
-          else if (c !== SP && c !== HTAB) return this.#fail('whitespace after a chunk size without an extension');
           break;
         }
         case State.Extension: {
@@ -215,14 +224,20 @@ export class BodyFramer {
         case State.TrailerStart: {
           const c = buf[pos]!;
           if (c === CR) this.#state = State.FinalLf;
-          else if (TOKEN_CHAR[c] === 1) this.#state = State.TrailerName;
-          else return this.#fail(c === SP || c === HTAB ? 'obs-fold in trailer section' : 'malformed trailer field');
+          else if (TOKEN_CHAR[c] === 1) {
+            this.#state = State.TrailerName;
+            this.#trailerNameLength = 0;
+            this.#noteTrailerNameByte(c);
+          } else return this.#fail(c === SP || c === HTAB ? 'obs-fold in trailer section' : 'malformed trailer field');
           break;
         }
         case State.TrailerName: {
           const c = buf[pos]!;
-          if (c === COLON) this.#state = State.TrailerValue;
-          else if (TOKEN_CHAR[c] !== 1) return this.#fail('malformed trailer field name');
+          if (c === COLON) {
+            if (this.#trailerRefused()) return this.#fail('a trailer field that frames, routes or belongs to the mesh');
+            this.#state = State.TrailerValue;
+          } else if (TOKEN_CHAR[c] !== 1) return this.#fail('malformed trailer field name');
+          else this.#noteTrailerNameByte(c);
           break;
         }
         case State.TrailerValue: {
@@ -250,6 +265,23 @@ export class BodyFramer {
       }
     }
     return pos;
+  }
+
+  #noteTrailerNameByte(c: number): void {
+    const name = this.#trailerName;
+    if (name === undefined) return;
+    if (this.#trailerNameLength < MAX_CHECKED_TRAILER_NAME) name[this.#trailerNameLength] = c | (c >= 0x41 && c <= 0x5a ? 0x20 : 0);
+    this.#trailerNameLength++;
+  }
+
+  /**
+   * Once per trailer field (a string is made only then, never per chunk). A longer name is judged by its
+   * first MAX_CHECKED_TRAILER_NAME bytes: longer than any forbidden name, and enough for the `trellis-` prefix.
+   */
+  #trailerRefused(): boolean {
+    const name = this.#trailerName;
+    if (name === undefined) return false;
+    return (this.#forbiddenTrailer as TrailerCheck)(name.toString('latin1', 0, Math.min(this.#trailerNameLength, MAX_CHECKED_TRAILER_NAME)));
   }
 }
 

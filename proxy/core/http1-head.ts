@@ -4,9 +4,10 @@
  * Why strict: the proxy carries HTTP/1.1 between sidecars as raw bytes and finds message boundaries itself. Any
  * disagreement between us and the app or a peer about where a message ends is request smuggling, so every
  * ambiguity is refused rather than guessed at: bare CR or LF, obs-fold, whitespace before a colon, control bytes
- * in values, Content-Length with signs, spaces or conflicting values, Transfer-Encoding beside Content-Length,
+ * in values, Content-Length with signs, spaces or repeated values (even equal ones), Transfer-Encoding beside Content-Length,
  * `chunked` that is not the final coding or appears twice, Transfer-Encoding in HTTP/1.0, a missing or repeated
- * Host. The status of a refusal is what the peer should be told (400, 431, 505).
+ * Host, a Connection that names a framing or routing field (http-headers.ts `forbiddenConnectionToken`). The
+ * status of a refusal is what the peer should be told (400, 431, 505).
  *
  * Why byte loops: this runs once per message. Bytes are checked against lookup tables; strings are made once
  * per start-line part and field (latin1), and no array is built beyond `fields` and the Connection tokens.
@@ -14,6 +15,7 @@
  * is not last), so garbage is refused before the limit is reached; the rest of a line is judged once it ends.
  */
 import { COLON, COMMA, CR, DQUOTE, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, equalsIgnoreCase, lowerText, tokenEnd } from './http1-bytes.js';
+import { forbiddenConnectionToken } from './http-headers.js';
 import type { BodyFraming, HeadParse, HeadRefusal, HeaderField, Http1HeadLimits, RequestHead, ResponseHead } from './http1-types.js';
 
 /** RFC 9112 2.2 lets a server skip empty lines before a request line; a few cover real clients, more is abuse. */
@@ -164,7 +166,7 @@ function noteField(buf: Buffer, name: string, value: string, start: number, end:
   }
 }
 
-/** `1*DIGIT *( OWS "," OWS 1*DIGIT )` with every element equal to every other Content-Length seen; the error or undefined. */
+/** `1*DIGIT`, once per head (a list or a second field is refused); the error or undefined. */
 function noteContentLength(buf: Buffer, start: number, end: number, scan: FieldScan): string | undefined {
   let i = start;
   for (;;) {
@@ -180,7 +182,9 @@ function noteContentLength(buf: Buffer, start: number, end: number, scan: FieldS
     const digits = i - digitsStart;
     if (digits === 0) return 'Content-Length is not a decimal number';
     if (digits > MAX_CONTENT_LENGTH_DIGITS) return `Content-Length has more than ${MAX_CONTENT_LENGTH_DIGITS} digits`;
-    if (scan.contentLength !== -1 && scan.contentLength !== length) return 'conflicting Content-Length values';
+    // Even equal copies are refused: a recipient that takes the list as one invalid value (as llhttp does
+    // for "5, 5") would frame the message differently, and we never forward a value as received that way.
+    if (scan.contentLength !== -1) return scan.contentLength === length ? 'repeated Content-Length' : 'conflicting Content-Length values';
     scan.contentLength = length;
     while (i < end && (buf[i] === SP || buf[i] === HTAB)) i++;
     if (i === end) return undefined;
@@ -315,6 +319,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   if (fieldsRefusal !== undefined) return fieldsRefusal;
   if (scan.hostCount > 1) return refuse(400, 'more than one Host field');
   if (scan.hostCount === 0 && minorVersion === 1) return refuse(400, 'HTTP/1.1 request without Host');
+  const named = scan.connectionTokens === undefined ? undefined : forbiddenConnectionToken(scan.connectionTokens, false);
+  if (named !== undefined) return refuse(400, `Connection names ${named}, which frames or routes the request`);
   const body = requestFraming(minorVersion, scan);
   if (isRefusal(body)) return body;
   return {
@@ -365,6 +371,8 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, reque
   const scan = new FieldScan();
   const fieldsRefusal = scanFields(buf, cr + 2, end, start, limits, scan);
   if (fieldsRefusal !== undefined) return fieldsRefusal;
+  const named = scan.connectionTokens === undefined ? undefined : forbiddenConnectionToken(scan.connectionTokens, true);
+  if (named !== undefined) return refuse(400, `Connection names ${named}, which frames the response`);
   const bodyless = requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304;
   const tunnel = requestMethod === 'CONNECT' && status >= 200 && status < 300;
   const body = responseFraming(minorVersion, scan, bodyless, tunnel);

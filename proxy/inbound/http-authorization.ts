@@ -2,21 +2,60 @@
  * Authorization of one HTTP request (or tunnelled upgrade) at the inbound sidecar, before the app sees a
  * byte: the path is normalised the way the policy matches it, the policy is asked, and every denial,
  * enforced or dry-run, is counted (`trellis_policy_denials_total`) and logged with the deciding policy and rule.
+ *
+ * The path policy (as Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action): dot
+ * segments resolved, slashes merged, escapes of unreserved characters decoded, other escapes uppercased;
+ * refused with 400 (`TRELLIS_HTTP_BAD_PATH`): broken escapes, escaped control bytes, a raw `\`, a dot segment
+ * with `;` parameters, a `#` in the target, `%2F`/`%5C` unless the port says `escapedSlashes: keep`, and
+ * any `;` (path parameters, which servlet containers strip before routing) unless it says `pathParameters: keep`.
+ * The app receives exactly the path that was judged, so no app can read it as another one.
  */
+import type { AppHttpOptions, AppPort } from '../../api/data-plane.js';
 import { normalizeRequestPath } from '../../policy/http-match.js';
+import { DEFAULT_UPGRADE_PROTOCOLS } from '../core/http-upgrade-rules.js';
 import type { AuthorizationRequest, Decision } from '../../policy/types.js';
 import { serviceLabel } from '../core/peer-identity.js';
 import { deciderOf } from './stream-refusal.js';
 import type { InboundHttpContext } from './http-context.js';
 
+/** A port's HTTP options with every default filled in, frozen; what the inbound reads per request. */
+export interface ResolvedAppHttpOptions {
+  readonly upgradeProtocols: readonly string[];
+  readonly escapedSlashes: 'reject' | 'keep';
+  readonly pathParameters: 'reject' | 'keep';
+}
+
+/** The path policy's options: what `forwardTarget` needs of a port's options. */
+export type PathPolicyOptions = Pick<ResolvedAppHttpOptions, 'escapedSlashes' | 'pathParameters'>;
+
+export const DEFAULT_APP_HTTP_OPTIONS: ResolvedAppHttpOptions = Object.freeze({ upgradeProtocols: DEFAULT_UPGRADE_PROTOCOLS, escapedSlashes: 'reject', pathParameters: 'reject' });
+
+/** The options in force for an app port: its own (validated where config is read) over the defaults. */
+export function appHttpOptions(port: AppPort): ResolvedAppHttpOptions {
+  const own: AppHttpOptions | undefined = port.http;
+  if (own === undefined) return DEFAULT_APP_HTTP_OPTIONS;
+  return {
+    upgradeProtocols: own.upgradeProtocols ?? DEFAULT_UPGRADE_PROTOCOLS,
+    escapedSlashes: own.escapedSlashes ?? 'reject',
+    pathParameters: own.pathParameters ?? 'reject',
+  };
+}
+
+/** After normalisation escapes are upper-case, so this finds `%2f` and `%5c` as sent too. */
+const ESCAPED_SLASH = /%(?:2F|5C)/;
+
 /**
  * The target the app receives, normalised as the policy judged it (the query kept as sent); null when the
- * target is not an absolute path (or `*` for OPTIONS) or carries a broken escape.
+ * path policy refuses it (see the module comment), or the target is not an absolute path (or `*` for OPTIONS).
  */
-export function forwardTarget(method: string, target: string): { readonly policyPath: string; readonly forwardPath: string } | null {
+export function forwardTarget(method: string, target: string, options: PathPolicyOptions = DEFAULT_APP_HTTP_OPTIONS): { readonly policyPath: string; readonly forwardPath: string } | null {
   if (target === '*' && method === 'OPTIONS') return { policyPath: '*', forwardPath: target };
+  // A request target never carries a fragment (RFC 9112 3.2); what follows `#` is read differently by apps.
+  if (target.includes('#')) return null;
   const path = normalizeRequestPath(target);
   if (path === null) return null;
+  if (options.escapedSlashes === 'reject' && path.includes('%') && ESCAPED_SLASH.test(path)) return null;
+  if (options.pathParameters === 'reject' && path.includes(';')) return null;
   const q = target.indexOf('?');
   const raw = q < 0 ? target : target.slice(0, q);
   if (raw === path) return { policyPath: path, forwardPath: target };

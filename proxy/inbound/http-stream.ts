@@ -18,9 +18,9 @@ import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } fro
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
-import { acceptableRequestId, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
-import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
+import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
 import type { InboundHttpContext } from './http-context.js';
 import { deciderOf } from './stream-refusal.js';
 import type { AppHttpPool } from './http-app-pool.js';
@@ -72,7 +72,13 @@ export function handleInboundHttpStream(stream: ServerHttp2Stream, headers: Inco
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badRequest, 'missing :method or :path'), correlationId, started, method ?? '-', '-');
     return;
   }
-  const targets = forwardTarget(method, target);
+  // HTTP/2 forbids Connection (nghttp2 refuses it), but the rule is stated once and holds on every path.
+  const named = forbiddenConnectionToken(connectionTokenList(headers.connection), false);
+  if (named !== undefined) {
+    refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badRequest, `Connection names ${named}`), correlationId, started, method, target);
+    return;
+  }
+  const targets = forwardTarget(method, target, appHttpOptions(ctx.appPort));
   if (targets === null) {
     refuse(stream, ctx, new HttpFailure(HTTP_FAILURES.badPath), correlationId, started, method, target);
     return;
@@ -171,7 +177,7 @@ function addTrailers(x: InboundExchange, trailers: IncomingHttpHeaders): void {
   const out: Record<string, string> = {};
   for (const name in trailers) {
     const value = trailers[name];
-    if (name.charCodeAt(0) !== 0x3a && typeof value === 'string') out[name] = value;
+    if (name.charCodeAt(0) !== 0x3a && typeof value === 'string' && !forbiddenRequestTrailer(name)) out[name] = value;
   }
   x.req.addTrailers(out);
 }
@@ -183,6 +189,12 @@ function onResponse(x: InboundExchange, res: IncomingMessage): void {
   const status = res.statusCode ?? 502;
   if (stream.destroyed) {
     res.destroy();
+    return;
+  }
+  if (forbiddenConnectionToken(connectionTokenList(res.headers.connection), true) !== undefined) {
+    // Its framing would be dropped on the way (Connection names it): never pass on a reframed response.
+    res.destroy();
+    answerFailure(x, new HttpFailure(HTTP_FAILURES.appBadResponse, 'Connection names a framing field'));
     return;
   }
   x.status = status;
@@ -232,8 +244,14 @@ function onRequestError(x: InboundExchange, req: ClientRequest, err: Error): voi
     stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  x.status = failure.status;
   x.ctx.deps.logger.warn({ correlationId: x.correlationId, code: failure.code, err: err.message, port: x.pool.appPort.port }, 'http request to app failed');
+  answerFailure(x, failure);
+}
+
+/** Answers an app failure on the stream (no response header sent yet). */
+function answerFailure(x: InboundExchange, failure: HttpFailure): void {
+  const { stream } = x;
+  x.status = failure.status;
   const body = failureBody(failure, x.correlationId);
   stream.respond(failureHeaders(failure, x.correlationId, body, true));
   stream.end(body);

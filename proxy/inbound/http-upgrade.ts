@@ -7,6 +7,10 @@
  * Duplex, which node:http accepts as a connection. The request is authorized by method and path like any
  * other, then replayed to the app on a dedicated connection.
  *
+ * Before that, the upgrade itself is judged (core/http-upgrade-rules.ts): h2c never, other protocols only
+ * when the app port lists them (WebSocket by default), else 400 `TRELLIS_HTTP_UPGRADE_REFUSED`; and the
+ * app's 101 must switch to a protocol that was requested, else 502.
+ *
  * Only a real switch (101) turns the stream into an opaque byte pipe. When the app declines, its answer
  * is relayed with `Connection: close` and the stream ends: a caller cannot slip further requests past
  * authorization on a tunnel that never upgraded.
@@ -18,9 +22,10 @@ import { nextCorrelationId } from '../core/correlation.js';
 import { serviceLabel } from '../core/peer-identity.js';
 import { splice } from '../core/splice.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
-import { acceptableRequestId, CLIENT_CERT_HEADER, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { switchAccepted, upgradeRequestProblem } from '../core/http-upgrade-rules.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
-import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
+import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
 import type { InboundHttpContext } from './http-context.js';
 import { deciderOf } from './stream-refusal.js';
 import { appLocalAddress } from './app-source.js';
@@ -75,7 +80,18 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
   const { ctx } = state;
   const method = req.method ?? 'GET';
   state.method = method;
-  const targets = forwardTarget(method, req.url ?? '');
+  const named = forbiddenConnectionToken(connectionTokenList(req.headers.connection), false);
+  if (named !== undefined) {
+    answer(stream, state, new HttpFailure(HTTP_FAILURES.badRequest, `Connection names ${named}`));
+    return;
+  }
+  const options = appHttpOptions(ctx.appPort);
+  const upgradeProblem = upgradeRequestProblem(req.headers.upgrade, req.headers['http2-settings'] !== undefined, options.upgradeProtocols);
+  if (upgradeProblem !== undefined) {
+    answer(stream, state, new HttpFailure(HTTP_FAILURES.upgradeRefused, upgradeProblem));
+    return;
+  }
+  const targets = forwardTarget(method, req.url ?? '', options);
   if (targets === null) {
     answer(stream, state, new HttpFailure(HTTP_FAILURES.badPath));
     return;
@@ -120,6 +136,13 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     appSocket.setNoDelay(true);
     if (stream.destroyed) {
       appSocket.destroy();
+      return;
+    }
+    if (!switchAccepted(req.headers.upgrade, res.headers.upgrade)) {
+      // A switch to a protocol nobody asked for (and so nobody authorized): the bytes that would follow are
+      // not carried.
+      appSocket.destroy();
+      answer(stream, state, new HttpFailure(HTTP_FAILURES.appBadResponse, `101 to ${String(res.headers.upgrade)}, not a requested protocol`));
       return;
     }
     state.status = res.statusCode ?? 101;

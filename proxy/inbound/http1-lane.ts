@@ -21,12 +21,12 @@ import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-t
 import { PartialHead } from '../core/http1-partial-head.js';
 import { failureResponseBytes, fieldValue, responseNeedsCleaning, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { HTTP_FAILURES, HttpFailure } from '../core/http-errors.js';
-import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { VerifiedPeer } from '../core/peer-identity.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import type { AppPort } from '../../api/data-plane.js';
 import type { AppHttpPool } from './http-app-pool.js';
-import { authorizeHttp, forwardTarget, httpAuthorizationRequest } from './http-authorization.js';
+import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest, type ResolvedAppHttpOptions } from './http-authorization.js';
 import type { InboundHttpDeps } from './http-context.js';
 import type { InboundState } from './inbound-state.js';
 import { deciderOf } from './stream-refusal.js';
@@ -67,7 +67,7 @@ export class InboundLane implements LaneAppOwner {
 
   private req: RequestHead | undefined;
   private headBytes: Buffer | undefined;
-  private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS);
+  private readonly reqBody = new BodyFramer(LANE_BODY_LIMITS, forbiddenRequestTrailer);
   /** Frames the app's response and writes it to the lane. */
   private readonly response: Http1ResponseReader;
   private holding = false;
@@ -80,6 +80,8 @@ export class InboundLane implements LaneAppOwner {
   private untrack: (() => void) | undefined;
   private cutReason: string | undefined;
   private readonly pool: AppHttpPool;
+  /** The app port's path policy, read once per lane (a lane serves one app port). */
+  private readonly options: ResolvedAppHttpOptions;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -89,6 +91,7 @@ export class InboundLane implements LaneAppOwner {
     private readonly deps: InboundHttpDeps,
   ) {
     this.pool = deps.pools.for(appPort);
+    this.options = appHttpOptions(appPort);
     this.app = new LaneAppConnection(this, appPort, this.pool.limits, deps);
     this.response = new Http1ResponseReader({ write: (part) => stream.write(part) }, LANE_HEAD_LIMITS, LANE_BODY_LIMITS);
     stream.on('data', this.onStreamData);
@@ -166,7 +169,7 @@ export class InboundLane implements LaneAppOwner {
       this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, 'a lane carries HTTP/1.1 requests without upgrades'), this.correlationId);
       return;
     }
-    const targets = forwardTarget(head.method, head.target);
+    const targets = forwardTarget(head.method, head.target, this.options);
     if (targets === null) {
       this.answer(new HttpFailure(HTTP_FAILURES.badPath), rest);
       return;
@@ -217,7 +220,13 @@ export class InboundLane implements LaneAppOwner {
   private forwardBody(chunk: Buffer, offset: number): void {
     const n = this.reqBody.consume(chunk, offset, chunk.length);
     if (this.reqBody.error !== undefined) {
-      this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
+      if (this.response.started) {
+        // The app's answer is already on the lane: a 400 now would land inside it. The lane is reset instead.
+        this.finishExchange(this.statusNow(), HTTP_FAILURES.badRequest.code);
+        this.closeLane(h2.NGHTTP2_INTERNAL_ERROR);
+      } else {
+        this.answerAndClose(new HttpFailure(HTTP_FAILURES.badRequest, this.reqBody.error), this.correlationId);
+      }
       return;
     }
     const app = this.app.socket;

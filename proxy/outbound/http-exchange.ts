@@ -19,7 +19,7 @@ import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
 import { ERROR_HEADER, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
-import { acceptableRequestId, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
 import type { OutboundHttpDeps } from './http-deps.js';
@@ -71,6 +71,13 @@ export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, ro
   const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
   const x = new OutboundExchange(req, res, route, deps, correlationId, headers, hasBody, expectContinue);
   res.once('close', () => onAppDone(x));
+  // The Connection rule (http-headers.ts): dropping a framing field it names would reframe the request.
+  const named = forbiddenConnectionToken(connectionTokenList(req.headers.connection), false);
+  if (named !== undefined) {
+    res.shouldKeepAlive = false;
+    fail(x, HTTP_FAILURES.badRequest, `Connection names ${named}, which frames or routes the request`);
+    return;
+  }
   attempt(x);
 }
 
@@ -156,7 +163,7 @@ function sendRequestTrailers(x: OutboundExchange, stream: ClientHttp2Stream): vo
   const trailers = x.req.trailers;
   for (const name in trailers) {
     const value = trailers[name];
-    if (typeof value === 'string' && !name.startsWith('trellis-')) out[name] = value;
+    if (typeof value === 'string' && !forbiddenRequestTrailer(name)) out[name] = value;
   }
   stream.sendTrailers(out);
 }

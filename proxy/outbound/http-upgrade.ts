@@ -6,6 +6,8 @@
  * The app's socket is not read until the peer answers 200: until then the only bytes on the stream are
  * the head we hold, so a failure to reach an endpoint (or a refused stream) is retried on another one.
  * A non-200 answer (403 denied, 502/503/504) becomes an HTTP/1.1 response with `Connection: close`.
+ * An upgrade no port may carry (h2c, core/http-upgrade-rules.ts) is refused here with 400 before any
+ * endpoint is picked; which other protocols a port takes is the inbound's to judge.
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
@@ -13,7 +15,8 @@ import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
 import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
-import { acceptableRequestId, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, h2ResponseToH1, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { upgradeRequestProblem } from '../core/http-upgrade-rules.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
 import { splice } from '../core/splice.js';
@@ -82,6 +85,17 @@ export function forwardHttpUpgrade(req: IncomingMessage, socket: Socket, head: B
   socket.once('close', () => {
     state.gone = true;
   });
+  // Judged before any byte leaves: what no port may carry (h2c), and a Connection naming a framing field.
+  const named = forbiddenConnectionToken(connectionTokenList(req.headers.connection), false);
+  if (named !== undefined) {
+    answer(state, HTTP_FAILURES.badRequest, `Connection names ${named}`);
+    return;
+  }
+  const problem = upgradeRequestProblem(req.headers.upgrade, req.headers['http2-settings'] !== undefined, undefined);
+  if (problem !== undefined) {
+    answer(state, HTTP_FAILURES.upgradeRefused, problem);
+    return;
+  }
   attempt(state);
 }
 
@@ -170,8 +184,8 @@ function attach(s: UpgradeState, stream: ClientHttp2Stream): void {
 }
 
 /** Answers the app without the tunnel (no endpoint, none reachable) and closes its connection. */
-function answer(s: UpgradeState, kind: HttpFailureKind): void {
-  const failure = new HttpFailure(kind);
+function answer(s: UpgradeState, kind: HttpFailureKind, detail?: string): void {
+  const failure = new HttpFailure(kind, detail);
   s.status = failure.status;
   if (!s.gone && !s.socket.destroyed) {
     const body = failureBody(failure, s.correlationId);
@@ -180,7 +194,7 @@ function answer(s: UpgradeState, kind: HttpFailureKind): void {
     for (const name in headers) text += `${name}: ${String(headers[name])}${CRLF}`;
     s.socket.end(`${text}connection: close${CRLF}${CRLF}${body}`);
   }
-  s.deps.logger.warn({ correlationId: s.correlationId, destination: `${s.route.namespace}/${s.route.service}`, code: failure.code }, 'HTTP upgrade not delivered');
+  s.deps.logger.warn({ correlationId: s.correlationId, destination: `${s.route.namespace}/${s.route.service}`, code: failure.code, detail }, 'HTTP upgrade not delivered');
   record(s);
 }
 

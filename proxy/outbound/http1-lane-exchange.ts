@@ -24,7 +24,7 @@ import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
 import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../core/http1-message.js';
 import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../core/http-errors.js';
-import { acceptableRequestId, REQUEST_ID_HEADER } from '../core/http-headers.js';
+import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import { RST_CANCEL } from '../core/tunnel-protocol.js';
 import type { OutboundHttpDeps } from './http-deps.js';
@@ -92,7 +92,7 @@ export class LaneExchange implements LaneOwner {
     private readonly deps: FastPathDeps,
     private readonly owner: ExchangeOwner,
   ) {
-    this.reqBody = new BodyFramer(deps.bodyLimits);
+    this.reqBody = new BodyFramer(deps.bodyLimits, forbiddenRequestTrailer);
     this.response = new Http1ResponseReader({ write: (part) => this.refused || socket.write(part) }, deps.headLimits, deps.bodyLimits);
   }
 
@@ -206,7 +206,8 @@ export class LaneExchange implements LaneOwner {
     const n = this.reqBody.consume(chunk, offset, chunk.length);
     if (this.reqBody.error !== undefined) {
       this.deps.http.logger.debug({ correlationId: this.correlationId, reason: this.reqBody.error }, 'malformed request body from the app');
-      this.abort(HTTP_FAILURES.badRequest, this.reqBody.error);
+      // The lane is reset (the peer never sees the message end); the app hears 400 unless a response began.
+      this.fail(HTTP_FAILURES.badRequest, this.reqBody.error);
       return;
     }
     if (n > 0) {

@@ -23,12 +23,17 @@ describe('request path normalisation', () => {
     expect(normalizeRequestPath(input)).toBe(expected);
   });
 
-  it.each(['', 'admin', '*', 'http://host/a', '/a%zz', '/a%4'])('refuses %j', (input) => {
+  it.each([
+    '', 'admin', '*', 'http://host/a', '/a%zz', '/a%4',
+    // Each means something else to some app: a backslash (WHATWG URL, Windows servers), an escaped control
+    // byte, a dot segment with parameters (servlet containers resolve `..;` as `..`).
+    '/public/..\\admin', '/a%00', '/a%1f', '/a%7F', '/public/..;/admin', '/public/.;x/a', '/public/%2e%2e;/admin', '/public/..%3b/admin', '/a b',
+  ])('refuses %j', (input) => {
     expect(normalizeRequestPath(input)).toBeNull();
   });
 
   it('is idempotent and leaves no empty or dot segments', () => {
-    const segment = fc.constantFrom('', '.', '..', 'a', 'b', '%2e', '%61', '%2F', 'c.d');
+    const segment = fc.constantFrom('', '.', '..', 'a', 'b', '%2e', '%61', '%2F', 'c.d', 'a;b', '...', '%2E%2E.', '%5c');
     fc.assert(
       fc.property(fc.array(segment, { maxLength: 8 }), (segments) => {
         const once = normalizeRequestPath(`/${segments.join('/')}`);

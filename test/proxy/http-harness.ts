@@ -15,7 +15,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Registry } from 'prom-client';
 import { pino, type Logger } from 'pino';
-import type { AppPort, Endpoint } from '../../api/data-plane.js';
+import type { AppHttpOptions, AppPort, Endpoint } from '../../api/data-plane.js';
 import { compilePolicy } from '../../policy/compiled-policy.js';
 import { parsePolicyFiles } from '../../policy/validator.js';
 import type { Authorizer } from '../../proxy/inbound/inbound-state.js';
@@ -36,6 +36,7 @@ import { createOutboundHttpListener, type OutboundHttpListener } from '../../pro
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from '../../proxy/outbound/http1-lane-pool.js';
 import type { OutboundRoute } from '../../proxy/outbound/outbound-route.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startByteRecorder, type ByteRecorder } from './support/byte-recorder.js';
 
 export const POLICY_YAML = `
 apiVersion: trellis.dev/v1alpha1
@@ -53,6 +54,20 @@ spec:
       http: { methods: [DELETE], paths: ["/items/*"] }
     - action: allow
       from: [orders]
+`;
+
+/** "web may GET /public and /public/*" (POST too, so bodies are allowed). */
+export const PUBLIC_ONLY_POLICY = `
+apiVersion: trellis.dev/v1alpha1
+kind: TrafficPermission
+metadata: { name: public-only, namespace: shop }
+spec:
+  destination: payments
+  mode: enforce
+  rules:
+    - action: allow
+      from: [orders]
+      http: { methods: [GET, POST], paths: ["/public", "/public/*"] }
 `;
 
 export interface LogLine {
@@ -184,6 +199,8 @@ export function endpointOf(port: number): Endpoint {
 export interface TestMesh {
   readonly pki: TestPki;
   readonly apps: TestApp[];
+  /** With `recordBytes`: what each app was sent, byte for byte (parallel to `apps`). */
+  readonly recorders: ByteRecorder[];
   readonly tunnels: TestTunnel[];
   readonly balancer: LoadBalancer;
   readonly pool: SessionPool;
@@ -212,6 +229,10 @@ export interface MeshOptions {
   /** Extra endpoints (e.g. a closed port) offered to the balancer besides the live ones. */
   readonly extraEndpoints?: readonly Endpoint[];
   readonly pki?: TestPki;
+  /** The app port's HTTP options (upgrade protocols, escaped slashes) at the inbound side. */
+  readonly appHttp?: AppHttpOptions;
+  /** Put a byte recorder (support/byte-recorder.ts) between each inbound sidecar and its app. */
+  readonly recordBytes?: boolean;
 }
 
 export const ROUTE: OutboundRoute = Object.freeze({ service: 'payments', namespace: 'shop', servicePort: 80, targetPort: 8080, protocol: 'http' });
@@ -225,6 +246,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
   const inboundCapture = captureLogger();
   const outboundCapture = captureLogger();
   const apps: TestApp[] = [];
+  const recorders: ByteRecorder[] = [];
   const tunnels: TestTunnel[] = [];
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -232,7 +254,15 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       const app = await startApp(handler);
       apps.push(app);
       cleanups.push(() => closeApp(app));
-      const tunnel = await startTunnel({ pki, appPort: { port: app.port, protocol: 'http', host: '127.0.0.1' }, policy, logger: inboundCapture.logger, appPool: options.appPool, laneHeadTimeoutMs: options.laneHeadTimeoutMs });
+      let port = app.port;
+      if (options.recordBytes === true) {
+        const recorder = await startByteRecorder(app.port);
+        recorders.push(recorder);
+        cleanups.push(() => recorder.close());
+        port = recorder.port;
+      }
+      const appPort: AppPort = { port, protocol: 'http', host: '127.0.0.1', ...(options.appHttp === undefined ? {} : { http: options.appHttp }) };
+      const tunnel = await startTunnel({ pki, appPort, policy, logger: inboundCapture.logger, appPool: options.appPool, laneHeadTimeoutMs: options.laneHeadTimeoutMs });
       tunnels.push(tunnel);
       cleanups.push(() => tunnel.close());
     }
@@ -276,6 +306,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
     return {
       pki,
       apps,
+      recorders,
       tunnels,
       balancer,
       pool,

@@ -79,7 +79,7 @@ describe('HTTP path: HTTP/1.1 semantics through the mesh', () => {
         socket.end('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope');
         return;
       }
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Path: ${req.url}\r\n\r\n`);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Path: ${req.url}\r\n\r\n`);
       if (head.length > 0) socket.write(head);
       socket.pipe(socket);
     });
@@ -239,7 +239,7 @@ describe('HTTP path: HTTP/1.1 semantics through the mesh', () => {
 
   it('carries an upgrade (WebSocket-style) as a tunnelled stream and echoes bytes both ways', async () => {
     const echoed = await new Promise<{ status: number; path: string | undefined; data: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/ws/chat', headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });
+      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/ws/chat', headers: { connection: 'Upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', reject);
       req.on('response', (r) => reject(new Error(`expected an upgrade, got ${r.statusCode}`)));
       req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -261,7 +261,7 @@ describe('HTTP path: HTTP/1.1 semantics through the mesh', () => {
 
   it('authorizes an upgrade by its path: a denied one gets 403 and never reaches the app', async () => {
     const result = await new Promise<{ status: number; deniedBy: string | undefined; body: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/admin/ws', headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });
+      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/admin/ws', headers: { connection: 'Upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', reject);
       req.on('upgrade', () => reject(new Error('a denied upgrade must not switch protocols')));
       req.on('response', (r) => {
@@ -278,7 +278,7 @@ describe('HTTP path: HTTP/1.1 semantics through the mesh', () => {
 
   it('relays an upgrade the app declines as a plain response, then closes', async () => {
     const result = await new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/decline', headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });
+      const req = request({ host: '127.0.0.1', port: mesh.outboundPort, path: '/decline', headers: { connection: 'Upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', reject);
       req.on('upgrade', () => reject(new Error('a declined upgrade must not switch protocols')));
       req.on('response', (r) => {

@@ -51,7 +51,7 @@ describe('HTTP path in a sidecar pair', () => {
       s.once('close', () => appSockets.delete(s));
     });
     app.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
       socket.pipe(socket);
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
@@ -148,7 +148,7 @@ describe('HTTP path in a sidecar pair', () => {
 
   it('closes an upgraded stream when a new policy denies it', async () => {
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: listener, path: '/ws/feed', headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });
+      const req = request({ host: '127.0.0.1', port: listener, path: '/ws/feed', headers: { connection: 'Upgrade', upgrade: 'websocket' }, agent: false });
       req.on('error', reject);
       req.on('response', (r) => reject(new Error(`no upgrade: ${r.statusCode}`)));
       req.on('upgrade', (_res: IncomingMessage, s: Socket) => resolve(s));

@@ -82,4 +82,22 @@ describe('static proxy config', () => {
     expect(found.some((f) => f.includes('app port 8080 is listed twice'))).toBe(true);
     expect(found.some((f) => f.includes('127.0.0.1:9000 is used by two listeners'))).toBe(true);
   });
+  it('reads per-port HTTP options (upgrade protocols, escaped slashes), frozen, and refuses h2c and non-http ports', () => {
+    const config = parseStaticConfig(
+      `${MINIMAL}inbound:\n  appPorts:\n    - { port: 8080, protocol: http, http: { upgradeProtocols: [websocket, tls], escapedSlashes: keep, pathParameters: keep } }\n    - { port: 8081, protocol: http }\n`,
+      '/x.yaml',
+    );
+    const [first, second] = config.inbound.appPorts;
+    expect(first?.http).toEqual({ upgradeProtocols: ['websocket', 'tls'], escapedSlashes: 'keep', pathParameters: 'keep' });
+    expect(Object.isFrozen(first?.http)).toBe(true);
+    expect(Object.isFrozen(first?.http?.upgradeProtocols)).toBe(true);
+    expect(second?.http).toBeUndefined();
+    const found = issues(
+      `${MINIMAL}inbound:\n  appPorts:\n    - { port: 8080, protocol: http, http: { upgradeProtocols: [h2c, WebSocket], escapedSlashes: decode } }\n    - { port: 8081, http: {} }\n`,
+    );
+    expect(found.some((f) => /upgradeProtocols\[0\]: .*"h2c"/.test(f))).toBe(true);
+    expect(found.some((f) => /upgradeProtocols\[1\]: .*"WebSocket"/.test(f))).toBe(true);
+    expect(found.some((f) => /escapedSlashes: expected one of "reject", "keep"/.test(f))).toBe(true);
+    expect(found.some((f) => /appPorts\[1\].http: HTTP options need protocol: http/.test(f))).toBe(true);
+  });
 });
