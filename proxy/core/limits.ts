@@ -44,11 +44,13 @@ export interface ProxyLimits {
   /** A peer that does not acknowledge a PING within this (RFC 9113 asks for "as soon as possible") is cut. */
   readonly sessionPingTimeoutMs: number;
   /**
-   * Rapid reset (CVE-2023-44487): a session whose peer reset at least this many streams within
-   * `rapidResetWindowMs`, and more than half of the streams it opened there, gets GOAWAY(ENHANCE_YOUR_CALM) and
-   * is destroyed. The ratio spares a busy legitimate caller whose clients abort some requests (Envoy's
-   * premature-reset check works the same way); below nghttp2's own limiter (1,000 in a burst), which would only
-   * GOAWAY the session and leave it open.
+   * Rapid reset (CVE-2023-44487): a session whose streams were reset at least this many times within
+   * `rapidResetWindowMs`, resets that are also more than half of the streams opened there, gets
+   * GOAWAY(ENHANCE_YOUR_CALM) and is destroyed. 200 per second is far above what a caller's aborted
+   * connections produce on one session (a client sidecar spreads its callers over its pooled sessions) and
+   * far below an attack (tens of thousands per second per session), and below nghttp2's own limiter (1,000 in
+   * a burst), which would only GOAWAY the session and leave it open. Envoy's premature-reset check is
+   * stricter (500 streams, half reset within a second of opening, over the whole connection).
    */
   readonly rapidResetMaxResets: number;
   readonly rapidResetWindowMs: number;
@@ -92,7 +94,7 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   sessionProbeIntervalMs: 1_000,
   sessionPingTimeoutMs: 10_000,
   rapidResetMaxResets: 200,
-  rapidResetWindowMs: 10_000,
+  rapidResetWindowMs: 1_000,
   maxStreamsPerSession: 256,
   idleTimeoutMs: 15 * 60_000,
   maxHeaderListSize: 16 * 1024,

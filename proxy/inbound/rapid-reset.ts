@@ -1,10 +1,12 @@
 /**
  * Rapid reset (CVE-2023-44487): a peer opens streams and resets them at once, so every stream costs us its
  * setup (policy decision, app dial, log, metrics) while it never counts against the concurrent-stream limit.
- * Per session, streams opened and streams the peer reset are counted in fixed windows; a window with at least
- * `maxResets` resets that are also more than half of the streams opened in it marks the session abusive.
- * The ratio is Envoy's premature-reset rule: a busy, legitimate caller whose clients abort one request in ten
- * never gets there, an attacker whose every stream is reset gets there after `maxResets` streams.
+ * Per session, streams opened and streams reset are counted in fixed windows (`rapidResetWindowMs`, 1 s); a
+ * window with at least `rapidResetMaxResets` resets that are also more than half of the streams opened in it
+ * marks the session abusive. The count makes it a rate: a caller that resets every connection it ends, at a
+ * few hundred per second, never gets there; an attack (thousands of streams per read) gets there after
+ * `rapidResetMaxResets` streams. The ratio (Envoy's premature-reset rule) spares a busy caller whose clients
+ * abort a minority of streams.
  */
 export interface RapidResetLimits {
   readonly rapidResetMaxResets: number;

@@ -360,12 +360,12 @@ export class TunnelServer {
   }
 
   private onHandshakeError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
+    const remote = sourceAddress(socket.remoteAddress ?? (socket as unknown as { _parent?: Socket })._parent?.remoteAddress);
     socket.destroy();
     // Refused at accept and already counted there.
     if (this.handshakes.wasRefused(socket)) return;
     const { reason, detail } = handshakeFailureReason(err, socket);
     this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason });
-    const remote = sourceAddress(socket.remoteAddress);
     this.refusals.warn(`handshake-${reason}|${remote}`, { remote, reason, err: detail }, 'tunnel handshake failed');
   }
 }
