@@ -274,6 +274,7 @@ const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'cou
   sessionPingTimeout: { key: 'sessionPingTimeoutMs', kind: 'duration' },
   rapidResetMaxResets: { key: 'rapidResetMaxResets', kind: 'count' },
   rapidResetWindow: { key: 'rapidResetWindowMs', kind: 'duration' },
+  abusePenalty: { key: 'abusePenaltyMs', kind: 'duration' },
   maxStreamsPerSession: { key: 'maxStreamsPerSession', kind: 'count' },
   idleTimeout: { key: 'idleTimeoutMs', kind: 'duration' },
   maxHeaderListSize: { key: 'maxHeaderListSize', kind: 'bytes' },

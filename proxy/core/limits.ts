@@ -54,6 +54,12 @@ export interface ProxyLimits {
    */
   readonly rapidResetMaxResets: number;
   readonly rapidResetWindowMs: number;
+  /**
+   * After a session of a peer identity is ended for rapid reset, new sessions of that identity are refused for
+   * this long (0: never), right after the handshake and before any frame is read. Without it an attacker
+   * reconnects at once, and each fresh session buys another `rapidResetMaxResets` streams.
+   */
+  readonly abusePenaltyMs: number;
   /** Concurrent streams per tunnel session, advertised to peers (SETTINGS_MAX_CONCURRENT_STREAMS). */
   readonly maxStreamsPerSession: number;
   /** A tunnel session with no open stream for this long is closed gracefully (GOAWAY). */
@@ -95,6 +101,7 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   sessionPingTimeoutMs: 10_000,
   rapidResetMaxResets: 200,
   rapidResetWindowMs: 1_000,
+  abusePenaltyMs: 10_000,
   maxStreamsPerSession: 256,
   idleTimeoutMs: 15 * 60_000,
   maxHeaderListSize: 16 * 1024,

@@ -24,7 +24,8 @@ export interface ProxyMetrics {
   /**
    * Tunnel handshakes by result and reason: `ok` (`full`, `resumed`), `failed` (`no-certificate`, `untrusted`,
    * `timeout`, ...), `refused` by a limit before or right after the handshake (`handshakes-full`,
-   * `handshakes-per-address`, `sessions-full`, `sessions-per-identity`, `sessions-per-address`).
+   * `handshakes-per-address`, `sessions-full`, `sessions-per-identity`, `sessions-per-address`,
+   * `identity-penalized`).
    */
   readonly tunnelHandshakes: Counter<'direction' | 'result' | 'reason'>;
   /** Inbound connections in their TLS handshake now (unauthenticated; bounded by `maxHandshakes`). */

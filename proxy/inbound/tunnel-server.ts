@@ -251,6 +251,8 @@ export class TunnelServer {
       onEnd: (reason: GuardReason, detail: string) => {
         // Session and frame errors are counted by the listeners below, as they always were.
         if (reason !== 'session-error' && reason !== 'frame-error') metrics.tunnelErrors.inc({ direction: 'inbound', reason });
+        // Not for wedged sessions: a peer that stops reading for a while looks the same as one nghttp2 gave up on.
+        if (reason === 'rapid-reset') this.admission.penalize(peerId);
         this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `tunnel session ended: ${detail}`);
       },
     });

@@ -111,6 +111,19 @@ describe('rapid reset', () => {
     // An allowed caller is unaffected.
     expect((await callAs(t, await mesh.pki.issue('web', 'shop'))).status).toBe(200);
   });
+
+  it('the identity cut for rapid reset cannot come straight back: its next session is refused for abusePenaltyMs', async () => {
+    const t = await target({ rapidResetMaxResets: 50, abusePenaltyMs: 60_000 });
+    const mallory = await mesh.pki.issue('mallory', 'shop');
+    const s = await raw(t, mallory);
+    s.socket.write(rapidResetBurst(1, 400, `api.shop:${t.appPort}`));
+    await s.closed;
+    const again = await raw(t, mallory);
+    await again.closed;
+    expect(again.reader.goawayCode()).toBe(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(await metricValue(t.server, 'trellis_tunnel_handshakes_total', { result: 'refused', reason: 'identity-penalized' })).toBe(1);
+    expect((await callAs(t, await mesh.pki.issue('web', 'shop'))).status).toBe(200);
+  });
 });
 
 describe('session caps', () => {
