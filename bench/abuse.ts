@@ -60,6 +60,9 @@ interface PhaseResult {
   readonly rssMiB: number;
   readonly newCaller: string;
   readonly warnLines: number;
+  /** CPU seconds per wall second of the target and of the attacker while the caller was measured. */
+  readonly targetCpu: number;
+  readonly attackerCpu: number;
   /** Policy denials the target counted during the phase (the metric counts every one). */
   readonly denials: number;
   /** Times the caller's session was ended by the target and replaced. */
@@ -278,7 +281,13 @@ async function main(): Promise<void> {
       const linesBefore = warnLines;
       const denialsBefore = await metricTotal(adminPort, 'trellis_policy_denials_total');
       const reconnectsBefore = probe.reconnects;
+      const cpuBefore = readProcessStats(target.pid).cpuSeconds;
+      const attackerCpuBefore = attacker === undefined ? 0 : readProcessStats(attacker.pid).cpuSeconds;
+      const wallBefore = performance.now();
       const { latencies, failed, errors } = await measure(probe, authority, rate, seconds);
+      const wallSeconds = (performance.now() - wallBefore) / 1000;
+      const targetCpu = (readProcessStats(target.pid).cpuSeconds - cpuBefore) / wallSeconds;
+      const attackerCpu = attacker === undefined ? 0 : (readProcessStats(attacker.pid).cpuSeconds - attackerCpuBefore) / wallSeconds;
       const denials = (await metricTotal(adminPort, 'trellis_policy_denials_total')) - denialsBefore;
       const sessions = await metric(adminPort, 'trellis_tunnel_sessions');
       const handshakes = await metric(adminPort, 'trellis_tunnel_handshakes_pending');
@@ -288,7 +297,7 @@ async function main(): Promise<void> {
       fresh.destroy();
       await attacker?.stop();
       const attackerStats = attacker === undefined ? '' : attacker.stdout().trim().split('\n').at(-1) ?? '';
-      results.push({ denials, reconnects: probe.reconnects - reconnectsBefore, phase: name, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), completed: latencies.length, failed, sessions, handshakes, rssMiB, newCaller, warnLines: warnLines - linesBefore, attacker: attackerStats, errors: [...errors].map(([k, v]) => `${k} ×${v}`).join(', ') });
+      results.push({ targetCpu, attackerCpu, denials, reconnects: probe.reconnects - reconnectsBefore, phase: name, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), completed: latencies.length, failed, sessions, handshakes, rssMiB, newCaller, warnLines: warnLines - linesBefore, attacker: attackerStats, errors: [...errors].map(([k, v]) => `${k} ×${v}`).join(', ') });
       if (attack !== undefined) await new Promise((r) => setTimeout(r, SETTLE_MS));
     };
     await phase('baseline', undefined);
@@ -300,9 +309,9 @@ async function main(): Promise<void> {
     const afterSessions = await metric(adminPort, 'trellis_tunnel_sessions');
     const base = results[0] as PhaseResult;
     const out: string[] = ['', `Abuse benchmark: target sidecar pid ${target.pid}, Node ${process.version}, caller at ${rate}/s for ${seconds} s per phase (loopback; shared CPU: figures are noisy)`, ''];
-    out.push('| phase | caller p50 ms | caller p99 ms | p99 vs baseline | ok / failed | caller reconnects | sessions open | handshakes pending | target RSS MiB | new allowed caller | denials counted | warn lines |');
-    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of results) out.push(`| ${r.phase} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${(r.p99Ms / base.p99Ms).toFixed(2)}× | ${r.completed} / ${r.failed} | ${r.reconnects} | ${r.sessions} | ${r.handshakes} | ${r.rssMiB.toFixed(1)} | ${r.newCaller} | ${r.denials} | ${r.warnLines} |`);
+    out.push('| phase | caller p50 ms | caller p99 ms | p99 vs baseline | ok / failed | caller reconnects | sessions open | handshakes pending | target CPU % | attacker CPU % | target RSS MiB | new allowed caller | denials counted | warn lines |');
+    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of results) out.push(`| ${r.phase} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${(r.p99Ms / base.p99Ms).toFixed(2)}× | ${r.completed} / ${r.failed} | ${r.reconnects} | ${r.sessions} | ${r.handshakes} | ${(r.targetCpu * 100).toFixed(0)} | ${(r.attackerCpu * 100).toFixed(0)} | ${r.rssMiB.toFixed(1)} | ${r.newCaller} | ${r.denials} | ${r.warnLines} |`);
     for (const r of results) if (r.errors !== '') out.push(`Caller failures in ${r.phase}: ${r.errors}`);
     out.push('', 'Attacker, per attack (opened: sessions or connections; closedByTarget: of those, closed by the target while it ran):');
     for (const r of results) if (r.attacker !== '') out.push(`  ${r.phase}: ${r.attacker}`);
