@@ -293,6 +293,16 @@ function duration(n: ConfigNode): number | undefined {
 const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'count' | 'bytes' | 'duration' }>> = {
   handshakeTimeout: { key: 'handshakeTimeoutMs', kind: 'duration' },
   maxSessions: { key: 'maxSessions', kind: 'count' },
+  maxSessionsPerIdentity: { key: 'maxSessionsPerIdentity', kind: 'count' },
+  maxSessionsPerAddress: { key: 'maxSessionsPerAddress', kind: 'count' },
+  maxHandshakes: { key: 'maxHandshakes', kind: 'count' },
+  maxHandshakesPerAddress: { key: 'maxHandshakesPerAddress', kind: 'count' },
+  sessionErrorClose: { key: 'sessionErrorCloseMs', kind: 'duration' },
+  sessionProbeInterval: { key: 'sessionProbeIntervalMs', kind: 'duration' },
+  sessionPingTimeout: { key: 'sessionPingTimeoutMs', kind: 'duration' },
+  rapidResetMaxResets: { key: 'rapidResetMaxResets', kind: 'count' },
+  rapidResetWindow: { key: 'rapidResetWindowMs', kind: 'duration' },
+  abusePenalty: { key: 'abusePenaltyMs', kind: 'duration' },
   maxStreamsPerSession: { key: 'maxStreamsPerSession', kind: 'count' },
   idleTimeout: { key: 'idleTimeoutMs', kind: 'duration' },
   maxHeaderListSize: { key: 'maxHeaderListSize', kind: 'bytes' },
@@ -303,6 +313,7 @@ const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'cou
   streamOpenTimeout: { key: 'streamOpenTimeoutMs', kind: 'duration' },
   maxOutboundConnections: { key: 'maxOutboundConnections', kind: 'count' },
   tcpIdleTimeout: { key: 'tcpIdleTimeoutMs', kind: 'duration' },
+  denialLogInterval: { key: 'denialLogIntervalMs', kind: 'duration' },
 };
 
 function validateLimits(node: ConfigNode | undefined): ProxyLimits {

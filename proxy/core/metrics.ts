@@ -21,8 +21,15 @@ export interface ProxyMetrics {
   readonly policyDenials: Counter<'source' | 'destination' | 'policy' | 'rule' | 'enforced'>;
   /** Open tunnel sessions. */
   readonly tunnelSessions: Gauge<'direction'>;
-  /** Tunnel handshakes by result and reason (`ok`, `no-certificate`, `untrusted`, `wrong-trust-domain`, `timeout`, ...). */
+  /**
+   * Tunnel handshakes by result and reason: `ok` (`full`, `resumed`), `failed` (`no-certificate`, `untrusted`,
+   * `timeout`, ...), `refused` by a limit before or right after the handshake (`handshakes-full`,
+   * `handshakes-per-address`, `sessions-full`, `sessions-per-identity`, `sessions-per-address`,
+   * `identity-penalized`).
+   */
   readonly tunnelHandshakes: Counter<'direction' | 'result' | 'reason'>;
+  /** Inbound connections in their TLS handshake now (unauthenticated; bounded by `maxHandshakes`). */
+  readonly tunnelHandshakesPending: Gauge<'direction'>;
   /** Streams and sessions cut by a limit or a misbehaving peer, by reason. */
   readonly tunnelErrors: Counter<'direction' | 'reason'>;
   /** App connections an outbound listener refused at a connection cap (`listener-limit`, `sidecar-limit`). */
@@ -64,6 +71,7 @@ export function createProxyMetrics(registry: Registry, certificates?: Certificat
       labelNames: ['direction', 'result', 'reason'] as const,
       registers,
     }),
+    tunnelHandshakesPending: new Gauge({ name: 'trellis_tunnel_handshakes_pending', help: 'Inbound tunnel connections in their TLS handshake now.', labelNames: ['direction'] as const, registers }),
     tunnelErrors: new Counter({
       name: 'trellis_tunnel_errors_total',
       help: 'Tunnel sessions or streams cut by a limit or a misbehaving peer, by reason.',

@@ -10,6 +10,7 @@ import type { AppPort } from '../../api/data-plane.js';
 import type { AuthorizationRequest } from '../../policy/types.js';
 import { nextCorrelationId } from '../core/correlation.js';
 import type { ProxyLimits } from '../core/limits.js';
+import type { LogSampler } from '../core/log-sampler.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../core/splice.js';
@@ -28,6 +29,8 @@ export interface ConnectStreamDeps {
   readonly limits: ProxyLimits;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
+  /** Denials and refusals a peer can repeat at will: the first per (peer, rule or reason) now, then a count. */
+  readonly denialLog: LogSampler;
   readonly accessLog: boolean;
   readonly track: (entry: TrackedStream) => () => void;
   /** In transparent capture: the address the app is dialled from when it is not on loopback (app-source.ts). */
@@ -44,7 +47,7 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   if (!decision.allowed || !decision.enforced) {
     const rule = decision.rule === null ? '' : String(decision.rule);
     deps.metrics.policyDenials.inc({ source, destination, policy: decision.policy ?? 'default-deny', rule, enforced: decision.allowed ? 'false' : 'true' });
-    deps.logger.warn({ correlationId, source: peer.spiffeId, destination, port: appPort.port, decidedBy: decider, enforced: !decision.allowed, reason: decision.reason }, decision.allowed ? 'dry-run policy would deny TCP stream' : 'TCP stream denied by policy');
+    deps.denialLog.warn(`${peer.spiffeId}|${decider}|${decision.allowed ? 'dry-run' : 'enforced'}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, decidedBy: decider, enforced: !decision.allowed, reason: decision.reason }, decision.allowed ? 'dry-run policy would deny TCP stream' : 'TCP stream denied by policy');
   }
   if (!decision.allowed) {
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: 'denied' });
@@ -66,7 +69,7 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   const finishEarly = (status: number, reason: string, message: string): void => {
     clearTimeout(connectTimer);
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: reason });
-    deps.logger.warn({ correlationId, source: peer.spiffeId, destination, port: appPort.port, reason }, `TCP stream not delivered: ${message}`);
+    deps.denialLog.warn(`${peer.spiffeId}|${reason}|${appPort.port}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, reason }, `TCP stream not delivered: ${message}`);
     refuseStream(stream, { status, reason, message }, correlationId);
   };
 

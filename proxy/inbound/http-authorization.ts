@@ -1,7 +1,8 @@
 /**
  * Authorization of one HTTP request (or tunnelled upgrade) at the inbound sidecar, before the app sees a
  * byte: the path is normalised the way the policy matches it, the policy is asked, and every denial,
- * enforced or dry-run, is counted (`trellis_policy_denials_total`) and logged with the deciding policy and rule.
+ * enforced or dry-run, is counted (`trellis_policy_denials_total`) and logged with the deciding policy and rule,
+ * at a bounded rate (log-sampler.ts: the first per caller and rule at once, then a count per interval).
  *
  * The path policy (as Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action): dot
  * segments resolved, slashes merged, escapes of unreserved characters decoded, other escapes uppercased;
@@ -14,9 +15,23 @@ import type { AppHttpOptions, AppPort } from '../../api/data-plane.js';
 import { normalizeRequestPath } from '../../policy/http-match.js';
 import { DEFAULT_UPGRADE_PROTOCOLS } from '../core/http-upgrade-rules.js';
 import type { AuthorizationRequest, Decision } from '../../policy/types.js';
+import { DEFAULT_LIMITS } from '../core/limits.js';
+import { LogSampler } from '../core/log-sampler.js';
 import { serviceLabel } from '../core/peer-identity.js';
 import { deciderOf } from './stream-refusal.js';
-import type { InboundHttpContext } from './http-context.js';
+import type { InboundHttpContext, InboundHttpDeps } from './http-context.js';
+
+/** One sampler per inbound HTTP path (its deps are built once per sidecar), made at its first denial. */
+const denialLogs = new WeakMap<InboundHttpDeps, LogSampler>();
+
+function denialLog(deps: InboundHttpDeps): LogSampler {
+  let log = denialLogs.get(deps);
+  if (log === undefined) {
+    log = new LogSampler(deps.logger, DEFAULT_LIMITS.denialLogIntervalMs);
+    denialLogs.set(deps, log);
+  }
+  return log;
+}
 
 /** A port's HTTP options with every default filled in, frozen; what the inbound reads per request. */
 export interface ResolvedAppHttpOptions {
@@ -79,7 +94,9 @@ export function authorizeHttp(ctx: InboundHttpContext, request: AuthorizationReq
       rule: decision.rule === null ? '' : String(decision.rule),
       enforced: enforced ? 'true' : 'false',
     });
-    ctx.deps.logger.warn(
+    const decidedBy = deciderOf(decision);
+    denialLog(ctx.deps).warn(
+      `${ctx.peer.spiffeId}|${decidedBy}|${enforced ? 'enforced' : 'dry-run'}`,
       {
         correlationId,
         source: ctx.peer.spiffeId,
@@ -88,7 +105,7 @@ export function authorizeHttp(ctx: InboundHttpContext, request: AuthorizationReq
         path: request.http?.path,
         policy: decision.policy,
         rule: decision.rule,
-        decidedBy: deciderOf(decision),
+        decidedBy,
         reason: decision.reason,
         enforced,
       },

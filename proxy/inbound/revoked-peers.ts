@@ -1,7 +1,7 @@
 /**
  * Peers whose certificate was revoked: issued through a join token the operator revoked (or renewed from
  * one). The control plane sends their serials with the config; a new tunnel session from one is refused
- * when it starts, before any frame is read, and sessions already open from one are closed when the list
+ * when it starts, before any frame is read (tunnel-server.ts), and sessions already open from one are closed when the list
  * arrives. Each certificate stays on the list only until its notAfter, when the expiry timer of the
  * session (and the TLS chain check) take over.
  */
@@ -13,15 +13,6 @@ import type { InboundState } from './inbound-state.js';
 
 export function isRevokedPeer(state: InboundState, peer: VerifiedPeer): boolean {
   return state.revokedSerials.size > 0 && state.revokedSerials.has(peer.serial);
-}
-
-/** Refuses a session from a revoked certificate at its start; true when it was refused. */
-export function refuseRevokedSession(session: ServerHttp2Session, peer: VerifiedPeer, state: InboundState, metrics: ProxyMetrics, log: Logger): boolean {
-  if (!isRevokedPeer(state, peer)) return false;
-  metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: 'revoked' });
-  log.warn({ peer: peer.spiffeId, serial: peer.serial }, 'tunnel peer refused: its certificate was revoked (join token revoked)');
-  session.destroy();
-  return true;
 }
 
 /** Closes every open session whose peer the new state lists as revoked; returns how many. */

@@ -2,17 +2,20 @@
  * The inbound tunnel: an HTTP/2 server on the tunnel port that accepts only mTLS sessions from workloads
  * of this mesh, and turns each stream into a connection or request to the local app.
  *
- * Accept path, in order: TCP accept (capped at `maxSessions`) → TLS 1.3 handshake with a required client
- * certificate, chain checked against the trust bundle by node:tls, ALPN h2 only, cut after
- * `handshakeTimeoutMs` → SPIFFE leaf check (`checkPeer`) when the session starts, before any frame is
- * read → per stream: route by method (CONNECT = TCP, other = HTTP with `trellis-target`), authorize with
- * the policy in force, deliver.
+ * Accept path, in order: TCP accept into the handshake pool (handshake-pool.ts: its own cap, and one per
+ * source address) → TLS 1.3 handshake with a required client certificate, chain checked against the trust
+ * bundle by node:tls, ALPN h2 only, cut after `handshakeTimeoutMs` → SPIFFE leaf check (`checkPeer`) when the
+ * session starts, before any frame is read → a place among the sessions (session-admission.ts: in total, per
+ * identity, per address) → a guard that ends the session with its socket when HTTP/2 gives up on it or the
+ * peer abuses it (session-guard.ts) → per stream: route by method (CONNECT = TCP, other = HTTP with
+ * `trellis-target`), authorize with the policy in force, deliver.
  *
- * Everything a peer can do wrong stays inside its own session or stream: it is cut, logged and counted
- * (`trellis_tunnel_handshakes_total`, `trellis_tunnel_errors_total`), and other sessions never notice.
+ * Everything a peer can do wrong stays inside its own session or stream: it is cut, counted
+ * (`trellis_tunnel_handshakes_total`, `trellis_tunnel_errors_total`) and logged at a bounded rate
+ * (log-sampler.ts), and other sessions never notice.
  */
 import { SETTLE_AFTER_CUT_MS, TrackedSet } from '../core/tracked-set.js';
-import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -21,6 +24,7 @@ import { TrellisError } from '../../common/errors.js';
 import { nextCorrelationId } from '../core/correlation.js';
 import { parseAuthority } from '../core/destination.js';
 import type { ProxyLimits } from '../core/limits.js';
+import { LogSampler } from '../core/log-sampler.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import { checkPeer, type VerifiedPeer } from '../core/peer-identity.js';
 import { buildTlsMaterial, type TlsMaterial } from '../core/tls-material.js';
@@ -34,9 +38,13 @@ import {
 } from '../core/tunnel-protocol.js';
 import { handleConnectStream, type TrackedStream } from './connect-stream.js';
 import type { InboundState } from './inbound-state.js';
-import { closeRevokedSessions, refuseRevokedSession } from './revoked-peers.js';
+import { closeRevokedSessions, isRevokedPeer } from './revoked-peers.js';
 import { deciderOf, refuseStream } from './stream-refusal.js';
 import type { AppDialSource } from './app-source.js';
+import { handshakeFailureReason } from './handshake-failure.js';
+import { HandshakePool, sourceAddress } from './handshake-pool.js';
+import { SessionAdmission } from './session-admission.js';
+import { SessionGuards, type GuardReason } from './session-guard.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -75,6 +83,11 @@ export class TunnelServer {
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly tracked = new TrackedSet<TrackedStream>();
   private readonly log: Logger;
+  /** Warnings a peer can repeat at will (refusals, denials), written at a bounded rate. */
+  private readonly refusals: LogSampler;
+  private readonly handshakes: HandshakePool;
+  private readonly admission: SessionAdmission;
+  private readonly guards: SessionGuards;
   private readonly accessLog: boolean;
   private stopping = false;
 
@@ -84,6 +97,11 @@ export class TunnelServer {
     this.accessLog = options.accessLog ?? true;
     this.material = buildTlsMaterial(options.identity);
     const limits = options.limits;
+    const metrics = options.metrics;
+    this.refusals = new LogSampler(this.log, limits.denialLogIntervalMs);
+    this.handshakes = new HandshakePool(limits, (pending) => metrics.tunnelHandshakesPending.set({ direction: 'inbound' }, pending));
+    this.admission = new SessionAdmission(limits);
+    this.guards = new SessionGuards(limits);
     this.server = createSecureServer({
       ...this.material.options,
       requestCert: true,
@@ -103,23 +121,25 @@ export class TunnelServer {
         maxHeaderListSize: limits.maxHeaderListSize,
       },
     });
-    this.server.maxConnections = limits.maxSessions;
+    // The hard bound on sockets; the pools below refuse earlier and say why.
+    this.server.maxConnections = limits.maxSessions + limits.maxHandshakes;
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onHandshakeError(err, socket));
     this.server.on('unknownProtocol', (socket: TLSSocket) => {
-      this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: 'no-alpn-h2' });
-      this.log.warn({ remote: socket.remoteAddress }, 'tunnel peer did not negotiate ALPN h2; closed');
+      metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: 'no-alpn-h2' });
+      const remote = sourceAddress(socket.remoteAddress);
+      this.refusals.warn(`no-alpn-h2|${remote}`, { remote }, 'tunnel peer did not negotiate ALPN h2; closed');
       socket.destroy();
     });
     this.server.on('drop', (data: { remoteAddress?: string } | undefined) => {
-      this.options.metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'max-sessions' });
-      this.log.warn({ remote: data?.remoteAddress, maxSessions: limits.maxSessions }, 'tunnel connection dropped: session limit reached');
+      metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'max-connections' });
+      const remote = sourceAddress(data?.remoteAddress);
+      this.refusals.warn(`drop|${remote}`, { remote, maxConnections: this.server.maxConnections }, 'tunnel connection dropped: connection limit reached');
     });
-    // Plain TCP errors before TLS starts (resets during accept) must not reach the process.
-    this.server.on('connection', (socket: Socket) => {
-      socket.setNoDelay(true);
-      socket.on('error', () => undefined);
-    });
+    // Before node:tls starts on the socket, so a refused connection costs no handshake work.
+    this.server.prependListener('connection', (socket: Socket) => this.onConnection(socket));
+    // Before node:http2 makes the session, so the session finds its real socket (handshake-pool.ts).
+    this.server.prependListener('secureConnection', (socket: TLSSocket) => this.handshakes.completed(socket));
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -178,33 +198,87 @@ export class TunnelServer {
     return this.sessions.size;
   }
 
-  /** Stops accepting, lets open streams finish for `graceMs` (GOAWAY tells peers to go elsewhere), then cuts the rest. */
+  /** Connections in their TLS handshake now. */
+  handshakeCount(): number {
+    return this.handshakes.size;
+  }
+
+  /**
+   * Stops accepting, lets open streams finish for `graceMs` (GOAWAY tells peers to go elsewhere), then cuts the
+   * rest and destroys every session with its socket. Resolves within `graceMs` + SETTLE_AFTER_CUT_MS whatever
+   * peers do: handshakes in progress are cut at once (unauthenticated, nothing to drain), and a session that
+   * never finishes closing (a peer that stops reading) is destroyed with its socket at the deadline.
+   */
   async close(graceMs: number): Promise<void> {
     this.stopping = true;
+    const started = Date.now();
+    this.handshakes.destroyAll();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const session of this.sessions) if (!session.closed) session.close();
     const deadline = setTimeout(() => {
       for (const entry of this.tracked.snapshot()) entry.cut('shutdown');
-      for (const session of this.sessions) session.destroy();
+      this.guards.destroyAll();
+      this.handshakes.destroyAll();
     }, graceMs);
-    await closed;
+    const limitMs = graceMs + SETTLE_AFTER_CUT_MS;
+    if (!(await within(closed, limitMs))) this.log.warn({ sessions: this.sessions.size, handshakes: this.handshakes.size }, 'tunnel connections still open after shutdown');
     // Sessions can close before the app side of a cut stream has; wait until every stream is counted.
-    if (!(await this.tracked.whenEmpty(graceMs + SETTLE_AFTER_CUT_MS))) this.log.warn({ open: this.tracked.size }, 'tunnel streams still open after shutdown');
+    if (!(await this.tracked.whenEmpty(Math.max(0, limitMs - (Date.now() - started))))) this.log.warn({ open: this.tracked.size }, 'tunnel streams still open after shutdown');
     clearTimeout(deadline);
+    this.guards.destroyAll();
+    this.guards.stop();
+    this.refusals.close();
+  }
+
+  /** At TCP accept: a place in the handshake pool, or the connection is cut before TLS starts. */
+  private onConnection(socket: Socket): void {
+    // Plain TCP errors before TLS starts (resets during accept) must not reach the process.
+    socket.on('error', () => undefined);
+    socket.setNoDelay(true);
+    const refusal = this.stopping ? 'stopping' : this.handshakes.admit(socket);
+    if (refusal === undefined) return;
+    if (this.stopping) socket.destroy();
+    const remote = sourceAddress(socket.remoteAddress);
+    this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'refused', reason: refusal });
+    this.refusals.warn(`${refusal}|${remote}`, { remote, reason: refusal, handshakes: this.handshakes.size }, 'tunnel connection refused before its handshake');
   }
 
   private onSession(session: ServerHttp2Session): void {
     const socket = session.socket as unknown as TLSSocket;
-    const check = checkPeer(socket, this.options.trustDomain);
     const metrics = this.options.metrics;
+    const remote = sourceAddress(socket.remoteAddress);
+    let peerId = 'unverified';
+    const guard = this.guards.guard(session, this.handshakes.takeSocket(socket), {
+      onEnd: (reason: GuardReason, detail: string) => {
+        // Session and frame errors are counted by the listeners below, as they always were.
+        if (reason !== 'session-error' && reason !== 'frame-error') metrics.tunnelErrors.inc({ direction: 'inbound', reason });
+        // Not for wedged sessions: a peer that stops reading for a while looks the same as one nghttp2 gave up on.
+        if (reason === 'rapid-reset') this.admission.penalize(peerId);
+        this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `tunnel session ended: ${detail}`);
+      },
+    });
+    const check = checkPeer(socket, this.options.trustDomain);
     if (!check.ok) {
       metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: check.reason });
-      this.log.warn({ remote: socket.remoteAddress, reason: check.reason }, `tunnel peer refused: ${check.message}`);
-      session.destroy();
+      this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `tunnel peer refused: ${check.message}`);
+      guard.refuse(h2.NGHTTP2_NO_ERROR);
       return;
     }
     const peer = check.peer;
-    if (refuseRevokedSession(session, peer, this.state, metrics, this.log)) return;
+    peerId = peer.spiffeId;
+    if (isRevokedPeer(this.state, peer)) {
+      metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: 'revoked' });
+      this.refusals.warn(`revoked|${peer.spiffeId}|${peer.serial}`, { peer: peer.spiffeId, serial: peer.serial, remote }, 'tunnel peer refused: its certificate was revoked (join token revoked)');
+      guard.refuse(h2.NGHTTP2_NO_ERROR);
+      return;
+    }
+    const admission = this.admission.admit(peer.spiffeId, remote);
+    if (!admission.ok) {
+      metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'refused', reason: admission.reason });
+      this.refusals.warn(`${admission.reason}|${peer.spiffeId}|${remote}`, { peer: peer.spiffeId, remote, reason: admission.reason }, 'tunnel session refused: session limit reached');
+      guard.refuse(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     (socket as unknown as Record<symbol, unknown>)[PEER] = peer;
     metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.tunnelSessions.inc({ direction: 'inbound' });
@@ -228,7 +302,10 @@ export class TunnelServer {
     }, expiresIn);
     expiry.unref();
 
-    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onStream(stream, headers, peer));
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      guard.watchStream(stream);
+      this.onStream(stream, headers, peer);
+    });
     session.on('error', (err: Error) => {
       metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'session-error' });
       this.log.debug({ peer: peer.spiffeId, err: err.message }, 'tunnel session error');
@@ -236,6 +313,7 @@ export class TunnelServer {
     session.on('frameError', () => metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'frame-error' }));
     session.once('close', () => {
       clearTimeout(expiry);
+      admission.release();
       this.sessions.delete(session);
       metrics.tunnelSessions.dec({ direction: 'inbound' });
     });
@@ -250,16 +328,16 @@ export class TunnelServer {
     const target = isConnect ? headers[':authority'] : headers[TARGET_HEADER];
     const destination = parseAuthority(typeof target === 'string' ? target : undefined);
     if (destination === undefined) {
-      this.refuse(stream, STATUS_BAD_REQUEST, 'bad-target', isConnect ? 'CONNECT :authority must be <service>.<namespace>:<port>' : `HTTP requests on the tunnel need a ${TARGET_HEADER}: <service>.<namespace>:<port> header`);
+      this.refuse(stream, peer, STATUS_BAD_REQUEST, 'bad-target', isConnect ? 'CONNECT :authority must be <service>.<namespace>:<port>' : `HTTP requests on the tunnel need a ${TARGET_HEADER}: <service>.<namespace>:<port> header`);
       return;
     }
     if (destination.service !== state.local.service || destination.namespace !== state.local.namespace) {
-      this.refuse(stream, STATUS_MISDIRECTED, 'misdirected', `this sidecar serves ${state.local.namespace}/${state.local.service}, not ${destination.namespace}/${destination.service}`);
+      this.refuse(stream, peer, STATUS_MISDIRECTED, 'misdirected', `this sidecar serves ${state.local.namespace}/${state.local.service}, not ${destination.namespace}/${destination.service}`);
       return;
     }
     const appPort = state.appPorts.get(destination.port);
     if (appPort === undefined) {
-      this.refuse(stream, STATUS_NOT_FOUND, 'unknown-port', `${state.local.namespace}/${state.local.service} has no app port ${destination.port}`);
+      this.refuse(stream, peer, STATUS_NOT_FOUND, 'unknown-port', `${state.local.namespace}/${state.local.service} has no app port ${destination.port}`);
       return;
     }
     // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
@@ -273,44 +351,41 @@ export class TunnelServer {
         limits: this.options.limits,
         metrics: this.options.metrics,
         logger: this.log,
+        denialLog: this.refusals,
         accessLog: this.accessLog,
         track: (entry) => this.track(entry),
         appSource: this.options.appSource,
       });
       return;
     }
-    this.refuse(stream, STATUS_NOT_IMPLEMENTED, 'http-not-supported', appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
+    this.refuse(stream, peer, STATUS_NOT_IMPLEMENTED, 'http-not-supported', appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
   }
 
-  private refuse(stream: ServerHttp2Stream, status: number, reason: string, message: string): void {
+  private refuse(stream: ServerHttp2Stream, peer: VerifiedPeer, status: number, reason: string, message: string): void {
     this.options.metrics.tunnelErrors.inc({ direction: 'inbound', reason });
     const correlationId = nextCorrelationId();
-    this.log.warn({ correlationId, reason }, `tunnel stream refused: ${message}`);
+    this.refusals.warn(`${reason}|${peer.spiffeId}`, { correlationId, source: peer.spiffeId, reason }, `tunnel stream refused: ${message}`);
     refuseStream(stream, { status, reason, message }, correlationId);
   }
 
   private onHandshakeError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
-    // node:tls rejects an unverifiable client certificate by destroying the socket after the handshake; the
-    // error seen here is then only "socket hang up", and the real cause is the socket's authorizationError.
-    const verifyError = socket.authorizationError as unknown as string | Error | null | undefined;
-    const verifyCode = verifyError == null ? undefined : typeof verifyError === 'string' ? verifyError : ((verifyError as NodeJS.ErrnoException).code ?? verifyError.message);
-    const reason = verifyCode === undefined ? handshakeReason(err) : verifyCode === 'CERT_HAS_EXPIRED' ? 'expired' : 'untrusted';
-    this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason });
-    this.log.warn({ remote: socket.remoteAddress, reason, err: verifyCode ?? err.message }, 'tunnel handshake failed');
+    const remote = sourceAddress(socket.remoteAddress ?? (socket as unknown as { _parent?: Socket })._parent?.remoteAddress);
     socket.destroy();
+    // Refused at accept and already counted there.
+    if (this.handshakes.wasRefused(socket)) return;
+    const { reason, detail } = handshakeFailureReason(err, socket);
+    this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason });
+    this.refusals.warn(`handshake-${reason}|${remote}`, { remote, reason, err: detail }, 'tunnel handshake failed');
   }
 }
 
-/** A bounded set of reasons for failed handshakes, for the metric label. */
-export function handshakeReason(err: NodeJS.ErrnoException): string {
-  const code = err.code ?? '';
-  const text = `${code} ${err.message}`.toLowerCase();
-  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
-  if (text.includes('peer did not return a certificate') || text.includes('peer_did_not_return_a_certificate')) return 'no-certificate';
-  if (text.includes('expired')) return 'expired';
-  if (text.includes('certificate') || text.includes('unknown ca') || text.includes('verify')) return 'untrusted';
-  if (text.includes('wrong version') || text.includes('http request') || text.includes('packet length') || text.includes('unexpected message') || text.includes('record')) return 'not-tls';
-  if (text.includes('version') || text.includes('protocol')) return 'protocol';
-  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
-  return 'tls-error';
+/** Resolves true when `promise` settles within `ms`, false otherwise. */
+function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }

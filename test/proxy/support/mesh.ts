@@ -10,7 +10,7 @@ import { compilePolicy } from '../../../policy/compiled-policy.js';
 import type { TrafficPermission } from '../../../policy/types.js';
 import { createSidecar, type Sidecar, type SidecarConfig, type SidecarPoolOptions } from '../../../proxy/sidecar.js';
 import type { ProxyLimits } from '../../../proxy/core/limits.js';
-import { silentLogger } from '../../../common/log.js';
+import { silentLogger, type Logger } from '../../../common/log.js';
 import { createTestPki, type TestPki } from '../../helpers/pki.js';
 
 export const TRUST_DOMAIN = 'cluster.local';
@@ -85,6 +85,8 @@ export interface ServerSidecarSpec {
   policy: SidecarConfig['policy'];
   limits?: Partial<ProxyLimits>;
   service?: string;
+  /** Default: silent (or debug to stdout with PROXY_DEBUG). */
+  logger?: Logger;
 }
 
 export async function startServerSidecar(spec: ServerSidecarSpec): Promise<Sidecar> {
@@ -98,7 +100,7 @@ export async function startServerSidecar(spec: ServerSidecarSpec): Promise<Sidec
     tunnel: { address: '127.0.0.1', port: 0 },
     admin: { address: '127.0.0.1', port: 0 },
     limits: spec.limits,
-    logger: process.env.PROXY_DEBUG ? (await import("pino")).pino({ level: "debug" }) : silentLogger(),
+    logger: spec.logger ?? (process.env.PROXY_DEBUG ? (await import("pino")).pino({ level: "debug" }) : silentLogger()),
     registry: new Registry(),
     config: { upstreams: [], listeners: [], policy: spec.policy },
   });
