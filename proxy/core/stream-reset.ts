@@ -16,8 +16,32 @@ import { constants as h2, type Http2Stream } from 'node:http2';
 
 const ABORTED = AbortSignal.abort();
 
+/**
+ * Streams we reset ourselves. The rapid-reset guard (inbound/session-guard.ts) counts only the peer's
+ * resets: node reports a reset the same way whichever side sent it (`rstCode`, 'aborted'), and without
+ * this mark a caller whose app resets many connections would be cut and its identity penalized for what
+ * its destination did.
+ */
+const RESET_BY_US = new WeakSet<Http2Stream>();
+
+/** True when this side reset (or closed with an error code) the stream. */
+export function resetByUs(stream: Http2Stream): boolean {
+  return RESET_BY_US.has(stream);
+}
+
+/**
+ * `stream.close(code)` (END_STREAM first, then RST_STREAM(code)) for the places where that order is
+ * wanted or harmless, remembered as our reset when the code is an error.
+ */
+export function closeStream(stream: Http2Stream, code: number): void {
+  if (stream.destroyed) return;
+  if (code !== h2.NGHTTP2_NO_ERROR) RESET_BY_US.add(stream);
+  stream.close(code);
+}
+
 export function cancelStream(stream: Http2Stream): void {
   if (stream.destroyed) return;
+  RESET_BY_US.add(stream);
   // The AbortError is emitted as 'error' on our own stream; the reset is the point, not the error.
   stream.on('error', noop);
   addAbortSignal(ABORTED, stream);
@@ -26,6 +50,7 @@ export function cancelStream(stream: Http2Stream): void {
 /** Like `cancelStream`, for a failure (the app reset mid-response): RST_STREAM(INTERNAL_ERROR) alone. */
 export function failStream(stream: Http2Stream): void {
   if (stream.destroyed) return;
+  RESET_BY_US.add(stream);
   stream.on('error', noop);
   stream.destroy(new Error('stream failed'));
 }

@@ -27,7 +27,7 @@ import type { AppHttpPool } from './http-app-pool.js';
 import { handleInboundUpgradeStream } from './http-upgrade.js';
 import { appLocalAddress } from './app-source.js';
 import { recordInboundRequest } from './http-access.js';
-import { cancelStream, failStream, pipeUntilCleanEnd } from '../core/stream-reset.js';
+import { cancelStream, closeStream, failStream, pipeUntilCleanEnd } from '../core/stream-reset.js';
 
 /** Per-request state: one small object, no closures per chunk. */
 class InboundExchange {
@@ -241,7 +241,7 @@ function onRequestError(x: InboundExchange, req: ClientRequest, err: Error): voi
   }
   const failure = appFailure(err, x.timedOut, x.connected);
   if (stream.headersSent) {
-    stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    closeStream(stream, h2.NGHTTP2_INTERNAL_ERROR);
     return;
   }
   x.ctx.deps.logger.warn({ correlationId: x.correlationId, code: failure.code, err: err.message, port: x.pool.appPort.port }, 'http request to app failed');

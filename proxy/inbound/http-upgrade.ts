@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { serviceLabel } from '../core/peer-identity.js';
 import { splice } from '../core/splice.js';
+import { closeStream } from '../core/stream-reset.js';
 import { DENIED_BY_HEADER } from '../core/tunnel-protocol.js';
 import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../core/http-headers.js';
 import { switchAccepted, upgradeRequestProblem } from '../core/http-upgrade-rules.js';
@@ -129,7 +130,7 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
   });
   appReq.on('error', (err) => {
     if (!stream.headersSent) answer(stream, state, appFailure(err, timedOut, connected));
-    else if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    else closeStream(stream, h2.NGHTTP2_INTERNAL_ERROR);
   });
   appReq.once('upgrade', (res: IncomingMessage, appSocket: Socket, appHead: Buffer) => {
     appSocket.setTimeout(0);
@@ -155,7 +156,7 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
       request: authz,
       cut: (why) => {
         ctx.deps.logger.warn({ correlationId: state.correlationId, reason: why }, 'upgraded HTTP stream cut');
-        if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+        closeStream(stream, h2.NGHTTP2_CANCEL);
         appSocket.destroy();
       },
     });
@@ -214,7 +215,7 @@ function answer(stream: ServerHttp2Stream, state: UpgradeState, failure: HttpFai
   clearTimeout(state.timer);
   state.status = failure.status;
   if (stream.destroyed || stream.headersSent) {
-    if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    closeStream(stream, h2.NGHTTP2_CANCEL);
     return;
   }
   const body = failureBody(failure, state.correlationId);

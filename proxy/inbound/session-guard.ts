@@ -21,6 +21,7 @@
 import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyLimits } from '../core/limits.js';
+import { resetByUs } from '../core/stream-reset.js';
 import { RapidResetDetector } from './rapid-reset.js';
 
 export type GuardLimits = Pick<ProxyLimits, 'sessionErrorCloseMs' | 'sessionProbeIntervalMs' | 'sessionPingTimeoutMs' | 'rapidResetMaxResets' | 'rapidResetWindowMs'>;
@@ -101,9 +102,10 @@ export class SessionGuard {
   watchStream(stream: ServerHttp2Stream): void {
     this.resets.streamOpened(Date.now());
     stream.once('close', () => {
-      // A stream reset by either side, with any code (a peer may reset with NO_ERROR). Our own resets count
-      // too; the ratio in RapidResetDetector keeps a busy caller with a few cut streams clear of it.
+      // A stream the peer reset, with any code (a peer may reset with NO_ERROR). Our own resets (an app
+      // reset, a policy cut) are marked in stream-reset.ts and never count: the caller did not do them.
       if (stream.rstCode === h2.NGHTTP2_NO_ERROR && !stream.aborted) return;
+      if (resetByUs(stream)) return;
       if (this.ended || !this.resets.streamReset(Date.now())) return;
       this.end('rapid-reset', `the peer reset at least ${this.limits.rapidResetMaxResets} streams within ${this.limits.rapidResetWindowMs} ms`, h2.NGHTTP2_ENHANCE_YOUR_CALM);
     });

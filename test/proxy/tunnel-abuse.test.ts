@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { connect as h2connect, constants as h2, type ClientHttp2Session } from 'node:http2';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import { openRawSession, oversizedHeaderFrames, protocolErrorFrame, rapidResetBurst } from '../../bench/h2-frames.js';
@@ -123,6 +123,51 @@ describe('rapid reset', () => {
     expect(again.reader.goawayCode()).toBe(h2.NGHTTP2_ENHANCE_YOUR_CALM);
     expect(await metricValue(t.server, 'trellis_tunnel_handshakes_total', { result: 'refused', reason: 'identity-penalized' })).toBe(1);
     expect((await callAs(t, await mesh.pki.issue('web', 'shop'))).status).toBe(200);
+  });
+});
+
+describe('resets the destination sends are not the caller\'s', () => {
+  // Regression: every reset on a session used to count towards rapid reset, ours included, so a caller whose
+  // destination app resets every connection (crashing, or refusing by reset) was cut and its identity penalized.
+  it('an app that resets every connection does not get its caller cut for rapid reset', async () => {
+    // It accepts, then resets the connection at its first byte (after the sidecar answered 200).
+    const resetting = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.resetAndDestroy());
+    });
+    await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise<void>((r) => resetting.close(() => r())));
+    const appPort = (resetting.address() as AddressInfo).port;
+    const server = await startServerSidecar({
+      identity: await mesh.pki.issue('api', 'shop'),
+      appPorts: [{ port: appPort, protocol: 'tcp', host: '127.0.0.1' }],
+      policy: policyOf(allow('api', ['web'])),
+      limits: { rapidResetMaxResets: 10 },
+    });
+    cleanup.push(() => server.stop(0));
+    const t: Target = { server, port: server.addresses().tunnel!.port, appPort };
+    const { session, status } = await callAs(t, await mesh.pki.issue('web', 'shop'));
+    expect(status).toBe(200);
+    const statuses: number[] = [];
+    const codes: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      codes.push(
+        await new Promise<number>((resolve) => {
+          const stream = session.request({ ':method': 'CONNECT', ':authority': `api.shop:${appPort}` });
+          stream.on('error', () => undefined);
+          stream.on('response', (h) => {
+            statuses.push(Number(h[':status']));
+            stream.write('x');
+          });
+          stream.on('close', () => resolve(stream.rstCode ?? -1));
+        }),
+      );
+    }
+    // Every stream was reset by the destination (the app reset it), and the session is still there.
+    expect(statuses.filter((x) => x === 200)).toHaveLength(40);
+    expect(codes.every((c) => c !== h2.NGHTTP2_NO_ERROR)).toBe(true);
+    expect(session.destroyed || session.closed).toBe(false);
+    expect(await metricValue(server, 'trellis_tunnel_errors_total', { reason: 'rapid-reset' })).toBe(0);
   });
 });
 
