@@ -15,7 +15,7 @@ import { SETTLE_AFTER_CUT_MS, TrackedSet } from './core/tracked-set.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { AppPort, Endpoint, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import { endpointTargetPort, type AppPort, type Endpoint, type InboundMode, type OutboundListener, type ServicePort, type UpstreamService, type WorkloadIdentity } from '../api/data-plane.js';
 import { TrellisError } from '../common/errors.js';
 import { silentLogger } from '../common/log.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
@@ -447,7 +447,10 @@ class TrellisSidecar implements Sidecar {
   private poolTargets(): { warm: PoolTarget[]; onDemand: PoolTarget[] } {
     const warm: PoolTarget[] = [];
     const seen = new Set<string>();
-    const add = (list: PoolTarget[], keys: Set<string>, endpoint: Endpoint, upstream: UpstreamService, targetPort: number): void => {
+    const add = (list: PoolTarget[], keys: Set<string>, endpoint: Endpoint, upstream: UpstreamService, port: ServicePort): void => {
+      // The session for the endpoint's own app port (what SNI names): instances may listen on different ones.
+      const targetPort = endpointTargetPort(endpoint, port.port, port.targetPort);
+      if (targetPort === undefined) return;
       const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${targetPort}`;
       if (keys.has(key)) return;
       keys.add(key);
@@ -457,7 +460,7 @@ class TrellisSidecar implements Sidecar {
     if (this.capture !== undefined) {
       const capturedKeys = new Set<string>();
       for (const upstream of this.config.upstreams) {
-        for (const port of upstream.ports) for (const endpoint of upstream.endpoints) add(captured, capturedKeys, endpoint, upstream, port.targetPort);
+        for (const port of upstream.ports) for (const endpoint of upstream.endpoints) add(captured, capturedKeys, endpoint, upstream, port);
       }
       if (captured.length <= CAPTURE_WARM_LIMIT) {
         for (const t of captured) seen.add(`${t.endpoint.address}:${t.endpoint.tunnelPort}/${t.service}.${t.namespace}:${t.port}`);
@@ -469,7 +472,7 @@ class TrellisSidecar implements Sidecar {
       const upstream = this.upstreams.get(`${l.service}.${l.namespace}`);
       const port = upstream?.ports.find((p) => p.port === l.port);
       if (upstream === undefined || port === undefined) continue;
-      for (const endpoint of upstream.endpoints) add(warm, seen, endpoint, upstream, port.targetPort);
+      for (const endpoint of upstream.endpoints) add(warm, seen, endpoint, upstream, port);
     }
     return { warm, onDemand: captured };
   }
