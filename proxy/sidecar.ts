@@ -30,7 +30,7 @@ import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.
 import { createInboundHttp, type InboundHttp } from './inbound/http-dispatch.js';
 import { inboundState, type Authorizer, type InboundState } from './inbound/inbound-state.js';
 import { TunnelServer } from './inbound/tunnel-server.js';
-import { ExplicitListeners } from './outbound/explicit-listeners.js';
+import { ExplicitListeners, type ListenerFailure } from './outbound/explicit-listeners.js';
 import { ConnectionBudget } from './outbound/connection-budget.js';
 import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
 import { forwardTcp } from './outbound/tcp-forwarder.js';
@@ -163,6 +163,8 @@ export interface Sidecar {
   stop(graceMs?: number): Promise<void>;
   addresses(): SidecarAddresses;
   readiness(): Readiness;
+  /** Explicit listeners of the config in force that could not bind (retried with backoff until they do). */
+  listenerFailures(): readonly ListenerFailure[];
 }
 
 export function createSidecar(options: SidecarOptions): Sidecar {
@@ -359,6 +361,10 @@ class TrellisSidecar implements Sidecar {
       listeners: this.listeners.addresses().map((l) => ({ service: l.spec.service, namespace: l.spec.namespace, port: l.spec.port, address: l.address })),
       ...(this.capture === undefined ? {} : { capture: { outbound: this.capture.transparent.address(), inbound: this.capture.inbound.address() } }),
     };
+  }
+
+  listenerFailures(): readonly ListenerFailure[] {
+    return this.listeners.failures();
   }
 
   readiness(): Readiness {

@@ -8,6 +8,9 @@
  * service ports and every endpoint was dialled at the first instance's port: a TCP connection picked onto
  * the second instance got 404 (unknown app port) and was closed; an HTTP request's lane was refused and
  * retried on the first instance, so the second never answered.
+ *
+ * Beside it, on the same control plane: an agent whose listener cannot bind says its config was applied
+ * with listeners failing (metric, /ready), not plainly "applied".
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request, type Server as HttpServer } from 'node:http';
@@ -148,5 +151,28 @@ describe('instances of one service on different app ports behind one service por
     // One service port per protocol: the second instance added none.
     expect((await upstream())?.ports.map((p) => p.port).sort()).toEqual([a.http, a.tcp].sort());
     expect(metrics).not.toMatch(/trellis_http_requests_total\{[^}]*direction="outbound"[^}]*status_class="(?!2xx)/);
+  });
+});
+
+describe('a config whose listener cannot bind', () => {
+  it('is counted and logged as applied with listeners failing, not plainly applied', async () => {
+    const app = await apps('O');
+    await agent('orders', ['--app-port', String(app.http), '--protocol', 'http']);
+    // Known before the caller starts, so its every config has the listener (none is applied without it).
+    await until(async () => t.cp.registry.upstream('shop', 'orders').endpoints.length === 1, 'orders registered', async () => t.cp.registry.upstream('shop', 'orders'));
+    // Another process holds the caller's local port.
+    const squatter = createServer();
+    const taken = await listen(squatter);
+    const caller = await agent('checkout', [], [{ service: 'orders', namespace: 'shop', port: app.http, bindAddress: '127.0.0.1', localPort: taken }]);
+    const updates = async (result: string): Promise<number> => {
+      const metric = await caller.registry.getSingleMetric('trellis_agent_config_updates_total')?.get();
+      return metric?.values.find((v) => v.labels.result === result)?.value ?? 0;
+    };
+    await until(async () => (await updates('applied-degraded')) > 0, 'a degraded apply counted', async () => caller.status());
+    expect(await updates('applied')).toBe(0);
+    const status = caller.status() as { ready: boolean; reasons: string[]; config: { listenersFailing: number } };
+    expect(status.config.listenersFailing).toBe(1);
+    expect(status.ready).toBe(false);
+    expect(status.reasons.join('\n')).toMatch(new RegExp(`outbound listener shop/orders:${app.http} not bound`));
   });
 });
