@@ -18,7 +18,7 @@ export class AgentMetrics {
     this.controlPlaneConnected = new Gauge({ name: 'trellis_agent_control_plane_connected', help: '1 while the agent holds its watch on the control plane', registers });
     this.configStale = new Gauge({ name: 'trellis_agent_config_stale', help: '1 while the config in force may be out of date (control plane unreachable, or restored from disk after a restart)', registers });
     this.configVersion = new Gauge({ name: 'trellis_agent_config_version', help: 'Version of the control plane config in force', registers });
-    this.configUpdates = new Counter({ name: 'trellis_agent_config_updates_total', help: 'Config updates by result (applied, rejected)', labelNames: ['result'], registers });
+    this.configUpdates = new Counter({ name: 'trellis_agent_config_updates_total', help: 'Config updates by result: applied; applied-degraded (in force, but some outbound listeners could not bind and are retried); rejected; failed', labelNames: ['result'], registers });
     this.renewals = new Counter({ name: 'trellis_agent_certificate_renewals_total', help: 'Certificate renewals by result (ok, failed)', labelNames: ['result'], registers });
     this.appHealthy = new Gauge({ name: 'trellis_agent_app_healthy', help: '1 when the last health checks of the app passed', registers });
   }

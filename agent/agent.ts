@@ -295,8 +295,25 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       waiting = built.waiting;
       metrics.configStale.set(0);
       metrics.configVersion.set(next.version);
-      metrics.configUpdates.inc({ result: 'applied' });
-      running.applyConfig(built.config).catch((err: unknown) => log.error({ err: describeError(err) }, 'a listener of the new config could not bind'));
+      const version = next.version;
+      running.applyConfig(built.config).then(
+        () => {
+          // A listener that cannot bind does not fail the config (it is retried with backoff, and /ready
+          // names it): "applied" is said only when every listener bound, else how many did not.
+          const failing = running.listenerFailures();
+          if (failing.length === 0) {
+            metrics.configUpdates.inc({ result: 'applied' });
+            return;
+          }
+          metrics.configUpdates.inc({ result: 'applied-degraded' });
+          const named = failing.map((f) => `${f.spec.namespace}/${f.spec.service}:${f.spec.port} on ${f.spec.bindAddress}:${f.spec.localPort}: ${f.reason}`);
+          log.warn({ version, listenersFailing: failing.length, failing: named }, `config applied with ${failing.length} outbound listener(s) failing to bind; retrying, /ready is false until they bind`);
+        },
+        (err: unknown) => {
+          metrics.configUpdates.inc({ result: 'failed' });
+          log.error({ err: describeError(err), version }, 'the new config could not be applied in full');
+        },
+      );
       saveSnapshot();
     },
     onConnected: () => {
@@ -344,7 +361,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       controlPlane: watch.connected
         ? { connected: true, since: watch.connectedSince?.toISOString() }
         : { connected: false, since: watch.disconnectedSince?.toISOString(), lastError: watch.lastError, servingLastConfig: inForce !== undefined },
-      config: { version: inForce?.version, epoch: inForce?.epoch, stale: !watch.connected || restoredFromDisk, restoredFromDisk, waitingUpstreams: waiting },
+      config: { version: inForce?.version, epoch: inForce?.epoch, stale: !watch.connected || restoredFromDisk, restoredFromDisk, waitingUpstreams: waiting, listenersFailing: running.listenerFailures().length },
       app: health === undefined ? { healthy: true, detail: 'no app port to check' } : { healthy: health.healthy, detail: health.detail },
     };
   }

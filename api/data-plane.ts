@@ -57,11 +57,22 @@ export interface Endpoint {
   readonly healthy: boolean;
   /** Reach this endpoint through its zone's ingress: set for endpoints in other zones. */
   readonly ingress?: { readonly address: string; readonly port: number };
+  /**
+   * Where this endpoint's app listens, per service port (`ServicePort.port` → app port), when it is not
+   * simply every port at its `targetPort`: instances of one service may listen on different app ports
+   * behind one service port (a Kubernetes named targetPort resolving differently per pod, or two VMs
+   * registering different `--app-port`s). When present it lists every service port the endpoint serves;
+   * a port it does not list is not served there, and the endpoint is not picked for it. Absent: every
+   * service port, at its `targetPort` (all a sidecar older than this field knows; added within protocol
+   * version 1, so an older control plane or agent still works with the single `targetPort`).
+   */
+  readonly targetPorts?: Readonly<Record<number, number>>;
 }
 
 /** A port a service exposes to callers, and the workload port it lands on. */
 export interface ServicePort {
   readonly port: number;
+  /** The app port of endpoints that carry no `targetPorts` of their own (see `Endpoint.targetPorts`). */
   readonly targetPort: number;
   readonly protocol: PortProtocol;
   readonly name?: string;
@@ -92,4 +103,16 @@ export interface WorkloadIdentity {
   readonly certChainPem: string;
   readonly keyPem: string;
   readonly trustBundlePem: string;
+}
+
+/**
+ * The app port `endpoint` serves `servicePort` on, or undefined when it does not serve that port (see
+ * `Endpoint.targetPorts`); `defaultTarget` is the service port's `targetPort`. Allocates nothing: it runs
+ * per connection and per request.
+ */
+export function endpointTargetPort(endpoint: Endpoint, servicePort: number, defaultTarget: number): number | undefined {
+  const own = endpoint.targetPorts;
+  if (own === undefined) return defaultTarget;
+  const port = own[servicePort];
+  return typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535 ? port : undefined;
 }

@@ -20,13 +20,16 @@
  *
  * Where the platform defines services itself (Kubernetes Services), `defineService` sets a service's
  * ports (Service port → pod port) and virtual IPs; a definition takes precedence over the ports that
- * registrations declare, which are all a universal-mode service has.
+ * registrations declare, which are all a universal-mode service has. Either way each endpoint also says
+ * which app port it serves each service port on, when that is not the port's `targetPort`
+ * (`service-ports.ts` has the rule); the layout is worked out once per change and cached.
  */
 import type { Endpoint, ServicePort, UpstreamService } from '../api/data-plane.js';
 import type { InstanceOwner } from './instance-ownership.js';
 import { endpointKey, upstreamKey } from '../api/control-protocol.js';
 import { InstanceLeases, type LeaseTimes, type Liveness } from './instance-lease.js';
 import { OwnerIndex } from './instance-ownership.js';
+import { layoutFromDefinition, layoutFromRegistrations, sameTargetPorts, type ServiceLayout } from './service-ports.js';
 import type { StoredRegistration } from './store.js';
 
 export interface RegistryOptions extends LeaseTimes {
@@ -75,6 +78,8 @@ export class ServiceRegistry {
   private readonly byService = new Map<string, Set<string>>();
   /** upstreamKey → the platform's definition of the service. */
   private readonly definitions = new Map<string, ServiceDefinition>();
+  /** upstreamKey → its ports and each instance's target ports; dropped whenever either may change. */
+  private readonly layouts = new Map<string, ServiceLayout>();
   private readonly listeners = new Set<(event: RegistryEvent) => void>();
   private readonly owners = new OwnerIndex();
   private readonly leases: InstanceLeases;
@@ -114,7 +119,7 @@ export class ServiceRegistry {
     if (existing !== undefined) {
       const before = this.endpointOf(existing);
       const oldKey = endpointKey(existing.registration);
-      const portsBefore = portsSignature(this.ports(existing.registration.namespace, existing.registration.service));
+      const layoutBefore = this.layout(existing.registration.namespace, existing.registration.service);
       const moved = existing.registration.service !== registration.service || existing.registration.namespace !== registration.namespace;
       if (moved || oldKey !== key) {
         this.remove(registration.instanceId);
@@ -125,7 +130,7 @@ export class ServiceRegistry {
       existing.registration = registration;
       existing.appHealthy = registration.healthy;
       existing.changedAt = this.now();
-      this.emitPortsIfChanged(registration.namespace, registration.service, portsBefore);
+      this.relayout(registration.namespace, registration.service, layoutBefore, registration.instanceId);
       this.emitIfChanged(existing, before);
       return lease;
     }
@@ -186,14 +191,14 @@ export class ServiceRegistry {
     this.owners.remove(instanceId, instance.registration.owner);
     const { namespace, service } = instance.registration;
     const skey = upstreamKey(namespace, service);
-    const portsBefore = portsSignature(this.ports(namespace, service));
+    const layoutBefore = this.layout(namespace, service);
     this.instances.delete(instanceId);
     const ids = this.byService.get(skey);
     ids?.delete(instanceId);
     const left = ids !== undefined && ids.size === 0;
     if (left) this.byService.delete(skey);
     this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: undefined });
-    this.emitPortsIfChanged(namespace, service, portsBefore);
+    this.relayout(namespace, service, layoutBefore, instanceId);
     if (left) this.emit({ kind: 'service', namespace, service, present: false });
     return true;
   }
@@ -205,9 +210,12 @@ export class ServiceRegistry {
   defineService(namespace: string, service: string, definition: ServiceDefinition | undefined): void {
     const key = upstreamKey(namespace, service);
     const before = definitionSignature(this.definitions.get(key));
+    const layoutBefore = this.layout(namespace, service);
     if (definition === undefined) this.definitions.delete(key);
     else this.definitions.set(key, Object.freeze({ ports: Object.freeze(definition.ports.map((p) => Object.freeze({ ...p })).sort((a, b) => a.port - b.port)), virtualIps: Object.freeze([...definition.virtualIps]) }));
-    if (definitionSignature(this.definitions.get(key)) !== before) this.emit({ kind: 'ports', namespace, service });
+    if (definitionSignature(this.definitions.get(key)) === before) return;
+    // The virtual IPs travel with the whole upstream: a changed definition always sends it.
+    if (!this.relayout(namespace, service, layoutBefore)) this.emit({ kind: 'ports', namespace, service });
   }
 
   /** One service as a caller's sidecar sees it. */
@@ -218,7 +226,7 @@ export class ServiceRegistry {
       if (instance !== undefined) endpoints.push(this.endpointOf(instance));
     }
     const virtualIps = this.definitions.get(upstreamKey(namespace, service))?.virtualIps ?? [];
-    return Object.freeze({ name: service, namespace, ports: this.ports(namespace, service), endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps }) });
+    return Object.freeze({ name: service, namespace, ports: this.layout(namespace, service).ports, endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps }) });
   }
 
   /** Every service in the mesh (with at least one instance), or those of one namespace. */
@@ -238,7 +246,7 @@ export class ServiceRegistry {
 
   /** The protocols of a service's ports, for policy validation (an HTTP rule on a TCP-only service). */
   protocolsOf(namespace: string, service: string): ReadonlySet<'tcp' | 'http'> | undefined {
-    const ports = this.ports(namespace, service);
+    const ports = this.layout(namespace, service).ports;
     return ports.length === 0 ? undefined : new Set(ports.map((p) => p.protocol));
   }
 
@@ -276,7 +284,7 @@ export class ServiceRegistry {
   private add(instance: Instance): void {
     const { namespace, service, instanceId } = instance.registration;
     const skey = upstreamKey(namespace, service);
-    const portsBefore = portsSignature(this.ports(namespace, service));
+    const layoutBefore = this.layout(namespace, service);
     this.instances.set(instanceId, instance);
     this.owners.add(instanceId, instance.registration.owner);
     let ids = this.byService.get(skey);
@@ -285,7 +293,7 @@ export class ServiceRegistry {
       this.emit({ kind: 'service', namespace, service, present: true });
     }
     ids.add(instanceId);
-    this.emitPortsIfChanged(namespace, service, portsBefore);
+    this.relayout(namespace, service, layoutBefore, instanceId);
     this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(instance.registration), endpoint: this.endpointOf(instance) });
   }
 
@@ -311,31 +319,49 @@ export class ServiceRegistry {
 
   private endpointOf(instance: Instance): Endpoint {
     const r = instance.registration;
-    return Object.freeze({ address: r.address, tunnelPort: r.tunnelPort, zone: r.zone, healthy: this.isHealthy(instance) });
+    const targetPorts = this.layout(r.namespace, r.service).targetPorts.get(r.instanceId);
+    return Object.freeze({ address: r.address, tunnelPort: r.tunnelPort, zone: r.zone, healthy: this.isHealthy(instance), ...(targetPorts === undefined ? {} : { targetPorts }) });
   }
 
-  private ports(namespace: string, service: string): readonly ServicePort[] {
-    const defined = this.definitions.get(upstreamKey(namespace, service));
-    if (defined !== undefined) return defined.ports;
-    const byPort = new Map<number, ServicePort>();
-    for (const id of this.byService.get(upstreamKey(namespace, service)) ?? []) {
-      for (const p of this.instances.get(id)?.registration.ports ?? []) {
-        // The first registration to declare a port decides its protocol; instances of one service agree.
-        if (!byPort.has(p.port)) byPort.set(p.port, Object.freeze({ port: p.port, targetPort: p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) }));
-      }
+  /** The service's ports and each instance's target ports, worked out once per change (`service-ports.ts`). */
+  private layout(namespace: string, service: string): ServiceLayout {
+    const key = upstreamKey(namespace, service);
+    let layout = this.layouts.get(key);
+    if (layout === undefined) {
+      const instances = [...(this.byService.get(key) ?? [])].map((id) => ({ id, ports: this.instances.get(id)?.registration.ports ?? [] }));
+      const defined = this.definitions.get(key);
+      layout = defined === undefined ? layoutFromRegistrations(instances) : layoutFromDefinition(defined.ports, instances);
+      this.layouts.set(key, layout);
     }
-    return Object.freeze([...byPort.values()].sort((a, b) => a.port - b.port));
+    return layout;
+  }
+
+  /**
+   * After a change to a service's instances or definition: a 'ports' event when its ports changed (the
+   * whole upstream goes out, endpoints included), else an endpoint event for each other instance whose
+   * target ports changed (`changed` has its own event). True when the ports changed.
+   */
+  private relayout(namespace: string, service: string, before: ServiceLayout, changed?: string): boolean {
+    this.layouts.delete(upstreamKey(namespace, service));
+    const after = this.layout(namespace, service);
+    if (portsSignature(after.ports) !== portsSignature(before.ports)) {
+      this.emit({ kind: 'ports', namespace, service });
+      return true;
+    }
+    for (const [id, own] of after.targetPorts) {
+      const instance = this.instances.get(id);
+      if (id === changed || instance === undefined || sameTargetPorts(own, before.targetPorts.get(id))) continue;
+      const r = instance.registration;
+      this.emit({ kind: 'endpoint', namespace, service, key: endpointKey(r), endpoint: this.endpointOf(instance) });
+    }
+    return false;
   }
 
   private emitIfChanged(instance: Instance, before: Endpoint): void {
     const after = this.endpointOf(instance);
-    if (after.healthy === before.healthy && after.address === before.address && after.tunnelPort === before.tunnelPort && after.zone === before.zone) return;
+    if (after.healthy === before.healthy && after.address === before.address && after.tunnelPort === before.tunnelPort && after.zone === before.zone && sameTargetPorts(after.targetPorts, before.targetPorts)) return;
     const r = instance.registration;
     this.emit({ kind: 'endpoint', namespace: r.namespace, service: r.service, key: endpointKey(r), endpoint: after });
-  }
-
-  private emitPortsIfChanged(namespace: string, service: string, before: string): void {
-    if (portsSignature(this.ports(namespace, service)) !== before) this.emit({ kind: 'ports', namespace, service });
   }
 
   private emit(event: RegistryEvent): void {

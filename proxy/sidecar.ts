@@ -15,7 +15,7 @@ import { SETTLE_AFTER_CUT_MS, TrackedSet } from './core/tracked-set.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { AppPort, Endpoint, InboundMode, OutboundListener, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
+import { endpointTargetPort, type AppPort, type Endpoint, type InboundMode, type OutboundListener, type ServicePort, type UpstreamService, type WorkloadIdentity } from '../api/data-plane.js';
 import { TrellisError } from '../common/errors.js';
 import { silentLogger } from '../common/log.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
@@ -30,7 +30,7 @@ import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.
 import { createInboundHttp, type InboundHttp } from './inbound/http-dispatch.js';
 import { inboundState, type Authorizer, type InboundState } from './inbound/inbound-state.js';
 import { TunnelServer } from './inbound/tunnel-server.js';
-import { ExplicitListeners } from './outbound/explicit-listeners.js';
+import { ExplicitListeners, type ListenerFailure } from './outbound/explicit-listeners.js';
 import { ConnectionBudget } from './outbound/connection-budget.js';
 import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbound/outbound-route.js';
 import { forwardTcp } from './outbound/tcp-forwarder.js';
@@ -163,6 +163,8 @@ export interface Sidecar {
   stop(graceMs?: number): Promise<void>;
   addresses(): SidecarAddresses;
   readiness(): Readiness;
+  /** Explicit listeners of the config in force that could not bind (retried with backoff until they do). */
+  listenerFailures(): readonly ListenerFailure[];
 }
 
 export function createSidecar(options: SidecarOptions): Sidecar {
@@ -361,6 +363,10 @@ class TrellisSidecar implements Sidecar {
     };
   }
 
+  listenerFailures(): readonly ListenerFailure[] {
+    return this.listeners.failures();
+  }
+
   readiness(): Readiness {
     const reasons: string[] = [];
     if (!this.started || this.stopped) reasons.push(this.stopped ? 'stopped' : 'not started');
@@ -447,7 +453,10 @@ class TrellisSidecar implements Sidecar {
   private poolTargets(): { warm: PoolTarget[]; onDemand: PoolTarget[] } {
     const warm: PoolTarget[] = [];
     const seen = new Set<string>();
-    const add = (list: PoolTarget[], keys: Set<string>, endpoint: Endpoint, upstream: UpstreamService, targetPort: number): void => {
+    const add = (list: PoolTarget[], keys: Set<string>, endpoint: Endpoint, upstream: UpstreamService, port: ServicePort): void => {
+      // The session for the endpoint's own app port (what SNI names): instances may listen on different ones.
+      const targetPort = endpointTargetPort(endpoint, port.port, port.targetPort);
+      if (targetPort === undefined) return;
       const key = `${endpoint.address}:${endpoint.tunnelPort}/${upstream.name}.${upstream.namespace}:${targetPort}`;
       if (keys.has(key)) return;
       keys.add(key);
@@ -457,7 +466,7 @@ class TrellisSidecar implements Sidecar {
     if (this.capture !== undefined) {
       const capturedKeys = new Set<string>();
       for (const upstream of this.config.upstreams) {
-        for (const port of upstream.ports) for (const endpoint of upstream.endpoints) add(captured, capturedKeys, endpoint, upstream, port.targetPort);
+        for (const port of upstream.ports) for (const endpoint of upstream.endpoints) add(captured, capturedKeys, endpoint, upstream, port);
       }
       if (captured.length <= CAPTURE_WARM_LIMIT) {
         for (const t of captured) seen.add(`${t.endpoint.address}:${t.endpoint.tunnelPort}/${t.service}.${t.namespace}:${t.port}`);
@@ -469,7 +478,7 @@ class TrellisSidecar implements Sidecar {
       const upstream = this.upstreams.get(`${l.service}.${l.namespace}`);
       const port = upstream?.ports.find((p) => p.port === l.port);
       if (upstream === undefined || port === undefined) continue;
-      for (const endpoint of upstream.endpoints) add(warm, seen, endpoint, upstream, port.targetPort);
+      for (const endpoint of upstream.endpoints) add(warm, seen, endpoint, upstream, port);
     }
     return { warm, onDemand: captured };
   }

@@ -15,6 +15,11 @@
  * - The zone is the control plane's, i.e. the mesh zone (a cluster). The EndpointSlice's own `zone`
  *   is a cloud availability zone inside that cluster: using it would put a mesh zone that no zone
  *   ingress serves into every SNI (`api/sni.ts`), and callers would treat their own cluster as remote.
+ * - Ports per pod: each EndpointSlice lists the pod ports its endpoints serve, by Service port name, and
+ *   a Service's named targetPort may resolve to a different port on each pod (the slice controller puts
+ *   pods that resolve alike into one slice). So each pod's registration lists, per Service port name, the
+ *   port of the slices it is in; the registry turns that into the endpoint's own target ports, and a pod
+ *   whose slices lack a port does not serve it. The definition's `targetPort` is the first slice's.
  * - Protocol: `appProtocol` when set (`http` is HTTP/1.1; anything else, h2c and gRPC included, is
  *   TCP); otherwise the port name (`http`, `http-*`), as the injector reads container ports; the pod's
  *   `trellis.dev/port-protocols` annotation overrides the name for the port it names.
@@ -60,7 +65,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
   const slices = [...allSlices].filter((s) => s.addressType !== 'FQDN').sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let outsideMesh = 0;
   const otherIdentity = new Set<string>();
-  const pods = new Map<string, { pod: PodView; ready: boolean; fallbackAddress: string }>();
+  const pods = new Map<string, { pod: PodView; ready: boolean; fallbackAddress: string; ports: Map<string, number> }>();
   for (const slice of slices) {
     for (const endpoint of slice.endpoints) {
       const pod = endpoint.podName === undefined ? undefined : podOf(slice.namespace, endpoint.podName);
@@ -72,9 +77,11 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
         otherIdentity.add(`${pod.name} (service account ${pod.serviceAccount})`);
         continue;
       }
-      const seen = pods.get(pod.name);
-      if (seen === undefined) pods.set(pod.name, { pod, ready: endpoint.ready, fallbackAddress: endpoint.addresses[0] as string });
+      let seen = pods.get(pod.name);
+      if (seen === undefined) pods.set(pod.name, (seen = { pod, ready: endpoint.ready, fallbackAddress: endpoint.addresses[0] as string, ports: new Map() }));
       else seen.ready ||= endpoint.ready;
+      // Slices in name order: a pod in two (dual-stack) takes a port from the first that names it.
+      for (const [name, port] of slice.ports) if (!seen.ports.has(name)) seen.ports.set(name, port);
     }
   }
   const sortedPods = [...pods.values()].sort((a, b) => (a.pod.name < b.pod.name ? -1 : 1));
@@ -90,14 +97,15 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
   }
   ports.sort((a, b) => a.port - b.port);
 
-  const registeredPorts: RegisteredPort[] = [];
-  for (const p of ports) {
-    if (!registeredPorts.some((r) => r.port === p.targetPort)) registeredPorts.push(Object.freeze({ port: p.targetPort, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) }));
-  }
-  const frozenPorts = Object.freeze(registeredPorts);
   const instances = new Map<string, StoredRegistration>();
-  for (const { pod, ready, fallbackAddress } of sortedPods) {
+  for (const { pod, ready, fallbackAddress, ports: podPorts } of sortedPods) {
     const instanceId = instanceIdOf(service.name, pod);
+    // Named after the Service port (not deduplicated by number: two Service ports may land on one pod port).
+    const registeredPorts: RegisteredPort[] = [];
+    for (const p of ports) {
+      const own = podPorts.get(p.name ?? '');
+      if (own !== undefined) registeredPorts.push(Object.freeze({ port: own, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) }));
+    }
     instances.set(
       instanceId,
       Object.freeze({
@@ -107,7 +115,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
         zone,
         address: pod.ips[0] ?? fallbackAddress,
         tunnelPort: pod.tunnelPort as number,
-        ports: frozenPorts,
+        ports: Object.freeze(registeredPorts),
         upstreams: Object.freeze([]),
         healthy: ready,
         updatedAt: now,

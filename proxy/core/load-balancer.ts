@@ -10,6 +10,9 @@
  * doubles on repeated failures. When every endpoint of a service is out, the least recently failed one is
  * still offered rather than nothing: a degraded guess beats a certain failure (and is counted by callers).
  *
+ * The pick is per service port: an endpoint whose `targetPorts` does not list the port asked for (its app
+ * does not listen behind it) is never a candidate, whatever its health.
+ *
  * Identity across config pushes: callers hold a `BalancedEndpoint` from `begin` to `end`, often across a
  * push, so there is exactly one object per endpoint identity (service + address + tunnel port + ingress)
  * for as long as anyone may hold it. A push updates that object in place; an endpoint that leaves keeps
@@ -110,17 +113,18 @@ export class LoadBalancer {
   }
 
   /**
-   * Chooses an endpoint, skipping unhealthy ones and those in `exclude` (endpoint keys already tried by
-   * this connection). Undefined when the service has no endpoint left to try.
+   * Chooses an endpoint, skipping unhealthy ones, those in `exclude` (endpoint keys already tried by
+   * this connection) and, given `servicePort`, those that do not serve it. Undefined when the service has
+   * no endpoint left to try.
    */
-  pick(service: string, namespace: string, exclude?: ReadonlySet<string>): BalancedEndpoint | undefined {
+  pick(service: string, namespace: string, exclude?: ReadonlySet<string>, servicePort?: number): BalancedEndpoint | undefined {
     const entry = this.services.get(serviceKey(service, namespace));
     if (entry === undefined || entry.endpoints.length === 0) return undefined;
     const now = this.now();
     const candidates = this.scratch;
     candidates.length = 0;
     for (const e of entry.endpoints) {
-      if (exclude?.has(e.key) === true) continue;
+      if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort)) continue;
       if (!e.endpoint.healthy || e.ejectedUntil > now) continue;
       candidates.push(e);
     }
@@ -128,7 +132,7 @@ export class LoadBalancer {
       // Degraded: every endpoint is marked out. Offer the one whose ejection ends first, still honouring exclude.
       let best: BalancedEndpoint | undefined;
       for (const e of entry.endpoints) {
-        if (exclude?.has(e.key) === true) continue;
+        if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort)) continue;
         if (best === undefined || e.ejectedUntil < best.ejectedUntil) best = e;
       }
       return best;
@@ -181,4 +185,9 @@ export class LoadBalancer {
       }
     }
   }
+}
+
+/** Whether an endpoint serves a service port (every port, when it has no `targetPorts` of its own). */
+function serves(endpoint: Endpoint, servicePort: number | undefined): boolean {
+  return servicePort === undefined || endpoint.targetPorts === undefined || endpoint.targetPorts[servicePort] !== undefined;
 }

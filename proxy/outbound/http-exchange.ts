@@ -23,9 +23,10 @@ import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, for
 import type { BalancedEndpoint } from '../core/load-balancer.js';
 import type { PoolTarget } from '../core/session-pool.js';
 import type { OutboundHttpDeps } from './http-deps.js';
-import type { OutboundRoute } from './outbound-route.js';
+import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 import { recordOutboundRequest } from './http-access.js';
 import { cancelStream, pipeUntilCleanEnd } from '../core/stream-reset.js';
+import { TARGET_HEADER } from '../core/tunnel-protocol.js';
 
 // Explicit both ways: node's HTTP/2 client would otherwise end GET, HEAD and DELETE streams at once,
 // dropping a body the app did send.
@@ -48,6 +49,8 @@ class OutboundExchange {
   appRefused = false;
   appGone = false;
   finished = false;
+  /** The app port `headers` names in `trellis-target`: the picked endpoint's own (`routeTargetPort`). */
+  targetPort: number;
 
   constructor(
     readonly req: IncomingMessage,
@@ -58,7 +61,9 @@ class OutboundExchange {
     readonly headers: OutgoingHttpHeaders,
     readonly hasBody: boolean,
     readonly expectContinue: boolean,
-  ) {}
+  ) {
+    this.targetPort = route.targetPort;
+  }
 }
 
 export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, route: OutboundRoute, deps: OutboundHttpDeps, expectContinue: boolean): void {
@@ -82,7 +87,7 @@ export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, ro
 }
 
 function attempt(x: OutboundExchange): void {
-  const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried);
+  const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried, x.route.servicePort);
   if (endpoint === undefined) {
     fail(x, x.appRefused ? HTTP_FAILURES.appUnavailable : x.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
     return;
@@ -90,7 +95,14 @@ function attempt(x: OutboundExchange): void {
   x.attempts += 1;
   x.endpoint = endpoint;
   x.deps.balancer.begin(endpoint);
-  const target: PoolTarget = { endpoint: endpoint.endpoint, service: x.route.service, namespace: x.route.namespace, port: x.route.targetPort };
+  // Each endpoint at its own app port (instances of one service may listen on different ones); node copies
+  // the headers when the request is made, so rewriting the target between attempts is safe.
+  const port = routeTargetPort(x.route, endpoint.endpoint);
+  if (port !== x.targetPort) {
+    x.targetPort = port;
+    x.headers[TARGET_HEADER] = formatAuthority({ service: x.route.service, namespace: x.route.namespace, port });
+  }
+  const target: PoolTarget = { endpoint: endpoint.endpoint, service: x.route.service, namespace: x.route.namespace, port };
   const options = !x.hasBody ? END_STREAM : x.req.headers.trailer === undefined ? BODY : BODY_WITH_TRAILERS;
   let stream: ClientHttp2Stream | undefined;
   try {

@@ -22,7 +22,7 @@ import type { PoolTarget } from '../core/session-pool.js';
 import { splice } from '../core/splice.js';
 import { TARGET_HEADER } from '../core/tunnel-protocol.js';
 import type { OutboundHttpDeps } from './http-deps.js';
-import type { OutboundRoute } from './outbound-route.js';
+import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 
 const CRLF = '\r\n';
 
@@ -100,7 +100,7 @@ export function forwardHttpUpgrade(req: IncomingMessage, socket: Socket, head: B
 }
 
 function attempt(s: UpgradeState): void {
-  const endpoint = s.deps.balancer.pick(s.route.service, s.route.namespace, s.tried);
+  const endpoint = s.deps.balancer.pick(s.route.service, s.route.namespace, s.tried, s.route.servicePort);
   if (endpoint === undefined) {
     answer(s, s.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
     return;
@@ -108,8 +108,12 @@ function attempt(s: UpgradeState): void {
   s.attempts += 1;
   s.endpoint = endpoint;
   s.deps.balancer.begin(endpoint);
-  const target: PoolTarget = { endpoint: endpoint.endpoint, service: s.route.service, namespace: s.route.namespace, port: s.route.targetPort };
-  s.deps.pool.openStream(target, s.headers).then(
+  // Each endpoint at its own app port (instances of one service may listen on different ones).
+  const port = routeTargetPort(s.route, endpoint.endpoint);
+  const authority = port === s.route.targetPort ? undefined : formatAuthority({ service: s.route.service, namespace: s.route.namespace, port });
+  const headers = authority === undefined ? s.headers : { ...s.headers, ':authority': authority, [TARGET_HEADER]: authority };
+  const target: PoolTarget = { endpoint: endpoint.endpoint, service: s.route.service, namespace: s.route.namespace, port };
+  s.deps.pool.openStream(target, headers).then(
     (stream) => attach(s, stream),
     (err: unknown) => retryOrFail(s, (err as { retryable?: unknown }).retryable === true),
   );

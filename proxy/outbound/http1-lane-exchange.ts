@@ -29,7 +29,7 @@ import type { BalancedEndpoint } from '../core/load-balancer.js';
 import { RST_CANCEL } from '../core/tunnel-protocol.js';
 import type { OutboundHttpDeps } from './http-deps.js';
 import type { Lane, LaneOwner, LanePool } from './http1-lane-pool.js';
-import type { OutboundRoute } from './outbound-route.js';
+import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 import { recordOutboundRequest } from './http-access.js';
 
 export interface FastPathDeps {
@@ -144,7 +144,7 @@ export class LaneExchange implements LaneOwner {
   acquireLane(fresh: boolean): void {
     const route = this.route as OutboundRoute;
     const { balancer, limits } = this.deps.http;
-    const picked = balancer.pick(route.service, route.namespace, this.tried);
+    const picked = balancer.pick(route.service, route.namespace, this.tried, route.servicePort);
     if (picked === undefined || this.attempts >= limits.maxAttempts) {
       this.fail(this.appRefusedLast ? HTTP_FAILURES.appUnavailable : this.attempts === 0 && picked === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
       return;
@@ -152,14 +152,16 @@ export class LaneExchange implements LaneOwner {
     this.attempts += 1;
     this.endpoint = picked;
     balancer.begin(picked);
-    const key = `${picked.key}/${route.namespace}/${route.service}:${route.targetPort}`;
+    // Lanes are per endpoint and its own app port (instances of one service may listen on different ones).
+    const port = routeTargetPort(route, picked.endpoint);
+    const key = `${picked.key}/${route.namespace}/${route.service}:${port}`;
     const idle = fresh ? undefined : this.deps.lanes.take(key);
     if (idle !== undefined) {
       this.attach(idle, true);
       return;
     }
-    const target = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port: route.targetPort };
-    const authority = formatAuthority({ service: route.service, namespace: route.namespace, port: route.targetPort });
+    const target = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port };
+    const authority = formatAuthority({ service: route.service, namespace: route.namespace, port });
     this.deps.lanes.open(key, target, authority).then(
       (lane) => this.attach(lane, false),
       (err: unknown) => this.laneUnavailable(picked, err),

@@ -2,9 +2,11 @@
  * Resolving where an app connection goes, the same way however it was captured: an explicit listener
  * names (service, namespace, service port); transparent capture will map an original destination address
  * to the same triple. The route adds what config says about that service port: the workload port it lands
- * on and its protocol.
+ * on and its protocol. The endpoint picked may serve that service port on an app port of its own
+ * (`Endpoint.targetPorts`: instances of one service listening on different ports), so the port a stream
+ * names is `routeTargetPort(route, endpoint)`, worked out after the pick, never `route.targetPort` alone.
  */
-import type { PortProtocol, UpstreamService } from '../../api/data-plane.js';
+import { endpointTargetPort, type Endpoint, type PortProtocol, type UpstreamService } from '../../api/data-plane.js';
 import { serviceKey } from '../core/destination.js';
 
 export interface OutboundRoute {
@@ -12,7 +14,7 @@ export interface OutboundRoute {
   readonly namespace: string;
   /** The service port the app asked for. */
   readonly servicePort: number;
-  /** The port the destination workload's app listens on (what the CONNECT authority names). */
+  /** The service port's `targetPort`: where endpoints without target ports of their own listen. */
   readonly targetPort: number;
   readonly protocol: PortProtocol;
 }
@@ -31,4 +33,10 @@ export function resolveRoute(index: UpstreamIndex, service: string, namespace: s
   const port = upstream?.ports.find((p) => p.port === servicePort);
   if (port === undefined) return undefined;
   return Object.freeze({ service, namespace, servicePort, targetPort: port.targetPort, protocol: port.protocol });
+}
+
+/** The app port the picked endpoint serves the route on: what the CONNECT authority and SNI name. */
+export function routeTargetPort(route: OutboundRoute, endpoint: Endpoint): number {
+  // The balancer picks only endpoints that serve the service port; the fallback is for a config without targetPorts.
+  return endpointTargetPort(endpoint, route.servicePort, route.targetPort) ?? route.targetPort;
 }

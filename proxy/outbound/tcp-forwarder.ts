@@ -18,7 +18,7 @@ import type { ProxyMetrics } from '../core/metrics.js';
 import type { PoolTarget, SessionPool } from '../core/session-pool.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../core/splice.js';
 import { CORRELATION_HEADER, DENIED_BY_HEADER, RST_CANCEL, RST_REFUSED, STATUS_FORBIDDEN, STATUS_OK } from '../core/tunnel-protocol.js';
-import type { OutboundRoute } from './outbound-route.js';
+import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 
 export interface TcpForwarderDeps {
   readonly pool: SessionPool;
@@ -38,7 +38,6 @@ export interface TcpForwarderDeps {
 export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarderDeps): void {
   const correlationId = nextCorrelationId();
   const destination = `${route.namespace}/${route.service}`;
-  const authority = formatAuthority({ service: route.service, namespace: route.namespace, port: route.targetPort });
   const started = Date.now();
   const maxAttempts = deps.maxAttempts ?? 3;
   let tried: Set<string> | undefined;
@@ -79,15 +78,17 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
       giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
       return;
     }
-    const picked = deps.balancer.pick(route.service, route.namespace, tried);
+    const picked = deps.balancer.pick(route.service, route.namespace, tried, route.servicePort);
     if (picked === undefined || attempts >= maxAttempts) {
       giveUp(attempts === 0 ? 'no-endpoint' : 'unreachable', attempts === 0 ? `no endpoint for ${destination}` : `no endpoint of ${destination} accepted the connection`);
       return;
     }
     attempts += 1;
     deps.balancer.begin(picked);
-    const target: PoolTarget = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port: route.targetPort };
-    const headers = { ':method': 'CONNECT', ':authority': authority };
+    // Each endpoint at its own app port: instances of one service may listen on different ones.
+    const port = routeTargetPort(route, picked.endpoint);
+    const target: PoolTarget = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port };
+    const headers = { ':method': 'CONNECT', ':authority': formatAuthority({ service: route.service, namespace: route.namespace, port }) };
     let s: ClientHttp2Stream | undefined;
     try {
       s = deps.pool.tryOpenStream(target, headers);

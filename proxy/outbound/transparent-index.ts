@@ -5,8 +5,10 @@
  *
  * Two kinds of address name a service:
  * - a virtual IP (Kubernetes ClusterIP): the port dialled is a *service* port (`ServicePort.port`);
- * - an endpoint address (a pod or VM IP): the port dialled is the *workload* port (`ServicePort.targetPort`),
- *   because that is where the app behind it listens.
+ * - an endpoint address (a pod or VM IP): the port dialled is the *workload* port, that endpoint's own
+ *   (`Endpoint.targetPorts`, else `ServicePort.targetPort`), because that is where the app behind it listens.
+ *   The route is the service port's: the connection is balanced like any other, to whichever endpoint's
+ *   own app port.
  * Either resolves to the same `OutboundRoute` the explicit listeners use. Host names (static configs may
  * give them as endpoint addresses) cannot be an original destination and are left out.
  *
@@ -15,7 +17,7 @@
  * on the order the control plane happened to send, and the clash is reported in `conflicts`.
  */
 import { isIP } from 'node:net';
-import type { UpstreamService } from '../../api/data-plane.js';
+import { endpointTargetPort, type UpstreamService } from '../../api/data-plane.js';
 import type { OutboundRoute } from './outbound-route.js';
 
 export interface TransparentIndex {
@@ -92,7 +94,9 @@ export function buildTransparentIndex(upstreams: readonly UpstreamService[]): Tr
       const address = canonicalAddress(endpoint.address);
       if (address === undefined) continue;
       for (const p of upstream.ports) {
-        claim(address, p.targetPort, Object.freeze({ service: upstream.name, namespace: upstream.namespace, servicePort: p.port, targetPort: p.targetPort, protocol: p.protocol }), owner);
+        const port = endpointTargetPort(endpoint, p.port, p.targetPort);
+        if (port === undefined) continue;
+        claim(address, port, Object.freeze({ service: upstream.name, namespace: upstream.namespace, servicePort: p.port, targetPort: p.targetPort, protocol: p.protocol }), owner);
       }
     }
   }
