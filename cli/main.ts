@@ -68,18 +68,8 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
   }
 }
 
-// Run only when executed as the `trellis` binary, not when imported by tests.
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+/** Runs the command line of this process and sets its exit code: what the `trellis` binary does. */
+export function runAsBinary(): void {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {
       // Long-running commands (proxy, control, agent) never resolve until they stop; one-shot commands exit here.
@@ -91,3 +81,17 @@ if (isEntryPoint()) {
     },
   );
 }
+
+// Run when executed as a script (`node dist/cli/main.js`, the image's entrypoint), not when imported by
+// tests or by the installed binary's launcher (cli/bin.ts).
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) runAsBinary();
