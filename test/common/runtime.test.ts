@@ -41,6 +41,13 @@ describe('runtime', () => {
     expect(child.stdout).toBe(`trellis 0.1.0 (node v${PINNED})\n`);
   });
 
+  it('runs `npx trellis` in the checkout on the same Node', () => {
+    // The binary is the bin launcher, executable after `npm run build` (npx runs it by its shebang).
+    const child = spawnSync('npx', ['--no-install', 'trellis', '--version'], { cwd: ROOT, encoding: 'utf8' });
+    expect(child.stdout).toBe(`trellis 0.1.0 (node v${PINNED})\n`);
+    expect(child.status).toBe(0);
+  });
+
   it('has its native addons built for this Node', () => {
     // node-gyp records the version and headers it built against; Node-API addons would load on a later
     // Node anyway, so loading alone would not tell a build against the system's Node apart.
