@@ -42,6 +42,14 @@ export class HelpRequested extends Error {
   }
 }
 
+/** How the help states what applies without the flag: `(required)`, `(required unless ...)` or `(default X)`. */
+export function absentText(flag: FlagSpec): string {
+  return flag.whenAbsent.startsWith(REQUIRED) ? `(${flag.whenAbsent})` : `(default ${flag.whenAbsent})`;
+}
+
+/** Help lines longer than this put the default on a line of its own. */
+const LINE_WIDTH = 110;
+
 const HELP_FLAG = { type: 'boolean', short: 'h', help: 'print this help and exit', whenAbsent: 'off' } as const satisfies FlagSpec;
 
 /** The help text of one command: synopsis, description, every flag with its default, footer. */
@@ -49,10 +57,14 @@ export function formatHelp(spec: CommandSpec): string {
   const table: FlagTable = { ...spec.flags, help: HELP_FLAG };
   const rows = Object.entries(table).map(([name, flag]) => {
     const left = `${flag.short === undefined ? '' : `-${flag.short}, `}--${name}${flag.type === 'string' ? ` ${flag.value ?? 'VALUE'}` : ''}${flag.multiple === true ? ' ...' : ''}`;
-    const absent = flag.whenAbsent === REQUIRED ? '(required)' : `(default ${flag.whenAbsent})`;
-    return { left, lines: `${flag.help} ${absent}`.split('\n') };
+    return { left, lines: flag.help.split('\n'), absent: absentText(flag) };
   });
   const width = Math.min(30, Math.max(...rows.map((r) => r.left.length)));
+  for (const row of rows) {
+    const last = row.lines.length - 1;
+    if (width + 4 + (row.lines[last] as string).length + 1 + row.absent.length <= LINE_WIDTH) row.lines[last] = `${row.lines[last] as string} ${row.absent}`;
+    else row.lines.push(row.absent);
+  }
   const options = rows.flatMap(({ left, lines }) => {
     const [first = '', ...rest] = lines;
     const head = left.length > width ? [`  ${left}`, `  ${''.padEnd(width)}  ${first}`] : [`  ${left.padEnd(width)}  ${first}`];

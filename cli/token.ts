@@ -30,12 +30,12 @@ const SPEC = {
 
 create prints the token on stdout (or writes it to --output, mode 0600) and its id on stderr.`,
   flags: {
-    service: { type: 'string', value: 'S', help: 'create: the service the token admits', whenAbsent: 'required for create' },
+    service: { type: 'string', value: 'S', help: 'create: the service the token admits', whenAbsent: 'required by create' },
     namespace: { type: 'string', value: 'N', help: "create: the service's namespace", whenAbsent: 'default' },
     ttl: { type: 'string', value: 'DURATION', help: 'create: how long the token may be used', whenAbsent: '1h' },
     output: { type: 'string', value: 'FILE', help: 'create: write the token to FILE (mode 0600) instead of stdout', whenAbsent: 'stdout' },
     'data-dir': { type: 'string', value: 'DIR', help: "the control plane's data dir (offline), or where --control's\ncredential and bundle are", whenAbsent: 'none' },
-    control: { type: 'string', value: 'URL', help: 'a running control plane, e.g. https://10.0.0.5:15012', whenAbsent: 'none (offline)' },
+    control: { type: 'string', value: 'URL', help: 'a running control plane, e.g. https://10.0.0.5:15012', whenAbsent: 'none: offline' },
     'admin-token-file': { type: 'string', value: 'FILE', help: 'with --control: the admin credential', whenAbsent: '<data-dir>/admin-token' },
     'ca-file': { type: 'string', value: 'FILE', help: "with --control: the control plane's trust bundle", whenAbsent: '<data-dir>/trust-bundle.pem' },
     'root-namespace': { type: 'string', value: 'NS', help: "with --control: the mesh's root namespace", whenAbsent: DEFAULT_ROOT_NAMESPACE },

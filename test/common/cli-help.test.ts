@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { commands } from '../../cli/commands.js';
+import { absentText } from '../../cli/flag-spec.js';
 import { runCli } from '../helpers/cli.js';
 
 const CLI_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../cli');
@@ -41,8 +42,8 @@ describe('trellis --help', () => {
           expect(line, `--${name} in the help of trellis ${argv.join(' ')}`).toBeGreaterThanOrEqual(0);
           // The default closes the flag's description (which may run over several lines).
           const rest = stdout.split('\n').slice(line).join('\n');
-          const absent = flag.whenAbsent === 'required' ? '(required)' : `(default ${flag.whenAbsent})`;
-          expect(rest.indexOf(absent), `default of --${name}`).toBeGreaterThanOrEqual(0);
+          expect(rest.indexOf(absentText(flag)), `default of --${name}`).toBeGreaterThanOrEqual(0);
+          expect(absentText(flag)).toMatch(/^\((required|default )/);
         }
       });
     }
