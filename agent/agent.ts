@@ -94,13 +94,33 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
   }
 }
 
+/** OpenSSL's verify codes that a retry cannot fix: the server's chain does not lead to the given roots. */
+const TLS_VERIFY_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE']);
+
+function tlsVerifyFailure(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth += 1) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== undefined && TLS_VERIFY_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
 async function assembleAgent(config: AgentConfig, log: Logger, options: StartOptions, registry: Registry, statusPort: StatusPort): Promise<RunningAgent> {
   const stateDir = config.dataDir === undefined ? undefined : await AgentStateDir.open(config.dataDir);
   const instanceId = stateDir === undefined ? `${config.service}-${process.pid}-${Date.now().toString(36)}` : await stateDir.instanceId();
   const metrics = new AgentMetrics(registry);
   const caBundle = config.caFile === undefined ? undefined : await fs.readFile(config.caFile, 'utf8');
 
-  const readToken = async (): Promise<string | undefined> => (config.tokenFile === undefined ? undefined : (await fs.readFile(config.tokenFile, 'utf8')).trim());
+  const readToken = async (): Promise<string | undefined> => {
+    if (config.tokenFile === undefined) return undefined;
+    try {
+      return (await fs.readFile(config.tokenFile, 'utf8')).trim();
+    } catch (err) {
+      // A typo in the path does not fix itself: fail the start (exit 2) instead of retrying forever.
+      const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
+      throw new TrellisError('TRELLIS_AGENT_TOKEN_FILE', `--token-file ${config.tokenFile}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`}`, { side: 'input', cause: err });
+    }
+  };
   const endpointFor = (held: HeldIdentity | undefined): ControlEndpoint => {
     const bundle = held?.trustBundlePem ?? caBundle;
     if (bundle === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TRUST', 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
@@ -148,8 +168,12 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       } catch (err) {
         // 429: too many refused attempts from this address (the control plane's limit); waiting helps.
         const refused = err instanceof ControlError && err.status >= 400 && err.status < 500 && err.status !== 429;
-        if (refused || (err instanceof TrellisError && err.side === 'input')) {
-          throw new TrellisError('TRELLIS_AGENT_BOOTSTRAP_REFUSED', `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
+        if (refused) throw new TrellisError('TRELLIS_AGENT_BOOTSTRAP_REFUSED', `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
+        // Our own input (no --ca-file, an unreadable --token-file): nothing was sent, so say what it is.
+        if (err instanceof TrellisError && err.side === 'input') throw err;
+        const untrusted = tlsVerifyFailure(err);
+        if (untrusted !== undefined) {
+          throw new TrellisError('TRELLIS_AGENT_CONTROL_UNTRUSTED', `the control plane's certificate does not verify against the roots in --ca-file ${config.caFile ?? '(none)'} (${untrusted}): give its trust bundle (<control data-dir>/trust-bundle.pem)`, { side: 'input', cause: err });
         }
         const wait = backoff.next();
         log.warn({ err: describeError(err), retryInMs: wait }, 'cannot get a certificate yet; retrying');

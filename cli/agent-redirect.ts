@@ -5,7 +5,6 @@
  * without touching the system (no root needed); `--netns` applies them inside a named network namespace.
  */
 import { execFileSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { InputError, TrellisError } from '../common/errors.js';
 import { hostRunner, netnsRunner, type CommandRunner } from '../agent/redirect/command-runner.js';
 import type { BackendKind } from '../agent/redirect/backend.js';
@@ -23,62 +22,42 @@ import { buildNatRules, renderRuleSet } from '../agent/redirect/rules.js';
 import { originalDstUnavailableReason } from '../proxy/core/original-dst.js';
 import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
+import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
-const USAGE = `Usage: trellis agent redirect install|uninstall|show [options]
+const OPTIONS = {
+  'proxy-uid': { type: 'string', multiple: true, value: 'USER[,USER]', help: 'install: user(s) the proxy runs as, name or number (repeatable);\nat least one uid or gid is required', whenAbsent: 'none' },
+  'proxy-gid': { type: 'string', multiple: true, value: 'GROUP[,GROUP]', help: 'install: group(s) the proxy runs as, name or number (repeatable)', whenAbsent: 'none' },
+  'outbound-port': { type: 'string', value: 'N', help: "install: the sidecar's outbound capture port", whenAbsent: String(DEFAULT_OUTBOUND_PORT) },
+  'inbound-port': { type: 'string', value: 'N', help: "install: the sidecar's inbound capture port", whenAbsent: String(DEFAULT_INBOUND_PORT) },
+  'tunnel-port': { type: 'string', value: 'N', help: 'install: the tunnel port (never captured)', whenAbsent: String(DEFAULT_TUNNEL_PORT) },
+  'admin-port': { type: 'string', value: 'N', help: 'install: the admin port (never captured)', whenAbsent: String(DEFAULT_ADMIN_PORT) },
+  'exclude-inbound-ports': { type: 'string', multiple: true, value: 'LIST', help: 'install: ports on this workload not captured, e.g. 8081,9000-9100', whenAbsent: 'none' },
+  'exclude-outbound-ports': { type: 'string', multiple: true, value: 'LIST', help: 'install: destination ports not captured', whenAbsent: 'none' },
+  'exclude-inbound-cidrs': { type: 'string', multiple: true, value: 'LIST', help: 'install: source ranges not captured, e.g. 10.0.0.0/8', whenAbsent: 'none' },
+  'exclude-outbound-cidrs': { type: 'string', multiple: true, value: 'LIST', help: 'install: destination ranges not captured, e.g. 169.254.169.254/32', whenAbsent: 'none' },
+  platform: { type: 'string', value: 'vm|pod', help: 'install: on a VM SSH (22) is always excluded', whenAbsent: 'vm' },
+  'exclude-ssh': { type: 'boolean', help: 'install: on a pod, also exclude port 22', whenAbsent: 'off' },
+  ipv6: { type: 'boolean', help: 'install: also the IPv6 rules (ip6tables)', whenAbsent: 'off: IPv4 only' },
+  'dry-run': { type: 'boolean', help: 'install: print the rules (iptables-restore format) and change nothing', whenAbsent: 'off' },
+  force: { type: 'boolean', help: 'install even though this build cannot read original destinations', whenAbsent: 'off' },
+  backend: { type: 'string', value: 'nft|legacy', help: 'skip detection', whenAbsent: 'what `iptables --version` names, or the one holding rules' },
+  netns: { type: 'string', value: 'NAME', help: "act inside the network namespace NAME (ip netns), e.g. a container's", whenAbsent: 'this one' },
+} as const;
 
-Transparent capture: iptables nat rules (chains TRELLIS_*) send the workload's outbound TCP to the sidecar's
+const SPEC = {
+  usage: 'trellis agent redirect install|uninstall|show [options]',
+  about: `Transparent capture: iptables nat rules (chains TRELLIS_*) send the workload's outbound TCP to the sidecar's
 outbound port and inbound TCP to its inbound port, so apps need no change. The proxy's own traffic is
 excluded by its user and group; the tunnel and admin ports are never captured, nor SSH (22) on a VM.
 
   install     apply the rules atomically (again: replaces them; nothing is duplicated)
   uninstall   remove every TRELLIS_* chain and the jumps into them, nothing else
-  show        print what is installed, per address family, and which iptables backend is used
+  show        print what is installed, per address family, and which iptables backend is used`,
+  flags: OPTIONS,
+  footer: 'Needs root (CAP_NET_ADMIN) except with --dry-run. Exit status: 0 done, 1 iptables failed, 2 bad options.',
+} as const satisfies CommandSpec;
 
-Options for install (and --dry-run):
-  --proxy-uid USER[,USER]        user(s) the proxy runs as, name or number (repeatable)
-  --proxy-gid GROUP[,GROUP]      group(s) the proxy runs as, name or number (repeatable);
-                                 at least one uid or gid is required
-  --outbound-port N              default ${DEFAULT_OUTBOUND_PORT}
-  --inbound-port N               inbound capture port, default ${DEFAULT_INBOUND_PORT}
-  --tunnel-port N                default ${DEFAULT_TUNNEL_PORT} (never captured)
-  --admin-port N                 default ${DEFAULT_ADMIN_PORT} (never captured)
-  --exclude-inbound-ports LIST   ports on this workload not captured, e.g. 8081,9000-9100
-  --exclude-outbound-ports LIST  destination ports not captured
-  --exclude-inbound-cidrs LIST   source ranges not captured, e.g. 10.0.0.0/8
-  --exclude-outbound-cidrs LIST  destination ranges not captured, e.g. 169.254.169.254/32
-  --platform vm|pod              default vm; on a VM SSH (22) is always excluded
-  --exclude-ssh                  on a pod, also exclude port 22
-  --ipv6                         also install the IPv6 rules (ip6tables)
-  --dry-run                      print the rules (iptables-restore format) and change nothing
-  --force                        install even though this build cannot read original destinations
-
-Options for every action:
-  --backend nft|legacy           skip detection (by default: what \`iptables --version\` names, or the one holding rules)
-  --netns NAME                   act inside the network namespace NAME (ip netns), e.g. a container's
-
-Needs root (CAP_NET_ADMIN) except with --dry-run. Exit status: 0 done, 1 iptables failed, 2 bad options.
-`;
-
-const OPTIONS = {
-  'proxy-uid': { type: 'string', multiple: true },
-  'proxy-gid': { type: 'string', multiple: true },
-  'outbound-port': { type: 'string' },
-  'inbound-port': { type: 'string' },
-  'tunnel-port': { type: 'string' },
-  'admin-port': { type: 'string' },
-  'exclude-inbound-ports': { type: 'string', multiple: true },
-  'exclude-outbound-ports': { type: 'string', multiple: true },
-  'exclude-inbound-cidrs': { type: 'string', multiple: true },
-  'exclude-outbound-cidrs': { type: 'string', multiple: true },
-  platform: { type: 'string' },
-  'exclude-ssh': { type: 'boolean' },
-  ipv6: { type: 'boolean' },
-  'dry-run': { type: 'boolean' },
-  force: { type: 'boolean' },
-  backend: { type: 'string' },
-  netns: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const USAGE = formatHelp(SPEC);
 
 function list(values: readonly string[] | undefined): string[] {
   return (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
@@ -107,7 +86,7 @@ function portOption(name: string, value: string | undefined, problems: string[])
   return Number(value);
 }
 
-type ParsedValues = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+type ParsedValues = ReturnType<typeof parseFlags<typeof OPTIONS>>['values'];
 
 function configFrom(values: ParsedValues): RedirectConfig {
   const problems: string[] = [];
@@ -143,12 +122,8 @@ function describeConfig(config: RedirectConfig): string {
 }
 
 async function redirect(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: OPTIONS });
+  const { values, positionals } = parseFlags(SPEC, argv);
   const [action, ...extra] = positionals;
-  if (values.help === true) {
-    ctx.stdout.write(USAGE);
-    return EXIT_OK;
-  }
   if (action === undefined || !['install', 'uninstall', 'show'].includes(action)) {
     throw new InputError('TRELLIS_USAGE', `${action === undefined ? 'missing action' : `unknown action "${action}"`}: use install, uninstall or show\n\n${USAGE}`);
   }
@@ -205,6 +180,7 @@ async function redirect(argv: readonly string[], ctx: CommandContext): Promise<n
 
 export const redirectSubcommand: AgentSubcommand = {
   name: 'redirect',
+  spec: SPEC,
   summary: 'install, remove or show the iptables rules of transparent capture',
   run: redirect,
 };

@@ -2,8 +2,8 @@
  * `trellis agent run`: the agent beside one workload (a VM service or a pod), with its proxy in the same
  * process. Runs until SIGTERM or SIGINT, then deregisters, drains within the grace period and exits.
  */
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
@@ -19,57 +19,77 @@ import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
 import { startAgent } from '../agent/agent.js';
 import { attemptInto } from './flag-problems.js';
+import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
-const USAGE = `Usage: trellis agent run --control URL --token-file F --service S [--app-port P [--protocol X]]... [options]
+const SPEC = {
+  usage: 'trellis agent run --control URL --ca-file F --token-file F --service S [--app-port P [--protocol X]]... [options]',
+  about: `Runs the agent beside a workload: gets and rotates its certificate, registers it, watches its config,
+and runs the sidecar proxy in this process.`,
+  flags: {
+    control: { type: 'string', value: 'URL', help: 'the control plane API, e.g. https://10.0.0.5:15012', whenAbsent: REQUIRED },
+    'token-file': {
+      type: 'string',
+      value: 'FILE',
+      help: 'join token, or a Kubernetes projected service-account token (audience\ntrellis); re-read at every bootstrap; renewal uses the certificate',
+      whenAbsent: 'required unless --data-dir holds a saved certificate',
+    },
+    'ca-file': {
+      type: 'string',
+      value: 'FILE',
+      help: "trust bundle for the first contact (<control data-dir>/trust-bundle.pem);\nthe control plane's certificate must chain to it",
+      whenAbsent: 'required unless --data-dir holds a saved certificate',
+    },
+    service: { type: 'string', value: 'NAME', help: "this workload's service (must match the join token)", whenAbsent: REQUIRED },
+    namespace: { type: 'string', value: 'NAME', help: 'its namespace', whenAbsent: AGENT_DEFAULTS.namespace },
+    'app-port': { type: 'string', multiple: true, value: 'PORT', help: 'a port the app listens on; repeat for several, or leave out for an\napp that serves nothing (a Job, a client)', whenAbsent: 'none' },
+    protocol: { type: 'string', multiple: true, value: 'http|tcp', help: 'how the --app-port just before it is carried', whenAbsent: 'tcp' },
+    'app-host': { type: 'string', value: 'HOST', help: 'where the app listens', whenAbsent: '127.0.0.1' },
+    upstream: {
+      type: 'string',
+      multiple: true,
+      value: 'SPEC',
+      help: `a service this workload calls, as a local port; repeatable:
+NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT;
+with --capture also NAME or NS/NAME alone: reached at its own addresses,
+and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
+      whenAbsent: "none; '*' with --capture transparent",
+    },
+    'data-dir': { type: 'string', value: 'DIR', help: 'keep the certificate (key mode 0600) and the last config here, so a restart\nserves while the control plane is down', whenAbsent: 'nothing is written' },
+    zone: { type: 'string', value: 'NAME', help: "must match the control plane's zone", whenAbsent: "the control plane's" },
+    'trust-domain': { type: 'string', value: 'NAME', help: 'trust domain to ask for', whenAbsent: 'the one in the join token, else the --ca-file roots' },
+    'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace (as the control plane's --root-namespace)", whenAbsent: DEFAULT_ROOT_NAMESPACE },
+    address: { type: 'string', value: 'ADDR', help: 'address other sidecars reach this one on', whenAbsent: 'the address used to reach the control plane' },
+    tunnel: { type: 'string', value: 'HOST:PORT', help: 'mTLS tunnel listener', whenAbsent: `${AGENT_DEFAULTS.tunnel.host}:${AGENT_DEFAULTS.tunnel.port}` },
+    admin: { type: 'string', value: 'HOST:PORT|off', help: 'admin: /healthz /ready /metrics /config /certs', whenAbsent: `${AGENT_DEFAULTS.admin.host}:${AGENT_DEFAULTS.admin.port}` },
+    status: { type: 'string', value: 'HOST:PORT|off', help: 'plaintext port for the kubelet: /healthz /ready /app-health/...,\nand POST /quitquitquit from loopback (drain, exit 0)', whenAbsent: 'off' },
+    'app-probes': { type: 'string', value: 'FILE', help: "the app's original probes (JSON from the injector), run on request at\n/app-health/<container>/<livez|readyz|startupz> on --status", whenAbsent: 'none' },
+    'health-check': { type: 'string', value: 'KIND', help: 'tcp, or http:/PATH, of the first app port', whenAbsent: 'tcp' },
+    'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: '5s' },
+    'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: '10s' },
+    capture: { type: 'string', value: 'MODE', help: 'transparent: serve the outbound and inbound capture ports that\n`trellis agent redirect install` sends the workload\'s TCP to; or none', whenAbsent: 'none' },
+    'outbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the outbound capture port', whenAbsent: '15001' },
+    'inbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the inbound capture port', whenAbsent: '15006' },
+    'inbound-mode': { type: 'string', value: 'MODE', help: 'with --capture: strict refuses plaintext from outside the mesh, permissive\nhands it to the app (for migration); counted either way', whenAbsent: 'strict' },
+    'outside-mesh': { type: 'string', value: 'POLICY', help: 'with --capture: passthrough or refuse destinations outside the mesh', whenAbsent: 'passthrough' },
+    'proxy-uid': { type: 'string', value: 'UID', help: 'run as this user: started as root, the agent becomes UID before anything\nelse; install the redirect with the same --proxy-uid so this user\'s own\nconnections are never captured', whenAbsent: 'the user that started it' },
+    'proxy-gid': { type: 'string', value: 'GID', help: 'with --proxy-uid: the group to become', whenAbsent: 'the --proxy-uid number' },
+    'no-access-log': { type: 'boolean', help: 'no access log line per request or stream', whenAbsent: 'off: one line each' },
+    'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
+  },
+} as const satisfies CommandSpec;
 
-Runs the agent beside a workload: gets and rotates its certificate, registers it, watches its config,
-and runs the sidecar proxy in this process.
+const USAGE = formatHelp(SPEC);
 
-Options:
-  --control URL            the control plane API, e.g. https://10.0.0.5:15012           (required)
-  --token-file FILE        join token, or a Kubernetes projected service-account token (audience
-                           trellis); re-read at every bootstrap; renewal uses the certificate
-  --ca-file FILE           trust bundle for the first contact (<control data-dir>/trust-bundle.pem)
-  --service NAME           this workload's service (must match the join token)          (required)
-  --namespace NAME         its namespace                                   (default default)
-  --app-port PORT          a port the app listens on; repeat for several, or leave out for an
-                           app that serves nothing (a Job, a client)
-  --protocol http|tcp      how the --app-port just before it is carried    (default tcp)
-  --app-host HOST          where the app listens                           (default 127.0.0.1)
-  --upstream SPEC          a service this workload calls, as a local port; repeatable:
-                           NAME=LOCALPORT, NS/NAME=LOCALPORT, NAME:PORT=LOCALPORT, NAME=HOST:LOCALPORT;
-                           with --capture also NAME or NS/NAME alone: reached at its own addresses,
-                           and '*' (every service of the mesh) or 'NS/*' (every service of NS);
-                           with --capture transparent and no --upstream: '*'
-  --data-dir DIR           keep the certificate (key mode 0600) and the last config here, so a restart
-                           serves while the control plane is down; nothing is written without it
-  --zone NAME              must match the control plane's zone
-  --trust-domain NAME      trust domain to ask for (default: the one in the join token)
-  --address ADDR           address other sidecars reach this one on (default: the address used to
-                           reach the control plane)
-  --tunnel HOST:PORT       mTLS tunnel listener                            (default 0.0.0.0:15008)
-  --admin HOST:PORT|off    admin: /healthz /ready /metrics /config /certs  (default 127.0.0.1:15000)
-  --status HOST:PORT|off   plaintext port for the kubelet: /healthz /ready /app-health/...,
-                           and POST /quitquitquit from loopback (drain, exit 0)  (default off)
-  --app-probes FILE        the app's original probes (JSON from the injector), run on request at
-                           /app-health/<container>/<livez|readyz|startupz> on --status
-  --health-check KIND      tcp, or http:/PATH, of the first app port       (default tcp)
-  --health-interval DUR    between checks of the app                        (default 5s)
-  --drain-grace DUR        on SIGTERM, how long open connections may finish (default 10s)
-  --capture MODE           transparent: serve the outbound and inbound capture ports that
-                           \`trellis agent redirect install\` sends the workload's TCP to; none (default)
-  --outbound-port PORT     with --capture transparent: the outbound capture port      (default 15001)
-  --inbound-port PORT      with --capture transparent: the inbound capture port       (default 15006)
-  --inbound-mode MODE      with --capture: strict refuses plaintext from outside the mesh, permissive
-                           hands it to the app (for migration); counted either way (default strict)
-  --outside-mesh POLICY    with --capture: passthrough or refuse destinations outside the mesh
-                                                                            (default passthrough)
-  --proxy-uid UID          run as this user: started as root, the agent becomes UID (and --proxy-gid,
-  --proxy-gid GID          default the same number) before anything else; install the redirect with
-                           the same --proxy-uid so this user's own connections are never captured
-  --no-access-log          no access log line per request or stream
-  --log-level LEVEL        trace|debug|info|warn|error|silent               (default info)
-`;
+/** A file flag that must name a readable file: checked at start, so a typo fails at once (exit 2). */
+function readableFile(path: string | undefined, flag: string, problems: string[]): void {
+  if (path === undefined) return;
+  try {
+    accessSync(path, fsConstants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    problems.push(`${flag}: ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`}`);
+  }
+}
 
 /** `*` or `NS/*`: a subscription, not a listener; only capture can reach what it brings. */
 function parseUpstreamWildcard(text: string, capture: boolean): UpstreamSpec | undefined {
@@ -104,15 +124,6 @@ function parseUpstream(text: string, defaultNamespace: string, capture: boolean)
   return Object.freeze({ service: service as string, namespace: namespace ?? defaultNamespace, port: servicePort, bindAddress: (host ?? '127.0.0.1').replace(/^\[|\]$/g, ''), localPort });
 }
 
-/** node:util's parseArgs, with an unknown or valueless flag reported as bad input (exit 2) and the usage. */
-function parseArgsOrUsage<T extends ParseArgsConfig>(options: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(options);
-  } catch (err) {
-    throw new InputError('TRELLIS_CLI_USAGE', `${(err as Error).message}\n\n${USAGE}`);
-  }
-}
-
 /** The user the agent becomes (`--proxy-uid`), so the redirect's exemption by uid/gid covers the proxy's own connections. */
 export interface ProxyUser {
   readonly uid: number;
@@ -120,44 +131,8 @@ export interface ProxyUser {
 }
 
 export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined } {
-  const { values, positionals, tokens } = parseArgsOrUsage({
-    args: [...argv],
-    allowPositionals: false,
-    tokens: true,
-    options: {
-      control: { type: 'string' },
-      'token-file': { type: 'string' },
-      'ca-file': { type: 'string' },
-      service: { type: 'string' },
-      namespace: { type: 'string' },
-      'app-port': { type: 'string', multiple: true },
-      'app-host': { type: 'string' },
-      protocol: { type: 'string', multiple: true },
-      status: { type: 'string' },
-      'app-probes': { type: 'string' },
-      upstream: { type: 'string', multiple: true },
-      'data-dir': { type: 'string' },
-      zone: { type: 'string' },
-      'trust-domain': { type: 'string' },
-      'root-namespace': { type: 'string' },
-      address: { type: 'string' },
-      tunnel: { type: 'string' },
-      admin: { type: 'string' },
-      'health-check': { type: 'string' },
-      'health-interval': { type: 'string' },
-      'drain-grace': { type: 'string' },
-      'no-access-log': { type: 'boolean' },
-      'log-level': { type: 'string' },
-      capture: { type: 'string' },
-      'outbound-port': { type: 'string' },
-      'inbound-port': { type: 'string' },
-      'inbound-mode': { type: 'string' },
-      'outside-mesh': { type: 'string' },
-      'proxy-uid': { type: 'string' },
-      'proxy-gid': { type: 'string' },
-    },
-  });
-  void positionals;
+  const { values, positionals, tokens } = parseFlags(SPEC, argv);
+  if (positionals.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   const problems: string[] = [];
   const attempt = attemptInto(problems);
   let controlUrl = new URL('https://127.0.0.1:15012');
@@ -178,6 +153,10 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   const appPorts = appPortsFromFlags(portFlags, appHost, problems);
   const firstPort = appPorts[0];
   if (values['token-file'] === undefined && values['data-dir'] === undefined) problems.push('--token-file is required (or a --data-dir holding a saved certificate)');
+  // Without --ca-file the first contact fails before anything is sent (TRELLIS_AGENT_NO_TRUST names the
+  // flag): a --data-dir may hold a saved certificate and its bundle. --token-file is read only to
+  // bootstrap (a saved certificate needs none), so a missing one fails there, at once.
+  readableFile(values['ca-file'], '--ca-file', problems);
   if (values.zone !== undefined && !DNS_LABEL.test(values.zone)) problems.push('--zone must be a DNS label');
   const captureMode = values.capture ?? 'none';
   if (captureMode !== 'transparent' && captureMode !== 'none') problems.push(`--capture: "${captureMode}" is transparent or none`);
@@ -271,12 +250,9 @@ export function becomeProxyUser(user: ProxyUser): void {
 
 export const runSubcommand: AgentSubcommand = {
   name: 'run',
+  spec: SPEC,
   summary: 'run the agent and its sidecar proxy beside a workload',
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-    if (argv.includes('--help') || argv.includes('-h')) {
-      ctx.stdout.write(USAGE);
-      return EXIT_OK;
-    }
     const { config, level, proxyUser } = parseAgentArgs(argv);
     if (proxyUser !== undefined) becomeProxyUser(proxyUser);
     const log = createLogger({ name: `trellis-agent`, level }).child({ workload: `${config.namespace}/${config.service}` });

@@ -6,12 +6,15 @@ import { InputError } from '../common/errors.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { redirectSubcommand } from './agent-redirect.js';
 import { runSubcommand } from './agent-run.js';
+import type { CommandSpec } from './flag-spec.js';
 
 export interface AgentSubcommand {
   /** The word after `trellis agent`. */
   readonly name: string;
   /** One line for `trellis agent --help`. */
   readonly summary: string;
+  /** Its flag table (parses and prints its --help). */
+  readonly spec: CommandSpec;
   run(argv: readonly string[], ctx: CommandContext): Promise<number>;
 }
 
@@ -37,6 +40,7 @@ export const agentCommand: Command = {
   get usage() {
     return usage();
   },
+  forms: Object.fromEntries(SUBCOMMANDS.map((s) => [s.name, s.spec])),
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -5,8 +5,8 @@
  */
 import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { REQUIRED, parseFlags, type CommandSpec, type FlagSpec } from './flag-spec.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { parseDuration } from '../common/duration.js';
 import { InputError } from '../common/errors.js';
@@ -42,7 +42,74 @@ Rotating the root with no failed request:
      (old root, zone intermediates); distribute the two-root bundle to every workload.
   3. trellis ca intermediate --dir NEW --out ZONE2 ...; switch the zone control planes to sign with ZONE2.
   4. Once every certificate under the old root has expired: trellis ca bundle --dir D --remove OLD-SHA256.
+
+Run \`trellis ca ACTION --help\` for the options of one action, each with its default.
 `;
+
+const CURVE = { type: 'string', value: 'P-256|P-384', help: 'curve of the new key', whenAbsent: 'P-256' } as const satisfies FlagSpec;
+const PLUGIN_TRUST_DOMAIN = { type: 'string', value: 'TD', help: "trust domain of a plug-in CA whose certificate names none", whenAbsent: "the CA certificate's spiffe:// URI" } as const satisfies FlagSpec;
+
+const INIT = {
+  usage: 'trellis ca init --dir DIR --trust-domain TD [options]',
+  about: 'A new root CA in DIR: ca.crt, ca.key (mode 0600), bundle.pem. Refuses to overwrite an existing CA.\nEvery argument is checked before anything is written.',
+  flags: {
+    dir: { type: 'string', value: 'DIR', help: 'directory of the new CA (created if missing)', whenAbsent: REQUIRED },
+    'trust-domain': { type: 'string', value: 'TD', help: 'SPIFFE trust domain, e.g. example.org', whenAbsent: REQUIRED },
+    curve: CURVE,
+    ttl: { type: 'string', value: 'DURATION', help: 'lifetime of the root', whenAbsent: '3650d' },
+    name: { type: 'string', value: 'CN', help: 'subject common name', whenAbsent: '"Trellis root CA <trust domain>"' },
+  },
+} as const satisfies CommandSpec;
+
+const INTERMEDIATE = {
+  usage: 'trellis ca intermediate --dir ROOTDIR --out DIR --name NAME [options]',
+  about: 'An intermediate CA for one zone control plane (pathLen 0), never outliving its root.',
+  flags: {
+    dir: { type: 'string', value: 'ROOTDIR', help: 'the issuing CA directory', whenAbsent: REQUIRED },
+    out: { type: 'string', value: 'DIR', help: 'directory of the new intermediate (must not hold a CA)', whenAbsent: REQUIRED },
+    name: { type: 'string', value: 'NAME', help: 'its name (the zone)', whenAbsent: REQUIRED },
+    ttl: { type: 'string', value: 'DURATION', help: 'lifetime, clamped to the issuer', whenAbsent: '365d' },
+    curve: CURVE,
+    'trust-domain': PLUGIN_TRUST_DOMAIN,
+  },
+} as const satisfies CommandSpec;
+
+const ISSUE = {
+  usage: 'trellis ca issue --dir DIR --spiffe-id ID --out PREFIX [options]',
+  about: 'A workload certificate with a fresh key: PREFIX.crt (leaf and chain, without the root), PREFIX.key (0600).',
+  flags: {
+    dir: { type: 'string', value: 'DIR', help: 'the issuing CA directory', whenAbsent: REQUIRED },
+    'spiffe-id': { type: 'string', value: 'ID', help: 'spiffe://TD/ns/NS/sa/SERVICE', whenAbsent: REQUIRED },
+    out: { type: 'string', value: 'PREFIX', help: 'writes PREFIX.crt and PREFIX.key (never overwritten)', whenAbsent: REQUIRED },
+    ttl: { type: 'string', value: 'DURATION', help: 'lifetime of the certificate', whenAbsent: '24h' },
+    'max-ttl': { type: 'string', value: 'DURATION', help: 'refuse a --ttl above this', whenAbsent: '30d' },
+    curve: CURVE,
+    'trust-domain': { type: 'string', value: 'TD', help: 'trust domain of a plug-in CA whose certificate names none', whenAbsent: "the --spiffe-id's" },
+  },
+} as const satisfies CommandSpec;
+
+const INSPECT = {
+  usage: 'trellis ca inspect FILE [--bundle BUNDLE.pem] [--json]',
+  about: 'Subject, SPIFFE ID, issuer chain, validity, key type, fingerprint and any problem of the certificates in FILE.',
+  flags: {
+    bundle: { type: 'string', value: 'BUNDLE.pem', help: 'also verify the chain against these roots', whenAbsent: 'no chain verification' },
+    json: { type: 'boolean', help: 'print the report as JSON', whenAbsent: 'off' },
+    'trust-domain': { type: 'string', value: 'TD', help: 'trust domain of the --bundle roots', whenAbsent: 'the first one the roots name' },
+  },
+  footer: 'Exit status: 0 when no problem is found, 1 when there is one, 2 when FILE holds no readable certificate.',
+} as const satisfies CommandSpec;
+
+const BUNDLE = {
+  usage: 'trellis ca bundle --dir DIR [--add ROOT.pem | --remove SHA256] [--format pem|spiffe]',
+  about: 'Prints the trust bundle of a CA directory, or rotates roots: --add trusts a new root beside the current\nones, --remove drops a retired one (bundle.pem is rewritten atomically).',
+  flags: {
+    dir: { type: 'string', value: 'DIR', help: 'the CA directory', whenAbsent: REQUIRED },
+    add: { type: 'string', value: 'ROOT.pem', help: 'add this root to bundle.pem', whenAbsent: 'none' },
+    remove: { type: 'string', value: 'SHA256', help: 'remove the root with this fingerprint', whenAbsent: 'none' },
+    format: { type: 'string', value: 'pem|spiffe', help: 'output format', whenAbsent: 'pem' },
+    'trust-domain': PLUGIN_TRUST_DOMAIN,
+  },
+} as const satisfies CommandSpec;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -77,6 +144,10 @@ function required(values: Values, name: string, problems: Problems): string | un
   return value;
 }
 
+function noPositionals(positionals: readonly string[], problems: Problems): void {
+  if (positionals.length > 0) problems.push(`unexpected argument "${positionals[0]}"`);
+}
+
 function curveOf(values: Values, problems: Problems): Curve | undefined {
   return typeof values.curve === 'string' ? collect(problems, () => parseCurve(values.curve as string)) : 'P-256';
 }
@@ -87,8 +158,9 @@ function durationOf(values: Values, name: string, fallback: number, problems: Pr
 }
 
 async function init(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { dir: { type: 'string' }, 'trust-domain': { type: 'string' }, curve: { type: 'string' }, ttl: { type: 'string' }, name: { type: 'string' } } });
+  const { values, positionals } = parseFlags(INIT, argv);
   const problems: Problems = [];
+  noPositionals(positionals, problems);
   const dir = required(values, 'dir', problems);
   const td = required(values, 'trust-domain', problems);
   const trustDomain = td === undefined ? undefined : collect(problems, () => parseTrustDomain(td));
@@ -103,8 +175,9 @@ async function init(argv: string[], ctx: CommandContext): Promise<number> {
 }
 
 async function intermediate(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { dir: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' }, curve: { type: 'string' }, 'trust-domain': { type: 'string' } } });
+  const { values, positionals } = parseFlags(INTERMEDIATE, argv);
   const problems: Problems = [];
+  noPositionals(positionals, problems);
   const dir = required(values, 'dir', problems);
   const out = required(values, 'out', problems);
   const name = required(values, 'name', problems);
@@ -121,11 +194,9 @@ async function intermediate(argv: string[], ctx: CommandContext): Promise<number
 }
 
 async function issue(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { dir: { type: 'string' }, 'spiffe-id': { type: 'string' }, out: { type: 'string' }, ttl: { type: 'string' }, 'max-ttl': { type: 'string' }, curve: { type: 'string' }, 'trust-domain': { type: 'string' } },
-  });
+  const { values, positionals } = parseFlags(ISSUE, argv);
   const problems: Problems = [];
+  noPositionals(positionals, problems);
   const dir = required(values, 'dir', problems);
   const idText = required(values, 'spiffe-id', problems);
   const id: SpiffeId | undefined = idText === undefined ? undefined : collect(problems, () => parseSpiffeId(idText));
@@ -157,7 +228,7 @@ async function issue(argv: string[], ctx: CommandContext): Promise<number> {
 }
 
 async function inspect(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { bundle: { type: 'string' }, json: { type: 'boolean' }, 'trust-domain': { type: 'string' } } });
+  const { values, positionals } = parseFlags(INSPECT, argv);
   if (positionals.length !== 1) throw usageError(['inspect takes exactly one FILE']);
   const pem = await readPemFile(resolve(positionals[0] as string), 'inspect');
   let bundle: TrustBundle | undefined;
@@ -174,8 +245,9 @@ async function inspect(argv: string[], ctx: CommandContext): Promise<number> {
 }
 
 async function bundle(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { dir: { type: 'string' }, add: { type: 'string' }, remove: { type: 'string' }, format: { type: 'string' }, 'trust-domain': { type: 'string' } } });
+  const { values, positionals } = parseFlags(BUNDLE, argv);
   const problems: Problems = [];
+  noPositionals(positionals, problems);
   const dir = required(values, 'dir', problems);
   const format = values.format ?? 'pem';
   if (format !== 'pem' && format !== 'spiffe') problems.push(`--format must be pem or spiffe, not "${format}"`);
@@ -214,6 +286,7 @@ const ACTIONS: Readonly<Record<string, (argv: string[], ctx: CommandContext) => 
 export const caCommand: Command = {
   name: 'ca',
   usage: USAGE,
+  forms: { init: INIT, intermediate: INTERMEDIATE, issue: ISSUE, inspect: INSPECT, bundle: BUNDLE },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [action, ...rest] = argv;
     const run = action === undefined ? undefined : ACTIONS[action];

@@ -1,8 +1,11 @@
 /**
- * The contract every `trellis` subcommand meets. A command parses its own arguments (node:util parseArgs),
+ * The contract every `trellis` subcommand meets. A command parses its own arguments (its flag tables, cli/flag-spec.ts),
  * validates them once, and returns an exit code: 0 success, 1 a runtime failure, 2 bad input or usage.
- * Throwing an InputError is the same as returning 2 with its message printed.
+ * Throwing an InputError is the same as returning 2 with its message printed; throwing HelpRequested (what
+ * parseFlags does for -h/--help) prints the help on stdout and returns 0.
  */
+import type { CommandSpec } from './flag-spec.js';
+
 export interface CommandContext {
   /** Output of the command itself (tables, PEM, JSON). Logs never go here. */
   readonly stdout: NodeJS.WritableStream;
@@ -17,6 +20,11 @@ export interface Command {
   readonly name: string;
   /** Full usage text, printed for `trellis NAME --help` and on usage errors. */
   readonly usage: string;
+  /**
+   * The flag table of each form, by the words after NAME ('' for NAME itself, 'init' for `NAME init`):
+   * the same tables parse the arguments and print `--help`, so every flag has its line there.
+   */
+  readonly forms: Readonly<Record<string, CommandSpec>>;
   run(argv: readonly string[], ctx: CommandContext): Promise<number>;
 }
 

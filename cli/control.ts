@@ -7,7 +7,7 @@
  * The environment is read here and only here: in Kubernetes mode KUBERNETES_SERVICE_HOST/PORT (set in
  * every pod) select the in-cluster API, and $KUBECONFIG names a kubeconfig as kubectl's does.
  */
-import { parseArgs } from 'node:util';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
@@ -20,11 +20,13 @@ import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type Contro
 import { startControlPlane } from '../control/control-plane.js';
 import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
 import { attemptInto } from './flag-problems.js';
+import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
-const USAGE = `Usage: trellis control run --data-dir DIR [--mode universal|kubernetes] [options]
-
-Runs a zone control plane: mesh CA and zone intermediate, join tokens, certificate issuance and
-renewal, the service registry, policy distribution to agents.
+const SPEC = {
+  usage: 'trellis control run --data-dir DIR [--mode universal|kubernetes] [options]',
+  about: `Runs a zone control plane: mesh CA and zone intermediate, join tokens, certificate issuance and
+renewal, the service registry, policy distribution to agents. Every flag is checked (and --policy and
+--ca-dir must exist) before anything is written.
 
 Modes:
   universal   agents register their endpoints (restored from the data dir after a restart); VMs join
@@ -33,32 +35,48 @@ Modes:
               audience "trellis"; join tokens still work for VMs); endpoints come from Services,
               EndpointSlices and Pods, agents' registrations add none; policy from TrafficPermission
               resources (an invalid set at start-up stops the start). The API is reached in-cluster
-              (the pod's service account), else with --kubeconfig FILE or $KUBECONFIG.
+              (the pod's service account), else with --kubeconfig FILE or $KUBECONFIG.`,
+  flags: {
+    mode: { type: 'string', value: 'MODE', help: 'universal | kubernetes', whenAbsent: CONTROL_DEFAULTS.mode },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'kubernetes mode: the API through this kubeconfig instead of in-cluster', whenAbsent: 'in-cluster, else $KUBECONFIG' },
+    'kube-context': { type: 'string', value: 'NAME', help: 'kubernetes mode: a context of the kubeconfig', whenAbsent: 'its current context' },
+    'data-dir': { type: 'string', value: 'DIR', help: 'state (CA keys, tokens, registrations); created on first start', whenAbsent: REQUIRED },
+    'ca-dir': {
+      type: 'string',
+      value: 'DIR',
+      help: `the operator's CA (ca.crt, ca.key, bundle.pem, as \`trellis ca init\` writes)
+instead of a root made in the data dir; ca.key may be 0400/0600, or 0440/0640
+when owned by root or this user and its group is one this process is in;
+bundle.pem is watched: a valid change (root rotation) is pushed to agents,
+an invalid one logged, counted and ignored`,
+      whenAbsent: 'a root CA made in the data dir',
+    },
+    policy: { type: 'string', value: 'DIR', help: 'universal mode: TrafficPermission YAML files, watched; nothing is allowed\nwithout one', whenAbsent: 'no policy: everything denied' },
+    'trust-domain': { type: 'string', value: 'NAME', help: 'SPIFFE trust domain', whenAbsent: CONTROL_DEFAULTS.trustDomain },
+    zone: { type: 'string', value: 'NAME', help: "this control plane's zone", whenAbsent: CONTROL_DEFAULTS.zone },
+    'root-namespace': { type: 'string', value: 'NS', help: 'namespace of mesh-wide policies', whenAbsent: CONTROL_DEFAULTS.rootNamespace },
+    listen: { type: 'string', value: 'HOST:PORT', help: 'HTTPS API for agents', whenAbsent: `${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port}` },
+    admin: { type: 'string', value: 'HOST:PORT', help: 'admin: /healthz /ready /metrics /registry /policy', whenAbsent: `${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port}` },
+    'workload-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of workload certificates', whenAbsent: '24h' },
+    'disconnect-grace': { type: 'string', value: 'DURATION', help: 'endpoint stays healthy this long after its agent disconnects', whenAbsent: '3s' },
+    'startup-grace': { type: 'string', value: 'DURATION', help: 'restored endpoints keep their state this long after a restart', whenAbsent: '30s' },
+    'instance-lease': { type: 'string', value: 'DURATION', help: 'an instance whose agent stays disconnected this long is removed', whenAbsent: '60s' },
+    'ping-interval': { type: 'string', value: 'DURATION', help: 'watch keepalive interval', whenAbsent: '10s' },
+    'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
+  },
+} as const satisfies CommandSpec;
 
-Options:
-  --mode MODE             universal | kubernetes                      (default universal)
-  --kubeconfig FILE       kubernetes mode: the API through this kubeconfig instead of in-cluster
-  --kube-context NAME     kubernetes mode: a context of the kubeconfig (default its current context)
-  --data-dir DIR          state (CA keys, tokens, registrations); created on first start   (required)
-  --ca-dir DIR            the operator's CA (ca.crt, ca.key, bundle.pem, as \`trellis ca init\` writes)
-                          instead of a root made in the data dir; ca.key may be 0400/0600, or 0440/0640
-                          when owned by root or this user and its group is one this process is in;
-                          bundle.pem is watched: a valid change (root rotation) is pushed to agents,
-                          an invalid one logged, counted and ignored
-  --policy DIR            universal mode: TrafficPermission YAML files, watched; nothing is allowed
-                          without one
-  --trust-domain NAME     SPIFFE trust domain                         (default ${CONTROL_DEFAULTS.trustDomain})
-  --zone NAME             this control plane's zone                   (default ${CONTROL_DEFAULTS.zone})
-  --root-namespace NS     namespace of mesh-wide policies             (default ${CONTROL_DEFAULTS.rootNamespace})
-  --listen HOST:PORT      HTTPS API for agents                        (default ${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port})
-  --admin HOST:PORT       admin: /healthz /ready /metrics /registry /policy (default ${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port})
-  --workload-ttl DURATION lifetime of workload certificates           (default 24h)
-  --disconnect-grace DUR  endpoint stays healthy this long after its agent disconnects (default 3s)
-  --startup-grace DUR     restored endpoints keep their state this long after a restart (default 30s)
-  --instance-lease DUR    an instance whose agent stays disconnected this long is removed (default 60s)
-  --ping-interval DUR     watch keepalive interval                    (default 10s)
-  --log-level LEVEL       trace|debug|info|warn|error|silent          (default info)
-`;
+const USAGE = formatHelp(SPEC);
+
+/** A directory flag that must name an existing directory; checked before anything is written. */
+function existingDirectory(path: string | undefined, flag: string, problems: string[]): void {
+  if (path === undefined) return;
+  try {
+    if (!statSync(path).isDirectory()) problems.push(`${flag}: ${path} is not a directory`);
+  } catch (err) {
+    problems.push(`${flag}: ${path} ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`}`);
+  }
+}
 
 export function parseListen(text: string, what: string): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
@@ -115,33 +133,13 @@ function parseMode(text: string | undefined, problems: string[]): ControlPlaneMo
 }
 
 function parseConfig(argv: readonly string[], env: CommandContext['env']): { config: ControlPlaneConfig; level: LevelWithSilent } {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      mode: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'kube-context': { type: 'string' },
-      'data-dir': { type: 'string' },
-      'ca-dir': { type: 'string' },
-      policy: { type: 'string' },
-      'trust-domain': { type: 'string' },
-      zone: { type: 'string' },
-      'root-namespace': { type: 'string' },
-      listen: { type: 'string' },
-      admin: { type: 'string' },
-      'workload-ttl': { type: 'string' },
-      'disconnect-grace': { type: 'string' },
-      'startup-grace': { type: 'string' },
-      'instance-lease': { type: 'string' },
-      'ping-interval': { type: 'string' },
-      'log-level': { type: 'string' },
-    },
-  });
+  const { values, positionals } = parseFlags(SPEC, argv);
   if (positionals.length !== 1 || positionals[0] !== 'run') throw new InputError('TRELLIS_CLI_USAGE', `expected "trellis control run"\n\n${USAGE}`);
   const problems: string[] = [];
   const attempt = attemptInto(problems);
   if (values['data-dir'] === undefined) problems.push('--data-dir is required');
+  existingDirectory(values.policy, '--policy', problems);
+  existingDirectory(values['ca-dir'], '--ca-dir', problems);
   const zone = values.zone ?? CONTROL_DEFAULTS.zone;
   if (!DNS_LABEL.test(zone)) problems.push(`--zone: "${zone}" must be a DNS label`);
   const rootNamespace = values['root-namespace'] ?? CONTROL_DEFAULTS.rootNamespace;
@@ -177,6 +175,7 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
 export const controlCommand: Command = {
   name: 'control',
   usage: USAGE,
+  forms: { '': SPEC, run: SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     if (argv.length === 0) {
       ctx.stderr.write(USAGE);

@@ -7,24 +7,28 @@
  * way out; `--keep-running` leaves the mesh up until Ctrl-C.
  */
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { EXIT_FAILURE, EXIT_OK, type Command, type CommandContext } from './command.js';
 import { untilSignal } from './control.js';
+import { InputError } from '../common/errors.js';
+import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { describeError } from '../common/errors.js';
 import { DENIED_BY_HEADER } from '../proxy/core/tunnel-protocol.js';
 import { DemoMesh, DEMO_NAMESPACE, freePort } from '../demo/demo-mesh.js';
 import { callUpstream, startSampleApps, type SampleApps, type UpstreamReply } from '../demo/sample-apps.js';
 
-const USAGE = `Usage: trellis demo [--keep-running] [--keep-files]
-
-Starts a mesh on loopback: a control plane, and frontend, orders and payments each beside an agent.
+const SPEC = {
+  usage: 'trellis demo [--keep-running] [--keep-files]',
+  about: `Starts a mesh on loopback: a control plane, and frontend, orders and payments each beside an agent.
 Policy: frontend may call orders; orders may call payments with POST only; nothing else.
 Shows an allowed call, two denied calls with the rule that decided, the SPIFFE IDs and some metrics;
-exits 0 when everything behaved as the policy says.
+exits 0 when everything behaved as the policy says.`,
+  flags: {
+    'keep-running': { type: 'boolean', help: 'leave the mesh up and print how to reach it (Ctrl-C stops it)', whenAbsent: 'off: stop after the calls' },
+    'keep-files': { type: 'boolean', help: 'keep the temp dir (data dir, policy, tokens) for a look afterwards', whenAbsent: 'off: removed' },
+  },
+} as const satisfies CommandSpec;
 
-  --keep-running   leave the mesh up and print how to reach it (Ctrl-C stops it)
-  --keep-files     keep the temp dir (data dir, policy, tokens) for a look afterwards
-`;
+const USAGE = formatHelp(SPEC);
 
 const POLICY = `# frontend may call orders.
 apiVersion: trellis.dev/v1alpha1
@@ -165,8 +169,10 @@ Ctrl-C stops everything.`);
 export const demoCommand: Command = {
   name: 'demo',
   usage: USAGE,
+  forms: { '': SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-    const { values } = parseArgs({ args: [...argv], options: { 'keep-running': { type: 'boolean' }, 'keep-files': { type: 'boolean' } } });
+    const { values, positionals } = parseFlags(SPEC, argv);
+    if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
     const main = fileURLToPath(new URL('./main.js', import.meta.url));
     const mesh = new DemoMesh(main, values['keep-files'] === true);
     // Ctrl-C during start-up must still stop every process started so far.

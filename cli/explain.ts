@@ -5,7 +5,6 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { parseTrustDomain, parseWorkloadId } from '../ca/spiffe-id.js';
 import { InputError } from '../common/errors.js';
@@ -21,28 +20,33 @@ import {
 } from '../policy/index.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { EXIT_OK, type Command, type CommandContext } from './command.js';
+import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CONTROL_DEFAULTS } from '../control/config.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
 
-const USAGE = `Usage: trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
-                       [--method METHOD --path PATH] [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]
-
-Answers whether a caller may reach a service under the given policies, and names the deciding rule.
+const SPEC = {
+  usage: `trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
+                       [--method METHOD --path PATH] [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]`,
+  about: `Answers whether a caller may reach a service under the given policies, and names the deciding rule.
 Without --method and --path the question is about a TCP stream; with them, about one HTTP request.
+A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.`,
+  flags: {
+    policy: { type: 'string', value: 'DIR|FILE', help: 'policy files (*.yaml, *.yml), validated as the control plane would', whenAbsent: REQUIRED },
+    from: { type: 'string', value: 'CALLER', help: 'the caller: namespace/service, or its SPIFFE ID spiffe://TD/ns/NS/sa/SERVICE', whenAbsent: REQUIRED },
+    to: { type: 'string', value: 'NS/SERVICE', help: 'the destination service', whenAbsent: REQUIRED },
+    method: { type: 'string', value: 'METHOD', help: 'an HTTP request: its method (with --path)', whenAbsent: 'a TCP stream' },
+    path: { type: 'string', value: 'PATH', help: 'an HTTP request: its path (with --method)', whenAbsent: 'a TCP stream' },
+    'trust-domain': { type: 'string', value: 'TD', help: "the mesh's trust domain (as trellis control run --trust-domain);\na caller from another one never matches", whenAbsent: CONTROL_DEFAULTS.trustDomain },
+    'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace", whenAbsent: DEFAULT_ROOT_NAMESPACE },
+    json: { type: 'boolean', help: 'print the decision as JSON', whenAbsent: 'off' },
+    'exit-code': { type: 'boolean', help: `exit ${EXIT_DENIED} when the request would be denied (0 when allowed)`, whenAbsent: 'off' },
+  },
+  footer: 'Exit status: 0 with the decision printed (allow or deny), 2 for bad input or invalid policy.',
+} as const satisfies CommandSpec;
 
-Options:
-  --policy DIR|FILE     policy files (*.yaml, *.yml), validated as the control plane would
-  --from CALLER         the caller: namespace/service, or its SPIFFE ID spiffe://TD/ns/NS/sa/SERVICE
-  --to NS/SERVICE       the destination service
-  --method, --path      an HTTP request (both together)
-  --trust-domain TD     the mesh's trust domain (default: the caller's); a caller from another never matches
-  --root-namespace NS   the mesh's root namespace (default ${DEFAULT_ROOT_NAMESPACE})
-  --json                print the decision as JSON
-  --exit-code           exit ${EXIT_DENIED} when the request would be denied (0 when allowed)
-
-Exit status: 0 with the decision printed (allow or deny), 2 for bad input or invalid policy.
-`;
+const USAGE = formatHelp(SPEC);
 
 function parseService(text: string, flag: string): { namespace: string; service: string } {
   const parts = text.split('/');
@@ -115,20 +119,8 @@ function render({ decision, req, callerText, policies, applicable, origin }: Exp
 }
 
 async function explain(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      policy: { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-      method: { type: 'string' },
-      path: { type: 'string' },
-      'trust-domain': { type: 'string' },
-      'root-namespace': { type: 'string' },
-      json: { type: 'boolean' },
-      'exit-code': { type: 'boolean' },
-    },
-  });
+  const { values, positionals } = parseFlags(SPEC, argv);
+  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   for (const flag of ['policy', 'from', 'to'] as const) {
     if (values[flag] === undefined) throw new InputError('TRELLIS_USAGE', `--${flag} is required\n\n${USAGE}`);
   }
@@ -139,7 +131,8 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   if (!DNS_LABEL.test(rootNamespace)) throw new InputError('TRELLIS_USAGE', `--root-namespace: "${rootNamespace}" is not a DNS label`);
   const caller = parseCaller(values.from as string);
   const destination = parseService(values.to as string, '--to');
-  const trustDomain = values['trust-domain'] === undefined ? (caller.trustDomain ?? 'local') : parseTrustDomain(values['trust-domain']);
+  // The mesh's trust domain is never taken from the caller: a caller from another one must be denied.
+  const trustDomain = parseTrustDomain(values['trust-domain'] ?? CONTROL_DEFAULTS.trustDomain);
   const source = { trustDomain: caller.trustDomain ?? trustDomain, namespace: caller.namespace, service: caller.service };
   const http = values.method === undefined ? undefined : { method: values.method, path: values.path as string };
   const req: AuthorizationRequest = { source, destination, protocol: http === undefined ? 'tcp' : 'http', ...(http === undefined ? {} : { http }) };
@@ -160,5 +153,6 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
 export const explainCommand: Command = {
   name: 'explain',
   usage: USAGE,
+  forms: { '': SPEC },
   run: explain,
 };

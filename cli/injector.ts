@@ -6,7 +6,6 @@
  */
 import { hostname } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InputError, describeError } from '../common/errors.js';
@@ -23,57 +22,59 @@ import { FileServingSource, IssuedServingSource, issuerFromDirectory, type Servi
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
 import { attemptInto } from './flag-problems.js';
+import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
 /** Recorded in each injected pod's status annotation. */
 export const INJECTOR_VERSION = '0.1.0';
 
-const RUN_USAGE = `Usage: trellis injector run (--cert FILE --key FILE | --issuer-dir DIR) --image IMAGE [options]
-
-Serves the Kubernetes mutating admission webhook (admission.k8s.io/v1) that adds the Trellis sidecar,
+const RUN_SPEC = {
+  usage: 'trellis injector run (--cert FILE --key FILE | --issuer-dir DIR) --image IMAGE [options]',
+  about: `Serves the Kubernetes mutating admission webhook (admission.k8s.io/v1) that adds the Trellis sidecar,
 its capture init container and its identity volumes to new pods (see deploy/kubernetes/).
+The serving certificate is --cert and --key (written by someone else, re-read when they change), or
+issued by the injector itself from --issuer-dir and renewed at 2/3 of its lifetime.`,
+  flags: {
+    cert: { type: 'string', value: 'FILE', help: 'serving certificate chain (with --key)', whenAbsent: 'none: --issuer-dir' },
+    key: { type: 'string', value: 'FILE', help: 'its key (with --cert)', whenAbsent: 'none: --issuer-dir' },
+    'ca-bundle': { type: 'string', value: 'FILE', help: "with --cert: the CA that signed it, for the webhook's caBundle", whenAbsent: 'the last certificate of --cert' },
+    'issuer-dir': { type: 'string', value: 'DIR', help: 'the mesh CA (ca.crt, ca.key, bundle.pem, e.g. a mounted Secret): the injector\nissues its own serving certificate', whenAbsent: 'none: --cert/--key' },
+    'cert-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of an issued certificate', whenAbsent: '24h' },
+    service: { type: 'string', value: 'NAME', help: 'Service in front of the webhook, for the DNS names', whenAbsent: 'trellis-injector' },
+    namespace: { type: 'string', value: 'NS', help: 'its namespace', whenAbsent: 'trellis-system' },
+    image: { type: 'string', value: 'IMAGE', help: 'the Trellis image for the sidecar and init container', whenAbsent: REQUIRED },
+    'image-pull-policy': { type: 'string', value: 'P', help: 'Always|IfNotPresent|Never', whenAbsent: 'IfNotPresent' },
+    'control-url': { type: 'string', value: 'URL', help: 'the control plane agents dial', whenAbsent: 'https://trellis-control.<namespace>.svc:15012' },
+    'trust-bundle': { type: 'string', value: 'FILE', help: 'mesh roots the agents verify the control plane with', whenAbsent: 'bundle.pem of --issuer-dir, or --ca-bundle' },
+    zone: { type: 'string', value: 'NAME', help: "this cluster's zone", whenAbsent: 'default' },
+    'proxy-uid': { type: 'string', value: 'N', help: "the sidecar's user", whenAbsent: '1337' },
+    'proxy-gid': { type: 'string', value: 'N', help: "the sidecar's group", whenAbsent: '1337' },
+    'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: '12h' },
+    'kubernetes-version': { type: 'string', value: 'V', help: 'auto (ask the API server) or e.g. 1.30: native sidecars from 1.29', whenAbsent: 'auto' },
+    'exclude-namespace': { type: 'string', multiple: true, value: 'NS', help: 'never inject NS (repeatable; kube-system, kube-public, kube-node-lease and\ntrellis-system always are)', whenAbsent: 'none' },
+    listen: { type: 'string', value: 'HOST:PORT', help: "the webhook's HTTPS listener", whenAbsent: '0.0.0.0:9443' },
+    port: { type: 'string', value: 'N', help: 'shorthand for --listen 0.0.0.0:N', whenAbsent: 'none' },
+    admin: { type: 'string', value: 'HOST:PORT|off', help: '/healthz /ready /metrics, plaintext', whenAbsent: '0.0.0.0:15019' },
+    'webhook-config': { type: 'string', value: 'NAME|off', help: 'MutatingWebhookConfiguration whose caBundle is kept current', whenAbsent: 'trellis-injector' },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'API access', whenAbsent: 'in-cluster, then $KUBECONFIG or ~/.kube/config' },
+    'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
+  },
+} as const satisfies CommandSpec;
 
-Serving certificate, one of:
-  --cert FILE --key FILE      certificate chain and key written by someone else; re-read when they change
-  --ca-bundle FILE            with --cert: the CA that signed it, for the webhook's caBundle
-                              (default: the last certificate of --cert)
-  --issuer-dir DIR            the mesh CA (ca.crt, ca.key, bundle.pem, e.g. a mounted Secret): the injector
-                              issues its own certificate and renews it at 2/3 of its lifetime
-  --cert-ttl DURATION         lifetime of an issued certificate                   (default 24h)
-  --service NAME              Service in front of the webhook, for the DNS names  (default trellis-injector)
-  --namespace NS              its namespace                                       (default trellis-system)
+const RUN_USAGE = formatHelp(RUN_SPEC);
 
-What is injected:
-  --image IMAGE               the Trellis image for the sidecar and init container          (required)
-  --image-pull-policy P       Always|IfNotPresent|Never                           (default IfNotPresent)
-  --control-url URL           the control plane agents dial (default https://trellis-control.<namespace>.svc:15012)
-  --trust-bundle FILE         mesh roots the agents verify the control plane with
-                              (default: bundle.pem of --issuer-dir, or --ca-bundle)
-  --zone NAME                 this cluster's zone                                 (default default)
-  --proxy-uid N / --proxy-gid N   the sidecar's user and group                    (default 1337)
-  --token-ttl DURATION        projected token lifetime, 10m to 24h                (default 12h)
-  --kubernetes-version V      auto (ask the API server) or e.g. 1.30: native sidecars from 1.29 (default auto)
-  --exclude-namespace NS      never inject NS (repeatable; kube-system, kube-public, kube-node-lease and
-                              trellis-system always are)
-
-Serving:
-  --listen HOST:PORT          the webhook's HTTPS listener                        (default 0.0.0.0:9443)
-  --port N                    shorthand for --listen 0.0.0.0:N
-  --admin HOST:PORT|off       /healthz /ready /metrics, plaintext                 (default 0.0.0.0:15019)
-  --webhook-config NAME|off   MutatingWebhookConfiguration whose caBundle is kept current (default trellis-injector)
-  --kubeconfig FILE           API access (default: in-cluster, then $KUBECONFIG or ~/.kube/config)
-  --log-level LEVEL           trace|debug|info|warn|error|silent                  (default info)
-`;
-
-const WAIT_USAGE = `Usage: trellis injector wait-ready [--url URL] [--timeout DURATION] [--interval DURATION]
-
-Polls URL until it answers 200, then exits 0; exits 1 when the timeout passes first. The injected
+const WAIT_SPEC = {
+  usage: 'trellis injector wait-ready [--url URL] [--timeout DURATION] [--interval DURATION]',
+  about: `Polls URL until it answers 200, then exits 0; exits 1 when the timeout passes first. The injected
 classic-layout sidecar runs this as its post-start hook, so the app containers start only once the proxy
-is ready.
+is ready.`,
+  flags: {
+    url: { type: 'string', value: 'URL', help: 'the readiness URL', whenAbsent: 'http://127.0.0.1:15020/ready' },
+    timeout: { type: 'string', value: 'DURATION', help: 'give up after', whenAbsent: '2m' },
+    interval: { type: 'string', value: 'DURATION', help: 'between polls', whenAbsent: '500ms' },
+  },
+} as const satisfies CommandSpec;
 
-  --url URL             default http://127.0.0.1:15020/ready
-  --timeout DURATION    default 2m
-  --interval DURATION   default 500ms
-`;
+const WAIT_USAGE = formatHelp(WAIT_SPEC);
 
 function parseIntFlag(value: string | undefined, what: string, fallback: number, problems: string[]): number {
   if (value === undefined) return fallback;
@@ -105,35 +106,7 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
 }
 
 async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      cert: { type: 'string' },
-      key: { type: 'string' },
-      'ca-bundle': { type: 'string' },
-      'issuer-dir': { type: 'string' },
-      'cert-ttl': { type: 'string' },
-      service: { type: 'string' },
-      namespace: { type: 'string' },
-      image: { type: 'string' },
-      'image-pull-policy': { type: 'string' },
-      'control-url': { type: 'string' },
-      'trust-bundle': { type: 'string' },
-      zone: { type: 'string' },
-      'proxy-uid': { type: 'string' },
-      'proxy-gid': { type: 'string' },
-      'token-ttl': { type: 'string' },
-      'kubernetes-version': { type: 'string' },
-      'exclude-namespace': { type: 'string', multiple: true },
-      listen: { type: 'string' },
-      port: { type: 'string' },
-      admin: { type: 'string' },
-      'webhook-config': { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'log-level': { type: 'string' },
-    },
-  });
+  const { values, positionals } = parseFlags(RUN_SPEC, argv);
   if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${RUN_USAGE}`);
   const problems: string[] = [];
   const fileMode = values.cert !== undefined || values.key !== undefined;
@@ -237,7 +210,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
 }
 
 async function waitReady(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { url: { type: 'string' }, timeout: { type: 'string' }, interval: { type: 'string' } } });
+  const { values, positionals } = parseFlags(WAIT_SPEC, argv);
   if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${WAIT_USAGE}`);
   const url = values.url ?? 'http://127.0.0.1:15020/ready';
   if (!/^https?:\/\//.test(url)) throw new InputError('TRELLIS_CLI_BAD_URL', `--url: "${url}" is not an http:// URL`);
@@ -271,14 +244,10 @@ Run \`trellis injector <subcommand> --help\` for its options.
 export const injectorCommand: Command = {
   name: 'injector',
   usage: USAGE,
+  forms: { run: RUN_SPEC, 'wait-ready': WAIT_SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [name, ...rest] = argv;
-    const help = rest.length === 1 && (rest[0] === '--help' || rest[0] === '-h');
     if (name === 'run' || name === 'wait-ready') {
-      if (help) {
-        ctx.stdout.write(name === 'run' ? RUN_USAGE : WAIT_USAGE);
-        return EXIT_OK;
-      }
       return name === 'run' ? run(rest, ctx) : waitReady(rest, ctx);
     }
     ctx.stdout.write(USAGE);

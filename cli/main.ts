@@ -8,6 +8,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CommandContext } from './comman
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describeError, isTrellisError } from '../common/errors.js';
+import { HelpRequested } from './flag-spec.js';
 
 const VERSION = '0.1.0';
 
@@ -34,7 +35,8 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
   if (name === '--version' || name === 'version') {
-    ctx.stdout.write(`trellis ${VERSION}\n`);
+    // The runtime too: the project brings its own (the `node` devDependency), and a global install runs on the user's.
+    ctx.stdout.write(`trellis ${VERSION} (node ${process.version})\n`);
     return EXIT_OK;
   }
   const entry = commands.find((c) => c.name === name);
@@ -50,6 +52,10 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
   try {
     return await command.run(rest, ctx);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      ctx.stdout.write(err.text);
+      return EXIT_OK;
+    }
     // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown or malformed options.
     const parseError = (err as { code?: unknown }).code;
     if (typeof parseError === 'string' && parseError.startsWith('ERR_PARSE_ARGS')) {
@@ -62,18 +68,8 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
   }
 }
 
-// Run only when executed as the `trellis` binary, not when imported by tests.
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+/** Runs the command line of this process and sets its exit code: what the `trellis` binary does. */
+export function runAsBinary(): void {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {
       // Long-running commands (proxy, control, agent) never resolve until they stop; one-shot commands exit here.
@@ -85,3 +81,17 @@ if (isEntryPoint()) {
     },
   );
 }
+
+// Run when executed as a script (`node dist/cli/main.js`, the image's entrypoint), not when imported by
+// tests or by the installed binary's launcher (cli/bin.ts).
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) runAsBinary();

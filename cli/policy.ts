@@ -5,23 +5,24 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { InputError } from '../common/errors.js';
 import { configIssuesOf, formatConfigIssue, readConfigFile, type ConfigIssue, type YamlText } from '../common/yaml-source.js';
 import { DEFAULT_ROOT_NAMESPACE, isPolicyFileName, parsePolicyFiles } from '../policy/index.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
-const USAGE = `Usage: trellis policy check [--root-namespace NS] FILE|DIR...
+const SPEC = {
+  usage: 'trellis policy check [--root-namespace NS] FILE|DIR...',
+  about: `Validates TrafficPermission policy files (YAML, several "---" documents per file allowed). A directory
+stands for its *.yaml and *.yml files. Every error is printed as file:line:column: field: message.`,
+  flags: {
+    'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace, whose policies may name any destination", whenAbsent: DEFAULT_ROOT_NAMESPACE },
+  },
+  footer: 'Exit status: 0 when every file is valid, 2 when any is not.',
+} as const satisfies CommandSpec;
 
-Validates TrafficPermission policy files (YAML, several "---" documents per file allowed). A directory
-stands for its *.yaml and *.yml files. Every error is printed as file:line:column: field: message.
-
-Options:
-  --root-namespace NS   the mesh's root namespace, whose policies may name any destination (default ${DEFAULT_ROOT_NAMESPACE})
-
-Exit status: 0 when every file is valid, 2 when any is not.
-`;
+const USAGE = formatHelp(SPEC);
 
 /** Expands directories into their policy files (sorted); files are taken as named. */
 async function expand(paths: readonly string[]): Promise<{ files: string[]; unreadable: ConfigIssue[] }> {
@@ -42,11 +43,7 @@ async function expand(paths: readonly string[]): Promise<{ files: string[]; unre
 }
 
 async function check(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { 'root-namespace': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help === true) {
-    ctx.stdout.write(USAGE);
-    return EXIT_OK;
-  }
+  const { values, positionals } = parseFlags(SPEC, argv);
   if (positionals.length === 0) throw new InputError('TRELLIS_USAGE', `no policy files given\n\n${USAGE}`);
   const rootNamespace = values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE;
   if (!DNS_LABEL.test(rootNamespace)) throw new InputError('TRELLIS_USAGE', `--root-namespace: "${rootNamespace}" is not a DNS label`);
@@ -81,6 +78,7 @@ async function check(argv: readonly string[], ctx: CommandContext): Promise<numb
 export const policyCommand: Command = {
   name: 'policy',
   usage: USAGE,
+  forms: { '': SPEC, check: SPEC },
   async run(argv, ctx) {
     const [sub, ...rest] = argv;
     if (sub === 'check') return check(rest, ctx);

@@ -6,7 +6,6 @@
  * Certificates rotate without a restart (the files are watched); SIGHUP re-reads the policy files;
  * SIGTERM/SIGINT stop gracefully (stop accepting, let open connections finish, then close).
  */
-import { parseArgs } from 'node:util';
 import { collectDefaultMetrics } from 'prom-client';
 import { InputError, describeError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
@@ -15,20 +14,23 @@ import { compilePolicy } from '../policy/compiled-policy.js';
 import { createSidecar, type SidecarConfig } from '../proxy/sidecar.js';
 import { loadPolicyFiles, loadStaticConfig, readIdentityFiles, watchIdentityFiles, type StaticProxyConfig } from '../proxy/static-config.js';
 import { EXIT_FAILURE, EXIT_OK, type Command, type CommandContext } from './command.js';
+import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 
-const USAGE = `Usage: trellis proxy run --config FILE [--grace DURATION]
-
-Runs a sidecar proxy from a static YAML config: an mTLS tunnel port for inbound mesh traffic, local
+const SPEC = {
+  usage: 'trellis proxy run --config FILE [--grace DURATION]',
+  about: `Runs a sidecar proxy from a static YAML config: an mTLS tunnel port for inbound mesh traffic, local
 listeners for outbound traffic to upstream services, an admin port (/healthz /ready /metrics /config
-/certs). Examples: deploy/examples/proxy-server.yaml and proxy-client.yaml.
+/certs). Examples: deploy/examples/proxy-server.yaml and proxy-client.yaml (deploy/examples/README.md
+makes their certificates).`,
+  flags: {
+    config: { type: 'string', value: 'FILE', help: 'the proxy config', whenAbsent: REQUIRED },
+    grace: { type: 'string', value: 'DURATION', help: 'how long open connections may finish on SIGTERM/SIGINT', whenAbsent: '5s' },
+  },
+  footer: `When started, one JSON line with the bound addresses is printed on stdout; logs go to stderr.
+Certificate files are watched and reloaded on change; SIGHUP re-reads the policy files.`,
+} as const satisfies CommandSpec;
 
-Options:
-  --config FILE       the proxy config (required)
-  --grace DURATION    how long open connections may finish on SIGTERM/SIGINT (default 5s)
-
-When started, one JSON line with the bound addresses is printed on stdout; logs go to stderr.
-Certificate files are watched and reloaded on change; SIGHUP re-reads the policy files.
-`;
+const USAGE = formatHelp(SPEC);
 
 async function policyFor(config: StaticProxyConfig): Promise<SidecarConfig['policy']> {
   const policies = await loadPolicyFiles(config.policy);
@@ -40,11 +42,7 @@ function sidecarConfig(config: StaticProxyConfig, policy: SidecarConfig['policy'
 }
 
 async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string' }, grace: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help === true) {
-    ctx.stdout.write(USAGE);
-    return EXIT_OK;
-  }
+  const { values, positionals } = parseFlags(SPEC, argv);
   if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   if (values.config === undefined) throw new InputError('TRELLIS_USAGE', `--config is required\n\n${USAGE}`);
   const graceMs = values.grace === undefined ? 5_000 : parseDuration(values.grace, '--grace');
@@ -140,6 +138,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
 export const proxyCommand: Command = {
   name: 'proxy',
   usage: USAGE,
+  forms: { '': SPEC, run: SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [sub, ...rest] = argv;
     if (sub !== 'run') throw new InputError('TRELLIS_USAGE', sub === undefined ? `missing subcommand\n\n${USAGE}` : `unknown subcommand "${sub}"\n\n${USAGE}`);

@@ -6,8 +6,8 @@
  */
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
+import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { parseDuration } from '../common/duration.js';
 import { InputError } from '../common/errors.js';
@@ -19,12 +19,11 @@ import { refuseReservedToken } from '../control/reserved-identity.js';
 import { DEFAULT_TOKEN_USES, MAX_TOKEN_USES, TokenService } from '../control/token-service.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 
-const USAGE = `Usage:
-  trellis token create --service S [--namespace N] [--ttl 1h] [--uses 1] [--output FILE] TARGET
-  trellis token revoke ID TARGET
-  trellis token list TARGET
-
-TARGET is one of:
+const SPEC = {
+  usage: `trellis token create --service S [--namespace N] [--ttl 1h] [--uses 1] [--output FILE] TARGET
+       trellis token revoke ID TARGET
+       trellis token list TARGET`,
+  about: `TARGET is one of:
   --data-dir DIR                       offline, on the control plane's data dir
   --control URL --admin-token-file F --ca-file F
                                        through the API, with the admin credential (<data-dir>/admin-token)
@@ -32,8 +31,22 @@ TARGET is one of:
 
 create prints the token on stdout (or writes it to --output, mode 0600) and its id on stderr.
 --uses N: how many bootstraps the token allows (each VM that joins spends one); revoking it also
-revokes the certificates issued through it. Defaults: --namespace default, --ttl 1h, --uses 1.
-`;
+revokes the certificates issued through it.`,
+  flags: {
+    service: { type: 'string', value: 'S', help: 'create: the service the token admits', whenAbsent: 'required by create' },
+    namespace: { type: 'string', value: 'N', help: "create: the service's namespace", whenAbsent: 'default' },
+    ttl: { type: 'string', value: 'DURATION', help: 'create: how long the token may be used', whenAbsent: '1h' },
+    uses: { type: 'string', value: 'N', help: 'create: how many bootstraps the token allows (1 to 10,000)', whenAbsent: '1' },
+    output: { type: 'string', value: 'FILE', help: 'create: write the token to FILE (mode 0600) instead of stdout', whenAbsent: 'stdout' },
+    'data-dir': { type: 'string', value: 'DIR', help: "the control plane's data dir (offline), or where --control's\ncredential and bundle are", whenAbsent: 'none' },
+    control: { type: 'string', value: 'URL', help: 'a running control plane, e.g. https://10.0.0.5:15012', whenAbsent: 'none: offline' },
+    'admin-token-file': { type: 'string', value: 'FILE', help: 'with --control: the admin credential', whenAbsent: '<data-dir>/admin-token' },
+    'ca-file': { type: 'string', value: 'FILE', help: "with --control: the control plane's trust bundle", whenAbsent: '<data-dir>/trust-bundle.pem' },
+    'root-namespace': { type: 'string', value: 'NS', help: "with --control: the mesh's root namespace", whenAbsent: DEFAULT_ROOT_NAMESPACE },
+  },
+} as const satisfies CommandSpec;
+
+const USAGE = formatHelp(SPEC);
 
 interface Target {
   readonly offline?: TokenService;
@@ -83,23 +96,9 @@ async function targetOf(values: Record<string, string | boolean | undefined>): P
 export const tokenCommand: Command = {
   name: 'token',
   usage: USAGE,
+  forms: { '': SPEC, create: SPEC, revoke: SPEC, list: SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        service: { type: 'string' },
-        namespace: { type: 'string' },
-        ttl: { type: 'string' },
-        uses: { type: 'string' },
-        output: { type: 'string' },
-        'data-dir': { type: 'string' },
-        control: { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        'ca-file': { type: 'string' },
-        'root-namespace': { type: 'string' },
-      },
-    });
+    const { values, positionals } = parseFlags(SPEC, argv);
     const [action, ...rest] = positionals;
     if (action === 'create') {
       if (rest.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${rest[0]}"\n\n${USAGE}`);

@@ -31,7 +31,7 @@ function alive(pid: number): boolean {
 
 /** Starts the fixture that builds a lab in its own process, and returns what it made. */
 async function labInChild(netnsModule: string): Promise<{ child: ReturnType<typeof spawn>; made: { runId: string; namespaces: string[]; sleeper: number } }> {
-  const child = spawn('node', [LAB_THEN_WAIT, netnsModule], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [LAB_THEN_WAIT, netnsModule], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (c: Buffer) => {

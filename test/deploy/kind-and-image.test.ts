@@ -114,11 +114,14 @@ describe('the Dockerfile', () => {
   const stages = instructions.filter((l) => l.startsWith('FROM '));
   const finalStage = instructions.slice(instructions.lastIndexOf(stages.at(-1)!));
 
-  it('is multi-stage on an LTS Node (an even major, 22 or later), with no floating tags', () => {
+  it('is multi-stage on the Node the project pins and tests on (an LTS, 24 or later), with no floating tags', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    const nodeVersion = Number(/^ARG NODE_VERSION=(\d+)$/m.exec(text)?.[1]);
+    const version = /^ARG NODE_VERSION=(\d+\.\d+\.\d+)$/m.exec(text)?.[1];
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    expect(version).toBe(pkg.devDependencies.node);
+    const nodeVersion = Number(version?.split('.')[0]);
     expect(nodeVersion % 2).toBe(0);
-    expect(nodeVersion).toBeGreaterThanOrEqual(22);
+    expect(nodeVersion).toBeGreaterThanOrEqual(24);
     for (const stage of stages) {
       expect(stage).toMatch(/^FROM node:\$\{NODE_VERSION\}-[a-z]+-slim AS \w+$/);
       expect(stage).not.toMatch(/:latest/);
@@ -134,7 +137,8 @@ describe('the Dockerfile', () => {
     // `npm ci` builds the addon only because the package's install script runs node-gyp.
     if (existsSync(join(ROOT, 'binding.gyp'))) {
       const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-      expect(pkg.scripts.install).toMatch(/node-gyp rebuild/);
+      expect(pkg.scripts.install).toBe('node native/build-addons.js');
+      expect(readFileSync(join(ROOT, 'native/build-addons.js'), 'utf8')).toMatch(/'rebuild'/);
     }
     expect(finalStage.some((l) => l === 'COPY --from=build /src/build/Release ./build/Release')).toBe(true);
   });

@@ -153,9 +153,17 @@ function installExitHandlers(): void {
   }
 }
 
+/**
+ * `node` as a command (first, or right after setpriv's `--`) is the Node running the tests: the project's
+ * own runtime (the `node` devDependency), not whatever `node` a namespace's PATH would find first.
+ */
+function thisNode(command: readonly string[]): string[] {
+  return command.map((word, i) => (word === 'node' && (i === 0 || command[i - 1] === '--') ? process.execPath : word));
+}
+
 function wrap(command: readonly string[], options: { uid?: number; gid?: number; env?: Readonly<Record<string, string>> }): string[] {
   const env = Object.entries(options.env ?? {});
-  const withEnv = env.length === 0 ? [...command] : ['env', ...env.map(([k, v]) => `${k}=${v}`), ...command];
+  const withEnv = env.length === 0 ? thisNode(command) : ['env', ...env.map(([k, v]) => `${k}=${v}`), ...thisNode(command)];
   if (options.uid === undefined && options.gid === undefined) return withEnv;
   const uid = options.uid ?? 0;
   const gid = options.gid ?? uid;
