@@ -87,7 +87,10 @@ describe('sessions the HTTP/2 layer ended', () => {
     await s.closed;
     expect(s.reader.goawayCode()).toBe(h2.NGHTTP2_PROTOCOL_ERROR);
     await expect.poll(() => metricValue(t.server, 'trellis_tunnel_sessions', { direction: 'inbound' })).toBe(0);
-    expect(await metricValue(t.server, 'trellis_tunnel_errors_total', { reason: 'session-wedged' })).toBe(1);
+    // Node 24 reports nghttp2's GOAWAY as a session error; Node 20 was never told, and the wedge probe found
+    // the session. Either way the guard ended it once.
+    const ended = (await metricValue(t.server, 'trellis_tunnel_errors_total', { reason: 'session-error' })) + (await metricValue(t.server, 'trellis_tunnel_errors_total', { reason: 'session-wedged' }));
+    expect(ended).toBe(1);
   });
 
   it('an oversized header block (70 KB field): the session is destroyed with its socket', async () => {
