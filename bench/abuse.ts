@@ -270,6 +270,7 @@ async function main(): Promise<void> {
     await exchange(probe.session(), authority);
 
     const results: PhaseResult[] = [];
+    const cpuSecondsOf = (p: ManagedProcess): number => (p.running ? readProcessStats(p.pid).cpuSeconds : Number.NaN);
     const phase = async (name: string, attack: AttackName | undefined): Promise<void> => {
       process.stderr.write(`bench:abuse: ${name} (${seconds} s at ${rate}/s)\n`);
       let attacker: ManagedProcess | undefined;
@@ -282,12 +283,14 @@ async function main(): Promise<void> {
       const denialsBefore = await metricTotal(adminPort, 'trellis_policy_denials_total');
       const reconnectsBefore = probe.reconnects;
       const cpuBefore = readProcessStats(target.pid).cpuSeconds;
-      const attackerCpuBefore = attacker === undefined ? 0 : readProcessStats(attacker.pid).cpuSeconds;
+      const attackerCpuBefore = attacker === undefined ? 0 : cpuSecondsOf(attacker);
       const wallBefore = performance.now();
       const { latencies, failed, errors } = await measure(probe, authority, rate, seconds);
       const wallSeconds = (performance.now() - wallBefore) / 1000;
+      if (!target.running) throw new Error(`the target sidecar died during "${name}": ${target.describeExit()}`);
       const targetCpu = (readProcessStats(target.pid).cpuSeconds - cpuBefore) / wallSeconds;
-      const attackerCpu = attacker === undefined ? 0 : (readProcessStats(attacker.pid).cpuSeconds - attackerCpuBefore) / wallSeconds;
+      // An attacker that finished (or died) early is measured up to its exit: NaN, printed as such.
+      const attackerCpu = attacker === undefined ? 0 : (cpuSecondsOf(attacker) - attackerCpuBefore) / wallSeconds;
       const denials = (await metricTotal(adminPort, 'trellis_policy_denials_total')) - denialsBefore;
       const sessions = await metric(adminPort, 'trellis_tunnel_sessions');
       const handshakes = await metric(adminPort, 'trellis_tunnel_handshakes_pending');
