@@ -19,10 +19,11 @@
  * one TLS policy, client certificate required, so there is no weaker policy a client could pick with SNI.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LOOPBACK, freePorts, type Address } from '../ports.js';
-import { waitForPorts, type ManagedProcess } from '../processes.js';
+import type { ManagedProcess } from '../processes.js';
+import { startTwoSidedPair } from './two-sides.js';
 import type { PairContext, PairFactory, RunningPair } from '../pair.js';
 import type { BenchPki } from '../pki.js';
 
@@ -136,39 +137,22 @@ export async function startCaddyPair(context: PairContext): Promise<RunningCaddy
   const [clientHttp, serverHttp] = (await freePorts(2)) as [number, number];
   const ports: CaddyPorts = { clientHttp, serverHttp };
   for (const role of ['client', 'server']) await mkdir(join(context.dir, `caddy-${role}-home`), { recursive: true });
-  const serverConfig = join(context.dir, 'caddy-server.json');
-  const clientConfig = join(context.dir, 'caddy-client.json');
-  await writeFile(serverConfig, `${JSON.stringify(caddyServerConfig(context.dir, context.pki, ports, context.backend.http), null, 2)}\n`);
-  await writeFile(clientConfig, `${JSON.stringify(caddyClientConfig(context.dir, context.pki, ports), null, 2)}\n`);
-  const server = startCaddy(context, 'server', serverConfig);
-  const client = startCaddy(context, 'client', clientConfig);
-  const processes = [client, server];
-  try {
-    await waitForPorts(server, [serverHttp]);
-    await waitForPorts(client, [clientHttp]);
-  } catch (err) {
-    await Promise.all(processes.map((p) => p.stop()));
-    throw err;
-  }
-  return {
+  const json = (config: Record<string, unknown>): string => `${JSON.stringify(config, null, 2)}\n`;
+  return startTwoSidedPair(context, {
     name: 'caddy',
     ports,
-    entry: { http: { host: LOOPBACK, port: clientHttp } },
-    sidecars: [
-      { role: 'client', pid: client.pid },
-      { role: 'server', pid: server.pid },
-    ],
+    configs: {
+      server: { file: 'caddy-server.json', text: json(caddyServerConfig(context.dir, context.pki, ports, context.backend.http)) },
+      client: { file: 'caddy-client.json', text: json(caddyClientConfig(context.dir, context.pki, ports)) },
+    },
+    start: (role, configPath) => startCaddy(context, role, configPath),
+    listens: { server: [serverHttp], client: [clientHttp] },
+    entry: { http: clientHttp },
     description:
       `Caddy pair (caddy ${version}), GOMAXPROCS=1 per side, reverse_proxy over TLS 1.3 mTLS with HTTP/${CADDY_TUNNEL_VERSIONS.join(',')} between sides; ` +
       'http ports only (no L4 proxy in Debian\'s Caddy: tcp-port scenarios n/a); server side verifies the client chain (require_and_verify); ' +
       'client side does NOT verify the server (Go checks a DNS/IP name SPIFFE leaves lack; Caddy 2.6 has no chain-only mode)',
-    assertAlive(): void {
-      for (const p of processes) if (!p.running) throw new Error(p.describeExit());
-    },
-    async stop(): Promise<void> {
-      await Promise.all(processes.map((p) => p.stop()));
-    },
-  };
+  });
 }
 
 export const caddyPair: PairFactory = { name: 'caddy', start: startCaddyPair };

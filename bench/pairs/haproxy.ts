@@ -5,10 +5,9 @@
  * connection per app connection, as HAProxy does it) and `mode http` with `http-reuse always` for the
  * http-port scenarios (requests ride reused TLS connections, HTTP/2 between the two sides like our tunnel).
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { LOOPBACK, freePorts, type Address } from '../ports.js';
-import { waitForPorts, type ManagedProcess } from '../processes.js';
+import type { ManagedProcess } from '../processes.js';
+import { startTwoSidedPair } from './two-sides.js';
 import type { PairContext, PairFactory, PortKind, RunningPair } from '../pair.js';
 import type { BenchPki } from '../pki.js';
 
@@ -107,36 +106,18 @@ export interface RunningHaproxyPair extends RunningPair {
 export async function startHaproxyPair(context: PairContext): Promise<RunningHaproxyPair> {
   const [clientTcp, clientHttp, serverTcp, serverHttp] = (await freePorts(4)) as [number, number, number, number];
   const ports: HaproxyPorts = { clientTcp, clientHttp, serverTcp, serverHttp };
-  const serverConfig = join(context.dir, 'haproxy-server.cfg');
-  const clientConfig = join(context.dir, 'haproxy-client.cfg');
-  await writeFile(serverConfig, haproxyServerConfig(context.pki, ports, context.backend));
-  await writeFile(clientConfig, haproxyClientConfig(context.pki, ports));
-  const server = startHaproxy(context, 'server', serverConfig);
-  const client = startHaproxy(context, 'client', clientConfig);
-  const processes = [client, server];
-  try {
-    await waitForPorts(server, [serverTcp, serverHttp]);
-    await waitForPorts(client, [clientTcp, clientHttp]);
-  } catch (err) {
-    await Promise.all(processes.map((p) => p.stop()));
-    throw err;
-  }
-  return {
+  return startTwoSidedPair(context, {
     name: 'haproxy',
     ports,
-    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
-    sidecars: [
-      { role: 'client', pid: client.pid },
-      { role: 'server', pid: server.pid },
-    ],
+    configs: {
+      server: { file: 'haproxy-server.cfg', text: haproxyServerConfig(context.pki, ports, context.backend) },
+      client: { file: 'haproxy-client.cfg', text: haproxyClientConfig(context.pki, ports) },
+    },
+    start: (role, configPath) => startHaproxy(context, role, configPath),
+    listens: { server: [serverTcp, serverHttp], client: [clientTcp, clientHttp] },
+    entry: { tcp: clientTcp, http: clientHttp },
     description: `HAProxy pair, nbthread 1 each, TLS 1.3 mTLS, mode tcp / mode http + http-reuse always (ALPN ${HAPROXY_TUNNEL_ALPN} between sides)`,
-    assertAlive(): void {
-      for (const p of processes) if (!p.running) throw new Error(p.describeExit());
-    },
-    async stop(): Promise<void> {
-      await Promise.all(processes.map((p) => p.stop()));
-    },
-  };
+  });
 }
 
 export const haproxyPair: PairFactory = { name: 'haproxy', start: startHaproxyPair };

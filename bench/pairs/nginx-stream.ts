@@ -17,10 +17,10 @@
  * name either). The server side's check is the same as HAProxy's: chain to the bundle, TLS 1.3 only.
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LOOPBACK, freePorts, type Address } from '../ports.js';
-import { waitForPorts, type ManagedProcess } from '../processes.js';
+import type { ManagedProcess } from '../processes.js';
+import { startTwoSidedPair } from './two-sides.js';
 import type { PairContext, PairFactory, PortKind, RunningPair } from '../pair.js';
 import type { BenchPki } from '../pki.js';
 
@@ -108,39 +108,21 @@ export async function startNginxStreamPair(context: PairContext): Promise<Runnin
   }
   const [clientTcp, clientHttp, serverTcp, serverHttp] = (await freePorts(4)) as [number, number, number, number];
   const ports: NginxStreamPorts = { clientTcp, clientHttp, serverTcp, serverHttp };
-  const serverConfig = join(context.dir, 'nginx-stream-server.conf');
-  const clientConfig = join(context.dir, 'nginx-stream-client.conf');
-  await writeFile(serverConfig, nginxStreamServerConfig(context.dir, context.pki, ports, context.backend));
-  await writeFile(clientConfig, nginxStreamClientConfig(context.dir, context.pki, ports));
-  const server = startNginx(context, 'server', serverConfig);
-  const client = startNginx(context, 'client', clientConfig);
-  const processes = [client, server];
-  try {
-    await waitForPorts(server, [serverTcp, serverHttp]);
-    await waitForPorts(client, [clientTcp, clientHttp]);
-  } catch (err) {
-    await Promise.all(processes.map((p) => p.stop()));
-    throw err;
-  }
-  return {
+  return startTwoSidedPair(context, {
     name: 'nginx-stream',
     ports,
-    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
-    sidecars: [
-      { role: 'client', pid: client.pid },
-      { role: 'server', pid: server.pid },
-    ],
+    configs: {
+      server: { file: 'nginx-stream-server.conf', text: nginxStreamServerConfig(context.dir, context.pki, ports, context.backend) },
+      client: { file: 'nginx-stream-client.conf', text: nginxStreamClientConfig(context.dir, context.pki, ports) },
+    },
+    start: (role, configPath) => startNginx(context, role, configPath),
+    listens: { server: [serverTcp, serverHttp], client: [clientTcp, clientHttp] },
+    entry: { tcp: clientTcp, http: clientHttp },
     description:
       'nginx stream pair (nginx 1.22 + libnginx-mod-stream), one process per side (master_process off), TLS 1.3 mTLS at L4 for BOTH port kinds ' +
       '(http-port scenarios also go through stream: nginx cannot speak h2 upstream), one TLS connection per app connection, session reuse on; ' +
       'server side verifies the client chain (ssl_verify_client on); client side does NOT verify the server (proxy_ssl_verify needs a DNS/CN name, SPIFFE leaves have only a URI SAN)',
-    assertAlive(): void {
-      for (const p of processes) if (!p.running) throw new Error(p.describeExit());
-    },
-    async stop(): Promise<void> {
-      await Promise.all(processes.map((p) => p.stop()));
-    },
-  };
+  });
 }
 
 export const nginxStreamPair: PairFactory = { name: 'nginx-stream', start: startNginxStreamPair };
