@@ -24,7 +24,9 @@ beforeAll(async () => {
     identity: await pki.issue('api', 'shop'),
     appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }],
     policy: policyOf(allow('api', ['web'])),
-    limits: { handshakeTimeoutMs: 500 },
+    // Long enough that a real handshake finishes on a loaded 2-core CI machine (at 500 ms a slow one was
+    // counted as a timeout, not as the refusal under test); short enough for the stalled-handshake test.
+    limits: { handshakeTimeoutMs: 2_000 },
   });
   tunnelPort = server.addresses().tunnel!.port;
   client = await startClientSidecar(await pki.issue('web', 'shop'), [tunnelPort], app.port);
