@@ -17,6 +17,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   control: ['common', 'ca', 'policy', 'api'],
   agent: ['common', 'ca', 'policy', 'api', 'proxy'],
   injector: ['common', 'ca', 'api'],
+  capture: ['common'],
 };
 
 function sourceFiles(dir: string): string[] {
