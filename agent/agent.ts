@@ -25,7 +25,7 @@ import { AppHealth } from './app-health.js';
 import { appLocalAddress, HANDOFF_SOURCE } from '../proxy/inbound/app-source.js';
 import { bootstrapTrustDomain } from './bootstrap-trust-domain.js';
 import { createStatusServer } from './status-server.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../common/backoff.js';
 import type { VersionedSnapshot } from './config-state.js';
 import { ConfigWatch } from './config-watch.js';
 import type { AgentConfig } from './config.js';
