@@ -17,7 +17,7 @@ export default tseslint.config(
   },
   {
     // Nothing below main reads the environment: configuration is read once at the edge (cli/), then frozen.
-    files: ['ca/**', 'policy/**', 'api/**', 'proxy/**', 'control/**', 'agent/**', 'injector/**', 'common/**'],
+    files: ['ca/**', 'policy/**', 'api/**', 'proxy/**', 'control/**', 'agent/**', 'capture/**', 'injector/**', 'common/**'],
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read the environment only in cli/ and pass values down.' }],
     },

@@ -3,8 +3,9 @@
  * needs: control plane reachable or not, config version and whether it is stale, certificate expiry,
  * upstreams still waiting), `/metrics` (the agent's and the sidecar's), `/config`, `/certs`.
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { createAdminHttpServer, jsonReply, textReply } from '../common/admin-http.js';
 
 export interface AgentAdminSource {
   readonly registry: Registry;
@@ -13,45 +14,23 @@ export interface AgentAdminSource {
   certificates(): unknown;
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
-
 export function createAgentAdminServer(source: AgentAdminSource): Server {
-  const server = createServer({ maxHeaderSize: 8 * 1024, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'text/plain', 'only GET and HEAD\n');
-      return;
-    }
-    const path = (req.url ?? '/').split('?')[0];
-    switch (path) {
-      case '/healthz':
-        send(res, 200, 'text/plain', 'ok\n');
-        return;
-      case '/ready': {
+  return createAdminHttpServer({
+    routes: {
+      '/healthz': () => textReply(200, 'ok\n'),
+      '/ready': () => {
         const status = source.status();
-        send(res, status.ready ? 200 : 503, 'application/json', json(status));
-        return;
-      }
-      case '/metrics':
+        return jsonReply(status.ready ? 200 : 503, status);
+      },
+      '/metrics': () =>
         source.registry.metrics().then(
-          (text) => send(res, 200, source.registry.contentType, text),
-          () => send(res, 500, 'text/plain', 'metrics unavailable\n'),
-        );
-        return;
-      case '/config':
-        send(res, 200, 'application/json', json(source.config()));
-        return;
-      case '/certs':
-        send(res, 200, 'application/json', json(source.certificates()));
-        return;
-      default:
-        send(res, 404, 'text/plain', 'not found: try /healthz /ready /metrics /config /certs\n');
-    }
+          (text) => textReply(200, text, source.registry.contentType),
+          () => textReply(500, 'metrics unavailable\n'),
+        ),
+      '/config': () => jsonReply(200, source.config()),
+      '/certs': () => jsonReply(200, source.certificates()),
+    },
+    methodNotAllowed: textReply(405, 'only GET and HEAD\n'),
+    notFound: () => textReply(404, 'not found: try /healthz /ready /metrics /config /certs\n'),
   });
-  server.maxConnections = 64;
-  return server;
 }

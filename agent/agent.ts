@@ -18,14 +18,13 @@ import { CONTROL_PATHS, type Registration } from '../api/control-protocol.js';
 import { ControlError, controlRequest, type ControlEndpoint } from '../api/control-client.js';
 import { TrellisError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sidecar.js';
+import { captureAppLocalAddress, createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sidecar.js';
 import { createAgentAdminServer } from './admin-server.js';
 import { AgentMetrics } from './agent-metrics.js';
 import { AppHealth } from './app-health.js';
-import { appLocalAddress, HANDOFF_SOURCE } from '../proxy/inbound/app-source.js';
 import { bootstrapTrustDomain } from './bootstrap-trust-domain.js';
 import { createStatusServer } from './status-server.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../common/backoff.js';
 import type { VersionedSnapshot } from './config-state.js';
 import { ConfigWatch } from './config-watch.js';
 import type { AgentConfig } from './config.js';
@@ -215,7 +214,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
   if (config.healthCheck === null) metrics.appHealthy.set(1);
   // In transparent capture an app off loopback is checked from the hand-off source, or the rules would
   // send the check to the inbound capture port (see proxy/inbound/app-source.ts).
-  const healthSpec = config.healthCheck === null || config.capture === undefined ? config.healthCheck : { ...config.healthCheck, localAddress: appLocalAddress(config.healthCheck.host, HANDOFF_SOURCE) };
+  const healthSpec = config.healthCheck === null || config.capture === undefined ? config.healthCheck : { ...config.healthCheck, localAddress: captureAppLocalAddress(config.healthCheck.host) };
   const health = healthSpec === null ? undefined : new AppHealth(healthSpec, (result) => {
     metrics.appHealthy.set(result.healthy ? 1 : 0);
     log.info({ healthy: result.healthy, detail: result.detail }, 'app health changed');

@@ -11,7 +11,7 @@ import { CONTROL_PATHS, type Registration, type WatchMessage } from '../api/cont
 import { ControlError, openControlStream, type ClientCertificate, type ControlEndpoint } from '../api/control-client.js';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../common/backoff.js';
 import { ConfigState, type VersionedSnapshot } from './config-state.js';
 
 export interface ConfigWatchOptions {

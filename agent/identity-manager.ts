@@ -13,7 +13,7 @@ import { createCsr, generateWorkloadKey } from '../ca/csr.js';
 import { formatDuration } from '../common/duration.js';
 import { TrellisError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../common/backoff.js';
 
 export interface HeldIdentity extends WorkloadIdentity {
   readonly spiffeId: string;
@@ -77,7 +77,7 @@ export class IdentityManager {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.request = options.request ?? controlRequest;
-    this.backoff = new Backoff({ ...(options.retry ?? { initialMs: 1_000, maxMs: 60_000 }), random: this.random });
+    this.backoff = new Backoff(options.retry ?? { initialMs: 1_000, maxMs: 60_000 }, this.random);
   }
 
   get current(): HeldIdentity | undefined {

@@ -9,8 +9,9 @@
  * would not show a kubelet. It starts before the identity bootstrap, so the kubelet's liveness probe
  * passes while the agent waits for the control plane.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
+import { createAdminHttpServer, sendReply, textReply, type AdminReply, type AdminRoute } from '../common/admin-http.js';
 import type { Logger } from '../common/log.js';
 import type { AppProbe, AppProbeTable } from './app-probes.js';
 import { runAppProbe, type ProbeResult } from './app-probe-runner.js';
@@ -41,9 +42,8 @@ export interface StatusServerOptions {
   readonly runProbe?: (probe: AppProbe) => Promise<ProbeResult>;
 }
 
-function send(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+function text(status: number, body: string, headers?: Record<string, string>): AdminReply {
+  return { ...textReply(status, body, 'text/plain; charset=utf-8'), ...(headers === undefined ? {} : { headers }) };
 }
 
 /** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6: what a container of this pod uses to reach the agent. */
@@ -62,30 +62,29 @@ export function createStatusServer(options: StatusServerOptions): Server {
       : new Counter({ name: 'trellis_agent_app_probes_total', help: 'App probes run for the kubelet, by path and result (pass, fail, busy)', labelNames: ['path', 'result'], registers: [options.registry] });
   let quitting = false;
 
-  const probe = (path: string, spec: AppProbe, res: ServerResponse): void => {
+  const probe = (path: string, spec: AppProbe): AdminRoute => () => {
     let pending = inFlight.get(path);
     if (pending === undefined) {
       if (inFlight.size >= STATUS_LIMITS.maxProbesInFlight) {
         counter?.inc({ path, result: 'busy' });
-        send(res, 503, `too many probes in flight (${STATUS_LIMITS.maxProbesInFlight})\n`);
-        return;
+        return text(503, `too many probes in flight (${STATUS_LIMITS.maxProbesInFlight})\n`);
       }
       pending = run(spec)
         .catch((err: unknown): ProbeResult => ({ ok: false, detail: `probe failed to run: ${(err as Error).message}` }))
         .finally(() => inFlight.delete(path));
       inFlight.set(path, pending);
     }
-    void pending.then((result) => {
+    return pending.then((result) => {
       counter?.inc({ path, result: result.ok ? 'pass' : 'fail' });
       if (!result.ok) options.log.info({ path, detail: result.detail }, 'app probe failed');
-      if (!res.destroyed) send(res, result.ok ? 200 : 503, `${result.detail}\n`);
+      return text(result.ok ? 200 : 503, `${result.detail}\n`);
     });
   };
 
   const quit = (req: IncomingMessage, res: ServerResponse): void => {
     if (!isLoopback(req.socket.remoteAddress)) {
       options.log.warn({ from: req.socket.remoteAddress }, 'refused /quitquitquit from outside the pod');
-      send(res, 403, 'only from inside the pod (loopback)\n');
+      sendReply(res, text(403, 'only from inside the pod (loopback)\n'));
       return;
     }
     // Drain a small body, if any, so the answer is not a reset; refuse a large one.
@@ -95,7 +94,7 @@ export function createStatusServer(options: StatusServerOptions): Server {
       if (bytes > STATUS_LIMITS.maxQuitBodyBytes) req.destroy();
     });
     req.on('end', () => {
-      send(res, 200, 'draining and exiting\n', { connection: 'close' });
+      sendReply(res, text(200, 'draining and exiting\n', { connection: 'close' }));
       if (quitting) return;
       quitting = true;
       options.log.info({ from: req.socket.remoteAddress }, 'asked to quit (/quitquitquit): draining');
@@ -103,36 +102,26 @@ export function createStatusServer(options: StatusServerOptions): Server {
     });
   };
 
-  const server = createServer(
-    { maxHeaderSize: STATUS_LIMITS.maxHeaderBytes, headersTimeout: STATUS_LIMITS.headersTimeoutMs, requestTimeout: STATUS_LIMITS.requestTimeoutMs, keepAliveTimeout: STATUS_LIMITS.keepAliveTimeoutMs },
-    (req, res) => {
-      const path = (req.url ?? '/').split('?')[0] as string;
-      if (path === QUIT_PATH) {
-        if (req.method !== 'POST') send(res, 405, 'POST only\n', { allow: 'POST' });
+  return createAdminHttpServer({
+    rawRoutes: {
+      [QUIT_PATH]: (req, res) => {
+        if (req.method !== 'POST') sendReply(res, text(405, 'POST only\n', { allow: 'POST' }));
         else quit(req, res);
-        return;
-      }
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        send(res, 405, 'GET or HEAD only\n', { allow: 'GET, HEAD' });
-        return;
-      }
-      if (path === '/healthz') {
-        send(res, 200, 'ok\n');
-        return;
-      }
-      if (path === '/ready') {
-        const state = options.ready();
-        send(res, state.ready ? 200 : 503, state.ready ? 'ready\n' : `not ready: ${(state.reasons ?? []).join('; ') || 'starting'}\n`);
-        return;
-      }
-      const spec = options.probes.get(path);
-      if (spec !== undefined) {
-        probe(path, spec, res);
-        return;
-      }
-      send(res, 404, path.startsWith('/app-health/') ? 'no such app probe\n' : 'not found: /healthz /ready /app-health/<container>/<probe> POST /quitquitquit\n');
+      },
     },
-  );
-  server.maxConnections = STATUS_LIMITS.maxConnections;
-  return server;
+    routes: {
+      '/healthz': () => text(200, 'ok\n'),
+      '/ready': () => {
+        const state = options.ready();
+        return text(state.ready ? 200 : 503, state.ready ? 'ready\n' : `not ready: ${(state.reasons ?? []).join('; ') || 'starting'}\n`);
+      },
+    },
+    lookup: (path) => {
+      const spec = options.probes.get(path);
+      return spec === undefined ? undefined : probe(path, spec);
+    },
+    methodNotAllowed: text(405, 'GET or HEAD only\n'),
+    notFound: (path) => text(404, path.startsWith('/app-health/') ? 'no such app probe\n' : 'not found: /healthz /ready /app-health/<container>/<probe> POST /quitquitquit\n'),
+    limits: STATUS_LIMITS,
+  });
 }

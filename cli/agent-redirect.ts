@@ -6,9 +6,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { InputError, TrellisError } from '../common/errors.js';
-import { hostRunner, netnsRunner, type CommandRunner } from '../agent/redirect/command-runner.js';
-import type { BackendKind } from '../agent/redirect/backend.js';
-import { createRedirectInstaller, formatStatus } from '../agent/redirect/installer.js';
+import { hostRunner, netnsRunner, type CommandRunner } from '../capture/command-runner.js';
+import type { BackendKind } from '../capture/backend.js';
+import { createRedirectInstaller, formatStatus } from '../capture/installer.js';
 import {
   DEFAULT_ADMIN_PORT,
   DEFAULT_INBOUND_PORT,
@@ -17,8 +17,8 @@ import {
   validateRedirectOptions,
   type RedirectConfig,
   type RedirectPlatform,
-} from '../agent/redirect/options.js';
-import { buildNatRules, renderRuleSet } from '../agent/redirect/rules.js';
+} from '../capture/options.js';
+import { buildNatRules, renderRuleSet } from '../capture/rules.js';
 import { originalDstUnavailableReason } from '../proxy/core/original-dst.js';
 import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';

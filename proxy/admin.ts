@@ -4,12 +4,13 @@
  * keys) and `/certs` (SPIFFE ID, chain, expiry). Bind it to loopback: it discloses topology.
  *
  * It has its own limits, like every listener: small header budget, short timeouts, a connection cap,
- * GET/HEAD only.
+ * GET/HEAD only (the shared admin server, common/admin-http.ts).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import { createAdminHttpServer, jsonReply, textReply } from '../common/admin-http.js';
 import { TrellisError } from '../common/errors.js';
 
 export interface AdminSource {
@@ -35,17 +36,25 @@ export class AdminServer {
     private readonly logger: Logger,
     limits: AdminLimits = DEFAULT_ADMIN_LIMITS,
   ) {
-    this.server = createServer(
-      { maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, headersTimeout: Math.min(limits.requestTimeoutMs, 5_000), keepAliveTimeout: 5_000 },
-      (req, res) => {
-        this.handle(req, res).catch((err: unknown) => {
-          this.logger.error({ err: (err as Error).message }, 'admin request failed');
-          if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
-          else res.destroy();
-        });
+    this.server = createAdminHttpServer({
+      routes: {
+        '/healthz': () => textReply(200, 'ok\n'),
+        '/ready': () => {
+          const r = this.source.readiness();
+          return textReply(r.ready ? 200 : 503, r.ready ? 'ready\n' : `not ready: ${r.reasons.join('; ')}\n`);
+        },
+        '/metrics': async () => textReply(200, await this.source.registry.metrics(), this.source.registry.contentType),
+        '/config': () => jsonReply(200, this.source.effectiveConfig()),
+        '/certs': () => jsonReply(200, this.source.certificates()),
       },
-    );
-    this.server.maxConnections = limits.maxConnections;
+      methodNotAllowed: textReply(405, 'only GET and HEAD\n'),
+      notFound: () => textReply(404, 'not found: try /healthz /ready /metrics /config /certs\n'),
+      onError: (err) => {
+        this.logger.error({ err: (err as Error).message }, 'admin request failed');
+        return textReply(500, 'internal error\n');
+      },
+      limits: { ...limits, headersTimeoutMs: Math.min(limits.requestTimeoutMs, 5_000), keepAliveTimeoutMs: 5_000 },
+    });
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -70,39 +79,4 @@ export class AdminServer {
       this.server.closeAllConnections();
     });
   }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      send(res, 405, 'text/plain', 'only GET and HEAD\n');
-      return;
-    }
-    const path = (req.url ?? '/').split('?')[0];
-    switch (path) {
-      case '/healthz':
-        send(res, 200, 'text/plain', 'ok\n');
-        return;
-      case '/ready': {
-        const r = this.source.readiness();
-        send(res, r.ready ? 200 : 503, 'text/plain', r.ready ? 'ready\n' : `not ready: ${r.reasons.join('; ')}\n`);
-        return;
-      }
-      case '/metrics':
-        send(res, 200, this.source.registry.contentType, await this.source.registry.metrics());
-        return;
-      case '/config':
-        send(res, 200, 'application/json', `${JSON.stringify(this.source.effectiveConfig(), null, 2)}\n`);
-        return;
-      case '/certs':
-        send(res, 200, 'application/json', `${JSON.stringify(this.source.certificates(), null, 2)}\n`);
-        return;
-      default:
-        send(res, 404, 'text/plain', 'not found: try /healthz /ready /metrics /config /certs\n');
-    }
-  }
-}
-
-function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
 }

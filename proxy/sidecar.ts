@@ -41,7 +41,7 @@ import { DEFAULT_MEMORY_TRIM_INTERVAL_MS, startMemoryTrim } from './core/memory-
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/transparent-listener.js';
 import { createTransparentMetrics } from './outbound/transparent-metrics.js';
 import { createCaptureListener, type CaptureListener } from './inbound/capture-listener.js';
-import { HANDOFF_SOURCE } from './inbound/app-source.js';
+import { appLocalAddress, HANDOFF_SOURCE } from './inbound/app-source.js';
 import { createCaptureMetrics } from './inbound/capture-metrics.js';
 import type { OriginalDestination } from './core/original-dst.js';
 import { AdminServer } from './admin.js';
@@ -53,6 +53,16 @@ import { AdminServer } from './admin.js';
 export const CAPTURE_WARM_LIMIT = 64;
 
 export type { Authorizer } from './inbound/inbound-state.js';
+
+/**
+ * The local address a process beside a capture-mode sidecar (the agent's app health check) dials the app
+ * at `host` from: the hand-off source the redirect rules exempt, or undefined (the kernel's choice) for a
+ * loopback host. Dialled from anywhere else, a check of an app off loopback would be sent to the inbound
+ * capture port (inbound/app-source.ts).
+ */
+export function captureAppLocalAddress(host: string): string | undefined {
+  return appLocalAddress(host, HANDOFF_SOURCE);
+}
 
 /** What the control plane (or a static file) says, swapped whole by `applyConfig`. */
 export interface SidecarConfig {

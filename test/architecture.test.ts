@@ -17,6 +17,11 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   control: ['common', 'ca', 'policy', 'api'],
   agent: ['common', 'ca', 'policy', 'api', 'proxy'],
   injector: ['common', 'ca', 'api'],
+  capture: ['common'],
+  // The top: the benchmarks (npm run bench*), the demo behind `trellis demo`, and the CLI that assembles everything.
+  bench: ['common', 'ca', 'policy', 'api', 'proxy', 'control'],
+  demo: ['common', 'control'],
+  cli: ['common', 'ca', 'policy', 'api', 'proxy', 'control', 'agent', 'injector', 'capture', 'demo', 'bench'],
 };
 
 function sourceFiles(dir: string): string[] {
@@ -40,6 +45,7 @@ function importsOf(file: string): string[] {
   const specs: string[] = [];
   for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s*['"]([^'"]+)['"]/g)) specs.push(m[1] as string);
   for (const m of text.matchAll(/import\(\s*['"]([^'"]+)['"]\s*\)/g)) specs.push(m[1] as string);
+  for (const m of text.matchAll(/(?:^|\n)\s*import\s*['"]([^'"]+)['"]/g)) specs.push(m[1] as string);
   return specs.filter((s) => s.startsWith('.'));
 }
 
@@ -64,6 +70,19 @@ describe('one-way dependencies', () => {
         for (const spec of importsOf(file)) {
           const target = relative(join(ROOT, 'proxy'), resolve(dirname(file), spec)).split(sep)[0];
           if (target === other) violations.push(`${relative(ROOT, file)} imports ${spec}`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('nothing outside proxy/ reaches into proxy/inbound or proxy/outbound (only proxy/ itself, e.g. sidecar.ts, assembles them)', () => {
+    const violations: string[] = [];
+    for (const folder of Object.keys(ALLOWED).filter((f) => f !== 'proxy')) {
+      for (const file of sourceFiles(join(ROOT, folder))) {
+        for (const spec of importsOf(file)) {
+          const [top, side] = relative(ROOT, resolve(dirname(file), spec)).split(sep);
+          if (top === 'proxy' && (side === 'inbound' || side === 'outbound')) violations.push(`${relative(ROOT, file)} imports ${spec}`);
         }
       }
     }

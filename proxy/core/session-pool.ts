@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { TrellisError } from '../../common/errors.js';
 import type { Endpoint, WorkloadIdentity } from '../../api/data-plane.js';
 import { encodeSni } from '../../api/sni.js';
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../common/backoff.js';
 import { dialAddress, endpointKey } from './destination.js';
 import type { ProxyLimits } from './limits.js';
 import type { ProxyMetrics } from './metrics.js';

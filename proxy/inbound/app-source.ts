@@ -2,11 +2,11 @@
  * Where the inbound side dials its app from. Normally the kernel picks (loopback to loopback). In
  * transparent capture an app may listen only on the workload's own address; a connection from the proxy's
  * user to that address leaves over `lo` and the rules send it back to the inbound capture port, as they do
- * for an app calling itself by its pod IP (agent/redirect/rules.ts). Dialled from the hand-off source
+ * for an app calling itself by its pod IP (capture/rules.ts). Dialled from the hand-off source
  * (127.0.0.6, `::6`), which the rules exempt, it reaches the app, as Istio's sidecar does it.
  */
 
-/** Must match agent/redirect/options.ts (INBOUND_HANDOFF_SOURCE_V4/V6): the rules exempt exactly these. */
+/** Must match capture/options.ts (INBOUND_HANDOFF_SOURCE_V4/V6): the rules exempt exactly these. */
 export const HANDOFF_SOURCE_V4 = '127.0.0.6';
 export const HANDOFF_SOURCE_V6 = '::6';
 

@@ -1,6 +1,6 @@
 /**
  * Inbound capture: the listener on the inbound capture port (15006) that iptables sends every TCP
- * connection addressed to the workload's app ports (agent/redirect/). Mesh peers never arrive here: they
+ * connection addressed to the workload's app ports (capture/). Mesh peers never arrive here: they
  * dial the tunnel port, which the rules leave alone. So everything here is plaintext from outside the
  * mesh, with no identity to authorize:
  *

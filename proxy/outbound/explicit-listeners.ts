@@ -9,7 +9,7 @@
  * connection instead of per request).
  *
  * A port that cannot be bound (another process holds it, the address is not local) never takes the others
- * down: it is retried with backoff (core/backoff.ts) while the rest serve, logged at warn with what to do,
+ * down: it is retried with backoff (common/backoff.ts) while the rest serve, logged at warn with what to do,
  * reported by `failures()` (the sidecar's readiness names it) and counted in
  * `trellis_outbound_listeners_failing`. (Failing the whole config for one port unbound every listener of
  * the agent, and readiness stayed true.)
@@ -17,7 +17,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
-import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
+import { backoffDelay, type BackoffOptions } from '../../common/backoff.js';
 import type { OutboundListener } from '../../api/data-plane.js';
 import type { ProxyLimits } from '../core/limits.js';
 import { listenOn } from '../core/listen.js';

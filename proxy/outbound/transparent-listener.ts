@@ -1,6 +1,6 @@
 /**
  * Outbound transparent capture: the listener on the outbound capture port (15001) that iptables sends
- * every outbound TCP connection of the workload to (agent/redirect/).
+ * every outbound TCP connection of the workload to (capture/).
  *
  *   accept → original destination (SO_ORIGINAL_DST) → index lookup (virtual IP or endpoint address)
  *     ├ a mesh service port → the same outbound path as explicit listeners (TCP forwarder, or the HTTP

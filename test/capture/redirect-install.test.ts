@@ -5,12 +5,12 @@
  * puts IPv4 back as it was.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { netnsRunner, type CommandRunner } from '../../agent/redirect/command-runner.js';
-import { detectBackend, type BackendKind } from '../../agent/redirect/backend.js';
-import { createRedirectInstaller, formatStatus } from '../../agent/redirect/installer.js';
-import { parseNatState, sameRuleSet } from '../../agent/redirect/nat-state.js';
-import { validateRedirectOptions } from '../../agent/redirect/options.js';
-import { buildNatRules } from '../../agent/redirect/rules.js';
+import { netnsRunner, type CommandRunner } from '../../capture/command-runner.js';
+import { detectBackend, type BackendKind } from '../../capture/backend.js';
+import { createRedirectInstaller, formatStatus } from '../../capture/installer.js';
+import { parseNatState, sameRuleSet } from '../../capture/nat-state.js';
+import { validateRedirectOptions } from '../../capture/options.js';
+import { buildNatRules } from '../../capture/rules.js';
 import { createNetnsLab, listLabNamespaces, netnsRequirements, type LabHost, type NetnsLab } from '../helpers/netns.js';
 
 const need = netnsRequirements();

@@ -5,12 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { detectBackend, parseBackendKind } from '../../agent/redirect/backend.js';
-import { parseCidr, parsePortRange } from '../../agent/redirect/cidr.js';
-import type { CommandResult, CommandRunner } from '../../agent/redirect/command-runner.js';
-import { parseNatState, reconcileTransaction, sameRuleSet } from '../../agent/redirect/nat-state.js';
-import { validateRedirectOptions } from '../../agent/redirect/options.js';
-import { buildNatRules } from '../../agent/redirect/rules.js';
+import { detectBackend, parseBackendKind } from '../../capture/backend.js';
+import { parseCidr, parsePortRange } from '../../capture/cidr.js';
+import type { CommandResult, CommandRunner } from '../../capture/command-runner.js';
+import { parseNatState, reconcileTransaction, sameRuleSet } from '../../capture/nat-state.js';
+import { validateRedirectOptions } from '../../capture/options.js';
+import { buildNatRules } from '../../capture/rules.js';
 
 describe('parseCidr', () => {
   it.each([

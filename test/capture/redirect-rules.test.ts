@@ -5,8 +5,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { validateRedirectOptions, type RedirectOptionsInput } from '../../agent/redirect/options.js';
-import { buildNatRules, renderRuleSet, type AddressFamily } from '../../agent/redirect/rules.js';
+import { validateRedirectOptions, type RedirectOptionsInput } from '../../capture/options.js';
+import { buildNatRules, renderRuleSet, type AddressFamily } from '../../capture/rules.js';
 
 const GOLDEN_DIR = new URL('./golden/', import.meta.url);
 

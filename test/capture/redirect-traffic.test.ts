@@ -12,9 +12,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { netnsRunner } from '../../agent/redirect/command-runner.js';
-import { createRedirectInstaller, type RedirectInstaller } from '../../agent/redirect/installer.js';
-import { validateRedirectOptions } from '../../agent/redirect/options.js';
+import { netnsRunner } from '../../capture/command-runner.js';
+import { createRedirectInstaller, type RedirectInstaller } from '../../capture/installer.js';
+import { validateRedirectOptions } from '../../capture/options.js';
 import { originalDstUnavailableReason } from '../../proxy/core/original-dst.js';
 import { createNetnsLab, listLabNamespaces, netnsRequirements, type LabHost, type NetnsLab } from '../helpers/netns.js';
 import { ADDON_PATH, LOADER_MODULES, transpileModules, type TranspiledModules } from './transpiled.js';

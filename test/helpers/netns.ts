@@ -19,7 +19,7 @@
  */
 import { execFileSync, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { netnsRunner, type CommandResult } from '../../agent/redirect/command-runner.js';
+import { netnsRunner, type CommandResult } from '../../capture/command-runner.js';
 import { requires, type RequirementCheck } from './requirements.js';
 
 export const LAB_PREFIX = 'trl-';

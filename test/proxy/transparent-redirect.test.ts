@@ -11,9 +11,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { netnsRunner } from '../../agent/redirect/command-runner.js';
-import { createRedirectInstaller } from '../../agent/redirect/installer.js';
-import { validateRedirectOptions } from '../../agent/redirect/options.js';
+import { netnsRunner } from '../../capture/command-runner.js';
+import { createRedirectInstaller } from '../../capture/installer.js';
+import { validateRedirectOptions } from '../../capture/options.js';
 import { originalDstUnavailableReason } from '../../proxy/core/original-dst.js';
 import { createNetnsLab, listLabNamespaces, netnsRequirements, type LabHost, type LabProcess, type NetnsLab } from '../helpers/netns.js';
 

@@ -6,7 +6,7 @@
  * "(legacy)"). When that choice holds no rules at all but the other backend does (a kube-proxy or Docker
  * that was set up with the other one), the one in use wins: that is where the packets are being filtered.
  */
-import { TrellisError } from '../../common/errors.js';
+import { TrellisError } from '../common/errors.js';
 import type { CommandRunner } from './command-runner.js';
 import type { AddressFamily } from './rules.js';
 

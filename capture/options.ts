@@ -3,7 +3,7 @@
  * must never be captured. Validated once here (every problem reported together), then frozen; the rule
  * generator below trusts it completely.
  */
-import { InputError } from '../../common/errors.js';
+import { InputError } from '../common/errors.js';
 import { parseCidr, parsePortRange, type Cidr, type PortRange } from './cidr.js';
 
 export const DEFAULT_OUTBOUND_PORT = 15001;

@@ -1,7 +1,8 @@
 /**
  * Transparent capture's traffic redirect: options, the generated nat rules, and the installer that applies
- * them through iptables (see docs/architecture.md, "Transparent capture"). The agent, the CLI and the
- * Kubernetes init container use this module; nothing here runs iptables until an installer is asked to.
+ * them through iptables (see docs/architecture.md, "Transparent capture"). Only the CLI imports it
+ * (`trellis agent redirect`, which the Kubernetes init container also runs); nothing here runs iptables
+ * until an installer is asked to.
  */
 export {
   DEFAULT_ADMIN_PORT,

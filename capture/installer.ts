@@ -7,8 +7,8 @@
  * never leaves half a redirect. Installing again replaces our rules (changed options take effect, nothing
  * is duplicated); uninstalling removes every chain named TRELLIS_* and every jump into one, and nothing else.
  */
-import { TrellisError } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
+import { TrellisError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
 import type { CommandRunner } from './command-runner.js';
 import { detectBackend, type BackendKind, type IptablesBackend } from './backend.js';
 import { parseNatState, reconcileTransaction, sameRuleSet, type InstalledNatState } from './nat-state.js';
