@@ -1,0 +1,69 @@
+/**
+ * The error registry (common/error-codes.ts) is the only place a `TRELLIS_*` code is spelled out: every
+ * entry is well formed and unique, statuses come from it, and a scan of the sources fails when a file
+ * spells a code as a string literal instead of importing it.
+ */
+import { describe, expect, it } from 'vitest';
+import { CODE, ERRORS, allErrorCodes, errorCodeInfo, httpStatusOf } from '../../common/error-codes.js';
+import { InputError, TrellisError } from '../../common/errors.js';
+
+/**
+ * `TRELLIS_*` strings that are not error codes: iptables chain names (agent/redirect/rules.ts) and the
+ * environment variables the injector gives a sidecar (injector/sidecar.ts). Both are external contracts.
+ */
+const NOT_ERROR_CODES = new Set([
+  'TRELLIS_INBOUND',
+  'TRELLIS_IN_REDIRECT',
+  'TRELLIS_OUTPUT',
+  'TRELLIS_REDIRECT',
+  'TRELLIS_POD_NAME',
+  'TRELLIS_POD_NAMESPACE',
+  'TRELLIS_POD_IP',
+  'TRELLIS_SERVICE_ACCOUNT',
+  'TRELLIS_NODE_NAME',
+]);
+
+describe('error code registry', () => {
+  const entries = allErrorCodes();
+
+  it('defines every code once, well formed, with a status, a side and a summary', () => {
+    expect(entries.length).toBeGreaterThan(150);
+    const codes = entries.map((e) => e.code);
+    expect(new Set(codes).size).toBe(codes.length);
+    for (const e of entries) {
+      expect(e.code).toMatch(/^TRELLIS_[A-Z0-9_]+$/);
+      expect(e.status, e.code).toBeGreaterThanOrEqual(400);
+      expect(e.status, e.code).toBeLessThan(600);
+      expect(['input', 'downstream', 'upstream', 'policy', 'internal'], e.code).toContain(e.side);
+      expect(typeof e.retryable, e.code).toBe('boolean');
+      expect(e.summary.length, e.code).toBeGreaterThan(0);
+      expect(Object.isFrozen(e)).toBe(true);
+    }
+  });
+
+  it('keys each entry by its code without the prefix, and CODE names the same strings', () => {
+    for (const [key, info] of Object.entries(ERRORS)) {
+      expect(info.code).toBe(`TRELLIS_${key}`);
+      expect((CODE as Readonly<Record<string, string>>)[key]).toBe(info.code);
+    }
+    expect(CODE.HTTP_DENIED).toBe('TRELLIS_HTTP_DENIED');
+  });
+
+  it('holds no name that is not an error code', () => {
+    for (const name of NOT_ERROR_CODES) expect(errorCodeInfo(name), name).toBeUndefined();
+  });
+
+  it('gives credential refusals 403 and bad input 400, as the control API always answered', () => {
+    const downstream = (code: string): TrellisError => new TrellisError(code, 'x', { side: 'downstream' });
+    for (const code of [CODE.TOKEN_EXPIRED, CODE.TOKEN_K8S_UNAUTHENTICATED, CODE.PEER_EXPIRED, CODE.CHAIN_UNTRUSTED, CODE.IDENTITY_RESERVED]) {
+      expect(httpStatusOf(downstream(code)), code).toBe(403);
+    }
+    expect(httpStatusOf(downstream(CODE.SNI_INVALID))).toBe(400);
+    expect(httpStatusOf(new InputError(CODE.CA_TTL_TOO_LONG, 'x'))).toBe(400);
+    expect(httpStatusOf(new TrellisError(CODE.STORE_CORRUPT, 'x', { side: 'internal' }))).toBe(500);
+    expect(httpStatusOf(new Error('boom'))).toBe(500);
+    // A code relayed from elsewhere, not ours: its side decides.
+    expect(httpStatusOf(new TrellisError('OTHER_CODE', 'x', { side: 'policy' }))).toBe(403);
+    expect(httpStatusOf(new TrellisError('OTHER_CODE', 'x', { side: 'upstream' }))).toBe(500);
+  });
+});
