@@ -263,14 +263,17 @@ export function errorCodeInfo(code: string): ErrorCodeInfo | undefined {
 }
 
 /**
- * The one translation from a thrown value to the HTTP status a peer sees: the registry's status of its code,
- * else one chosen by its side (input 400, downstream 400, policy 403, anything else 500). Values that are
- * not coded errors are 500: a bug, whose details stay in the log. (A control API reply may override the
- * status of one response, e.g. 404 for an unknown token on the admin path; see control/http-io.ts.)
+ * The one translation from a thrown value to the HTTP status a peer sees. Bad input (side `input`) is 400
+ * whatever its code: a code raised both as bad input and as a refusal (IDENTITY_RESERVED when an operator
+ * asks for a token, and when a workload asks for a certificate) keeps both answers. Otherwise the registry's
+ * status of its code, else one chosen by its side (downstream 400, policy 403, anything else 500). Values
+ * that are not coded errors are 500: a bug, whose details stay in the log. (A control API reply may
+ * override the status of one response, e.g. 404 for an unknown token on the admin path; control/http-io.ts.)
  */
 export function httpStatusOf(err: unknown): number {
   if (!(err instanceof TrellisError)) return 500;
+  if (err.side === 'input') return 400;
   const info = BY_CODE.get(err.code);
   if (info !== undefined) return info.status;
-  return err.side === 'input' || err.side === 'downstream' ? 400 : err.side === 'policy' ? 403 : 500;
+  return err.side === 'downstream' ? 400 : err.side === 'policy' ? 403 : 500;
 }

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CODE, ERRORS, allErrorCodes, errorCodeInfo, httpStatusOf } from '../../common/error-codes.js';
 import { InputError, TrellisError } from '../../common/errors.js';
+import { HttpError, statusOf } from '../../control/http-io.js';
 
 /**
  * `TRELLIS_*` strings that are not error codes: iptables chain names (agent/redirect/rules.ts) and the
@@ -60,10 +61,22 @@ describe('error code registry', () => {
     }
     expect(httpStatusOf(downstream(CODE.SNI_INVALID))).toBe(400);
     expect(httpStatusOf(new InputError(CODE.CA_TTL_TOO_LONG, 'x'))).toBe(400);
+    // One code, two answers: bad input from an operator (token creation), a refusal of a workload (issuance).
+    expect(httpStatusOf(new InputError(CODE.IDENTITY_RESERVED, 'x'))).toBe(400);
+    expect(httpStatusOf(downstream(CODE.IDENTITY_RESERVED))).toBe(403);
     expect(httpStatusOf(new TrellisError(CODE.STORE_CORRUPT, 'x', { side: 'internal' }))).toBe(500);
     expect(httpStatusOf(new Error('boom'))).toBe(500);
     // A code relayed from elsewhere, not ours: its side decides.
     expect(httpStatusOf(new TrellisError('OTHER_CODE', 'x', { side: 'policy' }))).toBe(403);
     expect(httpStatusOf(new TrellisError('OTHER_CODE', 'x', { side: 'upstream' }))).toBe(500);
+  });
+
+  it('lets a control API refusal take its status from the registry or override it for one reply', () => {
+    expect(new HttpError(CODE.CONTROL_BODY_TOO_LARGE, 'x').status).toBe(413);
+    expect(new HttpError(CODE.CONTROL_BOOTSTRAP_RATE_LIMITED, 'x').status).toBe(429);
+    expect(new HttpError(CODE.TOKEN_UNKNOWN, 'x', 404).status).toBe(404);
+    expect(statusOf(new HttpError(CODE.TOKEN_UNKNOWN, 'x', 404))).toBe(404);
+    expect(statusOf(new TrellisError(CODE.TOKEN_REVOKED, 'x', { side: 'downstream' }))).toBe(403);
+    expect(statusOf(new Error('boom'))).toBe(500);
   });
 });
