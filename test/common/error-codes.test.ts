@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CODE, ERRORS, allErrorCodes, errorCodeInfo, httpStatusOf } from '../../common/error-codes.js';
 import { InputError, TrellisError } from '../../common/errors.js';
+import { HTTP_FAILURES } from '../../proxy/core/http-errors.js';
 import { HttpError, statusOf } from '../../control/http-io.js';
 
 /**
@@ -52,6 +53,14 @@ describe('error code registry', () => {
 
   it('holds no name that is not an error code', () => {
     for (const name of NOT_ERROR_CODES) expect(errorCodeInfo(name), name).toBeUndefined();
+  });
+
+  it('is what the HTTP path answers with', () => {
+    for (const failure of Object.values(HTTP_FAILURES)) {
+      const info = errorCodeInfo(failure.code);
+      expect(info, failure.code).toBeDefined();
+      expect(failure).toEqual({ code: info?.code, status: info?.status, side: info?.side, retryable: info?.retryable, message: info?.summary });
+    }
   });
 
   it('gives credential refusals 403 and bad input 400, as the control API always answered', () => {
