@@ -3,6 +3,8 @@
  * entry is well formed and unique, statuses come from it, and a scan of the sources fails when a file
  * spells a code as a string literal instead of importing it.
  */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CODE, ERRORS, allErrorCodes, errorCodeInfo, httpStatusOf } from '../../common/error-codes.js';
 import { InputError, TrellisError } from '../../common/errors.js';
@@ -87,5 +89,44 @@ describe('error code registry', () => {
     expect(statusOf(new HttpError(CODE.TOKEN_UNKNOWN, 'x', 404))).toBe(404);
     expect(statusOf(new TrellisError(CODE.TOKEN_REVOKED, 'x', { side: 'downstream' }))).toBe(403);
     expect(statusOf(new Error('boom'))).toBe(500);
+  });
+});
+
+const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '../..');
+const NOT_SOURCE = new Set(['test', 'node_modules', 'build', 'dist', 'docs', 'deploy', 'native']);
+const REGISTRY_FILE = join('common', 'error-codes.ts');
+
+function sourceFiles(dir: string): string[] {
+  let out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out = out.concat(sourceFiles(path));
+    else if (name.endsWith('.ts') && !name.endsWith('.d.ts')) out.push(path);
+  }
+  return out;
+}
+
+function allSources(): string[] {
+  return readdirSync(ROOT)
+    .filter((name) => !name.startsWith('.') && !NOT_SOURCE.has(name) && statSync(join(ROOT, name)).isDirectory())
+    .flatMap((name) => sourceFiles(join(ROOT, name)));
+}
+
+describe('sources spell no error code', () => {
+  // Quoted strings only: comments name codes in backticks, and that is how docs should name them.
+  it('has no TRELLIS_* string literal outside common/error-codes.ts', () => {
+    const offenders: string[] = [];
+    for (const file of allSources()) {
+      const rel = relative(ROOT, file).split(sep).join('/');
+      if (rel === REGISTRY_FILE.split(sep).join('/')) continue;
+      const text = readFileSync(file, 'utf8');
+      for (const match of text.matchAll(/(['"])(TRELLIS_[A-Z0-9_]+)\1/g)) {
+        const name = match[2] as string;
+        if (NOT_ERROR_CODES.has(name)) continue;
+        const line = text.slice(0, match.index).split('\n').length;
+        offenders.push(`${rel}:${line} ${name} (use CODE.${name.slice('TRELLIS_'.length)} from common/error-codes.ts)`);
+      }
+    }
+    expect(offenders).toEqual([]);
   });
 });
