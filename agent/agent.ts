@@ -33,6 +33,7 @@ import { buildSidecarConfig } from './sidecar-config.js';
 import type { OutboundListener } from '../api/data-plane.js';
 import { withTrustBundle } from './trust-bundle-update.js';
 import { AgentStateDir } from './state-dir.js';
+import { CODE } from '../common/error-codes.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -117,12 +118,12 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     } catch (err) {
       // A typo in the path does not fix itself: fail the start (exit 2) instead of retrying forever.
       const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
-      throw new TrellisError('TRELLIS_AGENT_TOKEN_FILE', `--token-file ${config.tokenFile}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`}`, { side: 'input', cause: err });
+      throw new TrellisError(CODE.AGENT_TOKEN_FILE, `--token-file ${config.tokenFile}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`}`, { side: 'input', cause: err });
     }
   };
   const endpointFor = (held: HeldIdentity | undefined): ControlEndpoint => {
     const bundle = held?.trustBundlePem ?? caBundle;
-    if (bundle === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TRUST', 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
+    if (bundle === undefined) throw new TrellisError(CODE.AGENT_NO_TRUST, 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
     return { url: config.controlUrl, trustBundlePem: bundle, rootNamespace: config.rootNamespace, ...(held === undefined ? {} : { trustDomain: held.trustDomain }) };
   };
   // Set once built; the identity callback can fire before (it then has no sidecar to update).
@@ -167,19 +168,19 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       } catch (err) {
         // 429: too many refused attempts from this address (the control plane's limit); waiting helps.
         const refused = err instanceof ControlError && err.status >= 400 && err.status < 500 && err.status !== 429;
-        if (refused) throw new TrellisError('TRELLIS_AGENT_BOOTSTRAP_REFUSED', `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
+        if (refused) throw new TrellisError(CODE.AGENT_BOOTSTRAP_REFUSED, `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
         // Our own input (no --ca-file, an unreadable --token-file): nothing was sent, so say what it is.
         if (err instanceof TrellisError && err.side === 'input') throw err;
         const untrusted = tlsVerifyFailure(err);
         if (untrusted !== undefined) {
-          throw new TrellisError('TRELLIS_AGENT_CONTROL_UNTRUSTED', `the control plane's certificate does not verify against the roots in --ca-file ${config.caFile ?? '(none)'} (${untrusted}): give its trust bundle (<control data-dir>/trust-bundle.pem)`, { side: 'input', cause: err });
+          throw new TrellisError(CODE.AGENT_CONTROL_UNTRUSTED, `the control plane's certificate does not verify against the roots in --ca-file ${config.caFile ?? '(none)'} (${untrusted}): give its trust bundle (<control data-dir>/trust-bundle.pem)`, { side: 'input', cause: err });
         }
         const wait = backoff.next();
         log.warn({ err: describeError(err), retryInMs: wait }, 'cannot get a certificate yet; retrying');
         try {
           await sleep(wait, undefined, options.signal === undefined ? {} : { signal: options.signal });
         } catch {
-          throw new TrellisError('TRELLIS_AGENT_START_ABORTED', 'stopped before the first certificate arrived', { side: 'internal' });
+          throw new TrellisError(CODE.AGENT_START_ABORTED, 'stopped before the first certificate arrived', { side: 'internal' });
         }
       }
     }

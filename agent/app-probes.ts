@@ -11,6 +11,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface AppProbeHeader {
   readonly name: string;
@@ -144,10 +145,10 @@ export function parseAppProbes(text: string, source: string): AppProbeTable {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new InputError('TRELLIS_AGENT_APP_PROBES_INVALID', `${source}: not JSON (${(err as Error).message})`);
+    throw new InputError(CODE.AGENT_APP_PROBES_INVALID, `${source}: not JSON (${(err as Error).message})`);
   }
   const table = record(doc);
-  if (table === undefined) throw new InputError('TRELLIS_AGENT_APP_PROBES_INVALID', `${source}: expected a JSON object keyed by /app-health/<container>/<livez|readyz|startupz>`);
+  if (table === undefined) throw new InputError(CODE.AGENT_APP_PROBES_INVALID, `${source}: expected a JSON object keyed by /app-health/<container>/<livez|readyz|startupz>`);
   const problems: string[] = [];
   const entries = Object.entries(table);
   if (entries.length > APP_PROBE_LIMITS.probes) problems.push(`more than ${APP_PROBE_LIMITS.probes} probes`);
@@ -161,7 +162,7 @@ export function parseAppProbes(text: string, source: string): AppProbeTable {
     if (probe !== undefined) probes.set(path, probe);
   }
   if (problems.length > 0) {
-    throw new InputError('TRELLIS_AGENT_APP_PROBES_INVALID', `${source}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`, { details: { issues: problems } });
+    throw new InputError(CODE.AGENT_APP_PROBES_INVALID, `${source}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`, { details: { issues: problems } });
   }
   return probes;
 }
@@ -171,11 +172,11 @@ export function loadAppProbesFile(path: string): AppProbeTable {
   let text: string;
   try {
     const size = statSync(path).size;
-    if (size > APP_PROBE_LIMITS.fileBytes) throw new InputError('TRELLIS_AGENT_APP_PROBES_INVALID', `${path}: larger than ${APP_PROBE_LIMITS.fileBytes} bytes`);
+    if (size > APP_PROBE_LIMITS.fileBytes) throw new InputError(CODE.AGENT_APP_PROBES_INVALID, `${path}: larger than ${APP_PROBE_LIMITS.fileBytes} bytes`);
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if (err instanceof InputError) throw err;
-    throw new InputError('TRELLIS_AGENT_APP_PROBES_UNREADABLE', `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    throw new InputError(CODE.AGENT_APP_PROBES_UNREADABLE, `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
   }
   // The downward API writes an empty file when the annotation is missing: no probes to serve.
   if (text.trim() === '') return new Map();

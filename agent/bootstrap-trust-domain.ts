@@ -12,6 +12,7 @@ import { trustDomainOf } from '../ca/authority.js';
 import { parseCertificatesPem } from '../ca/certificate.js';
 import { TrellisError, describeError } from '../common/errors.js';
 import { peekJoinToken } from '../api/control-protocol.js';
+import { CODE } from '../common/error-codes.js';
 
 export type BootstrapCredentialKind = 'join-token' | 'k8s-sa-token' | 'unknown';
 
@@ -27,14 +28,14 @@ export function trustDomainOfBundle(bundlePem: string, source: string): string {
   try {
     roots = parseCertificatesPem(bundlePem, source);
   } catch (err) {
-    throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', `cannot read the trust bundle ${source} to learn the trust domain: ${describeError(err)}`, { side: 'input', cause: err });
+    throw new TrellisError(CODE.AGENT_NO_TRUST_DOMAIN, `cannot read the trust bundle ${source} to learn the trust domain: ${describeError(err)}`, { side: 'input', cause: err });
   }
   const named = new Set(roots.map((root) => trustDomainOf(root)).filter((td): td is string => td !== undefined));
   if (roots.length === 0 || named.size === 0) {
-    throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', `the roots in ${source} name no spiffe:// trust domain and the bootstrap credential names none: give --trust-domain`, { side: 'input' });
+    throw new TrellisError(CODE.AGENT_NO_TRUST_DOMAIN, `the roots in ${source} name no spiffe:// trust domain and the bootstrap credential names none: give --trust-domain`, { side: 'input' });
   }
   if (named.size > 1) {
-    throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', `the roots in ${source} name several trust domains (${[...named].join(', ')}): give --trust-domain`, { side: 'input' });
+    throw new TrellisError(CODE.AGENT_NO_TRUST_DOMAIN, `the roots in ${source} name several trust domains (${[...named].join(', ')}): give --trust-domain`, { side: 'input' });
   }
   return [...named][0] as string;
 }
@@ -44,7 +45,7 @@ export function bootstrapTrustDomain(options: { readonly configured: string | un
   const fromToken = peekJoinToken(options.token)?.trustDomain;
   if (fromToken !== undefined) return fromToken;
   if (options.bundlePem === undefined) {
-    throw new TrellisError('TRELLIS_AGENT_NO_TRUST_DOMAIN', 'the bootstrap credential names no trust domain and there is no --ca-file to read it from: give --trust-domain', { side: 'input' });
+    throw new TrellisError(CODE.AGENT_NO_TRUST_DOMAIN, 'the bootstrap credential names no trust domain and there is no --ca-file to read it from: give --trust-domain', { side: 'input' });
   }
   return trustDomainOfBundle(options.bundlePem, options.bundleSource);
 }

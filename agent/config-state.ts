@@ -12,6 +12,7 @@
 import type { Endpoint, UpstreamService } from '../api/data-plane.js';
 import { endpointKey, subscriptionCovers, upstreamKey, type AgentSnapshot, type UpstreamRef, type WatchDeltaMessage, type WatchSnapshotMessage } from '../api/control-protocol.js';
 import { TrellisError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface VersionedSnapshot {
   readonly snapshot: AgentSnapshot;
@@ -20,7 +21,7 @@ export interface VersionedSnapshot {
 }
 
 function deltaRefused(message: string): TrellisError {
-  return new TrellisError('TRELLIS_AGENT_DELTA_REFUSED', message, { side: 'upstream', retryable: true });
+  return new TrellisError(CODE.AGENT_DELTA_REFUSED, message, { side: 'upstream', retryable: true });
 }
 
 export class ConfigState {

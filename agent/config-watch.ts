@@ -13,6 +13,7 @@ import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { Backoff } from '../common/backoff.js';
 import { ConfigState, type VersionedSnapshot } from './config-state.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface ConfigWatchOptions {
   readonly endpoint: () => ControlEndpoint;
@@ -94,7 +95,7 @@ export class ConfigWatch {
     }
     if (res.statusCode !== 200) {
       const body = await readSmall(res);
-      let code = 'TRELLIS_CONTROL_HTTP_ERROR';
+      let code: string = CODE.CONTROL_HTTP_ERROR;
       let message = `watch refused with ${res.statusCode}`;
       try {
         const parsed = JSON.parse(body) as { error?: { code?: string; message?: string } };

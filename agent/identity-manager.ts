@@ -14,6 +14,7 @@ import { formatDuration } from '../common/duration.js';
 import { TrellisError, describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { Backoff } from '../common/backoff.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface HeldIdentity extends WorkloadIdentity {
   readonly spiffeId: string;
@@ -52,10 +53,10 @@ export interface IdentityManagerOptions {
 export function holdIdentity(identity: WorkloadIdentity, receivedAt?: Date): HeldIdentity {
   const leaf = new X509Certificate(identity.certChainPem);
   if (!leaf.checkPrivateKey(createPrivateKey(identity.keyPem))) {
-    throw new TrellisError('TRELLIS_AGENT_KEY_MISMATCH', 'the private key does not belong to the certificate', { side: 'internal' });
+    throw new TrellisError(CODE.AGENT_KEY_MISMATCH, 'the private key does not belong to the certificate', { side: 'internal' });
   }
   const uri = (leaf.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'))?.slice(4);
-  if (uri === undefined) throw new TrellisError('TRELLIS_AGENT_NO_SPIFFE_ID', 'the certificate carries no SPIFFE ID', { side: 'upstream' });
+  if (uri === undefined) throw new TrellisError(CODE.AGENT_NO_SPIFFE_ID, 'the certificate carries no SPIFFE ID', { side: 'upstream' });
   const trustDomain = uri.slice('spiffe://'.length).split('/')[0] as string;
   return Object.freeze({ certChainPem: identity.certChainPem, keyPem: identity.keyPem, trustBundlePem: identity.trustBundlePem, spiffeId: uri, trustDomain, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo), receivedAt });
 }
@@ -94,7 +95,7 @@ export class IdentityManager {
   /** First certificate from the join token. Throws ControlError: the caller decides whether to retry. */
   async issueWithToken(): Promise<HeldIdentity> {
     const token = await this.options.readToken();
-    if (token === undefined) throw new TrellisError('TRELLIS_AGENT_NO_TOKEN', 'no join token to bootstrap with (--token-file)', { side: 'input' });
+    if (token === undefined) throw new TrellisError(CODE.AGENT_NO_TOKEN, 'no join token to bootstrap with (--token-file)', { side: 'input' });
     const key = await generateWorkloadKey();
     const wanted = this.options.wantedId(token);
     const csrPem = await createCsr(key, wanted);
@@ -181,11 +182,11 @@ export class IdentityManager {
 
   private accept(issued: IssueResponse, keyPem: string): HeldIdentity {
     if (typeof issued?.certChainPem !== 'string' || typeof issued.trustBundlePem !== 'string') {
-      throw new ControlError(502, 'TRELLIS_CONTROL_BAD_RESPONSE', 'the control plane returned no certificate');
+      throw new ControlError(502, CODE.CONTROL_BAD_RESPONSE, 'the control plane returned no certificate');
     }
     const next = holdIdentity({ certChainPem: issued.certChainPem, keyPem, trustBundlePem: issued.trustBundlePem }, new Date(this.now()));
     if (this.held !== undefined && next.spiffeId !== this.held.spiffeId) {
-      throw new TrellisError('TRELLIS_AGENT_IDENTITY_CHANGED', `the control plane issued ${next.spiffeId}, this agent is ${this.held.spiffeId}`, { side: 'upstream' });
+      throw new TrellisError(CODE.AGENT_IDENTITY_CHANGED, `the control plane issued ${next.spiffeId}, this agent is ${this.held.spiffeId}`, { side: 'upstream' });
     }
     this.held = next;
     return next;

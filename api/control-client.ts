@@ -10,6 +10,7 @@ import { trustDomainOf } from '../ca/authority.js';
 import { parseCertificatesPem } from '../ca/certificate.js';
 import { TrellisError } from '../common/errors.js';
 import { CONTROL_PLANE_SERVICE, CONTROL_PROTOCOL_VERSION, PROTOCOL_HEADER, type ErrorBody } from './control-protocol.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface ControlEndpoint {
   /** `https://host:port` of the control plane's API. */
@@ -103,7 +104,7 @@ async function readBody(res: IncomingMessage, limit: number): Promise<string> {
     size += chunk.length;
     if (size > limit) {
       res.destroy();
-      throw new ControlError(0, 'TRELLIS_CONTROL_RESPONSE_TOO_LARGE', `control plane response larger than ${limit} bytes`);
+      throw new ControlError(0, CODE.CONTROL_RESPONSE_TOO_LARGE, `control plane response larger than ${limit} bytes`);
     }
     chunks.push(chunk);
   }
@@ -117,11 +118,11 @@ export function openControlStream(endpoint: ControlEndpoint, req: ControlRequest
     const options = requestOptions(endpoint, req);
     if (body !== undefined) (options.headers as Record<string, string>)['content-type'] = 'application/json';
     const outgoing = httpsRequest(options, resolve);
-    const timeout = setTimeout(() => outgoing.destroy(new ControlError(0, 'TRELLIS_CONTROL_TIMEOUT', `no response from ${endpoint.url.host} within ${req.timeoutMs ?? 10_000} ms`)), req.timeoutMs ?? 10_000);
+    const timeout = setTimeout(() => outgoing.destroy(new ControlError(0, CODE.CONTROL_TIMEOUT, `no response from ${endpoint.url.host} within ${req.timeoutMs ?? 10_000} ms`)), req.timeoutMs ?? 10_000);
     outgoing.once('response', () => clearTimeout(timeout));
     outgoing.on('error', (err) => {
       clearTimeout(timeout);
-      reject(err instanceof ControlError ? err : new ControlError(0, 'TRELLIS_CONTROL_UNREACHABLE', `cannot reach the control plane at ${endpoint.url.host}: ${err.message}`, err));
+      reject(err instanceof ControlError ? err : new ControlError(0, CODE.CONTROL_UNREACHABLE, `cannot reach the control plane at ${endpoint.url.host}: ${err.message}`, err));
     });
     outgoing.end(body);
   });
@@ -131,18 +132,18 @@ export function openControlStream(endpoint: ControlEndpoint, req: ControlRequest
 export async function controlRequest<T>(endpoint: ControlEndpoint, req: ControlRequest): Promise<T> {
   const res = await openControlStream(endpoint, req);
   const text = await readBody(res, MAX_RESPONSE_BYTES).catch((err: unknown) => {
-    throw err instanceof ControlError ? err : new ControlError(0, 'TRELLIS_CONTROL_UNREACHABLE', `control plane connection failed: ${(err as Error).message}`, err);
+    throw err instanceof ControlError ? err : new ControlError(0, CODE.CONTROL_UNREACHABLE, `control plane connection failed: ${(err as Error).message}`, err);
   });
   const status = res.statusCode ?? 0;
   let parsed: unknown;
   try {
     parsed = text === '' ? undefined : JSON.parse(text);
   } catch {
-    throw new ControlError(status, 'TRELLIS_CONTROL_BAD_RESPONSE', `control plane replied ${status} with a body that is not JSON`);
+    throw new ControlError(status, CODE.CONTROL_BAD_RESPONSE, `control plane replied ${status} with a body that is not JSON`);
   }
   if (status < 200 || status >= 300) {
     const error = (parsed as ErrorBody | undefined)?.error;
-    throw new ControlError(status, error?.code ?? 'TRELLIS_CONTROL_HTTP_ERROR', error?.message ?? `control plane replied ${status}`);
+    throw new ControlError(status, error?.code ?? CODE.CONTROL_HTTP_ERROR, error?.message ?? `control plane replied ${status}`);
   }
   return parsed as T;
 }

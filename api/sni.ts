@@ -11,6 +11,7 @@
  * Uppercase is refused rather than folded, because SNI is case-insensitive and folding would not round-trip.
  */
 import { TrellisError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export const SNI_VERSION = 'v1';
 export const SNI_SUFFIX = 'trellis';
@@ -37,7 +38,7 @@ function checkLabel(value: string, what: string): void {
 }
 
 function unencodable(message: string): TrellisError {
-  return new TrellisError('TRELLIS_SNI_UNENCODABLE', `cannot name the destination in SNI: ${message}`, { side: 'input' });
+  return new TrellisError(CODE.SNI_UNENCODABLE, `cannot name the destination in SNI: ${message}`, { side: 'input' });
 }
 
 export function encodeSni(destination: SniDestination): string {
@@ -57,19 +58,19 @@ export function encodeSni(destination: SniDestination): string {
 export function decodeSni(serverName: string): SniDestination {
   const labels = serverName.split('.');
   if (labels.length !== 6 || labels[5] !== SNI_SUFFIX) {
-    throw new TrellisError('TRELLIS_SNI_INVALID', `"${truncate(serverName)}" is not a Trellis server name (expected <service>.<namespace>.p<port>.<zone>.${SNI_VERSION}.${SNI_SUFFIX})`, { side: 'downstream' });
+    throw new TrellisError(CODE.SNI_INVALID, `"${truncate(serverName)}" is not a Trellis server name (expected <service>.<namespace>.p<port>.<zone>.${SNI_VERSION}.${SNI_SUFFIX})`, { side: 'downstream' });
   }
   const [service, namespace, portLabel, zone, version] = labels as [string, string, string, string, string, string];
   if (version !== SNI_VERSION) {
-    throw new TrellisError('TRELLIS_SNI_VERSION', `server name "${truncate(serverName)}" has version "${truncate(version)}"; this build understands ${SNI_VERSION}`, { side: 'downstream' });
+    throw new TrellisError(CODE.SNI_VERSION, `server name "${truncate(serverName)}" has version "${truncate(version)}"; this build understands ${SNI_VERSION}`, { side: 'downstream' });
   }
   const port = /^p[1-9][0-9]{0,4}$/.test(portLabel) ? Number(portLabel.slice(1)) : NaN;
   if (!(port >= 1 && port <= 65535)) {
-    throw new TrellisError('TRELLIS_SNI_INVALID', `server name "${truncate(serverName)}": "${truncate(portLabel)}" is not a port label (p1 to p65535)`, { side: 'downstream' });
+    throw new TrellisError(CODE.SNI_INVALID, `server name "${truncate(serverName)}": "${truncate(portLabel)}" is not a port label (p1 to p65535)`, { side: 'downstream' });
   }
   for (const [value, what] of [[service, 'service'], [namespace, 'namespace'], [zone, 'zone']] as const) {
     if (value.length === 0 || value.length > DNS_LABEL_MAX_LENGTH || !LABEL.test(value)) {
-      throw new TrellisError('TRELLIS_SNI_INVALID', `server name "${truncate(serverName)}": ${what} "${truncate(value)}" is not a DNS label`, { side: 'downstream' });
+      throw new TrellisError(CODE.SNI_INVALID, `server name "${truncate(serverName)}": ${what} "${truncate(value)}" is not a DNS label`, { side: 'downstream' });
     }
   }
   return { service, namespace, port, zone };

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { InputError } from '../common/errors.js';
 import { DEFAULT_PAIR_NAMES, PAIR_NAMES, type PairName } from './pair.js';
 import { DEFAULT_SCENARIO_IDS, SCENARIOS } from './scenarios.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface BenchOptions {
   /** Seconds of each measured run. */
@@ -84,7 +85,7 @@ export function parseBenchOptions(argv: readonly string[], defaultResultsDir: st
   const scenarios = list(values.scenarios, 'scenarios', DEFAULT_SCENARIO_IDS, errors) ?? [...DEFAULT_SCENARIO_IDS];
   const pairs = list(values.pairs, 'pairs', PAIR_NAMES, errors) ?? [...DEFAULT_PAIR_NAMES];
   if (values['no-results'] === true && values.results !== undefined) errors.push('--results and --no-results contradict each other');
-  if (errors.length > 0) throw new InputError('TRELLIS_BENCH_OPTIONS', `bad options:\n  ${errors.join('\n  ')}`);
+  if (errors.length > 0) throw new InputError(CODE.BENCH_OPTIONS, `bad options:\n  ${errors.join('\n  ')}`);
   return Object.freeze({
     seconds,
     warmupSeconds,

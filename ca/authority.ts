@@ -20,6 +20,7 @@ import { hasPath, parseSpiffeId, parseTrustDomain, type SpiffeId } from './spiff
 import { readCaFiles, writeCaFiles } from './store.js';
 import { describe as describeCert, verifyPath } from './verify.js';
 import type { CaMetrics, IssuedKind } from './metrics.js';
+import { CODE } from '../common/error-codes.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -132,9 +133,9 @@ export class CertificateAuthority {
     const cert = parts.certificate;
     const now = (options.now ?? (() => new Date()))();
     const name = describeCert(cert);
-    if (cert.basicConstraints?.ca !== true) throw new InputError('TRELLIS_CA_NOT_A_CA', `${name} is not a CA certificate (basicConstraints CA:true missing)`);
-    if (cert.keyUsage !== undefined && !cert.keyUsage.usages.has('keyCertSign')) throw new InputError('TRELLIS_CA_NOT_A_CA', `${name} is not allowed to sign certificates (keyCertSign missing)`);
-    if (!spkiDer(parts.key).equals(cert.spki)) throw new InputError('TRELLIS_CA_KEY_MISMATCH', `the private key does not belong to ${name}`);
+    if (cert.basicConstraints?.ca !== true) throw new InputError(CODE.CA_NOT_A_CA, `${name} is not a CA certificate (basicConstraints CA:true missing)`);
+    if (cert.keyUsage !== undefined && !cert.keyUsage.usages.has('keyCertSign')) throw new InputError(CODE.CA_NOT_A_CA, `${name} is not allowed to sign certificates (keyCertSign missing)`);
+    if (!spkiDer(parts.key).equals(cert.spki)) throw new InputError(CODE.CA_KEY_MISMATCH, `the private key does not belong to ${name}`);
     checkPublicKey(cert.spki, `${name} key`);
     checkValidity(cert, now, name);
     for (const issuer of parts.chain) checkValidity(issuer, now, describeCert(issuer));
@@ -144,7 +145,7 @@ export class CertificateAuthority {
       try {
         verifyCaChain([cert, ...parts.chain], parts.bundle, now);
       } catch (err) {
-        throw new InputError('TRELLIS_CA_CHAIN_INVALID', `${name} does not chain to the ${trustDomain} trust bundle: ${(err as Error).message}`, { cause: err });
+        throw new InputError(CODE.CA_CHAIN_INVALID, `${name} does not chain to the ${trustDomain} trust bundle: ${(err as Error).message}`, { cause: err });
       }
     }
     return new CertificateAuthority(parts, trustDomain, options);
@@ -153,7 +154,7 @@ export class CertificateAuthority {
   /** A plug-in CA brought as PEM: the CA certificate followed by its chain, its key, and the roots to trust. */
   static fromPem(input: { certChainPem: string; keyPem: string; bundlePem?: string; trustDomain: string }, options: AuthorityOptions = {}): CertificateAuthority {
     const [certificate, ...rest] = parseCertificatesPem(input.certChainPem, 'CA certificate');
-    if (certificate === undefined) throw new InputError('TRELLIS_CA_NOT_A_CA', 'no CA certificate given');
+    if (certificate === undefined) throw new InputError(CODE.CA_NOT_A_CA, 'no CA certificate given');
     const key = importPrivateKeyPem(input.keyPem, 'CA key');
     // A chain that ends in a self-signed root: the root goes to the bundle, the rest stays in the chain.
     const chainRoots = rest.filter((c) => c.subjectName.equals(c.issuerName));
@@ -174,7 +175,7 @@ export class CertificateAuthority {
     const named = first === undefined ? undefined : trustDomainOf(first);
     const trustDomain = named ?? (options.defaultTrustDomain === undefined ? undefined : parseTrustDomain(options.defaultTrustDomain));
     if (trustDomain === undefined) {
-      throw new InputError('TRELLIS_CA_TRUST_DOMAIN_UNKNOWN', `the CA certificate in ${dir} names no spiffe:// trust domain; give the trust domain explicitly (--trust-domain)`);
+      throw new InputError(CODE.CA_TRUST_DOMAIN_UNKNOWN, `the CA certificate in ${dir} names no spiffe:// trust domain; give the trust domain explicitly (--trust-domain)`);
     }
     const input = { certChainPem: files.certChainPem, keyPem: files.keyPem, trustDomain, ...(files.bundlePem === undefined ? {} : { bundlePem: files.bundlePem }) };
     return CertificateAuthority.fromPem(input, options);
@@ -235,7 +236,7 @@ export class CertificateAuthority {
     try {
       window = this.leafWindow(identity, options);
     } catch (err) {
-      this.metrics?.recordFailure(err instanceof TrellisError ? err.code : 'TRELLIS_CA_INTERNAL');
+      this.metrics?.recordFailure(err instanceof TrellisError ? err.code : CODE.CA_INTERNAL);
       throw err;
     }
     const { privateKey } = await generateKey(options.curve ?? 'P-256');
@@ -248,7 +249,7 @@ export class CertificateAuthority {
     const now = this.now();
     this.checkCanSign(now);
     const pathLen = this.certificate.basicConstraints?.pathLen;
-    if (pathLen !== undefined && pathLen < 1) throw new InputError('TRELLIS_CA_PATH_LENGTH', `${describeCert(this.certificate)} has pathLen ${pathLen} and cannot sign another CA`);
+    if (pathLen !== undefined && pathLen < 1) throw new InputError(CODE.CA_PATH_LENGTH, `${describeCert(this.certificate)} has pathLen ${pathLen} and cannot sign another CA`);
     const name = checkCaName(options.name);
     const ttl = options.ttlMs ?? DEFAULT_INTERMEDIATE_TTL_MS;
     const notBefore = options.notBefore ?? new Date(now.getTime() - BACKDATE_MS);
@@ -278,20 +279,20 @@ export class CertificateAuthority {
   private leafWindow(identity: SpiffeId, options: IssueOptions): { notBefore: Date; notAfter: Date } {
     const now = this.now();
     if (identity.trustDomain !== this.trustDomain) {
-      throw new InputError('TRELLIS_CA_FOREIGN_TRUST_DOMAIN', `${identity.toString()} is outside this CA's trust domain ${this.trustDomain}`);
+      throw new InputError(CODE.CA_FOREIGN_TRUST_DOMAIN, `${identity.toString()} is outside this CA's trust domain ${this.trustDomain}`);
     }
-    if (!hasPath(identity)) throw new InputError('TRELLIS_SPIFFE_ID_INVALID', `${identity.toString()} names a trust domain, not a workload (a path is required)`);
+    if (!hasPath(identity)) throw new InputError(CODE.SPIFFE_ID_INVALID, `${identity.toString()} names a trust domain, not a workload (a path is required)`);
     this.checkCanSign(now);
     const ttl = options.ttlMs ?? this.defaultTtlMs;
-    if (!Number.isFinite(ttl) || ttl <= 0) throw new InputError('TRELLIS_CA_TTL_INVALID', `certificate lifetime must be positive, got ${ttl} ms`);
+    if (!Number.isFinite(ttl) || ttl <= 0) throw new InputError(CODE.CA_TTL_INVALID, `certificate lifetime must be positive, got ${ttl} ms`);
     if (ttl > this.maxTtlMs) {
-      throw new InputError('TRELLIS_CA_TTL_TOO_LONG', `certificate lifetime ${formatDuration(ttl)} exceeds this CA's maximum of ${formatDuration(this.maxTtlMs)}`);
+      throw new InputError(CODE.CA_TTL_TOO_LONG, `certificate lifetime ${formatDuration(ttl)} exceeds this CA's maximum of ${formatDuration(this.maxTtlMs)}`);
     }
     const notBefore = wholeSeconds(options.notBefore ?? new Date(now.getTime() - BACKDATE_MS));
     const wanted = options.notAfter ?? new Date(now.getTime() + ttl);
     // Certificates carry whole seconds; return exactly what the certificate will say.
     const notAfter = wholeSeconds(new Date(Math.min(wanted.getTime(), this.certificate.notAfter.getTime())));
-    if (notAfter.getTime() <= notBefore.getTime()) throw new InputError('TRELLIS_CA_TTL_INVALID', 'certificate would end before it starts');
+    if (notAfter.getTime() <= notBefore.getTime()) throw new InputError(CODE.CA_TTL_INVALID, 'certificate would end before it starts');
     return { notBefore, notAfter };
   }
 
@@ -319,7 +320,7 @@ export class CertificateAuthority {
       return result;
     } catch (err) {
       if (err instanceof TrellisError) this.metrics?.recordFailure(err.code);
-      else this.metrics?.recordFailure('TRELLIS_CA_INTERNAL');
+      else this.metrics?.recordFailure(CODE.CA_INTERNAL);
       throw err;
     }
   }
@@ -362,7 +363,7 @@ export function trustDomainOf(cert: ParsedCertificate): string | undefined {
 
 function checkCaName(name: string): string {
   if (name.trim() === '' || name.length > 64 || !/^[\x20-\x7e]+$/.test(name)) {
-    throw new InputError('TRELLIS_CA_NAME_INVALID', `CA name "${name}" must be 1-64 printable characters`);
+    throw new InputError(CODE.CA_NAME_INVALID, `CA name "${name}" must be 1-64 printable characters`);
   }
   return name;
 }
@@ -373,9 +374,9 @@ function wholeSeconds(date: Date): Date {
 
 function checkValidity(cert: ParsedCertificate, now: Date, name: string): void {
   if (now.getTime() < cert.notBefore.getTime()) {
-    throw new InputError('TRELLIS_CA_ISSUER_NOT_YET_VALID', `${name} is not valid before ${cert.notBefore.toISOString()}`);
+    throw new InputError(CODE.CA_ISSUER_NOT_YET_VALID, `${name} is not valid before ${cert.notBefore.toISOString()}`);
   }
-  if (now.getTime() > cert.notAfter.getTime()) throw new InputError('TRELLIS_CA_ISSUER_EXPIRED', `${name} expired at ${cert.notAfter.toISOString()}`);
+  if (now.getTime() > cert.notAfter.getTime()) throw new InputError(CODE.CA_ISSUER_EXPIRED, `${name} expired at ${cert.notAfter.toISOString()}`);
 }
 
 function verifyCaChain(certs: readonly ParsedCertificate[], bundle: TrustBundle, now: Date): void {

@@ -8,6 +8,7 @@ import { createPublicKey } from 'node:crypto';
 import { InputError } from '../common/errors.js';
 import { certificatePem, fingerprintSha256, parseCertificateDer, parseCertificatesPem, type ParsedCertificate } from './certificate.js';
 import { parseTrustDomain } from './spiffe-id.js';
+import { CODE } from '../common/error-codes.js';
 
 /** One key of a SPIFFE bundle document (RFC 7517 JWK plus `use`). */
 export interface SpiffeBundleKey {
@@ -33,12 +34,12 @@ export class TrustBundle {
   readonly sequence: number;
 
   private constructor(trustDomain: string, roots: readonly ParsedCertificate[], sequence: number) {
-    if (roots.length === 0) throw new InputError('TRELLIS_BUNDLE_EMPTY', `trust bundle for ${trustDomain} holds no root`);
-    if (roots.length > MAX_BUNDLE_ROOTS) throw new InputError('TRELLIS_BUNDLE_TOO_LARGE', `trust bundle for ${trustDomain} holds ${roots.length} roots (limit ${MAX_BUNDLE_ROOTS})`);
-    if (!Number.isSafeInteger(sequence) || sequence < 0) throw new InputError('TRELLIS_BUNDLE_INVALID', `trust bundle sequence must be a non-negative integer, got ${sequence}`);
+    if (roots.length === 0) throw new InputError(CODE.BUNDLE_EMPTY, `trust bundle for ${trustDomain} holds no root`);
+    if (roots.length > MAX_BUNDLE_ROOTS) throw new InputError(CODE.BUNDLE_TOO_LARGE, `trust bundle for ${trustDomain} holds ${roots.length} roots (limit ${MAX_BUNDLE_ROOTS})`);
+    if (!Number.isSafeInteger(sequence) || sequence < 0) throw new InputError(CODE.BUNDLE_INVALID, `trust bundle sequence must be a non-negative integer, got ${sequence}`);
     for (const root of roots) {
       if (root.basicConstraints?.ca !== true) {
-        throw new InputError('TRELLIS_BUNDLE_NOT_CA', `trust bundle for ${trustDomain}: certificate ${fingerprintSha256(root.der)} is not a CA certificate`);
+        throw new InputError(CODE.BUNDLE_NOT_CA, `trust bundle for ${trustDomain}: certificate ${fingerprintSha256(root.der)} is not a CA certificate`);
       }
     }
     this.trustDomain = parseTrustDomain(trustDomain);
@@ -63,21 +64,21 @@ export class TrustBundle {
       try {
         doc = JSON.parse(document);
       } catch (err) {
-        throw new InputError('TRELLIS_BUNDLE_INVALID', `SPIFFE bundle for ${trustDomain} is not JSON`, { cause: err });
+        throw new InputError(CODE.BUNDLE_INVALID, `SPIFFE bundle for ${trustDomain} is not JSON`, { cause: err });
       }
     }
     const record = doc as { keys?: unknown; spiffe_sequence?: unknown };
     if (typeof doc !== 'object' || doc === null || !Array.isArray(record.keys)) {
-      throw new InputError('TRELLIS_BUNDLE_INVALID', `SPIFFE bundle for ${trustDomain} has no "keys" array`);
+      throw new InputError(CODE.BUNDLE_INVALID, `SPIFFE bundle for ${trustDomain} has no "keys" array`);
     }
     const sequence = record.spiffe_sequence ?? 0;
-    if (typeof sequence !== 'number') throw new InputError('TRELLIS_BUNDLE_INVALID', `SPIFFE bundle for ${trustDomain}: spiffe_sequence must be a number`);
+    if (typeof sequence !== 'number') throw new InputError(CODE.BUNDLE_INVALID, `SPIFFE bundle for ${trustDomain}: spiffe_sequence must be a number`);
     const roots: ParsedCertificate[] = [];
     record.keys.forEach((key: unknown, index: number) => {
       const k = key as { use?: unknown; x5c?: unknown };
       if (k.use !== 'x509-svid') return;
       if (!Array.isArray(k.x5c) || k.x5c.length !== 1 || typeof k.x5c[0] !== 'string') {
-        throw new InputError('TRELLIS_BUNDLE_INVALID', `SPIFFE bundle for ${trustDomain}: keys[${index}] (x509-svid) must have exactly one x5c certificate`);
+        throw new InputError(CODE.BUNDLE_INVALID, `SPIFFE bundle for ${trustDomain}: keys[${index}] (x509-svid) must have exactly one x5c certificate`);
       }
       roots.push(parseCertificateDer(Buffer.from(k.x5c[0], 'base64')));
     });
@@ -107,8 +108,8 @@ export class TrustBundle {
   withoutRoot(fingerprint: string): TrustBundle {
     const wanted = normaliseFingerprint(fingerprint);
     const kept = this.roots.filter((r) => normaliseFingerprint(fingerprintSha256(r.der)) !== wanted);
-    if (kept.length === this.roots.length) throw new InputError('TRELLIS_BUNDLE_ROOT_UNKNOWN', `trust bundle for ${this.trustDomain} holds no root with fingerprint ${fingerprint}`);
-    if (kept.length === 0) throw new InputError('TRELLIS_BUNDLE_EMPTY', `refusing to remove the last root of the ${this.trustDomain} trust bundle`);
+    if (kept.length === this.roots.length) throw new InputError(CODE.BUNDLE_ROOT_UNKNOWN, `trust bundle for ${this.trustDomain} holds no root with fingerprint ${fingerprint}`);
+    if (kept.length === 0) throw new InputError(CODE.BUNDLE_EMPTY, `refusing to remove the last root of the ${this.trustDomain} trust bundle`);
     return new TrustBundle(this.trustDomain, kept, this.sequence + 1);
   }
 
@@ -127,10 +128,10 @@ export class TrustBundle {
    */
   static accept(current: TrustBundle, incoming: TrustBundle): TrustBundle {
     if (incoming.trustDomain !== current.trustDomain) {
-      throw new InputError('TRELLIS_BUNDLE_TRUST_DOMAIN', `bundle update is for ${incoming.trustDomain}, expected ${current.trustDomain}`);
+      throw new InputError(CODE.BUNDLE_TRUST_DOMAIN, `bundle update is for ${incoming.trustDomain}, expected ${current.trustDomain}`);
     }
     if (incoming.sequence <= current.sequence) {
-      throw new InputError('TRELLIS_BUNDLE_STALE', `bundle update for ${current.trustDomain} has sequence ${incoming.sequence}, not newer than ${current.sequence}`);
+      throw new InputError(CODE.BUNDLE_STALE, `bundle update for ${current.trustDomain} has sequence ${incoming.sequence}, not newer than ${current.sequence}`);
     }
     return incoming;
   }

@@ -6,6 +6,7 @@
 import { X509Certificate as NodeX509Certificate, createHash } from 'node:crypto';
 import { InputError } from '../common/errors.js';
 import { children, decodeBoolean, decodeOid, decodeSmallInteger, decodeTime, expectTag, readWhole, TAG, type DerNode } from './der.js';
+import { CODE } from '../common/error-codes.js';
 
 export const OID = Object.freeze({
   basicConstraints: '2.5.29.19',
@@ -71,8 +72,8 @@ export function parseCertificateDer(der: Buffer): ParsedCertificate {
   try {
     return parseUnchecked(der);
   } catch (err) {
-    if (err instanceof InputError) throw new InputError('TRELLIS_CERT_INVALID', `not a valid X.509 certificate (${err.message})`, { cause: err });
-    throw new InputError('TRELLIS_CERT_INVALID', 'not a valid X.509 certificate', { cause: err });
+    if (err instanceof InputError) throw new InputError(CODE.CERT_INVALID, `not a valid X.509 certificate (${err.message})`, { cause: err });
+    throw new InputError(CODE.CERT_INVALID, 'not a valid X.509 certificate', { cause: err });
   }
 }
 
@@ -91,7 +92,7 @@ function parseUnchecked(der: Buffer): ParsedCertificate {
   for (; i < tbsFields.length; i++) if (tbsFields[i]?.tag === 0xa3) extensionsNode = tbsFields[i];
   const algOid = decodeOid(expectTag(children(expectTag(algNode, TAG.SEQUENCE, 'signature algorithm'))[0], TAG.OID, 'algorithm'));
   const sig = expectTag(sigNode, TAG.BIT_STRING, 'signature');
-  if (nb === undefined || na === undefined) throw new InputError('TRELLIS_DER_MALFORMED', 'validity needs two times');
+  if (nb === undefined || na === undefined) throw new InputError(CODE.DER_MALFORMED, 'validity needs two times');
 
   const result: {
     -readonly [K in keyof ParsedCertificate]: ParsedCertificate[K];
@@ -191,13 +192,13 @@ export function pemBlocks(text: string, label: string, what: string): Buffer[] {
     const der = Buffer.from(body, 'base64');
     // Buffer.from skips characters it cannot decode; re-encoding catches bodies that were not clean base64.
     if (der.length === 0 || der.toString('base64') !== body) {
-      throw new InputError('TRELLIS_PEM_INVALID', `${what}: a ${label} block is not valid base64`);
+      throw new InputError(CODE.PEM_INVALID, `${what}: a ${label} block is not valid base64`);
     }
     blocks.push(der);
     rest = rest.replace(match[0], '');
   }
-  if (blocks.length === 0) throw new InputError('TRELLIS_PEM_INVALID', `${what}: no "-----BEGIN ${label}-----" block found`);
-  if (/-----BEGIN /.test(rest)) throw new InputError('TRELLIS_PEM_INVALID', `${what}: holds a PEM block that is not a well-formed ${label}`);
+  if (blocks.length === 0) throw new InputError(CODE.PEM_INVALID, `${what}: no "-----BEGIN ${label}-----" block found`);
+  if (/-----BEGIN /.test(rest)) throw new InputError(CODE.PEM_INVALID, `${what}: holds a PEM block that is not a well-formed ${label}`);
   return blocks;
 }
 

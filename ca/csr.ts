@@ -12,6 +12,7 @@ import { bitString, children, decodeBoolean, decodeOid, expectTag, octetString, 
 import { decodeSubjectAltNames, OID, pemBlocks, type SubjectAltNames } from './certificate.js';
 import { checkPublicKey, generateKey, importPrivateKeyPem, privateKeyPem, signatureAlgorithmFor, SIGNATURE_DIGESTS, spkiDer, type Curve } from './keys.js';
 import type { SpiffeId } from './spiffe-id.js';
+import { CODE } from '../common/error-codes.js';
 
 /** Larger requests are refused before parsing: a P-256 CSR is about 400 bytes, an RSA-8192 one about 2.2 KB. */
 export const MAX_CSR_PEM_BYTES = 16 * 1024;
@@ -61,14 +62,14 @@ function csrError(code: string, message: string, cause?: unknown): InputError {
 
 /** Parses and checks a PEM CSR: size, structure, key policy, then the signature over the request. */
 export function parseCsr(csrPem: string): ParsedCsr {
-  if (typeof csrPem !== 'string' || csrPem.length > MAX_CSR_PEM_BYTES) throw csrError('TRELLIS_CA_CSR_INVALID', `larger than ${MAX_CSR_PEM_BYTES} bytes`);
+  if (typeof csrPem !== 'string' || csrPem.length > MAX_CSR_PEM_BYTES) throw csrError(CODE.CA_CSR_INVALID, `larger than ${MAX_CSR_PEM_BYTES} bytes`);
   let blocks: Buffer[];
   try {
     blocks = pemBlocks(csrPem, 'CERTIFICATE REQUEST', 'CSR');
   } catch (err) {
-    throw csrError('TRELLIS_CA_CSR_INVALID', (err as Error).message, err);
+    throw csrError(CODE.CA_CSR_INVALID, (err as Error).message, err);
   }
-  if (blocks.length !== 1) throw csrError('TRELLIS_CA_CSR_INVALID', `expected one PEM block, found ${blocks.length}`);
+  if (blocks.length !== 1) throw csrError(CODE.CA_CSR_INVALID, `expected one PEM block, found ${blocks.length}`);
   let info: Buffer;
   let spki: Buffer;
   let algorithmOid: string;
@@ -85,18 +86,18 @@ export function parseCsr(csrPem: string): ParsedCsr {
     algorithmOid = decodeOid(expectTag(children(expectTag(algNode, TAG.SEQUENCE, 'CSR algorithm'))[0], TAG.OID, 'CSR algorithm'));
     signature = expectTag(sigNode, TAG.BIT_STRING, 'CSR signature').content.subarray(1);
   } catch (err) {
-    throw csrError('TRELLIS_CA_CSR_INVALID', `malformed request (${(err as Error).message})`, err);
+    throw csrError(CODE.CA_CSR_INVALID, `malformed request (${(err as Error).message})`, err);
   }
   const publicKey = checkPublicKey(spki, 'CSR key');
   const digest = SIGNATURE_DIGESTS[algorithmOid];
-  if (digest === undefined) throw csrError('TRELLIS_CA_CSR_INVALID', `unsupported signature algorithm ${algorithmOid}`);
+  if (digest === undefined) throw csrError(CODE.CA_CSR_INVALID, `unsupported signature algorithm ${algorithmOid}`);
   let valid = false;
   try {
     valid = verify(digest, info, publicKey, signature);
   } catch {
     valid = false;
   }
-  if (!valid) throw csrError('TRELLIS_CA_CSR_SIGNATURE', 'its signature does not match its public key');
+  if (!valid) throw csrError(CODE.CA_CSR_SIGNATURE, 'its signature does not match its public key');
 
   let subjectAltNames: SubjectAltNames | undefined;
   let requestsCa = false;
@@ -108,13 +109,13 @@ export function parseCsr(csrPem: string): ParsedCsr {
     for (const attribute of attributes) {
       const [idNode, valuesNode] = children(attribute);
       if (decodeOid(expectTag(idNode, TAG.OID, 'attribute id')) !== OID.extensionRequest) continue;
-      if (++extensionRequests > 1) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', 'it carries more than one extensionRequest attribute');
+      if (++extensionRequests > 1) throw csrError(CODE.CA_CSR_DUPLICATE_EXTENSION, 'it carries more than one extensionRequest attribute');
       const values = children(expectTag(valuesNode, TAG.SET, 'attribute values'));
-      if (values.length !== 1) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', `its extensionRequest attribute holds ${values.length} values, not one`);
+      if (values.length !== 1) throw csrError(CODE.CA_CSR_DUPLICATE_EXTENSION, `its extensionRequest attribute holds ${values.length} values, not one`);
       for (const ext of children(expectTag(values[0], TAG.SEQUENCE, 'requested extensions'))) {
         const parts = children(ext);
         const id = decodeOid(expectTag(parts[0], TAG.OID, 'extension id'));
-        if (seen.has(id)) throw csrError('TRELLIS_CA_CSR_DUPLICATE_EXTENSION', `it requests extension ${id} more than once`);
+        if (seen.has(id)) throw csrError(CODE.CA_CSR_DUPLICATE_EXTENSION, `it requests extension ${id} more than once`);
         seen.add(id);
         const value = readWhole(expectTag(parts[parts.length - 1], TAG.OCTET_STRING, 'extension value').content, 'extension');
         const critical = parts.length === 3 && decodeBoolean(expectTag(parts[1], TAG.BOOLEAN, 'critical'));
@@ -123,8 +124,8 @@ export function parseCsr(csrPem: string): ParsedCsr {
       }
     }
   } catch (err) {
-    if (err instanceof InputError && err.code === 'TRELLIS_CA_CSR_DUPLICATE_EXTENSION') throw err;
-    throw csrError('TRELLIS_CA_CSR_INVALID', `malformed extension request (${(err as Error).message})`, err);
+    if (err instanceof InputError && err.code === CODE.CA_CSR_DUPLICATE_EXTENSION) throw err;
+    throw csrError(CODE.CA_CSR_INVALID, `malformed extension request (${(err as Error).message})`, err);
   }
   return Object.freeze({ spki, publicKey, subjectAltNames, requestsCa });
 }
@@ -134,14 +135,14 @@ export function parseCsr(csrPem: string): ParsedCsr {
  * A request with no SAN at all is accepted (the CA names the identity).
  */
 export function checkCsrAsksOnlyFor(csr: ParsedCsr, identity: SpiffeId): void {
-  if (csr.requestsCa) throw csrError('TRELLIS_CA_CSR_SAN_MISMATCH', 'it asks for a CA certificate');
+  if (csr.requestsCa) throw csrError(CODE.CA_CSR_SAN_MISMATCH, 'it asks for a CA certificate');
   const sans = csr.subjectAltNames;
   if (sans === undefined) return;
   const wanted = identity.toString();
   const extra = [...sans.uris.filter((u) => u !== wanted), ...sans.dnsNames.map((d) => `DNS:${d}`)];
   if (extra.length > 0 || sans.others > 0 || sans.uris.length > 1) {
     const shown = extra.slice(0, 3).join(', ') + (sans.others > 0 ? ` and ${sans.others} other name(s)` : '');
-    throw csrError('TRELLIS_CA_CSR_SAN_MISMATCH', `it asks for names other than ${wanted}: ${shown || 'a repeated URI'}`);
+    throw csrError(CODE.CA_CSR_SAN_MISMATCH, `it asks for names other than ${wanted}: ${shown || 'a repeated URI'}`);
   }
 }
 

@@ -7,6 +7,7 @@
  * magnitude faster, and the reader lets the proxy inspect a peer certificate without a second parser.
  */
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export const TAG = Object.freeze({
   BOOLEAN: 0x01,
@@ -114,7 +115,7 @@ export interface DerNode {
 }
 
 function malformed(what: string): InputError {
-  return new InputError('TRELLIS_DER_MALFORMED', `malformed DER: ${what}`);
+  return new InputError(CODE.DER_MALFORMED, `malformed DER: ${what}`);
 }
 
 /** Reads one element at `offset` of `buf`; refuses lengths that run past the buffer and the indefinite form. */

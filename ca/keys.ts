@@ -6,6 +6,7 @@ import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } fr
 import { promisify } from 'node:util';
 import { InputError } from '../common/errors.js';
 import { oid, sequence, tlv, TAG } from './der.js';
+import { CODE } from '../common/error-codes.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -33,7 +34,7 @@ export function parseCurve(text: string): Curve {
   const upper = text.toUpperCase();
   if (upper === 'P-256' || upper === 'P256') return 'P-256';
   if (upper === 'P-384' || upper === 'P384') return 'P-384';
-  throw new InputError('TRELLIS_CA_CURVE_UNSUPPORTED', `unsupported curve "${text}" (expected P-256 or P-384)`);
+  throw new InputError(CODE.CA_CURVE_UNSUPPORTED, `unsupported curve "${text}" (expected P-256 or P-384)`);
 }
 
 /** PKCS#8 PEM, the format node:tls and every other TLS stack reads. */
@@ -51,7 +52,7 @@ export function importPrivateKeyPem(pem: string, what = 'private key'): KeyObjec
   try {
     return createPrivateKey({ key: pem, format: 'pem' });
   } catch (err) {
-    throw new InputError('TRELLIS_CA_KEY_INVALID', `${what} is not a readable PEM private key`, { cause: err });
+    throw new InputError(CODE.CA_KEY_INVALID, `${what} is not a readable PEM private key`, { cause: err });
   }
 }
 
@@ -72,22 +73,22 @@ export function checkPublicKey(spki: Buffer, what: string): KeyObject {
   try {
     key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (err) {
-    throw new InputError('TRELLIS_CA_KEY_UNSUPPORTED', `${what}: unknown or unsupported public key (expected ECDSA P-256/P-384 or RSA ≥ ${MIN_RSA_BITS} bits)`, { cause: err });
+    throw new InputError(CODE.CA_KEY_UNSUPPORTED, `${what}: unknown or unsupported public key (expected ECDSA P-256/P-384 or RSA ≥ ${MIN_RSA_BITS} bits)`, { cause: err });
   }
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'ec') {
     if (CURVE_OF_NODE[details.namedCurve ?? ''] === undefined) {
-      throw new InputError('TRELLIS_CA_KEY_UNSUPPORTED', `${what}: curve ${details.namedCurve ?? 'unknown'} is not accepted (expected P-256 or P-384)`);
+      throw new InputError(CODE.CA_KEY_UNSUPPORTED, `${what}: curve ${details.namedCurve ?? 'unknown'} is not accepted (expected P-256 or P-384)`);
     }
     return key;
   }
   if (key.asymmetricKeyType === 'rsa') {
     const bits = details.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) throw new InputError('TRELLIS_CA_KEY_WEAK', `${what}: RSA key of ${bits} bits is too weak (minimum ${MIN_RSA_BITS})`);
-    if (bits > MAX_RSA_BITS) throw new InputError('TRELLIS_CA_KEY_UNSUPPORTED', `${what}: RSA key of ${bits} bits is larger than the ${MAX_RSA_BITS}-bit limit`);
+    if (bits < MIN_RSA_BITS) throw new InputError(CODE.CA_KEY_WEAK, `${what}: RSA key of ${bits} bits is too weak (minimum ${MIN_RSA_BITS})`);
+    if (bits > MAX_RSA_BITS) throw new InputError(CODE.CA_KEY_UNSUPPORTED, `${what}: RSA key of ${bits} bits is larger than the ${MAX_RSA_BITS}-bit limit`);
     return key;
   }
-  throw new InputError('TRELLIS_CA_KEY_UNSUPPORTED', `${what}: ${key.asymmetricKeyType ?? 'unknown'} keys are not accepted (expected ECDSA P-256/P-384 or RSA ≥ ${MIN_RSA_BITS} bits)`);
+  throw new InputError(CODE.CA_KEY_UNSUPPORTED, `${what}: ${key.asymmetricKeyType ?? 'unknown'} keys are not accepted (expected ECDSA P-256/P-384 or RSA ≥ ${MIN_RSA_BITS} bits)`);
 }
 
 /** How a key signs: the digest for node:crypto.sign and the DER AlgorithmIdentifier to put in the certificate. */
@@ -108,7 +109,7 @@ const RSA_SHA256: SignatureAlgorithm = Object.freeze({
 export function signatureAlgorithmFor(key: KeyObject): SignatureAlgorithm {
   if (key.asymmetricKeyType === 'ec') return key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? ECDSA_SHA384 : ECDSA_SHA256;
   if (key.asymmetricKeyType === 'rsa') return RSA_SHA256;
-  throw new InputError('TRELLIS_CA_KEY_UNSUPPORTED', `cannot sign with a ${key.asymmetricKeyType ?? 'unknown'} key`);
+  throw new InputError(CODE.CA_KEY_UNSUPPORTED, `cannot sign with a ${key.asymmetricKeyType ?? 'unknown'} key`);
 }
 
 /** Signature algorithm OIDs accepted on CSRs and certificates, mapped to node:crypto digests. */

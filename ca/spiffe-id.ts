@@ -8,6 +8,7 @@
  * A workload's ID additionally has the Trellis form /ns/<namespace>/sa/<service>.
  */
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export const SPIFFE_ID_MAX_LENGTH = 2048;
 export const TRUST_DOMAIN_MAX_LENGTH = 255;
@@ -31,7 +32,7 @@ export interface WorkloadIdParts {
 
 function invalid(text: string, rule: string): InputError {
   const shown = text.length > 120 ? `${text.slice(0, 120)}…` : text;
-  return new InputError('TRELLIS_SPIFFE_ID_INVALID', `invalid SPIFFE ID "${shown}": ${rule}`, { details: { rule } });
+  return new InputError(CODE.SPIFFE_ID_INVALID, `invalid SPIFFE ID "${shown}": ${rule}`, { details: { rule } });
 }
 
 function makeId(trustDomain: string, path: string): SpiffeId {

@@ -15,6 +15,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../common/errors.js';
 import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
+import { CODE } from '../common/error-codes.js';
 
 export const CA_FILES = Object.freeze({ certificate: 'ca.crt', key: 'ca.key', bundle: 'bundle.pem' });
 
@@ -33,10 +34,10 @@ export async function readPemFile(path: string, what: string): Promise<string> {
   try {
     stat = await fs.stat(path);
   } catch (err) {
-    throw new InputError('TRELLIS_CA_FILE_MISSING', `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    throw new InputError(CODE.CA_FILE_MISSING, `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
-  if (!stat.isFile()) throw new InputError('TRELLIS_CA_FILE_MISSING', `${what}: ${path} is not a file`);
-  if (stat.size > MAX_PEM_FILE_BYTES) throw new InputError('TRELLIS_PEM_INVALID', `${what}: ${path} is larger than ${MAX_PEM_FILE_BYTES} bytes`);
+  if (!stat.isFile()) throw new InputError(CODE.CA_FILE_MISSING, `${what}: ${path} is not a file`);
+  if (stat.size > MAX_PEM_FILE_BYTES) throw new InputError(CODE.PEM_INVALID, `${what}: ${path} is larger than ${MAX_PEM_FILE_BYTES} bytes`);
   return fs.readFile(path, 'utf8');
 }
 
@@ -85,12 +86,12 @@ export async function readCaFiles(dir: string, who: FileAccessor | undefined = c
   const certChainPem = await readPemFile(join(dir, CA_FILES.certificate), 'CA certificate');
   const keyPem = await readPemFile(keyPath, 'CA key');
   const problem = keyFileProblem(keyPath, await fs.stat(keyPath), who);
-  if (problem !== undefined) throw new InputError('TRELLIS_CA_KEY_PERMISSIONS', problem);
+  if (problem !== undefined) throw new InputError(CODE.CA_KEY_PERMISSIONS, problem);
   let bundlePem: string | undefined;
   try {
     bundlePem = await readPemFile(join(dir, CA_FILES.bundle), 'trust bundle');
   } catch (err) {
-    if ((err as InputError).code !== 'TRELLIS_CA_FILE_MISSING') throw err;
+    if ((err as InputError).code !== CODE.CA_FILE_MISSING) throw err;
   }
   return { certChainPem, keyPem, bundlePem };
 }
@@ -102,7 +103,7 @@ export async function assertNoCa(dir: string): Promise<void> {
       () => true,
       () => false,
     );
-    if (exists) throw new InputError('TRELLIS_CA_EXISTS', `${join(dir, name)} already exists; refusing to overwrite an existing CA`);
+    if (exists) throw new InputError(CODE.CA_EXISTS, `${join(dir, name)} already exists; refusing to overwrite an existing CA`);
   }
 }
 
@@ -124,7 +125,7 @@ export async function writeCaFiles(dir: string, files: { certChainPem: string; k
     }
   } catch (err) {
     await Promise.all(written.map((name) => fs.unlink(join(dir, name)).catch(() => undefined)));
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new InputError('TRELLIS_CA_EXISTS', `a CA appeared in ${dir} while writing; nothing written`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new InputError(CODE.CA_EXISTS, `a CA appeared in ${dir} while writing; nothing written`, { cause: err });
     throw err;
   }
 }

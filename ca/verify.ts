@@ -13,6 +13,7 @@ import { parseCertificateDer, parseCertificatesPem, type ParsedCertificate } fro
 import { SIGNATURE_DIGESTS } from './keys.js';
 import { parseSpiffeId, parseWorkloadId } from './spiffe-id.js';
 import type { TrustBundle } from './bundle.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface PeerIdentity {
   readonly spiffeId: string;
@@ -39,7 +40,7 @@ export function verifyPeerCertificate(cert: X509Certificate, options: LeafCheckO
   try {
     parsed = parseCertificateDer(cert.raw);
   } catch (err) {
-    throw new TrellisError('TRELLIS_PEER_CERT_INVALID', 'peer certificate could not be parsed', { side: 'downstream', cause: err });
+    throw new TrellisError(CODE.PEER_CERT_INVALID, 'peer certificate could not be parsed', { side: 'downstream', cause: err });
   }
   return checkLeaf(parsed, options);
 }
@@ -47,31 +48,31 @@ export function verifyPeerCertificate(cert: X509Certificate, options: LeafCheckO
 /** The SPIFFE leaf rules on an already parsed certificate. */
 export function checkLeaf(cert: ParsedCertificate, options: LeafCheckOptions): PeerIdentity {
   const now = options.now ?? new Date();
-  if (cert.basicConstraints?.ca === true) throw refuse('TRELLIS_PEER_IS_CA', 'peer presented a CA certificate as its leaf');
+  if (cert.basicConstraints?.ca === true) throw refuse(CODE.PEER_IS_CA, 'peer presented a CA certificate as its leaf');
   if (cert.keyUsage !== undefined && (cert.keyUsage.usages.has('keyCertSign') || cert.keyUsage.usages.has('cRLSign'))) {
-    throw refuse('TRELLIS_PEER_IS_CA', 'peer leaf certificate may sign certificates (keyCertSign/cRLSign)');
+    throw refuse(CODE.PEER_IS_CA, 'peer leaf certificate may sign certificates (keyCertSign/cRLSign)');
   }
   if (cert.keyUsage === undefined || !cert.keyUsage.usages.has('digitalSignature')) {
-    throw refuse('TRELLIS_PEER_KEY_USAGE', 'peer leaf certificate does not allow digitalSignature');
+    throw refuse(CODE.PEER_KEY_USAGE, 'peer leaf certificate does not allow digitalSignature');
   }
   if (cert.unknownCritical.length > 0) {
-    throw refuse('TRELLIS_PEER_CERT_INVALID', `peer leaf certificate has unknown critical extensions: ${cert.unknownCritical.join(', ')}`);
+    throw refuse(CODE.PEER_CERT_INVALID, `peer leaf certificate has unknown critical extensions: ${cert.unknownCritical.join(', ')}`);
   }
   if (now.getTime() < cert.notBefore.getTime()) {
-    throw refuse('TRELLIS_PEER_NOT_YET_VALID', `peer certificate is not valid before ${cert.notBefore.toISOString()}`);
+    throw refuse(CODE.PEER_NOT_YET_VALID, `peer certificate is not valid before ${cert.notBefore.toISOString()}`);
   }
-  if (now.getTime() > cert.notAfter.getTime()) throw refuse('TRELLIS_PEER_EXPIRED', `peer certificate expired at ${cert.notAfter.toISOString()}`);
+  if (now.getTime() > cert.notAfter.getTime()) throw refuse(CODE.PEER_EXPIRED, `peer certificate expired at ${cert.notAfter.toISOString()}`);
   const sans = cert.subjectAltNames;
   const uris = sans?.uris ?? [];
-  if (uris.length !== 1) throw refuse('TRELLIS_PEER_NOT_SVID', `peer certificate must have exactly one URI SAN, found ${uris.length}`);
+  if (uris.length !== 1) throw refuse(CODE.PEER_NOT_SVID, `peer certificate must have exactly one URI SAN, found ${uris.length}`);
   let parts: ReturnType<typeof parseWorkloadId>;
   try {
     parts = parseWorkloadId(uris[0] as string);
   } catch (err) {
-    throw refuse('TRELLIS_PEER_NOT_SVID', `peer certificate URI SAN is not a workload SPIFFE ID: ${(err as Error).message}`);
+    throw refuse(CODE.PEER_NOT_SVID, `peer certificate URI SAN is not a workload SPIFFE ID: ${(err as Error).message}`);
   }
   if (parts.trustDomain !== options.trustDomain) {
-    throw refuse('TRELLIS_PEER_TRUST_DOMAIN', `peer ${parts.id} belongs to trust domain ${parts.trustDomain}, expected ${options.trustDomain}`, {
+    throw refuse(CODE.PEER_TRUST_DOMAIN, `peer ${parts.id} belongs to trust domain ${parts.trustDomain}, expected ${options.trustDomain}`, {
       spiffeId: parts.id,
     });
   }
@@ -111,9 +112,9 @@ export function verifyChain(chainPem: string, bundle: TrustBundle, options: Chai
   try {
     certs = parseCertificatesPem(chainPem, 'certificate chain');
   } catch (err) {
-    throw new TrellisError('TRELLIS_CHAIN_INVALID', (err as Error).message, { side: 'downstream', cause: err });
+    throw new TrellisError(CODE.CHAIN_INVALID, (err as Error).message, { side: 'downstream', cause: err });
   }
-  if (certs.length > MAX_CHAIN_LENGTH) throw refuse('TRELLIS_CHAIN_TOO_LONG', `chain holds ${certs.length} certificates (limit ${MAX_CHAIN_LENGTH})`);
+  if (certs.length > MAX_CHAIN_LENGTH) throw refuse(CODE.CHAIN_TOO_LONG, `chain holds ${certs.length} certificates (limit ${MAX_CHAIN_LENGTH})`);
   const [leaf] = certs as [ParsedCertificate, ...ParsedCertificate[]];
   const identity = checkLeaf(leaf, { trustDomain: options.trustDomain ?? bundle.trustDomain, now });
   const path = verifyPath(certs, bundle, now, identity.trustDomain);
@@ -127,7 +128,7 @@ export function verifyChain(chainPem: string, bundle: TrustBundle, options: Chai
  */
 export function verifyPath(certs: readonly ParsedCertificate[], bundle: TrustBundle, now: Date, trustDomain: string): readonly ParsedCertificate[] {
   const [first, ...pool] = certs;
-  if (first === undefined) throw refuse('TRELLIS_CHAIN_INVALID', 'empty certificate chain');
+  if (first === undefined) throw refuse(CODE.CHAIN_INVALID, 'empty certificate chain');
   const path: ParsedCertificate[] = [first];
   let current = first;
   for (;;) {
@@ -136,12 +137,12 @@ export function verifyPath(certs: readonly ParsedCertificate[], bundle: TrustBun
       path.push(root);
       break;
     }
-    if (path.length >= MAX_CHAIN_LENGTH) throw refuse('TRELLIS_CHAIN_TOO_LONG', `no trusted root within ${MAX_CHAIN_LENGTH} certificates`);
+    if (path.length >= MAX_CHAIN_LENGTH) throw refuse(CODE.CHAIN_TOO_LONG, `no trusted root within ${MAX_CHAIN_LENGTH} certificates`);
     const next = pool.find((c) => !path.includes(c) && c.subjectName.equals(current.issuerName) && signedBy(current, publicKeyOf(c)));
     if (next === undefined) {
       const anyName = bundle.roots.some((r) => r.subjectName.equals(current.issuerName)) || pool.some((c) => c.subjectName.equals(current.issuerName));
       throw refuse(
-        'TRELLIS_CHAIN_UNTRUSTED',
+        CODE.CHAIN_UNTRUSTED,
         anyName
           ? `the signature of ${describe(current)} does not verify with any issuer of that name (forged or from another trust domain)`
           : `${describe(current)} was not issued by a root of the ${bundle.trustDomain} trust bundle or by a certificate in the chain`,
@@ -156,19 +157,19 @@ export function verifyPath(certs: readonly ParsedCertificate[], bundle: TrustBun
   for (let i = 1; i < path.length; i++) {
     const issuer = path[i] as ParsedCertificate;
     const name = describe(issuer);
-    if (issuer.basicConstraints?.ca !== true) throw refuse('TRELLIS_CHAIN_ISSUER_NOT_CA', `${name} signed a certificate but is not a CA (a leaf presented as a CA)`);
-    if (issuer.keyUsage !== undefined && !issuer.keyUsage.usages.has('keyCertSign')) throw refuse('TRELLIS_CHAIN_ISSUER_NOT_CA', `${name} lacks keyCertSign`);
-    if (issuer.unknownCritical.length > 0) throw refuse('TRELLIS_CHAIN_INVALID', `${name} has unknown critical extensions: ${issuer.unknownCritical.join(', ')}`);
+    if (issuer.basicConstraints?.ca !== true) throw refuse(CODE.CHAIN_ISSUER_NOT_CA, `${name} signed a certificate but is not a CA (a leaf presented as a CA)`);
+    if (issuer.keyUsage !== undefined && !issuer.keyUsage.usages.has('keyCertSign')) throw refuse(CODE.CHAIN_ISSUER_NOT_CA, `${name} lacks keyCertSign`);
+    if (issuer.unknownCritical.length > 0) throw refuse(CODE.CHAIN_INVALID, `${name} has unknown critical extensions: ${issuer.unknownCritical.join(', ')}`);
     // RFC 5280 6.1.4 (l),(m): pathLen counts the CA certificates between this issuer and the leaf.
     const casBelow = i - 1 + (firstIsCa ? 1 : 0);
     const pathLen = issuer.basicConstraints.pathLen;
-    if (pathLen !== undefined && casBelow > pathLen) throw refuse('TRELLIS_CHAIN_PATH_LENGTH', `${name} allows ${pathLen} CA(s) below it, the chain has ${casBelow}`);
-    if (now.getTime() < issuer.notBefore.getTime()) throw refuse('TRELLIS_CHAIN_NOT_YET_VALID', `${name} is not valid before ${issuer.notBefore.toISOString()}`);
-    if (now.getTime() > issuer.notAfter.getTime()) throw refuse('TRELLIS_CHAIN_EXPIRED', `${name} expired at ${issuer.notAfter.toISOString()}`);
+    if (pathLen !== undefined && casBelow > pathLen) throw refuse(CODE.CHAIN_PATH_LENGTH, `${name} allows ${pathLen} CA(s) below it, the chain has ${casBelow}`);
+    if (now.getTime() < issuer.notBefore.getTime()) throw refuse(CODE.CHAIN_NOT_YET_VALID, `${name} is not valid before ${issuer.notBefore.toISOString()}`);
+    if (now.getTime() > issuer.notAfter.getTime()) throw refuse(CODE.CHAIN_EXPIRED, `${name} expired at ${issuer.notAfter.toISOString()}`);
     for (const uri of issuer.subjectAltNames?.uris ?? []) {
       if (!uri.startsWith('spiffe://')) continue;
       const td = safeTrustDomain(uri);
-      if (td !== trustDomain) throw refuse('TRELLIS_CHAIN_TRUST_DOMAIN', `${name} belongs to trust domain ${td ?? uri}, not ${trustDomain}`);
+      if (td !== trustDomain) throw refuse(CODE.CHAIN_TRUST_DOMAIN, `${name} belongs to trust domain ${td ?? uri}, not ${trustDomain}`);
     }
   }
   return Object.freeze(path);

@@ -9,6 +9,7 @@
 import { TrellisError } from '../common/errors.js';
 import type { CommandRunner } from './command-runner.js';
 import type { AddressFamily } from './rules.js';
+import { CODE } from '../common/error-codes.js';
 
 export type BackendKind = 'nft' | 'legacy';
 
@@ -67,7 +68,7 @@ export async function detectBackend(runner: CommandRunner, forced?: BackendKind)
   if (forced !== undefined) {
     const bin = await binariesFor(runner, forced, plainKind);
     if (bin === null) {
-      throw new TrellisError('TRELLIS_REDIRECT_BACKEND_MISSING', `iptables-${forced}-restore was not found on ${runner.where} (install iptables)`, { side: 'input' });
+      throw new TrellisError(CODE.REDIRECT_BACKEND_MISSING, `iptables-${forced}-restore was not found on ${runner.where} (install iptables)`, { side: 'input' });
     }
     return backend(forced, `chosen with --backend ${forced}`, bin);
   }
@@ -79,13 +80,13 @@ export async function detectBackend(runner: CommandRunner, forced?: BackendKind)
   }
   if (candidates.length === 0) {
     throw new TrellisError(
-      'TRELLIS_REDIRECT_BACKEND_MISSING',
+      CODE.REDIRECT_BACKEND_MISSING,
       `no usable iptables on ${runner.where}: neither iptables-nft-restore nor iptables-legacy-restore was found (install the iptables package)`,
       { side: 'input' },
     );
   }
   const preferred = candidates.find((c) => c.kind === plainKind) ?? candidates[0];
-  if (preferred === undefined) throw new TrellisError('TRELLIS_REDIRECT_BACKEND_MISSING', 'no iptables backend');
+  if (preferred === undefined) throw new TrellisError(CODE.REDIRECT_BACKEND_MISSING, 'no iptables backend');
   const other = candidates.find((c) => c !== preferred);
   const plainReason = plainKind === null ? 'the only one installed' : `\`iptables --version\` says ${plainKind === 'nft' ? 'nf_tables' : 'legacy'}`;
   if (other !== undefined) {

@@ -14,6 +14,7 @@ import { detectBackend, type BackendKind, type IptablesBackend } from './backend
 import { parseNatState, reconcileTransaction, sameRuleSet, type InstalledNatState } from './nat-state.js';
 import type { RedirectConfig } from './options.js';
 import { buildNatRules, type AddressFamily, type NatRuleSet } from './rules.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface FamilyState {
   readonly family: AddressFamily;
@@ -73,7 +74,7 @@ export function createRedirectInstaller(options: RedirectInstallerOptions): Redi
   async function read(backend: IptablesBackend, family: AddressFamily): Promise<InstalledNatState> {
     const result = await runner.run(backend.save(family), ['-t', 'nat']);
     if (result.code !== 0) {
-      throw new TrellisError('TRELLIS_REDIRECT_READ_FAILED', `${backend.save(family)} -t nat failed on ${runner.where}: ${result.stderr.trim() || `exit ${result.code}`}`, {
+      throw new TrellisError(CODE.REDIRECT_READ_FAILED, `${backend.save(family)} -t nat failed on ${runner.where}: ${result.stderr.trim() || `exit ${result.code}`}`, {
         details: { family, code: result.code },
       });
     }
@@ -84,7 +85,7 @@ export function createRedirectInstaller(options: RedirectInstallerOptions): Redi
     const result = await runner.run(backend.restore(family), ['--noflush', '-w', LOCK_WAIT_SECONDS], transaction);
     if (result.code !== 0) {
       throw new TrellisError(
-        'TRELLIS_REDIRECT_APPLY_FAILED',
+        CODE.REDIRECT_APPLY_FAILED,
         `${backend.restore(family)} refused the ${tool(backend, family)} rules on ${runner.where}, nothing was changed for IPv${family}: ${result.stderr.trim() || `exit ${result.code}`}`,
         { details: { family, code: result.code } },
       );
@@ -127,7 +128,7 @@ export function createRedirectInstaller(options: RedirectInstallerOptions): Redi
         await apply(backend, family, reconcileTransaction(await read(backend, family), restoreTo));
       } catch (err) {
         throw new TrellisError(
-          'TRELLIS_REDIRECT_ROLLBACK_FAILED',
+          CODE.REDIRECT_ROLLBACK_FAILED,
           `installing the redirect failed (${(cause as Error).message}) and IPv${family} could not be put back: ${(err as Error).message}; run \`trellis agent redirect uninstall\``,
           { cause },
         );

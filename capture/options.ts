@@ -5,6 +5,7 @@
  */
 import { InputError } from '../common/errors.js';
 import { parseCidr, parsePortRange, type Cidr, type PortRange } from './cidr.js';
+import { CODE } from '../common/error-codes.js';
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
 export const DEFAULT_INBOUND_PORT = 15006;
@@ -151,7 +152,7 @@ export function validateRedirectOptions(input: RedirectOptionsInput): RedirectCo
   const excludeSsh = platform === 'vm' ? true : (input.excludeSsh ?? false);
 
   if (problems.length > 0) {
-    throw new InputError('TRELLIS_REDIRECT_OPTIONS_INVALID', `invalid redirect options:\n  - ${problems.join('\n  - ')}`, {
+    throw new InputError(CODE.REDIRECT_OPTIONS_INVALID, `invalid redirect options:\n  - ${problems.join('\n  - ')}`, {
       details: { problems },
     });
   }

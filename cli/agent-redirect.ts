@@ -23,6 +23,7 @@ import { originalDstUnavailableReason } from '../proxy/core/original-dst.js';
 import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
 import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 const OPTIONS = {
   'proxy-uid': { type: 'string', multiple: true, value: 'USER[,USER]', help: 'install: user(s) the proxy runs as, name or number (repeatable);\nat least one uid or gid is required', whenAbsent: 'none' },
@@ -101,7 +102,7 @@ function configFrom(values: ParsedValues): RedirectConfig {
     adminPort: portOption('admin-port', values['admin-port'], problems),
   };
   if (values['exclude-ssh'] === true && platform === 'vm') problems.push('--exclude-ssh: on a VM SSH is always excluded; the flag is for --platform pod');
-  if (problems.length > 0) throw new InputError('TRELLIS_REDIRECT_OPTIONS_INVALID', `invalid redirect options:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  if (problems.length > 0) throw new InputError(CODE.REDIRECT_OPTIONS_INVALID, `invalid redirect options:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
   return validateRedirectOptions({
     platform: platform as RedirectPlatform,
     ...ports,
@@ -125,22 +126,22 @@ async function redirect(argv: readonly string[], ctx: CommandContext): Promise<n
   const { values, positionals } = parseFlags(SPEC, argv);
   const [action, ...extra] = positionals;
   if (action === undefined || !['install', 'uninstall', 'show'].includes(action)) {
-    throw new InputError('TRELLIS_USAGE', `${action === undefined ? 'missing action' : `unknown action "${action}"`}: use install, uninstall or show\n\n${USAGE}`);
+    throw new InputError(CODE.CLI_USAGE, `${action === undefined ? 'missing action' : `unknown action "${action}"`}: use install, uninstall or show\n\n${USAGE}`);
   }
-  if (extra.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected arguments: ${extra.join(' ')}`);
+  if (extra.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected arguments: ${extra.join(' ')}`);
   const backendFlag = values.backend;
-  if (backendFlag !== undefined && backendFlag !== 'nft' && backendFlag !== 'legacy') throw new InputError('TRELLIS_USAGE', `--backend: "${backendFlag}" is not nft or legacy`);
+  if (backendFlag !== undefined && backendFlag !== 'nft' && backendFlag !== 'legacy') throw new InputError(CODE.CLI_USAGE, `--backend: "${backendFlag}" is not nft or legacy`);
   const installOnly = ['proxy-uid', 'proxy-gid', 'outbound-port', 'inbound-port', 'tunnel-port', 'admin-port', 'exclude-inbound-ports', 'exclude-outbound-ports', 'exclude-inbound-cidrs', 'exclude-outbound-cidrs', 'platform', 'exclude-ssh', 'ipv6', 'dry-run', 'force'] as const;
   if (action !== 'install') {
     const misplaced = installOnly.filter((name) => values[name] !== undefined);
-    if (misplaced.length > 0) throw new InputError('TRELLIS_USAGE', `${misplaced.map((n) => `--${n}`).join(', ')}: only for install (${action} acts on whatever is installed)`);
+    if (misplaced.length > 0) throw new InputError(CODE.CLI_USAGE, `${misplaced.map((n) => `--${n}`).join(', ')}: only for install (${action} acts on whatever is installed)`);
   }
 
   let runner: CommandRunner;
   try {
     runner = values.netns === undefined ? hostRunner() : netnsRunner(values.netns);
   } catch (err) {
-    throw new InputError('TRELLIS_USAGE', `--netns: ${(err as Error).message}`);
+    throw new InputError(CODE.CLI_USAGE, `--netns: ${(err as Error).message}`);
   }
   const installer = createRedirectInstaller({ runner, backend: backendFlag as BackendKind | undefined });
 
@@ -166,7 +167,7 @@ async function redirect(argv: readonly string[], ctx: CommandContext): Promise<n
   const unavailable = originalDstUnavailableReason();
   if (unavailable !== null && values.force !== true) {
     throw new TrellisError(
-      'TRELLIS_REDIRECT_CAPTURE_UNAVAILABLE',
+      CODE.REDIRECT_CAPTURE_UNAVAILABLE,
       `refusing to install the redirect: this build cannot read the original destination of redirected connections, so every captured connection would fail (${unavailable}). Fix the build, or pass --force if another build of the proxy will serve the captured ports.`,
     );
   }

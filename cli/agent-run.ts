@@ -20,6 +20,7 @@ import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
 import { startAgent } from '../agent/agent.js';
 import { attemptInto } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis agent run --control URL --ca-file F --token-file F --service S [--app-port P [--protocol X]]... [options]',
@@ -95,9 +96,9 @@ function readableFile(path: string | undefined, flag: string, problems: string[]
 function parseUpstreamWildcard(text: string, capture: boolean): UpstreamSpec | undefined {
   const match = /^(?:([a-z0-9-]+)\/)?\*$/.exec(text);
   if (match === null) return undefined;
-  if (!capture) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": a wildcard needs --capture transparent (explicit mode binds one local port per named upstream)`);
+  if (!capture) throw new InputError(CODE.CLI_BAD_UPSTREAM, `--upstream "${text}": a wildcard needs --capture transparent (explicit mode binds one local port per named upstream)`);
   const namespace = match[1];
-  if (namespace !== undefined && !DNS_LABEL.test(namespace)) throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": names are DNS labels`);
+  if (namespace !== undefined && !DNS_LABEL.test(namespace)) throw new InputError(CODE.CLI_BAD_UPSTREAM, `--upstream "${text}": names are DNS labels`);
   return wildcardUpstream(namespace ?? ANY_UPSTREAM);
 }
 
@@ -110,16 +111,16 @@ function parseUpstream(text: string, defaultNamespace: string, capture: boolean)
   if (wildcard !== undefined) return wildcard;
   const match = /^(?:([a-z0-9-]+)\/)?([a-z0-9-]+)(?::(\d{1,5}))?(?:=(?:([0-9a-zA-Z.:[\]-]+):)?(\d{1,5}))?$/.exec(text);
   if (match === null || (match[5] === undefined && !capture)) {
-    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT; NAME alone with --capture)`);
+    throw new InputError(CODE.CLI_BAD_UPSTREAM, `--upstream "${text}": expected NAME=LOCALPORT (or NS/NAME:PORT=HOST:LOCALPORT; NAME alone with --capture)`);
   }
   const [, namespace, service, port, host, local] = match;
   const localPort = local === undefined ? undefined : Number(local);
   const servicePort = port === undefined ? undefined : Number(port);
   if ((localPort !== undefined && (localPort < 1 || localPort > 65535)) || (servicePort !== undefined && (servicePort < 1 || servicePort > 65535))) {
-    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": ports are 1-65535`);
+    throw new InputError(CODE.CLI_BAD_UPSTREAM, `--upstream "${text}": ports are 1-65535`);
   }
   if (!DNS_LABEL.test(service as string) || (namespace !== undefined && !DNS_LABEL.test(namespace))) {
-    throw new InputError('TRELLIS_CLI_BAD_UPSTREAM', `--upstream "${text}": names are DNS labels`);
+    throw new InputError(CODE.CLI_BAD_UPSTREAM, `--upstream "${text}": names are DNS labels`);
   }
   return Object.freeze({ service: service as string, namespace: namespace ?? defaultNamespace, port: servicePort, bindAddress: (host ?? '127.0.0.1').replace(/^\[|\]$/g, ''), localPort });
 }
@@ -132,7 +133,7 @@ export interface ProxyUser {
 
 export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined } {
   const { values, positionals, tokens } = parseFlags(SPEC, argv);
-  if (positionals.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+  if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   const problems: string[] = [];
   const attempt = attemptInto(problems);
   let controlUrl = new URL('https://127.0.0.1:15012');
@@ -226,7 +227,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     ...(capture ? { capture: Object.freeze({ inboundMode: inboundMode as 'strict' | 'permissive', outsideMesh: outsideMesh as 'passthrough' | 'refuse', outbound: { port: outboundPort }, inbound: { port: inboundPort } }) } : {}),
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
-  if (problems.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `${problems.join('\n')}\n\n${USAGE}`);
+  if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, `${problems.join('\n')}\n\n${USAGE}`);
   return { config, level, proxyUser };
 }
 
@@ -240,7 +241,7 @@ export function becomeProxyUser(user: ProxyUser): void {
   const uid = process.getuid?.();
   if (uid === user.uid && process.getgid?.() === user.gid) return;
   if (uid !== 0) {
-    throw new InputError('TRELLIS_AGENT_PROXY_USER', `--proxy-uid ${user.uid}: this process runs as uid ${String(uid)}; start it as root (it then becomes ${user.uid}:${user.gid}) or as that user and group`);
+    throw new InputError(CODE.AGENT_PROXY_USER, `--proxy-uid ${user.uid}: this process runs as uid ${String(uid)}; start it as root (it then becomes ${user.uid}:${user.gid}) or as that user and group`);
   }
   // Groups first: once the uid is dropped they can no longer be changed. Root's supplementary groups go.
   process.setgroups?.([user.gid]);

@@ -7,6 +7,7 @@ import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './comman
 import { redirectSubcommand } from './agent-redirect.js';
 import { runSubcommand } from './agent-run.js';
 import type { CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface AgentSubcommand {
   /** The word after `trellis agent`. */
@@ -48,7 +49,7 @@ export const agentCommand: Command = {
       return name === undefined ? EXIT_USAGE : EXIT_OK;
     }
     const sub = SUBCOMMANDS.find((s) => s.name === name);
-    if (sub === undefined) throw new InputError('TRELLIS_USAGE', `unknown agent subcommand "${name}"\n\n${usage()}`);
+    if (sub === undefined) throw new InputError(CODE.CLI_USAGE, `unknown agent subcommand "${name}"\n\n${usage()}`);
     return sub.run(rest, ctx);
   },
 };

@@ -17,6 +17,7 @@ import { formatInspection, inspectCertificates } from '../ca/inspect.js';
 import { parseCurve, type Curve } from '../ca/keys.js';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../ca/spiffe-id.js';
 import { CA_FILES, assertNoCa, readPemFile } from '../ca/store.js';
+import { CODE } from '../common/error-codes.js';
 
 const USAGE = `Usage:
   trellis ca init --dir DIR --trust-domain TD [--curve P-256|P-384] [--ttl 3650d] [--name CN]
@@ -121,7 +122,7 @@ function usageError(problems: Problems): InputError {
   // A single coded error (an invalid SPIFFE ID, a bad duration) keeps its own code.
   if (problems.length === 1 && only instanceof InputError) return new InputError(only.code, `${only.message}\n(see trellis ca --help)`, { cause: only });
   const lines = problems.map((p) => (typeof p === 'string' ? p : p.message));
-  return new InputError('TRELLIS_CLI_USAGE', `${lines.join('\n')}\n(see trellis ca --help)`);
+  return new InputError(CODE.CLI_USAGE, `${lines.join('\n')}\n(see trellis ca --help)`);
 }
 
 /** Runs every check and collects the failures, so one invocation reports all of them. */
@@ -210,9 +211,9 @@ async function issue(argv: string[], ctx: CommandContext): Promise<number> {
   const certPath = resolve(`${out}.crt`);
   const keyPath = resolve(`${out}.key`);
   for (const path of [certPath, keyPath]) {
-    if (await exists(path)) throw new InputError('TRELLIS_CLI_EXISTS', `${path} already exists; refusing to overwrite it`);
+    if (await exists(path)) throw new InputError(CODE.CLI_EXISTS, `${path} already exists; refusing to overwrite it`);
   }
-  if (!(await exists(dirname(certPath)))) throw new InputError('TRELLIS_CLI_NO_DIR', `directory ${dirname(certPath)} does not exist`);
+  if (!(await exists(dirname(certPath)))) throw new InputError(CODE.CLI_NO_DIR, `directory ${dirname(certPath)} does not exist`);
   // A plug-in CA without a spiffe:// SAN serves the trust domain of the requested ID (or --trust-domain).
   const ca = await CertificateAuthority.load(resolve(dir), { maxTtlMs, defaultTrustDomain: (values['trust-domain'] as string | undefined) ?? id.trustDomain });
   const issued = await ca.issueWorkload(id, { ttlMs, curve });
@@ -236,7 +237,7 @@ async function inspect(argv: string[], ctx: CommandContext): Promise<number> {
     const bundlePem = await readPemFile(resolve(values.bundle), '--bundle');
     const roots = parseCertificatesPem(bundlePem, '--bundle');
     const td = values['trust-domain'] ?? roots.map(trustDomainOf).find((t) => t !== undefined);
-    if (td === undefined) throw new InputError('TRELLIS_CLI_USAGE', '--bundle roots name no trust domain; give --trust-domain');
+    if (td === undefined) throw new InputError(CODE.CLI_USAGE, '--bundle roots name no trust domain; give --trust-domain');
     bundle = TrustBundle.fromCertificates(parseTrustDomain(td), roots);
   }
   const report = inspectCertificates(pem, bundle === undefined ? {} : { bundle });

@@ -21,6 +21,7 @@ import { startControlPlane } from '../control/control-plane.js';
 import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
 import { attemptInto } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis control run --data-dir DIR [--mode universal|kubernetes] [options]',
@@ -81,13 +82,13 @@ function existingDirectory(path: string | undefined, flag: string, problems: str
 export function parseListen(text: string, what: string): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = Number(match?.[3]);
-  if (match === null || !Number.isInteger(port) || port > 65535) throw new InputError('TRELLIS_CLI_BAD_ADDRESS', `${what}: "${text}" is not HOST:PORT (port 0-65535)`);
+  if (match === null || !Number.isInteger(port) || port > 65535) throw new InputError(CODE.CLI_BAD_ADDRESS, `${what}: "${text}" is not HOST:PORT (port 0-65535)`);
   return Object.freeze({ host: (match[1] ?? match[2]) as string, port });
 }
 
 export function parseLogLevel(text: string | undefined): LevelWithSilent {
   const level = text ?? 'info';
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw new InputError('TRELLIS_CLI_BAD_LOG_LEVEL', `--log-level: "${level}" is not a level`);
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw new InputError(CODE.CLI_BAD_LOG_LEVEL, `--log-level: "${level}" is not a level`);
   return level as LevelWithSilent;
 }
 
@@ -134,7 +135,7 @@ function parseMode(text: string | undefined, problems: string[]): ControlPlaneMo
 
 function parseConfig(argv: readonly string[], env: CommandContext['env']): { config: ControlPlaneConfig; level: LevelWithSilent } {
   const { values, positionals } = parseFlags(SPEC, argv);
-  if (positionals.length !== 1 || positionals[0] !== 'run') throw new InputError('TRELLIS_CLI_USAGE', `expected "trellis control run"\n\n${USAGE}`);
+  if (positionals.length !== 1 || positionals[0] !== 'run') throw new InputError(CODE.CLI_USAGE, `expected "trellis control run"\n\n${USAGE}`);
   const problems: string[] = [];
   const attempt = attemptInto(problems);
   if (values['data-dir'] === undefined) problems.push('--data-dir is required');
@@ -168,7 +169,7 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as LevelWithSilent);
   problems.push(...configConflicts(config));
-  if (problems.length > 0) throw new InputError('TRELLIS_CLI_USAGE', problems.join('\n'));
+  if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, problems.join('\n'));
   return { config, level };
 }
 

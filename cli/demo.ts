@@ -15,6 +15,7 @@ import { describeError } from '../common/errors.js';
 import { DENIED_BY_HEADER } from '../proxy/core/tunnel-protocol.js';
 import { DemoMesh, DEMO_NAMESPACE, freePort } from '../demo/demo-mesh.js';
 import { callUpstream, startSampleApps, type SampleApps, type UpstreamReply } from '../demo/sample-apps.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis demo [--keep-running] [--keep-files]',
@@ -172,7 +173,7 @@ export const demoCommand: Command = {
   forms: { '': SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const { values, positionals } = parseFlags(SPEC, argv);
-    if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+    if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
     const main = fileURLToPath(new URL('./main.js', import.meta.url));
     const mesh = new DemoMesh(main, values['keep-files'] === true);
     // Ctrl-C during start-up must still stop every process started so far.

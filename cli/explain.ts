@@ -22,6 +22,7 @@ import { DNS_LABEL } from '../policy/selectors.js';
 import { EXIT_OK, type Command, type CommandContext } from './command.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CONTROL_DEFAULTS } from '../control/config.js';
+import { CODE } from '../common/error-codes.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
@@ -51,7 +52,7 @@ const USAGE = formatHelp(SPEC);
 function parseService(text: string, flag: string): { namespace: string; service: string } {
   const parts = text.split('/');
   if (parts.length !== 2 || !DNS_LABEL.test(parts[0] as string) || !DNS_LABEL.test(parts[1] as string)) {
-    throw new InputError('TRELLIS_USAGE', `${flag}: expected namespace/service (DNS labels), got "${text}"`);
+    throw new InputError(CODE.CLI_USAGE, `${flag}: expected namespace/service (DNS labels), got "${text}"`);
   }
   return { namespace: parts[0] as string, service: parts[1] as string };
 }
@@ -67,7 +68,7 @@ function parseCaller(text: string): { trustDomain: string | null; namespace: str
 /** Policies and, for each, the file it came from (validated together first, so the set is exactly what would load). */
 async function loadPolicies(path: string, rootNamespace: string): Promise<{ policies: TrafficPermission[]; origin: Map<string, string> }> {
   const stat = await fs.stat(path).catch((err: unknown) => {
-    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `--policy ${path}: ${(err as Error).message}`, { cause: err });
+    throw new InputError(CODE.POLICY_DIR_UNREADABLE, `--policy ${path}: ${(err as Error).message}`, { cause: err });
   });
   const names = stat.isDirectory() ? (await fs.readdir(path)).filter(isPolicyFileName).sort().map((n) => join(path, n)) : [path];
   const files: YamlText[] = [];
@@ -120,15 +121,15 @@ function render({ decision, req, callerText, policies, applicable, origin }: Exp
 
 async function explain(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, argv);
-  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+  if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   for (const flag of ['policy', 'from', 'to'] as const) {
-    if (values[flag] === undefined) throw new InputError('TRELLIS_USAGE', `--${flag} is required\n\n${USAGE}`);
+    if (values[flag] === undefined) throw new InputError(CODE.CLI_USAGE, `--${flag} is required\n\n${USAGE}`);
   }
   if ((values.method === undefined) !== (values.path === undefined)) {
-    throw new InputError('TRELLIS_USAGE', '--method and --path go together: give both for an HTTP request, neither for a TCP stream');
+    throw new InputError(CODE.CLI_USAGE, '--method and --path go together: give both for an HTTP request, neither for a TCP stream');
   }
   const rootNamespace = values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE;
-  if (!DNS_LABEL.test(rootNamespace)) throw new InputError('TRELLIS_USAGE', `--root-namespace: "${rootNamespace}" is not a DNS label`);
+  if (!DNS_LABEL.test(rootNamespace)) throw new InputError(CODE.CLI_USAGE, `--root-namespace: "${rootNamespace}" is not a DNS label`);
   const caller = parseCaller(values.from as string);
   const destination = parseService(values.to as string, '--to');
   // The mesh's trust domain is never taken from the caller: a caller from another one must be denied.

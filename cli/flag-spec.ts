@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface FlagSpec {
   readonly type: 'string' | 'boolean';
@@ -87,7 +88,7 @@ export function parseFlags<F extends FlagTable>(spec: CommandSpec<F>, argv: read
   } catch (err) {
     // An unknown flag next to --help still gets the help: the user asked for it.
     if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(formatHelp(spec));
-    throw new InputError('TRELLIS_CLI_USAGE', `${(err as Error).message}\n\n${formatHelp(spec)}`);
+    throw new InputError(CODE.CLI_USAGE, `${(err as Error).message}\n\n${formatHelp(spec)}`);
   }
   if ((parsed.values as Record<string, unknown>).help === true) throw new HelpRequested(formatHelp(spec));
   return parsed as unknown as Parsed<F>;

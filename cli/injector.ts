@@ -23,6 +23,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } 
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
 import { attemptInto } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 /** Recorded in each injected pod's status annotation. */
 export const INJECTOR_VERSION = '0.1.0';
@@ -89,7 +90,7 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    throw new InputError('TRELLIS_CLI_FILE', `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`);
+    throw new InputError(CODE.CLI_UNREADABLE, `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`);
   }
 }
 
@@ -99,15 +100,15 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
     if (path !== undefined) kc.loadFromFile(path);
     else kc.loadFromDefault();
   } catch (err) {
-    throw new InputError('TRELLIS_CLI_KUBECONFIG', `cannot load the kubeconfig${path === undefined ? '' : ` ${path}`}: ${describeError(err)}`);
+    throw new InputError(CODE.K8S_KUBECONFIG_INVALID, `cannot load the kubeconfig${path === undefined ? '' : ` ${path}`}: ${describeError(err)}`);
   }
-  if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_CLI_KUBECONFIG', 'no Kubernetes cluster configured (not in a pod, no kubeconfig); pass --kubeconfig');
+  if (kc.getCurrentCluster() === null) throw new InputError(CODE.K8S_KUBECONFIG_INVALID, 'no Kubernetes cluster configured (not in a pod, no kubeconfig); pass --kubeconfig');
   return kc;
 }
 
 async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseFlags(RUN_SPEC, argv);
-  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${RUN_USAGE}`);
+  if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${RUN_USAGE}`);
   const problems: string[] = [];
   const fileMode = values.cert !== undefined || values.key !== undefined;
   if (fileMode && values['issuer-dir'] !== undefined) problems.push('give either --cert/--key or --issuer-dir, not both');
@@ -131,7 +132,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const proxyUid = parseIntFlag(values['proxy-uid'], '--proxy-uid', 1337, problems);
   const proxyGid = parseIntFlag(values['proxy-gid'], '--proxy-gid', 1337, problems);
   if (values.image === undefined) problems.push('--image is required (the Trellis image the sidecar runs)');
-  if (problems.length > 0) throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', `invalid options:\n  - ${problems.join('\n  - ')}\n\n${RUN_USAGE}`);
+  if (problems.length > 0) throw new InputError(CODE.CLI_INJECTOR_OPTIONS, `invalid options:\n  - ${problems.join('\n  - ')}\n\n${RUN_USAGE}`);
 
   const logger = createLogger({ name: 'trellis-injector', level });
   const registry = new Registry();
@@ -150,10 +151,10 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     trustBundlePem = await readText(explicitTrustBundle, values['trust-bundle'] === undefined ? '--ca-bundle' : '--trust-bundle');
   } else if (issuerDir !== undefined) {
     const issuer = await issuerFromDirectory(issuerDir)();
-    if (issuer.bundlePem === undefined) throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', `${issuerDir}/bundle.pem is missing: the agents need the mesh roots (or pass --trust-bundle)`);
+    if (issuer.bundlePem === undefined) throw new InputError(CODE.CLI_INJECTOR_OPTIONS, `${issuerDir}/bundle.pem is missing: the agents need the mesh roots (or pass --trust-bundle)`);
     trustBundlePem = issuer.bundlePem;
   } else {
-    throw new InputError('TRELLIS_CLI_INJECTOR_OPTIONS', 'with --cert/--key, pass --ca-bundle or --trust-bundle: the agents need the mesh roots');
+    throw new InputError(CODE.CLI_INJECTOR_OPTIONS, 'with --cert/--key, pass --ca-bundle or --trust-bundle: the agents need the mesh roots');
   }
 
   const webhookConfig = values['webhook-config'] ?? 'trellis-injector';
@@ -211,9 +212,9 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
 
 async function waitReady(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseFlags(WAIT_SPEC, argv);
-  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${WAIT_USAGE}`);
+  if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${WAIT_USAGE}`);
   const url = values.url ?? 'http://127.0.0.1:15020/ready';
-  if (!/^https?:\/\//.test(url)) throw new InputError('TRELLIS_CLI_BAD_URL', `--url: "${url}" is not an http:// URL`);
+  if (!/^https?:\/\//.test(url)) throw new InputError(CODE.CLI_BAD_URL, `--url: "${url}" is not an http:// URL`);
   const timeoutMs = parseDuration(values.timeout ?? '2m', '--timeout');
   const intervalMs = parseDuration(values.interval ?? '500ms', '--interval');
   const deadline = Date.now() + timeoutMs;

@@ -11,6 +11,7 @@ import { DEFAULT_ROOT_NAMESPACE, isPolicyFileName, parsePolicyFiles } from '../p
 import { DNS_LABEL } from '../policy/selectors.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis policy check [--root-namespace NS] FILE|DIR...',
@@ -44,9 +45,9 @@ async function expand(paths: readonly string[]): Promise<{ files: string[]; unre
 
 async function check(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, argv);
-  if (positionals.length === 0) throw new InputError('TRELLIS_USAGE', `no policy files given\n\n${USAGE}`);
+  if (positionals.length === 0) throw new InputError(CODE.CLI_USAGE, `no policy files given\n\n${USAGE}`);
   const rootNamespace = values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE;
-  if (!DNS_LABEL.test(rootNamespace)) throw new InputError('TRELLIS_USAGE', `--root-namespace: "${rootNamespace}" is not a DNS label`);
+  if (!DNS_LABEL.test(rootNamespace)) throw new InputError(CODE.CLI_USAGE, `--root-namespace: "${rootNamespace}" is not a DNS label`);
   const { files, unreadable } = await expand(positionals);
   const texts: YamlText[] = [];
   for (const file of files) {
@@ -82,6 +83,6 @@ export const policyCommand: Command = {
   async run(argv, ctx) {
     const [sub, ...rest] = argv;
     if (sub === 'check') return check(rest, ctx);
-    throw new InputError('TRELLIS_USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\n\n${USAGE}`);
+    throw new InputError(CODE.CLI_USAGE, `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\n\n${USAGE}`);
   },
 };

@@ -15,6 +15,7 @@ import { createSidecar, type SidecarConfig } from '../proxy/sidecar.js';
 import { loadPolicyFiles, loadStaticConfig, readIdentityFiles, watchIdentityFiles, type StaticProxyConfig } from '../proxy/static-config.js';
 import { EXIT_FAILURE, EXIT_OK, type Command, type CommandContext } from './command.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis proxy run --config FILE [--grace DURATION]',
@@ -43,8 +44,8 @@ function sidecarConfig(config: StaticProxyConfig, policy: SidecarConfig['policy'
 
 async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, argv);
-  if (positionals.length > 0) throw new InputError('TRELLIS_USAGE', `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
-  if (values.config === undefined) throw new InputError('TRELLIS_USAGE', `--config is required\n\n${USAGE}`);
+  if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+  if (values.config === undefined) throw new InputError(CODE.CLI_USAGE, `--config is required\n\n${USAGE}`);
   const graceMs = values.grace === undefined ? 5_000 : parseDuration(values.grace, '--grace');
   const config = await loadStaticConfig(values.config);
   const identity = await readIdentityFiles(config);
@@ -141,7 +142,7 @@ export const proxyCommand: Command = {
   forms: { '': SPEC, run: SPEC },
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const [sub, ...rest] = argv;
-    if (sub !== 'run') throw new InputError('TRELLIS_USAGE', sub === undefined ? `missing subcommand\n\n${USAGE}` : `unknown subcommand "${sub}"\n\n${USAGE}`);
+    if (sub !== 'run') throw new InputError(CODE.CLI_USAGE, sub === undefined ? `missing subcommand\n\n${USAGE}` : `unknown subcommand "${sub}"\n\n${USAGE}`);
     return run(rest, ctx);
   },
 };

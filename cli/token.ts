@@ -18,6 +18,7 @@ import { readDataDirIdentity } from '../control/identity-file.js';
 import { refuseReservedToken } from '../control/reserved-identity.js';
 import { DEFAULT_TOKEN_USES, MAX_TOKEN_USES, TokenService } from '../control/token-service.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: `trellis token create --service S [--namespace N] [--ttl 1h] [--uses 1] [--output FILE] TARGET
@@ -57,12 +58,12 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return (await fs.readFile(path, 'utf8')).trim();
   } catch (err) {
-    throw new InputError('TRELLIS_CLI_UNREADABLE', `${what}: cannot read ${path} (${(err as Error).message})`);
+    throw new InputError(CODE.CLI_UNREADABLE, `${what}: cannot read ${path} (${(err as Error).message})`);
   }
 }
 
 function adminCredential(text: string, file: string): string {
-  if (!/^[A-Za-z0-9_-]{16,256}$/.test(text)) throw new InputError('TRELLIS_CLI_BAD_ADMIN_TOKEN', `--admin-token-file: ${file} does not hold an admin credential (expected the one line of <data-dir>/admin-token)`);
+  if (!/^[A-Za-z0-9_-]{16,256}$/.test(text)) throw new InputError(CODE.CLI_BAD_ADMIN_TOKEN, `--admin-token-file: ${file} does not hold an admin credential (expected the one line of <data-dir>/admin-token)`);
   return text;
 }
 
@@ -74,12 +75,12 @@ async function targetOf(values: Record<string, string | boolean | undefined>): P
     try {
       url = new URL(control);
     } catch {
-      throw new InputError('TRELLIS_CLI_BAD_URL', `--control: "${control}" is not a URL (e.g. https://10.0.0.5:15012)`);
+      throw new InputError(CODE.CLI_BAD_URL, `--control: "${control}" is not a URL (e.g. https://10.0.0.5:15012)`);
     }
-    if (url.protocol !== 'https:') throw new InputError('TRELLIS_CLI_BAD_URL', '--control must be an https:// URL');
+    if (url.protocol !== 'https:') throw new InputError(CODE.CLI_BAD_URL, '--control must be an https:// URL');
     const adminFile = (values['admin-token-file'] as string | undefined) ?? (dataDir === undefined ? undefined : join(dataDir, 'admin-token'));
     const caFile = (values['ca-file'] as string | undefined) ?? (dataDir === undefined ? undefined : join(dataDir, 'trust-bundle.pem'));
-    if (adminFile === undefined || caFile === undefined) throw new InputError('TRELLIS_CLI_USAGE', '--control needs --admin-token-file and --ca-file (or --data-dir)');
+    if (adminFile === undefined || caFile === undefined) throw new InputError(CODE.CLI_USAGE, '--control needs --admin-token-file and --ca-file (or --data-dir)');
     return {
       online: {
         endpoint: { url, trustBundlePem: await readText(caFile, '--ca-file'), rootNamespace: (values['root-namespace'] as string | undefined) ?? DEFAULT_ROOT_NAMESPACE },
@@ -87,9 +88,9 @@ async function targetOf(values: Record<string, string | boolean | undefined>): P
       },
     };
   }
-  if (dataDir === undefined) throw new InputError('TRELLIS_CLI_USAGE', `give --data-dir DIR, or --control URL with the admin credential\n\n${USAGE}`);
+  if (dataDir === undefined) throw new InputError(CODE.CLI_USAGE, `give --data-dir DIR, or --control URL with the admin credential\n\n${USAGE}`);
   const identity = await readDataDirIdentity(resolve(dataDir));
-  if (identity === undefined) throw new InputError('TRELLIS_CLI_NOT_A_DATA_DIR', `${dataDir} is not a control plane data dir (no control.json); start \`trellis control run --data-dir ${dataDir}\` once first`);
+  if (identity === undefined) throw new InputError(CODE.CLI_NOT_A_DATA_DIR, `${dataDir} is not a control plane data dir (no control.json); start \`trellis control run --data-dir ${dataDir}\` once first`);
   return { offline: new TokenService(await FileStore.open(resolve(dataDir)), identity.trustDomain, Date.now, identity.rootNamespace) };
 }
 
@@ -101,11 +102,11 @@ export const tokenCommand: Command = {
     const { values, positionals } = parseFlags(SPEC, argv);
     const [action, ...rest] = positionals;
     if (action === 'create') {
-      if (rest.length > 0) throw new InputError('TRELLIS_CLI_USAGE', `unexpected argument "${rest[0]}"\n\n${USAGE}`);
-      if (values.service === undefined) throw new InputError('TRELLIS_CLI_USAGE', `--service is required\n\n${USAGE}`);
+      if (rest.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${rest[0]}"\n\n${USAGE}`);
+      if (values.service === undefined) throw new InputError(CODE.CLI_USAGE, `--service is required\n\n${USAGE}`);
       const ttlMs = parseDuration(values.ttl ?? '1h', '--ttl');
       const uses = values.uses === undefined ? DEFAULT_TOKEN_USES : /^[0-9]{1,6}$/.test(values.uses) ? Number(values.uses) : Number.NaN;
-      if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) throw new InputError('TRELLIS_TOKEN_USES_INVALID', `--uses: expected a whole number from 1 to ${MAX_TOKEN_USES} (got "${values.uses}")`);
+      if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) throw new InputError(CODE.TOKEN_USES_INVALID, `--uses: expected a whole number from 1 to ${MAX_TOKEN_USES} (got "${values.uses}")`);
       const namespace = values.namespace ?? 'default';
       // Before any connection: the API refuses it too, with the control plane's own root namespace.
       refuseReservedToken(namespace, values.service, values['root-namespace'] as string | undefined);
@@ -124,7 +125,7 @@ export const tokenCommand: Command = {
     }
     if (action === 'revoke') {
       const id = rest[0];
-      if (id === undefined || rest.length !== 1) throw new InputError('TRELLIS_CLI_USAGE', `usage: trellis token revoke ID TARGET\n\n${USAGE}`);
+      if (id === undefined || rest.length !== 1) throw new InputError(CODE.CLI_USAGE, `usage: trellis token revoke ID TARGET\n\n${USAGE}`);
       const target = await targetOf(values);
       const record = target.online !== undefined
         ? await controlRequest<TokenRecordView>(target.online.endpoint, { method: 'DELETE', path: CONTROL_PATHS.adminToken(id), bearer: target.online.adminToken })

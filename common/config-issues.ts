@@ -6,9 +6,10 @@
  * and whose details carry the issues for callers that report them their own way (`configIssuesOf`).
  */
 import { InputError } from './errors.js';
+import { CODE } from './error-codes.js';
 
-export const CONFIG_UNREADABLE = 'TRELLIS_CONFIG_UNREADABLE';
-export const CONFIG_INVALID = 'TRELLIS_CONFIG_INVALID';
+export const CONFIG_UNREADABLE = CODE.CONFIG_UNREADABLE;
+export const CONFIG_INVALID = CODE.CONFIG_INVALID;
 
 /** One problem in a config file. `line` and `column` are 1-based; 0 when the value had no source position. */
 export interface ConfigIssue {

@@ -43,6 +43,7 @@ import type { ServiceRegistry } from './registry.js';
 import type { ControlStore, StoredRegistration, TokenRecord } from './store.js';
 import type { TokenService } from './token-service.js';
 import type { WatchHub, WatchSink } from './watch-hub.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface ApiServerOptions {
   readonly trustDomain: string;
@@ -118,9 +119,9 @@ export function createApiServer(given: ApiServerOptions): Server {
 function peerOf(options: ResolvedOptions, req: IncomingMessage): PeerIdentity & { readonly serial: string } {
   const socket = req.socket as TLSSocket;
   const cert = socket.getPeerX509Certificate?.();
-  if (cert === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CLIENT_CERT_REQUIRED', 'this path needs the workload certificate (mutual TLS)');
+  if (cert === undefined) throw new HttpError(CODE.CONTROL_CLIENT_CERT_REQUIRED, 'this path needs the workload certificate (mutual TLS)');
   if (!socket.authorized) {
-    throw new HttpError(403, 'TRELLIS_CONTROL_CLIENT_CERT_UNTRUSTED', `client certificate refused: ${String(socket.authorizationError ?? 'not issued by this mesh')}`);
+    throw new HttpError(CODE.CONTROL_CLIENT_CERT_UNTRUSTED, `client certificate refused: ${String(socket.authorizationError ?? 'not issued by this mesh')}`);
   }
   return { ...verifyPeerCertificate(cert, { trustDomain: options.trustDomain }), serial: normaliseSerial(cert.serialNumber) };
 }
@@ -128,7 +129,7 @@ function peerOf(options: ResolvedOptions, req: IncomingMessage): PeerIdentity & 
 function checkProtocol(req: IncomingMessage): void {
   const version = req.headers[PROTOCOL_HEADER];
   if (version !== undefined && version !== String(CONTROL_PROTOCOL_VERSION)) {
-    throw new HttpError(400, 'TRELLIS_CONTROL_PROTOCOL_UNSUPPORTED', `protocol version ${String(version)} is not supported (this control plane speaks ${CONTROL_PROTOCOL_VERSION})`);
+    throw new HttpError(CODE.CONTROL_PROTOCOL_UNSUPPORTED, `protocol version ${String(version)} is not supported (this control plane speaks ${CONTROL_PROTOCOL_VERSION})`);
   }
 }
 
@@ -148,7 +149,7 @@ async function handle(options: ResolvedOptions, req: IncomingMessage, res: Serve
     return;
   }
   if (path === CONTROL_PATHS.adminTokens || path.startsWith(CONTROL_PATHS.adminTokenPrefix)) return admin(options, req, res, path, method);
-  throw new HttpError(404, 'TRELLIS_CONTROL_NOT_FOUND', `no ${method} ${path}`);
+  throw new HttpError(CODE.CONTROL_NOT_FOUND, `no ${method} ${path}`);
 }
 
 async function issue(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -158,17 +159,17 @@ async function issue(options: ResolvedOptions, req: IncomingMessage, res: Server
   if (wait > 0) {
     options.metrics.certificates.inc({ kind: 'issue', result: 'rate-limited' });
     res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
-    throw new HttpError(429, 'TRELLIS_CONTROL_BOOTSTRAP_RATE_LIMITED', `too many refused bootstrap attempts from ${source} (limit: ${options.failedBootstraps.limit.burst}, then one per ${options.failedBootstraps.limit.refillMs / 1000} s); retry in ${Math.ceil(wait / 1000)} s`);
+    throw new HttpError(CODE.CONTROL_BOOTSTRAP_RATE_LIMITED, `too many refused bootstrap attempts from ${source} (limit: ${options.failedBootstraps.limit.burst}, then one per ${options.failedBootstraps.limit.refillMs / 1000} s); retry in ${Math.ceil(wait / 1000)} s`);
   }
   try {
-    if (bearer === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_REQUIRED', 'issuance needs "Authorization: Bearer <join token>"');
+    if (bearer === undefined) throw new HttpError(CODE.CONTROL_CREDENTIAL_REQUIRED, 'issuance needs "Authorization: Bearer <join token>"');
     const authenticator = options.authenticators.find((a) => a.accepts(bearer));
-    if (authenticator === undefined) throw new HttpError(401, 'TRELLIS_CONTROL_CREDENTIAL_UNKNOWN', 'the bearer credential is of no kind this control plane accepts');
+    if (authenticator === undefined) throw new HttpError(CODE.CONTROL_CREDENTIAL_UNKNOWN, 'the bearer credential is of no kind this control plane accepts');
     const who = await authenticator.authenticate(bearer);
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { csrPem?: unknown };
     const signOne = (): Promise<IssueResponse> => options.issuer.issue(body.csrPem, who.namespace, who.service).catch((err: unknown) => {
-      if (isTrellisError(err) && err.code === 'TRELLIS_CA_CSR_SAN_MISMATCH') {
-        throw new HttpError(403, 'TRELLIS_TOKEN_WRONG_SERVICE', `the credential is for ${who.namespace}/${who.service}; ${err.message}`);
+      if (isTrellisError(err) && err.code === CODE.CA_CSR_SAN_MISMATCH) {
+        throw new HttpError(CODE.TOKEN_WRONG_SERVICE, `the credential is for ${who.namespace}/${who.service}; ${err.message}`);
       }
       throw err;
     });
@@ -206,7 +207,7 @@ async function watch(options: ResolvedOptions, req: IncomingMessage, res: Server
   const peer = peerOf(options, req);
   const registration = validateRegistration(await readJsonBody(req, MAX_REQUEST_BODY_BYTES));
   if (registration.zone !== undefined && registration.zone !== options.zone) {
-    throw new HttpError(400, 'TRELLIS_CONTROL_WRONG_ZONE', `this control plane serves zone "${options.zone}", the agent says "${registration.zone}"`);
+    throw new HttpError(CODE.CONTROL_WRONG_ZONE, `this control plane serves zone "${options.zone}", the agent says "${registration.zone}"`);
   }
   const ownsEndpoint = options.endpointsFromAgents !== false;
   const existing = options.registry.get(registration.instanceId);
@@ -277,9 +278,9 @@ async function endpoint(options: ResolvedOptions, req: IncomingMessage, res: Ser
     return;
   }
   const existing = options.registry.get(instanceId);
-  if (existing === undefined) throw new HttpError(404, 'TRELLIS_CONTROL_UNKNOWN_INSTANCE', `no registered instance ${instanceId}`);
+  if (existing === undefined) throw new HttpError(CODE.CONTROL_UNKNOWN_INSTANCE, `no registered instance ${instanceId}`);
   if (existing.service !== peer.service || existing.namespace !== peer.namespace || !mayChange(existing, options.lineage.workloadOf(peer.serial))) {
-    const err = new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} belongs to another workload`);
+    const err = new HttpError(CODE.CONTROL_INSTANCE_TAKEN, `instance ${instanceId} belongs to another workload`);
     refused(options, err, peer, instanceId);
     throw err;
   }
@@ -330,11 +331,11 @@ function tokenView(record: TokenRecord): TokenRecordView {
 }
 
 async function admin(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
-  if (!isAdmin(options, req)) throw new HttpError(401, 'TRELLIS_CONTROL_ADMIN_REQUIRED', 'token administration needs the admin credential (<data-dir>/admin-token)');
+  if (!isAdmin(options, req)) throw new HttpError(CODE.CONTROL_ADMIN_REQUIRED, 'token administration needs the admin credential (<data-dir>/admin-token)');
   if (path === CONTROL_PATHS.adminTokens && method === 'POST') {
     const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown; uses?: unknown };
     if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number' || (body.uses !== undefined && typeof body.uses !== 'number')) {
-      throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'expected {"service": string, "namespace": string, "ttlMs": number, "uses"?: number}');
+      throw new HttpError(CODE.CONTROL_BAD_REQUEST, 'expected {"service": string, "namespace": string, "ttlMs": number, "uses"?: number}');
     }
     const created = await options.tokens.create(body.service, body.namespace, body.ttlMs, body.uses);
     options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt, uses: created.record.uses }, 'join token created');
@@ -353,10 +354,10 @@ async function admin(options: ResolvedOptions, req: IncomingMessage, res: Server
       options.onTokenRevoked?.();
       sendJson(res, 200, tokenView(record));
     } catch (err) {
-      if (isTrellisError(err) && err.code === 'TRELLIS_TOKEN_UNKNOWN') throw new HttpError(404, err.code, err.message);
+      if (isTrellisError(err) && err.code === CODE.TOKEN_UNKNOWN) throw new HttpError(err.code, err.message, 404);
       throw err;
     }
     return;
   }
-  throw new HttpError(405, 'TRELLIS_CONTROL_METHOD_NOT_ALLOWED', `${method} ${path} is not supported`);
+  throw new HttpError(CODE.CONTROL_METHOD_NOT_ALLOWED, `${method} ${path} is not supported`);
 }

@@ -19,6 +19,7 @@ import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.
 import { isTrellisError, TrellisError } from '../common/errors.js';
 import { CertificateAuthority, createRootCa } from '../ca/authority.js';
 import { storeCorrupt } from './file-store.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface ZoneCas {
   readonly root: CertificateAuthority | undefined;
@@ -62,10 +63,10 @@ async function loadOperatorCa(caDir: string, trustDomain: string): Promise<Certi
   try {
     ca = await CertificateAuthority.load(caDir, { defaultTrustDomain: trustDomain });
   } catch (err) {
-    throw new TrellisError('TRELLIS_CONTROL_CA_UNUSABLE', `--ca-dir ${caDir}: ${isTrellisError(err) ? err.message : String(err)}`, { side: 'input', cause: err });
+    throw new TrellisError(CODE.CONTROL_CA_UNUSABLE, `--ca-dir ${caDir}: ${isTrellisError(err) ? err.message : String(err)}`, { side: 'input', cause: err });
   }
   if (ca.trustDomain !== trustDomain) {
-    throw new TrellisError('TRELLIS_CONTROL_CA_UNUSABLE', `--ca-dir ${caDir} is a CA of trust domain "${ca.trustDomain}", this control plane serves "${trustDomain}"`, { side: 'input' });
+    throw new TrellisError(CODE.CONTROL_CA_UNUSABLE, `--ca-dir ${caDir} is a CA of trust domain "${ca.trustDomain}", this control plane serves "${trustDomain}"`, { side: 'input' });
   }
   return ca;
 }

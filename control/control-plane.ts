@@ -47,6 +47,7 @@ import { CertificateLineage } from './certificate-lineage.js';
 import { TokenService } from './token-service.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
+import { CODE } from '../common/error-codes.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
 export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
@@ -76,7 +77,7 @@ function formatHost(host: string): string {
 
 export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<RunningControlPlane> {
   const conflicts = configConflicts(config);
-  if (conflicts.length > 0) throw new InputError('TRELLIS_CONFIG_INVALID', conflicts.join('\n'));
+  if (conflicts.length > 0) throw new InputError(CODE.CONFIG_INVALID, conflicts.join('\n'));
   // Before anything is written: a kubeconfig that cannot be read is bad input, not a half-made data dir.
   const kubeConfig = config.mode === 'kubernetes' && config.kubernetes !== undefined ? loadKubeConfig(config.kubernetes) : undefined;
   const store = await FileStore.open(config.dataDir);

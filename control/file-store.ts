@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import { TrellisError } from '../common/errors.js';
 import type { ControlStore, SecretName, StoredRegistration, TokenRecord } from './store.js';
+import { CODE } from '../common/error-codes.js';
 
 const RECORD_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
@@ -26,14 +27,14 @@ const MAX_RECORD_BYTES = 256 * 1024;
 
 export function storeCorrupt(file: string, reason: string): TrellisError {
   return new TrellisError(
-    'TRELLIS_STORE_CORRUPT',
+    CODE.STORE_CORRUPT,
     `${file} is damaged (${reason}); restore it from a backup or remove it. Nothing else in the data dir was changed.`,
     { side: 'internal', details: { file, reason } },
   );
 }
 
 function checkId(id: string, what: string): void {
-  if (!RECORD_ID.test(id)) throw new TrellisError('TRELLIS_STORE_BAD_ID', `${what} "${id}" may only hold A-Z, a-z, 0-9, "_" and "-" (1-128 characters)`, { side: 'input' });
+  if (!RECORD_ID.test(id)) throw new TrellisError(CODE.STORE_BAD_ID, `${what} "${id}" may only hold A-Z, a-z, 0-9, "_" and "-" (1-128 characters)`, { side: 'input' });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -178,7 +179,7 @@ export class FileStore implements ControlStore {
         const value = await this.readJson(file);
         if (value !== undefined) out.push(parseRegistration(file, value));
       } catch (err) {
-        if (!(err instanceof TrellisError) || err.code !== 'TRELLIS_STORE_CORRUPT') throw err;
+        if (!(err instanceof TrellisError) || err.code !== CODE.STORE_CORRUPT) throw err;
         onCorrupt?.(file, String(err.details?.reason ?? err.message));
       }
     }

@@ -5,28 +5,33 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CONTROL_PROTOCOL_VERSION, PROTOCOL_HEADER, type ErrorBody } from '../api/control-protocol.js';
 import { TrellisError, describeError, isTrellisError } from '../common/errors.js';
+import { CODE, errorCodeInfo, httpStatusOf } from '../common/error-codes.js';
 
+/** A refusal of one control API request; its status is the registry's unless this reply needs another. */
 export class HttpError extends TrellisError {
-  constructor(readonly status: number, code: string, message: string) {
+  readonly status: number;
+
+  constructor(code: string, message: string, status: number = errorCodeInfo(code)?.status ?? 500) {
     super(code, message, { side: status >= 500 ? 'internal' : 'downstream' });
+    this.status = status;
   }
 }
 
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > maxBytes) throw new HttpError(413, 'TRELLIS_CONTROL_BODY_TOO_LARGE', `request body is larger than ${maxBytes} bytes`);
+  if (declared > maxBytes) throw new HttpError(CODE.CONTROL_BODY_TOO_LARGE, `request body is larger than ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > maxBytes) throw new HttpError(413, 'TRELLIS_CONTROL_BODY_TOO_LARGE', `request body is larger than ${maxBytes} bytes`);
+    if (size > maxBytes) throw new HttpError(CODE.CONTROL_BODY_TOO_LARGE, `request body is larger than ${maxBytes} bytes`);
     chunks.push(chunk);
   }
-  if (size === 0) throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'a JSON body is required');
+  if (size === 0) throw new HttpError(CODE.CONTROL_BAD_REQUEST, 'a JSON body is required');
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch {
-    throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REQUEST', 'the body is not valid JSON');
+    throw new HttpError(CODE.CONTROL_BAD_REQUEST, 'the body is not valid JSON');
   }
 }
 
@@ -41,14 +46,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-/** Refusals of a credential are 401/403, bad requests 400, everything unexpected 500 (details only in logs). */
+/** The registry's status of the error's code (common/error-codes.ts), or the one this reply chose; 500 for anything unexpected (details only in logs). */
 export function statusOf(err: unknown): number {
   if (err instanceof HttpError) return err.status;
-  if (!isTrellisError(err)) return 500;
-  if (err.side === 'input') return 400;
-  if (err.side === 'downstream') return err.code.startsWith('TRELLIS_TOKEN_') || err.code.startsWith('TRELLIS_IDENTITY_') || err.code.startsWith('TRELLIS_PEER_') || err.code.startsWith('TRELLIS_CHAIN_') ? 403 : 400;
-  if (err.side === 'policy') return 403;
-  return 500;
+  return httpStatusOf(err);
 }
 
 export function sendError(res: ServerResponse, err: unknown): void {
@@ -57,7 +58,7 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  const code = isTrellisError(err) ? err.code : 'TRELLIS_CONTROL_INTERNAL';
+  const code = isTrellisError(err) ? err.code : CODE.CONTROL_INTERNAL;
   const message = status === 500 ? 'internal error (see the control plane log)' : describeError(err);
   sendJson(res, status, { error: { code, message } } satisfies ErrorBody);
 }

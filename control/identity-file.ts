@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { InputError } from '../common/errors.js';
 import { storeCorrupt } from './file-store.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface DataDirIdentity {
   readonly trustDomain: string;
@@ -46,7 +47,7 @@ export async function claimDataDir(dataDir: string, wanted: DataDirIdentity): Pr
   const existing = await readDataDirIdentity(dataDir);
   if (existing !== undefined && (existing.trustDomain !== wanted.trustDomain || existing.zone !== wanted.zone)) {
     throw new InputError(
-      'TRELLIS_CONTROL_DATA_DIR_MISMATCH',
+      CODE.CONTROL_DATA_DIR_MISMATCH,
       `${join(dataDir, IDENTITY_FILE)} belongs to trust domain "${existing.trustDomain}", zone "${existing.zone}"; this control plane was started for "${wanted.trustDomain}", zone "${wanted.zone}"`,
     );
   }

@@ -10,6 +10,7 @@ import { workloadId } from '../ca/spiffe-id.js';
 import { MAX_CSR_PEM_BYTES } from '../ca/csr.js';
 import { InputError } from '../common/errors.js';
 import { refuseReservedIssuance } from './reserved-identity.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface IssuerOptions {
   readonly ca: CertificateAuthority;
@@ -28,8 +29,8 @@ export class IdentityIssuer {
   }
 
   async issue(csrPem: unknown, namespace: string, service: string): Promise<IssueResponse> {
-    if (typeof csrPem !== 'string' || csrPem.length === 0) throw new InputError('TRELLIS_CSR_MISSING', 'the request needs "csrPem": a PEM certificate signing request');
-    if (csrPem.length > MAX_CSR_PEM_BYTES) throw new InputError('TRELLIS_CSR_TOO_LARGE', `the CSR is larger than ${MAX_CSR_PEM_BYTES} bytes`);
+    if (typeof csrPem !== 'string' || csrPem.length === 0) throw new InputError(CODE.CSR_MISSING, 'the request needs "csrPem": a PEM certificate signing request');
+    if (csrPem.length > MAX_CSR_PEM_BYTES) throw new InputError(CODE.CSR_TOO_LARGE, `the CSR is larger than ${MAX_CSR_PEM_BYTES} bytes`);
     // Whatever authenticated the caller: the mesh's own identities are never issued through the API.
     refuseReservedIssuance(namespace, service, this.options.rootNamespace);
     const id = workloadId(this.trustDomain, namespace, service);

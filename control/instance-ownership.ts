@@ -18,6 +18,7 @@ import { endpointKey } from '../api/control-protocol.js';
 import { HttpError } from './http-io.js';
 import type { Liveness } from './instance-lease.js';
 import type { StoredRegistration } from './store.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface InstanceOwner {
   /** Serial (lowercase hex) of the certificate that last registered the instance. */
@@ -62,25 +63,25 @@ export function checkClaim(view: OwnershipView, claim: StoredRegistration & { re
   const { namespace, service, instanceId, owner } = claim;
   const existing = view.get(instanceId);
   if (existing !== undefined && (existing.namespace !== namespace || existing.service !== service)) {
-    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} belongs to another workload`);
+    throw new HttpError(CODE.CONTROL_INSTANCE_TAKEN, `instance ${instanceId} belongs to another workload`);
   }
   if (existing !== undefined && !mayChange(existing, owner.workload)) {
-    throw new HttpError(403, 'TRELLIS_CONTROL_INSTANCE_TAKEN', `instance ${instanceId} was registered by another certificate of ${namespace}/${service}; only that workload may change it`);
+    throw new HttpError(CODE.CONTROL_INSTANCE_TAKEN, `instance ${instanceId} was registered by another certificate of ${namespace}/${service}; only that workload may change it`);
   }
   const atAddress = view.instanceAt(namespace, service, endpointKey(claim));
   const replaced = atAddress !== undefined && atAddress.instanceId !== instanceId ? atAddress : undefined;
   // A live instance of another workload at this address is not ours to replace; a disconnected one is
   // (a workload restarted without its data dir comes back under a new id and a new certificate).
   if (replaced !== undefined && !mayChange(replaced, owner.workload) && view.liveness(replaced.instanceId) === 'connected') {
-    throw new HttpError(409, 'TRELLIS_CONTROL_ADDRESS_TAKEN', `${endpointKey(claim)} is held by instance ${replaced.instanceId} of another workload, whose agent is connected`);
+    throw new HttpError(CODE.CONTROL_ADDRESS_TAKEN, `${endpointKey(claim)} is held by instance ${replaced.instanceId} of another workload, whose agent is connected`);
   }
   if (existing !== undefined) return;
   const freesOwn = replaced?.owner?.workload === owner.workload ? 1 : 0;
   if (view.ownedBy(owner.workload) - freesOwn >= limits.perWorkload) {
-    throw new HttpError(429, 'TRELLIS_CONTROL_INSTANCE_LIMIT', `this certificate already holds ${limits.perWorkload} instances of ${namespace}/${service}, the most one workload may register; deregister one or reuse its instance id`);
+    throw new HttpError(CODE.CONTROL_INSTANCE_LIMIT, `this certificate already holds ${limits.perWorkload} instances of ${namespace}/${service}, the most one workload may register; deregister one or reuse its instance id`);
   }
   if (view.instanceCount(namespace, service) - (replaced === undefined ? 0 : 1) >= limits.perService) {
-    throw new HttpError(429, 'TRELLIS_CONTROL_SERVICE_INSTANCE_LIMIT', `${namespace}/${service} already has ${limits.perService} instances, the most one service identity may register`);
+    throw new HttpError(CODE.CONTROL_SERVICE_INSTANCE_LIMIT, `${namespace}/${service} already has ${limits.perService} instances, the most one service identity may register`);
   }
 }
 

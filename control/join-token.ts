@@ -9,6 +9,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { TrellisError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export const JOIN_TOKEN_PREFIX = 'tjt1';
 /** A token is ~250 bytes; a longer bearer is not one of ours and is refused before any parsing. */
@@ -41,29 +42,29 @@ function refused(code: string, message: string): TrellisError {
 /** Checks format and signature only; expiry and revocation are the caller's (they need the clock and the store). */
 export function verifyJoinTokenSignature(token: string, key: string): JoinTokenClaims {
   const text = token.trim();
-  if (text.length > MAX_JOIN_TOKEN_LENGTH) throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token is too long');
+  if (text.length > MAX_JOIN_TOKEN_LENGTH) throw refused(CODE.TOKEN_MALFORMED, 'the join token is too long');
   const parts = text.split('.');
-  if (parts.length !== 3 || parts[0] !== JOIN_TOKEN_PREFIX) throw refused('TRELLIS_TOKEN_MALFORMED', `not a Trellis join token (expected ${JOIN_TOKEN_PREFIX}.<claims>.<signature>)`);
+  if (parts.length !== 3 || parts[0] !== JOIN_TOKEN_PREFIX) throw refused(CODE.TOKEN_MALFORMED, `not a Trellis join token (expected ${JOIN_TOKEN_PREFIX}.<claims>.<signature>)`);
   const signed = `${parts[0]}.${parts[1]}`;
   const given = Buffer.from(parts[2] as string, 'base64url');
   // Only the canonical encoding is accepted: base64url decoding ignores stray bits, so two spellings of
   // one token would otherwise both verify.
   if (given.toString('base64url') !== parts[2] || Buffer.from(parts[1] as string, 'base64url').toString('base64url') !== parts[1]) {
-    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token is not canonically encoded');
+    throw refused(CODE.TOKEN_MALFORMED, 'the join token is not canonically encoded');
   }
   const expected = mac(key, signed);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw refused('TRELLIS_TOKEN_BAD_SIGNATURE', 'the join token was not signed by this control plane');
+    throw refused(CODE.TOKEN_BAD_SIGNATURE, 'the join token was not signed by this control plane');
   }
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
   } catch {
-    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token claims are not JSON');
+    throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are not JSON');
   }
   const { v, jti, td, ns, svc, iat, exp } = raw;
   if (v !== 1 || typeof jti !== 'string' || typeof td !== 'string' || typeof ns !== 'string' || typeof svc !== 'string' || typeof iat !== 'number' || typeof exp !== 'number') {
-    throw refused('TRELLIS_TOKEN_MALFORMED', 'the join token claims are incomplete');
+    throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are incomplete');
   }
   return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp });
 }

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { HttpError } from './http-io.js';
+import { CODE } from '../common/error-codes.js';
 
 export const REGISTRATION_LIMITS = Object.freeze({ ports: 64, upstreams: 1024, detail: 512 });
 const INSTANCE_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -25,7 +26,7 @@ function object(value: unknown): Record<string, unknown> | undefined {
 export function validateRegistration(value: unknown): Registration {
   const problems: string[] = [];
   const body = object(object(value)?.registration);
-  if (body === undefined) throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REGISTRATION', 'expected {"registration": {...}}');
+  if (body === undefined) throw new HttpError(CODE.CONTROL_BAD_REGISTRATION, 'expected {"registration": {...}}');
   const { instanceId, zone, address, tunnelPort, ports, healthy, upstreams, agentVersion } = body;
   if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) problems.push('instanceId: 1-128 characters of A-Z, a-z, 0-9, "_", "-"');
   if (zone !== undefined && (typeof zone !== 'string' || !DNS_LABEL.test(zone))) problems.push('zone: a DNS label');
@@ -67,7 +68,7 @@ export function validateRegistration(value: unknown): Registration {
       }
     });
   }
-  if (problems.length > 0) throw new HttpError(400, 'TRELLIS_CONTROL_BAD_REGISTRATION', `invalid registration: ${problems.join('; ')}`);
+  if (problems.length > 0) throw new HttpError(CODE.CONTROL_BAD_REGISTRATION, `invalid registration: ${problems.join('; ')}`);
   return Object.freeze({
     instanceId: instanceId as string,
     ...(zone === undefined ? {} : { zone: zone as string }),
@@ -82,7 +83,7 @@ export function validateRegistration(value: unknown): Registration {
 
 export function validateHealthReport(value: unknown): HealthReport {
   const body = object(value);
-  if (body === undefined || typeof body.healthy !== 'boolean') throw new HttpError(400, 'TRELLIS_CONTROL_BAD_HEALTH', 'expected {"healthy": true|false, "detail"?: string}');
+  if (body === undefined || typeof body.healthy !== 'boolean') throw new HttpError(CODE.CONTROL_BAD_HEALTH, 'expected {"healthy": true|false, "detail"?: string}');
   const detail = typeof body.detail === 'string' ? body.detail.slice(0, REGISTRATION_LIMITS.detail) : undefined;
   return Object.freeze({ healthy: body.healthy, ...(detail === undefined ? {} : { detail }) });
 }

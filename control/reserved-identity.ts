@@ -15,8 +15,9 @@
  */
 import { InputError, TrellisError } from '../common/errors.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { CODE } from '../common/error-codes.js';
 
-export const RESERVED_IDENTITY_CODE = 'TRELLIS_IDENTITY_RESERVED';
+export const RESERVED_IDENTITY_CODE = CODE.IDENTITY_RESERVED;
 
 export function reservedNamespaces(rootNamespace: string = DEFAULT_ROOT_NAMESPACE): ReadonlySet<string> {
   return new Set([rootNamespace, DEFAULT_ROOT_NAMESPACE]);

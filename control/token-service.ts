@@ -13,6 +13,7 @@ import { normaliseSerial, type RevokedSerial } from '../api/control-protocol.js'
 import type { ControlStore, TokenRecord } from './store.js';
 import { refuseReservedIssuance, refuseReservedToken } from './reserved-identity.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { CODE } from '../common/error-codes.js';
 
 /** A join token is for bootstrapping, not a long-lived secret: refuse TTLs beyond a year. */
 export const MAX_TOKEN_TTL_MS = 365 * 86_400_000;
@@ -46,10 +47,10 @@ export class TokenService implements BootstrapAuthenticator {
     workloadId(this.trustDomain, namespace, service);
     refuseReservedToken(namespace, service, this.rootNamespace);
     if (!Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) {
-      throw new InputError('TRELLIS_TOKEN_TTL_INVALID', `token TTL must be between 1s and 365d (got ${ttlMs} ms)`);
+      throw new InputError(CODE.TOKEN_TTL_INVALID, `token TTL must be between 1s and 365d (got ${ttlMs} ms)`);
     }
     if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) {
-      throw new InputError('TRELLIS_TOKEN_USES_INVALID', `token uses must be a whole number from 1 to ${MAX_TOKEN_USES} (got ${uses})`);
+      throw new InputError(CODE.TOKEN_USES_INVALID, `token uses must be a whole number from 1 to ${MAX_TOKEN_USES} (got ${uses})`);
     }
     const id = randomBytes(9).toString('base64url');
     const issuedAt = this.now();
@@ -70,7 +71,7 @@ export class TokenService implements BootstrapAuthenticator {
 
   async revoke(id: string): Promise<TokenRecord> {
     const record = await this.store.getToken(id);
-    if (record === undefined) throw new InputError('TRELLIS_TOKEN_UNKNOWN', `no join token with id "${id}" (see \`trellis token list\`)`);
+    if (record === undefined) throw new InputError(CODE.TOKEN_UNKNOWN, `no join token with id "${id}" (see \`trellis token list\`)`);
     if (record.revokedAt !== undefined) return record;
     const revoked: TokenRecord = Object.freeze({ ...record, revokedAt: new Date(this.now()).toISOString() });
     await this.store.putToken(revoked);
@@ -88,16 +89,16 @@ export class TokenService implements BootstrapAuthenticator {
   async authenticate(bearer: string): Promise<AuthenticatedWorkload> {
     const claims = verifyJoinTokenSignature(bearer, await this.store.secret('token-signing-key'));
     if (claims.trustDomain !== this.trustDomain) {
-      throw refused('TRELLIS_TOKEN_WRONG_TRUST_DOMAIN', `the join token is for trust domain "${claims.trustDomain}", this control plane serves "${this.trustDomain}"`);
+      throw refused(CODE.TOKEN_WRONG_TRUST_DOMAIN, `the join token is for trust domain "${claims.trustDomain}", this control plane serves "${this.trustDomain}"`);
     }
     if (claims.expiresAt * 1000 <= this.now()) {
-      throw refused('TRELLIS_TOKEN_EXPIRED', `join token ${claims.id} expired at ${new Date(claims.expiresAt * 1000).toISOString()}; create a new one with \`trellis token create\``);
+      throw refused(CODE.TOKEN_EXPIRED, `join token ${claims.id} expired at ${new Date(claims.expiresAt * 1000).toISOString()}; create a new one with \`trellis token create\``);
     }
     const record = await this.store.getToken(claims.id);
-    if (record === undefined) throw refused('TRELLIS_TOKEN_UNKNOWN', `join token ${claims.id} is not known to this control plane`);
-    if (record.revokedAt !== undefined) throw refused('TRELLIS_TOKEN_REVOKED', `join token ${claims.id} was revoked at ${record.revokedAt}`);
+    if (record === undefined) throw refused(CODE.TOKEN_UNKNOWN, `join token ${claims.id} is not known to this control plane`);
+    if (record.revokedAt !== undefined) throw refused(CODE.TOKEN_REVOKED, `join token ${claims.id} was revoked at ${record.revokedAt}`);
     if (record.service !== claims.service || record.namespace !== claims.namespace) {
-      throw refused('TRELLIS_TOKEN_MISMATCH', `join token ${claims.id} does not match its record`);
+      throw refused(CODE.TOKEN_MISMATCH, `join token ${claims.id} does not match its record`);
     }
     // A token made before the namespace was reserved (or written into the store by hand) is refused too.
     refuseReservedIssuance(claims.namespace, claims.service, this.rootNamespace);
@@ -118,7 +119,7 @@ export class TokenService implements BootstrapAuthenticator {
   private spend<T extends IssuedRef>(id: string, issue: () => Promise<T>): Promise<T> {
     return this.locked(id, async () => {
       const record = await this.store.getToken(id);
-      if (record === undefined) throw refused('TRELLIS_TOKEN_UNKNOWN', `join token ${id} is not known to this control plane`);
+      if (record === undefined) throw refused(CODE.TOKEN_UNKNOWN, `join token ${id} is not known to this control plane`);
       checkUsable(record);
       const issued = await issue();
       await this.record(record, issued, true);
@@ -138,7 +139,7 @@ export class TokenService implements BootstrapAuthenticator {
       const record = await this.store.getToken(id);
       if (record === undefined) return issue();
       if (record.revokedAt !== undefined) {
-        throw refused('TRELLIS_TOKEN_REVOKED', `certificate ${normaliseSerial(serial)} was issued through join token ${id}, revoked at ${record.revokedAt}; bootstrap again with a new token`);
+        throw refused(CODE.TOKEN_REVOKED, `certificate ${normaliseSerial(serial)} was issued through join token ${id}, revoked at ${record.revokedAt}; bootstrap again with a new token`);
       }
       const issued = await issue();
       await this.record(record, issued, false);
@@ -198,9 +199,9 @@ export interface IssuedRef {
 }
 
 function checkUsable(record: TokenRecord): void {
-  if (record.revokedAt !== undefined) throw refused('TRELLIS_TOKEN_REVOKED', `join token ${record.id} was revoked at ${record.revokedAt}`);
+  if (record.revokedAt !== undefined) throw refused(CODE.TOKEN_REVOKED, `join token ${record.id} was revoked at ${record.revokedAt}`);
   if (record.usesLeft !== undefined && record.usesLeft <= 0) {
-    throw refused('TRELLIS_TOKEN_SPENT', `join token ${record.id} has been used ${record.uses ?? 0} time(s), all it allows; create a new one with \`trellis token create --uses N\``);
+    throw refused(CODE.TOKEN_SPENT, `join token ${record.id} has been used ${record.uses ?? 0} time(s), all it allows; create a new one with \`trellis token create --uses N\``);
   }
 }
 

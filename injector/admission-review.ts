@@ -7,6 +7,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { TrellisError } from '../common/errors.js';
 import type { JsonPatchOperation } from './json-patch.js';
+import { CODE } from '../common/error-codes.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -53,7 +54,7 @@ export interface AdmissionReviewResponse {
 const MAX_WARNINGS = 10;
 
 function malformed(message: string): TrellisError {
-  return new TrellisError('TRELLIS_INJECTOR_REVIEW_MALFORMED', `malformed AdmissionReview: ${message}`, { side: 'downstream' });
+  return new TrellisError(CODE.INJECTOR_REVIEW_MALFORMED, `malformed AdmissionReview: ${message}`, { side: 'downstream' });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -13,6 +13,7 @@ import { describeError, TrellisError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { pointer, type JsonPatchOperation } from './json-patch.js';
 import type { InjectorMetrics } from './metrics.js';
+import { CODE } from '../common/error-codes.js';
 
 export type WebhookConfigurationApi = Pick<AdmissionregistrationV1Api, 'readMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'>;
 
@@ -57,11 +58,11 @@ export class WebhookCaBundleSync {
       config = await api.readMutatingWebhookConfiguration({ name });
     } catch (err) {
       this.options.metrics.caBundleSyncs.inc({ result: 'failed' });
-      throw new TrellisError('TRELLIS_INJECTOR_WEBHOOK_READ', `cannot read MutatingWebhookConfiguration "${name}": ${describeError(err)}`, { side: 'upstream', retryable: true, cause: err });
+      throw new TrellisError(CODE.INJECTOR_WEBHOOK_READ, `cannot read MutatingWebhookConfiguration "${name}": ${describeError(err)}`, { side: 'upstream', retryable: true, cause: err });
     }
     if ((config.webhooks ?? []).length === 0) {
       this.options.metrics.caBundleSyncs.inc({ result: 'failed' });
-      throw new TrellisError('TRELLIS_INJECTOR_WEBHOOK_EMPTY', `MutatingWebhookConfiguration "${name}" has no webhooks`, { side: 'upstream' });
+      throw new TrellisError(CODE.INJECTOR_WEBHOOK_EMPTY, `MutatingWebhookConfiguration "${name}" has no webhooks`, { side: 'upstream' });
     }
     const patch = caBundlePatch(config, desired);
     if (patch.length === 0) {
@@ -72,7 +73,7 @@ export class WebhookCaBundleSync {
       await api.patchMutatingWebhookConfiguration({ name, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
     } catch (err) {
       this.options.metrics.caBundleSyncs.inc({ result: 'failed' });
-      throw new TrellisError('TRELLIS_INJECTOR_WEBHOOK_PATCH', `cannot update the caBundle of MutatingWebhookConfiguration "${name}": ${describeError(err)}`, {
+      throw new TrellisError(CODE.INJECTOR_WEBHOOK_PATCH, `cannot update the caBundle of MutatingWebhookConfiguration "${name}": ${describeError(err)}`, {
         side: 'upstream',
         retryable: true,
         cause: err,

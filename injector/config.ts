@@ -5,6 +5,7 @@
  * reads nothing else.
  */
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 /** The agent's well-known ports inside the pod (the capture issue fixes 15001 and 15006; 15008 is the tunnel). */
 export interface AgentPorts {
@@ -75,7 +76,7 @@ export function parseKubernetesVersion(text: string, minorText?: string): Kubern
   const source = minorText === undefined ? text.trim() : `${text.trim()}.${minorText.trim()}`;
   const match = /^v?(\d+)\.(\d+)\+?(?:\.\d+)?(?:[-+].*)?$/.exec(source);
   if (match === null) {
-    throw new InputError('TRELLIS_INJECTOR_KUBERNETES_VERSION', `"${source}" is not a Kubernetes version (expected e.g. 1.30 or v1.30.2)`);
+    throw new InputError(CODE.INJECTOR_KUBERNETES_VERSION, `"${source}" is not a Kubernetes version (expected e.g. 1.30 or v1.30.2)`);
   }
   return Object.freeze({ major: Number(match[1]), minor: Number(match[2]) });
 }
@@ -157,7 +158,7 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
   const readyWaitSeconds = input.readyWaitSeconds ?? 120;
   if (!Number.isInteger(readyWaitSeconds) || readyWaitSeconds < 1 || readyWaitSeconds > 3600) errors.push(`readyWaitSeconds: ${readyWaitSeconds} must be 1 to 3600`);
   if (errors.length > 0) {
-    throw new InputError('TRELLIS_INJECTOR_CONFIG_INVALID', `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
+    throw new InputError(CODE.INJECTOR_CONFIG_INVALID, `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
   }
   return Object.freeze({
     image,

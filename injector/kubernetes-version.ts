@@ -7,13 +7,14 @@
 import type { VersionApi } from '@kubernetes/client-node';
 import { describeError, TrellisError } from '../common/errors.js';
 import { parseKubernetesVersion, type KubernetesVersion } from './config.js';
+import { CODE } from '../common/error-codes.js';
 
 export async function detectKubernetesVersion(api: Pick<VersionApi, 'getCode'>): Promise<KubernetesVersion> {
   let info;
   try {
     info = await api.getCode();
   } catch (err) {
-    throw new TrellisError('TRELLIS_INJECTOR_VERSION_UNKNOWN', `cannot read the API server's version (pass --kubernetes-version to skip detection): ${describeError(err)}`, {
+    throw new TrellisError(CODE.INJECTOR_VERSION_UNKNOWN, `cannot read the API server's version (pass --kubernetes-version to skip detection): ${describeError(err)}`, {
       side: 'upstream',
       retryable: true,
       cause: err,

@@ -14,6 +14,7 @@ import { bitString, boolean, octetString, oid, sequence, tlv } from '../ca/der.j
 import { generateKey, importPrivateKeyPem, privateKeyPem, signatureAlgorithmFor, spkiDer } from '../ca/keys.js';
 import { authorityKeyIdExtension, encodeName, keyIdentifier, randomSerial, signCertificate, subjectKeyIdExtension, BACKDATE_MS } from '../ca/profile.js';
 import { InputError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface ServingMaterial {
   /** Leaf then the intermediates, as node:tls `cert` takes it. */
@@ -40,7 +41,7 @@ function sanExtension(names: readonly string[]): Buffer {
   const entries = names.map((name) => {
     const family = isIP(name);
     if (family === 4) return tlv(0x87, Buffer.from(name.split('.').map(Number)));
-    if (family !== 0) throw new InputError('TRELLIS_INJECTOR_SERVING_NAME', `IPv6 serving names are not supported: ${name}`);
+    if (family !== 0) throw new InputError(CODE.INJECTOR_SERVING_NAME, `IPv6 serving names are not supported: ${name}`);
     return tlv(0x82, Buffer.from(name, 'ascii'));
   });
   return extension(OID.subjectAltName, false, sequence(...entries));
@@ -49,10 +50,10 @@ function sanExtension(names: readonly string[]): Buffer {
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 
 export function checkServingNames(names: readonly string[]): readonly string[] {
-  if (names.length === 0) throw new InputError('TRELLIS_INJECTOR_SERVING_NAME', 'at least one DNS name is needed for the serving certificate');
+  if (names.length === 0) throw new InputError(CODE.INJECTOR_SERVING_NAME, 'at least one DNS name is needed for the serving certificate');
   for (const name of names) {
     if (isIP(name) === 4) continue;
-    if (!DNS_NAME.test(name)) throw new InputError('TRELLIS_INJECTOR_SERVING_NAME', `"${name}" is not a DNS name or IPv4 address`);
+    if (!DNS_NAME.test(name)) throw new InputError(CODE.INJECTOR_SERVING_NAME, `"${name}" is not a DNS name or IPv4 address`);
   }
   return Object.freeze([...names]);
 }
@@ -78,7 +79,7 @@ export async function issueServingCertificate(issuer: IssuerPem, names: readonly
   const spki = spkiDer(privateKey);
   const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
   const notAfter = new Date(Math.floor(Math.min(now.getTime() + ttlMs, ca.notAfter.getTime()) / 1000) * 1000);
-  if (notAfter.getTime() <= now.getTime()) throw new InputError('TRELLIS_INJECTOR_ISSUER_EXPIRED', 'the issuing CA expires before a serving certificate could be valid');
+  if (notAfter.getTime() <= now.getTime()) throw new InputError(CODE.INJECTOR_ISSUER_EXPIRED, 'the issuing CA expires before a serving certificate could be valid');
   const der = signCertificate(
     {
       serial: randomSerial(),

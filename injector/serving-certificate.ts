@@ -18,6 +18,7 @@ import { describeError, InputError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { InjectorMetrics } from './metrics.js';
 import { issueServingCertificate, type IssuerPem, type ServingMaterial } from './serving-certificate-issuer.js';
+import { CODE } from '../common/error-codes.js';
 
 export type { ServingMaterial };
 
@@ -37,11 +38,11 @@ async function readPem(path: string, what: string): Promise<string> {
   try {
     handle = await fs.open(path, 'r');
   } catch (err) {
-    throw new InputError('TRELLIS_INJECTOR_CERT_FILE', `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    throw new InputError(CODE.INJECTOR_CERT_FILE, `${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
   try {
     const stat = await handle.stat();
-    if (stat.size > MAX_PEM_BYTES) throw new InputError('TRELLIS_INJECTOR_CERT_FILE', `${what}: ${path} is larger than ${MAX_PEM_BYTES} bytes`);
+    if (stat.size > MAX_PEM_BYTES) throw new InputError(CODE.INJECTOR_CERT_FILE, `${what}: ${path} is larger than ${MAX_PEM_BYTES} bytes`);
     return await handle.readFile('utf8');
   } finally {
     await handle.close();
@@ -54,16 +55,16 @@ export function inspectMaterial(certChainPem: string, keyPem: string, caBundlePe
   try {
     leaf = new X509Certificate(certChainPem);
   } catch (err) {
-    throw new InputError('TRELLIS_INJECTOR_CERT_INVALID', 'the serving certificate is not a readable PEM certificate', { cause: err });
+    throw new InputError(CODE.INJECTOR_CERT_INVALID, 'the serving certificate is not a readable PEM certificate', { cause: err });
   }
   let matches = false;
   try {
     matches = leaf.checkPrivateKey(createPrivateKey({ key: keyPem, format: 'pem' }));
   } catch (err) {
-    throw new InputError('TRELLIS_INJECTOR_CERT_INVALID', 'the serving key is not a readable PEM private key', { cause: err });
+    throw new InputError(CODE.INJECTOR_CERT_INVALID, 'the serving key is not a readable PEM private key', { cause: err });
   }
-  if (!matches) throw new InputError('TRELLIS_INJECTOR_CERT_INVALID', 'the serving key does not belong to the serving certificate');
-  if (!caBundlePem.includes('-----BEGIN CERTIFICATE-----')) throw new InputError('TRELLIS_INJECTOR_CERT_INVALID', 'the CA bundle holds no PEM certificate');
+  if (!matches) throw new InputError(CODE.INJECTOR_CERT_INVALID, 'the serving key does not belong to the serving certificate');
+  if (!caBundlePem.includes('-----BEGIN CERTIFICATE-----')) throw new InputError(CODE.INJECTOR_CERT_INVALID, 'the CA bundle holds no PEM certificate');
   return Object.freeze({ certChainPem, keyPem, caBundlePem, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) });
 }
 
@@ -230,7 +231,7 @@ export function issuerFromDirectory(dir: string): () => Promise<IssuerPem> {
     try {
       bundlePem = await readPem(join(dir, 'bundle.pem'), 'trust bundle');
     } catch (err) {
-      if ((err as InputError).code !== 'TRELLIS_INJECTOR_CERT_FILE') throw err;
+      if ((err as InputError).code !== CODE.INJECTOR_CERT_FILE) throw err;
     }
     return bundlePem === undefined ? { certChainPem, keyPem } : { certChainPem, keyPem, bundlePem };
   };

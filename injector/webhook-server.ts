@@ -18,6 +18,7 @@ import { handleAdmissionReview, type AdmissionHandlerDeps } from './admission-ha
 import type { AdmissionResult } from './metrics.js';
 import type { SelectionRoute } from './selection.js';
 import type { ServingMaterial } from './serving-certificate-issuer.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface WebhookLimits {
   readonly maxBodyBytes: number;
@@ -191,7 +192,7 @@ export class WebhookServer {
         result = 'malformed';
         sendError(res, err.status, err.message);
         if (err.status === 413) res.once('finish', () => req.socket.destroy());
-      } else if (isTrellisError(err) && err.code === 'TRELLIS_INJECTOR_REVIEW_MALFORMED') {
+      } else if (isTrellisError(err) && err.code === CODE.INJECTOR_REVIEW_MALFORMED) {
         result = 'malformed';
         sendError(res, 400, err.message);
       } else {

@@ -23,6 +23,7 @@ import { InputError } from '../common/errors.js';
 import { HttpMatcher, normalizeRequestPath } from './http-match.js';
 import { ANY, parseDestination, parseSourceSelector, type NamePattern } from './selectors.js';
 import type { AuthorizationRequest, CompileOptions, Decision, PeerIdentity, PolicyRule, TrafficPermission } from './types.js';
+import { CODE } from '../common/error-codes.js';
 
 interface CompiledRule {
   readonly rank: number;
@@ -91,7 +92,7 @@ export class CompiledPolicy {
     const seen = new Set<string>();
     for (const p of policies) {
       const key = `${p.metadata.namespace}/${p.metadata.name}`;
-      if (seen.has(key)) throw new InputError('TRELLIS_POLICY_INVALID', `duplicate policy "${key}"`);
+      if (seen.has(key)) throw new InputError(CODE.POLICY_INVALID, `duplicate policy "${key}"`);
       seen.add(key);
     }
     const sorted = sortForEvaluation(policies, options.rootNamespace);
@@ -100,14 +101,14 @@ export class CompiledPolicy {
     for (const policy of sorted) {
       const key = `${policy.metadata.namespace}/${policy.metadata.name}`;
       const dest = parseDestination(policy.spec.destination, policy.metadata.namespace, options.rootNamespace);
-      if (!dest.ok) throw new InputError('TRELLIS_POLICY_INVALID', `policy ${key}: spec.destination: ${dest.message}`);
+      if (!dest.ok) throw new InputError(CODE.POLICY_INVALID, `policy ${key}: spec.destination: ${dest.message}`);
       const sources = this.destinationIndex(dest.value);
       policy.spec.rules.forEach((rule, index) => {
         const compiled = compileRule(rule, index, key, policy.spec.mode === 'dry-run', rank++);
         if (compiled === null) return;
         for (const from of rule.from) {
           const src = parseSourceSelector(from, policy.metadata.namespace);
-          if (!src.ok) throw new InputError('TRELLIS_POLICY_INVALID', `policy ${key}: spec.rules[${index}].from: ${src.message}`);
+          if (!src.ok) throw new InputError(CODE.POLICY_INVALID, `policy ${key}: spec.rules[${index}].from: ${src.message}`);
           const bucket = sources.bucket(src.value);
           const list = rule.action === 'allow' ? bucket.allows : policy.spec.mode === 'dry-run' ? bucket.dryRunDenies : bucket.denies;
           // A rule naming the same caller twice is filed once.

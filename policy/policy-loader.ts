@@ -9,6 +9,7 @@ import { InputError } from '../common/errors.js';
 import { readConfigFile, type YamlText } from '../common/yaml-source.js';
 import { parsePolicyFiles } from './validator.js';
 import type { TrafficPermission, ValidationContext } from './types.js';
+import { CODE } from '../common/error-codes.js';
 
 /** A policy directory is operator-written; more files than this is a wrong path, not a policy set. */
 export const MAX_POLICY_FILES = 10_000;
@@ -23,10 +24,10 @@ export async function loadPolicyDir(dir: string, options: ValidationContext = {}
     const entries = await fs.readdir(dir, { withFileTypes: true });
     names = entries.filter((e) => (e.isFile() || e.isSymbolicLink()) && isPolicyFileName(e.name)).map((e) => e.name);
   } catch (err) {
-    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `${dir}: cannot read policy directory (${(err as Error).message})`, { cause: err });
+    throw new InputError(CODE.POLICY_DIR_UNREADABLE, `${dir}: cannot read policy directory (${(err as Error).message})`, { cause: err });
   }
   if (names.length > MAX_POLICY_FILES) {
-    throw new InputError('TRELLIS_POLICY_DIR_UNREADABLE', `${dir}: ${names.length} policy files is more than the limit of ${MAX_POLICY_FILES}`);
+    throw new InputError(CODE.POLICY_DIR_UNREADABLE, `${dir}: ${names.length} policy files is more than the limit of ${MAX_POLICY_FILES}`);
   }
   names.sort();
   const files: YamlText[] = [];

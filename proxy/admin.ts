@@ -12,6 +12,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { createAdminHttpServer, jsonReply, textReply } from '../common/admin-http.js';
 import { TrellisError } from '../common/errors.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface AdminSource {
   readonly registry: Registry;
@@ -59,7 +60,7 @@ export class AdminServer {
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(new TrellisError('TRELLIS_ADMIN_LISTEN_FAILED', `cannot listen on ${host}:${port} for the admin port: ${err.message}`, { side: 'input', cause: err }));
+      const onError = (err: Error): void => reject(new TrellisError(CODE.ADMIN_LISTEN_FAILED, `cannot listen on ${host}:${port} for the admin port: ${err.message}`, { side: 'input', cause: err }));
       this.server.once('error', onError);
       this.server.listen(port, host, () => {
         this.server.off('error', onError);

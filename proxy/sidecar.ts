@@ -45,6 +45,7 @@ import { appLocalAddress, HANDOFF_SOURCE } from './inbound/app-source.js';
 import { createCaptureMetrics } from './inbound/capture-metrics.js';
 import type { OriginalDestination } from './core/original-dst.js';
 import { AdminServer } from './admin.js';
+import { CODE } from '../common/error-codes.js';
 
 /**
  * Destinations (endpoint × service port) a capture-mode sidecar opens sessions to ahead of need; beyond
@@ -288,7 +289,7 @@ class TrellisSidecar implements Sidecar {
   }
 
   async start(): Promise<void> {
-    if (this.started) throw new TrellisError('TRELLIS_PROXY_ALREADY_STARTED', 'the sidecar was already started', { side: 'internal' });
+    if (this.started) throw new TrellisError(CODE.PROXY_ALREADY_STARTED, 'the sidecar was already started', { side: 'internal' });
     this.started = true;
     const tunnel = this.options.tunnel ?? {};
     try {
@@ -313,7 +314,7 @@ class TrellisSidecar implements Sidecar {
   }
 
   async applyConfig(config: SidecarConfig): Promise<void> {
-    if (this.stopped) throw new TrellisError('TRELLIS_PROXY_STOPPED', 'the sidecar is stopped', { side: 'internal' });
+    if (this.stopped) throw new TrellisError(CODE.PROXY_STOPPED, 'the sidecar is stopped', { side: 'internal' });
     const frozen = Object.freeze({ ...config });
     this.config = frozen;
     this.upstreams = indexUpstreams(frozen.upstreams);

@@ -24,6 +24,7 @@ import type { LoadBalancingStrategy } from './core/load-balancer.js';
 import { isConfigurableUpgradeProtocol } from './core/http-upgrade-rules.js';
 import { buildTlsMaterial } from './core/tls-material.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
+import { CODE } from '../common/error-codes.js';
 
 export interface StaticProxyConfig {
   readonly file: string;
@@ -343,7 +344,7 @@ export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identit
     try {
       return await fs.readFile(path, 'utf8');
     } catch (err) {
-      throw new InputError('TRELLIS_PROXY_IDENTITY_UNREADABLE', `${path}: cannot read the ${what} (${(err as Error).message})`, { cause: err });
+      throw new InputError(CODE.PROXY_IDENTITY_UNREADABLE, `${path}: cannot read the ${what} (${(err as Error).message})`, { cause: err });
     }
   };
   const [certChainPem, keyPem, trustBundlePem] = await Promise.all([
@@ -406,7 +407,7 @@ export async function loadPolicyFiles(paths: readonly string[]): Promise<Traffic
     try {
       isDir = (await fs.stat(path)).isDirectory();
     } catch (err) {
-      throw new InputError('TRELLIS_POLICY_UNREADABLE', `${path}: cannot read policy (${(err as Error).message})`, { cause: err });
+      throw new InputError(CODE.POLICY_UNREADABLE, `${path}: cannot read policy (${(err as Error).message})`, { cause: err });
     }
     if (!isDir) {
       files.push(await readConfigFile(path));

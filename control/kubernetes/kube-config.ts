@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { InputError, describeError } from '../../common/errors.js';
+import { CODE } from '../../common/error-codes.js';
 
 export const IN_CLUSTER_CREDENTIALS = Object.freeze({
   token: '/var/run/secrets/kubernetes.io/serviceaccount/token',
@@ -25,19 +26,19 @@ export function loadKubeConfig(access: KubeApiAccess): KubeConfig {
     try {
       kc.loadFromFile(access.path);
     } catch (err) {
-      throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: ${describeError(err)}`);
+      throw new InputError(CODE.K8S_KUBECONFIG_INVALID, `${where}: ${describeError(err)}`);
     }
     if (access.context !== undefined) {
       if (!kc.getContexts().some((c) => c.name === access.context)) {
-        throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: no context "${access.context}" (it has ${kc.getContexts().map((c) => `"${c.name}"`).join(', ') || 'none'})`);
+        throw new InputError(CODE.K8S_KUBECONFIG_INVALID, `${where}: no context "${access.context}" (it has ${kc.getContexts().map((c) => `"${c.name}"`).join(', ') || 'none'})`);
       }
       kc.setCurrentContext(access.context);
     }
-    if (kc.getCurrentCluster() === null) throw new InputError('TRELLIS_K8S_KUBECONFIG_INVALID', `${where}: no current context with a cluster`);
+    if (kc.getCurrentCluster() === null) throw new InputError(CODE.K8S_KUBECONFIG_INVALID, `${where}: no current context with a cluster`);
     return kc;
   }
   if (!existsSync(IN_CLUSTER_CREDENTIALS.token)) {
-    throw new InputError('TRELLIS_K8S_NO_CREDENTIALS', `no service-account token at ${IN_CLUSTER_CREDENTIALS.token}: run in a pod with a service account, or pass --kubeconfig`);
+    throw new InputError(CODE.K8S_NO_CREDENTIALS, `no service-account token at ${IN_CLUSTER_CREDENTIALS.token}: run in a pod with a service account, or pass --kubeconfig`);
   }
   const host = isIPv6(access.host) ? `[${access.host}]` : access.host;
   // The same shape as KubeConfig.loadFromCluster, without its read of process.env: the tokenFile

@@ -26,6 +26,7 @@ import type { KubernetesMetrics } from './kubernetes-metrics.js';
 import { Reflector, type ResourceSource } from './reflector.js';
 import type { ReflectorTuning } from './registry-feed.js';
 import { trafficPermissionSource } from './resource-sources.js';
+import { CODE } from '../../common/error-codes.js';
 
 const DROPPED_ANNOTATIONS = new Set(['kubectl.kubernetes.io/last-applied-configuration']);
 const SOURCE = 'trafficpermissions';
@@ -97,7 +98,7 @@ export class KubernetesPolicyFeed {
         this.reflector.whenSynced(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new InputError('TRELLIS_K8S_SYNC_TIMEOUT', `the Kubernetes API did not list ${SOURCE} within ${timeoutMs} ms (is the TrafficPermission CRD installed? may the control plane list and watch it?)`)),
+            () => reject(new InputError(CODE.K8S_SYNC_TIMEOUT, `the Kubernetes API did not list ${SOURCE} within ${timeoutMs} ms (is the TrafficPermission CRD installed? may the control plane list and watch it?)`)),
             timeoutMs,
           );
         }),
@@ -159,7 +160,7 @@ export class KubernetesPolicyFeed {
       );
     } catch (err) {
       const issues = configIssuesOf(err);
-      if (issues.length === 0) return new InputError('TRELLIS_CONFIG_INVALID', `invalid policy: ${describeError(err)}`);
+      if (issues.length === 0) return new InputError(CODE.CONFIG_INVALID, `invalid policy: ${describeError(err)}`);
       // Paths come back as `[i].spec...`; name the resource instead of its index.
       const named = issues.map((issue): ConfigIssue => {
         const match = /^\[(\d+)\]\.?(.*)$/.exec(issue.path);
@@ -167,7 +168,7 @@ export class KubernetesPolicyFeed {
         return resource === undefined ? issue : { ...issue, file: `TrafficPermission ${resource}`, path: match?.[2] ?? '' };
       });
       const lines = named.map((i) => `  ${formatConfigIssue(i)}`);
-      return new InputError('TRELLIS_CONFIG_INVALID', `invalid TrafficPermission resources: ${named.length} problem${named.length === 1 ? '' : 's'}\n${lines.join('\n')}`, {
+      return new InputError(CODE.CONFIG_INVALID, `invalid TrafficPermission resources: ${named.length} problem${named.length === 1 ? '' : 's'}\n${lines.join('\n')}`, {
         details: { issues: Object.freeze(named) },
       });
     }

@@ -22,6 +22,7 @@ import { Reflector, type ReflectorOptions, type ResourceSource } from './reflect
 import { endpointSliceSource, podSource, serviceSource } from './resource-sources.js';
 import { definitionSignature, type ServiceDefinition } from '../registry.js';
 import { desiredService } from './service-endpoints.js';
+import { CODE } from '../../common/error-codes.js';
 
 /** What the feed needs of the registry (`ServiceRegistry` has it). */
 export interface RegistryTarget {
@@ -110,7 +111,7 @@ export class KubernetesRegistryFeed {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const pending = [this.services, this.slices, this.pods].filter((r) => !r.synced).map((r) => r.resource);
-        reject(new TrellisError('TRELLIS_K8S_SYNC_TIMEOUT', `the Kubernetes API did not list ${pending.join(', ')} within ${timeoutMs} ms (see the log for why; check RBAC: list and watch on services, endpointslices, pods)`, { side: 'upstream', retryable: true }));
+        reject(new TrellisError(CODE.K8S_SYNC_TIMEOUT, `the Kubernetes API did not list ${pending.join(', ')} within ${timeoutMs} ms (see the log for why; check RBAC: list and watch on services, endpointslices, pods)`, { side: 'upstream', retryable: true }));
       }, timeoutMs);
     });
     try {

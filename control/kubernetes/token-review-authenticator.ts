@@ -20,6 +20,7 @@ import type { Logger } from '../../common/log.js';
 import { DNS_LABEL } from '../../policy/selectors.js';
 import type { AuthenticatedWorkload, BootstrapAuthenticator } from '../authenticator.js';
 import type { KubernetesMetrics } from './kubernetes-metrics.js';
+import { CODE } from '../../common/error-codes.js';
 
 export const TRELLIS_TOKEN_AUDIENCE = 'trellis';
 
@@ -57,7 +58,7 @@ const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 const JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 function refused(code: string, message: string): TrellisError {
-  // `TRELLIS_TOKEN_*` codes map to 403 in the API's reply (`control/http-io.ts`).
+  // `TOKEN_*` codes are 403 in the API's reply (their status in common/error-codes.ts).
   return new TrellisError(code, message, { side: 'downstream' });
 }
 
@@ -88,7 +89,7 @@ export class TokenReviewAuthenticator implements BootstrapAuthenticator {
       const api = options.kubeConfig.makeApiClient(AuthenticationV1Api);
       this.review = (body) => api.createTokenReview({ body });
     } else {
-      throw new TrellisError('TRELLIS_K8S_NO_API', 'TokenReviewAuthenticator needs a kubeConfig or a review function');
+      throw new TrellisError(CODE.K8S_NO_API, 'TokenReviewAuthenticator needs a kubeConfig or a review function');
     }
   }
 
@@ -154,7 +155,7 @@ export class TokenReviewAuthenticator implements BootstrapAuthenticator {
       ]);
     } catch (err) {
       this.options.log?.warn({ err: describeError(err) }, 'TokenReview failed');
-      throw new TrellisError('TRELLIS_K8S_TOKEN_REVIEW_FAILED', `cannot check the service-account token with the Kubernetes API (TokenReview): ${describeError(err)}; retry`, {
+      throw new TrellisError(CODE.K8S_TOKEN_REVIEW_FAILED, `cannot check the service-account token with the Kubernetes API (TokenReview): ${describeError(err)}; retry`, {
         side: 'upstream',
         retryable: true,
         cause: err,
@@ -168,24 +169,24 @@ export class TokenReviewAuthenticator implements BootstrapAuthenticator {
     const status = review.status;
     if (status?.authenticated !== true) {
       const why = status?.error === undefined || status.error === '' ? 'the token is invalid, expired, or its pod is gone' : status.error;
-      throw refused('TRELLIS_TOKEN_K8S_UNAUTHENTICATED', `the Kubernetes API did not authenticate the service-account token: ${why}`);
+      throw refused(CODE.TOKEN_K8S_UNAUTHENTICATED, `the Kubernetes API did not authenticate the service-account token: ${why}`);
     }
     const audiences = status.audiences ?? [];
     if (!audiences.includes(this.audience)) {
       throw refused(
-        'TRELLIS_TOKEN_K8S_WRONG_AUDIENCE',
+        CODE.TOKEN_K8S_WRONG_AUDIENCE,
         `the service-account token is not for audience "${this.audience}" (TokenReview answered ${audiences.length === 0 ? 'no audiences' : JSON.stringify(audiences)}); mount a projected token with audience "${this.audience}"`,
       );
     }
     const username = status.user?.username ?? '';
     const match = SERVICE_ACCOUNT_USER.exec(username);
     if (match === null) {
-      throw refused('TRELLIS_TOKEN_K8S_NOT_SERVICE_ACCOUNT', `the token belongs to "${username}", not to a service account (system:serviceaccount:<namespace>:<name>)`);
+      throw refused(CODE.TOKEN_K8S_NOT_SERVICE_ACCOUNT, `the token belongs to "${username}", not to a service account (system:serviceaccount:<namespace>:<name>)`);
     }
     const namespace = match[1] as string;
     const service = match[2] as string;
     if (!DNS_LABEL.test(namespace) || !DNS_LABEL.test(service)) {
-      throw refused('TRELLIS_TOKEN_K8S_NAME_UNSUPPORTED', `service account ${namespace}/${service}: a Trellis service name must be a DNS label (lowercase letters, digits, "-", at most 63)`);
+      throw refused(CODE.TOKEN_K8S_NAME_UNSUPPORTED, `service account ${namespace}/${service}: a Trellis service name must be a DNS label (lowercase letters, digits, "-", at most 63)`);
     }
     const podName = status.user?.extra?.['authentication.kubernetes.io/pod-name']?.[0];
     return Object.freeze({ namespace, service, credential: `k8s-sa-token:${namespace}/${service}${podName === undefined ? '' : `@${podName}`}:${key.slice(0, 12)}` });

@@ -8,6 +8,7 @@
  */
 import { TrellisError } from '../../common/errors.js';
 import type { Endpoint } from '../../api/data-plane.js';
+import { CODE } from '../../common/error-codes.js';
 
 export interface Destination {
   readonly service: string;
@@ -55,6 +56,6 @@ export function endpointKey(endpoint: Endpoint): string {
 
 export function assertPort(port: number, what: string): void {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new TrellisError('TRELLIS_PROXY_PORT_INVALID', `${what}: ${port} is not a port (1-65535)`, { side: 'input' });
+    throw new TrellisError(CODE.PROXY_PORT_INVALID, `${what}: ${port} is not a port (1-65535)`, { side: 'input' });
   }
 }

@@ -3,11 +3,13 @@
  * here, so 403/400/502/503/504 mean the same thing on both sidecars and in the logs.
  *
  * Responses carry `trellis-error: <CODE>` and the correlation id (`trellis-correlation-id`, also
- * `x-request-id`), plus a one-line text body. Codes starting `TRELLIS_HTTP_APP_` come from the inbound
- * sidecar talking to its app; `TRELLIS_HTTP_UPSTREAM_` from the outbound sidecar talking to the tunnel.
+ * `x-request-id`), plus a one-line text body. Codes, statuses and texts are registry entries
+ * (common/error-codes.ts): `HTTP_APP_*` come from the inbound sidecar talking to its app, `HTTP_UPSTREAM_*`
+ * from the outbound sidecar talking to the tunnel.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { TrellisError, type ErrorSide } from '../../common/errors.js';
+import { ERRORS, type ErrorCodeInfo } from '../../common/error-codes.js';
 import { CORRELATION_HEADER } from './tunnel-protocol.js';
 import { REQUEST_ID_HEADER } from './http-headers.js';
 
@@ -23,28 +25,29 @@ export interface HttpFailureKind {
   readonly message: string;
 }
 
-function kind(code: string, status: number, side: ErrorSide, retryable: boolean, message: string): HttpFailureKind {
-  return Object.freeze({ code, status, side, retryable, message });
+/** A view of a registry entry (common/error-codes.ts): the code, status, side and text live there. */
+function kind(info: ErrorCodeInfo): HttpFailureKind {
+  return Object.freeze({ code: info.code, status: info.status, side: info.side, retryable: info.retryable, message: info.summary });
 }
 
 export const HTTP_FAILURES = Object.freeze({
-  denied: kind('TRELLIS_HTTP_DENIED', 403, 'policy', false, 'denied by mesh policy'),
-  badRequest: kind('TRELLIS_HTTP_BAD_REQUEST', 400, 'downstream', false, 'malformed request'),
-  badPath: kind('TRELLIS_HTTP_BAD_PATH', 400, 'downstream', false, 'request path is not one the mesh can judge (see the path policy)'),
-  upgradeRefused: kind('TRELLIS_HTTP_UPGRADE_REFUSED', 400, 'downstream', false, 'this upgrade protocol is not carried to this port'),
-  requestTimeout: kind('TRELLIS_HTTP_REQUEST_TIMEOUT', 408, 'downstream', false, 'the request was not received in time'),
-  headTooLarge: kind('TRELLIS_HTTP_HEAD_TOO_LARGE', 431, 'downstream', false, 'request head exceeds the limit'),
-  appUnavailable: kind('TRELLIS_HTTP_APP_UNAVAILABLE', 503, 'upstream', false, 'the app refused the connection'),
-  appConnectTimeout: kind('TRELLIS_HTTP_APP_CONNECT_TIMEOUT', 504, 'upstream', false, 'connecting to the app timed out'),
-  appTimeout: kind('TRELLIS_HTTP_APP_TIMEOUT', 504, 'upstream', false, 'the app sent nothing within the idle timeout'),
-  appReset: kind('TRELLIS_HTTP_APP_RESET', 502, 'upstream', false, 'the app closed the connection before responding'),
-  appBadResponse: kind('TRELLIS_HTTP_APP_BAD_RESPONSE', 502, 'upstream', false, 'the app sent a malformed response'),
-  appOverloaded: kind('TRELLIS_HTTP_APP_OVERLOADED', 503, 'upstream', true, 'too many requests are waiting for an app connection'),
-  noEndpoint: kind('TRELLIS_HTTP_NO_ENDPOINT', 503, 'upstream', false, 'the destination service has no endpoint'),
-  upstreamConnect: kind('TRELLIS_HTTP_UPSTREAM_CONNECT_FAILED', 503, 'upstream', true, 'no endpoint of the destination could be reached'),
-  upstreamReset: kind('TRELLIS_HTTP_UPSTREAM_RESET', 502, 'upstream', false, 'the destination sidecar reset the request'),
-  upstreamTimeout: kind('TRELLIS_HTTP_UPSTREAM_TIMEOUT', 504, 'upstream', false, 'the destination sent nothing within the idle timeout'),
-  unknownDestination: kind('TRELLIS_HTTP_UNKNOWN_DESTINATION', 502, 'internal', false, 'no destination is known for this connection'),
+  denied: kind(ERRORS.HTTP_DENIED),
+  badRequest: kind(ERRORS.HTTP_BAD_REQUEST),
+  badPath: kind(ERRORS.HTTP_BAD_PATH),
+  upgradeRefused: kind(ERRORS.HTTP_UPGRADE_REFUSED),
+  requestTimeout: kind(ERRORS.HTTP_REQUEST_TIMEOUT),
+  headTooLarge: kind(ERRORS.HTTP_HEAD_TOO_LARGE),
+  appUnavailable: kind(ERRORS.HTTP_APP_UNAVAILABLE),
+  appConnectTimeout: kind(ERRORS.HTTP_APP_CONNECT_TIMEOUT),
+  appTimeout: kind(ERRORS.HTTP_APP_TIMEOUT),
+  appReset: kind(ERRORS.HTTP_APP_RESET),
+  appBadResponse: kind(ERRORS.HTTP_APP_BAD_RESPONSE),
+  appOverloaded: kind(ERRORS.HTTP_APP_OVERLOADED),
+  noEndpoint: kind(ERRORS.HTTP_NO_ENDPOINT),
+  upstreamConnect: kind(ERRORS.HTTP_UPSTREAM_CONNECT_FAILED),
+  upstreamReset: kind(ERRORS.HTTP_UPSTREAM_RESET),
+  upstreamTimeout: kind(ERRORS.HTTP_UPSTREAM_TIMEOUT),
+  unknownDestination: kind(ERRORS.HTTP_UNKNOWN_DESTINATION),
 });
 
 /** A failure of one request, raised inside the HTTP path and turned into a response by `failureResponse*`. */

@@ -6,11 +6,12 @@
 import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from 'pino';
 import { TrellisError } from '../../common/errors.js';
+import { CODE } from '../../common/error-codes.js';
 
 export function listenOn(server: Server, host: string, port: number, purpose: string, log: Logger): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void =>
-      reject(new TrellisError('TRELLIS_PROXY_LISTEN_FAILED', `cannot listen on ${host}:${port} for ${purpose}: ${err.message}`, { side: 'input', cause: err }));
+      reject(new TrellisError(CODE.PROXY_LISTEN_FAILED, `cannot listen on ${host}:${port} for ${purpose}: ${err.message}`, { side: 'input', cause: err }));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);

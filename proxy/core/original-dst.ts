@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { TrellisError } from '../../common/errors.js';
+import { CODE } from '../../common/error-codes.js';
 
 /** Where a redirected connection was going before the REDIRECT rule sent it to the sidecar. */
 export interface OriginalDestination {
@@ -105,9 +106,9 @@ function toTrellisError(err: unknown, fd: number): TrellisError {
   const details = { fd, errno: typeof code === 'string' ? code : undefined, errnoNumber: typeof errno === 'number' ? errno : undefined };
   if (code === 'ENOENT' || code === 'ERR_NOT_REDIRECTED') {
     // Someone dialled the capture port directly (or conntrack has no entry): there is no other destination.
-    return new TrellisError('TRELLIS_CAPTURE_NOT_REDIRECTED', `no original destination for fd ${fd}: ${message}`, { side: 'downstream', cause: err, details });
+    return new TrellisError(CODE.CAPTURE_NOT_REDIRECTED, `no original destination for fd ${fd}: ${message}`, { side: 'downstream', cause: err, details });
   }
-  return new TrellisError('TRELLIS_CAPTURE_ORIGINAL_DST_FAILED', `cannot read the original destination of fd ${fd}: ${message}`, {
+  return new TrellisError(CODE.CAPTURE_ORIGINAL_DST_FAILED, `cannot read the original destination of fd ${fd}: ${message}`, {
     side: 'internal',
     cause: err,
     details,
@@ -126,10 +127,10 @@ export function createOriginalDstReader(options: OriginalDstReaderOptions = {}):
     getOriginalDst(fd: number): OriginalDestination {
       const state = load();
       if ('reason' in state) {
-        throw new TrellisError('TRELLIS_CAPTURE_UNAVAILABLE', `transparent capture is unavailable: ${state.reason}`, { side: 'internal' });
+        throw new TrellisError(CODE.CAPTURE_UNAVAILABLE, `transparent capture is unavailable: ${state.reason}`, { side: 'internal' });
       }
       if (!Number.isInteger(fd) || fd < 0) {
-        throw new TrellisError('TRELLIS_CAPTURE_ORIGINAL_DST_FAILED', `getOriginalDst: fd must be a non-negative integer, got ${String(fd)}`);
+        throw new TrellisError(CODE.CAPTURE_ORIGINAL_DST_FAILED, `getOriginalDst: fd must be a non-negative integer, got ${String(fd)}`);
       }
       let raw: { address: string; port: number; family: number };
       try {
@@ -169,7 +170,7 @@ export function socketFd(socket: Socket): number {
   const fd = handle?.fd;
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
     throw new TrellisError(
-      'TRELLIS_CAPTURE_ORIGINAL_DST_FAILED',
+      CODE.CAPTURE_ORIGINAL_DST_FAILED,
       handle == null ? 'the socket is closed (no libuv handle), so it has no file descriptor' : 'this Node version does not expose socket._handle.fd',
     );
   }

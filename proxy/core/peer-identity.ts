@@ -47,7 +47,7 @@ export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
   }
 }
 
-/** `TRELLIS_CERT_WRONG_TRUST_DOMAIN` → `wrong-trust-domain`: a bounded label set for metrics. */
+/** `TRELLIS_PEER_TRUST_DOMAIN` → `trust-domain`: a bounded label set for metrics (codes from common/error-codes.ts). */
 function reasonOf(code: string): string {
   const m = /^TRELLIS_[A-Z]+_(.+)$/.exec(code);
   if (m === null) return 'invalid-certificate';

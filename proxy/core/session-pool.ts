@@ -27,6 +27,7 @@ import type { ProxyMetrics } from './metrics.js';
 import { checkPeer, type VerifiedPeer } from './peer-identity.js';
 import { buildTlsMaterial, type TlsMaterial } from './tls-material.js';
 import { TUNNEL_ALPN } from './tunnel-protocol.js';
+import { CODE } from '../../common/error-codes.js';
 
 /** A destination endpoint plus the service it is dialled for (named in SNI, checked against the server's ID). */
 export interface PoolTarget {
@@ -150,7 +151,7 @@ export class SessionPool {
     }
     for (const group of [...this.groups.values()]) {
       if (wanted.has(group.key) || dialKeys.has(endpointKey(group.target.endpoint))) continue;
-      this.dropGroup(group, new TrellisError('TRELLIS_TUNNEL_ENDPOINT_REMOVED', `endpoint ${group.key} was removed from config`, { side: 'upstream', retryable: true }));
+      this.dropGroup(group, new TrellisError(CODE.TUNNEL_ENDPOINT_REMOVED, `endpoint ${group.key} was removed from config`, { side: 'upstream', retryable: true }));
     }
   }
 
@@ -214,7 +215,7 @@ export class SessionPool {
     const all: PooledSession[] = [];
     for (const group of this.groups.values()) {
       if (group.retryTimer !== undefined) clearTimeout(group.retryTimer);
-      this.rejectWaiters(group, new TrellisError('TRELLIS_TUNNEL_POOL_CLOSED', 'the tunnel pool is shutting down', { side: 'internal' }));
+      this.rejectWaiters(group, new TrellisError(CODE.TUNNEL_POOL_CLOSED, 'the tunnel pool is shutting down', { side: 'internal' }));
       all.push(...group.sessions);
     }
     await Promise.all(all.map((s) => closeSession(s.session, graceMs)));
@@ -295,7 +296,7 @@ export class SessionPool {
   }
 
   private waitForSession(group: SessionGroup): Promise<PooledSession> {
-    if (this.closed) return Promise.reject(new TrellisError('TRELLIS_TUNNEL_POOL_CLOSED', 'the tunnel pool is shutting down', { side: 'internal' }));
+    if (this.closed) return Promise.reject(new TrellisError(CODE.TUNNEL_POOL_CLOSED, 'the tunnel pool is shutting down', { side: 'internal' }));
     if (group.connecting === 0 && group.retryTimer === undefined) this.connect(group);
     if (group.connecting === 0 && group.retryTimer !== undefined && group.failures > 0) {
       // The endpoint failed recently and is backing off: fail fast so the caller tries another endpoint.
@@ -379,7 +380,7 @@ export class SessionPool {
     };
     let pingTimer: NodeJS.Timeout | undefined;
     const connectTimer = setTimeout(() => {
-      session.destroy(new TrellisError('TRELLIS_TUNNEL_CONNECT_TIMEOUT', `no tunnel session to ${group.host}:${group.port} within ${limits.tunnelConnectTimeoutMs} ms`, { side: 'upstream', retryable: true }));
+      session.destroy(new TrellisError(CODE.TUNNEL_CONNECT_TIMEOUT, `no tunnel session to ${group.host}:${group.port} within ${limits.tunnelConnectTimeoutMs} ms`, { side: 'upstream', retryable: true }));
     }, limits.tunnelConnectTimeoutMs);
     connectTimer.unref();
 
@@ -444,7 +445,7 @@ export class SessionPool {
     if (session.closed || session.destroyed) return;
     const timer = setTimeout(() => {
       this.options.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'keepalive-timeout' });
-      session.destroy(new TrellisError('TRELLIS_TUNNEL_KEEPALIVE_TIMEOUT', `no PING answer within ${this.keepaliveTimeoutMs} ms`, { side: 'upstream' }));
+      session.destroy(new TrellisError(CODE.TUNNEL_KEEPALIVE_TIMEOUT, `no PING answer within ${this.keepaliveTimeoutMs} ms`, { side: 'upstream' }));
     }, this.keepaliveTimeoutMs);
     timer.unref();
     try {
@@ -520,7 +521,7 @@ export class SessionPool {
 }
 
 function unreachable(group: SessionGroup, why: string): TrellisError {
-  return new TrellisError('TRELLIS_TUNNEL_UNREACHABLE', `cannot open a tunnel session to ${group.host}:${group.port} (${group.target.namespace}/${group.target.service}): ${why}`, {
+  return new TrellisError(CODE.TUNNEL_UNREACHABLE, `cannot open a tunnel session to ${group.host}:${group.port} (${group.target.namespace}/${group.target.service}): ${why}`, {
     side: 'upstream',
     retryable: true,
   });

@@ -7,6 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { TrellisError } from '../../common/errors.js';
 import type { WorkloadIdentity } from '../../api/data-plane.js';
+import { CODE } from '../../common/error-codes.js';
 
 export interface TlsMaterial {
   readonly options: SecureContextOptions;
@@ -32,10 +33,10 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
     clientContext = createSecureContext(options);
     chain = splitPem(identity.certChainPem).map((pem) => new X509Certificate(pem));
   } catch (err) {
-    throw new TrellisError('TRELLIS_PROXY_IDENTITY_INVALID', `the workload identity cannot be used for TLS: ${(err as Error).message}`, { side: 'input', cause: err });
+    throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, `the workload identity cannot be used for TLS: ${(err as Error).message}`, { side: 'input', cause: err });
   }
   const leaf = chain[0];
-  if (leaf === undefined) throw new TrellisError('TRELLIS_PROXY_IDENTITY_INVALID', 'the workload certificate chain holds no certificate', { side: 'input' });
+  if (leaf === undefined) throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, 'the workload certificate chain holds no certificate', { side: 'input' });
   const uri = /URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '');
   return Object.freeze({
     options,

@@ -24,6 +24,7 @@ import { resetSocket, spliceSockets, type SocketSpliceHandle } from '../core/soc
 import { definedOnly, listenOn } from '../core/listen.js';
 import type { CaptureMetrics, CaptureResult } from './capture-metrics.js';
 import { appLocalAddress, HANDOFF_SOURCE } from './app-source.js';
+import { CODE } from '../../common/error-codes.js';
 
 export const DEFAULT_INBOUND_CAPTURE_PORT = 15006;
 export { HANDOFF_SOURCE_V4, HANDOFF_SOURCE_V6 } from './app-source.js';
@@ -148,8 +149,8 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
     try {
       destination = readOriginalDst(client);
     } catch (err) {
-      const code = isTrellisError(err) ? err.code : 'TRELLIS_CAPTURE_ORIGINAL_DST_FAILED';
-      const notRedirected = code === 'TRELLIS_CAPTURE_NOT_REDIRECTED';
+      const code = isTrellisError(err) ? err.code : CODE.CAPTURE_ORIGINAL_DST_FAILED;
+      const notRedirected = code === CODE.CAPTURE_NOT_REDIRECTED;
       count(notRedirected ? 'not-redirected' : 'original-dst-failed');
       log.warn({ caller, code, err: describeError(err) }, notRedirected ? 'connection to the inbound capture port itself refused: it was not redirected' : 'inbound capture: original destination unreadable; connection reset');
       resetSocket(client);
@@ -168,7 +169,7 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
   return {
     listen(): Promise<AddressInfo> {
       const reason = unavailable();
-      if (reason !== null) return Promise.reject(new TrellisError('TRELLIS_CAPTURE_UNAVAILABLE', `inbound capture is unavailable: ${reason}`, { side: 'input' }));
+      if (reason !== null) return Promise.reject(new TrellisError(CODE.CAPTURE_UNAVAILABLE, `inbound capture is unavailable: ${reason}`, { side: 'input' }));
       const host = options.address ?? '0.0.0.0';
       const port = options.port ?? DEFAULT_INBOUND_CAPTURE_PORT;
       return listenOn(server, host, port, 'inbound capture', log).then((bound) => {

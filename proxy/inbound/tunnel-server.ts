@@ -45,6 +45,7 @@ import { handshakeFailureReason } from './handshake-failure.js';
 import { HandshakePool, sourceAddress } from './handshake-pool.js';
 import { SessionAdmission } from './session-admission.js';
 import { SessionGuards, type GuardReason } from './session-guard.js';
+import { CODE } from '../../common/error-codes.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -144,7 +145,7 @@ export class TunnelServer {
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(new TrellisError('TRELLIS_TUNNEL_LISTEN_FAILED', `cannot listen on ${host}:${port} for the tunnel: ${err.message}`, { side: 'input', cause: err }));
+      const onError = (err: Error): void => reject(new TrellisError(CODE.TUNNEL_LISTEN_FAILED, `cannot listen on ${host}:${port} for the tunnel: ${err.message}`, { side: 'input', cause: err }));
       this.server.once('error', onError);
       this.server.listen(port, host, () => {
         this.server.off('error', onError);

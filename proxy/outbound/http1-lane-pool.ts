@@ -15,6 +15,7 @@ import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { TrellisError } from '../../common/errors.js';
 import type { PoolTarget, SessionPool } from '../core/session-pool.js';
 import { LANE_HEADER, LANE_HTTP1, RST_CANCEL, STATUS_OK } from '../core/tunnel-protocol.js';
+import { CODE } from '../../common/error-codes.js';
 
 export interface LanePoolLimits {
   /** Idle lanes kept per destination endpoint; more are closed when returned. */
@@ -216,7 +217,7 @@ export class LanePool {
 }
 
 function retryable(key: string, why: string): TrellisError {
-  return new TrellisError('TRELLIS_HTTP_LANE_UNAVAILABLE', `no HTTP lane to ${key}: ${why}`, { side: 'upstream', retryable: true });
+  return new TrellisError(CODE.HTTP_LANE_UNAVAILABLE, `no HTTP lane to ${key}: ${why}`, { side: 'upstream', retryable: true });
 }
 
 function noop(): void {}

@@ -26,6 +26,7 @@ import type { OutboundRoute } from './outbound-route.js';
 import { buildTransparentIndex, type TransparentIndex } from './transparent-index.js';
 import type { TransparentMetrics } from './transparent-metrics.js';
 import { passThrough } from './transparent-passthrough.js';
+import { CODE } from '../../common/error-codes.js';
 
 /** What happens to a captured connection whose destination is not a mesh service. */
 export type OutsideMeshPolicy = 'passthrough' | 'refuse';
@@ -116,8 +117,8 @@ export function createTransparentListener(options: TransparentListenerOptions): 
     try {
       destination = readOriginalDst(socket);
     } catch (err) {
-      const code = isTrellisError(err) ? err.code : 'TRELLIS_CAPTURE_ORIGINAL_DST_FAILED';
-      if (code === 'TRELLIS_CAPTURE_NOT_REDIRECTED') {
+      const code = isTrellisError(err) ? err.code : CODE.CAPTURE_ORIGINAL_DST_FAILED;
+      if (code === CODE.CAPTURE_NOT_REDIRECTED) {
         refuse(socket, 'not-redirected', { code, client: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection to the outbound capture port itself refused: it was not redirected, so it has no destination');
       } else {
         refuse(socket, 'original-dst-failed', { code, err: describeError(err) }, 'captured connection reset: its original destination cannot be read');
@@ -144,7 +145,7 @@ export function createTransparentListener(options: TransparentListenerOptions): 
     listen(): Promise<AddressInfo> {
       const reason = unavailable();
       if (reason !== null) {
-        return Promise.reject(new TrellisError('TRELLIS_CAPTURE_UNAVAILABLE', `transparent capture is unavailable: ${reason}`, { side: 'input' }));
+        return Promise.reject(new TrellisError(CODE.CAPTURE_UNAVAILABLE, `transparent capture is unavailable: ${reason}`, { side: 'input' }));
       }
       const host = options.address ?? '0.0.0.0';
       const port = options.port ?? DEFAULT_OUTBOUND_CAPTURE_PORT;

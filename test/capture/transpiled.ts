@@ -32,6 +32,6 @@ export function transpileModules(modules: readonly string[]): TranspiledModules 
 }
 
 /** The original-destination loader and what it imports. */
-export const LOADER_MODULES = ['proxy/core/original-dst.ts', 'common/errors.ts'] as const;
+export const LOADER_MODULES = ['proxy/core/original-dst.ts', 'common/errors.ts', 'common/error-codes.ts'] as const;
 /** The built addon, where `npm ci` puts it. */
 export const ADDON_PATH = join(REPO_ROOT, 'build/Release/original_dst.node');
