@@ -9,7 +9,8 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { LOOPBACK, freePorts } from '../ports.js';
 import { waitForPorts, type ManagedProcess } from '../processes.js';
@@ -126,6 +127,15 @@ export const trellisComparePair: PairFactory = {
   },
 };
 
+/** The node flags another build starts its sidecars with: its own `SIDECAR_NODE_FLAGS`, next to its CLI. */
+async function buildNodeFlags(cli: string): Promise<readonly string[]> {
+  const flagsModule = join(dirname(cli), '..', 'proxy', 'runtime-flags.js');
+  const loaded = (await import(pathToFileURL(flagsModule).href)) as { SIDECAR_NODE_FLAGS?: unknown };
+  const flags = loaded.SIDECAR_NODE_FLAGS;
+  if (!Array.isArray(flags) || !flags.every((f) => typeof f === 'string')) throw new Error(`${flagsModule} exports no SIDECAR_NODE_FLAGS`);
+  return flags as string[];
+}
+
 async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis-b', cli: string): Promise<RunningPair> {
   if (!existsSync(cli)) throw new Error(`the Trellis pair runs the built CLI ${cli}, which does not exist: run \`npm run build\` first`);
   const [clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(6)) as [number, number, number, number, number, number];
@@ -136,8 +146,9 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
   await writeFile(policyFile, stringify(benchPolicy(context)));
   await writeFile(serverConfig, stringify(trellisServerConfig(context, ports, policyFile)));
   await writeFile(clientConfig, stringify(trellisClientConfig(context, ports)));
+  const flags = name === 'trellis' ? SIDECAR_NODE_FLAGS : await buildNodeFlags(cli);
   const start = (role: string, config: string): ManagedProcess =>
-    context.processes.start({ name: `${name} ${role}`, command: process.execPath, args: [...SIDECAR_NODE_FLAGS, cli, 'proxy', 'run', '--config', config] });
+    context.processes.start({ name: `${name} ${role}`, command: process.execPath, args: [...flags, cli, 'proxy', 'run', '--config', config] });
   const server = start('server', serverConfig);
   const client = start('client', clientConfig);
   const processes = [client, server];
@@ -159,7 +170,7 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
       { role: 'client', pid: client.pid },
       { role: 'server', pid: server.pid },
     ],
-    description: `${cli}: Trellis pair, one Node ${process.version} process per side (node ${SIDECAR_NODE_FLAGS.join(' ')} trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
+    description: `${cli}: Trellis pair, one Node ${process.version} process per side (node ${flags.join(' ')} trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
     assertAlive(): void {
       for (const p of processes) if (!p.running) throw new Error(p.describeExit());
     },
