@@ -14,7 +14,7 @@ import { directPair } from './pairs/direct.js';
 import { caddyPair } from './pairs/caddy.js';
 import { haproxyPair } from './pairs/haproxy.js';
 import { nginxStreamPair } from './pairs/nginx-stream.js';
-import { trellisPair } from './pairs/trellis.js';
+import { trellisComparePair, trellisPair } from './pairs/trellis.js';
 import { builtCliPath, defaultResultsDir } from './paths.js';
 import { renderReport } from './report.js';
 import { writeResults } from './results-file.js';
@@ -27,6 +27,7 @@ export const PAIR_FACTORIES: Readonly<Record<PairName, PairFactory>> = Object.fr
   'nginx-stream': nginxStreamPair,
   caddy: caddyPair,
   trellis: trellisPair,
+  'trellis-b': trellisComparePair,
 });
 
 export interface BenchIo {
@@ -51,7 +52,7 @@ export async function benchMain(argv: readonly string[], io: BenchIo): Promise<n
     const run = await runBench(
       options,
       options.pairs.map((name) => PAIR_FACTORIES[name]),
-      { progress: (line) => io.stderr.write(`bench: ${line}\n`), signal: io.signal, trellisCli: builtCliPath() },
+      { progress: (line) => io.stderr.write(`bench: ${line}\n`), signal: io.signal, trellisCli: builtCliPath(), ...(options.compareCli === undefined ? {} : { compareCli: options.compareCli }) },
     );
     const summary = summarize(run);
     io.stdout.write(`\n${renderReport(run, summary)}\n`);

@@ -2,6 +2,7 @@
  * Options of `npm run bench` (node dist/bench/main.js), parsed and checked once, every mistake reported
  * together, then frozen.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InputError } from '../common/errors.js';
 import { DEFAULT_PAIR_NAMES, PAIR_NAMES, type PairName } from './pair.js';
@@ -18,6 +19,8 @@ export interface BenchOptions {
   readonly pairs: readonly PairName[];
   /** Directory for bench-<timestamp>.json; undefined: write nothing. */
   readonly resultsDir: string | undefined;
+  /** `--compare PATH`: another build's dist/cli/main.js, run as the `trellis-b` pair beside `trellis`. */
+  readonly compareCli: string | undefined;
   readonly help: boolean;
 }
 
@@ -38,6 +41,8 @@ Options:
   --quick              a short smoke run: 2 s runs, 1 round, 1 s warm-up
   --results DIR        where bench-<timestamp>.json goes (default bench/results)
   --no-results         write no JSON
+  --compare PATH       also run PATH (another build's dist/cli/main.js) as the pair trellis-b,
+                       interleaved with this build's trellis pair: an A/B in one run
   -h, --help           this text
 `;
 
@@ -72,6 +77,7 @@ export function parseBenchOptions(argv: readonly string[], defaultResultsDir: st
       quick: { type: 'boolean', default: false },
       results: { type: 'string' },
       'no-results': { type: 'boolean', default: false },
+      compare: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -84,6 +90,9 @@ export function parseBenchOptions(argv: readonly string[], defaultResultsDir: st
   const rounds = positiveInteger(values.rounds, 'rounds', errors) ?? (quick ? 1 : 3);
   const scenarios = list(values.scenarios, 'scenarios', DEFAULT_SCENARIO_IDS, errors) ?? [...DEFAULT_SCENARIO_IDS];
   const pairs = list(values.pairs, 'pairs', PAIR_NAMES, errors) ?? [...DEFAULT_PAIR_NAMES];
+  const compareCli = values.compare === undefined ? undefined : resolve(values.compare);
+  if (compareCli !== undefined && !pairs.includes('trellis-b')) pairs.push('trellis-b');
+  if (compareCli === undefined && pairs.includes('trellis-b')) errors.push('--pairs trellis-b needs --compare PATH');
   if (values['no-results'] === true && values.results !== undefined) errors.push('--results and --no-results contradict each other');
   if (errors.length > 0) throw new InputError(CODE.BENCH_OPTIONS, `bad options:\n  ${errors.join('\n  ')}`);
   return Object.freeze({
@@ -93,6 +102,7 @@ export function parseBenchOptions(argv: readonly string[], defaultResultsDir: st
     scenarios: Object.freeze(scenarios),
     pairs: Object.freeze(PAIR_NAMES.filter((p) => pairs.includes(p))),
     resultsDir: values['no-results'] === true ? undefined : (values.results ?? defaultResultsDir),
+    compareCli,
     help: values.help === true,
   });
 }

@@ -9,7 +9,8 @@ import type { Address } from './ports.js';
 import type { BenchPki } from './pki.js';
 import type { ProcessGroup } from './processes.js';
 
-export const PAIR_NAMES = ['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis'] as const;
+/** `trellis-b` is the Trellis pair run from another build (`--compare PATH`), for an interleaved A/B in one run. */
+export const PAIR_NAMES = ['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b'] as const;
 export type PairName = (typeof PAIR_NAMES)[number];
 
 /**
@@ -25,6 +26,7 @@ export const PAIR_TITLES: Readonly<Record<PairName, string>> = Object.freeze({
   'nginx-stream': 'nginx stream pair',
   caddy: 'Caddy pair',
   trellis: 'Trellis pair',
+  'trellis-b': 'Trellis pair B',
 });
 
 /** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request. */
@@ -62,6 +64,8 @@ export interface PairContext {
   readonly processes: ProcessGroup;
   /** Absolute path of the built `trellis` CLI (dist/cli/main.js). */
   readonly trellisCli: string;
+  /** `--compare PATH`: the other build's CLI, run by the `trellis-b` pair. */
+  readonly compareCli?: string;
 }
 
 export interface PairFactory {

@@ -69,6 +69,8 @@ export interface RunnerHooks {
   readonly signal?: AbortSignal;
   /** Absolute path of dist/cli/main.js, for the Trellis pair. */
   readonly trellisCli: string;
+  /** `--compare PATH`: the CLI the `trellis-b` pair runs. */
+  readonly compareCli?: string;
 }
 
 interface Stopwatch {
@@ -135,7 +137,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
       checkAborted();
       const pairDir = join(dir, factory.name);
       await mkdir(pairDir, { recursive: true });
-      const context: PairContext = { dir: pairDir, backend: backend.address, pki, processes: group, trellisCli: hooks.trellisCli };
+      const context: PairContext = { dir: pairDir, backend: backend.address, pki, processes: group, trellisCli: hooks.trellisCli, ...(hooks.compareCli === undefined ? {} : { compareCli: hooks.compareCli }) };
       const pair = await factory.start(context);
       running.push(pair);
       const ports = (['tcp', 'http'] as const).map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');

@@ -9,7 +9,8 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { LOOPBACK, freePorts } from '../ports.js';
 import { waitForPorts, type ManagedProcess } from '../processes.js';
@@ -114,46 +115,67 @@ async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<
 
 export const trellisPair: PairFactory = {
   name: 'trellis',
-  async start(context): Promise<RunningPair> {
-    if (!existsSync(context.trellisCli)) throw new Error(`the Trellis pair runs the built CLI ${context.trellisCli}, which does not exist: run \`npm run build\` first`);
-    const [clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(6)) as [number, number, number, number, number, number];
-    const ports: TrellisPorts = { clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
-    const policyFile = join(context.dir, 'policy.yaml');
-    const serverConfig = join(context.dir, 'trellis-server.yaml');
-    const clientConfig = join(context.dir, 'trellis-client.yaml');
-    await writeFile(policyFile, stringify(benchPolicy(context)));
-    await writeFile(serverConfig, stringify(trellisServerConfig(context, ports, policyFile)));
-    await writeFile(clientConfig, stringify(trellisClientConfig(context, ports)));
-    const start = (role: string, config: string): ManagedProcess =>
-      context.processes.start({ name: `trellis ${role}`, command: process.execPath, args: [...SIDECAR_NODE_FLAGS, context.trellisCli, 'proxy', 'run', '--config', config] });
-    const server = start('server', serverConfig);
-    const client = start('client', clientConfig);
-    const processes = [client, server];
-    try {
-      // The tunnel port is not probed with a bare TCP connect: the server would log and count it as a
-      // failed handshake. Its admin /ready says when it listens.
-      await waitForPorts(server, [serverAdmin], READY_TIMEOUT_MS);
-      await waitUntilReady(server, serverAdmin);
-      await waitForPorts(client, [clientTcp, clientHttp], READY_TIMEOUT_MS);
-      await waitUntilReady(client, clientAdmin);
-    } catch (err) {
-      await Promise.all(processes.map((p) => p.stop()));
-      throw err;
-    }
-    return {
-      name: 'trellis',
-      entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
-      sidecars: [
-        { role: 'client', pid: client.pid },
-        { role: 'server', pid: server.pid },
-      ],
-      description: `Trellis pair, one Node ${process.version} process per side (node ${SIDECAR_NODE_FLAGS.join(' ')} trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
-      assertAlive(): void {
-        for (const p of processes) if (!p.running) throw new Error(p.describeExit());
-      },
-      async stop(): Promise<void> {
-        await Promise.all(processes.map((p) => p.stop()));
-      },
-    };
+  start: (context) => startTrellisPair(context, 'trellis', context.trellisCli),
+};
+
+/** The same pair from another build (`--compare PATH`), so a change is measured against its base in one run. */
+export const trellisComparePair: PairFactory = {
+  name: 'trellis-b',
+  start: (context) => {
+    if (context.compareCli === undefined) throw new Error('the trellis-b pair needs --compare PATH');
+    return startTrellisPair(context, 'trellis-b', context.compareCli);
   },
 };
+
+/** The node flags another build starts its sidecars with: its own `SIDECAR_NODE_FLAGS`, next to its CLI. */
+async function buildNodeFlags(cli: string): Promise<readonly string[]> {
+  const flagsModule = join(dirname(cli), '..', 'proxy', 'runtime-flags.js');
+  const loaded = (await import(pathToFileURL(flagsModule).href)) as { SIDECAR_NODE_FLAGS?: unknown };
+  const flags = loaded.SIDECAR_NODE_FLAGS;
+  if (!Array.isArray(flags) || !flags.every((f) => typeof f === 'string')) throw new Error(`${flagsModule} exports no SIDECAR_NODE_FLAGS`);
+  return flags as string[];
+}
+
+async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis-b', cli: string): Promise<RunningPair> {
+  if (!existsSync(cli)) throw new Error(`the Trellis pair runs the built CLI ${cli}, which does not exist: run \`npm run build\` first`);
+  const [clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(6)) as [number, number, number, number, number, number];
+  const ports: TrellisPorts = { clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
+  const policyFile = join(context.dir, 'policy.yaml');
+  const serverConfig = join(context.dir, 'trellis-server.yaml');
+  const clientConfig = join(context.dir, 'trellis-client.yaml');
+  await writeFile(policyFile, stringify(benchPolicy(context)));
+  await writeFile(serverConfig, stringify(trellisServerConfig(context, ports, policyFile)));
+  await writeFile(clientConfig, stringify(trellisClientConfig(context, ports)));
+  const flags = name === 'trellis' ? SIDECAR_NODE_FLAGS : await buildNodeFlags(cli);
+  const start = (role: string, config: string): ManagedProcess =>
+    context.processes.start({ name: `${name} ${role}`, command: process.execPath, args: [...flags, cli, 'proxy', 'run', '--config', config] });
+  const server = start('server', serverConfig);
+  const client = start('client', clientConfig);
+  const processes = [client, server];
+  try {
+    // The tunnel port is not probed with a bare TCP connect: the server would log and count it as a
+    // failed handshake. Its admin /ready says when it listens.
+    await waitForPorts(server, [serverAdmin], READY_TIMEOUT_MS);
+    await waitUntilReady(server, serverAdmin);
+    await waitForPorts(client, [clientTcp, clientHttp], READY_TIMEOUT_MS);
+    await waitUntilReady(client, clientAdmin);
+  } catch (err) {
+    await Promise.all(processes.map((p) => p.stop()));
+    throw err;
+  }
+  return {
+    name,
+    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
+    sidecars: [
+      { role: 'client', pid: client.pid },
+      { role: 'server', pid: server.pid },
+    ],
+    description: `${cli}: Trellis pair, one Node ${process.version} process per side (node ${flags.join(' ')} trellis proxy run), pooled HTTP/2 mTLS tunnel, TLS 1.3`,
+    assertAlive(): void {
+      for (const p of processes) if (!p.running) throw new Error(p.describeExit());
+    },
+    async stop(): Promise<void> {
+      await Promise.all(processes.map((p) => p.stop()));
+    },
+  };
+}

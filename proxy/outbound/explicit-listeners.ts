@@ -177,7 +177,8 @@ export class ExplicitListeners {
   }
 
   private openTcp(spec: OutboundListener, resolve: () => OutboundRoute | undefined): Promise<LocalListener> {
-    const server: Server = createServer({ allowHalfOpen: true, noDelay: true });
+    // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced chunks (core/splice.ts).
+    const server: Server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 64 * 1024 });
     const { limits, metrics, logger, connections } = this.deps;
     const name = `${spec.namespace}/${spec.service}:${spec.port}`;
     server.maxConnections = limits.maxOutboundConnections;

@@ -159,7 +159,9 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
     }
     fast.add(conn);
   };
-  const entry = createNetServer({ allowHalfOpen: true, noDelay: true }, accept);
+  // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced response chunks
+  // (http1-lane-exchange.ts); with 16 KiB the corked socket pauses the lane every chunk or two.
+  const entry = createNetServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 64 * 1024 }, accept);
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     // node's answers for bad requests, kept, plus a debug line: the app is local, this is its bug.
     deps.logger.debug({ code: err.code, err: err.message }, 'malformed request from the app');

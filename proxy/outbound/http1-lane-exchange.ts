@@ -32,6 +32,9 @@ import type { Lane, LaneOwner, LanePool } from './http1-lane-pool.js';
 import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 import { recordOutboundRequest } from './http-access.js';
 
+/** A response chunk at least this large means a bulk transfer: writes to the app are coalesced per turn. */
+const COALESCE_MIN_CHUNK_BYTES = 8 * 1024;
+
 export interface FastPathDeps {
   readonly http: OutboundHttpDeps;
   readonly lanes: LanePool;
@@ -84,6 +87,12 @@ export class LaneExchange implements LaneOwner {
   private refused = false;
   /** The last endpoint tried refused so: when none is left, the caller gets that, not "unreachable". */
   private appRefusedLast = false;
+  /** The app socket is corked until this turn's check phase (bulk response chunks, see onLaneData). */
+  private appCorked = false;
+  private readonly uncorkApp = (): void => {
+    this.appCorked = false;
+    this.socket.uncork();
+  };
   /** Frames the response on the lane and writes it to the app. */
   private readonly response: Http1ResponseReader;
 
@@ -230,6 +239,13 @@ export class LaneExchange implements LaneOwner {
 
   onLaneData(chunk: Buffer): void {
     if (this.owner.closed) return;
+    // A large chunk is part of a bulk response: coalesce this turn's writes to the app into one writev
+    // (the reasons and the bound are those of core/splice.ts). Small responses are written at once.
+    if (!this.appCorked && chunk.length >= COALESCE_MIN_CHUNK_BYTES) {
+      this.appCorked = true;
+      this.socket.cork();
+      setImmediate(this.uncorkApp);
+    }
     const response = this.response;
     const flowing = response.read(chunk);
     if (response.error !== undefined) {

@@ -186,10 +186,18 @@ describe('a pair that serves no tcp port', () => {
   });
 
   it('options: the new pairs are known but not in the default run', () => {
-    expect(PAIR_NAMES).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis']);
+    expect(PAIR_NAMES).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b']);
     expect(parseBenchOptions([], '/r').pairs).toEqual(['direct', 'haproxy', 'trellis']);
     expect(parseBenchOptions(['--pairs', 'trellis,caddy,nginx-stream,direct,haproxy'], '/r').pairs).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis']);
     expect(servedPortKinds({ entry: { http: { host: '127.0.0.1', port: 1 } } })).toEqual(['http']);
+  });
+
+  it('options: --compare PATH adds the trellis-b pair, which needs it', () => {
+    const options = parseBenchOptions(['--pairs', 'trellis', '--compare', '/other/dist/cli/main.js'], '/r');
+    expect(options.pairs).toEqual(['trellis', 'trellis-b']);
+    expect(options.compareCli).toBe('/other/dist/cli/main.js');
+    expect(parseBenchOptions([], '/r').compareCli).toBeUndefined();
+    expect(() => parseBenchOptions(['--pairs', 'trellis-b'], '/r')).toThrow(/needs --compare/);
   });
 });
 

@@ -41,6 +41,19 @@ describe('TCP through a client and a server sidecar', () => {
     expect(await metricValue(client, 'trellis_tcp_bytes_total', { flow: 'to_source' })).toBe(22);
   });
 
+  it('carries 4 MiB both ways intact and in order: bulk writes to the app coalesced per turn keep every byte', async () => {
+    const { client } = await pair(['web']);
+    // A pattern that does not repeat on 16 KiB boundaries, so a reordered or dropped chunk cannot compare equal.
+    const payload = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + (i >>> 13)) & 0xff;
+    const results = await Promise.all([roundTrip(listenerPort(client), payload), roundTrip(listenerPort(client), payload)]);
+    for (const result of results) {
+      expect(result.error).toBeUndefined();
+      expect(result.data.length).toBe(payload.length);
+      expect(result.data.equals(payload)).toBe(true);
+    }
+  });
+
   it('carries many concurrent connections on the pooled sessions without new handshakes per connection', async () => {
     const { client } = await pair(['web']);
     const port = listenerPort(client);
