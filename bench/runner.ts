@@ -28,6 +28,8 @@ export interface SidecarSample {
   readonly peakRssBytes: number;
   readonly peakReset: boolean;
   readonly rssAfterBytes: number;
+  /** Anonymous part of rssAfterBytes (RssAnon); absent where the kernel does not report it. */
+  readonly rssAnonAfterBytes?: number;
 }
 
 export interface RunSample {
@@ -165,7 +167,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
           const sidecars = pair.sidecars.map((s): SidecarSample => {
             const after = readProcessStats(s.pid);
             const start = before.get(s.pid) as Stopwatch;
-            return { role: s.role, pid: s.pid, cpuSeconds: after.cpuSeconds - start.cpu, peakRssBytes: after.peakRssBytes, peakReset: start.peakReset, rssAfterBytes: after.rssBytes };
+            return { role: s.role, pid: s.pid, cpuSeconds: after.cpuSeconds - start.cpu, peakRssBytes: after.peakRssBytes, peakReset: start.peakReset, rssAfterBytes: after.rssBytes, ...(after.rssAnonBytes === undefined ? {} : { rssAnonAfterBytes: after.rssAnonBytes }) };
           });
           const warnings = checkSample(scenario, load);
           for (const w of warnings) hooks.progress(`WARNING ${scenario.id} ${pair.name}: ${w}`);

@@ -138,7 +138,7 @@ function load(rps: number, p99: number): LoadSample {
 }
 
 function sample(scenario: string, pair: PairName, rps: number, p99: number): RunSample {
-  const sidecars = pair === 'direct' ? [] : ['client', 'server'].map((role) => ({ role, pid: 1, cpuSeconds: 0.5, peakRssBytes: 20 * 1048576, peakReset: true, rssAfterBytes: 20 * 1048576 }));
+  const sidecars = pair === 'direct' ? [] : ['client', 'server'].map((role) => ({ role, pid: 1, cpuSeconds: 0.5, peakRssBytes: 20 * 1048576, peakReset: true, rssAfterBytes: 20 * 1048576, rssAnonAfterBytes: 12 * 1048576 }));
   return { round: 1, scenario, pair, startedAt: '', load: load(rps, p99), sidecars, warnings: [] };
 }
 
