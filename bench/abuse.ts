@@ -10,18 +10,22 @@
  * /metrics), its RSS, whether a brand-new allowed caller could still connect, and how many warn lines the
  * target wrote. Loopback only; figures on a shared 2-core machine are evidence, not a gate.
  *
- *   node dist/bench/abuse.js [--quick] [--seconds S] [--rate N] [--cli PATH]
+ *   node dist/bench/abuse.js [--quick] [--seconds S] [--rate N] [--cli PATH] [--no-pin]
  *
+ * --no-pin: by default (2+ CPUs and taskset present) the attacker runs on CPU 1 and the target and the
+ * caller on CPU 0, so the caller's latency shows what the attack costs the target, not what the attacker's
+ * own process takes from a shared 2-core machine (in production the attacker is another machine).
  * --seconds: measured seconds per phase (default 10, --quick 3); --rate: the caller's exchanges per second
  * (default 100); --cli: another build's dist/cli/main.js as the target (to compare before and after a change).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { stringify } from 'yaml';
 import { createRootCa } from '../ca/authority.js';
 import { workloadId } from '../ca/spiffe-id.js';
@@ -224,7 +228,10 @@ async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, seconds: { type: 'string' }, rate: { type: 'string', default: '100' }, cli: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, seconds: { type: 'string' }, rate: { type: 'string', default: '100' }, cli: { type: 'string' }, 'no-pin': { type: 'boolean', default: false } } });
+  const pin = !values['no-pin'] && availableParallelism() >= 2 && hasTaskset();
+  if (pin) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  const pinned = (cpu: number, command: string, args: readonly string[]): { command: string; args: string[] } => (pin ? { command: 'taskset', args: ['-c', String(cpu), command, ...args] } : { command, args: [...args] });
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 10));
   const rate = Number(values.rate);
   if (!(seconds > 0 && seconds <= 60) || !(rate > 0 && rate <= 2_000)) throw new Error('--seconds must be in (0, 60] and --rate in (0, 2000]');
@@ -252,7 +259,7 @@ async function main(): Promise<void> {
       inbound: { mode: 'strict', appPorts: [{ port: app.port, protocol: 'tcp', host: LOOPBACK }] },
       policy: [policyFile], accessLog: false, logLevel: 'warn',
     }));
-    const target = processes.start({ name: 'target sidecar', command: process.execPath, args: [...SIDECAR_NODE_FLAGS, values.cli ?? builtCliPath(), 'proxy', 'run', '--config', config] });
+    const target = processes.start({ name: 'target sidecar', ...pinned(0, process.execPath, [...SIDECAR_NODE_FLAGS, values.cli ?? builtCliPath(), 'proxy', 'run', '--config', config]) });
     let warnLines = 0;
     const countLines = (chunk: Buffer): void => {
       for (const byte of chunk) if (byte === 0x0a) warnLines += 1;
@@ -276,7 +283,7 @@ async function main(): Promise<void> {
       let attacker: ManagedProcess | undefined;
       if (attack !== undefined) {
         const spec: AttackSpec = { attack, host: LOOPBACK, port: tunnelPort, localAddress: ATTACKER_ADDRESS, certFile: intruder.cert, keyFile: intruder.key, caFile: pki.bundle, authority };
-        attacker = processes.start({ name: `attacker ${attack}`, command: process.execPath, args: [join(import.meta.dirname, 'abuse-attacker.js'), JSON.stringify(spec)] });
+        attacker = processes.start({ name: `attacker ${attack}`, ...pinned(1, process.execPath, [join(import.meta.dirname, 'abuse-attacker.js'), JSON.stringify(spec)]) });
         await new Promise((r) => setTimeout(r, RAMP_MS));
       }
       const linesBefore = warnLines;
@@ -311,7 +318,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
     const afterSessions = await metric(adminPort, 'trellis_tunnel_sessions');
     const base = results[0] as PhaseResult;
-    const out: string[] = ['', `Abuse benchmark: target sidecar pid ${target.pid}, Node ${process.version}, caller at ${rate}/s for ${seconds} s per phase (loopback; shared CPU: figures are noisy)`, ''];
+    const out: string[] = ['', `Abuse benchmark: target sidecar pid ${target.pid}, Node ${process.version}, caller at ${rate}/s for ${seconds} s per phase (loopback; ${pin ? 'target and caller on CPU 0, attacker on CPU 1' : 'target, caller and attacker share every CPU'}; figures are noisy)`, ''];
     out.push('| phase | caller p50 ms | caller p99 ms | p99 vs baseline | ok / failed | caller reconnects | sessions open | handshakes pending | target CPU % | attacker CPU % | target RSS MiB | new allowed caller | denials counted | warn lines |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of results) out.push(`| ${r.phase} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${(r.p99Ms / base.p99Ms).toFixed(2)}× | ${r.completed} / ${r.failed} | ${r.reconnects} | ${r.sessions} | ${r.handshakes} | ${(r.targetCpu * 100).toFixed(0)} | ${(r.attackerCpu * 100).toFixed(0)} | ${r.rssMiB.toFixed(1)} | ${r.newCaller} | ${r.denials} | ${r.warnLines} |`);
@@ -329,3 +336,13 @@ main().catch((err: unknown) => {
   process.stderr.write(`bench:abuse failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exitCode = 1;
 });
+
+/** `taskset` (util-linux) on PATH: pinning needs it. */
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
