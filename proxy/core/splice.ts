@@ -19,9 +19,7 @@ import type { Socket } from 'node:net';
 import type { Http2Stream } from 'node:http2';
 import { RST_NO_ERROR } from './tunnel-protocol.js';
 import { cancelStream, failStream } from './stream-reset.js';
-
-/** A chunk at least this large means a bulk transfer: writes to the app are coalesced for the turn. */
-const COALESCE_MIN_CHUNK_BYTES = 8 * 1024;
+import { WriteCoalescer } from './write-coalescer.js';
 
 /** How a spliced connection ended: `ok` for FIN both ways; the others say which side broke it. */
 export type SpliceResult = 'ok' | 'app-reset' | 'peer-reset' | 'idle-timeout' | 'cut';
@@ -73,25 +71,10 @@ export function splice(app: Socket, stream: Http2Stream, idleTimeoutMs: number, 
   // The peer's END_STREAM becomes a FIN to the app one turn later, not at once: node's Http2Stream#close
   // sends END_STREAM just before RST_STREAM, so a reset on the far side arrives as END_STREAM + RST in the
   // same read, and forwarding the FIN first would turn a reset into a clean close.
-  //
-  // Bulk writes to the app are coalesced per event-loop turn: the peer's DATA frames (16,393 bytes with
-  // their header) straddle TLS records (16,384), so a transfer reaches us as two chunks per record, each
-  // in its own callback: two write syscalls per 16 KiB. At a turn's first large chunk the app socket is
-  // corked until the turn's check phase (setImmediate: node drains process.nextTick after every chunk),
-  // so the rest of the turn's chunks leave in one writev. Small chunks (request/response exchanges) are
-  // written at once, as before. Backpressure stays pipe's: corked bytes count towards the socket's
-  // high-water mark. Added before pipe's listener, so the chunk that corks is itself written corked.
-  let corked = false;
-  const flush = (): void => {
-    corked = false;
-    app.uncork();
-  };
-  stream.on('data', (chunk: Buffer) => {
-    if (corked || chunk.length < COALESCE_MIN_CHUNK_BYTES) return;
-    corked = true;
-    app.cork();
-    setImmediate(flush);
-  });
+  // Bulk writes to the app are coalesced per turn (write-coalescer.ts). Added before pipe's listener, so
+  // the chunk that corks is itself written corked.
+  const coalescer = new WriteCoalescer(app);
+  stream.on('data', (chunk: Buffer) => coalescer.beforeWrite(chunk.length));
   stream.pipe(app, { end: false });
   stream.once('end', () => {
     setImmediate(() => {

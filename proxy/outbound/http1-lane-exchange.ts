@@ -19,6 +19,7 @@
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../core/correlation.js';
 import { formatAuthority } from '../core/destination.js';
+import { WriteCoalescer } from '../core/write-coalescer.js';
 import { BodyFramer, type BodyFramerLimits } from '../core/http1-body.js';
 import { Http1ResponseReader } from '../core/http1-response-reader.js';
 import type { Http1HeadLimits, RequestHead, ResponseHead } from '../core/http1-types.js';
@@ -31,9 +32,6 @@ import type { OutboundHttpDeps } from './http-deps.js';
 import type { Lane, LaneOwner, LanePool } from './http1-lane-pool.js';
 import { routeTargetPort, type OutboundRoute } from './outbound-route.js';
 import { recordOutboundRequest } from './http-access.js';
-
-/** A response chunk at least this large means a bulk transfer: writes to the app are coalesced per turn. */
-const COALESCE_MIN_CHUNK_BYTES = 8 * 1024;
 
 export interface FastPathDeps {
   readonly http: OutboundHttpDeps;
@@ -87,12 +85,8 @@ export class LaneExchange implements LaneOwner {
   private refused = false;
   /** The last endpoint tried refused so: when none is left, the caller gets that, not "unreachable". */
   private appRefusedLast = false;
-  /** The app socket is corked until this turn's check phase (bulk response chunks, see onLaneData). */
-  private appCorked = false;
-  private readonly uncorkApp = (): void => {
-    this.appCorked = false;
-    this.socket.uncork();
-  };
+  /** Bulk response chunks to the app leave in one writev per turn (core/write-coalescer.ts). */
+  private readonly coalescer: WriteCoalescer;
   /** Frames the response on the lane and writes it to the app. */
   private readonly response: Http1ResponseReader;
 
@@ -102,6 +96,7 @@ export class LaneExchange implements LaneOwner {
     private readonly owner: ExchangeOwner,
   ) {
     this.reqBody = new BodyFramer(deps.bodyLimits, forbiddenRequestTrailer);
+    this.coalescer = new WriteCoalescer(socket);
     this.response = new Http1ResponseReader({ write: (part) => this.refused || socket.write(part) }, deps.headLimits, deps.bodyLimits);
   }
 
@@ -239,13 +234,7 @@ export class LaneExchange implements LaneOwner {
 
   onLaneData(chunk: Buffer): void {
     if (this.owner.closed) return;
-    // A large chunk is part of a bulk response: coalesce this turn's writes to the app into one writev
-    // (the reasons and the bound are those of core/splice.ts). Small responses are written at once.
-    if (!this.appCorked && chunk.length >= COALESCE_MIN_CHUNK_BYTES) {
-      this.appCorked = true;
-      this.socket.cork();
-      setImmediate(this.uncorkApp);
-    }
+    this.coalescer.beforeWrite(chunk.length);
     const response = this.response;
     const flowing = response.read(chunk);
     if (response.error !== undefined) {
