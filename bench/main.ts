@@ -5,8 +5,7 @@
  * Targets are marked in the report, never turned into a failing exit code: a benchmark on a shared
  * machine is evidence, not a gate.
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isEntryPoint } from '../common/entry-point.js';
 import { describeError, isTrellisError } from '../common/errors.js';
 import { BENCH_USAGE, parseBenchOptions } from './options.js';
 import type { PairFactory, PairName } from './pair.js';
@@ -71,17 +70,7 @@ export async function benchMain(argv: readonly string[], io: BenchIo): Promise<n
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const abort = new AbortController();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

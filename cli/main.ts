@@ -5,8 +5,7 @@
  */
 import { commands } from './commands.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CommandContext } from './command.js';
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isEntryPoint } from '../common/entry-point.js';
 import { describeError, isTrellisError } from '../common/errors.js';
 import { HelpRequested } from './flag-spec.js';
 
@@ -84,14 +83,4 @@ export function runAsBinary(): void {
 
 // Run when executed as a script (`node dist/cli/main.js`, the image's entrypoint), not when imported by
 // tests or by the installed binary's launcher (cli/bin.ts).
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) runAsBinary();
+if (isEntryPoint(import.meta.url)) runAsBinary();
