@@ -26,7 +26,7 @@ export interface AppPort {
 
 /**
  * Per-port HTTP options. Absent fields take the defaults (`DEFAULT_APP_HTTP_OPTIONS` in
- * proxy/inbound/http-authorization.ts), which are the safe choice; both are validated where config is read.
+ * proxy/inbound/http/authorization.ts), which are the safe choice; both are validated where config is read.
  */
 export interface AppHttpOptions {
   /**

@@ -9,7 +9,7 @@
  *
  * What a peer or a user sees is decided here too: `httpStatusOf` turns any thrown value into the status of
  * a reply (the control API and the HTTP proxy path use it), and the CLI exits 2 for side `input`.
- * TCP refusals on the tunnel (`trellis-reason`, proxy/inbound/stream-refusal.ts) keep their own short
+ * TCP refusals on the tunnel (`trellis-reason`, proxy/inbound/tcp/stream-refusal.ts) keep their own short
  * lower-case reasons on the wire, unchanged: they name situations, not codes. Some are twins of HTTP codes
  * with the same status (`policy-denied` ~ HTTP_DENIED 403, `app-refused` ~ HTTP_APP_UNAVAILABLE 503,
  * `app-connect-timeout` ~ HTTP_APP_CONNECT_TIMEOUT 504); the session and handshake limits have none.

@@ -20,8 +20,8 @@ import { DEFAULT_ROOT_NAMESPACE, type TrafficPermission } from '../policy/types.
 import { isPolicyFileName } from '../policy/policy-loader.js';
 import { parsePolicyFiles } from '../policy/validator.js';
 import { DEFAULT_LIMITS, type ProxyLimits } from './core/limits.js';
-import type { LoadBalancingStrategy } from './core/load-balancer.js';
-import { isConfigurableUpgradeProtocol } from './core/http-upgrade-rules.js';
+import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
+import { isConfigurableUpgradeProtocol } from './http/upgrade-rules.js';
 import { buildTlsMaterial } from './core/tls-material.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
 import { CODE } from '../common/error-codes.js';

@@ -17,7 +17,7 @@ import { constants as h2, type Http2Stream } from 'node:http2';
 const ABORTED = AbortSignal.abort();
 
 /**
- * Streams we reset ourselves. The rapid-reset guard (inbound/session-guard.ts) counts only the peer's
+ * Streams we reset ourselves. The rapid-reset guard (inbound/tunnel/session-guard.ts) counts only the peer's
  * resets: node reports a reset the same way whichever side sent it (`rstCode`, 'aborted'), and without
  * this mark a caller whose app resets many connections would be cut and its identity penalized for what
  * its destination did.

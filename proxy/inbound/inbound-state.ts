@@ -15,7 +15,7 @@ export interface InboundState {
   readonly local: { readonly namespace: string; readonly service: string };
   readonly appPorts: ReadonlyMap<number, AppPort>;
   readonly policy: Authorizer;
-  /** Peer certificate serials refused on the tunnel (revoked join tokens): see revoked-peers.ts. */
+  /** Peer certificate serials refused on the tunnel (revoked join tokens): see inbound/tunnel/revoked-peers.ts. */
   readonly revokedSerials: ReadonlySet<string>;
 }
 

@@ -23,7 +23,7 @@ import type { ProxyLimits } from '../core/limits.js';
 import { listenOn } from '../core/listen.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import type { ConnectionBudget } from './connection-budget.js';
-import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './outbound-route.js';
+import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './route.js';
 
 /** A bound local listener, whichever path (TCP here, or HTTP) serves it. */
 export interface LocalListener {

@@ -8,7 +8,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CODE, ERRORS, allErrorCodes, errorCodeInfo, httpStatusOf } from '../../common/error-codes.js';
 import { InputError, TrellisError } from '../../common/errors.js';
-import { HTTP_FAILURES } from '../../proxy/core/http-errors.js';
+import { HTTP_FAILURES } from '../../proxy/http/errors.js';
 import { HttpError, statusOf } from '../../control/http-io.js';
 
 /**

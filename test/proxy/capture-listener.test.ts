@@ -10,8 +10,8 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { TrellisError } from '../../common/errors.js';
 import type { OriginalDestination } from '../../proxy/core/original-dst.js';
-import { createCaptureListener, type CaptureListener, type CaptureListenerOptions } from '../../proxy/inbound/capture-listener.js';
-import { createCaptureMetrics } from '../../proxy/inbound/capture-metrics.js';
+import { createCaptureListener, type CaptureListener, type CaptureListenerOptions } from '../../proxy/inbound/capture/capture-listener.js';
+import { createCaptureMetrics } from '../../proxy/inbound/capture/capture-metrics.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Endpoint, UpstreamService } from '../../api/data-plane.js';
-import { LoadBalancer } from '../../proxy/core/load-balancer.js';
-import { routeTargetPort } from '../../proxy/outbound/outbound-route.js';
-import { buildTransparentIndex } from '../../proxy/outbound/transparent-index.js';
+import { LoadBalancer } from '../../proxy/outbound/tunnel-client/load-balancer.js';
+import { routeTargetPort } from '../../proxy/outbound/route.js';
+import { buildTransparentIndex } from '../../proxy/outbound/capture/destination-index.js';
 
 const a: Endpoint = { address: '10.0.0.1', tunnelPort: 15008, zone: 'z', healthy: true };
 const b: Endpoint = { address: '10.0.0.2', tunnelPort: 15008, zone: 'z', healthy: true, targetPorts: { 80: 9090 } };

@@ -1,10 +1,10 @@
 /**
- * Header mapping between the app's HTTP/1.1 and the tunnel's HTTP/2 (proxy/core/http-headers.ts), and the
+ * Header mapping between the app's HTTP/1.1 and the tunnel's HTTP/2 (proxy/http/header-rules.ts), and the
  * path handling of the inbound's authorization (normalised path judged and forwarded, query kept).
  */
 import { describe, expect, it } from 'vitest';
-import { acceptableRequestId, h1RequestToH2, h1ResponseToH2, h2RequestToH1, h2ResponseToH1, responseHasNoBody } from '../../proxy/core/http-headers.js';
-import { forwardTarget } from '../../proxy/inbound/http-authorization.js';
+import { acceptableRequestId, h1RequestToH2, h1ResponseToH2, h2RequestToH1, h2ResponseToH1, responseHasNoBody } from '../../proxy/http/header-rules.js';
+import { forwardTarget } from '../../proxy/inbound/http/authorization.js';
 
 describe('h1RequestToH2', () => {
   it('moves the request line to pseudo-headers and adds the target and request id', () => {

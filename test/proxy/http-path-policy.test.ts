@@ -1,5 +1,5 @@
 /**
- * The inbound's path policy (proxy/inbound/http-authorization.ts `forwardTarget`), property-tested: what
+ * The inbound's path policy (proxy/inbound/http/authorization.ts `forwardTarget`), property-tested: what
  * the app receives is normal (idempotent, no dot or empty segments, no backslash, no escaped slash in the
  * default mode), and a path judged to be under /public/ stays under it for an app that reads it as
  * loosely as the loosest servers do (decoding escapes, `\` as `/`, dropping `;` parameters).
@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { normalizeRequestPath } from '../../policy/http-match.js';
-import { forwardTarget } from '../../proxy/inbound/http-authorization.js';
+import { forwardTarget } from '../../proxy/inbound/http/authorization.js';
 
 /** How a lenient app could read a path: decode once, backslashes as slashes, `;params` dropped, dot segments resolved. */
 function looseRead(path: string): string {

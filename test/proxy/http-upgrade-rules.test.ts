@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientHttp2Session } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { AppHttpOptions } from '../../api/data-plane.js';
-import { isConfigurableUpgradeProtocol, switchAccepted, upgradeProtocolNames, upgradeRequestProblem } from '../../proxy/core/http-upgrade-rules.js';
+import { isConfigurableUpgradeProtocol, switchAccepted, upgradeProtocolNames, upgradeRequestProblem } from '../../proxy/http/upgrade-rules.js';
 import { PUBLIC_ONLY_POLICY, startMesh, type TestMesh } from './http-harness.js';
 import { peerSession, rawRequest, upgradeExchange } from './support/peer.js';
 

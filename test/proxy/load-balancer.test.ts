@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { LoadBalancer, type BalancedEndpoint } from '../../proxy/core/load-balancer.js';
+import { LoadBalancer, type BalancedEndpoint } from '../../proxy/outbound/tunnel-client/load-balancer.js';
 import type { Endpoint } from '../../api/data-plane.js';
 
 function ep(address: string, healthy = true): Endpoint {

@@ -4,7 +4,7 @@
  * or a busy caller that resets a minority, is never cut.
  */
 import { describe, expect, it } from 'vitest';
-import { RapidResetDetector } from '../../proxy/inbound/rapid-reset.js';
+import { RapidResetDetector } from '../../proxy/inbound/tunnel/rapid-reset.js';
 
 const limits = { rapidResetMaxResets: 200, rapidResetWindowMs: 1_000 };
 

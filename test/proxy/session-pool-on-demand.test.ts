@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { silentLogger } from '../../common/log.js';
 import { resolveLimits } from '../../proxy/core/limits.js';
 import { createProxyMetrics } from '../../proxy/core/metrics.js';
-import { SessionPool, type PoolTarget } from '../../proxy/core/session-pool.js';
+import { SessionPool, type PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { allow, closeServer, echoServer, policyOf, startServerSidecar } from './support/mesh.js';
 

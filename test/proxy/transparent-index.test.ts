@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { UpstreamService } from '../../api/data-plane.js';
-import { buildTransparentIndex, canonicalAddress } from '../../proxy/outbound/transparent-index.js';
+import { buildTransparentIndex, canonicalAddress } from '../../proxy/outbound/capture/destination-index.js';
 
 const endpoint = (address: string) => ({ address, tunnelPort: 15008, zone: 'z', healthy: true });
 

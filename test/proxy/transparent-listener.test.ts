@@ -11,9 +11,9 @@ import { Registry } from 'prom-client';
 import type { UpstreamService } from '../../api/data-plane.js';
 import { TrellisError } from '../../common/errors.js';
 import type { OriginalDestination } from '../../proxy/core/original-dst.js';
-import type { OutboundRoute } from '../../proxy/outbound/outbound-route.js';
-import { createTransparentListener, type TransparentListener, type TransparentListenerOptions } from '../../proxy/outbound/transparent-listener.js';
-import { createTransparentMetrics } from '../../proxy/outbound/transparent-metrics.js';
+import type { OutboundRoute } from '../../proxy/outbound/route.js';
+import { createTransparentListener, type TransparentListener, type TransparentListenerOptions } from '../../proxy/outbound/capture/transparent-listener.js';
+import { createTransparentMetrics } from '../../proxy/outbound/capture/transparent-metrics.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -1,0 +1,124 @@
+/**
+ * One CONNECT stream at the inbound sidecar: authorize the caller for this workload, connect to the app
+ * port, answer 200 only once the app accepted (so the caller may retry elsewhere if it did not), then
+ * splice the stream and the app socket together until both sides are done.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import type { ServerHttp2Stream } from 'node:http2';
+import type { Logger } from 'pino';
+import type { AppPort } from '../../../api/data-plane.js';
+import type { AuthorizationRequest } from '../../../policy/types.js';
+import { nextCorrelationId } from '../../core/correlation.js';
+import type { ProxyLimits } from '../../core/limits.js';
+import type { LogSampler } from '../../core/log-sampler.js';
+import type { ProxyMetrics } from '../../core/metrics.js';
+import { serviceLabel, type VerifiedPeer } from '../../core/peer-identity.js';
+import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.js';
+import { STATUS_BAD_GATEWAY, STATUS_FORBIDDEN, STATUS_GATEWAY_TIMEOUT, STATUS_OK, STATUS_UNAVAILABLE } from '../../core/tunnel-protocol.js';
+import type { InboundState } from '../inbound-state.js';
+import { appLocalAddress, type AppDialSource } from '../app-source.js';
+import { deciderOf, refuseStream } from './stream-refusal.js';
+
+/** An open stream the tunnel server tracks, so a policy change can re-judge it and shutdown can cut it. */
+export interface TrackedStream {
+  readonly request: AuthorizationRequest;
+  cut(reason: string): void;
+}
+
+export interface ConnectStreamDeps {
+  readonly limits: ProxyLimits;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  /** Denials and refusals a peer can repeat at will: the first per (peer, rule or reason) now, then a count. */
+  readonly denialLog: LogSampler;
+  readonly accessLog: boolean;
+  readonly track: (entry: TrackedStream) => () => void;
+  /** In transparent capture: the address the app is dialled from when it is not on loopback (app-source.ts). */
+  readonly appSource?: AppDialSource;
+}
+
+export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPeer, state: InboundState, appPort: AppPort, deps: ConnectStreamDeps): void {
+  const correlationId = nextCorrelationId();
+  const source = serviceLabel(peer);
+  const destination = serviceLabel(state.local);
+  const request: AuthorizationRequest = { source: peer, destination: state.local, protocol: 'tcp' };
+  const decision = state.policy.evaluate(request);
+  const decider = deciderOf(decision);
+  if (!decision.allowed || !decision.enforced) {
+    const rule = decision.rule === null ? '' : String(decision.rule);
+    deps.metrics.policyDenials.inc({ source, destination, policy: decision.policy ?? 'default-deny', rule, enforced: decision.allowed ? 'false' : 'true' });
+    deps.denialLog.warn(`${peer.spiffeId}|${decider}|${decision.allowed ? 'dry-run' : 'enforced'}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, decidedBy: decider, enforced: !decision.allowed, reason: decision.reason }, decision.allowed ? 'dry-run policy would deny TCP stream' : 'TCP stream denied by policy');
+  }
+  if (!decision.allowed) {
+    deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: 'denied' });
+    refuseStream(stream, { status: STATUS_FORBIDDEN, reason: 'policy-denied', message: `denied by ${decider}`, deniedBy: decider }, correlationId);
+    return;
+  }
+
+  const started = Date.now();
+  const localAddress = appLocalAddress(appPort.host, deps.appSource);
+  const app: Socket = netConnect({ host: appPort.host, port: appPort.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
+  let connected = false;
+  let handle: SpliceHandle | undefined;
+  let untrack: (() => void) | undefined;
+  const connectTimer = setTimeout(() => {
+    app.destroy();
+    finishEarly(STATUS_GATEWAY_TIMEOUT, 'app-connect-timeout', `the app did not accept within ${deps.limits.appConnectTimeoutMs} ms`);
+  }, deps.limits.appConnectTimeoutMs);
+
+  const finishEarly = (status: number, reason: string, message: string): void => {
+    clearTimeout(connectTimer);
+    deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: reason });
+    deps.denialLog.warn(`${peer.spiffeId}|${reason}|${appPort.port}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, reason }, `TCP stream not delivered: ${message}`);
+    refuseStream(stream, { status, reason, message }, correlationId);
+  };
+
+  // The caller gave up before the app answered: drop the half-made app connection.
+  const onEarlyClose = (): void => {
+    if (!connected) {
+      clearTimeout(connectTimer);
+      app.destroy();
+    }
+  };
+  stream.once('close', onEarlyClose);
+  stream.on('error', () => undefined);
+
+  app.once('connect', () => {
+    clearTimeout(connectTimer);
+    if (stream.destroyed || stream.closed) {
+      app.destroy();
+      return;
+    }
+    connected = true;
+    app.removeAllListeners('error');
+    deps.metrics.tcpActive.inc({ direction: 'inbound' });
+    stream.respond({ ':status': STATUS_OK });
+    untrack = deps.track({ request, cut: (why) => cut(why) });
+    handle = splice(app, stream, deps.limits.tcpIdleTimeoutMs, onEnd);
+  });
+  app.once('error', (err: NodeJS.ErrnoException) => {
+    if (connected) return;
+    const refused = err.code === 'ECONNREFUSED';
+    finishEarly(refused ? STATUS_UNAVAILABLE : STATUS_BAD_GATEWAY, refused ? 'app-refused' : 'app-unreachable', `cannot connect to the app on ${appPort.host}:${appPort.port}: ${err.code ?? err.message}`);
+  });
+
+  let cutReason: string | undefined;
+  const cut = (why: string): void => {
+    cutReason = why;
+    handle?.cut();
+  };
+
+  const onEnd = (result: SpliceResult): void => {
+    untrack?.();
+    deps.metrics.tcpActive.dec({ direction: 'inbound' });
+    const toDestination = app.bytesWritten;
+    const toSource = app.bytesRead;
+    const outcome = result === 'cut' ? (cutReason ?? 'cut') : result;
+    deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: outcome });
+    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
+    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
+    if (deps.accessLog) {
+      deps.logger.info({ correlationId, direction: 'inbound', source: peer.spiffeId, destination, port: appPort.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - started, decidedBy: decider }, 'tcp');
+    }
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * Peers whose certificate was revoked: issued through a join token the operator revoked (or renewed from
+ * one). The control plane sends their serials with the config; a new tunnel session from one is refused
+ * when it starts, before any frame is read (inbound/tunnel/tunnel-server.ts), and sessions already open from one are closed when the list
+ * arrives. Each certificate stays on the list only until its notAfter, when the expiry timer of the
+ * session (and the TLS chain check) take over.
+ */
+import type { ServerHttp2Session } from 'node:http2';
+import type { Logger } from 'pino';
+import type { ProxyMetrics } from '../../core/metrics.js';
+import type { VerifiedPeer } from '../../core/peer-identity.js';
+import type { InboundState } from '../inbound-state.js';
+
+export function isRevokedPeer(state: InboundState, peer: VerifiedPeer): boolean {
+  return state.revokedSerials.size > 0 && state.revokedSerials.has(peer.serial);
+}
+
+/** Closes every open session whose peer the new state lists as revoked; returns how many. */
+export function closeRevokedSessions(sessions: Iterable<ServerHttp2Session>, peerOf: (session: ServerHttp2Session) => VerifiedPeer | undefined, state: InboundState, metrics: ProxyMetrics, log: Logger): number {
+  if (state.revokedSerials.size === 0) return 0;
+  let closed = 0;
+  for (const session of [...sessions]) {
+    const peer = peerOf(session);
+    if (peer === undefined || !isRevokedPeer(state, peer)) continue;
+    closed++;
+    metrics.tunnelErrors.inc({ direction: 'inbound', reason: 'peer-certificate-revoked' });
+    log.warn({ peer: peer.spiffeId, serial: peer.serial }, 'peer certificate revoked: closing its tunnel session');
+    // destroy, not close: a revoked peer gets no grace to finish what it started.
+    session.destroy();
+  }
+  return closed;
+}
