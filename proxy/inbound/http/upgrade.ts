@@ -23,7 +23,7 @@ import { serviceLabel } from '../../core/peer-identity.js';
 import { splice } from '../../core/splice.js';
 import { closeStream } from '../../core/stream-reset.js';
 import { DENIED_BY_HEADER } from '../../core/tunnel-protocol.js';
-import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../../http/header-rules.js';
+import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, isConnectionField, isFramingField, isMeshHeader, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import { switchAccepted, upgradeRequestProblem } from '../../http/upgrade-rules.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './authorization.js';
@@ -106,7 +106,7 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     return;
   }
   const headers: OutgoingHttpHeaders = {};
-  for (const name in req.headers) if (!name.startsWith(MESH_HEADER_PREFIX)) headers[name] = req.headers[name];
+  for (const name in req.headers) if (!isMeshHeader(name)) headers[name] = req.headers[name];
   headers[REQUEST_ID_HEADER] = state.correlationId;
   headers[CLIENT_CERT_HEADER] = `URI=${ctx.peer.spiffeId}`;
   const appReq = httpRequest({
@@ -184,7 +184,7 @@ function statusHead(res: IncomingMessage, declined: boolean): string {
     const name = raw[i] as string;
     if (declined) {
       const lower = name.toLowerCase();
-      if (lower === 'connection' || lower === 'keep-alive' || lower === 'transfer-encoding' || lower === 'content-length') continue;
+      if (isConnectionField(lower) || isFramingField(lower)) continue;
     }
     text += `${name}: ${raw[i + 1] as string}${CRLF}`;
   }
