@@ -29,7 +29,7 @@ import type { AppHttpPool } from './app-pool.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest, type ResolvedAppHttpOptions } from './authorization.js';
 import type { InboundHttpDeps } from './context.js';
 import type { InboundState } from '../inbound-state.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import { LaneAppConnection, type LaneAppOwner } from './lane-app-connection.js';
 import { recordInboundRequest } from './access.js';
 import { cancelStream, failStream } from '../../core/stream-reset.js';

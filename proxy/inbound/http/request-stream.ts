@@ -22,7 +22,7 @@ import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, for
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './authorization.js';
 import type { InboundHttpContext } from './context.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import type { AppHttpPool } from './app-pool.js';
 import { handleInboundUpgradeStream } from './upgrade.js';
 import { appLocalAddress } from '../app-source.js';

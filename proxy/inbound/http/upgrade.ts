@@ -28,7 +28,7 @@ import { switchAccepted, upgradeRequestProblem } from '../../http/upgrade-rules.
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './authorization.js';
 import type { InboundHttpContext } from './context.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import { appLocalAddress } from '../app-source.js';
 
 const CRLF = '\r\n';

@@ -7,7 +7,6 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Logger } from 'pino';
 import type { AppPort } from '../../../api/data-plane.js';
-import type { AuthorizationRequest } from '../../../policy/types.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import type { ProxyLimits } from '../../core/limits.js';
 import type { LogSampler } from '../../core/log-sampler.js';
@@ -17,13 +16,9 @@ import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.
 import { STATUS_BAD_GATEWAY, STATUS_FORBIDDEN, STATUS_GATEWAY_TIMEOUT, STATUS_OK, STATUS_UNAVAILABLE } from '../../core/tunnel-protocol.js';
 import type { InboundState } from '../inbound-state.js';
 import { appLocalAddress, type AppDialSource } from '../app-source.js';
-import { deciderOf, refuseStream } from './stream-refusal.js';
-
-/** An open stream the tunnel server tracks, so a policy change can re-judge it and shutdown can cut it. */
-export interface TrackedStream {
-  readonly request: AuthorizationRequest;
-  cut(reason: string): void;
-}
+import { refuseStream } from './stream-refusal.js';
+import { authorizeInbound, deciderOf, type TrackedStream } from '../authorize.js';
+import type { AuthorizationRequest } from '../../../policy/types.js';
 
 export interface ConnectStreamDeps {
   readonly limits: ProxyLimits;
@@ -42,13 +37,8 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   const source = serviceLabel(peer);
   const destination = serviceLabel(state.local);
   const request: AuthorizationRequest = { source: peer, destination: state.local, protocol: 'tcp' };
-  const decision = state.policy.evaluate(request);
+  const decision = authorizeInbound(deps, peer, state.policy, request, correlationId, appPort.port);
   const decider = deciderOf(decision);
-  if (!decision.allowed || !decision.enforced) {
-    const rule = decision.rule === null ? '' : String(decision.rule);
-    deps.metrics.policyDenials.inc({ source, destination, policy: decision.policy ?? 'default-deny', rule, enforced: decision.allowed ? 'false' : 'true' });
-    deps.denialLog.warn(`${peer.spiffeId}|${decider}|${decision.allowed ? 'dry-run' : 'enforced'}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, decidedBy: decider, enforced: !decision.allowed, reason: decision.reason }, decision.allowed ? 'dry-run policy would deny TCP stream' : 'TCP stream denied by policy');
-  }
   if (!decision.allowed) {
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: 'denied' });
     refuseStream(stream, { status: STATUS_FORBIDDEN, reason: 'policy-denied', message: `denied by ${decider}`, deniedBy: decider }, correlationId);

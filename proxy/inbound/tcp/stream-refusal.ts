@@ -36,9 +36,3 @@ export function refuseStream(stream: ServerHttp2Stream, refusal: Refusal, correl
     if (!stream.destroyed) stream.destroy();
   }
 }
-
-/** `<namespace>/<policy>#<rule>`, or `default-deny` when no rule matched. */
-export function deciderOf(decision: { readonly policy: string | null; readonly rule: number | null }): string {
-  if (decision.policy === null) return 'default-deny';
-  return decision.rule === null ? decision.policy : `${decision.policy}#${decision.rule}`;
-}

@@ -36,10 +36,12 @@ import {
   TARGET_HEADER,
   TUNNEL_ALPN,
 } from '../../core/tunnel-protocol.js';
-import { handleConnectStream, type TrackedStream } from '../tcp/connect-stream.js';
+import { handleConnectStream } from '../tcp/connect-stream.js';
+import type { TrackedStream } from '../authorize.js';
 import type { InboundState } from '../inbound-state.js';
 import { closeRevokedSessions, isRevokedPeer } from './revoked-peers.js';
-import { deciderOf, refuseStream } from '../tcp/stream-refusal.js';
+import { refuseStream } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import type { AppDialSource } from '../app-source.js';
 import { handshakeFailureReason } from './handshake-failure.js';
 import { HandshakePool, sourceAddress } from './handshake-pool.js';
