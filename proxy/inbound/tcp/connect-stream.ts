@@ -13,7 +13,8 @@ import type { LogSampler } from '../../core/log-sampler.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import { serviceLabel, type VerifiedPeer } from '../../core/peer-identity.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.js';
-import { STATUS_BAD_GATEWAY, STATUS_FORBIDDEN, STATUS_GATEWAY_TIMEOUT, STATUS_OK, STATUS_UNAVAILABLE } from '../../core/tunnel-protocol.js';
+import { STATUS_OK } from '../../core/tunnel-protocol.js';
+import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
 import type { InboundState } from '../inbound-state.js';
 import { appLocalAddress, type AppDialSource } from '../app-source.js';
 import { refuseStream } from './stream-refusal.js';
@@ -41,7 +42,7 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   const decider = deciderOf(decision);
   if (!decision.allowed) {
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: 'denied' });
-    refuseStream(stream, { status: STATUS_FORBIDDEN, reason: 'policy-denied', message: `denied by ${decider}`, deniedBy: decider }, correlationId);
+    refuseStream(stream, STREAM_REFUSALS.policyDenied, `${decision.reason} (${decider})`, correlationId, decider);
     return;
   }
 
@@ -53,14 +54,15 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   let untrack: (() => void) | undefined;
   const connectTimer = setTimeout(() => {
     app.destroy();
-    finishEarly(STATUS_GATEWAY_TIMEOUT, 'app-connect-timeout', `the app did not accept within ${deps.limits.appConnectTimeoutMs} ms`);
+    finishEarly(STREAM_REFUSALS.appConnectTimeout, `the app did not accept within ${deps.limits.appConnectTimeoutMs} ms`);
   }, deps.limits.appConnectTimeoutMs);
 
-  const finishEarly = (status: number, reason: string, message: string): void => {
+  const finishEarly = (kind: HttpFailureKind, message: string): void => {
     clearTimeout(connectTimer);
+    const reason = streamReason(kind);
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: reason });
     deps.denialLog.warn(`${peer.spiffeId}|${reason}|${appPort.port}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, reason }, `TCP stream not delivered: ${message}`);
-    refuseStream(stream, { status, reason, message }, correlationId);
+    refuseStream(stream, kind, message, correlationId);
   };
 
   // The caller gave up before the app answered: drop the half-made app connection.
@@ -89,7 +91,7 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   app.once('error', (err: NodeJS.ErrnoException) => {
     if (connected) return;
     const refused = err.code === 'ECONNREFUSED';
-    finishEarly(refused ? STATUS_UNAVAILABLE : STATUS_BAD_GATEWAY, refused ? 'app-refused' : 'app-unreachable', `cannot connect to the app on ${appPort.host}:${appPort.port}: ${err.code ?? err.message}`);
+    finishEarly(refused ? STREAM_REFUSALS.appRefused : STREAM_REFUSALS.appUnreachable, `cannot connect to the app on ${appPort.host}:${appPort.port}: ${err.code ?? err.message}`);
   });
 
   let cutReason: string | undefined;
