@@ -1,35 +1,27 @@
 /**
- * The outbound sidecar's HTTP/1.1 listener: parses the app's requests with node:http (llhttp) under
- * explicit limits, and hands each request to `forwardHttpRequest`, which balances it on its own.
+ * The outbound sidecar's HTTP/1.1 listener, where every app connection enters the outbound HTTP path. The
+ * flow runs one way, and the files follow it:
  *
- * Connections arrive two ways and are served the same: accepted on a local port (`listen`, explicit mode,
- * the route re-resolved per request so a config change retargets open keep-alive connections), or handed
- * over already accepted with their destination resolved (`handleConnection`, transparent capture).
+ *   listener.ts        accept (a local port in explicit mode, or handed over by capture), admission
+ *      │               (the listener's and the sidecar's connection caps)
+ *      ├─ with lanes ─ app-connection.ts   the fast path: requests framed here, each on a lane-exchange.ts
+ *      │                     │             to a kept-alive HTTP/1.1 lane between sidecars
+ *      │                     └─ at a request it does not carry (Upgrade, Expect: 100-continue, HTTP/1.0):
+ *      └─ without ──────────── node-http-path.ts   node:http, each request as HTTP/2 (exchange.ts) or a
+ *                                                  tunnelled upgrade (upgrade.ts)
  *
- * Behaviour an app sees, as without a mesh: keep-alive (idle connections closed after
- * `keepAliveTimeoutMs`), `Connection: close` and HTTP/1.0 honoured, chunked bodies both ways, HEAD and
- * 204/304 without bodies. Pipelined requests are supported the way node:http serves them: requests are
- * parsed and forwarded as they arrive (each balanced independently), and responses are written back
- * strictly in request order; a later response waits, bounded by its stream's flow-control window,
- * until the earlier ones are written.
- *
- * With `lanes`, connections start on the fast path (outbound/http/app-connection.ts: requests framed here and
- * written to kept-alive HTTP/1.1 lanes between sidecars), and only a request the fast path does not carry
- * (Upgrade, Expect: 100-continue, HTTP/1.0) hands its connection over to node:http, from that request on.
+ * Explicit mode re-resolves the route per request, so a config change retargets open keep-alive connections;
+ * a captured connection keeps the destination it was redirected to.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import type { OutboundListener } from '../../../api/data-plane.js';
-import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { listenOn } from '../../core/listen.js';
-import { nextCorrelationId } from '../../core/correlation.js';
 import type { OutboundHttpDeps } from './deps.js';
-import { forwardHttpRequest } from './exchange.js';
-import { forwardHttpUpgrade } from './upgrade.js';
 import type { OutboundRoute } from '../route.js';
 import { Http1AppConnection, type FastPathDeps } from './app-connection.js';
 import type { LanePool } from './lane-pool.js';
 import { unlimitedBudget } from '../connection-budget.js';
+import { createNodeHttpPath } from './node-http-path.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
@@ -68,7 +60,6 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
   const budget = deps.connections ?? unlimitedBudget();
   const name = options.name ?? 'http';
   let connections = 0;
-  let tracking = false;
   let closing = false;
   let onDrained: (() => void) | undefined;
   const fastDeps: FastPathDeps | undefined =
@@ -81,53 +72,8 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
           bodyLimits: Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: limits.maxHeaderBytes }),
         });
 
-  const server: Server = createServer({
-    maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
-    keepAliveTimeout: limits.keepAliveTimeoutMs,
-    connectionsCheckingInterval: Math.min(5_000, limits.headersTimeoutMs),
-    noDelay: true,
-  });
-
   const routeOf = (socket: Socket): OutboundRoute | undefined => routes.get(socket) ?? options.resolve?.();
-
-  const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
-    const route = routeOf(req.socket);
-    if (route === undefined) {
-      refuseNoRoute(res, deps);
-      return;
-    }
-    forwardHttpRequest(req, res, route, deps, expectContinue);
-  };
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, false));
-  // Registering this stops node from answering 100 itself: the destination app decides (see outbound/http/exchange.ts).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const route = routeOf(socket);
-    if (route === undefined) {
-      socket.on('error', () => undefined);
-      socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
-    forwardHttpUpgrade(req, socket, head, route, deps);
-  });
-  const startTracking = (): void => {
-    if (server.listening || tracking) return;
-    // node:http checks headersTimeout/requestTimeout from a timer it starts on 'listening'; this server never
-    // listens (connections are handed to it), so start that timer explicitly (close() stops it).
-    tracking = true;
-    server.emit('listening');
-  };
-
-  /** Takes over a fast-path connection at a request only node:http carries (see the module comment). */
-  const fallback = (socket: Socket, pending: Buffer | undefined, route: OutboundRoute | undefined): void => {
-    if (route !== undefined && !routes.has(socket)) routes.set(socket, route);
-    startTracking();
-    server.emit('connection', socket);
-    if (pending !== undefined && pending.length > 0) socket.emit('data', pending);
-    socket.resume();
-  };
+  const nodeHttp = createNodeHttpPath(deps, routeOf);
 
   /** Every app connection enters here, accepted by `listen` or handed over by capture. */
   const accept = (socket: Socket): void => {
@@ -144,7 +90,7 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
     }
     connections += 1;
     sockets.add(socket);
-    const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, fallback);
+    const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, nodeHttp);
     socket.once('close', () => {
       budget.release();
       connections -= 1;
@@ -152,26 +98,12 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       if (conn !== undefined) fast.delete(conn);
       if (connections === 0) onDrained?.();
     });
-    if (conn === undefined) {
-      startTracking();
-      server.emit('connection', socket);
-      return;
-    }
-    fast.add(conn);
+    if (conn === undefined) nodeHttp.serve(socket);
+    else fast.add(conn);
   };
   // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced response chunks
   // (outbound/http/lane-exchange.ts); with 16 KiB the corked socket pauses the lane every chunk or two.
   const entry = createNetServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 64 * 1024 }, accept);
-  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-    // node's answers for bad requests, kept, plus a debug line: the app is local, this is its bug.
-    deps.logger.debug({ code: err.code, err: err.message }, 'malformed request from the app');
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  });
 
   return {
     listen(port: number, host: string): Promise<AddressInfo> {
@@ -192,8 +124,8 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       closing = true;
       if (entry.listening) entry.close();
       // Stops node:http's timeout checker; the connections it serves are ended below.
-      if (tracking) server.close();
-      server.closeIdleConnections();
+      nodeHttp.close();
+      nodeHttp.closeIdleConnections();
       for (const conn of fast) conn.drain();
       return new Promise((resolve) => {
         if (connections === 0) {
@@ -211,15 +143,6 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       });
     },
   };
-}
-
-function refuseNoRoute(res: ServerResponse, deps: OutboundHttpDeps): void {
-  const correlationId = nextCorrelationId();
-  const failure = new HttpFailure(HTTP_FAILURES.unknownDestination);
-  deps.logger.warn({ correlationId, code: failure.code }, 'no upstream in config for this listener; request refused');
-  const body = failureBody(failure, correlationId);
-  res.writeHead(failure.status, failureHeaders(failure, correlationId, body, false));
-  res.end(body);
 }
 
 /**
