@@ -102,6 +102,23 @@ export function serializeResponseHead(head: ResponseHead, options: { readonly dr
 }
 
 /**
+ * The inbound's rewrite hook for an app's response head: an app may not send `trellis-*` fields, nor
+ * Content-Length beside chunked coding, so such a head is re-written (undefined: passed on as received).
+ */
+export function cleanedResponseHead(head: ResponseHead): Buffer | undefined {
+  return responseNeedsCleaning(head) ? serializeResponseHead(head, { dropMeshFields: true, close: false }) : undefined;
+}
+
+/**
+ * The outbound's rewrite hook when the caller asked to close (`Connection: close`, dropped as hop-by-hop
+ * before the lane): the answer came for a kept-alive lane, so it is made to say close, as the destination's
+ * server would have (undefined: it says so already).
+ */
+export function closingResponseHead(head: ResponseHead): Buffer | undefined {
+  return head.keepAlive ? serializeResponseHead(head, { dropMeshFields: false, close: true }) : undefined;
+}
+
+/**
  * A complete raw HTTP/1.1 response for a failure the mesh produced (the same headers and body as the
  * HTTP/2 path's), optionally with `Connection: close` and extra fields (`trellis-denied-by`).
  */

@@ -8,9 +8,9 @@ import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { BodyFramer, type BodyFramerLimits } from '../../http1/body.js';
 import { Http1ResponseReader } from '../../http1/response-reader.js';
-import type { Http1HeadLimits, RequestHead, ResponseHead } from '../../http1/types.js';
+import type { Http1HeadLimits, RequestHead } from '../../http1/types.js';
 import { PartialHead } from '../../http1/partial-head.js';
-import { failureResponseBytes, responseNeedsCleaning, serializeResponseHead } from '../../http1/message.js';
+import { failureResponseBytes } from '../../http1/message.js';
 import { HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { forbiddenRequestTrailer } from '../../http/header-rules.js';
 import type { VerifiedPeer } from '../../core/peer-identity.js';
@@ -36,11 +36,6 @@ export const enum Phase {
   Skip,
   Await,
   Closed,
-}
-
-/** An app may not send `trellis-*` fields, nor Content-Length beside chunked coding: such a head is re-written. */
-export function cleanRewrite(head: ResponseHead): Buffer | undefined {
-  return responseNeedsCleaning(head) ? serializeResponseHead(head, { dropMeshFields: true, close: false }) : undefined;
 }
 
 export abstract class LaneCore implements LaneAppOwner {

@@ -17,7 +17,7 @@ import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { parseRequestHead } from '../../http1/head.js';
 import type { RequestHead, ResponseHead } from '../../http1/types.js';
-import { fieldValue, forwardRequestHead } from '../../http1/message.js';
+import { cleanedResponseHead, fieldValue, forwardRequestHead } from '../../http1/message.js';
 import { HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import type { VerifiedPeer } from '../../core/peer-identity.js';
@@ -25,7 +25,7 @@ import type { AppPort } from '../../../api/data-plane.js';
 import { admitLaneRequest } from './lane-admission.js';
 import type { InboundHttpDeps } from './context.js';
 import type { InboundState } from '../inbound-state.js';
-import { cleanRewrite, LANE_HEAD_LIMITS, LANE_IDLE_TIMEOUT_MS, LaneCore, Phase } from './lane-core.js';
+import { LANE_HEAD_LIMITS, LANE_IDLE_TIMEOUT_MS, LaneCore, Phase } from './lane-core.js';
 
 export { LANE_BODY_LIMITS, LANE_HEAD_LIMITS, LANE_IDLE_TIMEOUT_MS } from './lane-core.js';
 
@@ -133,7 +133,7 @@ export class InboundLane extends LaneCore {
     this.correlationId = acceptableRequestId(fieldValue(head.fields, REQUEST_ID_HEADER)) ?? nextCorrelationId();
     this.path = head.target;
     this.reqBody.start(head.body);
-    this.response.begin(head.method, cleanRewrite);
+    this.response.begin(head.method, cleanedResponseHead);
     this.app.beginRequest();
     this.status = 0;
   }

@@ -23,11 +23,12 @@ import { parseRequestHead } from '../../http1/head.js';
 import { PartialHead } from '../../http1/partial-head.js';
 import { failureResponseBytes } from '../../http1/message.js';
 import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
-import { LaneExchange, type ExchangeOwner, type FastPathDeps } from './lane-exchange.js';
+import { LaneExchange } from './lane-exchange.js';
+import type { ExchangeOwner, FastPathDeps } from './fast-path.js';
 import type { OutboundRoute } from '../route.js';
 import type { NodeHttpPath } from './node-http-path.js';
 
-export type { FastPathDeps } from './lane-exchange.js';
+export type { FastPathDeps } from './fast-path.js';
 
 
 /** App bytes kept while they cannot go on, before the socket is paused. */
