@@ -102,15 +102,25 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
 
   const onEnd = (result: SpliceResult): void => {
     untrack?.();
-    deps.metrics.tcpActive.dec({ direction: 'inbound' });
-    const toDestination = app.bytesWritten;
-    const toSource = app.bytesRead;
     const outcome = result === 'cut' ? (cutReason ?? 'cut') : result;
-    deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: outcome });
-    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
-    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
-    if (deps.accessLog) {
-      deps.logger.info({ correlationId, direction: 'inbound', source: peer.spiffeId, destination, port: appPort.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - started, decidedBy: decider }, 'tcp');
-    }
+    recordEnd(deps, { correlationId, peer, source, destination, port: appPort.port, app, outcome, started, decidedBy: decider });
   };
+}
+
+/** Metrics and the access line of a delivered stream, once, when both sides are done. */
+function recordEnd(
+  deps: ConnectStreamDeps,
+  e: { correlationId: string; peer: VerifiedPeer; source: string; destination: string; port: number; app: Socket; outcome: string; started: number; decidedBy: string },
+): void {
+  const { metrics } = deps;
+  const { source, destination, outcome } = e;
+  metrics.tcpActive.dec({ direction: 'inbound' });
+  const toDestination = e.app.bytesWritten;
+  const toSource = e.app.bytesRead;
+  metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: outcome });
+  metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
+  metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
+  if (deps.accessLog) {
+    deps.logger.info({ correlationId: e.correlationId, direction: 'inbound', source: e.peer.spiffeId, destination, port: e.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - e.started, decidedBy: e.decidedBy }, 'tcp');
+  }
 }

@@ -13,15 +13,15 @@
  * Explicit mode re-resolves the route per request, so a config change retargets open keep-alive connections;
  * a captured connection keeps the destination it was redirected to.
  */
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { OutboundListener } from '../../../api/data-plane.js';
 import { listenOn } from '../../core/listen.js';
 import type { OutboundHttpDeps } from './deps.js';
 import type { OutboundRoute } from '../route.js';
 import { Http1AppConnection, type FastPathDeps } from './app-connection.js';
 import type { LanePool } from './lane-pool.js';
-import { unlimitedBudget } from '../connection-budget.js';
-import { createNodeHttpPath } from './node-http-path.js';
+import { unlimitedBudget, type ConnectionBudget } from '../connection-budget.js';
+import { createNodeHttpPath, type NodeHttpPath } from './node-http-path.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
@@ -52,97 +52,118 @@ export interface OutboundHttpListener {
 }
 
 export function createOutboundHttpListener(options: OutboundHttpListenerOptions): OutboundHttpListener {
-  const { deps } = options;
-  const limits = deps.limits;
-  const routes = new WeakMap<Socket, OutboundRoute>();
-  const sockets = new Set<Socket>();
-  const fast = new Set<Http1AppConnection>();
-  const budget = deps.connections ?? unlimitedBudget();
-  const name = options.name ?? 'http';
-  let connections = 0;
-  let closing = false;
-  let onDrained: (() => void) | undefined;
-  const fastDeps: FastPathDeps | undefined =
-    options.lanes === undefined
-      ? undefined
-      : Object.freeze({
-          http: deps,
-          lanes: options.lanes,
-          headLimits: Object.freeze({ maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: MAX_HEADER_FIELDS }),
-          bodyLimits: Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: limits.maxHeaderBytes }),
-        });
+  return new AppHttpListener(options);
+}
 
-  const routeOf = (socket: Socket): OutboundRoute | undefined => routes.get(socket) ?? options.resolve?.();
-  const nodeHttp = createNodeHttpPath(deps, routeOf);
+class AppHttpListener implements OutboundHttpListener {
+  private readonly deps: OutboundHttpDeps;
+  /** A captured connection's own route (explicit mode resolves per request). */
+  private readonly routes = new WeakMap<Socket, OutboundRoute>();
+  private readonly sockets = new Set<Socket>();
+  private readonly fast = new Set<Http1AppConnection>();
+  private readonly budget: ConnectionBudget;
+  private readonly name: string;
+  private readonly fastDeps: FastPathDeps | undefined;
+  private readonly nodeHttp: NodeHttpPath;
+  private readonly entry: NetServer;
+  private connections = 0;
+  private closing = false;
+  private onDrained: (() => void) | undefined;
+
+  constructor(private readonly options: OutboundHttpListenerOptions) {
+    this.deps = options.deps;
+    this.budget = options.deps.connections ?? unlimitedBudget();
+    this.name = options.name ?? 'http';
+    this.fastDeps = options.lanes === undefined ? undefined : fastPathDeps(options.deps, options.lanes);
+    this.nodeHttp = createNodeHttpPath(options.deps, this.routeOf);
+    // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced response chunks
+    // (outbound/http/lane-exchange.ts); with 16 KiB the corked socket pauses the lane every chunk or two.
+    this.entry = createNetServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 64 * 1024 }, this.accept);
+  }
+
+  private readonly routeOf = (socket: Socket): OutboundRoute | undefined => this.routes.get(socket) ?? this.options.resolve?.();
 
   /** Every app connection enters here, accepted by `listen` or handed over by capture. */
-  const accept = (socket: Socket): void => {
+  private readonly accept = (socket: Socket): void => {
     socket.on('error', () => undefined);
-    if (closing) {
+    if (this.closing || !this.admit()) {
       socket.destroy();
       return;
     }
-    const reason = connections >= limits.maxConnections ? 'listener-limit' : budget.take() ? undefined : 'sidecar-limit';
-    if (reason !== undefined) {
-      budget.refused(deps.metrics, deps.logger, name, reason, reason === 'listener-limit' ? limits.maxConnections : budget.max);
-      socket.destroy();
-      return;
-    }
-    connections += 1;
-    sockets.add(socket);
-    const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, nodeHttp);
+    this.connections += 1;
+    this.sockets.add(socket);
+    const conn = this.fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => this.routeOf(socket), this.fastDeps, this.nodeHttp);
     socket.once('close', () => {
-      budget.release();
-      connections -= 1;
-      sockets.delete(socket);
-      if (conn !== undefined) fast.delete(conn);
-      if (connections === 0) onDrained?.();
+      this.budget.release();
+      this.connections -= 1;
+      this.sockets.delete(socket);
+      if (conn !== undefined) this.fast.delete(conn);
+      if (this.connections === 0) this.onDrained?.();
     });
-    if (conn === undefined) nodeHttp.serve(socket);
-    else fast.add(conn);
+    if (conn === undefined) this.nodeHttp.serve(socket);
+    else this.fast.add(conn);
   };
-  // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced response chunks
-  // (outbound/http/lane-exchange.ts); with 16 KiB the corked socket pauses the lane every chunk or two.
-  const entry = createNetServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 64 * 1024 }, accept);
 
-  return {
-    listen(port: number, host: string): Promise<AddressInfo> {
-      return listenOn(entry, host, port, 'outbound HTTP', deps.logger);
-    },
-    handleConnection(socket: Socket, route: OutboundRoute): void {
-      routes.set(socket, route);
-      accept(socket);
-    },
-    address(): AddressInfo | undefined {
-      const a = entry.address();
-      return a !== null && typeof a === 'object' ? a : undefined;
-    },
-    connectionCount(): number {
-      return connections;
-    },
-    close(graceMs = 30_000): Promise<void> {
-      closing = true;
-      if (entry.listening) entry.close();
-      // Stops node:http's timeout checker; the connections it serves are ended below.
-      nodeHttp.close();
-      nodeHttp.closeIdleConnections();
-      for (const conn of fast) conn.drain();
-      return new Promise((resolve) => {
-        if (connections === 0) {
-          resolve();
-          return;
-        }
-        const timer = setTimeout(() => {
-          for (const socket of sockets) socket.destroy();
-        }, graceMs);
-        timer.unref();
-        onDrained = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    },
-  };
+  /** The listener's cap, then the sidecar's: a place is taken from the budget, or the refusal counted. */
+  private admit(): boolean {
+    const limits = this.deps.limits;
+    const reason = this.connections >= limits.maxConnections ? 'listener-limit' : this.budget.take() ? undefined : 'sidecar-limit';
+    if (reason === undefined) return true;
+    this.budget.refused(this.deps.metrics, this.deps.logger, this.name, reason, reason === 'listener-limit' ? limits.maxConnections : this.budget.max);
+    return false;
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return listenOn(this.entry, host, port, 'outbound HTTP', this.deps.logger);
+  }
+
+  handleConnection(socket: Socket, route: OutboundRoute): void {
+    this.routes.set(socket, route);
+    this.accept(socket);
+  }
+
+  address(): AddressInfo | undefined {
+    const a = this.entry.address();
+    return a !== null && typeof a === 'object' ? a : undefined;
+  }
+
+  connectionCount(): number {
+    return this.connections;
+  }
+
+  close(graceMs = 30_000): Promise<void> {
+    this.closing = true;
+    if (this.entry.listening) this.entry.close();
+    // Stops node:http's timeout checker; the connections it serves are ended below.
+    this.nodeHttp.close();
+    this.nodeHttp.closeIdleConnections();
+    for (const conn of this.fast) conn.drain();
+    return new Promise((resolve) => {
+      if (this.connections === 0) {
+        resolve();
+        return;
+      }
+      const timer = setTimeout(() => {
+        for (const socket of this.sockets) socket.destroy();
+      }, graceMs);
+      timer.unref();
+      this.onDrained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** What the fast path reads, frozen once per listener: its parser limits follow the listener's. */
+function fastPathDeps(deps: OutboundHttpDeps, lanes: LanePool): FastPathDeps {
+  const limits = deps.limits;
+  return Object.freeze({
+    http: deps,
+    lanes,
+    headLimits: Object.freeze({ maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: MAX_HEADER_FIELDS }),
+    bodyLimits: Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: limits.maxHeaderBytes }),
+  });
 }
 
 /**

@@ -52,18 +52,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
   const resumable = group.ticket?.source.peer !== undefined && group.ticket.source.peer.notAfterMs > Date.now() ? group.ticket : undefined;
   const session = h2connect(`https://${group.host}:${group.port}`, {
     createConnection: () => {
-      tlsSocket = tlsConnect({
-        host: group.host,
-        port: group.port,
-        servername: group.sni,
-        secureContext: material.clientContext,
-        ALPNProtocols: [TUNNEL_ALPN],
-        minVersion: 'TLSv1.3',
-        session: resumable?.data,
-        // Identity is a SPIFFE URI, not a DNS name: the chain is checked by node:tls, the ID by checkPeer.
-        checkServerIdentity: () => undefined,
-      });
-      tlsSocket.setNoDelay(true);
+      tlsSocket = tlsConnection(group, material, resumable?.data);
       tlsSocket.on('session', (ticket: Buffer) => {
         if (generation !== host.generation()) return;
         // A ticket from a resumed session inherits the identity verified when the chain began.
@@ -125,6 +114,23 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
     if (!pooled.ready) settleConnecting();
     host.sessionClosed(group, pooled);
   });
+}
+
+/** TLS 1.3 to the group's endpoint with our certificate, ALPN h2, SNI naming the destination, a ticket to resume. */
+function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffer | undefined): TLSSocket {
+  const socket = tlsConnect({
+    host: group.host,
+    port: group.port,
+    servername: group.sni,
+    secureContext: material.clientContext,
+    ALPNProtocols: [TUNNEL_ALPN],
+    minVersion: 'TLSv1.3',
+    session: ticket,
+    // Identity is a SPIFFE URI, not a DNS name: the chain is checked by node:tls, the ID by checkPeer.
+    checkServerIdentity: () => undefined,
+  });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 /** The server's identity: verified, and the destination service's (else the handshake is counted as refused). */
