@@ -8,7 +8,6 @@ import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
 import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
 import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
@@ -18,7 +17,9 @@ import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/co
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
 import { startAgent } from '../agent/agent.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
+import { AGENT_LIMIT_SCHEMA, AGENT_LIMITS } from '../agent/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -65,8 +66,8 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     status: { type: 'string', value: 'HOST:PORT|off', help: 'plaintext port for the kubelet: /healthz /ready /app-health/...,\nand POST /quitquitquit from loopback (drain, exit 0)', whenAbsent: 'off' },
     'app-probes': { type: 'string', value: 'FILE', help: "the app's original probes (JSON from the injector), run on request at\n/app-health/<container>/<livez|readyz|startupz> on --status", whenAbsent: 'none' },
     'health-check': { type: 'string', value: 'KIND', help: 'tcp, or http:/PATH, of the first app port', whenAbsent: 'tcp' },
-    'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: '5s' },
-    'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: '10s' },
+    'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: formatLimit(AGENT_LIMITS.healthIntervalMs, 'ms') },
+    'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: formatLimit(AGENT_LIMITS.drainGraceMs, 'ms') },
     capture: { type: 'string', value: 'MODE', help: 'transparent: serve the outbound and inbound capture ports that\n`trellis agent redirect install` sends the workload\'s TCP to; or none', whenAbsent: 'none' },
     'outbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the outbound capture port', whenAbsent: '15001' },
     'inbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the inbound capture port', whenAbsent: '15006' },
@@ -216,13 +217,13 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
       host: appHost,
       port: firstPort.port,
       path: healthMatch?.[2] ?? '/',
-      intervalMs: values['health-interval'] === undefined ? AGENT_DEFAULTS.healthIntervalMs : attempt(() => parseDuration(values['health-interval'] as string, '--health-interval'), AGENT_DEFAULTS.healthIntervalMs),
+      intervalMs: limitFlag(values['health-interval'], AGENT_LIMIT_SCHEMA.healthIntervalMs, '--health-interval', attempt),
       timeoutMs: AGENT_DEFAULTS.healthTimeoutMs,
       unhealthyAfter: 2,
     }),
     status,
     appProbes,
-    drainGraceMs: values['drain-grace'] === undefined ? AGENT_DEFAULTS.drainGraceMs : attempt(() => parseDuration(values['drain-grace'] as string, '--drain-grace'), AGENT_DEFAULTS.drainGraceMs),
+    drainGraceMs: limitFlag(values['drain-grace'], AGENT_LIMIT_SCHEMA.drainGraceMs, '--drain-grace', attempt),
     accessLog: values['no-access-log'] !== true,
     ...(capture ? { capture: Object.freeze({ inboundMode: inboundMode as 'strict' | 'permissive', outsideMesh: outsideMesh as 'passthrough' | 'refuse', outbound: { port: outboundPort }, inbound: { port: inboundPort } }) } : {}),
   });

@@ -21,7 +21,9 @@ import { checkServingNames, serviceDnsNames } from '../injector/serving-certific
 import { FileServingSource, IssuedServingSource, issuerFromDirectory, type ServingCertificateSource } from '../injector/serving-certificate.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
+import { INJECTOR_LIMIT_SCHEMA, INJECTOR_LIMITS } from '../injector/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -49,7 +51,7 @@ issued by the injector itself from --issuer-dir and renewed at 2/3 of its lifeti
     zone: { type: 'string', value: 'NAME', help: "this cluster's zone", whenAbsent: 'default' },
     'proxy-uid': { type: 'string', value: 'N', help: "the sidecar's user", whenAbsent: '1337' },
     'proxy-gid': { type: 'string', value: 'N', help: "the sidecar's group", whenAbsent: '1337' },
-    'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: '12h' },
+    'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: formatLimit(INJECTOR_LIMITS.tokenExpirationSeconds, 's') },
     'kubernetes-version': { type: 'string', value: 'V', help: 'auto (ask the API server) or e.g. 1.30: native sidecars from 1.29', whenAbsent: 'auto' },
     'exclude-namespace': { type: 'string', multiple: true, value: 'NS', help: 'never inject NS (repeatable; kube-system, kube-public, kube-node-lease and\ntrellis-system always are)', whenAbsent: 'none' },
     listen: { type: 'string', value: 'HOST:PORT', help: "the webhook's HTTPS listener", whenAbsent: '0.0.0.0:9443' },
@@ -120,7 +122,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const namespace = values.namespace ?? 'trellis-system';
   const dnsNames = attempt(() => checkServingNames(serviceDnsNames(service, namespace)), []);
   const certTtlMs = attempt(() => parseDuration(values['cert-ttl'] ?? '24h', '--cert-ttl'), 86_400_000);
-  const tokenTtlSeconds = attempt(() => Math.round(parseDuration(values['token-ttl'] ?? '12h', '--token-ttl') / 1000), 43_200);
+  const tokenTtlSeconds = limitFlag(values['token-ttl'], INJECTOR_LIMIT_SCHEMA.tokenExpirationSeconds, '--token-ttl', attempt);
   const listen =
     values.port !== undefined
       ? { host: '0.0.0.0', port: parseIntFlag(values.port, '--port', 9443, problems) }

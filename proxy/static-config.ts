@@ -12,14 +12,14 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import type { AppHttpOptions, AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
 import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
 import { ConfigIssues } from '../common/config-issues.js';
 import type { ConfigNode, ConfigObject } from '../common/config-node.js';
 import { parseYamlDocuments, readConfigFile, type YamlText } from '../common/yaml-source.js';
 import { DEFAULT_ROOT_NAMESPACE, type TrafficPermission } from '../policy/types.js';
 import { isPolicyFileName } from '../policy/policy-loader.js';
 import { parsePolicyFiles } from '../policy/validator.js';
-import { DEFAULT_LIMITS, type ProxyLimits } from './core/limits.js';
+import { PROXY_LIMIT_SCHEMA, type ProxyLimits } from './core/limits.js';
+import { readLimits } from '../common/limit-schema.js';
 import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
 import { isConfigurableUpgradeProtocol } from './http/upgrade-rules.js';
 import { buildTlsMaterial } from './core/tls-material.js';
@@ -204,13 +204,13 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     if (p !== undefined) policy.push(p);
   }
   const rootNamespace = opt(top, 'rootNamespace', (x) => x.string(NAME_RULE)) ?? DEFAULT_ROOT_NAMESPACE;
-  const limits = validateLimits(top.field('limits'));
+  const limits = readLimits(top.field('limits'), PROXY_LIMIT_SCHEMA);
   const poolNode = top.field('pool')?.object({ optional: ['sessionsPerEndpoint', 'maxSessionsPerEndpoint', 'maxStreamsPerSession', 'keepaliveInterval', 'loadBalancing'] });
   const pool = {
     sessionsPerEndpoint: opt(poolNode, 'sessionsPerEndpoint', (x) => x.integer({ min: 1, max: 64 })) ?? 2,
     maxSessionsPerEndpoint: opt(poolNode, 'maxSessionsPerEndpoint', (x) => x.integer({ min: 1, max: 256 })) ?? 16,
     maxStreamsPerSession: opt(poolNode, 'maxStreamsPerSession', (x) => x.integer({ min: 1, max: 10_000 })) ?? limits.maxStreamsPerSession,
-    keepaliveIntervalMs: opt(poolNode, 'keepaliveInterval', (x) => duration(x)) ?? 30_000,
+    keepaliveIntervalMs: opt(poolNode, 'keepaliveInterval', (x) => x.duration()) ?? 30_000,
     loadBalancing: opt(poolNode, 'loadBalancing', (x) => x.oneOf<LoadBalancingStrategy>(['least-outstanding', 'round-robin'])) ?? 'least-outstanding',
   };
   const accessLog = opt(top, 'accessLog', (x) => x.boolean()) ?? true;
@@ -279,55 +279,6 @@ function endpointFields(o: ConfigObject | undefined, address: string, port: numb
   const a = opt(o, 'address', (x) => x.string()) ?? address;
   const p = o.has('port') ? o.field('port')?.integer(BIND_PORT) : port;
   return p === undefined ? undefined : { address: a, port: p };
-}
-
-function duration(n: ConfigNode): number | undefined {
-  const text = n.string({ expected: 'a duration such as 10s, 15m, 1h' });
-  if (text === undefined) return undefined;
-  try {
-    return parseDuration(text, 'duration');
-  } catch (err) {
-    return n.report((err as Error).message.replace(/^duration: /, ''));
-  }
-}
-
-const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'count' | 'bytes' | 'duration' }>> = {
-  handshakeTimeout: { key: 'handshakeTimeoutMs', kind: 'duration' },
-  maxSessions: { key: 'maxSessions', kind: 'count' },
-  maxSessionsPerIdentity: { key: 'maxSessionsPerIdentity', kind: 'count' },
-  maxSessionsPerAddress: { key: 'maxSessionsPerAddress', kind: 'count' },
-  maxHandshakes: { key: 'maxHandshakes', kind: 'count' },
-  maxHandshakesPerAddress: { key: 'maxHandshakesPerAddress', kind: 'count' },
-  sessionErrorClose: { key: 'sessionErrorCloseMs', kind: 'duration' },
-  sessionProbeInterval: { key: 'sessionProbeIntervalMs', kind: 'duration' },
-  sessionPingTimeout: { key: 'sessionPingTimeoutMs', kind: 'duration' },
-  rapidResetMaxResets: { key: 'rapidResetMaxResets', kind: 'count' },
-  rapidResetWindow: { key: 'rapidResetWindowMs', kind: 'duration' },
-  abusePenalty: { key: 'abusePenaltyMs', kind: 'duration' },
-  maxStreamsPerSession: { key: 'maxStreamsPerSession', kind: 'count' },
-  idleTimeout: { key: 'idleTimeoutMs', kind: 'duration' },
-  maxHeaderListSize: { key: 'maxHeaderListSize', kind: 'bytes' },
-  streamWindowBytes: { key: 'streamWindowBytes', kind: 'bytes' },
-  sessionWindowBytes: { key: 'sessionWindowBytes', kind: 'bytes' },
-  appConnectTimeout: { key: 'appConnectTimeoutMs', kind: 'duration' },
-  tunnelConnectTimeout: { key: 'tunnelConnectTimeoutMs', kind: 'duration' },
-  streamOpenTimeout: { key: 'streamOpenTimeoutMs', kind: 'duration' },
-  maxOutboundConnections: { key: 'maxOutboundConnections', kind: 'count' },
-  tcpIdleTimeout: { key: 'tcpIdleTimeoutMs', kind: 'duration' },
-  denialLogInterval: { key: 'denialLogIntervalMs', kind: 'duration' },
-};
-
-function validateLimits(node: ConfigNode | undefined): ProxyLimits {
-  const out: Record<string, number> = { ...DEFAULT_LIMITS };
-  const o = node?.object({ optional: Object.keys(LIMIT_FIELDS) });
-  for (const [name, spec] of Object.entries(LIMIT_FIELDS)) {
-    const n = o?.field(name);
-    if (n === undefined) continue;
-    // HTTP/2 windows are at most 2^31-1 bytes.
-    const v = spec.kind === 'duration' ? duration(n) : n.integer({ min: spec.kind === 'bytes' ? 1024 : 1, max: spec.kind === 'bytes' ? 2_147_483_647 : 1_000_000 });
-    if (v !== undefined) out[spec.key] = v;
-  }
-  return Object.freeze(out) as unknown as ProxyLimits;
 }
 
 function deepFreeze<T>(value: T): T {
