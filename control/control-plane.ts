@@ -20,7 +20,7 @@
  * `setUpIdentity`, `startPolicy`, `createHub`, `createApi`, `createAdmin`, `watchTrustBundle`, then opens
  * the listeners (`serve`).
  */
-import { once } from 'node:events';
+import { listenServer } from '../common/server-listen.js';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
@@ -69,12 +69,6 @@ export interface RunningControlPlane {
   readonly policy: ControlPolicy;
   readonly metrics: Registry;
   close(): Promise<void>;
-}
-
-async function listen(server: HttpsServer | HttpServer, host: string, port: number): Promise<AddressInfo> {
-  server.listen(port, host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
-  return server.address() as AddressInfo;
 }
 
 function formatHost(host: string): string {
@@ -361,8 +355,8 @@ async function serve(config: ControlPlaneConfig, api: HttpsServer, admin: HttpSe
   let apiAddress: AddressInfo;
   let adminAddress: AddressInfo;
   try {
-    apiAddress = await listen(api, config.listen.host, config.listen.port);
-    adminAddress = await listen(admin, config.admin.host, config.admin.port);
+    apiAddress = await listenServer(api, config.listen.port, config.listen.host);
+    adminAddress = await listenServer(admin, config.admin.port, config.admin.host);
   } catch (err) {
     api.close();
     admin.close();

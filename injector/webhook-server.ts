@@ -10,6 +10,7 @@
  * keep-alive connections closed after 60 s, and at most 512 connections at once. The certificate is
  * swapped in place with `setSecureContext`: open connections keep their session, new ones get the new one.
  */
+import { listenServer } from '../common/server-listen.js';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -122,13 +123,7 @@ export class WebhookServer {
 
   /** Binds and resolves with the bound address (port 0 picks a free port). */
   listen(port: number, host = '0.0.0.0'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenServer(this.server, port, host);
   }
 
   /** Swaps the serving certificate for new connections, without a restart. */
