@@ -37,6 +37,7 @@ export const ERRORS = Object.freeze({
   CONFIG_INVALID: def('TRELLIS_CONFIG_INVALID', 400, 'input', false, 'the config is invalid (every issue is listed)'),
   CONFIG_UNREADABLE: def('TRELLIS_CONFIG_UNREADABLE', 400, 'input', false, 'a config file cannot be read'),
   DURATION_INVALID: def('TRELLIS_DURATION_INVALID', 400, 'input', false, 'not a positive duration (e.g. 30s, 15m, 24h, 7d)'),
+  LIMIT_INVALID: def('TRELLIS_LIMIT_INVALID', 400, 'input', false, 'a limit is not a number within its bounds'),
 
   // ── ca/: keys, certificates, bundles, CSRs, signing and peer/chain verification
   BUNDLE_EMPTY: def('TRELLIS_BUNDLE_EMPTY', 400, 'input', false, 'the trust bundle would hold no root'),

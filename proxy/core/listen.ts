@@ -58,9 +58,3 @@ export function closeWithGrace(server: Server, graceMs: number, cutAll: () => vo
   });
 }
 
-/** The fields of `value` that are set: lets a partial limits object override defaults without erasing them. */
-export function definedOnly<T extends object>(value: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
-}

@@ -21,7 +21,9 @@ import type { Logger } from '../../../common/log.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../../core/original-dst.js';
 import { resetSocket, spliceSockets, type SocketSpliceHandle } from '../../core/socket-splice.js';
-import { closeWithGrace, definedOnly, listenForCapture } from '../../core/listen.js';
+import { closeWithGrace, listenForCapture } from '../../core/listen.js';
+import { CAPTURE_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 import type { CaptureMetrics, CaptureResult } from './capture-metrics.js';
 import { appLocalAddress, HANDOFF_SOURCE } from '../app-source.js';
 import { CODE } from '../../../common/error-codes.js';
@@ -37,11 +39,7 @@ export interface CaptureListenerLimits {
   readonly idleTimeoutMs: number;
 }
 
-export const DEFAULT_CAPTURE_LIMITS: CaptureListenerLimits = Object.freeze({
-  maxConnections: 4_096,
-  appConnectTimeoutMs: 5_000,
-  idleTimeoutMs: 60 * 60_000,
-});
+export const DEFAULT_CAPTURE_LIMITS: CaptureListenerLimits = CAPTURE_DEFAULTS;
 
 export interface CaptureListenerOptions {
   /** Default 0.0.0.0 (REDIRECT sends to the address of the interface the connection came in on). */
@@ -72,7 +70,7 @@ export interface CaptureListener {
 }
 
 export function createCaptureListener(options: CaptureListenerOptions): CaptureListener {
-  const limits: CaptureListenerLimits = Object.freeze({ ...DEFAULT_CAPTURE_LIMITS, ...definedOnly(options.limits ?? {}) });
+  const limits = withOverrides(DEFAULT_CAPTURE_LIMITS, options.limits);
   const readOriginalDst = options.originalDst ?? getSocketOriginalDst;
   const unavailable = options.unavailableReason ?? originalDstUnavailableReason;
   const source = options.handoffSource ?? HANDOFF_SOURCE;

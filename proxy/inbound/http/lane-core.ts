@@ -22,11 +22,12 @@ import type { InboundState } from '../inbound-state.js';
 import { LaneAppConnection, type LaneAppOwner } from './lane-app-connection.js';
 import { recordInboundRequest } from './access.js';
 import { cancelStream, failStream } from '../../core/stream-reset.js';
+import { LANE_DEFAULTS } from '../../core/limits.js';
 
-export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaderCount: 256 });
-export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: 4096, maxTrailerBytes: 16 * 1024 });
+export const LANE_HEAD_LIMITS: Http1HeadLimits = Object.freeze({ maxHeadBytes: LANE_DEFAULTS.maxHeadBytes, maxHeaderCount: LANE_DEFAULTS.maxHeaderCount });
+export const LANE_BODY_LIMITS: BodyFramerLimits = Object.freeze({ maxChunkLineBytes: LANE_DEFAULTS.maxChunkLineBytes, maxTrailerBytes: LANE_DEFAULTS.maxTrailerBytes });
 /** A lane with no request for this long is closed (the caller closes its idle lanes much sooner). */
-export const LANE_IDLE_TIMEOUT_MS = 120_000;
+export const LANE_IDLE_TIMEOUT_MS = LANE_DEFAULTS.inboundIdleTimeoutMs;
 
 export const enum Phase {
   Head,

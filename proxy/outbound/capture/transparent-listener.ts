@@ -21,7 +21,9 @@ import type { Logger } from '../../../common/log.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../../core/original-dst.js';
 import { resetSocket } from '../../core/socket-splice.js';
-import { closeWithGrace, definedOnly, listenForCapture } from '../../core/listen.js';
+import { closeWithGrace, listenForCapture } from '../../core/listen.js';
+import { TRANSPARENT_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 import type { OutboundRoute } from '../route.js';
 import { buildTransparentIndex, type TransparentIndex } from './destination-index.js';
 import type { TransparentMetrics } from './transparent-metrics.js';
@@ -42,11 +44,7 @@ export interface TransparentListenerLimits {
   readonly idleTimeoutMs: number;
 }
 
-export const DEFAULT_TRANSPARENT_LIMITS: TransparentListenerLimits = Object.freeze({
-  maxConnections: 16_384,
-  connectTimeoutMs: 10_000,
-  idleTimeoutMs: 60 * 60_000,
-});
+export const DEFAULT_TRANSPARENT_LIMITS: TransparentListenerLimits = TRANSPARENT_DEFAULTS;
 
 export interface TransparentListenerOptions {
   /** Default 0.0.0.0; `::` for dual stack (IPv4 clients are looked up in the IPv4 table). */
@@ -84,7 +82,7 @@ export interface TransparentListener {
 }
 
 export function createTransparentListener(options: TransparentListenerOptions): TransparentListener {
-  const limits: TransparentListenerLimits = Object.freeze({ ...DEFAULT_TRANSPARENT_LIMITS, ...definedOnly(options.limits ?? {}) });
+  const limits = withOverrides(DEFAULT_TRANSPARENT_LIMITS, options.limits);
   const readOriginalDst = options.originalDst ?? getSocketOriginalDst;
   const unavailable = options.unavailableReason ?? originalDstUnavailableReason;
   const log = options.logger;
