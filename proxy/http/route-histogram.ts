@@ -6,7 +6,7 @@
  * measured ~1–2 µs per request at each sidecar, once per HTTP request. Here a series is looked up once per
  * route and cached by the caller (http/metrics.ts); an observation is a bucket search and three additions.
  * The exposition is prom-client's own (`registry.metrics()` formats what `get()` returns, in the shape its
- * Histogram returns), so scrapes see the same names, labels and buckets as before.
+ * Histogram returns, `le` first), so a scrape reads exactly as before.
  */
 import type { Metric, Registry } from 'prom-client';
 
@@ -76,9 +76,9 @@ export class RouteHistogram {
       let cumulative = 0;
       this.bounds.forEach((bound, i) => {
         cumulative += s.counts[i] as number;
-        values.push({ labels: { ...s.labels, le: bound }, value: cumulative, metricName: `${this.name}_bucket` });
+        values.push({ labels: { le: bound, ...s.labels }, value: cumulative, metricName: `${this.name}_bucket` });
       });
-      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { le: '+Inf', ...s.labels }, value: s.count, metricName: `${this.name}_bucket` });
       values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
     }
