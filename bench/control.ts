@@ -22,6 +22,7 @@ import { controlRequest, openControlStream, type ClientCertificate, type Control
 import { createCsr, generateWorkloadKey } from '../ca/csr.js';
 import { FileStore } from '../control/file-store.js';
 import { TokenService } from '../control/token-service.js';
+import { CONTROL_LIMITS } from '../control/limits.js';
 import { builtCliPath, defaultResultsDir } from './paths.js';
 
 const TRUST_DOMAIN = 'bench.local';
@@ -81,12 +82,14 @@ async function main(): Promise<void> {
     });
     const endpoint: ControlEndpoint = { url: new URL(ready.api), trustBundlePem: readFileSync(join(dataDir, 'trust-bundle.pem'), 'utf8'), rootNamespace: 'trellis-system' };
     const idle = rssOf(control.pid as number);
-    // The service whose endpoint changes, and the 1,000 callers (instances of one service share a certificate).
+    // The service whose endpoint changes, and the callers: the control plane admits at most
+    // instancesPerWorkload instances per certificate and instancesPerService per service (control/limits.ts),
+    // so each group of that many callers is its own service with its own certificate, as real agents are.
     const targetCert = await identity(endpoint, dataDir, 'target');
-    const callerCert = await identity(endpoint, dataDir, 'caller');
+    const callerCerts = await callerIdentities(endpoint, dataDir, Math.ceil(agentCount / CONTROL_LIMITS.instancesPerWorkload));
     const target = await openControlStream(endpoint, { method: 'POST', path: CONTROL_PATHS.watch, body: { registration: registration('target-0', 20000, []) }, clientCert: targetCert });
     target.resume();
-    const connectSeconds = await connectAgents(endpoint, callerCert, agentCount, agents);
+    const connectSeconds = await connectAgents(endpoint, (i) => callerCerts[Math.floor(i / CONTROL_LIMITS.instancesPerWorkload)] as ClientCertificate, agentCount, agents);
     await new Promise((r) => setTimeout(r, 1_000));
     const connected = rssOf(control.pid as number);
     const { latencies, missing } = await flipTarget(endpoint, targetCert, agents, changes);
@@ -111,17 +114,26 @@ async function main(): Promise<void> {
   }
 }
 
+/** One certificate per caller service `caller-G`, issued 10 at a time. */
+async function callerIdentities(endpoint: ControlEndpoint, dataDir: string, count: number): Promise<ClientCertificate[]> {
+  const certs: ClientCertificate[] = [];
+  for (let g = 0; g < count; g += 10) {
+    certs.push(...(await Promise.all(Array.from({ length: Math.min(10, count - g) }, (_, k) => identity(endpoint, dataDir, `caller-${g + k}`)))));
+  }
+  return certs;
+}
+
 function registration(instanceId: string, port: number, upstreams: Registration['upstreams']): Registration {
   return { instanceId, address: '10.1.0.1', tunnelPort: port, ports: [{ port: 8080, protocol: 'http' }], healthy: true, upstreams, agentVersion: 'bench' };
 }
 
 /** Opens the agents' watch streams, 50 at a time; returns how long it took (seconds). */
-async function connectAgents(endpoint: ControlEndpoint, callerCert: Awaited<ReturnType<typeof identity>>, agentCount: number, agents: SimulatedAgent[]): Promise<number> {
+async function connectAgents(endpoint: ControlEndpoint, certOf: (agent: number) => ClientCertificate, agentCount: number, agents: SimulatedAgent[]): Promise<number> {
   const started = performance.now();
   const batch = 50;
   for (let i = 0; i < agentCount; i += batch) {
     const opened = await Promise.all(Array.from({ length: Math.min(batch, agentCount - i) }, (_, j) =>
-      openControlStream(endpoint, { method: 'POST', path: CONTROL_PATHS.watch, body: { registration: registration(`caller-${i + j}`, 30000 + ((i + j) % 30000), [{ service: 'target', namespace: 'bench' }]) }, clientCert: callerCert, timeoutMs: 30_000 })));
+      openControlStream(endpoint, { method: 'POST', path: CONTROL_PATHS.watch, body: { registration: registration(`caller-${i + j}`, 30000 + ((i + j) % 30000), [{ service: 'target', namespace: 'bench' }]) }, clientCert: certOf(i + j), timeoutMs: 30_000 })));
     for (const res of opened) {
       if (res.statusCode !== 200) throw new Error(`watch refused with ${res.statusCode}`);
       agents.push(new SimulatedAgent(res));
