@@ -6,6 +6,7 @@
  */
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
+import { CAPTURE_MODES, parseCaptureMode, type CaptureMode } from '../common/mesh-annotations.js';
 
 /** The agent's well-known ports inside the pod (the capture issue fixes 15001 and 15006; 15008 is the tunnel). */
 export interface AgentPorts {
@@ -58,6 +59,8 @@ export interface InjectorConfig {
   readonly version: string;
   /** Seconds the classic layout's post-start hook waits for the proxy before the app starts anyway. */
   readonly readyWaitSeconds: number;
+  /** Mesh-wide capture mode; a namespace's `trellis.dev/capture-mode` label overrides it. */
+  readonly captureMode: CaptureMode;
 }
 
 export const SYSTEM_NAMESPACES: readonly string[] = Object.freeze(['kube-system', 'kube-public', 'kube-node-lease', 'trellis-system']);
@@ -97,6 +100,7 @@ export interface InjectorConfigInput {
   readonly extraExcludedNamespaces?: readonly string[];
   readonly version?: string;
   readonly readyWaitSeconds?: number;
+  readonly captureMode?: string;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -157,6 +161,8 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
   }
   const readyWaitSeconds = input.readyWaitSeconds ?? 120;
   if (!Number.isInteger(readyWaitSeconds) || readyWaitSeconds < 1 || readyWaitSeconds > 3600) errors.push(`readyWaitSeconds: ${readyWaitSeconds} must be 1 to 3600`);
+  const captureMode = parseCaptureMode(input.captureMode ?? 'init');
+  if (captureMode === undefined) errors.push(`captureMode: "${input.captureMode}" must be ${CAPTURE_MODES.join(' or ')}`);
   if (errors.length > 0) {
     throw new InputError(CODE.INJECTOR_CONFIG_INVALID, `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
   }
@@ -176,5 +182,6 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     excludedNamespaces: excluded,
     version: input.version ?? '0.1.0',
     readyWaitSeconds,
+    captureMode: captureMode ?? 'init',
   });
 }

@@ -16,6 +16,9 @@ export interface RecordedRequest {
   readonly contentType: string | undefined;
   readonly authorization: string | undefined;
   readonly body: unknown;
+  readonly userAgent: string | undefined;
+  /** The query string's parameters (e.g. fieldManager). */
+  readonly query: Readonly<Record<string, string>>;
 }
 
 export interface FakeKubeApi {
@@ -24,6 +27,8 @@ export interface FakeKubeApi {
   /** MutatingWebhookConfigurations by name; edit freely between calls. */
   readonly webhookConfigurations: Map<string, Record<string, unknown>>;
   readonly events: Record<string, unknown>[];
+  /** Namespaces by name (GET /api/v1/namespaces/NAME answers them). */
+  readonly namespaces: Map<string, Record<string, unknown>>;
   /** Makes the next N requests fail with 500. */
   failNext(count: number): void;
   version: Record<string, string>;
@@ -43,6 +48,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
   const requests: RecordedRequest[] = [];
   const webhookConfigurations = new Map<string, Record<string, unknown>>();
   const events: Record<string, unknown>[] = [];
+  const namespaces = new Map<string, Record<string, unknown>>();
   let failures = 0;
   const state = {
     version: {
@@ -74,7 +80,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
       } catch {
         body = raw;
       }
-      requests.push({ method: req.method ?? '', path: url.pathname, contentType: req.headers['content-type'], authorization: req.headers.authorization, body });
+      requests.push({ method: req.method ?? '', path: url.pathname, contentType: req.headers['content-type'], authorization: req.headers.authorization, body, userAgent: req.headers['user-agent'], query: Object.fromEntries(url.searchParams) });
       const reply = (code: number, payload: unknown): void => {
         const text = JSON.stringify(payload);
         res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -122,6 +128,14 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
           return;
         }
       }
+      const ns = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname);
+      if (ns !== null && req.method === 'GET') {
+        const name = decodeURIComponent(ns[1] as string);
+        const found = namespaces.get(name);
+        if (found === undefined) reply(404, status(404, 'NotFound', `namespaces "${name}" not found`, { name, kind: 'namespaces' }));
+        else reply(200, found);
+        return;
+      }
       const ev = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
       if (ev !== null && req.method === 'POST') {
         const event = structuredClone(body) as Record<string, unknown>;
@@ -145,6 +159,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
     url,
     requests,
     webhookConfigurations,
+    namespaces,
     events,
     failNext(count: number) {
       failures = count;
