@@ -24,7 +24,8 @@ import { parseListen, parseLogLevel, untilSignal } from './control.js';
 import { attemptInto } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
-import { makeTrellisApiClient, TRELLIS_VERSION } from '../common/kubernetes-client.js';
+import { makeTrellisApiClient } from '../common/kubernetes-client.js';
+import { TRELLIS_VERSION } from '../common/version.js';
 import { ApiNamespaceDirectory } from '../injector/namespace-facts.js';
 
 /** Recorded in each injected pod's status annotation. */

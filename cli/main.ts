@@ -69,7 +69,7 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
 
 /** Runs the command line of this process and sets its exit code: what the `trellis` binary does. */
 export function runAsBinary(): void {
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, stdin: process.stdin }).then(
     (code) => {
       // Long-running commands (proxy, control, agent) never resolve until they stop; one-shot commands exit here.
       process.exitCode = code;

@@ -6,8 +6,7 @@
  */
 import { createConfiguration, ServerConfiguration, type Configuration, type KubeConfig, type Middleware, type RequestContext, type ResponseContext } from '@kubernetes/client-node';
 
-/** The Trellis release, as the CLI prints it. */
-export const TRELLIS_VERSION = '0.1.0';
+import { TRELLIS_VERSION } from './version.js';
 
 export type TrellisComponent = 'injector' | 'control' | 'cni' | 'check';
 

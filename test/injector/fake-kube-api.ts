@@ -29,6 +29,8 @@ export interface FakeKubeApi {
   readonly events: Record<string, unknown>[];
   /** Namespaces by name (GET /api/v1/namespaces/NAME answers them). */
   readonly namespaces: Map<string, Record<string, unknown>>;
+  /** Pods by "namespace/name": GET one, list with a spec.nodeName field selector, DELETE with a uid precondition. */
+  readonly pods: Map<string, Record<string, unknown>>;
   /** Makes the next N requests fail with 500. */
   failNext(count: number): void;
   version: Record<string, string>;
@@ -49,6 +51,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
   const webhookConfigurations = new Map<string, Record<string, unknown>>();
   const events: Record<string, unknown>[] = [];
   const namespaces = new Map<string, Record<string, unknown>>();
+  const pods = new Map<string, Record<string, unknown>>();
   let failures = 0;
   const state = {
     version: {
@@ -128,6 +131,36 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
           return;
         }
       }
+      const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
+      if (pod !== null) {
+        const key = `${decodeURIComponent(pod[1] as string)}/${decodeURIComponent(pod[2] as string)}`;
+        const found = pods.get(key);
+        if (found === undefined) {
+          reply(404, status(404, 'NotFound', `pods "${pod[2]}" not found`, { name: pod[2], kind: 'pods' }));
+          return;
+        }
+        if (req.method === 'GET') {
+          reply(200, found);
+          return;
+        }
+        if (req.method === 'DELETE') {
+          const wanted = (body as { preconditions?: { uid?: string } } | undefined)?.preconditions?.uid;
+          const uid = (found.metadata as { uid?: string }).uid;
+          if (wanted !== undefined && wanted !== uid) {
+            reply(409, status(409, 'Conflict', `Precondition failed: UID in precondition: ${wanted}, UID in object meta: ${uid}`));
+            return;
+          }
+          pods.delete(key);
+          reply(200, found);
+          return;
+        }
+      }
+      if (url.pathname === '/api/v1/pods' && req.method === 'GET') {
+        const selector = /^spec\.nodeName=(.*)$/.exec(url.searchParams.get('fieldSelector') ?? '');
+        const items = [...pods.values()].filter((p) => selector === null || (p.spec as { nodeName?: string }).nodeName === selector[1]);
+        reply(200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(++resourceVersion) }, items });
+        return;
+      }
       const ns = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname);
       if (ns !== null && req.method === 'GET') {
         const name = decodeURIComponent(ns[1] as string);
@@ -160,6 +193,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
     requests,
     webhookConfigurations,
     namespaces,
+    pods,
     events,
     failNext(count: number) {
       failures = count;
