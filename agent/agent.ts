@@ -61,6 +61,8 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
   /** A loopback `POST /quitquitquit` on the status port (a Job's app is done): the caller stops the agent. */
   readonly onQuitRequested?: () => void;
+  /** Extra readiness conditions (e.g. the CNI redirect check): each returns its not-ready reason, or null. */
+  readonly readinessGates?: readonly (() => string | null)[];
 }
 
 /** What the status port shows before the agent is assembled, and the handle to close it. */
@@ -376,6 +378,10 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     const side = running.readiness();
     const reasons = [...side.reasons];
     if (inForce === undefined) reasons.push('no config from the control plane yet');
+    for (const gate of options.readinessGates ?? []) {
+      const reason = gate();
+      if (reason !== null) reasons.push(reason);
+    }
     const h = identity.current;
     return {
       ready: reasons.length === 0,

@@ -198,6 +198,16 @@ describe.skipIf(netnsRequirements(['nsenter']).skip)('the trellis-cni plugin, ru
     expect(JSON.parse(own.stdout.trim()).label).toBe('remote');
   });
 
+  it("the sidecar's readiness check (no privilege, as the proxy uid) sees the plugin's redirect, and says why where there is none", async () => {
+    const script = `import(${JSON.stringify(join(ROOT, 'dist/agent/redirect-check.js'))}).then(async (m) => { const c = new m.RedirectCheck({ address: process.argv[1], timeoutMs: 3000 }); const ok = await c.probe(); if (ok) c.start(); await new Promise((r) => setTimeout(r, 50)); c.stop(); console.log(JSON.stringify({ ok, reason: ok ? c.reason() : (c.reason() ?? '') })); })`;
+    const meshed = await lab.exec(pod, ['node', '-e', script, pod.ipv4], { uid: 1337 });
+    expect(JSON.parse(meshed.stdout)).toEqual({ ok: true, reason: null });
+    const bare = await lab.exec(plain, ['node', '-e', script, plain.ipv4], { uid: 1337 });
+    const answer = JSON.parse(bare.stdout) as { ok: boolean; reason: string };
+    expect(answer.ok).toBe(false);
+    expect(answer.reason).toMatch(/the traffic redirect is not in place in this pod \(a connection to 198\.18\.0\.\d+:15099 was refused, not redirected to the inbound capture port\): the Trellis CNI plugin has not set up/);
+  });
+
   it('CHECK passes with the rules in place and fails, as a CNI error, once they are gone', async () => {
     const uid = '7d5b2f3c-1a4e-4c6b-9f0d-2e8a1b3c4d5e';
     const ok = await runtimeCall('CHECK', pod, 'web-1', uid, stdinFor(pod));
