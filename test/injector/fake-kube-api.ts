@@ -29,6 +29,8 @@ export interface FakeKubeApi {
   readonly events: Record<string, unknown>[];
   /** Namespaces by name (GET /api/v1/namespaces/NAME answers them). */
   readonly namespaces: Map<string, Record<string, unknown>>;
+  /** Any other object, by its exact API path (GET only), e.g. /apis/apps/v1/namespaces/x/deployments/y. */
+  readonly objects: Map<string, Record<string, unknown>>;
   /** Pods by "namespace/name": GET one, list with a spec.nodeName field selector, DELETE with a uid precondition. */
   readonly pods: Map<string, Record<string, unknown>>;
   /** Makes the next N requests fail with 500. */
@@ -52,6 +54,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
   const events: Record<string, unknown>[] = [];
   const namespaces = new Map<string, Record<string, unknown>>();
   const pods = new Map<string, Record<string, unknown>>();
+  const objects = new Map<string, Record<string, unknown>>();
   let failures = 0;
   const state = {
     version: {
@@ -131,6 +134,17 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
           return;
         }
       }
+      const object = objects.get(url.pathname);
+      if (object !== undefined && req.method === 'GET') {
+        reply(200, object);
+        return;
+      }
+      if (url.pathname === '/api/v1/namespaces' && req.method === 'GET') {
+        const selector = /^([^=]+)=(.*)$/.exec(url.searchParams.get('labelSelector') ?? '');
+        const items = [...namespaces.values()].filter((n) => selector === null || (n.metadata as { labels?: Record<string, string> }).labels?.[selector[1] as string] === selector[2]);
+        reply(200, { kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(++resourceVersion) }, items });
+        return;
+      }
       const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
       if (pod !== null) {
         const key = `${decodeURIComponent(pod[1] as string)}/${decodeURIComponent(pod[2] as string)}`;
@@ -194,6 +208,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
     webhookConfigurations,
     namespaces,
     pods,
+    objects,
     events,
     failNext(count: number) {
       failures = count;
