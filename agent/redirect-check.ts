@@ -36,7 +36,7 @@ export class RedirectCheck {
   /** The not-ready reason, or null once a redirected connection was seen. */
   reason(): string | null {
     if (this.confirmed) return null;
-    return `the traffic redirect is not in place in this pod (${this.lastProblem}): the Trellis CNI plugin has not set up this pod's network namespace; the trellis-cni node agent re-creates pods that started without it (kubectl -n trellis-system logs ds/trellis-cni)`;
+    return `the traffic redirect is not in place in this pod (${this.lastProblem}): the Trellis CNI plugin has not set up this pod's network namespace; the trellis-cni node agent re-creates pods that started without it (kubectl -n trellis-cni logs ds/trellis-cni)`;
   }
 
   start(): void {

@@ -91,7 +91,7 @@ async function namespaceFindings(core: CoreV1Api, meshMode: CaptureMode, cniRead
     if (added.length > 0) {
       findings.push(fail(check, `Pod Security "${facts.podSecurity}" with capture mode ${mode}: injected pods are refused (${formatViolations(facts.podSecurity, facts.podSecurityVersion, added)})`, `kubectl label namespace ${name} ${LABEL_CAPTURE_MODE}=cni (with the trellis-cni DaemonSet running), or relax pod-security.kubernetes.io/enforce`));
     } else if (mode === 'cni' && !cniReady) {
-      findings.push(fail(check, 'capture mode cni, but the trellis-cni node agent is not ready on every node: new pods stay unready', 'kubectl apply -k deploy/kubernetes/overlays/zone, then kubectl -n trellis-system rollout status ds/trellis-cni'));
+      findings.push(fail(check, 'capture mode cni, but the trellis-cni node agent is not ready on every node: new pods stay unready', 'kubectl apply -k deploy/kubernetes/overlays/zone, then kubectl -n trellis-cni rollout status ds/trellis-cni'));
     } else {
       findings.push(ok(check, `admits injected pods (Pod Security "${facts.podSecurity}", capture mode ${mode})`));
     }
@@ -123,11 +123,12 @@ export async function kubernetesFindings(input: KubernetesCheckInput): Promise<F
   findings.push(...(await webhookFindings(input, makeTrellisApiClient(input.kc, AdmissionregistrationV1Api, 'check'))));
   let cniReady = false;
   try {
-    const ds = await apps.readNamespacedDaemonSet({ namespace: ns, name: 'trellis-cni' });
+    // Its own namespace: hostPath needs Pod Security `privileged`, which trellis-system does not grant.
+    const ds = await apps.readNamespacedDaemonSet({ namespace: 'trellis-cni', name: 'trellis-cni' });
     const want = ds.status?.desiredNumberScheduled ?? 0;
     const have = ds.status?.numberReady ?? 0;
     cniReady = want > 0 && have === want;
-    findings.push(cniReady ? ok('CNI node agent', `${have}/${want} nodes ready`) : warn('CNI node agent', `${have}/${want} nodes ready`, `kubectl -n ${ns} rollout status ds/trellis-cni; kubectl -n ${ns} logs ds/trellis-cni`));
+    findings.push(cniReady ? ok('CNI node agent', `${have}/${want} nodes ready`) : warn('CNI node agent', `${have}/${want} nodes ready`, 'kubectl -n trellis-cni rollout status ds/trellis-cni; kubectl -n trellis-cni logs ds/trellis-cni'));
   } catch {
     // Absent is fine when nothing uses CNI capture; namespaceFindings says so where it matters.
   }

@@ -176,7 +176,7 @@ describe('trellis check against a cluster', () => {
   });
 
   it('passes once the CNI node agent runs everywhere, and fails a webhook caBundle of another CA', async () => {
-    api.objects.set('/apis/apps/v1/namespaces/trellis-system/daemonsets/trellis-cni', { kind: 'DaemonSet', apiVersion: 'apps/v1', metadata: { name: 'trellis-cni', namespace: 'trellis-system' }, spec: {}, status: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2, numberMisscheduled: 0 } });
+    api.objects.set('/apis/apps/v1/namespaces/trellis-cni/daemonsets/trellis-cni', { kind: 'DaemonSet', apiVersion: 'apps/v1', metadata: { name: 'trellis-cni', namespace: 'trellis-cni' }, spec: {}, status: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2, numberMisscheduled: 0 } });
     const findings = await kubernetesFindings({ kc: api.kubeConfig(), systemNamespace: 'trellis-system', trustBundlePem: foreign.bundlePem, now: new Date(), warnDays: 30 });
     expect(find(findings, 'namespace ledger')).toMatchObject({ severity: 'ok', detail: 'admits injected pods (Pod Security "restricted", capture mode cni)' });
     expect(find(findings, 'CNI node agent')).toMatchObject({ severity: 'ok', detail: '2/2 nodes ready' });

@@ -34,7 +34,7 @@ interface Manifest {
 function isKubernetesManifest(file: string): boolean {
   const rel = relative(DEPLOY, file);
   if (rel.startsWith('vm/') || rel.startsWith('examples/')) return false;
-  if (/^kind\/(east|west)\.yaml$/.test(rel)) return false;
+  if (/^kind\/(east|west|global)\.yaml$/.test(rel)) return false;
   return !file.endsWith('kustomization.yaml');
 }
 
@@ -270,7 +270,7 @@ describe('the Deployments', () => {
 
 describe('the control plane Deployment', () => {
   // YAML 1.1 as kubectl reads it: there `defaultMode: 0440` is octal (YAML 1.2 would read decimal 440).
-  const control = parseAllDocuments(readFileSync(join(DEPLOY, 'kubernetes/control-plane.yaml'), 'utf8'), { version: '1.1' })
+  const control = parseAllDocuments(readFileSync(join(DEPLOY, 'kubernetes/base/control-plane.yaml'), 'utf8'), { version: '1.1' })
     .map((d) => d.toJS() as K8sObject)
     .find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { spec: { securityContext: { runAsUser: number; runAsGroup: number; fsGroup?: number }; containers: V1Container[]; volumes: { name: string; secret?: { defaultMode?: number } }[] } } } };
   const pod = control.spec.template.spec;

@@ -90,7 +90,7 @@ describe('trellis injector run', () => {
   });
 
   it('serves the webhook with a certificate from the mesh CA, keeps the caBundle, and stops on SIGTERM', async () => {
-    const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
+    const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
     api.webhookConfigurations.set('trellis-injector', { ...manifest, metadata: { ...(manifest.metadata as object), uid: 'u', resourceVersion: '7' } });
     const { child, stderr } = spawnCli([
       'injector',

@@ -46,7 +46,7 @@ afterAll(async () => {
 
 /** The manifest as the API server returns it after `kubectl apply`: server fields and defaults filled in. */
 function storedWebhookConfiguration(): Record<string, unknown> {
-  const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
+  const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
   const metadata = manifest.metadata as Record<string, unknown>;
   return {
     ...manifest,

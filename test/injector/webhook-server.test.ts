@@ -172,7 +172,7 @@ describe('the whole injector against a fake API server', () => {
   });
 
   it('issues its certificate from the mesh CA, writes the caBundle, and is reachable the way the API server calls it', async () => {
-    const manifest = parse(readFileSync(new URL('../../deploy/kubernetes/injector-webhook.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+    const manifest = parse(readFileSync(new URL('../../deploy/kubernetes/base/injector-webhook.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
     api.webhookConfigurations.set('trellis-injector', { ...manifest, metadata: { ...(manifest.metadata as object), resourceVersion: '1', uid: 'u' } });
     const registry = new Registry();
     const metrics = createInjectorMetrics(registry);
