@@ -51,7 +51,8 @@ function execFile(file: string, args: readonly string[], env: Record<string, str
   });
 }
 
-describe.skipIf(netnsRequirements(['nsenter']).skip)('the trellis-cni plugin, run as a container runtime runs it', () => {
+// Each case runs the plugin several times as a separate process: 90 s each on a loaded 2-core machine.
+describe.skipIf(netnsRequirements(['nsenter']).skip)('the trellis-cni plugin, run as a container runtime runs it', { timeout: 90_000 }, () => {
   let lab: NetnsLab;
   let pod: LabHost;
   let plain: LabHost;
