@@ -8,7 +8,7 @@ import { InputError, describeError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
 import { parseDuration } from '../common/duration.js';
 import { EXIT_FAILURE, EXIT_OK, type Command, type CommandContext } from './command.js';
-import { parseFlags, type CommandSpec } from './flag-spec.js';
+import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { formatFindings, type Finding } from './check-findings.js';
 import { controlFindings } from './check-control.js';
 
@@ -73,7 +73,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
 
 export const checkCommand: Command = {
   name: 'check',
-  usage: SPEC.usage,
+  usage: formatHelp(SPEC),
   forms: { '': SPEC },
   run,
 };

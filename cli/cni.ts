@@ -163,6 +163,8 @@ export const cniCommand: Command = {
     const [name, ...rest] = argv;
     switch (name) {
       case 'plugin':
+        // The runtime passes no arguments; this answers --help and refuses anything else.
+        parseFlags(PLUGIN_SPEC, rest);
         return cniPlugin(ctx);
       case 'install': {
         const { values } = parseFlags(INSTALL_SPEC, rest);
