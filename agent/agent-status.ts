@@ -17,13 +17,19 @@ export interface StatusSources {
   readonly health: AppHealth | undefined;
   readonly identity: IdentityManager;
   readonly state: ConfigInForce;
+  /** Extra readiness conditions (e.g. the CNI redirect check): each returns its not-ready reason, or null. */
+  readonly gates: readonly (() => string | null)[];
 }
 
-export function agentStatus({ sidecar, watch, health, identity, state }: StatusSources): AgentStatus {
+export function agentStatus({ sidecar, watch, health, identity, state, gates }: StatusSources): AgentStatus {
   const side = sidecar.readiness();
   const reasons = [...side.reasons];
   const inForce = state.snapshot;
   if (inForce === undefined) reasons.push('no config from the control plane yet');
+  for (const gate of gates) {
+    const reason = gate();
+    if (reason !== null) reasons.push(reason);
+  }
   const h = identity.current;
   return {
     ready: reasons.length === 0,

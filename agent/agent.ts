@@ -58,6 +58,8 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
   /** A loopback `POST /quitquitquit` on the status port (a Job's app is done): the caller stops the agent. */
   readonly onQuitRequested?: () => void;
+  /** Extra readiness conditions (e.g. the CNI redirect check): each returns its not-ready reason, or null. */
+  readonly readinessGates?: readonly (() => string | null)[];
 }
 
 /** What the status port shows before the agent is assembled, and the handle to close it. */
@@ -132,7 +134,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
   // 3. Watch and rotation.
   const watch = startWatch(parts, sidecar, tunnelPort, health);
   parts.identity.schedule();
-  const status = (): AgentStatus => agentStatus({ sidecar, watch, health, identity: parts.identity, state: parts.state });
+  const status = (): AgentStatus => agentStatus({ sidecar, watch, health, identity: parts.identity, state: parts.state, gates: options.readinessGates ?? [] });
   statusPort.view = () => {
     const now = status();
     return { ready: now.ready, reasons: now.reasons };

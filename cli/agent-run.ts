@@ -16,10 +16,12 @@ import { ANY_UPSTREAM } from '../api/control-protocol.js';
 import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
+import { isIP } from 'node:net';
 import { startAgent } from '../agent/agent.js';
 import { attemptInto, limitFlag } from './flag-problems.js';
 import { AGENT_LIMIT_SCHEMA, AGENT_LIMITS } from '../agent/limits.js';
 import { formatLimit } from '../common/limit-schema.js';
+import { RedirectCheck } from '../agent/redirect-check.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -68,6 +70,7 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     'health-check': { type: 'string', value: 'KIND', help: 'tcp, or http:/PATH, of the first app port', whenAbsent: 'tcp' },
     'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: formatLimit(AGENT_LIMITS.healthIntervalMs, 'ms') },
     'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: formatLimit(AGENT_LIMITS.drainGraceMs, 'ms') },
+    'require-redirect': { type: 'boolean', help: "with --capture transparent: not ready until a connection to --address is seen\nredirected (CNI capture: the node's plugin installs the rules, not this pod)", whenAbsent: 'off' },
     capture: { type: 'string', value: 'MODE', help: 'transparent: serve the outbound and inbound capture ports that\n`trellis agent redirect install` sends the workload\'s TCP to; or none', whenAbsent: 'none' },
     'outbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the outbound capture port', whenAbsent: '15001' },
     'inbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the inbound capture port', whenAbsent: '15006' },
@@ -182,7 +185,7 @@ function proxyUserFrom(uidText: string | undefined, gidText: string | undefined,
   return proxyUid === undefined ? undefined : Object.freeze({ uid: proxyUid, gid: proxyGid ?? proxyUid });
 }
 
-export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined } {
+export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined; redirectCheckAddress: string | undefined } {
   const { values, positionals, tokens } = parseFlags(SPEC, argv);
   if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   const problems: string[] = [];
@@ -247,8 +250,11 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     ...(captureConfig === undefined ? {} : { capture: captureConfig }),
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
+  const redirectCheckAddress = values['require-redirect'] === true ? values.address : undefined;
+  if (values['require-redirect'] === true && !capture) problems.push('--require-redirect goes with --capture transparent');
+  if (values['require-redirect'] === true && (values.address === undefined || isIP(values.address) === 0)) problems.push("--require-redirect needs --address: the pod's own IP, which the check dials");
   if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, `${problems.join('\n')}\n\n${USAGE}`);
-  return { config, level, proxyUser };
+  return { config, level, proxyUser, redirectCheckAddress };
 }
 
 /**
@@ -274,7 +280,7 @@ export const runSubcommand: AgentSubcommand = {
   spec: SPEC,
   summary: 'run the agent and its sidecar proxy beside a workload',
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-    const { config, level, proxyUser } = parseAgentArgs(argv);
+    const { config, level, proxyUser, redirectCheckAddress } = parseAgentArgs(argv);
     if (proxyUser !== undefined) becomeProxyUser(proxyUser);
     const log = createLogger({ name: `trellis-agent`, level }).child({ workload: `${config.namespace}/${config.service}` });
     const signal = untilSignal();
@@ -288,9 +294,11 @@ export const runSubcommand: AgentSubcommand = {
         abort.abort();
       };
     });
+    const redirectCheck = redirectCheckAddress === undefined ? undefined : new RedirectCheck({ address: redirectCheckAddress });
+    redirectCheck?.start();
     let agent;
     try {
-      agent = await startAgent(config, log, { signal: abort.signal, onQuitRequested: () => quitRequested() });
+      agent = await startAgent(config, log, { signal: abort.signal, onQuitRequested: () => quitRequested(), ...(redirectCheck === undefined ? {} : { readinessGates: [() => redirectCheck.reason()] }) });
     } catch (err) {
       // SIGTERM while still waiting for the control plane: nothing runs yet, so nothing to drain.
       if (abort.signal.aborted) return EXIT_OK;
@@ -301,6 +309,7 @@ export const runSubcommand: AgentSubcommand = {
     ctx.stdout.write(`${JSON.stringify({ event: 'ready', spiffeId: agent.status().spiffeId, tunnel: addresses.tunnel?.port ?? null, admin: addresses.agentAdmin?.port ?? null, status: addresses.status?.port ?? null })}\n`);
     const received = await Promise.race([signal, quit]);
     log.info({ signal: received, graceMs: config.drainGraceMs }, 'stopping: deregistering and draining');
+    redirectCheck?.stop();
     await agent.stop();
     log.flush();
     return EXIT_OK;

@@ -13,5 +13,7 @@ export const commands: readonly CommandEntry[] = [
   { name: 'proxy', summary: 'run the sidecar proxy from a static config (trellis proxy run --config FILE)', load: async () => (await import('./proxy.js')).proxyCommand },
   { name: 'policy', summary: 'validate TrafficPermission policy files (trellis policy check FILE...)', load: async () => (await import('./policy.js')).policyCommand },
   { name: 'explain', summary: 'may service A call service B? evaluate policy files and name the deciding rule', load: async () => (await import('./explain.js')).explainCommand },
+  { name: 'check', summary: 'check a mesh (control plane, certificates, policies, agents; Kubernetes admission) and say how to fix it', load: async () => (await import('./check.js')).checkCommand },
+  { name: 'cni', summary: 'Kubernetes CNI capture: the chained plugin, its node install and the repairing node agent', load: async () => (await import('./cni.js')).cniCommand },
   { name: 'injector', summary: 'Kubernetes admission webhook that injects the sidecar into new pods', load: async () => (await import('./injector.js')).injectorCommand },
 ];

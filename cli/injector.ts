@@ -26,9 +26,12 @@ import { INJECTOR_LIMIT_SCHEMA, INJECTOR_LIMITS } from '../injector/limits.js';
 import { formatLimit } from '../common/limit-schema.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
+import { makeTrellisApiClient } from '../common/kubernetes-client.js';
+import { TRELLIS_VERSION } from '../common/version.js';
+import { ApiNamespaceDirectory } from '../injector/namespace-facts.js';
 
 /** Recorded in each injected pod's status annotation. */
-export const INJECTOR_VERSION = '0.1.0';
+export const INJECTOR_VERSION = TRELLIS_VERSION;
 
 const RUN_SPEC = {
   usage: 'trellis injector run (--cert FILE --key FILE | --issuer-dir DIR) --image IMAGE [options]',
@@ -49,6 +52,7 @@ issued by the injector itself from --issuer-dir and renewed at 2/3 of its lifeti
     'control-url': { type: 'string', value: 'URL', help: 'the control plane agents dial', whenAbsent: 'https://trellis-control.<namespace>.svc:15012' },
     'trust-bundle': { type: 'string', value: 'FILE', help: 'mesh roots the agents verify the control plane with', whenAbsent: 'bundle.pem of --issuer-dir, or --ca-bundle' },
     zone: { type: 'string', value: 'NAME', help: "this cluster's zone", whenAbsent: 'default' },
+    'capture-mode': { type: 'string', value: 'init|cni', help: "how pods get their redirect rules: a privileged init container, or the\nTrellis CNI plugin (pods then pass Pod Security restricted); a namespace's\ntrellis.dev/capture-mode label overrides it", whenAbsent: 'init' },
     'proxy-uid': { type: 'string', value: 'N', help: "the sidecar's user", whenAbsent: '1337' },
     'proxy-gid': { type: 'string', value: 'N', help: "the sidecar's group", whenAbsent: '1337' },
     'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: formatLimit(INJECTOR_LIMITS.tokenExpirationSeconds, 's') },
@@ -167,7 +171,7 @@ async function kubernetesAccess(options: RunOptions, webhookConfig: string, logg
   const kubeconfig = options.values.kubeconfig;
   const needsApi = options.fixedVersion === undefined || webhookConfig !== 'off';
   const kc = needsApi ? loadKubeConfig(kubeconfig) : kubeconfig === undefined ? undefined : loadKubeConfig(kubeconfig);
-  const kubernetesVersion = options.fixedVersion ?? (await detectKubernetesVersion((kc as KubeConfig).makeApiClient(VersionApi)));
+  const kubernetesVersion = options.fixedVersion ?? (await detectKubernetesVersion(makeTrellisApiClient(kc as KubeConfig, VersionApi, 'injector')));
   logger.info({ kubernetesVersion, nativeSidecars: kubernetesVersion.minor >= 29 || kubernetesVersion.major > 1 }, 'Kubernetes version');
   return { kc, kubernetesVersion };
 }
@@ -195,13 +199,16 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     kubernetesVersion,
     extraExcludedNamespaces: values['exclude-namespace'] ?? [],
     version: INJECTOR_VERSION,
+    captureMode: values['capture-mode'] ?? 'init',
   });
   if (kc === undefined) logger.warn('no Kubernetes API configured: skipped pods are counted and logged, but not reported as Events');
   const events =
     kc === undefined
       ? { report: () => undefined }
-      : new KubernetesEventSink({ api: kc.makeApiClient(CoreV1Api), metrics, logger, instance: ctx.env.POD_NAME ?? hostname() });
-  const caBundleSync = kc === undefined || webhookConfig === 'off' ? undefined : new WebhookCaBundleSync({ api: kc.makeApiClient(AdmissionregistrationV1Api), name: webhookConfig, logger, metrics });
+      : new KubernetesEventSink({ api: makeTrellisApiClient(kc, CoreV1Api, 'injector'), metrics, logger, instance: ctx.env.POD_NAME ?? hostname() });
+  const caBundleSync = kc === undefined || webhookConfig === 'off' ? undefined : new WebhookCaBundleSync({ api: makeTrellisApiClient(kc, AdmissionregistrationV1Api, 'injector'), name: webhookConfig, logger, metrics });
+  if (kc === undefined) logger.warn('no Kubernetes API configured: namespaces are not read, so Pod Security levels and capture-mode labels are not honoured');
+  const namespaces = kc === undefined ? undefined : new ApiNamespaceDirectory({ api: makeTrellisApiClient(kc, CoreV1Api, 'injector') });
 
   let running;
   try {
@@ -216,6 +223,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
       logger,
       listen: options.listen,
       ...(options.admin === undefined ? {} : { admin: options.admin }),
+      ...(namespaces === undefined ? {} : { namespaces }),
     });
   } catch (err) {
     ctx.stderr.write(`trellis injector: cannot start: ${describeError(err)}\n`);

@@ -223,6 +223,7 @@ export const ERRORS = Object.freeze({
   INJECTOR_CONFIG_INVALID: def('TRELLIS_INJECTOR_CONFIG_INVALID', 400, 'input', false, 'invalid injector configuration'),
   INJECTOR_ISSUER_EXPIRED: def('TRELLIS_INJECTOR_ISSUER_EXPIRED', 400, 'input', false, 'the issuing CA expires before a serving certificate could be valid'),
   INJECTOR_KUBERNETES_VERSION: def('TRELLIS_INJECTOR_KUBERNETES_VERSION', 400, 'input', false, 'not a Kubernetes version (e.g. 1.30 or v1.30.2)'),
+  INJECTOR_NAMESPACE_READ: def('TRELLIS_INJECTOR_NAMESPACE_READ', 500, 'upstream', true, "the pod's namespace cannot be read (Pod Security level, capture mode)"),
   INJECTOR_REVIEW_MALFORMED: def('TRELLIS_INJECTOR_REVIEW_MALFORMED', 400, 'downstream', false, 'malformed AdmissionReview'),
   INJECTOR_SERVING_NAME: def('TRELLIS_INJECTOR_SERVING_NAME', 400, 'input', false, 'not a usable serving certificate name'),
   INJECTOR_VERSION_UNKNOWN: def('TRELLIS_INJECTOR_VERSION_UNKNOWN', 500, 'upstream', true, 'the API server\'s version cannot be read'),

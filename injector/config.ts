@@ -8,6 +8,7 @@ import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
 import { checkLimit } from '../common/limit-schema.js';
 import { INJECTOR_LIMIT_SCHEMA } from './limits.js';
+import { CAPTURE_MODES, parseCaptureMode, type CaptureMode } from '../common/mesh-annotations.js';
 
 /** The agent's well-known ports inside the pod (the capture issue fixes 15001 and 15006; 15008 is the tunnel). */
 export interface AgentPorts {
@@ -60,6 +61,8 @@ export interface InjectorConfig {
   readonly version: string;
   /** Seconds the classic layout's post-start hook waits for the proxy before the app starts anyway. */
   readonly readyWaitSeconds: number;
+  /** Mesh-wide capture mode; a namespace's `trellis.dev/capture-mode` label overrides it. */
+  readonly captureMode: CaptureMode;
 }
 
 export const SYSTEM_NAMESPACES: readonly string[] = Object.freeze(['kube-system', 'kube-public', 'kube-node-lease', 'trellis-system']);
@@ -99,6 +102,7 @@ export interface InjectorConfigInput {
   readonly extraExcludedNamespaces?: readonly string[];
   readonly version?: string;
   readonly readyWaitSeconds?: number;
+  readonly captureMode?: string;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -155,6 +159,8 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     excluded.add(ns);
   }
   const readyWaitSeconds = checkLimit('readyWaitSeconds', INJECTOR_LIMIT_SCHEMA.readyWaitSeconds, input.readyWaitSeconds, errors);
+  const captureMode = parseCaptureMode(input.captureMode ?? 'init');
+  if (captureMode === undefined) errors.push(`captureMode: "${input.captureMode}" must be ${CAPTURE_MODES.join(' or ')}`);
   if (errors.length > 0) {
     throw new InputError(CODE.INJECTOR_CONFIG_INVALID, `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
   }
@@ -174,5 +180,6 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     excludedNamespaces: excluded,
     version: input.version ?? '0.1.0',
     readyWaitSeconds,
+    captureMode: captureMode ?? 'init',
   });
 }

@@ -181,7 +181,7 @@ export class WebhookServer {
       } catch {
         throw new HttpFailure(400, 'the body is not valid JSON');
       }
-      const handled = handleAdmissionReview(parsed, route, this.options);
+      const handled = await handleAdmissionReview(parsed, route, this.options);
       result = handled.result;
       send(res, 200, JSON.stringify(handled.review));
     } catch (err) {

@@ -31,9 +31,9 @@ function injectorConfig(minor: number): InjectorConfig {
   return createInjectorConfig({ image: 'ghcr.io/example/trellis:0.1.0', controlUrl: 'https://trellis-control.trellis-system.svc:15012', zone: 'east', trustBundlePem: bundlePem, kubernetesVersion: { major: 1, minor }, version: '0.1.0-test' });
 }
 
-function injected(fixture: string, minor: number): V1Pod {
+function injected(fixture: string, minor: number, captureMode: 'init' | 'cni' = 'init'): V1Pod {
   const review = loadReview(fixture);
-  const result = mutatePod(review.request.object, review.request.namespace ?? 'default', 'namespace', injectorConfig(minor));
+  const result = mutatePod(review.request.object, review.request.namespace ?? 'default', 'namespace', injectorConfig(minor), captureMode);
   if (result.outcome !== 'injected') throw new Error(`${fixture} was not injected: ${result.outcome}`);
   return applyPatch(review.request.object, result.patch as Parameters<typeof applyPatch>[1]);
 }
@@ -67,6 +67,17 @@ function kubeletArgs(pod: V1Pod): string[] {
 }
 
 describe('the injector\'s agent arguments, parsed by the agent', () => {
+  it('under CNI capture: --require-redirect with the pod IP as the address the check dials', () => {
+    const pod = injected('deployment-pod.json', 30, 'cni');
+    const args = kubeletArgs(pod);
+    expect(args).toContain('--require-redirect');
+    const { redirectCheckAddress, config } = parseAgentArgs(args);
+    expect(redirectCheckAddress).toBe('10.244.1.17');
+    expect(config.capture).toBeDefined();
+    expect(parseAgentArgs(kubeletArgs(injected('deployment-pod.json', 30))).redirectCheckAddress).toBeUndefined();
+    expect(() => parseAgentArgs(args.filter((a) => a !== 'transparent' && a !== '--capture'))).toThrow(/--require-redirect goes with --capture transparent/);
+  });
+
   for (const [layout, minor] of [['native', 30], ['classic', 28]] as const) {
     it(`a Deployment pod with several ports and every probe kind (${layout})`, () => {
       const pod = injected('deployment-pod.json', minor);
