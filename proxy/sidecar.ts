@@ -36,6 +36,7 @@ import { indexUpstreams, type OutboundRoute, type UpstreamIndex } from './outbou
 import { forwardTcp } from './outbound/tcp/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from './outbound/http/deps.js';
 import { createOutboundHttpListener, outboundHttpListenerFactory, type OutboundHttpListener } from './outbound/http/listener.js';
+import { createOutboundHttp2Server } from './outbound/http2/app-server.js';
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from './outbound/http/lane-pool.js';
 import { DEFAULT_MEMORY_TRIM_INTERVAL_MS, startMemoryTrim } from './core/memory-trim.js';
 import { createTransparentListener, type OutsideMeshPolicy, type TransparentListener } from './outbound/capture/transparent-listener.js';
@@ -282,9 +283,10 @@ class TrellisSidecar implements Sidecar {
     };
     this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     registerLaneGauge(this.registry, this.lanes, this.inboundHttp);
-    const http = outboundHttpListenerFactory(httpDeps, this.lanes);
+    const http2 = createOutboundHttp2Server(httpDeps, this.limits);
+    const http = outboundHttpListenerFactory(httpDeps, this.lanes, http2);
     this.listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http, connections: httpDeps.connections });
-    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes, name: 'capture' }), accessLog);
+    this.capture = options.capture === undefined ? undefined : this.createCapture(options.capture, forward, createOutboundHttpListener({ deps: httpDeps, lanes: this.lanes, http2, name: 'capture' }), accessLog);
     this.admin = options.admin === null ? undefined : new AdminServer(this, this.log.child({ part: 'admin' }));
   }
 

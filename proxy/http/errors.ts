@@ -48,6 +48,8 @@ export const HTTP_FAILURES = Object.freeze({
   upstreamReset: kind(ERRORS.HTTP_UPSTREAM_RESET),
   upstreamTimeout: kind(ERRORS.HTTP_UPSTREAM_TIMEOUT),
   unknownDestination: kind(ERRORS.HTTP_UNKNOWN_DESTINATION),
+  deadlineExceeded: kind(ERRORS.HTTP_DEADLINE_EXCEEDED),
+  notHttp2: kind(ERRORS.HTTP_NOT_HTTP2),
 });
 
 /** A failure of one request, raised inside the HTTP path and turned into a response by `failureResponse*`. */

@@ -8,6 +8,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Direction } from '../core/metrics.js';
+import { createGrpcMetrics } from './grpc-metrics.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** Seconds; from sub-millisecond loopback hops to slow uploads. */
@@ -23,6 +24,8 @@ interface RouteChildren {
 export interface HttpMetrics {
   /** One finished request (or one that failed with a status the caller saw). */
   record(direction: Direction, source: string, destination: string, status: number, seconds: number): void;
+  /** One finished gRPC call (recorded besides `record`): its status code and method (http/grpc-metrics.ts). */
+  recordGrpc?(direction: Direction, source: string, destination: string, method: string, grpcStatus: string, seconds: number): void;
 }
 
 export function createHttpMetrics(registry: Registry): HttpMetrics {
@@ -55,7 +58,9 @@ export function createHttpMetrics(registry: Registry): HttpMetrics {
     return entry;
   }
 
+  const grpc = createGrpcMetrics(registry);
   return Object.freeze({
+    recordGrpc: grpc.record,
     record(direction: Direction, source: string, destination: string, status: number, seconds: number): void {
       const route = children(direction, source, destination);
       const index = Math.min(4, Math.max(0, Math.floor(status / 100) - 1));

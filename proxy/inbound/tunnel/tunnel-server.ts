@@ -46,6 +46,7 @@ import { HandshakePool, sourceAddress } from './handshake-pool.js';
 import { SessionAdmission } from './session-admission.js';
 import { SessionGuards, type GuardReason } from './session-guard.js';
 import { CODE } from '../../../common/error-codes.js';
+import { isHttpFamily } from '../../../api/port-protocol.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -343,7 +344,7 @@ export class TunnelServer {
     }
     // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
     // upgrade, which is authorized by method and path like any request.
-    if (appPort.protocol === 'http' && this.options.http !== undefined) {
+    if (isHttpFamily(appPort.protocol) && this.options.http !== undefined) {
       this.options.http(stream, headers, peer, appPort, state, this.currentState);
       return;
     }
@@ -359,7 +360,7 @@ export class TunnelServer {
       });
       return;
     }
-    this.refuse(stream, peer, STATUS_NOT_IMPLEMENTED, 'http-not-supported', appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
+    this.refuse(stream, peer, STATUS_NOT_IMPLEMENTED, 'http-not-supported', isHttpFamily(appPort.protocol) ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
   }
 
   private refuse(stream: ServerHttp2Stream, peer: VerifiedPeer, status: number, reason: string, message: string): void {

@@ -30,6 +30,9 @@ import type { OutboundRoute } from '../route.js';
 import { Http1AppConnection, type FastPathDeps } from './app-connection.js';
 import type { LanePool } from './lane-pool.js';
 import { unlimitedBudget } from '../connection-budget.js';
+import { detectClientProtocol } from '../../http2/preface.js';
+import { isHttp2Only } from '../../../api/port-protocol.js';
+import { refuseHttp1OnHttp2Port, type OutboundHttp2Server } from '../http2/app-server.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
@@ -39,6 +42,11 @@ export interface OutboundHttpListenerOptions {
   readonly lanes?: LanePool;
   /** Names the listener in metrics and logs (`namespace/service:port`, or `capture`). */
   readonly name?: string;
+  /**
+   * HTTP/2 apps (prior knowledge, h2c): a connection opening with the HTTP/2 preface goes here; on a
+   * port declared `http2` or `grpc` an HTTP/1.1 client is told 505 (outbound/http2/app-server.ts).
+   */
+  readonly http2?: OutboundHttp2Server;
 }
 
 /** Header fields per request head on the fast path (node:http's default is 2,000; 256 is plenty for an app). */
@@ -144,7 +152,7 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
     }
     connections += 1;
     sockets.add(socket);
-    const conn = fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => routeOf(socket), fastDeps, fallback);
+    let conn: Http1AppConnection | undefined;
     socket.once('close', () => {
       budget.release();
       connections -= 1;
@@ -152,12 +160,28 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       if (conn !== undefined) fast.delete(conn);
       if (connections === 0) onDrained?.();
     });
-    if (conn === undefined) {
-      startTracking();
-      server.emit('connection', socket);
+    const serveHttp1 = (): void => {
+      if (fastDeps === undefined) {
+        startTracking();
+        server.emit('connection', socket);
+      } else {
+        conn = new Http1AppConnection(socket, () => routeOf(socket), fastDeps, fallback);
+        fast.add(conn);
+      }
+    };
+    const h2 = options.http2;
+    if (h2 === undefined) {
+      serveHttp1();
       return;
     }
-    fast.add(conn);
+    detectClientProtocol(socket, limits.headersTimeoutMs, (protocol) => {
+      if (protocol === 'h2') h2.handle(socket, () => routeOf(socket));
+      else if (isHttp2Only(routeOf(socket)?.protocol ?? 'http')) refuseHttp1OnHttp2Port(socket);
+      else {
+        serveHttp1();
+        socket.resume();
+      }
+    });
   };
   // 64 KiB write buffer per app socket (16 KiB default): room for a turn's coalesced response chunks
   // (outbound/http/lane-exchange.ts); with 16 KiB the corked socket pauses the lane every chunk or two.
@@ -195,6 +219,7 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       if (tracking) server.close();
       server.closeIdleConnections();
       for (const conn of fast) conn.drain();
+      options.http2?.drain();
       return new Promise((resolve) => {
         if (connections === 0) {
           resolve();
@@ -226,9 +251,9 @@ function refuseNoRoute(res: ServerResponse, deps: OutboundHttpDeps): void {
  * The sidecar's factory for explicit-mode HTTP listeners (`ExplicitListenerDeps.http`): binds
  * `spec.bindAddress:spec.localPort` and serves it with the route `resolve` returns per request.
  */
-export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
+export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool, http2?: OutboundHttp2Server): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
   return async (spec, resolve) => {
-    const listener = createOutboundHttpListener({ deps, resolve, lanes, name: `${spec.namespace}/${spec.service}:${spec.port}` });
+    const listener = createOutboundHttpListener({ deps, resolve, lanes, http2, name: `${spec.namespace}/${spec.service}:${spec.port}` });
     await listener.listen(spec.localPort, spec.bindAddress);
     return listener;
   };
