@@ -37,14 +37,17 @@ export class ResponseRelay {
     return this.status !== 0;
   }
 
-  /** Relays the upstream's response from its headers on. */
-  start(up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+  /**
+   * Relays the upstream's response from its headers on; `flags` are those of its HEADERS frame (a client
+   * stream's `endAfterHeaders` is not set for responses, so END_STREAM is read from them).
+   */
+  start(up: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
     const { down } = this;
     if (down.destroyed || down.closed) return;
     this.upstream = up;
     this.status = Number(headers[':status']);
     const out = responseFields(headers, this.dropMesh);
-    const ended = up.endAfterHeaders;
+    const ended = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0;
     if (ended) this.noteGrpcStatus(headers['grpc-status']);
     up.once('trailers', (trailers: IncomingHttpHeaders) => {
       this.trailers ??= trailerFields(trailers, false, this.dropMesh);

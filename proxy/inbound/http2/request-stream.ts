@@ -33,6 +33,8 @@ class InboundH2Exchange {
   untrack: (() => void) | undefined;
   requestTrailers: IncomingHttpHeaders | undefined;
   finished = false;
+  /** Cut by a policy change: the app's stream is cancelled, and that is not an app failure. */
+  cut = false;
 
   constructor(
     readonly stream: ServerHttp2Stream,
@@ -75,9 +77,10 @@ export function handleInboundH2Stream(stream: ServerHttp2Stream, headers: Incomi
     cut: (why) => {
       // Permission revoked mid-call: a gRPC caller learns it as PERMISSION_DENIED, others by a reset.
       x.code = HTTP_FAILURES.denied.code;
-      if (x.app !== undefined) cancelStream(x.app);
+      x.cut = true;
       if (x.relay.grpc) x.relay.fail(new HttpFailure(HTTP_FAILURES.denied, `permission revoked: ${why}`), correlationId);
       else cancelStream(stream);
+      if (x.app !== undefined) cancelStream(x.app);
     },
   });
   if (!stream.endAfterHeaders) stream.once('trailers', (trailers: IncomingHttpHeaders) => (x.requestTrailers = trailers));
@@ -99,7 +102,7 @@ function attach(x: InboundH2Exchange, app: ClientHttp2Stream): void {
   x.app = app;
   app.on('error', noop);
   app.on('headers', (headers: IncomingHttpHeaders) => x.relay.interim(headers));
-  app.once('response', (headers: IncomingHttpHeaders) => x.relay.start(app, headers));
+  app.once('response', (headers: IncomingHttpHeaders, flags: number) => x.relay.start(app, headers, flags));
   app.once('close', () => onAppClose(x, app));
   if (!x.stream.endAfterHeaders) {
     app.once('wantTrailers', () => {
@@ -111,7 +114,7 @@ function attach(x: InboundH2Exchange, app: ClientHttp2Stream): void {
 
 function onAppClose(x: InboundH2Exchange, app: ClientHttp2Stream): void {
   const rst = app.rstCode ?? h2.NGHTTP2_NO_ERROR;
-  if (x.finished || (rst === h2.NGHTTP2_NO_ERROR && x.relay.responded)) return;
+  if (x.finished || x.cut || (rst === h2.NGHTTP2_NO_ERROR && x.relay.responded)) return;
   x.stream.unpipe(app);
   // The app reset the stream or its connection went away (GOAWAY past this stream, a crash).
   const failure = rst === h2.NGHTTP2_REFUSED_STREAM ? new HttpFailure(HTTP_FAILURES.appUnavailable, 'the app refused the stream') : new HttpFailure(HTTP_FAILURES.appReset, `RST_STREAM ${rst}`);

@@ -36,6 +36,7 @@ class H2Exchange {
   upstream: ClientHttp2Stream | undefined;
   code: string | undefined;
   appRefused = false;
+  upstreamFailed = false;
   deadlineTimer: NodeJS.Timeout | undefined;
   deadlinePassed = false;
   timedOut = false;
@@ -127,7 +128,7 @@ function attach(x: H2Exchange, up: ClientHttp2Stream): void {
   x.upstream = up;
   up.on('error', noop);
   up.on('headers', (headers: IncomingHttpHeaders) => x.relay.interim(headers));
-  up.once('response', (headers: IncomingHttpHeaders) => onResponse(x, up, headers));
+  up.once('response', (headers: IncomingHttpHeaders, flags: number) => onResponse(x, up, headers, flags));
   up.once('close', () => onUpstreamClose(x, up));
   up.setTimeout(x.deps.limits.upstreamIdleTimeoutMs, () => {
     x.timedOut = true;
@@ -141,7 +142,7 @@ function attach(x: H2Exchange, up: ClientHttp2Stream): void {
   }
 }
 
-function onResponse(x: H2Exchange, up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+function onResponse(x: H2Exchange, up: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
   if (x.done) return;
   const status = Number(headers[':status']);
   const appRefused = headers[ERROR_HEADER] === HTTP_FAILURES.appUnavailable.code && (status === 503 || status === 200);
@@ -155,14 +156,16 @@ function onResponse(x: H2Exchange, up: ClientHttp2Stream, headers: IncomingHttpH
     attempt(x);
     return;
   }
-  x.relay.start(up, headers);
+  x.upstreamFailed = (status >= 502 && status <= 504) || (headers[ERROR_HEADER] !== undefined && headers['grpc-status'] === '14');
+  x.relay.start(up, headers, flags);
 }
 
 function onUpstreamClose(x: H2Exchange, up: ClientHttp2Stream): void {
   if (x.upstream !== up) return;
   const rst = up.rstCode ?? h2.NGHTTP2_NO_ERROR;
   const clean = rst === h2.NGHTTP2_NO_ERROR;
-  release(x, clean && (x.relay.status < 502 || x.relay.status > 504));
+  // The endpoint is reported failing when its sidecar answered a failure of its app (502-504, or UNAVAILABLE).
+  release(x, clean && !x.upstreamFailed);
   if (x.done || x.deadlinePassed) return;
   if (clean && x.relay.responded) return;
   x.down.unpipe(up);
