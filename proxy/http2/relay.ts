@@ -56,7 +56,7 @@ export class ResponseRelay {
     down.respond(out, { endStream: ended, waitForTrailers: !ended });
     if (ended) return;
     down.once('wantTrailers', () => {
-      if (!down.destroyed) down.sendTrailers(this.trailers ?? {});
+      if (!down.destroyed && !down.closed) down.sendTrailers(this.trailers ?? {});
     });
     pipeUntilCleanEnd(up, down);
   }

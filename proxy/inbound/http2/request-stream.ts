@@ -106,7 +106,7 @@ function attach(x: InboundH2Exchange, app: ClientHttp2Stream): void {
   app.once('close', () => onAppClose(x, app));
   if (!x.stream.endAfterHeaders) {
     app.once('wantTrailers', () => {
-      if (!app.destroyed) app.sendTrailers(x.requestTrailers === undefined ? {} : trailerFields(x.requestTrailers, true, false));
+      if (!app.destroyed && !app.closed) app.sendTrailers(x.requestTrailers === undefined ? {} : trailerFields(x.requestTrailers, true, false));
     });
     pipeUntilCleanEnd(x.stream, app);
   }

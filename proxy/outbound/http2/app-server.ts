@@ -65,6 +65,8 @@ export function createOutboundHttp2Server(deps: OutboundHttpDeps, limits: AppHtt
     });
   });
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    // Reset by the app before it reached us (a burst of resets): nothing to do; the guard counted it.
+    if (stream.destroyed || stream.closed) return;
     const route = routes.get(stream.session as ServerHttp2Session)?.();
     if (route === undefined) {
       refuseNoRoute(stream, deps);
@@ -93,6 +95,7 @@ export function createOutboundHttp2Server(deps: OutboundHttpDeps, limits: AppHtt
 
 function refuseNoRoute(stream: ServerHttp2Stream, deps: OutboundHttpDeps): void {
   stream.on('error', noop);
+  if (stream.destroyed || stream.closed) return;
   const correlationId = nextCorrelationId();
   const failure = new HttpFailure(HTTP_FAILURES.unknownDestination);
   deps.logger.warn({ correlationId, code: failure.code }, 'no upstream in config for this listener; HTTP/2 request refused');

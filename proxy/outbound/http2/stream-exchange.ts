@@ -136,7 +136,7 @@ function attach(x: H2Exchange, up: ClientHttp2Stream): void {
   });
   if (!x.down.endAfterHeaders) {
     up.once('wantTrailers', () => {
-      if (!up.destroyed) up.sendTrailers(x.requestTrailers === undefined ? {} : trailerFields(x.requestTrailers, true, false));
+      if (!up.destroyed && !up.closed) up.sendTrailers(x.requestTrailers === undefined ? {} : trailerFields(x.requestTrailers, true, false));
     });
     pipeUntilCleanEnd(x.down, up);
   }
