@@ -73,8 +73,7 @@ export class H2cAppPool {
         return;
       }
       this.waiting.push(waiter);
-      // One connection opening at a time: it may bring room for every waiter.
-      if (this.conns.filter((c) => c.usable).length < this.limits.maxConnections && this.conns.every((c) => !c.usable || c.ready)) this.open();
+      this.growIfNeeded();
     });
   }
 
@@ -120,6 +119,14 @@ export class H2cAppPool {
 
   private pump(): void {
     while (this.waiting.length > 0 && this.tryStart(this.waiting[0] as Waiter)) this.waiting.shift();
+    this.growIfNeeded();
+  }
+
+  /** Requests wait and every connection is full: one more opens (one at a time), up to the bound. */
+  private growIfNeeded(): void {
+    if (this.waiting.length === 0 || this.closed) return;
+    const usable = this.conns.filter((c) => c.usable);
+    if (usable.length < this.limits.maxConnections && usable.every((c) => c.ready)) this.open();
   }
 
   private open(): void {
@@ -136,13 +143,13 @@ export class H2cAppPool {
     session.on('error', (err: Error) => {
       if (!conn.ready) this.failWaiting(appFailure(err, err instanceof HttpFailure, false));
     });
-    session.once('connect', () => {
+    // Used from the app's first SETTINGS on (not at 'connect'): before it, its stream bound is unknown and
+    // streams beyond it would be refused. Later SETTINGS may lower the bound, or raise it: waiters may fit now.
+    session.on('remoteSettings', () => {
       clearTimeout(timer);
       conn.ready = true;
       this.pump();
     });
-    // The app's own SETTINGS may lower the stream bound, or raise it: waiters may fit now.
-    session.on('remoteSettings', () => this.pump());
     session.once('goaway', () => {
       conn.usable = false;
       this.pump();
