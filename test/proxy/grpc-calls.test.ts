@@ -114,11 +114,10 @@ describe('gRPC calls through sidecars (grpc port, three instances)', () => {
       req.end(Buffer.from([0, 0, 0, 0, 3, 0x28, 0xd0, 0x0f]));
       const got = await new Promise<{ headers: Record<string, unknown>; trailers?: Record<string, unknown> }>((resolve) => {
         let headers: Record<string, unknown> = {};
-        req.on('response', (h) => {
-          headers = h;
-          if (req.endAfterHeaders) resolve({ headers });
-        });
+        req.on('response', (h) => (headers = h));
         req.on('trailers', (t) => resolve({ headers, trailers: t }));
+        // A Trailers-Only response ends with its one HEADERS frame.
+        req.on('close', () => resolve({ headers }));
         req.resume();
       });
       const status = got.trailers?.['grpc-status'] ?? got.headers['grpc-status'];
