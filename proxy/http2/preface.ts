@@ -7,7 +7,7 @@
  * The bytes read are put back (`unshift`) and the socket is left paused, so whichever side takes the
  * connection reads them first: node:http2 picks up bytes already buffered when its session starts, the
  * HTTP/1.1 fast path resumes the socket. Deciding costs one read per connection, never per request.
- * A client that sends nothing decisive within `timeoutMs` is closed (the head timeout of the HTTP/1.1 path).
+ * A client that sends nothing decisive within `timeoutMs` is closed (the listener passes its keep-alive timeout).
  */
 import type { Socket } from 'node:net';
 

@@ -174,7 +174,8 @@ export function createOutboundHttpListener(options: OutboundHttpListenerOptions)
       serveHttp1();
       return;
     }
-    detectClientProtocol(socket, limits.headersTimeoutMs, (protocol) => {
+    // A connection that says nothing is closed after the keep-alive timeout, as an idle HTTP/1.1 one always was.
+    detectClientProtocol(socket, limits.keepAliveTimeoutMs, (protocol) => {
       if (protocol === 'h2') h2.handle(socket, () => routeOf(socket));
       else if (isHttp2Only(routeOf(socket)?.protocol ?? 'http')) refuseHttp1OnHttp2Port(socket);
       else {
