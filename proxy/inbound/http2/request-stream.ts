@@ -19,7 +19,7 @@ import { isGrpcRequest } from '../../http2/grpc.js';
 import { trailerFields, tunnelRequestToApp } from '../../http2/headers.js';
 import { ResponseRelay } from '../../http2/relay.js';
 import { grpcMethodOfPath } from '../../../policy/index.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from '../http/authorization.js';
 import type { InboundHttpContext } from '../http/context.js';
 import { recordInboundRequest } from '../http/access.js';
