@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBackend } from './backend.js';
 import { runH2load } from './h2load.js';
+import { runH2loadMux } from './h2load-mux.js';
 import { totalErrors, type LoadSample } from './load-sample.js';
 import type { BenchOptions } from './options.js';
-import { servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
+import { PORT_KINDS, servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
 import { writeBenchPki } from './pki.js';
 import { readProcessStats, resetPeakRss } from './proc-stats.js';
 import { ProcessGroup } from './processes.js';
@@ -97,6 +98,9 @@ function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, sec
       script: wrkScript,
     });
   }
+  if (load.tool === 'h2load-mux') {
+    return runH2loadMux(group, { url, clients: load.clients, streams: load.streams, seconds, logFile: join(dir, 'h2load.log'), grpc: load.grpc, dataFile: join(dir, 'grpc-request.bin') });
+  }
   return runH2load(group, { url, clients: load.clients, ratePerClient: load.ratePerClient, seconds, logFile: join(dir, 'h2load.log') });
 }
 
@@ -167,7 +171,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
     hooks.progress(`work directory ${dir}`);
     const pki = await writeBenchPki(join(dir, 'pki'));
     const backend = await startBackend(join(dir, 'backend'), group);
-    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp) and ${backend.address.http.port} (http)`);
+    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp), ${backend.address.http.port} (http) and ${backend.address.http2.port} (http2)`);
     const wrkScript = await writeWrkScript(dir);
     for (const factory of factories) {
       checkAborted();
@@ -176,7 +180,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
       const context: PairContext = { dir: pairDir, backend: backend.address, pki, processes: group, trellisCli: hooks.trellisCli, ...(hooks.compareCli === undefined ? {} : { compareCli: hooks.compareCli }) };
       const pair = await factory.start(context);
       running.push(pair);
-      const ports = (['tcp', 'http'] as const).map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');
+      const ports = PORT_KINDS.map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');
       hooks.progress(`${pair.name}: ${ports}${pair.sidecars.map((s) => `, ${s.role} pid ${s.pid}`).join('')}`);
     }
 

@@ -46,7 +46,7 @@ and runs the sidecar proxy in this process.`,
     service: { type: 'string', value: 'NAME', help: "this workload's service (must match the join token)", whenAbsent: REQUIRED },
     namespace: { type: 'string', value: 'NAME', help: 'its namespace', whenAbsent: AGENT_DEFAULTS.namespace },
     'app-port': { type: 'string', multiple: true, value: 'PORT', help: 'a port the app listens on; repeat for several, or leave out for an\napp that serves nothing (a Job, a client)', whenAbsent: 'none' },
-    protocol: { type: 'string', multiple: true, value: 'http|tcp', help: 'how the --app-port just before it is carried', whenAbsent: 'tcp' },
+    protocol: { type: 'string', multiple: true, value: 'tcp|http|http2|grpc', help: 'how the --app-port just before it is carried', whenAbsent: 'tcp' },
     'app-host': { type: 'string', value: 'HOST', help: 'where the app listens', whenAbsent: '127.0.0.1' },
     upstream: {
       type: 'string',

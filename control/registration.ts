@@ -8,6 +8,7 @@
 import { isIP } from 'node:net';
 import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
+import { isPortProtocol } from '../api/port-protocol.js';
 import { CONTROL_LIMITS } from './limits.js';
 import { HttpError } from './http-io.js';
 import { CODE } from '../common/error-codes.js';
@@ -42,8 +43,8 @@ export function validateRegistration(value: unknown): Registration {
     const seen = new Set<number>();
     ports.forEach((p: unknown, i) => {
       const port = object(p);
-      if (port === undefined || !isPort(port.port) || (port.protocol !== 'tcp' && port.protocol !== 'http') || (port.name !== undefined && (typeof port.name !== 'string' || !DNS_LABEL.test(port.name)))) {
-        problems.push(`ports[${i}]: {port: 1-65535, protocol: "tcp" | "http", name?: DNS label}`);
+      if (port === undefined || !isPort(port.port) || !isPortProtocol(port.protocol) || (port.name !== undefined && (typeof port.name !== 'string' || !DNS_LABEL.test(port.name)))) {
+        problems.push(`ports[${i}]: {port: 1-65535, protocol: "tcp" | "http" | "http2" | "grpc", name?: DNS label}`);
       } else if (seen.has(port.port)) {
         problems.push(`ports[${i}]: port ${port.port} listed twice`);
       } else {

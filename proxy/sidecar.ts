@@ -35,6 +35,7 @@ import type { OutboundRoute } from './outbound/route.js';
 import { forwardTcp } from './outbound/tcp/tcp-forwarder.js';
 import { resolveOutboundHttpLimits, type OutboundHttpDeps } from './outbound/http/deps.js';
 import { createOutboundHttpListener, outboundHttpListenerFactory } from './outbound/http/listener.js';
+import { createOutboundHttp2Server } from './outbound/http2/app-server.js';
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from './outbound/http/lane-pool.js';
 import { DEFAULT_MEMORY_TRIM_INTERVAL_MS, startMemoryTrim } from './core/memory-trim.js';
 import { appLocalAddress, HANDOFF_SOURCE } from './inbound/app-source.js';
@@ -171,7 +172,8 @@ class TrellisSidecar implements Sidecar {
       connections,
     };
     const lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
-    const http = outboundHttpListenerFactory(httpDeps, lanes);
+    const http2 = createOutboundHttp2Server(httpDeps, this.limits);
+    const http = outboundHttpListenerFactory(httpDeps, lanes, http2);
     const listeners = new ExplicitListeners({ limits: this.limits, metrics: this.metrics, logger: outboundLog, forward, http, connections });
     const capture =
       options.capture === undefined
@@ -184,7 +186,7 @@ class TrellisSidecar implements Sidecar {
             upstreams: this.current.config.upstreams,
             appPorts: this.current.config.appPorts ?? options.appPorts,
             forwardTcp: forward,
-            http: createOutboundHttpListener({ deps: httpDeps, lanes, name: 'capture' }),
+            http: createOutboundHttpListener({ deps: httpDeps, lanes, http2, name: 'capture' }),
           });
     return { lanes, listeners, capture };
   }

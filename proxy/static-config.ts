@@ -19,6 +19,7 @@ import { PROXY_LIMIT_SCHEMA, type ProxyLimits } from './core/limits.js';
 import { readLimits } from '../common/limit-schema.js';
 import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
 import { isConfigurableUpgradeProtocol } from './http/upgrade-rules.js';
+import { isHttpFamily, PORT_PROTOCOLS } from '../api/port-protocol.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
 
 export interface StaticProxyConfig {
@@ -60,7 +61,7 @@ const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const NAME_RULE = { pattern: NAME, expected: 'a DNS label (lowercase letters, digits, "-", at most 63 characters)' } as const;
 const PORT = { min: 1, max: 65535 } as const;
 const BIND_PORT = { min: 0, max: 65535 } as const;
-const PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http'];
+const PROTOCOLS: readonly PortProtocol[] = PORT_PROTOCOLS;
 const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Reads and validates a config file; throws one InputError listing every problem. */
@@ -149,7 +150,7 @@ function inboundSection(top: ConfigObject): StaticProxyConfig['inbound'] {
     const protocol = opt(o, 'protocol', (p) => p.oneOf(PROTOCOLS)) ?? 'tcp';
     const host = opt(o, 'host', (h) => h.string()) ?? '127.0.0.1';
     const httpNode = o?.field('http');
-    if (httpNode !== undefined && protocol !== 'http') httpNode.report('HTTP options need protocol: http');
+    if (httpNode !== undefined && !isHttpFamily(protocol)) httpNode.report('HTTP options need protocol: http, http2 or grpc');
     const http = httpNode === undefined ? undefined : appHttpOptionsFrom(httpNode);
     if (port === undefined) continue;
     if (appPorts.some((p) => p.port === port)) {

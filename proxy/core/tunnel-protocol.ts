@@ -20,6 +20,12 @@ export const TARGET_HEADER = 'trellis-target';
 /** Marks a CONNECT stream as an HTTP/1.1 lane: many requests in turn, each authorized on its own. */
 export const LANE_HEADER = 'trellis-lane';
 export const LANE_HTTP1 = 'http/1.1';
+/**
+ * On an HTTP/2 request: the calling app spoke HTTP/2, so the destination app is reached over HTTP/2 (h2c)
+ * too, also on an `http` port (Istio's `useClientProtocol`); on `http2` and `grpc` ports it always is.
+ */
+export const APP_PROTOCOL_HEADER = 'trellis-app-protocol';
+export const APP_PROTOCOL_H2 = 'h2';
 /** On a refusal: `<namespace>/<policy>#<rule>` or `default-deny`; only ever sent to authenticated peers. */
 export const DENIED_BY_HEADER = 'trellis-denied-by';
 /** A correlation id on every refusal and error, also in the log line that explains it. */

@@ -50,6 +50,8 @@ export const HTTP_FAILURES = Object.freeze({
   upstreamReset: kind(ERRORS.HTTP_UPSTREAM_RESET),
   upstreamTimeout: kind(ERRORS.HTTP_UPSTREAM_TIMEOUT),
   unknownDestination: kind(ERRORS.HTTP_UNKNOWN_DESTINATION),
+  deadlineExceeded: kind(ERRORS.HTTP_DEADLINE_EXCEEDED),
+  notHttp2: kind(ERRORS.HTTP_NOT_HTTP2),
 });
 
 /** Refusals of a tunnel stream before any app byte moved (inbound/tcp/stream-refusal.ts). */

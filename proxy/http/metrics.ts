@@ -12,6 +12,7 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Direction } from '../core/metrics.js';
 import { RouteHistogram, type HistogramSeries } from './route-histogram.js';
+import { createGrpcMetrics } from './grpc-metrics.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** Seconds; from sub-millisecond loopback hops to slow uploads. */
@@ -31,6 +32,8 @@ interface RouteChildren {
 export interface HttpMetrics {
   /** One finished request (or one that failed with a status the caller saw). */
   record(direction: Direction, source: string, destination: string, status: number, seconds: number): void;
+  /** One finished gRPC call (recorded besides `record`): its status code and method (http/grpc-metrics.ts). */
+  recordGrpc?(direction: Direction, source: string, destination: string, method: string, grpcStatus: string, seconds: number): void;
 }
 
 export function createHttpMetrics(registry: Registry): HttpMetrics {
@@ -73,7 +76,9 @@ export function createHttpMetrics(registry: Registry): HttpMetrics {
     return entry;
   }
 
+  const grpc = createGrpcMetrics(registry);
   return Object.freeze({
+    recordGrpc: grpc.record,
     record(direction: Direction, source: string, destination: string, status: number, seconds: number): void {
       const route = children(direction, source, destination);
       const index = Math.min(4, Math.max(0, Math.floor(status / 100) - 1));

@@ -91,11 +91,11 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
       expect(config.zone).toBe('east');
       expect(config.status).toEqual({ host: '0.0.0.0', port: 15020 });
       expect(config.tunnel).toEqual({ host: '0.0.0.0', port: 15008 });
-      // http-api is http by its name; the rest (gRPC included) tcp, as the injector decides.
+      // http-api is http and grpc is grpc by their names; tcp-metrics tcp, as the injector decides.
       expect(config.appPorts).toEqual([
         { port: 8080, protocol: 'http', host: '127.0.0.1' },
         { port: 9090, protocol: 'tcp', host: '127.0.0.1' },
-        { port: 9000, protocol: 'tcp', host: '127.0.0.1' },
+        { port: 9000, protocol: 'grpc', host: '127.0.0.1' },
       ]);
       expect(config.healthCheck).toMatchObject({ kind: 'tcp', port: 8080 });
       const annotation = JSON.parse(pod.metadata?.annotations?.[ANNOTATION_APP_PROBES] ?? '{}') as Record<string, { kind: string; port: number; timeoutSeconds: number }>;
@@ -123,7 +123,7 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
     const pod = injected('statefulset-named-ports-pod.json', 30);
     const { config } = parseAgentArgs(kubeletArgs(pod));
     // `trellis.dev/port-protocols: 7000=http` overrides the name tcp-ledger; UDP ports are not app ports.
-    expect(config.appPorts.map((p) => `${p.port}/${p.protocol}`)).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
+    expect(config.appPorts.map((p) => `${p.port}/${p.protocol}`)).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
     const status = JSON.parse(pod.metadata?.annotations?.['trellis.dev/status'] ?? '{}') as { appPorts: string[] };
     expect(status.appPorts.length).toBe(config.appPorts.length);
     for (const probe of config.appProbes.values()) expect(probe.port).toBeGreaterThan(0);

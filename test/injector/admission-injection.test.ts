@@ -140,7 +140,7 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(flag('--namespace')).toBe('$(TRELLIS_POD_NAMESPACE)');
     expect(flag('--address')).toBe('$(TRELLIS_POD_IP)');
     expect(flag('--zone')).toBe('east');
-    expect(appPortArgs(args)).toEqual(['8080/http', '9090/tcp', '9000/tcp']);
+    expect(appPortArgs(args)).toEqual(['8080/http', '9090/tcp', '9000/grpc']);
     expect(flag('--status')).toBe('0.0.0.0:15020');
     expect(flag('--tunnel')).toBe('0.0.0.0:15008');
     expect(flag('--capture')).toBe('transparent');
@@ -239,8 +239,8 @@ describe('a StatefulSet pod with named ports and exclusion annotations (dry run)
   it('derives protocols from port names and the override annotation, skipping UDP', async () => {
     const { pod } = await injectAndCheck('statefulset-named-ports-pod.json', config(30));
     const args = container(pod, 'trellis-proxy')?.args ?? [];
-    expect(appPortArgs(args)).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
-    expect(status(pod).appPorts).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
+    expect(appPortArgs(args)).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
+    expect(status(pod).appPorts).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
   });
 
   it('passes the exclusions to the capture init container', async () => {

@@ -41,6 +41,7 @@ import { HandshakePool, sourceAddress } from './handshake-pool.js';
 import { SessionAdmission } from './session-admission.js';
 import { SessionGuards, type GuardReason } from './session-guard.js';
 import { CODE } from '../../../common/error-codes.js';
+import { isHttpFamily } from '../../../api/port-protocol.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -338,7 +339,7 @@ export class TunnelServer {
     }
     // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
     // upgrade, which is authorized by method and path like any request.
-    if (appPort.protocol === 'http' && this.options.http !== undefined) {
+    if (isHttpFamily(appPort.protocol) && this.options.http !== undefined) {
       this.options.http(stream, headers, peer, appPort, state, this.currentState);
       return;
     }
@@ -354,7 +355,7 @@ export class TunnelServer {
       });
       return;
     }
-    this.refuse(stream, peer, STREAM_REFUSALS.httpNotSupported, appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
+    this.refuse(stream, peer, STREAM_REFUSALS.httpNotSupported, isHttpFamily(appPort.protocol) ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
   }
 
   private refuse(stream: ServerHttp2Stream, peer: VerifiedPeer, kind: HttpFailureKind, message: string): void {

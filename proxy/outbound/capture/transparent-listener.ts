@@ -29,6 +29,7 @@ import { buildTransparentIndex, type TransparentIndex } from './destination-inde
 import type { TransparentMetrics } from './transparent-metrics.js';
 import { passThrough } from './passthrough.js';
 import { CODE } from '../../../common/error-codes.js';
+import { isHttpFamily } from '../../../api/port-protocol.js';
 
 /** What happens to a captured connection whose destination is not a mesh service. */
 export type OutsideMeshPolicy = 'passthrough' | 'refuse';
@@ -116,7 +117,7 @@ export function createTransparentListener(options: TransparentListenerOptions): 
     const route = index.lookup(destination.address, destination.port);
     if (route !== undefined) {
       metrics.connections.inc({ result: 'mesh', destination: `${route.namespace}/${route.service}` });
-      if (route.protocol === 'http' && options.forwardHttp !== undefined) options.forwardHttp(socket, route);
+      if (isHttpFamily(route.protocol) && options.forwardHttp !== undefined) options.forwardHttp(socket, route);
       else options.forwardTcp(socket, route);
       return;
     }

@@ -22,6 +22,9 @@ import { Http1AppConnection, type FastPathDeps } from './app-connection.js';
 import type { LanePool } from './lane-pool.js';
 import { unlimitedBudget, type ConnectionBudget } from '../connection-budget.js';
 import { createNodeHttpPath, type NodeHttpPath } from './node-http-path.js';
+import { detectClientProtocol } from '../../http2/preface.js';
+import { isHttp2Only } from '../../../api/port-protocol.js';
+import { refuseHttp1OnHttp2Port, type OutboundHttp2Server } from '../http2/app-server.js';
 
 export interface OutboundHttpListenerOptions {
   readonly deps: OutboundHttpDeps;
@@ -31,6 +34,11 @@ export interface OutboundHttpListenerOptions {
   readonly lanes?: LanePool;
   /** Names the listener in metrics and logs (`namespace/service:port`, or `capture`). */
   readonly name?: string;
+  /**
+   * HTTP/2 apps (prior knowledge, h2c): a connection opening with the HTTP/2 preface goes here; on a
+   * port declared `http2` or `grpc` an HTTP/1.1 client is told 505 (outbound/http2/app-server.ts).
+   */
+  readonly http2?: OutboundHttp2Server;
 }
 
 /** Header fields per request head on the fast path (node:http's default is 2,000; 256 is plenty for an app). */
@@ -92,7 +100,7 @@ class AppHttpListener implements OutboundHttpListener {
     }
     this.connections += 1;
     this.sockets.add(socket);
-    const conn = this.fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => this.routeOf(socket), this.fastDeps, this.nodeHttp);
+    let conn: Http1AppConnection | undefined;
     socket.once('close', () => {
       this.budget.release();
       this.connections -= 1;
@@ -100,8 +108,25 @@ class AppHttpListener implements OutboundHttpListener {
       if (conn !== undefined) this.fast.delete(conn);
       if (this.connections === 0) this.onDrained?.();
     });
-    if (conn === undefined) this.nodeHttp.serve(socket);
-    else this.fast.add(conn);
+    const serveHttp1 = (): void => {
+      conn = this.fastDeps === undefined ? undefined : new Http1AppConnection(socket, () => this.routeOf(socket), this.fastDeps, this.nodeHttp);
+      if (conn === undefined) this.nodeHttp.serve(socket);
+      else this.fast.add(conn);
+    };
+    const h2 = this.options.http2;
+    if (h2 === undefined) {
+      serveHttp1();
+      return;
+    }
+    // A connection that says nothing is closed after the keep-alive timeout, as an idle HTTP/1.1 one always was.
+    detectClientProtocol(socket, this.deps.limits.keepAliveTimeoutMs, (protocol) => {
+      if (protocol === 'h2') h2.handle(socket, () => this.routeOf(socket));
+      else if (isHttp2Only(this.routeOf(socket)?.protocol ?? 'http')) refuseHttp1OnHttp2Port(socket);
+      else {
+        serveHttp1();
+        socket.resume();
+      }
+    });
   };
 
   /** The listener's cap, then the sidecar's: a place is taken from the budget, or the refusal counted. */
@@ -138,6 +163,7 @@ class AppHttpListener implements OutboundHttpListener {
     this.nodeHttp.close();
     this.nodeHttp.closeIdleConnections();
     for (const conn of this.fast) conn.drain();
+    this.options.http2?.drain();
     return new Promise((resolve) => {
       if (this.connections === 0) {
         resolve();
@@ -170,9 +196,9 @@ function fastPathDeps(deps: OutboundHttpDeps, lanes: LanePool): FastPathDeps {
  * The sidecar's factory for explicit-mode HTTP listeners (`ExplicitListenerDeps.http`): binds
  * `spec.bindAddress:spec.localPort` and serves it with the route `resolve` returns per request.
  */
-export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
+export function outboundHttpListenerFactory(deps: OutboundHttpDeps, lanes?: LanePool, http2?: OutboundHttp2Server): (spec: OutboundListener, resolve: () => OutboundRoute | undefined) => Promise<OutboundHttpListener> {
   return async (spec, resolve) => {
-    const listener = createOutboundHttpListener({ deps, resolve, lanes, name: `${spec.namespace}/${spec.service}:${spec.port}` });
+    const listener = createOutboundHttpListener({ deps, resolve, lanes, http2, name: `${spec.namespace}/${spec.service}:${spec.port}` });
     await listener.listen(spec.localPort, spec.bindAddress);
     return listener;
   };
