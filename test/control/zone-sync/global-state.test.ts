@@ -9,19 +9,10 @@ import { SyncReplica } from '../../../control/zone-sync/replica.js';
 import { VersionedSet } from '../../../control/zone-sync/versioned-set.js';
 import type { HelloMessage } from '../../../control/zone-sync/protocol.js';
 import { CODE } from '../../../common/error-codes.js';
-import { downLines, service, serviceEntry, upLines } from './support.js';
+import { downLines, service, serviceEntry, upLines, codeOf } from './support.js';
 
 const zero = { service: 0, ingress: 0, trust: 0, policy: 0 };
 const helloOf = (zone: string, epoch = `epoch-${zone}`, extra: Partial<HelloMessage> = {}): HelloMessage => ({ t: 'hello', protocol: 1, zone, epoch, down: zero, ...extra });
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-}
 
 function setup() {
   const clock = { now: 1_000 };

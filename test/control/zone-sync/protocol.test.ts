@@ -10,18 +10,9 @@ import { parseDownMessage, parseUpMessage, type DeltaMessage } from '../../../co
 import { validateRecord } from '../../../control/zone-sync/records.js';
 import { VersionedSet } from '../../../control/zone-sync/versioned-set.js';
 import { CODE } from '../../../common/error-codes.js';
-import { service, serviceEntry } from './support.js';
+import { service, serviceEntry, codeOf } from './support.js';
 
 const hello = { t: 'hello', protocol: 1, zone: 'east', epoch: 'abcdefgh', down: { service: 0, ingress: 0, trust: 0, policy: 0 } };
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-}
 
 describe('zone sync wire format', () => {
   it('parses a hello, and refuses other protocol versions, bad zone names, unknown fields and types', () => {

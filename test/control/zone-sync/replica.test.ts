@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { SyncReplica } from '../../../control/zone-sync/replica.js';
 import { VersionedSet } from '../../../control/zone-sync/versioned-set.js';
 import { CODE } from '../../../common/error-codes.js';
-import { service, serviceEntry, upLines } from './support.js';
+import { service, serviceEntry, upLines, codeOf } from './support.js';
 
 const op = fc.oneof(
   fc.record({ type: fc.constant('set' as const), name: fc.integer({ min: 0, max: 15 }), healthy: fc.integer({ min: 0, max: 3 }) }),
@@ -62,14 +62,6 @@ describe('VersionedSet → SyncReplica', () => {
     for (let i = 0; i < 40; i++) set.set(...serviceEntry(service('west', `b${i}`)));
     const lines = upLines('service', set.since(replica.version), 2_000);
     expect(lines.length).toBeGreaterThan(2);
-    const codeOf = (fn: () => unknown): string | undefined => {
-      try {
-        fn();
-        return undefined;
-      } catch (err) {
-        return (err as { code?: string }).code;
-      }
-    };
     // A second chunk first; the first twice; a delta that does not follow the held version; a replay.
     expect(codeOf(() => replica.receive(lines[1]!.message, 1))).toBe(CODE.ZONE_SYNC_OUT_OF_ORDER);
     replica.receive(lines[0]!.message, 1);

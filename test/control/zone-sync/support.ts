@@ -25,3 +25,13 @@ export function upLines(kind: UpKind, delta: SetDelta<unknown>, maxMessageBytes 
 export function downLines(kind: DownKind, delta: SetDelta<unknown>, maxMessageBytes = 1024 * 1024): { message: DeltaMessage; bytes: number }[] {
   return chunkDelta(kind, delta, true, { maxMessageBytes, maxRecordBytes: 256 * 1024 }).map((line) => ({ message: parseDownMessage(line.trimEnd()) as DeltaMessage, bytes: Buffer.byteLength(line) }));
 }
+
+/** The code of what `fn` throws, or undefined when it returns. */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+}
