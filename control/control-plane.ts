@@ -48,6 +48,7 @@ import { TokenService } from './token-service.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
 import { CODE } from '../common/error-codes.js';
+import { attachZoneLink } from './zone-sync/attach.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
 export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
@@ -149,6 +150,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   }
   metrics.policyPolicies.set(policy.state.policies.length);
 
+  // A zone of a multi-zone mesh: its link to the global control plane (control/zone-sync/attach.ts).
+  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged() });
   const hub = new WatchHub({
     registry,
     trustDomain: config.trustDomain,
@@ -157,7 +160,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     pingIntervalMs: config.pingIntervalMs,
     maxBufferedBytes: config.maxWatchBufferBytes,
     trustBundlePem: () => trust.pem,
-    policies: () => policy.state.policies,
+    policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
     revokedSerials: () => revoked.list,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,
@@ -249,6 +252,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     }),
     registry: () => registry.entries(),
     policy: () => policy.state,
+    ...(zoneLink === undefined ? {} : { extra: { '/global': () => zoneLink.status(), '/global/catalogue': () => ({ service: zoneLink.records('service'), ingress: zoneLink.records('ingress'), trust: zoneLink.records('trust'), policy: zoneLink.policies() }) } }),
   });
 
   const bundleWatch = config.caDir === undefined ? undefined : new TrustBundleWatch({
@@ -265,6 +269,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       metrics.trustBundleRoots.set(bundle.roots.length);
       metrics.trustBundleReloads.inc({ result: 'applied' });
       hub.trustBundleChanged();
+      zoneLink?.trustChanged();
       await writeFileAtomic(join(config.dataDir, 'trust-bundle.pem'), pem).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot update <data-dir>/trust-bundle.pem'));
     },
   });
@@ -275,6 +280,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     // The Kubernetes mode closes its policy feed with its registry feed.
     if (kube === undefined) await policy.close();
     else await kube.close();
+    await zoneLink?.close();
     hub.close();
     registry.close();
   };

@@ -33,6 +33,8 @@ export interface ZoneStatus {
   readonly lagMs: Readonly<Record<UpKind, number>>;
   readonly connects: number;
   readonly leaseExpiries: number;
+  /** Resets (whole sets) received per kind: a zone resuming with deltas adds none. */
+  readonly resets: Readonly<Record<UpKind, number>>;
 }
 
 interface Zone {
@@ -46,6 +48,7 @@ interface Zone {
   lagMs: Record<UpKind, number>;
   connects: number;
   leaseExpiries: number;
+  resets: Record<UpKind, number>;
 }
 
 /** One zone as persisted: its replicas and the catalogue entries it owns (with their versions). */
@@ -159,7 +162,9 @@ export class GlobalState {
       }
     });
     if (applied === undefined) return { changed: false };
-    zone.lagMs[message.kind] = Math.max(0, now - applied.at);
+    // An empty delta (a reset of nothing) carries no change time.
+    if (applied.at > 0) zone.lagMs[message.kind] = Math.max(0, now - applied.at);
+    if (message.reset) zone.resets[message.kind]++;
     this.dirty.add(zone.name);
     let changed = returned;
     if (zone.online) {
@@ -231,6 +236,7 @@ export class GlobalState {
       lagMs: { ...zone.lagMs },
       connects: zone.connects,
       leaseExpiries: zone.leaseExpiries,
+      resets: { ...zone.resets },
     };
   }
 
@@ -271,6 +277,7 @@ export class GlobalState {
       name, epoch, online: false, connection: undefined, lastSeen: this.now(), offlineSince: undefined, connects: 0, leaseExpiries: 0,
       replicas: perKind(UP_KINDS, (k) => new SyncReplica<unknown>(k)),
       lagMs: perKind(UP_KINDS, () => 0),
+      resets: perKind(UP_KINDS, () => 0),
     };
   }
 

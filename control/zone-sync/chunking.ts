@@ -25,10 +25,11 @@ export function recordTooLarge(kind: string, key: string, bytes: number, limit: 
 const ENVELOPE_BYTES = 512;
 
 /**
- * The delta's lines (each ending in "\n"). `withReasons` chooses the removal form: down messages say why
+ * The delta's lines (each ending in "\n"). An oversized record throws, or with `onOversized` is reported
+ * there and left out (the others are sent). `withReasons` chooses the removal form: down messages say why
  * ({key, reason}), up messages carry bare keys (a zone only ever deletes).
  */
-export function chunkDelta<R>(kind: string, delta: SetDelta<R>, withReasons: boolean, limits: ChunkLimits = ZONE_SYNC_LIMITS): string[] {
+export function chunkDelta<R>(kind: string, delta: SetDelta<R>, withReasons: boolean, limits: ChunkLimits = ZONE_SYNC_LIMITS, onOversized?: (err: TrellisError) => void): string[] {
   const parts: { ups: string[]; rms: string[]; bytes: number }[] = [{ ups: [], rms: [], bytes: 0 }];
   const budget = limits.maxMessageBytes - ENVELOPE_BYTES;
   const add = (text: string, upsert: boolean): void => {
@@ -43,7 +44,13 @@ export function chunkDelta<R>(kind: string, delta: SetDelta<R>, withReasons: boo
   };
   for (const u of delta.upserts) {
     const bytes = Buffer.byteLength(u.json);
-    if (bytes > limits.maxRecordBytes) throw recordTooLarge(kind, u.key, bytes, limits.maxRecordBytes);
+    if (bytes > limits.maxRecordBytes) {
+      const err = recordTooLarge(kind, u.key, bytes, limits.maxRecordBytes);
+      // A sender that can go on without the record reports it and sends the rest.
+      if (onOversized === undefined) throw err;
+      onOversized(err);
+      continue;
+    }
     add(`{"key":${JSON.stringify(u.key)},"record":${u.json}}`, true);
   }
   for (const r of delta.removes) add(withReasons ? JSON.stringify({ key: r.key, reason: r.reason satisfies RemovalReason }) : JSON.stringify(r.key), false);
