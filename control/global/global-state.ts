@@ -141,7 +141,7 @@ export class GlobalState {
     const down = perKind(DOWN_KINDS, (k) => (hello.globalEpoch === this.globalEpoch ? hello.down[k] : -1));
     return {
       connection: zone.connection,
-      welcome: { t: 'welcome', protocol: ZONE_SYNC_PROTOCOL_VERSION, globalEpoch: this.globalEpoch, applied, leaseMs: this.options.leaseMs, exportDefault: this.options.exportDefault },
+      welcome: { t: 'welcome', protocol: ZONE_SYNC_PROTOCOL_VERSION, globalEpoch: this.globalEpoch, applied, resume: sameEpoch, leaseMs: this.options.leaseMs, exportDefault: this.options.exportDefault },
       down,
     };
   }

@@ -65,8 +65,10 @@ export interface WelcomeMessage {
   readonly t: 'welcome';
   readonly protocol: number;
   readonly globalEpoch: string;
-  /** The zone's versions the global holds, per kind (0: send everything, as a reset). */
+  /** The zone's versions the global holds, per kind. */
   readonly applied: Versions<UpKind>;
+  /** Whether `applied` is of the zone's current epoch; if not, the zone sends whole sets (resets). */
+  readonly resume: boolean;
   readonly leaseMs: number;
   /** The mesh-wide export default for services the zone has no explicit setting for. */
   readonly exportDefault: ExportDefault;
@@ -242,12 +244,13 @@ export function parseDownMessage(line: string): DownMessage {
   const value = parseLine(line);
   switch (value.t) {
     case 'welcome': {
-      onlyFields(value, ['t', 'protocol', 'globalEpoch', 'applied', 'leaseMs', 'exportDefault'], 'welcome');
+      onlyFields(value, ['t', 'protocol', 'globalEpoch', 'applied', 'resume', 'leaseMs', 'exportDefault'], 'welcome');
+      if (typeof value.resume !== 'boolean') throw malformed('welcome: resume must be a boolean');
       checkProtocol(value.protocol);
       if (typeof value.globalEpoch !== 'string' || !EPOCH.test(value.globalEpoch)) throw malformed('welcome: globalEpoch is malformed');
       if (!isVersion(value.leaseMs) || value.leaseMs < 1) throw malformed('welcome: leaseMs must be a positive whole number');
       if (value.exportDefault !== 'all' && value.exportDefault !== 'none') throw malformed('welcome: exportDefault must be all or none');
-      return Object.freeze({ t: 'welcome', protocol: value.protocol as number, globalEpoch: value.globalEpoch, applied: versions(value.applied, UP_KINDS, 'welcome.applied'), leaseMs: value.leaseMs, exportDefault: value.exportDefault });
+      return Object.freeze({ t: 'welcome', protocol: value.protocol as number, globalEpoch: value.globalEpoch, applied: versions(value.applied, UP_KINDS, 'welcome.applied'), resume: value.resume, leaseMs: value.leaseMs, exportDefault: value.exportDefault });
     }
     case 'delta':
       return parseDelta(value, DOWN_KINDS, true);

@@ -227,7 +227,7 @@ export class ZoneLink {
           this.exportDefault = message.exportDefault;
           this.recomputeAll();
         }
-        this.sendUp(true);
+        this.sendUp(!message.resume);
         this.scheduleRenew();
         return;
       }
@@ -260,12 +260,12 @@ export class ZoneLink {
     this.lastSentAt = Date.now();
   }
 
-  /** Sends what the global has not seen; on a new welcome, from the versions it holds (0: the whole set). */
-  private sendUp(afterWelcome = false): void {
+  /** Sends what the global has not seen, from the versions it holds, or whole sets (`reset`: a new epoch). */
+  private sendUp(reset = false): void {
     if (!this.welcomed || this.lines === undefined || this.lines.isClosed) return;
     for (const kind of UP_KINDS) {
       const set = this.outbox[kind];
-      const delta = this.sent[kind] === 0 && afterWelcome ? set.snapshot() : set.since(this.sent[kind]);
+      const delta = reset ? set.snapshot() : set.since(this.sent[kind]);
       if (!delta.reset && delta.to === this.sent[kind]) continue;
       this.send(chunkDelta(kind, delta, false, ZONE_SYNC_LIMITS, (err) => this.options.log.error({ err: describeError(err) }, 'an exported record is too large to send; the others are sent')));
       this.sent[kind] = delta.to;

@@ -102,7 +102,7 @@ describe('GlobalState', () => {
     const eastVersion = state.catalogue.service.version;
     const restarted = new GlobalState({ leaseMs: 30_000, exportDefault: 'all' }, { meta: state.meta(), zones: ['west', 'east'].map((z) => state.snapshot(z)!) });
     const again = restarted.hello('west', helloOf('west'));
-    expect(again.welcome.applied.service).toBe(5);
+    expect(again.welcome).toMatchObject({ applied: { service: 5 }, resume: true });
     expect(again.welcome.globalEpoch).toBe(state.globalEpoch);
     // East asked from the version it held: nothing new, and no reset.
     const east = restarted.hello('east', helloOf('east', 'epoch-east', { globalEpoch: state.globalEpoch, down: { ...zero, service: eastVersion } }));
@@ -115,7 +115,7 @@ describe('GlobalState', () => {
     // A zone with a new epoch (it lost its state) starts from 0, and its reset replaces its records.
     restarted.disconnect('west', again.connection);
     const fresh = restarted.hello('west', helloOf('west', 'epoch-new'));
-    expect(fresh.welcome.applied.service).toBe(0);
+    expect(fresh.welcome).toMatchObject({ applied: { service: 0 }, resume: false });
     const rebuilt = new VersionedSet<unknown>();
     rebuilt.set(...serviceEntry(service('west', 'only')));
     send('west', fresh.connection, rebuilt, -1, restarted);
