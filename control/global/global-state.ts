@@ -125,11 +125,11 @@ export class GlobalState {
     if (zone?.connection !== undefined) {
       throw new TrellisError(CODE.ZONE_CONFLICT, `zone sync: zone "${hello.zone}" is connected already (epoch ${zone.epoch}); a second control plane with its name is refused`, { side: 'downstream', retryable: true, details: { zone: hello.zone } });
     }
+    const sameEpoch = zone?.epoch === hello.epoch;
     if (zone === undefined) {
       zone = this.newZone(hello.zone, hello.epoch);
       this.zones.set(zone.name, zone);
     }
-    const sameEpoch = zone.epoch === hello.epoch;
     // A new epoch: the zone's versions start again. Its records stay until its reset replaces them.
     zone.epoch = hello.epoch;
     zone.connection = this.nextConnection++;
