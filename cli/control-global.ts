@@ -23,7 +23,7 @@ export const MULTIZONE_FLAGS = {
   store: { type: 'string', value: 'URL', help: 'global mode: postgres://USER@HOST:PORT/DB for PostgreSQL (several replicas,\none leader) instead of the file store in --data-dir', whenAbsent: 'the file store' },
   'zone-lease': { type: 'string', value: 'DURATION', help: 'global mode: a zone silent this long goes offline; its services leave\nevery catalogue (reason zone-offline)', whenAbsent: '30s' },
   'export-default': { type: 'string', value: 'all|none', help: 'global mode: whether services a zone has no --export/--no-export rule for\nare exported', whenAbsent: 'all' },
-  global: { type: 'string', value: 'URL', help: 'join this global control plane as zone --zone, e.g. https://global:15020', whenAbsent: 'a single zone' },
+  global: { type: 'string', multiple: true, value: 'URL', help: 'join this global control plane as zone --zone, e.g. https://global:15020;\ngive each replica\'s URL (PostgreSQL store): the zone moves on to the next', whenAbsent: 'a single zone' },
   'global-ca': { type: 'string', value: 'FILE', help: "with --global: the global's trust bundle (its <data-dir>/trust-bundle.pem)", whenAbsent: 'required with --global' },
   'global-token-file': { type: 'string', value: 'FILE', help: 'with --global: the zone token (`trellis zone token create --zone NAME`);\nneeded for the first join only', whenAbsent: 'the identity kept in --data-dir' },
   'global-max-staleness': { type: 'string', value: 'DURATION', help: "with --global: withdraw other zones' services once the global has been\nunreachable this long", whenAbsent: 'unlimited' },
@@ -59,9 +59,9 @@ function httpsUrl(text: string, flag: string): URL {
 /** `--global` and its companions for a zone control plane; problems are added to `problems`. */
 export function parseZoneGlobal(values: Values, problems: string[]): ZoneGlobalConfig | undefined {
   const attempt = attemptInto(problems);
-  const url = str(values, 'global');
+  const urls = list(values, 'global');
   for (const flag of ['store', 'zone-lease', 'export-default']) if (values[flag] !== undefined) problems.push(`--${flag} is for --mode global`);
-  if (url === undefined) {
+  if (urls.length === 0) {
     for (const flag of ['global-ca', 'global-token-file', 'global-max-staleness', 'export', 'no-export', 'ingress-address']) if (values[flag] !== undefined) problems.push(`--${flag} needs --global URL`);
     return undefined;
   }
@@ -70,7 +70,7 @@ export function parseZoneGlobal(values: Values, problems: string[]): ZoneGlobalC
   const tokenFile = str(values, 'global-token-file');
   const staleness = str(values, 'global-max-staleness');
   return Object.freeze({
-    url: attempt(() => httpsUrl(url, '--global'), new URL('https://invalid')),
+    urls: Object.freeze(urls.map((u) => attempt(() => httpsUrl(u, '--global'), new URL('https://invalid')))),
     bundlePem: caFile === undefined ? '' : attempt(() => readFile(resolve(caFile), '--global-ca'), ''),
     token: tokenFile === undefined ? undefined : attempt(() => readFile(resolve(tokenFile), '--global-token-file'), ''),
     maxStalenessMs: staleness === undefined ? undefined : attempt(() => parseDuration(staleness, '--global-max-staleness'), 0),
@@ -92,6 +92,7 @@ export function parseGlobalConfig(values: Values, listenOf: (text: string, what:
     if (values[flag] !== undefined) problems.push(`--${flag} is not for --mode global`);
   }
   const store = str(values, 'store');
+  if (store !== undefined && (values.listen === undefined || /:0$/.test(str(values, 'listen') as string))) problems.push('--store: replicas need a fixed --listen HOST:PORT (a follower opens it when it becomes the leader)');
   if (store !== undefined && !/^postgres(?:ql)?:\/\//.test(store)) problems.push('--store: expected a postgres://... URL (the file store needs no flag)');
   const exportDefault = str(values, 'export-default') ?? GLOBAL_DEFAULTS.exportDefault;
   if (exportDefault !== 'all' && exportDefault !== 'none') problems.push(`--export-default: "${exportDefault}" is not all or none`);
@@ -118,8 +119,11 @@ export const GLOBAL_DEFAULT_PORT = 15020;
 export const GLOBAL_DEFAULT_ADMIN_PORT = 15021;
 
 /** Opens the store the config names and starts the global control plane on it. */
-export async function runGlobal(config: GlobalControlConfig, log: Logger): Promise<RunningGlobal> {
-  if (config.store !== undefined) throw new InputError(CODE.CLI_USAGE, '--store postgres://...: the PostgreSQL store is not part of this build yet; use the file store (no --store)');
+export async function runGlobal(config: GlobalControlConfig, log: Logger): Promise<Pick<RunningGlobal, 'apiAddress' | 'adminAddress' | 'close'>> {
+  if (config.store !== undefined) {
+    const { startReplicatedGlobal } = await import('../control/global/postgres-replica.js');
+    return startReplicatedGlobal(config, log);
+  }
   const { GlobalFileStore } = await import('../control/global/global-store.js');
   return startGlobalControlPlane(config, await GlobalFileStore.open(config.dataDir), log);
 }

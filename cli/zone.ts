@@ -39,6 +39,7 @@ list and describe read the global control plane's admin port.`,
     uses: { type: 'string', value: 'N', help: 'token create: how many joins the token allows', whenAbsent: '1' },
     output: { type: 'string', value: 'FILE', help: 'token create: write the token to FILE (mode 0600)', whenAbsent: 'stdout' },
     'data-dir': { type: 'string', value: 'DIR', help: "token: the global control plane's data dir", whenAbsent: 'required by token' },
+    store: { type: 'string', value: 'URL', help: "token: the global's PostgreSQL store (postgres://...), when it has one", whenAbsent: 'the file store in --data-dir' },
     admin: { type: 'string', value: 'URL', help: "list, describe: the global's admin address", whenAbsent: `http://127.0.0.1:${GLOBAL_DEFAULT_ADMIN_PORT}` },
     json: { type: 'boolean', help: 'list: print the JSON as the global serves it', whenAbsent: 'a table' },
   },
@@ -47,11 +48,20 @@ list and describe read the global control plane's admin port.`,
 const USAGE = formatHelp(SPEC);
 const MAX_ADMIN_REPLY_BYTES = 16 * 1024 * 1024;
 
-async function tokenService(dataDir: string | undefined): Promise<ZoneTokenService> {
+async function tokenService(dataDir: string | undefined, storeUrl: string | undefined): Promise<{ service: ZoneTokenService; close: () => Promise<void> }> {
   if (dataDir === undefined) throw new InputError(CODE.CLI_USAGE, `zone token needs --data-dir DIR (the global's)\n\n${USAGE}`);
   const identity = await readDataDirIdentity(resolve(dataDir));
   if (identity?.zone !== GLOBAL_DATA_DIR_ZONE) throw new InputError(CODE.CLI_NOT_A_DATA_DIR, `${dataDir} is not a global control plane's data dir; start \`trellis control run --mode global --data-dir ${dataDir}\` once first`);
-  return new ZoneTokenService(await GlobalFileStore.open(resolve(dataDir)), identity.trustDomain);
+  if (storeUrl === undefined) return { service: new ZoneTokenService(await GlobalFileStore.open(resolve(dataDir)), identity.trustDomain), close: async () => undefined };
+  const { default: pg } = await import('pg');
+  const { PostgresGlobalStore, redactUrl } = await import('../control/global/postgres-store.js');
+  const client = new pg.Client({ connectionString: storeUrl });
+  await client.connect().catch((err: unknown) => {
+    throw new InputError(CODE.ZONE_STORE_UNAVAILABLE, `--store ${redactUrl(storeUrl)}: ${(err as Error).message}`);
+  });
+  await PostgresGlobalStore.migrate(client);
+  const store = new PostgresGlobalStore(client, redactUrl(storeUrl));
+  return { service: new ZoneTokenService(store, identity.trustDomain), close: () => store.close() };
 }
 
 function getJson(base: string, path: string): Promise<{ status: number; body: unknown }> {
@@ -100,8 +110,16 @@ function listTable(now: number, zones: readonly ZoneStatus[]): string {
 }
 
 async function tokenAction(rest: readonly string[], values: Record<string, string | boolean | undefined>, ctx: CommandContext): Promise<number> {
+  const { service, close } = await tokenService(values['data-dir'] as string | undefined, values.store as string | undefined);
+  try {
+    return await tokenWork(service, rest, values, ctx);
+  } finally {
+    await close();
+  }
+}
+
+async function tokenWork(service: ZoneTokenService, rest: readonly string[], values: Record<string, string | boolean | undefined>, ctx: CommandContext): Promise<number> {
   const [action, ...args] = rest;
-  const service = await tokenService(values['data-dir'] as string | undefined);
   if (action === 'create' && args.length === 0) {
     if (values.zone === undefined) throw new InputError(CODE.CLI_USAGE, `--zone is required\n\n${USAGE}`);
     const uses = /^[0-9]{1,6}$/.test(String(values.uses ?? '1')) ? Number(values.uses ?? '1') : Number.NaN;

@@ -157,6 +157,7 @@ export const ERRORS = Object.freeze({
   ZONE_SYNC_OUT_OF_ORDER: def('TRELLIS_ZONE_SYNC_OUT_OF_ORDER', 409, 'downstream', true, 'a zone sync delta does not follow the version its receiver holds'),
   ZONE_SYNC_PROTOCOL: def('TRELLIS_ZONE_SYNC_PROTOCOL', 400, 'downstream', false, 'the zone sync protocol version is not supported'),
   ZONE_SYNC_TOO_LARGE: def('TRELLIS_ZONE_SYNC_TOO_LARGE', 413, 'downstream', false, 'a zone sync record or message exceeds the limit (the resource is named)'),
+  ZONE_STORE_UNAVAILABLE: def('TRELLIS_ZONE_STORE_UNAVAILABLE', 503, 'upstream', true, 'the global control plane\'s store (PostgreSQL) cannot be reached or written'),
   ZONE_TOKEN_INVALID: def('TRELLIS_ZONE_TOKEN_INVALID', 403, 'downstream', false, 'the zone token is malformed, forged, expired, spent or revoked'),
   ZONE_UNKNOWN: def('TRELLIS_ZONE_UNKNOWN', 404, 'downstream', false, 'no zone or zone token by that name or id'),
 

@@ -11,34 +11,41 @@ import { DOWN_KINDS, ZONE_NAME, ownerOf } from '../zone-sync/protocol.js';
 import type { GlobalState } from './global-state.js';
 
 export interface GlobalAdminSources {
-  readonly state: GlobalState;
+  /** The state to show: the running one (leader, single global), or the store's as last read (follower). */
+  readonly state: () => GlobalState;
   readonly metrics: Registry;
   readonly ready: () => boolean;
   readonly trustDomain: string;
+  readonly role: 'single' | 'leader' | 'follower';
+}
+
+function catalogue(state: GlobalState): ReturnType<typeof jsonReply> {
+  return jsonReply(200, Object.fromEntries(DOWN_KINDS.map((k) => [k, { version: state.catalogue[k].version, records: Object.fromEntries(state.catalogue[k].records()) }])));
 }
 
 export function createGlobalAdmin(sources: GlobalAdminSources): Server {
-  const { state } = sources;
-  const zones = (): unknown[] => state.zoneNames().map((n) => state.status(n));
+  const zones = (state: GlobalState): unknown[] => state.zoneNames().map((n) => state.status(n));
   return createAdminHttpServer({
     routes: {
       '/healthz': () => jsonReply(200, { status: 'ok' }),
       '/ready': () => {
         const ready = sources.ready();
-        return jsonReply(ready ? 200 : 503, { ready, mode: 'global', trustDomain: sources.trustDomain, globalEpoch: state.globalEpoch, zones: state.zoneNames().length });
+        const state = sources.state();
+        return jsonReply(ready ? 200 : 503, { ready, mode: 'global', role: sources.role, trustDomain: sources.trustDomain, globalEpoch: state.globalEpoch, zones: state.zoneNames().length });
       },
       '/metrics': () =>
         sources.metrics.metrics().then(
           (text) => textReply(200, text, sources.metrics.contentType),
           () => jsonReply(500, { error: 'metrics unavailable' }),
         ),
-      '/zones': () => jsonReply(200, { globalEpoch: state.globalEpoch, now: Date.now(), zones: zones() }),
-      '/catalogue': () => jsonReply(200, Object.fromEntries(DOWN_KINDS.map((k) => [k, { version: state.catalogue[k].version, records: Object.fromEntries(state.catalogue[k].records()) }]))),
+      '/zones': () => jsonReply(200, { role: sources.role, globalEpoch: sources.state().globalEpoch, now: Date.now(), zones: zones(sources.state()) }),
+      '/catalogue': () => catalogue(sources.state()),
     },
     lookup: (path) => {
       const name = path.startsWith('/zones/') ? path.slice('/zones/'.length) : '';
       if (!ZONE_NAME.test(name)) return undefined;
       return () => {
+        const state = sources.state();
         const status = state.status(name);
         if (status === undefined) return jsonReply(404, { error: `no zone "${name}"` });
         const services = [...state.catalogue.service.records()].filter(([key]) => ownerOf(key) === name).map(([, r]) => r);

@@ -12,7 +12,7 @@ export class GlobalMetrics {
   readonly refused: Counter<'zone' | 'code'>;
   readonly storeWrites: Counter<'result'>;
 
-  constructor(registry: Registry, state: GlobalState) {
+  constructor(registry: Registry, current: () => GlobalState) {
     const registers = [registry];
     new Gauge({
       name: 'trellis_global_sync_lag_seconds',
@@ -20,6 +20,7 @@ export class GlobalMetrics {
       labelNames: ['zone', 'kind'],
       registers,
       collect() {
+        const state = current();
         for (const name of state.zoneNames()) {
           const status = state.status(name);
           if (status !== undefined) for (const kind of UP_KINDS) this.set({ zone: name, kind }, status.lagMs[kind] / 1000);
@@ -32,6 +33,7 @@ export class GlobalMetrics {
       labelNames: ['kind'],
       registers,
       collect() {
+        const state = current();
         for (const kind of DOWN_KINDS) this.set({ kind }, state.catalogue[kind].size);
       },
     });
@@ -41,6 +43,7 @@ export class GlobalMetrics {
       labelNames: ['state'],
       registers,
       collect() {
+        const state = current();
         const statuses = state.zoneNames().map((n) => state.status(n));
         this.set({ state: 'online' }, statuses.filter((s) => s?.state === 'online').length);
         this.set({ state: 'offline' }, statuses.filter((s) => s?.state === 'offline').length);

@@ -36,7 +36,7 @@ export interface RunningGlobal {
   close(): Promise<void>;
 }
 
-export async function startGlobalControlPlane(config: GlobalControlConfig, store: GlobalStore, log: Logger): Promise<RunningGlobal> {
+export async function startGlobalControlPlane(config: GlobalControlConfig, store: GlobalStore, log: Logger, role: 'single' | 'leader' = 'single'): Promise<RunningGlobal> {
   // The data dir says it is a global's: a zone control plane (or `trellis token`) refuses it, and
   // `trellis zone token` reads the trust domain from it.
   await claimDataDir(config.dataDir, { trustDomain: config.trustDomain, zone: GLOBAL_DATA_DIR_ZONE, rootNamespace: config.rootNamespace });
@@ -46,7 +46,7 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   const tokens = new ZoneTokenService(store, config.trustDomain);
   await store.secret('admin-token');
   const registry = new Registry();
-  const metrics = new GlobalMetrics(registry, state);
+  const metrics = new GlobalMetrics(registry, () => state);
   const persister = new Persister(state, store, log, metrics, GLOBAL_DEFAULTS.persistIntervalMs);
   await persister.flush();
 
@@ -134,7 +134,7 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   leaseTimer.unref();
 
   let ready = false;
-  const admin = createGlobalAdmin({ state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain });
+  const admin = createGlobalAdmin({ state: () => state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain, role });
   const stop = async (): Promise<void> => {
     clearInterval(renewTimer);
     clearInterval(leaseTimer);

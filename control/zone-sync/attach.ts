@@ -9,7 +9,8 @@ import type { ExportRules } from './exports.js';
 import { ZoneLink } from './zone-link.js';
 
 export interface ZoneGlobalConfig {
-  readonly url: URL;
+  /** The global's URL, or each replica's: the zone moves to the next when one does not take it. */
+  readonly urls: readonly URL[];
   /** The global's trust bundle (`--global-ca FILE`). */
   readonly bundlePem: string;
   /** The zone token (`--global-token-file`), needed for the first join only. */
@@ -27,7 +28,7 @@ export async function attachZoneLink(
   const global = config.global;
   if (global === undefined) return undefined;
   const link = new ZoneLink({
-    endpoint: { url: global.url, trustDomain: config.trustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem },
+    endpoints: global.urls.map((url) => ({ url, trustDomain: config.trustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem })),
     zone: config.zone,
     dataDir: config.dataDir,
     token: global.token,

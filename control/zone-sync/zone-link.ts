@@ -26,7 +26,8 @@ import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 
 export interface ZoneLinkOptions {
-  readonly endpoint: GlobalEndpoint;
+  /** The global, or each of its replicas: tried in turn until one welcomes the zone. */
+  readonly endpoints: readonly GlobalEndpoint[];
   readonly zone: string;
   readonly dataDir: string;
   /** The zone token, needed only for the first join. */
@@ -80,6 +81,16 @@ export class ZoneLink {
   private flushQueued = false;
   private validPolicies: readonly TrafficPermission[] = [];
   private readonly unsubscribe: () => void;
+  private endpointIndex = 0;
+
+  private get endpoint(): GlobalEndpoint {
+    return this.options.endpoints[this.endpointIndex % this.options.endpoints.length] as GlobalEndpoint;
+  }
+
+  /** The next replica, after one did not take the zone (unreachable, a follower, or a stream that ended unwelcomed). */
+  private nextEndpoint(): void {
+    this.endpointIndex = (this.endpointIndex + 1) % this.options.endpoints.length;
+  }
 
   constructor(private readonly options: ZoneLinkOptions) {
     this.outbox = { service: new VersionedSet(), ingress: new VersionedSet(), trust: new VersionedSet() };
@@ -105,7 +116,7 @@ export class ZoneLink {
 
   /** The zone's trust bundle changed (root rotation): the global and the other zones get it. */
   trustChanged(): void {
-    const td = this.options.endpoint.trustDomain;
+    const td = this.endpoint.trustDomain;
     this.outbox.trust.set(`${this.options.zone}/${td}`, { zone: this.options.zone, trustDomain: td, rootsPem: this.options.trustBundlePem() });
     this.sendUp();
   }
@@ -124,7 +135,7 @@ export class ZoneLink {
     const connected = this.welcomed && this.lines?.isClosed === false;
     const staleMs = connected ? 0 : Date.now() - this.staleSince;
     return {
-      global: this.options.endpoint.url.toString(),
+      global: this.endpoint.url.toString(),
       connected,
       globalEpoch: this.catalogue.globalEpoch,
       ...(connected ? {} : { staleSince: new Date(this.staleSince).toISOString() }),
@@ -164,7 +175,7 @@ export class ZoneLink {
     if (this.closed) return;
     try {
       await this.renewIfDue();
-      const session = await openSession(this.options.endpoint, this.credentials);
+      const session = await openSession(this.endpoint, this.credentials);
       if (this.closed) {
         session.destroy();
         return;
@@ -181,7 +192,8 @@ export class ZoneLink {
       this.lines.send([`${JSON.stringify(hello)}\n`]);
     } catch (err) {
       this.lastError = describeError(err);
-      this.options.log.warn({ err: this.lastError }, 'cannot connect to the global control plane; the zone keeps its last catalogue and retries');
+      this.options.log.warn({ err: this.lastError, global: this.endpoint.url.host }, 'cannot connect to the global control plane; the zone keeps its last catalogue and retries');
+      this.nextEndpoint();
       this.later(this.backoff.next(), () => void this.connect());
     }
   }
@@ -190,20 +202,21 @@ export class ZoneLink {
   private async renewIfDue(): Promise<void> {
     const current = this.credentials;
     if (current === undefined) {
-      this.credentials = await obtainZoneCredentials(this.options.endpoint, this.options.dataDir, this.options.zone, { token: this.options.token ?? '' });
+      this.credentials = await obtainZoneCredentials(this.endpoint, this.options.dataDir, this.options.zone, { token: this.options.token ?? '' });
       this.options.log.info({ zone: this.options.zone, notAfter: this.credentials.notAfter.toISOString() }, 'joined the global control plane');
       return;
     }
     const issued = current.notAfter.getTime();
     // Renew once less than half of a day-long certificate is left (the global signs them for 24 h by default).
     if (issued - Date.now() > 12 * 3_600_000) return;
-    this.credentials = await obtainZoneCredentials(this.options.endpoint, this.options.dataDir, this.options.zone, { current });
+    this.credentials = await obtainZoneCredentials(this.endpoint, this.options.dataDir, this.options.zone, { current });
     this.options.log.info({ notAfter: this.credentials.notAfter.toISOString() }, 'zone certificate renewed');
   }
 
   private streamClosed(session: ClientHttp2Session, err: Error | undefined): void {
     session.close();
     if (this.welcomed) this.staleSince = Date.now();
+    else this.nextEndpoint();
     this.welcomed = false;
     for (const kind of DOWN_KINDS) this.catalogue.replicas[kind].abort();
     if (err !== undefined) this.lastError = describeError(err);
@@ -290,7 +303,7 @@ export class ZoneLink {
   private exportOne(namespace: string, name: string): void {
     const key = exportKey(this.options.zone, namespace, name);
     const record = isExported(this.options.exportRules, this.exportDefault, namespace, name)
-      ? exportedService(this.options.registry, this.options.endpoint.trustDomain, this.options.zone, namespace, name)
+      ? exportedService(this.options.registry, this.endpoint.trustDomain, this.options.zone, namespace, name)
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);
     else this.outbox.service.set(key, record);
@@ -306,7 +319,7 @@ export class ZoneLink {
   private refreshPolicies(): void {
     const objects = [...this.catalogue.replicas.policy.records()].map(([, p]) => p);
     try {
-      this.validPolicies = validatePolicyObjects(objects, 'global control plane', { rootNamespace: this.options.endpoint.rootNamespace });
+      this.validPolicies = validatePolicyObjects(objects, 'global control plane', { rootNamespace: this.endpoint.rootNamespace });
     } catch (err) {
       this.options.log.error({ err: describeError(err) }, 'the mesh-wide policies from the global control plane do not validate here; the previous ones stay in force');
       return;
