@@ -11,7 +11,8 @@ import { CODE } from '../common/error-codes.js';
 import type { Logger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
-import { CONTROL_DEFAULTS, type ListenAddress } from '../control/config.js';
+import { CONTROL_DEFAULTS, type ControlPlaneConfig, type ListenAddress } from '../control/config.js';
+import { zoneCaDir } from '../control/zone-sync/global-client.js';
 import { GLOBAL_DEFAULTS, type GlobalControlConfig } from '../control/global/global-config.js';
 import { startGlobalControlPlane, type RunningGlobal } from '../control/global/global-plane.js';
 import type { ZoneGlobalConfig } from '../control/zone-sync/attach.js';
@@ -117,6 +118,26 @@ export function parseGlobalConfig(values: Values, listenOf: (text: string, what:
 /** The global's API port (zones dial it) and admin port, beside the zone control plane's 15012/15014. */
 export const GLOBAL_DEFAULT_PORT = 15020;
 export const GLOBAL_DEFAULT_ADMIN_PORT = 15021;
+
+/**
+ * A zone joining a global without its own `--ca-dir` signs with an intermediate under the mesh root,
+ * fetched at its first join (kept in <data-dir>/global/ca): one root for every zone.
+ */
+export async function withZoneCa(config: ControlPlaneConfig): Promise<ControlPlaneConfig> {
+  const global = config.global;
+  if (global === undefined || config.caDir !== undefined) return config;
+  let failure: unknown;
+  // Each replica in turn: a follower opens no API listener.
+  for (const url of global.urls) {
+    try {
+      const caDir = await zoneCaDir({ url, trustDomain: config.trustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem }, config.dataDir, config.zone, global.token);
+      return caDir === undefined ? config : Object.freeze({ ...config, caDir });
+    } catch (err) {
+      failure = err;
+    }
+  }
+  throw failure;
+}
 
 /** Opens the store the config names and starts the global control plane on it. */
 export async function runGlobal(config: GlobalControlConfig, log: Logger): Promise<Pick<RunningGlobal, 'apiAddress' | 'adminAddress' | 'close'>> {

@@ -22,7 +22,7 @@ import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
 import { attemptInto } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
-import { MULTIZONE_FLAGS, parseGlobalConfig, parseZoneGlobal, runGlobal } from './control-global.js';
+import { MULTIZONE_FLAGS, parseGlobalConfig, parseZoneGlobal, runGlobal, withZoneCa } from './control-global.js';
 import type { GlobalControlConfig } from '../control/global/global-config.js';
 
 const SPEC = {
@@ -201,7 +201,7 @@ export const controlCommand: Command = {
     const log = createLogger({ name: global ? 'trellis-global' : 'trellis-control', level });
     // Listening for signals only once started: a failed start must not leave handlers behind, and a
     // signal during start-up may end the process the default way (nothing is serving yet).
-    const running = global ? await runGlobal(config as GlobalControlConfig, log) : await startControlPlane(config as ControlPlaneConfig, log);
+    const running = global ? await runGlobal(config as GlobalControlConfig, log) : await startControlPlane(await withZoneCa(config as ControlPlaneConfig), log);
     const signal = untilSignal();
     // One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works).
     const host = (a: { address: string }): string => (a.address.includes(':') ? `[${a.address}]` : a.address);

@@ -101,6 +101,8 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
     trustDomain: config.trustDomain,
     rootNamespace: config.rootNamespace,
     ca: cas.zone,
+    // The root may issue zone intermediates when this global holds its key and it may sign CAs.
+    root: cas.root !== undefined && cas.root !== cas.zone && (cas.root.certificate.basicConstraints?.pathLen ?? 1) >= 1 ? cas.root : undefined,
     zoneCertTtlMs: config.zoneCertTtlMs,
     tokens,
     tls: () => ({ keyPem: tls.keyPem, certChainPem: tls.certChainPem, trustBundlePem: cas.trustBundlePem }),

@@ -25,6 +25,8 @@ export interface GlobalServerOptions {
   readonly rootNamespace: string;
   /** Signs zone certificates. */
   readonly ca: CertificateAuthority;
+  /** The mesh root, when this global holds its key and it may sign CAs: it issues each zone's intermediate. */
+  readonly root: CertificateAuthority | undefined;
   readonly zoneCertTtlMs: number;
   readonly tokens: ZoneTokenService;
   readonly tls: () => { keyPem: string; certChainPem: string; trustBundlePem: string };
@@ -42,6 +44,8 @@ export interface ZoneCertificate {
   readonly trustBundlePem: string;
   readonly serial: string;
   readonly notAfter: string;
+  /** The zone's intermediate under the mesh root (first join, when asked for and the global can issue it). */
+  readonly zoneCa?: { readonly certChainPem: string; readonly keyPem: string; readonly bundlePem: string };
 }
 
 function readBody(stream: ServerHttp2Stream): Promise<Record<string, unknown>> {
@@ -149,7 +153,14 @@ async function route(options: GlobalServerOptions, stream: ServerHttp2Stream, he
     if (options.connected(zone)) {
       throw new TrellisError(CODE.ZONE_CONFLICT, `zone "${zone}" is connected now; a second control plane with its name is refused`, { side: 'downstream', retryable: true });
     }
-    const issued = await options.tokens.spend(bearer, zone, () => sign(options, zone, body.csrPem));
+    const issued = await options.tokens.spend(bearer, zone, async (): Promise<ZoneCertificate> => {
+      const cert = await sign(options, zone, body.csrPem);
+      if (body.zoneCa !== true || options.root === undefined) return cert;
+      // One mesh root, an intermediate per zone: the zone signs its workloads with it, so every zone's
+      // workloads chain to the same root. Sent once, over this TLS 1.3 session to a token holder.
+      const intermediate = await options.root.createIntermediate({ name: `Trellis zone ${zone}`.slice(0, 64) });
+      return { ...cert, zoneCa: { certChainPem: intermediate.certChainPem, keyPem: intermediate.exportKeyPem(), bundlePem: options.root.bundle.toPem() } };
+    });
     options.log.info({ zone, serial: issued.serial }, 'zone joined with a zone token');
     reply(stream, 200, issued);
     return;

@@ -19,6 +19,8 @@ import { CODE } from '../../common/error-codes.js';
 import { globalIdentity, zoneIdentity } from '../global/zone-identity.js';
 import { ZONE_SYNC_PATHS } from './protocol.js';
 import { storeCorrupt } from '../file-store.js';
+import { CertificateAuthority } from '../../ca/authority.js';
+import { writeCaFiles } from '../../ca/store.js';
 
 export interface GlobalEndpoint {
   readonly url: URL;
@@ -109,9 +111,23 @@ async function readIfExists(path: string): Promise<string | undefined> {
   }
 }
 
-export function zoneFiles(dataDir: string): { dir: string; identity: string } {
+export function zoneFiles(dataDir: string): { dir: string; identity: string; ca: string } {
   const dir = join(dataDir, 'global');
-  return { dir, identity: join(dir, 'zone-identity.json') };
+  return { dir, identity: join(dir, 'zone-identity.json'), ca: join(dir, 'ca') };
+}
+
+/**
+ * Before a zone's CAs are set up: its intermediate under the mesh root, joining the global for it the
+ * first time (with the token); undefined when the zone joined before without one, or the global cannot
+ * issue one (its root is the operator's and may not sign CAs): the zone then keeps its own root.
+ */
+export async function zoneCaDir(endpoint: GlobalEndpoint, dataDir: string, zone: string, token: string | undefined): Promise<string | undefined> {
+  const files = zoneFiles(dataDir);
+  const has = async (): Promise<boolean> => (await readIfExists(join(files.ca, 'ca.crt'))) !== undefined;
+  if (await has()) return files.ca;
+  if ((await loadZoneCredentials(dataDir)) !== undefined || token === undefined) return undefined;
+  await obtainZoneCredentials(endpoint, dataDir, zone, { token, zoneCa: true });
+  return (await has()) ? files.ca : undefined;
 }
 
 /** The zone's stored credentials, when it has joined before and they have not expired. */
@@ -132,14 +148,14 @@ export async function loadZoneCredentials(dataDir: string): Promise<ZoneCredenti
 }
 
 /** A new key and a certificate from the global: with a zone token (`bearer`) or the current certificate. */
-export async function obtainZoneCredentials(endpoint: GlobalEndpoint, dataDir: string, zone: string, via: { token: string } | { current: ZoneCredentials }): Promise<ZoneCredentials> {
+export async function obtainZoneCredentials(endpoint: GlobalEndpoint, dataDir: string, zone: string, via: { token: string; zoneCa?: boolean } | { current: ZoneCredentials }): Promise<ZoneCredentials> {
   const key = await generateWorkloadKey();
   const csrPem = await createCsr(key, zoneIdentity(endpoint.trustDomain, endpoint.rootNamespace, zone));
   const session = await openSession(endpoint, 'current' in via ? via.current : undefined);
   let reply: Record<string, unknown>;
   try {
     reply = 'token' in via
-      ? await postJson(session, ZONE_SYNC_PATHS.bootstrap, { zone, csrPem }, via.token)
+      ? await postJson(session, ZONE_SYNC_PATHS.bootstrap, { zone, csrPem, zoneCa: via.zoneCa === true }, via.token)
       : await postJson(session, ZONE_SYNC_PATHS.renew, { csrPem });
   } finally {
     session.close();
@@ -147,6 +163,12 @@ export async function obtainZoneCredentials(endpoint: GlobalEndpoint, dataDir: s
   if (typeof reply.certChainPem !== 'string' || typeof reply.notAfter !== 'string') throw unreachable('the global control plane sent no certificate');
   const files = zoneFiles(dataDir);
   await fs.mkdir(files.dir, { recursive: true, mode: 0o700 });
+  const zoneCa = reply.zoneCa as { certChainPem?: unknown; keyPem?: unknown; bundlePem?: unknown } | undefined;
+  if (zoneCa !== undefined && typeof zoneCa.certChainPem === 'string' && typeof zoneCa.keyPem === 'string' && typeof zoneCa.bundlePem === 'string') {
+    // Validated before it is kept: the key matches, it chains to the bundle, it is of this trust domain.
+    CertificateAuthority.fromPem({ certChainPem: zoneCa.certChainPem, keyPem: zoneCa.keyPem, bundlePem: zoneCa.bundlePem, trustDomain: endpoint.trustDomain });
+    await writeCaFiles(files.ca, { certChainPem: zoneCa.certChainPem, keyPem: zoneCa.keyPem, bundlePem: zoneCa.bundlePem });
+  }
   await writeFileAtomic(files.identity, JSON.stringify({ keyPem: key.keyPem, certChainPem: reply.certChainPem }), { mode: 0o600 });
   return { keyPem: key.keyPem, certChainPem: reply.certChainPem, notAfter: new Date(reply.notAfter) };
 }

@@ -57,6 +57,11 @@ export interface ZoneLinkStatus {
   readonly lastError: string | undefined;
 }
 
+/** A zone certificate with less than this left is renewed (half the global's default 24 h lifetime). */
+export const RENEW_WHEN_LEFT_MS = 12 * 3_600_000;
+/** How often the zone certificate's remaining life is checked. */
+export const RENEW_CHECK_MS = 10 * 60_000;
+
 export const ZONE_LINK_BACKOFF: BackoffOptions = Object.freeze({ initialMs: 200, maxMs: 10_000 });
 
 export class ZoneLink {
@@ -112,6 +117,12 @@ export class ZoneLink {
     this.trustChanged();
     this.recomputeAll();
     void this.connect();
+    // The zone certificate is renewed while the stream stays up too (a TLS session outlives its certificate).
+    const renewal = setInterval(() => {
+      if (this.credentials !== undefined) void this.renewIfDue().catch((err: unknown) => (this.lastError = describeError(err)));
+    }, RENEW_CHECK_MS);
+    renewal.unref();
+    this.timers.add(renewal);
   }
 
   /** The zone's trust bundle changed (root rotation): the global and the other zones get it. */
@@ -151,6 +162,7 @@ export class ZoneLink {
     this.closed = true;
     this.unsubscribe();
     for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     this.lines?.close();
     this.session?.destroy();
     await this.catalogue.close();
@@ -208,7 +220,7 @@ export class ZoneLink {
     }
     const issued = current.notAfter.getTime();
     // Renew once less than half of a day-long certificate is left (the global signs them for 24 h by default).
-    if (issued - Date.now() > 12 * 3_600_000) return;
+    if (issued - Date.now() > RENEW_WHEN_LEFT_MS) return;
     this.credentials = await obtainZoneCredentials(this.endpoint, this.options.dataDir, this.options.zone, { current });
     this.options.log.info({ notAfter: this.credentials.notAfter.toISOString() }, 'zone certificate renewed');
   }
