@@ -3,7 +3,7 @@
  * while the global is down still serves what it last knew, and resumes with deltas when the global is
  * back:
  *
- *   <data-dir>/global/catalogue.json   {globalEpoch, exportDefault, kinds: {<kind>: {version, records}}}
+ *   <data-dir>/global/catalogue.json   {globalEpoch, exportDefault, confirmedAt, kinds: {<kind>: {version, records}}}
  *
  * Written at most once a second after a change (atomic write); a damaged file is reported and set aside
  * (renamed `.damaged-<ms>`): the catalogue starts empty and the global sends it whole.
@@ -23,6 +23,8 @@ export class CatalogueFile {
   replicas: Record<DownKind, SyncReplica<unknown>>;
   globalEpoch: string | undefined;
   exportDefault: ExportDefault = 'none';
+  /** The last moment a live stream confirmed the catalogue (ms), kept so staleness survives a restart. */
+  confirmedAt: number | undefined;
   private readonly path: string;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -57,6 +59,8 @@ export class CatalogueFile {
       this.replicas = replicas;
       this.globalEpoch = typeof value.globalEpoch === 'string' ? value.globalEpoch : undefined;
       this.exportDefault = value.exportDefault === 'all' ? 'all' : 'none';
+      const confirmedAt = (value as { confirmedAt?: unknown }).confirmedAt;
+      this.confirmedAt = typeof confirmedAt === 'number' && confirmedAt <= Date.now() ? confirmedAt : undefined;
     } catch (err) {
       const aside = `${this.path}.damaged-${Date.now()}`;
       await fs.rename(this.path, aside);
@@ -67,6 +71,11 @@ export class CatalogueFile {
   setGlobal(globalEpoch: string, exportDefault: ExportDefault): void {
     this.globalEpoch = globalEpoch;
     this.exportDefault = exportDefault;
+    this.confirm(Date.now());
+  }
+
+  confirm(at: number): void {
+    this.confirmedAt = at;
     this.changed();
   }
 
@@ -92,7 +101,7 @@ export class CatalogueFile {
     const kinds = Object.fromEntries(DOWN_KINDS.map((k) => [k, { version: this.replicas[k].version, records: [...this.replicas[k].records()] }]));
     try {
       await fs.mkdir(join(this.path, '..'), { recursive: true, mode: 0o700 });
-      await writeFileAtomic(this.path, JSON.stringify({ globalEpoch: this.globalEpoch, exportDefault: this.exportDefault, kinds }), { mode: 0o600 });
+      await writeFileAtomic(this.path, JSON.stringify({ globalEpoch: this.globalEpoch, exportDefault: this.exportDefault, confirmedAt: this.confirmedAt, kinds }), { mode: 0o600 });
     } catch (err) {
       this.log.error({ err: describeError(err) }, 'cannot keep the global catalogue in the data dir; retrying at the next change');
     }

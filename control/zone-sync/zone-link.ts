@@ -108,6 +108,8 @@ export class ZoneLink {
   async start(): Promise<void> {
     await this.catalogue.load();
     this.exportDefault = this.catalogue.exportDefault;
+    // Stale since the last confirmation before a restart, not since the restart.
+    this.staleSince = this.catalogue.confirmedAt ?? Date.now();
     this.refreshPolicies();
     this.credentials = await loadZoneCredentials(this.options.dataDir);
     if (this.credentials === undefined && this.options.token === undefined) {
@@ -227,8 +229,12 @@ export class ZoneLink {
 
   private streamClosed(session: ClientHttp2Session, err: Error | undefined): void {
     session.close();
-    if (this.welcomed) this.staleSince = Date.now();
-    else this.nextEndpoint();
+    if (this.welcomed) {
+      this.staleSince = Date.now();
+      this.catalogue.confirm(this.staleSince);
+    } else {
+      this.nextEndpoint();
+    }
     this.welcomed = false;
     for (const kind of DOWN_KINDS) this.catalogue.replicas[kind].abort();
     if (err !== undefined) this.lastError = describeError(err);
