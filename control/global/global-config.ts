@@ -29,6 +29,6 @@ export const GLOBAL_DEFAULTS = Object.freeze({
   zoneCertTtlMs: 24 * 3_600_000,
   helloTimeoutMs: 10_000,
   /** How often dirty zone state is written (the write runs beside the sync path, never on it). */
-  persistIntervalMs: 50,
+  persistIntervalMs: 250,
   maxSessions: 1_024,
 });

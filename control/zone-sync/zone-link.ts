@@ -87,6 +87,7 @@ export class ZoneLink {
   private validPolicies: readonly TrafficPermission[] = [];
   private readonly unsubscribe: () => void;
   private endpointIndex = 0;
+  private pingPending = false;
 
   private get endpoint(): GlobalEndpoint {
     return this.options.endpoints[this.endpointIndex % this.options.endpoints.length] as GlobalEndpoint;
@@ -195,6 +196,7 @@ export class ZoneLink {
         return;
       }
       this.session = session;
+      this.pingPending = false;
       session.on('error', () => undefined);
       const stream = session.request({ ':method': 'POST', ':path': ZONE_SYNC_PATHS.sync, 'content-type': 'application/x-ndjson' });
       this.welcomed = false;
@@ -278,10 +280,24 @@ export class ZoneLink {
     }
   }
 
+  /**
+   * Every lease/3: a renew when nothing else was sent, and an HTTP/2 PING; a PING still unanswered at the
+   * next tick means the global (or the path to it) is gone without a reset, and the session is dropped.
+   */
   private scheduleRenew(): void {
     this.later(Math.max(50, Math.floor(this.leaseMs / 3)), () => {
       if (!this.welcomed || this.lines?.isClosed !== false) return;
       if (Date.now() - this.lastSentAt >= this.leaseMs / 3 - 10) this.send([`{"t":"renew"}\n`]);
+      const session = this.session;
+      if (session !== undefined && !session.destroyed) {
+        if (this.pingPending) {
+          this.lastError = 'the global control plane stopped answering PINGs';
+          session.destroy();
+          return;
+        }
+        this.pingPending = true;
+        if (!session.ping(() => (this.pingPending = false))) this.pingPending = false;
+      }
       this.scheduleRenew();
     });
   }

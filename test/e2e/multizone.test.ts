@@ -42,7 +42,7 @@ let ordersPort: number;
 let ordersServer: Server;
 
 const startGlobal = async (): Promise<Proc> => {
-  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '2s', '--log-level', 'warn']);
+  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '2s', '--log-level', 'warn'], 60_000);
   return global;
 };
 
@@ -102,7 +102,7 @@ describe('a global control plane and two zones', () => {
     await eventually(async () => (await westOrders())?.localities[0]?.healthy === 1, 'east sees orders healthy again');
   });
 
-  it('changes nothing in the zones while the global is down, and resumes with deltas when it returns', async () => {
+  it('changes nothing in the zones while the global is down, and resumes with deltas when it returns', { timeout: 120_000 }, async () => {
     const before = await westOrders();
     await global.stop('SIGKILL');
     await new Promise((r) => setTimeout(r, 3_000));
@@ -125,17 +125,17 @@ describe('a global control plane and two zones', () => {
     }
   });
 
-  it('takes a stopped zone offline after its lease; its services leave the other zone\'s catalogue', async () => {
+  it('takes a stopped zone offline after its lease; its services leave the other zone\'s catalogue', { timeout: 60_000 }, async () => {
     expect(await westOrders()).toBeDefined();
     await west.control.stop('SIGKILL');
-    await eventually(async () => (await westOrders()) === undefined, 'west/default/orders leaves east\'s catalogue', 10_000);
+    await eventually(async () => (await westOrders()) === undefined, 'west/default/orders leaves east\'s catalogue', 30_000);
     const zones = await getJson<{ zones: { name: string; state: string; leaseExpiries: number }[] }>(global.ready.admin as string, '/zones');
     const westZone = zones.zones.find((z) => z.name === 'west');
     expect(westZone?.state).toBe('offline');
     expect(westZone?.leaseExpiries).toBeGreaterThanOrEqual(1);
   });
 
-  it('refuses a second control plane presenting a zone name already connected, and a token for another zone', async () => {
+  it('refuses a second control plane presenting a zone name already connected, and a token for another zone', { timeout: 60_000 }, async () => {
     const tokenFile = join(globalDir, 'east-again.token');
     await trellis(['zone', 'token', 'create', '--zone', 'east', '--data-dir', globalDir, '--output', tokenFile]);
     const start = (zone: string): Promise<unknown> => spawnTrellis(['control', 'run', '--data-dir', tempDir(`trellis-${zone}-again-`), '--zone', zone, '--global', `https://127.0.0.1:${globalPort}`, '--global-ca', join(globalDir, 'trust-bundle.pem'), '--global-token-file', tokenFile, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'warn']).then(
