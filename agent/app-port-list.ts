@@ -7,8 +7,10 @@
  */
 import type { AppPort, PortProtocol } from '../api/data-plane.js';
 
+import { AGENT_LIMITS } from './limits.js';
+
 /** The control plane takes at most this many ports per registration. */
-export const MAX_APP_PORTS = 64;
+export const MAX_APP_PORTS = AGENT_LIMITS.maxAppPorts;
 
 export interface PortFlag {
   readonly name: 'app-port' | 'protocol';

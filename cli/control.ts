@@ -12,14 +12,15 @@ import { resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
+import { CONTROL_LIMIT_SCHEMA, CONTROL_LIMITS } from '../control/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
 import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode, type ListenAddress } from '../control/config.js';
 import { startControlPlane } from '../control/control-plane.js';
 import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
 import { MULTIZONE_FLAGS, parseGlobalConfig, parseZoneGlobal, runGlobal, withZoneCa } from './control-global.js';
@@ -63,11 +64,11 @@ an invalid one logged, counted and ignored`,
     'root-namespace': { type: 'string', value: 'NS', help: 'namespace of mesh-wide policies', whenAbsent: CONTROL_DEFAULTS.rootNamespace },
     listen: { type: 'string', value: 'HOST:PORT', help: 'HTTPS API for agents', whenAbsent: `${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port}` },
     admin: { type: 'string', value: 'HOST:PORT', help: 'admin: /healthz /ready /metrics /registry /policy', whenAbsent: `${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port}` },
-    'workload-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of workload certificates', whenAbsent: '24h' },
-    'disconnect-grace': { type: 'string', value: 'DURATION', help: 'endpoint stays healthy this long after its agent disconnects', whenAbsent: '3s' },
-    'startup-grace': { type: 'string', value: 'DURATION', help: 'restored endpoints keep their state this long after a restart', whenAbsent: '30s' },
-    'instance-lease': { type: 'string', value: 'DURATION', help: 'an instance whose agent stays disconnected this long is removed', whenAbsent: '60s' },
-    'ping-interval': { type: 'string', value: 'DURATION', help: 'watch keepalive interval', whenAbsent: '10s' },
+    'workload-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of workload certificates', whenAbsent: formatLimit(CONTROL_LIMITS.workloadTtlMs, 'ms') },
+    'disconnect-grace': { type: 'string', value: 'DURATION', help: 'endpoint stays healthy this long after its agent disconnects', whenAbsent: formatLimit(CONTROL_LIMITS.disconnectGraceMs, 'ms') },
+    'startup-grace': { type: 'string', value: 'DURATION', help: 'restored endpoints keep their state this long after a restart', whenAbsent: formatLimit(CONTROL_LIMITS.startupGraceMs, 'ms') },
+    'instance-lease': { type: 'string', value: 'DURATION', help: 'an instance whose agent stays disconnected this long is removed', whenAbsent: formatLimit(CONTROL_LIMITS.instanceLeaseMs, 'ms') },
+    'ping-interval': { type: 'string', value: 'DURATION', help: 'watch keepalive interval', whenAbsent: formatLimit(CONTROL_LIMITS.pingIntervalMs, 'ms') },
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
     ...MULTIZONE_FLAGS,
   },
@@ -172,12 +173,12 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
     rootNamespace,
     listen: attempt(() => parseListen(values.listen ?? `${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port}`, '--listen'), CONTROL_DEFAULTS.listen),
     admin: attempt(() => parseListen(values.admin ?? `${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port}`, '--admin'), CONTROL_DEFAULTS.admin),
-    workloadTtlMs: values['workload-ttl'] === undefined ? CONTROL_DEFAULTS.workloadTtlMs : attempt(() => parseDuration(values['workload-ttl'] as string, '--workload-ttl'), 0),
-    disconnectGraceMs: values['disconnect-grace'] === undefined ? CONTROL_DEFAULTS.disconnectGraceMs : attempt(() => parseDuration(values['disconnect-grace'] as string, '--disconnect-grace'), 0),
-    startupGraceMs: values['startup-grace'] === undefined ? CONTROL_DEFAULTS.startupGraceMs : attempt(() => parseDuration(values['startup-grace'] as string, '--startup-grace'), 0),
-    instanceLeaseMs: values['instance-lease'] === undefined ? CONTROL_DEFAULTS.instanceLeaseMs : attempt(() => parseDuration(values['instance-lease'] as string, '--instance-lease'), 0),
+    workloadTtlMs: limitFlag(values['workload-ttl'], CONTROL_LIMIT_SCHEMA.workloadTtlMs, '--workload-ttl', attempt),
+    disconnectGraceMs: limitFlag(values['disconnect-grace'], CONTROL_LIMIT_SCHEMA.disconnectGraceMs, '--disconnect-grace', attempt),
+    startupGraceMs: limitFlag(values['startup-grace'], CONTROL_LIMIT_SCHEMA.startupGraceMs, '--startup-grace', attempt),
+    instanceLeaseMs: limitFlag(values['instance-lease'], CONTROL_LIMIT_SCHEMA.instanceLeaseMs, '--instance-lease', attempt),
     instanceLimits: CONTROL_DEFAULTS.instanceLimits,
-    pingIntervalMs: values['ping-interval'] === undefined ? CONTROL_DEFAULTS.pingIntervalMs : attempt(() => parseDuration(values['ping-interval'] as string, '--ping-interval'), 0),
+    pingIntervalMs: limitFlag(values['ping-interval'], CONTROL_LIMIT_SCHEMA.pingIntervalMs, '--ping-interval', attempt),
     maxConnections: CONTROL_DEFAULTS.maxConnections,
     maxWatchBufferBytes: CONTROL_DEFAULTS.maxWatchBufferBytes,
     ...(global === undefined ? {} : { global }),

@@ -9,10 +9,9 @@
  *
  * What a peer or a user sees is decided here too: `httpStatusOf` turns any thrown value into the status of
  * a reply (the control API and the HTTP proxy path use it), and the CLI exits 2 for side `input`.
- * TCP refusals on the tunnel (`trellis-reason`, proxy/inbound/tcp/stream-refusal.ts) keep their own short
- * lower-case reasons on the wire, unchanged: they name situations, not codes. Some are twins of HTTP codes
- * with the same status (`policy-denied` ~ HTTP_DENIED 403, `app-refused` ~ HTTP_APP_UNAVAILABLE 503,
- * `app-connect-timeout` ~ HTTP_APP_CONNECT_TIMEOUT 504); the session and handshake limits have none.
+ * What a peer of the proxy sees is derived from these entries in one place (proxy/http/errors.ts): an HTTP
+ * failure's status, `trellis-error` code and text, and a refused tunnel stream's too, whose `trellis-reason`
+ * is its `STREAM_*` code's tail in lower case (`policy-denied`, `app-refused`, ...).
  */
 import { TrellisError, type ErrorSide } from './errors.js';
 
@@ -38,6 +37,7 @@ export const ERRORS = Object.freeze({
   CONFIG_INVALID: def('TRELLIS_CONFIG_INVALID', 400, 'input', false, 'the config is invalid (every issue is listed)'),
   CONFIG_UNREADABLE: def('TRELLIS_CONFIG_UNREADABLE', 400, 'input', false, 'a config file cannot be read'),
   DURATION_INVALID: def('TRELLIS_DURATION_INVALID', 400, 'input', false, 'not a positive duration (e.g. 30s, 15m, 24h, 7d)'),
+  LIMIT_INVALID: def('TRELLIS_LIMIT_INVALID', 400, 'input', false, 'a limit is not a number within its bounds'),
 
   // ── ca/: keys, certificates, bundles, CSRs, signing and peer/chain verification
   BUNDLE_EMPTY: def('TRELLIS_BUNDLE_EMPTY', 400, 'input', false, 'the trust bundle would hold no root'),
@@ -207,6 +207,16 @@ export const ERRORS = Object.freeze({
   HTTP_UPSTREAM_RESET: def('TRELLIS_HTTP_UPSTREAM_RESET', 502, 'upstream', false, 'the destination sidecar reset the request'),
   HTTP_UPSTREAM_TIMEOUT: def('TRELLIS_HTTP_UPSTREAM_TIMEOUT', 504, 'upstream', false, 'the destination sent nothing within the idle timeout'),
   POLICY_UNREADABLE: def('TRELLIS_POLICY_UNREADABLE', 400, 'input', false, 'a policy file cannot be read'),
+  // Refusals of a tunnel stream before an app byte moved; `trellis-reason` on the wire is the code's tail
+  // in lower case (`TRELLIS_STREAM_POLICY_DENIED` → `policy-denied`, proxy/http/errors.ts `streamReason`).
+  STREAM_APP_CONNECT_TIMEOUT: def('TRELLIS_STREAM_APP_CONNECT_TIMEOUT', 504, 'upstream', true, 'the app did not accept the connection in time'),
+  STREAM_APP_REFUSED: def('TRELLIS_STREAM_APP_REFUSED', 503, 'upstream', true, 'the app refused the connection'),
+  STREAM_APP_UNREACHABLE: def('TRELLIS_STREAM_APP_UNREACHABLE', 502, 'upstream', true, 'the app cannot be reached'),
+  STREAM_BAD_TARGET: def('TRELLIS_STREAM_BAD_TARGET', 400, 'downstream', false, 'the tunnel stream names no destination'),
+  STREAM_HTTP_NOT_SUPPORTED: def('TRELLIS_STREAM_HTTP_NOT_SUPPORTED', 501, 'downstream', false, 'this app port takes no HTTP requests'),
+  STREAM_MISDIRECTED: def('TRELLIS_STREAM_MISDIRECTED', 421, 'downstream', false, 'this sidecar does not serve the destination'),
+  STREAM_POLICY_DENIED: def('TRELLIS_STREAM_POLICY_DENIED', 403, 'policy', false, 'denied by mesh policy'),
+  STREAM_UNKNOWN_PORT: def('TRELLIS_STREAM_UNKNOWN_PORT', 404, 'downstream', false, 'the destination has no such app port'),
   PROXY_ALREADY_STARTED: def('TRELLIS_PROXY_ALREADY_STARTED', 500, 'internal', false, 'the sidecar was already started'),
   PROXY_IDENTITY_INVALID: def('TRELLIS_PROXY_IDENTITY_INVALID', 400, 'input', false, 'the workload identity cannot be used for TLS'),
   PROXY_IDENTITY_UNREADABLE: def('TRELLIS_PROXY_IDENTITY_UNREADABLE', 400, 'input', false, 'the workload identity files cannot be read'),

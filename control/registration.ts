@@ -8,10 +8,11 @@
 import { isIP } from 'node:net';
 import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
+import { CONTROL_LIMITS } from './limits.js';
 import { HttpError } from './http-io.js';
 import { CODE } from '../common/error-codes.js';
 
-export const REGISTRATION_LIMITS = Object.freeze({ ports: 64, upstreams: 1024, detail: 512 });
+export const REGISTRATION_LIMITS = Object.freeze({ ports: CONTROL_LIMITS.registrationPorts, upstreams: CONTROL_LIMITS.registrationUpstreams, detail: CONTROL_LIMITS.registrationDetailBytes });
 const INSTANCE_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$/;
 

@@ -57,14 +57,8 @@ interface Instance {
   changedAt: number;
 }
 
-export interface RegistryEntryView {
-  readonly instanceId: string;
-  readonly service: string;
-  readonly namespace: string;
-  readonly zone: string;
-  readonly address: string;
-  readonly tunnelPort: number;
-  readonly ports: StoredRegistration['ports'];
+/** One instance as the admin port's /registry shows it: where it is, and how healthy. */
+export interface RegistryEntryView extends Pick<StoredRegistration, 'instanceId' | 'service' | 'namespace' | 'zone' | 'address' | 'tunnelPort' | 'ports'> {
   readonly agent: Liveness;
   readonly owner?: InstanceOwner;
   readonly appHealthy: boolean;

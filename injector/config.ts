@@ -6,6 +6,8 @@
  */
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
+import { checkLimit } from '../common/limit-schema.js';
+import { INJECTOR_LIMIT_SCHEMA } from './limits.js';
 
 /** The agent's well-known ports inside the pod (the capture issue fixes 15001 and 15006; 15008 is the tunnel). */
 export interface AgentPorts {
@@ -47,7 +49,7 @@ export interface InjectorConfig {
   readonly proxyUid: number;
   readonly proxyGid: number;
   readonly ports: AgentPorts;
-  /** Lifetime requested for the projected token (600 s to 86,400 s; the kubelet refreshes it at 80 %). */
+  /** Lifetime requested for the projected token (bounds: injector/limits.ts; the kubelet refreshes it at 80 %). */
   readonly tokenExpirationSeconds: number;
   readonly sidecarResources: ResourceSettings;
   readonly initResources: ResourceSettings;
@@ -144,10 +146,7 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     if (!Number.isInteger(port) || port < 1 || port > 65535) errors.push(`ports.${name}: ${port} is not a TCP port`);
   }
   if (new Set(Object.values(ports)).size !== Object.keys(ports).length) errors.push('ports: outbound, inbound, tunnel and status ports must all differ');
-  const tokenExpirationSeconds = input.tokenExpirationSeconds ?? 43_200;
-  if (!Number.isInteger(tokenExpirationSeconds) || tokenExpirationSeconds < 600 || tokenExpirationSeconds > 86_400) {
-    errors.push(`tokenExpirationSeconds: ${tokenExpirationSeconds} must be between 600 (the API server's minimum) and 86400 (one day)`);
-  }
+  const tokenExpirationSeconds = checkLimit('tokenExpirationSeconds', INJECTOR_LIMIT_SCHEMA.tokenExpirationSeconds, input.tokenExpirationSeconds, errors);
   const sidecarResources = checkResources(input.sidecarResources, { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } }, 'sidecarResources', errors);
   const initResources = checkResources(input.initResources, { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '500m', memory: '128Mi' } }, 'initResources', errors);
   const excluded = new Set(SYSTEM_NAMESPACES);
@@ -155,8 +154,7 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     if (!DNS_LABEL.test(ns)) errors.push(`excluded namespace "${ns}" is not a namespace name`);
     excluded.add(ns);
   }
-  const readyWaitSeconds = input.readyWaitSeconds ?? 120;
-  if (!Number.isInteger(readyWaitSeconds) || readyWaitSeconds < 1 || readyWaitSeconds > 3600) errors.push(`readyWaitSeconds: ${readyWaitSeconds} must be 1 to 3600`);
+  const readyWaitSeconds = checkLimit('readyWaitSeconds', INJECTOR_LIMIT_SCHEMA.readyWaitSeconds, input.readyWaitSeconds, errors);
   if (errors.length > 0) {
     throw new InputError(CODE.INJECTOR_CONFIG_INVALID, `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
   }

@@ -33,16 +33,26 @@ export interface TrellisPorts {
   readonly serverAdmin: number;
 }
 
-export function trellisServerConfig(context: PairContext, ports: TrellisPorts, policyFile: string): Record<string, unknown> {
-  const { pki, backend } = context;
+/** What both sidecars' configs share: identity, loopback tunnel and admin ports; no access log, warnings only. */
+function sidecarBase(context: PairContext, side: 'server' | 'client', tunnelPort: number, adminPort: number): Record<string, unknown> {
+  const { pki } = context;
   return {
-    service: pki.server.service,
+    service: pki[side].service,
     namespace: pki.namespace,
     trustDomain: pki.trustDomain,
     zone: ZONE,
-    identity: { certificate: pki.server.certFile, key: pki.server.keyFile, trustBundle: pki.bundleFile },
-    tunnel: { address: LOOPBACK, port: ports.serverTunnel },
-    admin: { address: LOOPBACK, port: ports.serverAdmin },
+    identity: { certificate: pki[side].certFile, key: pki[side].keyFile, trustBundle: pki.bundleFile },
+    tunnel: { address: LOOPBACK, port: tunnelPort },
+    admin: { address: LOOPBACK, port: adminPort },
+    accessLog: false,
+    logLevel: 'warn',
+  };
+}
+
+export function trellisServerConfig(context: PairContext, ports: TrellisPorts, policyFile: string): Record<string, unknown> {
+  const { backend } = context;
+  return {
+    ...sidecarBase(context, 'server', ports.serverTunnel, ports.serverAdmin),
     inbound: {
       mode: 'strict',
       appPorts: [
@@ -51,21 +61,13 @@ export function trellisServerConfig(context: PairContext, ports: TrellisPorts, p
       ],
     },
     policy: [policyFile],
-    accessLog: false,
-    logLevel: 'warn',
   };
 }
 
 export function trellisClientConfig(context: PairContext, ports: TrellisPorts): Record<string, unknown> {
   const { pki, backend } = context;
   return {
-    service: pki.client.service,
-    namespace: pki.namespace,
-    trustDomain: pki.trustDomain,
-    zone: ZONE,
-    identity: { certificate: pki.client.certFile, key: pki.client.keyFile, trustBundle: pki.bundleFile },
-    tunnel: { address: LOOPBACK, port: ports.clientTunnel },
-    admin: { address: LOOPBACK, port: ports.clientAdmin },
+    ...sidecarBase(context, 'client', ports.clientTunnel, ports.clientAdmin),
     upstreams: [
       {
         name: pki.server.service,
@@ -81,8 +83,6 @@ export function trellisClientConfig(context: PairContext, ports: TrellisPorts): 
       { bindAddress: LOOPBACK, localPort: ports.clientTcp, service: pki.server.service, namespace: pki.namespace, port: TCP_SERVICE_PORT },
       { bindAddress: LOOPBACK, localPort: ports.clientHttp, service: pki.server.service, namespace: pki.namespace, port: HTTP_SERVICE_PORT },
     ],
-    accessLog: false,
-    logLevel: 'warn',
   };
 }
 

@@ -24,18 +24,13 @@ export const LANE_HTTP1 = 'http/1.1';
 export const DENIED_BY_HEADER = 'trellis-denied-by';
 /** A correlation id on every refusal and error, also in the log line that explains it. */
 export const CORRELATION_HEADER = 'trellis-correlation-id';
-/** A short machine-readable reason for refusals and errors (`policy-denied`, `app-unreachable`, ...). */
+/** A refused stream's short machine-readable reason (`policy-denied`, `app-unreachable`, ...), from its code. */
 export const REASON_HEADER = 'trellis-reason';
 
+/** A CONNECT accepted (the app took the connection); a refusal's status is its registry entry's (http/errors.ts). */
 export const STATUS_OK = 200;
-export const STATUS_BAD_REQUEST = 400;
+/** A refusal by policy: the outbound does not retry it elsewhere. */
 export const STATUS_FORBIDDEN = 403;
-export const STATUS_NOT_FOUND = 404;
-export const STATUS_MISDIRECTED = 421;
-export const STATUS_NOT_IMPLEMENTED = 501;
-export const STATUS_BAD_GATEWAY = 502;
-export const STATUS_UNAVAILABLE = 503;
-export const STATUS_GATEWAY_TIMEOUT = 504;
 
 /** RST_STREAM codes used to propagate a TCP reset or a policy cut across the tunnel. */
 export const RST_CONNECT_ERROR = h2.NGHTTP2_CONNECT_ERROR;

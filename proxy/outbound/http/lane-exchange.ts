@@ -6,7 +6,7 @@
  *
  * Kept apart from the connection because it is the part that knows lanes: the connection knows the app
  * socket (phases, held bytes, timers, hand-over, closing) and learns of an exchange's end through
- * `ExchangeOwner`. One object per connection, reused for each of its requests, so the split costs no
+ * `ExchangeOwner` (fast-path.ts). One object per connection, reused for each of its requests, so the split costs no
  * allocation per request. Bytes move between the app socket and the lane with backpressure both ways.
  *
  * Retry rule, as on the node:http path: another endpoint only when no byte was sent (no lane could be
@@ -20,51 +20,18 @@ import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { formatAuthority } from '../../core/destination.js';
 import { WriteCoalescer } from '../../core/write-coalescer.js';
-import { BodyFramer, type BodyFramerLimits } from '../../http1/body.js';
+import { BodyFramer } from '../../http1/body.js';
 import { Http1ResponseReader } from '../../http1/response-reader.js';
-import type { Http1HeadLimits, RequestHead, ResponseHead } from '../../http1/types.js';
-import { failureResponseBytes, fieldValue, forwardRequestHead, serializeResponseHead } from '../../http1/message.js';
+import type { RequestHead, ResponseHead } from '../../http1/types.js';
+import { closingResponseHead, failureResponseBytes, fieldValue, forwardRequestHead } from '../../http1/message.js';
 import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
 import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import { RST_CANCEL } from '../../core/tunnel-protocol.js';
-import type { OutboundHttpDeps } from './deps.js';
-import type { Lane, LaneOwner, LanePool } from './lane-pool.js';
+import type { Lane, LaneOwner } from './lane-pool.js';
+import type { ExchangeOwner, FastPathDeps } from './fast-path.js';
 import { routeTargetPort, type OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
-
-export interface FastPathDeps {
-  readonly http: OutboundHttpDeps;
-  readonly lanes: LanePool;
-  readonly headLimits: Http1HeadLimits;
-  readonly bodyLimits: BodyFramerLimits;
-}
-
-/** What an exchange needs from the app connection that owns it. */
-export interface ExchangeOwner {
-  /** The app connection is closed (or handed over): a lane found now has no request to carry. */
-  readonly closed: boolean;
-  /** Neither the app (its FIN) nor shutdown asked to close: another request may follow this one. */
-  readonly keepsAlive: boolean;
-  /** Request body bytes read while no lane was found yet, handed over once when the lane comes. */
-  takeHeldBody(): Buffer | undefined;
-  /** The request body is complete; `rest` is what followed it in the same read (a pipelined request). */
-  requestEnded(rest: Buffer | undefined): void;
-  /** The lane took what it was given: read more of the body from the app (bound once: a 'drain' listener). */
-  readonly resumeApp: () => void;
-  /** The exchange ended and the app has its answer: read the next request, or close when not `keepAlive`. */
-  exchangeEnded(keepAlive: boolean): void;
-  /** The exchange was cut: destroy the app connection, with a TCP reset when `reset`. */
-  cut(reset: boolean): void;
-}
-
-/**
- * The caller asked to close (`Connection: close`, dropped as hop-by-hop before the lane): the answer came
- * for a kept-alive lane, so it is made to say close, as the destination's server would have.
- */
-function closeRewrite(head: ResponseHead): Buffer | undefined {
-  return head.keepAlive ? serializeResponseHead(head, { dropMeshFields: false, close: true }) : undefined;
-}
 
 export class LaneExchange implements LaneOwner {
   private req: RequestHead | undefined;
@@ -107,7 +74,7 @@ export class LaneExchange implements LaneOwner {
       this.refused = true;
       return undefined;
     }
-    return req.keepAlive ? undefined : closeRewrite(head);
+    return req.keepAlive ? undefined : closingResponseHead(head);
   };
 
   /** The route of the latest request on the connection, undefined before the first. */
