@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
-import { app, cleanup, eventually, freePort, requireBuild, spawnTrellis, startMesh, tempDir, trellis, type Mesh, type Proc } from './mesh-support.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { allow, app, cleanup, eventually, freePort, requireBuild, spawnTrellis, startMesh, tempDir, trellis, type Mesh, type Proc } from './mesh-support.js';
 
 interface ServiceRecord {
   readonly identities: string[];
@@ -34,6 +34,7 @@ function getJson<T>(base: string, path: string): Promise<T> {
 }
 
 let globalDir: string;
+let policyDir: string;
 let globalPort: number;
 let global: Proc;
 let west: Mesh;
@@ -42,7 +43,7 @@ let ordersPort: number;
 let ordersServer: Server;
 
 const startGlobal = async (): Promise<Proc> => {
-  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '2s', '--log-level', 'warn'], 60_000);
+  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--policy', policyDir, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '2s', '--log-level', 'warn'], 60_000);
   return global;
 };
 
@@ -59,6 +60,8 @@ const westOrders = async (): Promise<ServiceRecord | undefined> => (await eastCa
 beforeAll(async () => {
   requireBuild();
   globalDir = tempDir('trellis-global-');
+  policyDir = tempDir('trellis-global-policy-');
+  writeFileSync(join(policyDir, 'orders.yaml'), allow('orders', ['frontend']));
   globalPort = await freePort();
   await startGlobal();
   [west, east] = await Promise.all([joinZone('west'), joinZone('east')]);
@@ -88,6 +91,14 @@ describe('a global control plane and two zones', () => {
     // One mesh root: both zones sign with an intermediate the global issued under its root.
     const globalBundle = readFileSync(join(globalDir, 'trust-bundle.pem'), 'utf8');
     for (const zone of [west, east]) expect(readFileSync(join(zone.dataDir, 'trust-bundle.pem'), 'utf8')).toBe(globalBundle);
+    // The global's mesh-wide policy reaches both zones (validated again there).
+    for (const zone of [west, east]) {
+      const view = await eventually(async () => {
+        const v = await getJson<{ policy: { metadata: { name: string } }[] }>(zone.control.ready.admin as string, '/global/catalogue');
+        return v.policy.length > 0 ? v : undefined;
+      }, 'the mesh-wide policy arrives');
+      expect(view.policy.map((p) => p.metadata.name)).toEqual(['orders-callers']);
+    }
     // West does not get its own service back.
     const westView = await getJson<{ service: unknown[] }>(west.control.ready.admin as string, '/global/catalogue');
     expect(westView.service).toEqual([]);
@@ -115,7 +126,7 @@ describe('a global control plane and two zones', () => {
     await new Promise((r) => ordersServer.close(r));
     ordersServer.closeAllConnections();
     await startGlobal();
-    await eventually(async () => (await westOrders())?.localities[0]?.healthy === 0, 'east sees the change made while the global was down');
+    await eventually(async () => (await westOrders())?.localities[0]?.healthy === 0, 'east sees the change made while the global was down', 40_000);
     const zones = await getJson<{ zones: { name: string; connected: boolean; connects: number; resets: Record<string, number> }[] }>(global.ready.admin as string, '/zones');
     for (const zone of zones.zones) {
       expect(zone.connected).toBe(true);
