@@ -4,12 +4,15 @@
  * the admin listener (`/zones`, `/zones/<name>`, `/catalogue` as JSON).
  */
 import type { AddressInfo } from 'node:net';
-import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { Registry } from 'prom-client';
 import { createCsr, generateWorkloadKey } from '../../ca/csr.js';
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { setUpZoneCas } from '../ca-setup.js';
+import { setUpZoneCas, type ZoneCas } from '../ca-setup.js';
+import type { CertificateAuthority } from '../../ca/authority.js';
+import type { TrafficPermission } from '../../policy/types.js';
+import { SessionHub } from './session-hub.js';
 import { PolicySource } from '../policy-source.js';
 import { GLOBAL_DEFAULTS, type GlobalControlConfig } from './global-config.js';
 import { GlobalMetrics } from './global-metrics.js';
@@ -43,60 +46,17 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   const loaded = await store.load();
   const state = new GlobalState({ leaseMs: config.zoneLeaseMs, exportDefault: config.exportDefault }, loaded.meta === undefined ? undefined : { meta: loaded.meta, zones: loaded.zones });
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: 'global' });
-  const tokens = new ZoneTokenService(store, config.trustDomain);
   await store.secret('admin-token');
   const registry = new Registry();
   const metrics = new GlobalMetrics(registry, () => state);
   const persister = new Persister(state, store, log, metrics, GLOBAL_DEFAULTS.persistIntervalMs);
   await persister.flush();
-
-  const sessions = new Map<string, GlobalSyncSession>();
-  let pushQueued = false;
-  const pushAll = (): void => {
-    if (pushQueued) return;
-    pushQueued = true;
-    setImmediate(() => {
-      pushQueued = false;
-      for (const s of sessions.values()) s.push();
-    });
-  };
-
-  const policy = new PolicySource({
-    dir: config.policyDir,
-    rootNamespace: config.rootNamespace,
-    log,
-    onChange: (p) => {
-      if (state.setPolicies(new Map(p.policies.map((t) => [`${t.metadata.namespace}/${t.metadata.name}`, t])))) {
-        persister.metaChanged();
-        pushAll();
-      }
-    },
-    onError: () => log.warn('the mesh-wide policy change was rejected; the last good policy stays in force'),
-  });
-  await policy.start();
-  if (state.setPolicies(new Map(policy.state.policies.map((t) => [`${t.metadata.namespace}/${t.metadata.name}`, t])))) persister.metaChanged();
-
-  const serving = async (): Promise<{ keyPem: string; certChainPem: string; notAfter: Date }> => {
-    const key = await generateWorkloadKey();
-    const id = globalIdentity(config.trustDomain, config.rootNamespace);
-    const signed = await cas.zone.signCsr(await createCsr(key, id), id, { ttlMs: config.zoneCertTtlMs });
-    return { keyPem: key.keyPem, certChainPem: signed.certChainPem, notAfter: signed.notAfter };
-  };
-  let tls = await serving();
-  const host = {
-    state,
-    log,
-    helloTimeoutMs: GLOBAL_DEFAULTS.helloTimeoutMs,
-    catalogueChanged: pushAll,
-    onRefused: (zone: string, code: string) => metrics.refused.inc({ zone, code }),
-    onOpen: (s: GlobalSyncSession) => {
-      sessions.set(s.zone, s);
-      if ((state.status(s.zone)?.connects ?? 0) > 1) metrics.reconnects.inc({ zone: s.zone });
-    },
-    onClose: (s: GlobalSyncSession) => {
-      if (sessions.get(s.zone) === s) sessions.delete(s.zone);
-    },
-  };
+  const hub = new SessionHub(state, metrics, log);
+  const policy = await mirrorPolicy(config, state, () => {
+    persister.metaChanged();
+    hub.pushAll();
+  }, log);
+  const serving = await ServingCertificate.start(config, cas);
   const server = createGlobalServer({
     trustDomain: config.trustDomain,
     rootNamespace: config.rootNamespace,
@@ -104,11 +64,11 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
     // The root may issue zone intermediates when this global holds its key and it may sign CAs.
     root: cas.root !== undefined && cas.root !== cas.zone && (cas.root.certificate.basicConstraints?.pathLen ?? 1) >= 1 ? cas.root : undefined,
     zoneCertTtlMs: config.zoneCertTtlMs,
-    tokens,
-    tls: () => ({ keyPem: tls.keyPem, certChainPem: tls.certChainPem, trustBundlePem: cas.trustBundlePem }),
+    tokens: new ZoneTokenService(store, config.trustDomain),
+    tls: () => ({ ...serving.current, trustBundlePem: cas.trustBundlePem }),
     log,
     connected: (zone) => state.status(zone)?.connected === true,
-    openSync: (stream: ServerHttp2Stream, zone: string) => void new GlobalSyncSession(host, stream, zone),
+    openSync: (stream: ServerHttp2Stream, zone: string) => void new GlobalSyncSession(hub.host, stream, zone),
     maxSessions: GLOBAL_DEFAULTS.maxSessions,
   });
   const h2Sessions = new Set<ServerHttp2Session>();
@@ -116,31 +76,15 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
     h2Sessions.add(session);
     session.on('close', () => h2Sessions.delete(session));
   });
-  // The serving certificate has a zone certificate's lifetime: renewed at half-life.
-  const renewTimer = setInterval(() => {
-    if (tls.notAfter.getTime() - Date.now() > config.zoneCertTtlMs / 2) return;
-    void serving().then((next) => {
-      tls = next;
-      server.setSecureContext({ key: next.keyPem, cert: next.certChainPem, ca: cas.trustBundlePem, minVersion: 'TLSv1.3' });
-    }, (err: unknown) => log.error({ err: describeError(err) }, 'cannot renew the global serving certificate; retrying'));
-  }, 60_000);
-  renewTimer.unref();
-  const leaseTimer = setInterval(() => {
-    const expired = state.expireLeases();
-    for (const zone of expired) {
-      metrics.leaseExpiries.inc({ zone });
-      log.warn({ zone, leaseMs: config.zoneLeaseMs }, 'zone offline: its lease lapsed; its services leave every other zone\'s catalogue (reason zone-offline)');
-    }
-    if (expired.length > 0) pushAll();
-  }, Math.max(50, Math.min(1_000, Math.floor(config.zoneLeaseMs / 4))));
-  leaseTimer.unref();
+  serving.renewInto(server, cas.trustBundlePem, log);
+  const leaseTimer = checkLeases(config, state, metrics, () => hub.pushAll(), log);
 
   let ready = false;
   const admin = createGlobalAdmin({ state: () => state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain, role });
   const stop = async (): Promise<void> => {
-    clearInterval(renewTimer);
+    serving.close();
     clearInterval(leaseTimer);
-    for (const s of sessions.values()) s.close();
+    hub.closeAll();
     await policy.close();
     await persister.close();
   };
@@ -173,4 +117,72 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
       await store.close();
     },
   };
+}
+
+/** The global's `--policy` dir, mirrored into the catalogue's policy kind (validated and watched). */
+async function mirrorPolicy(config: GlobalControlConfig, state: GlobalState, onChanged: () => void, log: Logger): Promise<PolicySource> {
+  const apply = (policies: readonly TrafficPermission[]): boolean => state.setPolicies(new Map(policies.map((t) => [`${t.metadata.namespace}/${t.metadata.name}`, t])));
+  const policy = new PolicySource({
+    dir: config.policyDir,
+    rootNamespace: config.rootNamespace,
+    log,
+    onChange: (p) => {
+      if (apply(p.policies)) onChanged();
+    },
+    onError: () => log.warn('the mesh-wide policy change was rejected; the last good policy stays in force'),
+  });
+  await policy.start();
+  if (apply(policy.state.policies)) onChanged();
+  return policy;
+}
+
+/** Zones whose lease lapsed go offline, checked four times per lease (at most once a second). */
+function checkLeases(config: GlobalControlConfig, state: GlobalState, metrics: GlobalMetrics, pushAll: () => void, log: Logger): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const expired = state.expireLeases();
+    for (const zone of expired) {
+      metrics.leaseExpiries.inc({ zone });
+      log.warn({ zone, leaseMs: config.zoneLeaseMs }, 'zone offline: its lease lapsed; its services leave every other zone\'s catalogue (reason zone-offline)');
+    }
+    if (expired.length > 0) pushAll();
+  }, Math.max(50, Math.min(1_000, Math.floor(config.zoneLeaseMs / 4))));
+  timer.unref();
+  return timer;
+}
+
+/** The global's own certificate (`.../sa/trellis-global`), with a zone certificate's lifetime, renewed at half-life. */
+class ServingCertificate {
+  private timer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly config: GlobalControlConfig,
+    private readonly ca: CertificateAuthority,
+    public current: { keyPem: string; certChainPem: string; notAfter: Date },
+  ) {}
+
+  static async start(config: GlobalControlConfig, cas: ZoneCas): Promise<ServingCertificate> {
+    return new ServingCertificate(config, cas.zone, await ServingCertificate.issue(config, cas.zone));
+  }
+
+  private static async issue(config: GlobalControlConfig, ca: CertificateAuthority): Promise<{ keyPem: string; certChainPem: string; notAfter: Date }> {
+    const key = await generateWorkloadKey();
+    const id = globalIdentity(config.trustDomain, config.rootNamespace);
+    const signed = await ca.signCsr(await createCsr(key, id), id, { ttlMs: config.zoneCertTtlMs });
+    return { keyPem: key.keyPem, certChainPem: signed.certChainPem, notAfter: signed.notAfter };
+  }
+
+  renewInto(server: Http2SecureServer, bundlePem: string, log: Logger): void {
+    this.timer = setInterval(() => {
+      if (this.current.notAfter.getTime() - Date.now() > this.config.zoneCertTtlMs / 2) return;
+      void ServingCertificate.issue(this.config, this.ca).then((next) => {
+        this.current = next;
+        server.setSecureContext({ key: next.keyPem, cert: next.certChainPem, ca: bundlePem, minVersion: 'TLSv1.3' });
+      }, (err: unknown) => log.error({ err: describeError(err) }, 'cannot renew the global serving certificate; retrying'));
+    }, 60_000);
+    this.timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
 }
