@@ -7,7 +7,8 @@ import type { CommandEntry } from './command.js';
 export const commands: readonly CommandEntry[] = [
   { name: 'demo', summary: 'start a whole mesh on loopback and show allowed and denied calls', load: async () => (await import('./demo.js')).demoCommand },
   { name: 'ca', summary: 'mesh CA: create roots and zone intermediates, issue and inspect SPIFFE certificates, rotate roots', load: async () => (await import('./ca.js')).caCommand },
-  { name: 'control', summary: 'run a zone control plane (CA, join tokens, registry, policy distribution)', load: async () => (await import('./control.js')).controlCommand },
+  { name: 'control', summary: 'run a zone control plane (CA, join tokens, registry, policy distribution) or the global one (--mode global)', load: async () => (await import('./control.js')).controlCommand },
+  { name: 'zone', summary: 'multi-zone: zone tokens, and the zones a global control plane knows (list, describe)', load: async () => (await import('./zone.js')).zoneCommand },
   { name: 'token', summary: 'create, list and revoke join tokens for VM workloads', load: async () => (await import('./token.js')).tokenCommand },
   { name: 'agent', summary: 'run beside a workload: identity, config, proxy, traffic redirect', load: async () => (await import('./agent.js')).agentCommand },
   { name: 'proxy', summary: 'run the sidecar proxy from a static config (trellis proxy run --config FILE)', load: async () => (await import('./proxy.js')).proxyCommand },

@@ -148,6 +148,19 @@ export const ERRORS = Object.freeze({
   TOKEN_WRONG_SERVICE: def('TRELLIS_TOKEN_WRONG_SERVICE', 403, 'downstream', false, 'the credential is for another service'),
   TOKEN_WRONG_TRUST_DOMAIN: def('TRELLIS_TOKEN_WRONG_TRUST_DOMAIN', 403, 'downstream', false, 'the join token is for another trust domain'),
 
+  // ── control/zone-sync/, control/global/: the global control plane and zone sync
+  ZONE_CONFLICT: def('TRELLIS_ZONE_CONFLICT', 409, 'downstream', true, 'another control plane holds this zone name on the global control plane right now'),
+  ZONE_NAME_MISMATCH: def('TRELLIS_ZONE_NAME_MISMATCH', 403, 'downstream', false, 'the zone names another zone than its certificate or token'),
+  ZONE_NOT_CONNECTED: def('TRELLIS_ZONE_NOT_CONNECTED', 503, 'upstream', true, 'the zone is not connected to its global control plane'),
+  ZONE_SYNC_FOREIGN_RECORD: def('TRELLIS_ZONE_SYNC_FOREIGN_RECORD', 403, 'downstream', false, 'a zone sent or removed a record another zone owns'),
+  ZONE_SYNC_MALFORMED: def('TRELLIS_ZONE_SYNC_MALFORMED', 400, 'downstream', false, 'a zone sync message is malformed'),
+  ZONE_SYNC_OUT_OF_ORDER: def('TRELLIS_ZONE_SYNC_OUT_OF_ORDER', 409, 'downstream', true, 'a zone sync delta does not follow the version its receiver holds'),
+  ZONE_SYNC_PROTOCOL: def('TRELLIS_ZONE_SYNC_PROTOCOL', 400, 'downstream', false, 'the zone sync protocol version is not supported'),
+  ZONE_SYNC_TOO_LARGE: def('TRELLIS_ZONE_SYNC_TOO_LARGE', 413, 'downstream', false, 'a zone sync record or message exceeds the limit (the resource is named)'),
+  ZONE_STORE_UNAVAILABLE: def('TRELLIS_ZONE_STORE_UNAVAILABLE', 503, 'upstream', true, 'the global control plane\'s store (PostgreSQL) cannot be reached or written'),
+  ZONE_TOKEN_INVALID: def('TRELLIS_ZONE_TOKEN_INVALID', 403, 'downstream', false, 'the zone token is malformed, forged, expired, spent or revoked'),
+  ZONE_UNKNOWN: def('TRELLIS_ZONE_UNKNOWN', 404, 'downstream', false, 'no zone or zone token by that name or id'),
+
   // ── agent/: bootstrap, identity, config watch, probes and the iptables redirect
   AGENT_APP_PROBES_INVALID: def('TRELLIS_AGENT_APP_PROBES_INVALID', 400, 'input', false, 'the app probes file is not a valid probe map'),
   AGENT_APP_PROBES_UNREADABLE: def('TRELLIS_AGENT_APP_PROBES_UNREADABLE', 400, 'input', false, 'the app probes file cannot be read'),

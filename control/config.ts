@@ -6,6 +6,7 @@ import { DEFAULT_CONTROL_ADMIN_PORT, DEFAULT_CONTROL_PORT } from '../api/control
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { DEFAULT_INSTANCE_LIMITS, type InstanceLimits } from './instance-ownership.js';
 import type { KubeApiAccess } from './kubernetes/kube-config.js';
+import type { ZoneGlobalConfig } from './zone-sync/attach.js';
 import { CONTROL_LIMITS } from './limits.js';
 
 /**
@@ -56,6 +57,8 @@ export interface ControlPlaneConfig {
    * --data-dir`) and for revoked certificates that expired; a revocation through the API is pushed at once.
    */
   readonly revocationRefreshMs?: number;
+  /** `--global URL`: this zone syncs with a global control plane (control/zone-sync/, docs "Zones"). */
+  readonly global?: ZoneGlobalConfig;
 }
 
 export const CONTROL_DEFAULTS = Object.freeze({

@@ -54,6 +54,8 @@ import { ServingRenewal } from './serving-renewal.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
 import { CODE } from '../common/error-codes.js';
+import { attachZoneLink } from './zone-sync/attach.js';
+import type { ZoneLink } from './zone-sync/zone-link.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
 export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
@@ -83,7 +85,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // The policy source reports changes to the hub, which needs the loaded policy to exist first.
   const late: { hub?: WatchHub } = {};
   const { kube, policy } = await startPolicy(config, kubeConfig, { registry, metrics, metricsRegistry, log, onChanged: () => late.hub?.policyChanged() });
-  const hub = createHub(config, { registry, metrics, policy, id, log });
+  // A zone of a multi-zone mesh: its link to the global control plane (control/zone-sync/attach.ts).
+  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged() });
+  const hub = createHub(config, { registry, metrics, policy, id, log, zoneLink });
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
@@ -91,14 +95,15 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const setApiTls = (): void => api.setSecureContext({ key: id.serving.current.keyPem, cert: id.serving.current.certChainPem, ca: id.trust.pem, minVersion: 'TLSv1.3' });
   id.serving.start(setApiTls);
   const state = { started: false };
-  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started });
-  const bundleWatch = watchTrustBundle(config, { id, metrics, hub, setApiTls, log });
+  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink });
+  const bundleWatch = watchTrustBundle(config, { id, metrics, hub, setApiTls, log, zoneLink });
   const closeSources = async (): Promise<void> => {
     id.revoked.close();
     bundleWatch?.close();
     // The Kubernetes mode closes its policy feed with its registry feed.
     if (kube === undefined) await policy.close();
     else await kube.close();
+    await zoneLink?.close();
     hub.close();
     registry.close();
   };
@@ -241,8 +246,8 @@ async function startPolicy(config: ControlPlaneConfig, kubeConfig: KubeConfig | 
   return { kube, policy };
 }
 
-function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger }): WatchHub {
-  const { metrics, policy, id, log } = deps;
+function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined }): WatchHub {
+  const { metrics, policy, id, log, zoneLink } = deps;
   const hub: WatchHub = new WatchHub({
     registry: deps.registry,
     trustDomain: config.trustDomain,
@@ -251,7 +256,8 @@ function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry
     pingIntervalMs: config.pingIntervalMs,
     maxBufferedBytes: config.maxWatchBufferBytes,
     trustBundlePem: () => id.trust.pem,
-    policies: () => policy.state.policies,
+    // A zone of a multi-zone mesh adds the global's mesh-wide policies to its own.
+    policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
     revokedSerials: () => id.revoked.list,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,
@@ -308,8 +314,8 @@ function createApi(config: ControlPlaneConfig, deps: ApiDeps): HttpsServer {
   });
 }
 
-function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean }): HttpServer {
-  const { hub, policy } = deps;
+function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined }): HttpServer {
+  const { hub, policy, zoneLink } = deps;
   return createAdminServer({
     metrics: deps.metricsRegistry,
     ready: deps.ready,
@@ -324,11 +330,12 @@ function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Regist
     }),
     registry: () => deps.registry.entries(),
     policy: () => policy.state,
+    ...(zoneLink === undefined ? {} : { extra: { '/global': () => zoneLink.status(), '/global/catalogue': () => ({ service: zoneLink.records('service'), ingress: zoneLink.records('ingress'), trust: zoneLink.records('trust'), policy: zoneLink.policies() }) } }),
   });
 }
 
 /** With an operator CA: its bundle.pem, watched for root rotation once the listeners are open. */
-function watchTrustBundle(config: ControlPlaneConfig, deps: { id: IdentityParts; metrics: ControlMetrics; hub: WatchHub; setApiTls: () => void; log: Logger }): TrustBundleWatch | undefined {
+function watchTrustBundle(config: ControlPlaneConfig, deps: { id: IdentityParts; metrics: ControlMetrics; hub: WatchHub; setApiTls: () => void; log: Logger; zoneLink: ZoneLink | undefined }): TrustBundleWatch | undefined {
   if (config.caDir === undefined) return undefined;
   const { id, metrics, log } = deps;
   return new TrustBundleWatch({
@@ -345,6 +352,7 @@ function watchTrustBundle(config: ControlPlaneConfig, deps: { id: IdentityParts;
       metrics.trustBundleRoots.set(bundle.roots.length);
       metrics.trustBundleReloads.inc({ result: 'applied' });
       deps.hub.trustBundleChanged();
+      deps.zoneLink?.trustChanged();
       await writeFileAtomic(join(config.dataDir, 'trust-bundle.pem'), pem).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot update <data-dir>/trust-bundle.pem'));
     },
   });
