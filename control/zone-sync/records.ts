@@ -13,10 +13,11 @@
 import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import { isTrellisError } from '../../common/errors.js';
 import { malformed, ownerOf, ZONE_NAME, type SyncKind } from './protocol.js';
+import { PORT_PROTOCOLS, type PortProtocol } from '../../api/port-protocol.js';
 
 export interface ExportedPort {
   readonly port: number;
-  readonly protocol: 'tcp' | 'http';
+  readonly protocol: PortProtocol;
   readonly name?: string;
 }
 
@@ -84,7 +85,7 @@ function validateService(key: string, v: Record<string, unknown>): ExportedServi
   if (key !== serviceKey(zone, namespace, name)) fail('service', key, `the key must be ${serviceKey(zone, namespace, name)}`);
   const ports = list('service', key, v.ports, 'ports', RECORD_LIMITS.ports).map((p) => {
     const port = p as Record<string, unknown>;
-    if (typeof p !== 'object' || p === null || !count(port.port) || port.port < 1 || port.port > 65535 || (port.protocol !== 'tcp' && port.protocol !== 'http')) fail('service', key, 'a port must be {port 1-65535, protocol tcp|http}');
+    if (typeof p !== 'object' || p === null || !count(port.port) || port.port < 1 || port.port > 65535 || !PORT_PROTOCOLS.includes(port.protocol as PortProtocol)) fail('service', key, `a port must be {port 1-65535, protocol ${PORT_PROTOCOLS.join('|')}}`);
     if (port.name !== undefined && (typeof port.name !== 'string' || !LABEL.test(port.name))) fail('service', key, 'a port name must be a DNS label');
     return Object.freeze({ port: port.port, protocol: port.protocol, ...(port.name === undefined ? {} : { name: port.name }) }) as ExportedPort;
   });
