@@ -33,6 +33,24 @@ export function storeCorrupt(file: string, reason: string): TrellisError {
   );
 }
 
+/** A JSON file of at most `maxBytes`, parsed; undefined when it does not exist; a clear error when damaged. */
+export async function readJsonFile(file: string, maxBytes: number): Promise<unknown | undefined> {
+  let text: string;
+  try {
+    const stat = await fs.stat(file);
+    if (stat.size > maxBytes) throw storeCorrupt(file, `${stat.size} bytes is more than the limit of ${maxBytes}`);
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw storeCorrupt(file, `not valid JSON: ${(err as Error).message}`);
+  }
+}
+
 function checkId(id: string, what: string): void {
   if (!RECORD_ID.test(id)) throw new TrellisError(CODE.STORE_BAD_ID, `${what} "${id}" may only hold A-Z, a-z, 0-9, "_" and "-" (1-128 characters)`, { side: 'input' });
 }
@@ -95,21 +113,8 @@ export class FileStore implements ControlStore {
     return new FileStore(dir);
   }
 
-  private async readJson(file: string): Promise<unknown | undefined> {
-    let text: string;
-    try {
-      const stat = await fs.stat(file);
-      if (stat.size > MAX_RECORD_BYTES) throw storeCorrupt(file, `${stat.size} bytes is larger than any record`);
-      text = await fs.readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (err) {
-      throw storeCorrupt(file, `not valid JSON: ${(err as Error).message}`);
-    }
+  private readJson(file: string): Promise<unknown | undefined> {
+    return readJsonFile(file, MAX_RECORD_BYTES);
   }
 
   async secret(name: SecretName): Promise<string> {

@@ -11,7 +11,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { removeOrphanedTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
-import { FileStore, storeCorrupt } from '../file-store.js';
+import { FileStore, readJsonFile, storeCorrupt } from '../file-store.js';
 import type { SecretName } from '../store.js';
 import type { GlobalMeta, ZoneSnapshot } from './global-state.js';
 import { ZONE_NAME } from '../zone-sync/protocol.js';
@@ -45,22 +45,7 @@ const TOKEN_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** A zone's file holds its exported services: 10,000 of them are a few MB. */
 const MAX_ZONE_FILE_BYTES = 256 * 1024 * 1024;
 
-async function readJson(file: string, maxBytes: number): Promise<unknown> {
-  let text: string;
-  try {
-    const stat = await fs.stat(file);
-    if (stat.size > maxBytes) throw storeCorrupt(file, `${stat.size} bytes is more than the limit of ${maxBytes}`);
-    text = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw storeCorrupt(file, `not valid JSON: ${(err as Error).message}`);
-  }
-}
+const readJson = readJsonFile;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
