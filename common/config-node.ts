@@ -96,6 +96,14 @@ export class ConfigNode {
     return n.value;
   }
 
+  /** A finite number (integer or decimal: ratios, percentages) within `range`. */
+  number(range: { readonly min: number; readonly max: number }): number | undefined {
+    const n = this.target();
+    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value)) return this.report(`expected a number, got ${describe(n)}`);
+    if (n.value < range.min || n.value > range.max) return this.report(`expected a number from ${range.min} to ${range.max}, got ${n.value}`);
+    return n.value;
+  }
+
   boolean(): boolean | undefined {
     const n = this.target();
     if (!isScalar(n) || typeof n.value !== 'boolean') return this.report(`expected true or false, got ${describe(n)}`);
