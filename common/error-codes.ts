@@ -183,6 +183,7 @@ export const ERRORS = Object.freeze({
   HTTP_APP_UNAVAILABLE: def('TRELLIS_HTTP_APP_UNAVAILABLE', 503, 'upstream', false, 'the app refused the connection'),
   HTTP_BAD_PATH: def('TRELLIS_HTTP_BAD_PATH', 400, 'downstream', false, 'request path is not one the mesh can judge (see the path policy)'),
   HTTP_BAD_REQUEST: def('TRELLIS_HTTP_BAD_REQUEST', 400, 'downstream', false, 'malformed request'),
+  HTTP_CIRCUIT_BREAKER_OPEN: def('TRELLIS_HTTP_CIRCUIT_BREAKER_OPEN', 503, 'upstream', false, 'a circuit-breaker limit of the destination is reached (the limit is named)'),
   HTTP_DENIED: def('TRELLIS_HTTP_DENIED', 403, 'policy', false, 'denied by mesh policy'),
   HTTP_HEAD_TOO_LARGE: def('TRELLIS_HTTP_HEAD_TOO_LARGE', 431, 'downstream', false, 'request head exceeds the limit'),
   HTTP_LANE_UNAVAILABLE: def('TRELLIS_HTTP_LANE_UNAVAILABLE', 500, 'upstream', true, 'no HTTP lane to the destination'),

@@ -170,7 +170,7 @@ function validateEdits(node: ConfigNode): HeaderEdits | undefined {
   const set = setNode?.stringMap();
   if (setNode !== undefined && set === undefined) ok = false;
   for (const [name, value] of Object.entries(set ?? {})) {
-    const problem = editProblem(name) ?? (/[\r\n\0]/.test(value) || value.length > HEADER_VALUE_MAX ? 'the value must be one line of at most 1024 characters' : undefined);
+    const problem = editProblem(name) ?? (/[^\t\x20-\x7e]/.test(value) || value.length > HEADER_VALUE_MAX ? 'the value must be at most 1024 visible ASCII characters' : undefined);
     if (problem !== undefined) ok = setNode?.report(`${name}: ${problem}`) ?? false;
   }
   const remove: string[] = [];

@@ -10,6 +10,7 @@ import type { ProxyMetrics } from '../../core/metrics.js';
 import type { SessionPool } from '../tunnel-client/session-pool.js';
 import { DEFAULT_LIMITS } from '../../core/limits.js';
 import type { ConnectionBudget } from '../connection-budget.js';
+import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
 
 export interface OutboundHttpLimits {
   /** Largest request head accepted from the app (node:http `maxHeaderSize`). */
@@ -43,7 +44,7 @@ export const DEFAULT_OUTBOUND_HTTP_LIMITS: OutboundHttpLimits = Object.freeze({
 
 export interface OutboundHttpDeps {
   readonly pool: Pick<SessionPool, 'openStream' | 'tryOpenStream'>;
-  readonly balancer: Pick<LoadBalancer, 'pick' | 'begin' | 'end'>;
+  readonly balancer: Pick<LoadBalancer, 'pick' | 'begin' | 'end' | 'endpoints'>;
   readonly metrics: ProxyMetrics;
   readonly httpMetrics: HttpMetrics;
   readonly logger: Logger;
@@ -54,6 +55,8 @@ export interface OutboundHttpDeps {
   readonly limits: OutboundHttpLimits;
   /** The sidecar-wide cap on app connections, shared with the other outbound listeners; none when absent. */
   readonly connections?: ConnectionBudget;
+  /** Routes, retries, timeouts, outlier detection and circuit breaking (proxy/outbound/traffic/); none: the fixed rules. */
+  readonly traffic?: OutboundTraffic;
 }
 
 export function resolveOutboundHttpLimits(overrides: Partial<OutboundHttpLimits> = {}): OutboundHttpLimits {

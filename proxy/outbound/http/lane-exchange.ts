@@ -28,10 +28,16 @@ import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '
 import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import { RST_CANCEL } from '../../core/tunnel-protocol.js';
+import { constants as h2 } from 'node:http2';
 import type { OutboundHttpDeps } from './deps.js';
 import type { Lane, LaneOwner, LanePool } from './lane-pool.js';
 import { routeTargetPort, type OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
+import type { RequestPlan } from '../traffic/request-plan.js';
+import { outcomeOf } from '../traffic/request-plan.js';
+import { TryTimers } from '../traffic/try-timers.js';
+import { editedRequestHead, trafficRequestOf } from '../traffic/http1-request.js';
+import type { RetryReason } from '../../../policy/traffic/index.js';
 
 export interface FastPathDeps {
   readonly http: OutboundHttpDeps;
@@ -89,6 +95,13 @@ export class LaneExchange implements LaneOwner {
   private readonly coalescer: WriteCoalescer;
   /** Frames the response on the lane and writes it to the app. */
   private readonly response: Http1ResponseReader;
+  /** Traffic management's decision for this request (proxy/outbound/traffic/), when the sidecar has it. */
+  private plan: RequestPlan | undefined;
+  /** Why the answer being read is discarded for a retry, when a RetryPolicy (not the app-refused rule) asked. */
+  private retryReason: RetryReason | undefined;
+  /** Bumped per try: a lane that opens for a try given up on (timed out) goes back to the pool. */
+  private tryId = 0;
+  private readonly timers = new TryTimers();
 
   constructor(
     private readonly socket: Socket,
@@ -103,6 +116,16 @@ export class LaneExchange implements LaneOwner {
   /** Sees each final response head before a byte of it reaches the app (the reader's rewrite hook). */
   private readonly onFinalHead = (head: ResponseHead): Buffer | undefined => {
     const req = this.req as RequestHead;
+    const plan = this.plan;
+    if (plan !== undefined) {
+      this.timers.clearTry();
+      const reason = req.body.kind === 'none' ? plan.statusReason(head.status, grpcStatusOf(head)) : undefined;
+      if (reason !== undefined && plan.mayRetry(reason, this.attempts, true)) {
+        this.refused = true;
+        this.retryReason = reason;
+        return undefined;
+      }
+    }
     if (head.status === 503 && req.body.kind === 'none' && this.attempts < this.deps.http.limits.maxAttempts && fieldValue(head.fields, ERROR_HEADER) === HTTP_FAILURES.appUnavailable.code) {
       this.refused = true;
       return undefined;
@@ -141,21 +164,41 @@ export class LaneExchange implements LaneOwner {
     this.code = undefined;
     this.refused = false;
     this.appRefusedLast = false;
+    this.retryReason = undefined;
     this.response.begin(head.method, this.onFinalHead);
+    const traffic = this.deps.http.traffic;
+    if (traffic === undefined) return;
+    const plan = traffic.plan(route, trafficRequestOf(head), this.deps.http.balancer.endpoints(route.service, route.namespace));
+    this.plan = plan;
+    const edits = plan.rule.rule.requestHeaders;
+    if (edits !== undefined) this.headBytes = editedRequestHead(head, edits, this.correlationId);
+    if (!head.upgrade) this.timers.startRequest(plan.requestTimeoutMs, this.onRequestTimeout);
   }
 
   /** Picks an endpoint and takes an idle lane to it (none when `fresh`) or opens one; the head goes on it. */
   acquireLane(fresh: boolean): void {
     const route = this.route as OutboundRoute;
     const { balancer, limits } = this.deps.http;
-    const picked = balancer.pick(route.service, route.namespace, this.tried, route.servicePort);
-    if (picked === undefined || this.attempts >= limits.maxAttempts) {
+    const plan = this.plan;
+    if (plan?.overflow !== undefined) {
+      this.fail(HTTP_FAILURES.circuitOpen, plan.overflow);
+      return;
+    }
+    let picked = balancer.pick(route.service, route.namespace, this.tried, route.servicePort, plan?.accepts);
+    // A retry for an answered status may go back to the one endpoint there is (Envoy does the same).
+    if (picked === undefined && this.retryReason !== undefined) picked = balancer.pick(route.service, route.namespace, undefined, route.servicePort, plan?.accepts);
+    if (picked === undefined || this.attempts >= (plan?.maxAttempts ?? limits.maxAttempts)) {
       this.fail(this.appRefusedLast ? HTTP_FAILURES.appUnavailable : this.attempts === 0 && picked === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
       return;
     }
     this.attempts += 1;
     this.endpoint = picked;
     balancer.begin(picked);
+    const tryId = ++this.tryId;
+    if (plan !== undefined) {
+      if (this.attempts === 1) plan.firstTry();
+      this.timers.startTry(plan.connectTimeoutMs, this.onTryTimeout);
+    }
     // Lanes are per endpoint and its own app port (instances of one service may listen on different ones).
     const port = routeTargetPort(route, picked.endpoint);
     const key = `${picked.key}/${route.namespace}/${route.service}:${port}`;
@@ -167,8 +210,8 @@ export class LaneExchange implements LaneOwner {
     const target = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port };
     const authority = formatAuthority({ service: route.service, namespace: route.namespace, port });
     this.deps.lanes.open(key, target, authority).then(
-      (lane) => this.attach(lane, false),
-      (err: unknown) => this.laneUnavailable(picked, err),
+      (lane) => (tryId === this.tryId ? this.attach(lane, false) : this.deps.lanes.give(lane)),
+      (err: unknown) => (tryId === this.tryId ? this.laneUnavailable(picked, err) : undefined),
     );
   }
 
@@ -181,7 +224,9 @@ export class LaneExchange implements LaneOwner {
     if (this.owner.closed) return;
     (this.tried ??= new Set()).add(picked.key);
     this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: picked.key, err: (err as Error).message }, 'no lane for HTTP request; trying another endpoint');
-    if ((err as { retryable?: unknown }).retryable === true) this.acquireLane(false);
+    this.plan?.recordTry(picked.key, 'connect-failure');
+    const retryable = (err as { retryable?: unknown }).retryable === true;
+    if (retryable && (this.plan === undefined || this.plan.mayRetry('connect-failure', this.attempts, false))) this.acquireLane(false);
     else this.fail(HTTP_FAILURES.upstreamConnect);
   }
 
@@ -195,6 +240,7 @@ export class LaneExchange implements LaneOwner {
     }
     this.lane = lane;
     this.laneReused = reused;
+    if (this.plan !== undefined) this.timers.startTry(this.plan.perTryTimeoutMs, this.onTryTimeout);
     lane.owner = this;
     lane.timedOut = false;
     const stream = lane.stream;
@@ -280,14 +326,71 @@ export class LaneExchange implements LaneOwner {
       lane.owner = undefined;
       if (!lane.stream.closed) lane.stream.close(RST_CANCEL);
     }
+    const byPolicy = this.retryReason !== undefined;
+    this.appRefusedLast = !byPolicy;
     if (endpoint !== undefined) {
       this.deps.http.balancer.end(endpoint, false);
       (this.tried ??= new Set()).add(endpoint.key);
+      this.plan?.recordTry(endpoint.key, outcomeOf(this.responseStatus(), false));
     }
-    this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: endpoint?.key }, 'the destination app refused the connection; trying another endpoint');
+    this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: endpoint?.key, reason: this.retryReason }, 'retrying the request on another endpoint');
     this.response.begin((this.req as RequestHead).method, this.onFinalHead);
-    this.acquireLane(false);
+    if (byPolicy && this.plan !== undefined) this.timers.startTry(this.plan.backoffMs(this.attempts), () => this.acquireLane(false));
+    else this.acquireLane(false);
   }
+
+  /** Connect or per-try timeout: give this try up; another try if the policy allows, else 504. */
+  private readonly onTryTimeout = (): void => {
+    const plan = this.plan;
+    if (plan === undefined || this.req === undefined || this.response.started || this.owner.closed) return;
+    const connecting = this.lane === undefined;
+    const endpoint = this.endpoint;
+    this.tryId += 1;
+    this.dropLane();
+    this.refused = false;
+    if (endpoint !== undefined) {
+      this.endpoint = undefined;
+      this.deps.http.balancer.end(endpoint, false);
+      (this.tried ??= new Set()).add(endpoint.key);
+      plan.recordTry(endpoint.key, connecting ? 'connect-failure' : 'gateway-error');
+    }
+    const reason = plan.failureReason(connecting ? 'connect-failure' : 'per-try-timeout');
+    const again = reason !== undefined && (connecting || this.req.body.kind === 'none') && plan.mayRetry(reason, this.attempts, !connecting);
+    if (again) this.retryLater(reason);
+    else this.fail(HTTP_FAILURES.upstreamTimeout, connecting ? 'connect timeout' : 'per-try timeout');
+  };
+
+  /** The next try, after the policy's backoff; the response reader starts over for it. */
+  private retryLater(reason: RetryReason): void {
+    this.retryReason = reason;
+    this.response.begin((this.req as RequestHead).method, this.onFinalHead);
+    this.timers.startTry((this.plan as RequestPlan).backoffMs(this.attempts), () => this.acquireLane(false));
+  }
+
+  /** A RetryPolicy may retry a stream reset (or refused) before any response byte: the try is given up. */
+  private retriedReset(rstCode: number): boolean {
+    const plan = this.plan;
+    const endpoint = this.endpoint;
+    if (plan === undefined || endpoint === undefined || this.response.started || this.req?.body.kind !== 'none') return false;
+    const refusedStream = rstCode === RST_REFUSED_STREAM;
+    const reason = plan.failureReason(refusedStream ? 'refused-stream' : 'reset');
+    if (reason === undefined || !plan.mayRetry(reason, this.attempts, !refusedStream)) return false;
+    this.tryId += 1;
+    this.endpoint = undefined;
+    this.deps.http.balancer.end(endpoint, false);
+    (this.tried ??= new Set()).add(endpoint.key);
+    plan.recordTry(endpoint.key, 'gateway-error');
+    this.retryLater(reason);
+    return true;
+  }
+
+  /** The whole exchange (retries included) took longer than the destination's request timeout. */
+  private readonly onRequestTimeout = (): void => {
+    if (this.req === undefined || this.owner.closed) return;
+    this.tryId += 1;
+    if (this.response.started && !this.refused) this.abort(HTTP_FAILURES.upstreamTimeout, 'request timeout');
+    else this.fail(HTTP_FAILURES.upstreamTimeout, 'request timeout');
+  };
 
   /** The response is complete but the rest of the request body has nowhere to go: close after it. */
   private completeEarly(): void {
@@ -334,6 +437,7 @@ export class LaneExchange implements LaneOwner {
       return;
     }
     const timedOut = lane?.timedOut === true;
+    if (!timedOut && this.retriedReset(rstCode)) return;
     this.fail(timedOut ? HTTP_FAILURES.upstreamTimeout : HTTP_FAILURES.upstreamReset, `RST_STREAM ${rstCode}`);
   }
 
@@ -414,6 +518,14 @@ export class LaneExchange implements LaneOwner {
     const endpoint = this.endpoint;
     this.endpoint = undefined;
     if (endpoint !== undefined) this.deps.http.balancer.end(endpoint, ok);
+    const plan = this.plan;
+    if (plan !== undefined) {
+      this.plan = undefined;
+      this.timers.clear();
+      this.tryId += 1;
+      if (endpoint !== undefined && status !== 499) plan.recordTry(endpoint.key, outcomeOf(status, false));
+      plan.finish(status, (performance.now() - this.started) / 1000);
+    }
     if (this.req === undefined) return;
     const { method, target } = this.req;
     recordOutboundRequest(this.deps.http, { destination: this.destination(), correlationId: this.correlationId, method, path: target, status, code: this.code, attempts: this.attempts, started: this.started });
@@ -423,4 +535,12 @@ export class LaneExchange implements LaneOwner {
   private destination(): string {
     return this.route === undefined ? '-' : `${this.route.namespace}/${this.route.service}`;
   }
+}
+
+const RST_REFUSED_STREAM = h2.NGHTTP2_REFUSED_STREAM;
+
+/** `grpc-status` of a response head (gRPC over HTTP/1.1 is rare; trailers-only answers put it here). */
+function grpcStatusOf(head: ResponseHead): number | undefined {
+  const v = fieldValue(head.fields, 'grpc-status');
+  return v === undefined ? undefined : Number.parseInt(v, 10);
 }
