@@ -278,6 +278,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     healthy: health?.healthy ?? true,
     upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
     agentVersion: AGENT_VERSION,
+    ...(Object.keys(config.labels ?? {}).length === 0 ? {} : { labels: config.labels }),
   });
   const watch: ConfigWatch = new ConfigWatch({
     endpoint: () => endpointFor(identity.current),

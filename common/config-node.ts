@@ -67,6 +67,18 @@ export class ConfigNode {
     return undefined;
   }
 
+  /** The string value of `key` when this is a mapping that has one; reports nothing (for telling kinds apart). */
+  peekString(key: string): string | undefined {
+    const n = this.node;
+    if (!isMap(n)) return undefined;
+    for (const pair of n.items) {
+      const k = pair.key as Node | null;
+      const v = pair.value as Node | null;
+      if (isScalar(k) && k.value === key) return isScalar(v) && typeof v.value === 'string' ? v.value : undefined;
+    }
+    return undefined;
+  }
+
   get isNull(): boolean {
     const n = this.target();
     return n === null || (isScalar(n) && n.value === null);

@@ -229,6 +229,7 @@ export const ERRORS = Object.freeze({
   CLI_BAD_ADDRESS: def('TRELLIS_CLI_BAD_ADDRESS', 400, 'input', false, 'not HOST:PORT'),
   CLI_BAD_ADMIN_TOKEN: def('TRELLIS_CLI_BAD_ADMIN_TOKEN', 400, 'input', false, 'the file does not hold an admin credential'),
   CLI_BAD_LOG_LEVEL: def('TRELLIS_CLI_BAD_LOG_LEVEL', 400, 'input', false, 'not a log level'),
+  CLI_BAD_LABEL: def('TRELLIS_CLI_BAD_LABEL', 400, 'input', false, 'a --label is not KEY=VALUE with a Kubernetes label key and value'),
   CLI_BAD_UPSTREAM: def('TRELLIS_CLI_BAD_UPSTREAM', 400, 'input', false, 'an --upstream is not NAME=LOCALPORT or NS/NAME:PORT=HOST:LOCALPORT'),
   CLI_BAD_URL: def('TRELLIS_CLI_BAD_URL', 400, 'input', false, 'not a URL of the expected scheme'),
   CLI_EXISTS: def('TRELLIS_CLI_EXISTS', 400, 'input', false, 'the output file exists; nothing is overwritten'),

@@ -158,6 +158,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     maxBufferedBytes: config.maxWatchBufferBytes,
     trustBundlePem: () => trust.pem,
     policies: () => policy.state.policies,
+    traffic: () => policy.state.traffic ?? [],
     revokedSerials: () => revoked.list,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,

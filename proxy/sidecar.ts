@@ -22,6 +22,9 @@ import { compilePolicy } from '../policy/compiled-policy.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { resolveLimits, type ProxyLimits } from './core/limits.js';
 import { LoadBalancer, type LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
+import { OutboundTraffic } from './outbound/traffic/outbound-traffic.js';
+import { createTrafficMetrics } from './outbound/traffic/traffic-metrics.js';
+import { DEFAULT_TRAFFIC, type CompiledTraffic } from '../policy/traffic/index.js';
 import { createProxyMetrics, type ProxyMetrics } from './core/metrics.js';
 import { createHttpMetrics, type HttpMetrics } from './http/metrics.js';
 import { SessionPool, type PoolTarget } from './outbound/tunnel-client/session-pool.js';
@@ -77,6 +80,8 @@ export interface SidecarConfig {
   readonly appPorts?: readonly AppPort[];
   /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
   readonly revokedSerials?: ReadonlySet<string>;
+  /** Routes, retries, timeouts, outlier detection, circuit breakers (`compileTraffic(...)`); absent: the defaults. */
+  readonly traffic?: CompiledTraffic;
 }
 
 export interface SidecarPoolOptions {
@@ -197,6 +202,8 @@ class TrellisSidecar implements Sidecar {
   private readonly admin: AdminServer | undefined;
   private readonly inboundHttp: InboundHttp;
   private readonly outboundConnections = new TrackedSet<() => void>();
+  /** Traffic management of every outbound HTTP request (proxy/outbound/traffic/). */
+  private readonly traffic: OutboundTraffic;
   private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
   private config: SidecarConfig;
@@ -221,6 +228,9 @@ class TrellisSidecar implements Sidecar {
 
     this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding' });
     this.balancer.setServices(this.config.upstreams);
+    this.traffic = new OutboundTraffic({ metrics: createTrafficMetrics(this.registry), source: `${options.namespace}/${options.service}` });
+    this.traffic.setServices(this.config.upstreams);
+    this.traffic.setResources(this.config.traffic ?? DEFAULT_TRAFFIC);
     this.pool = new SessionPool({
       trustDomain: options.trustDomain,
       identity: options.identity,
@@ -279,6 +289,7 @@ class TrellisSidecar implements Sidecar {
       accessLog,
       limits: resolveOutboundHttpLimits({ maxConnections: this.limits.maxOutboundConnections, ...options.httpLimits }),
       connections: new ConnectionBudget(this.limits.maxOutboundConnectionsTotal),
+      traffic: this.traffic,
     };
     this.lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     registerLaneGauge(this.registry, this.lanes, this.inboundHttp);
@@ -291,6 +302,7 @@ class TrellisSidecar implements Sidecar {
   async start(): Promise<void> {
     if (this.started) throw new TrellisError(CODE.PROXY_ALREADY_STARTED, 'the sidecar was already started', { side: 'internal' });
     this.started = true;
+    this.traffic.startSweeps();
     const tunnel = this.options.tunnel ?? {};
     try {
       await this.tunnel.listen(tunnel.port ?? DEFAULT_TUNNEL_PORT, tunnel.address ?? '0.0.0.0');
@@ -319,6 +331,9 @@ class TrellisSidecar implements Sidecar {
     this.config = frozen;
     this.upstreams = indexUpstreams(frozen.upstreams);
     this.balancer.setServices(frozen.upstreams);
+    // New requests take the new routes and settings at once; requests in flight keep the plan they have.
+    this.traffic.setServices(frozen.upstreams);
+    this.traffic.setResources(frozen.traffic ?? DEFAULT_TRAFFIC);
     this.capture?.transparent.setUpstreams(frozen.upstreams);
     this.capture?.inbound.setAppPorts(frozen.appPorts ?? this.options.appPorts);
     this.state = inboundState(this.state.local, frozen.appPorts ?? this.options.appPorts, frozen.policy, frozen.revokedSerials);
@@ -347,6 +362,7 @@ class TrellisSidecar implements Sidecar {
     }, graceMs);
     // Idle lanes both ways close now, so tunnel sessions can finish; busy ones after their exchange.
     this.lanes.close();
+    this.traffic.close();
     this.inboundHttp.drainLanes();
     // Listeners stop accepting at once; sessions and streams already open get the grace period.
     await Promise.all([

@@ -3,9 +3,9 @@ import type { ConfigNode } from '../../common/config-node.js';
 import { parseDuration } from '../../common/duration.js';
 import { TRAFFIC_LIMITS } from './types.js';
 
-/** Kubernetes label keys (optional DNS prefix and "/") and values. */
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+/** Kubernetes label keys (optional DNS prefix and "/") and values; also what registrations and `--label` accept. */
+export const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+export const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
 /** A duration such as "250ms" or "15s", in ms, at most `maxMs`. */
 export function readDuration(node: ConfigNode | undefined, maxMs = 24 * 3_600_000): number | undefined {
