@@ -30,7 +30,11 @@ export async function loadPolicyDir(dir: string, options: ValidationContext = {}
  * either rejects both (every issue of both listed), so a directory applies whole or not at all.
  */
 export async function loadPolicyAndTrafficDir(dir: string, options: ValidationContext = {}): Promise<{ policies: TrafficPermission[]; traffic: TrafficResource[] }> {
-  const files = await readPolicyFiles(dir);
+  return parsePolicyAndTraffic(await readPolicyFiles(dir), options);
+}
+
+/** Both kinds of one set of files, validated together (see `loadPolicyAndTrafficDir`). */
+export function parsePolicyAndTraffic(files: readonly YamlText[], options: ValidationContext = {}): { policies: TrafficPermission[]; traffic: TrafficResource[] } {
   const issues: ConfigIssue[] = [];
   const attempt = <T>(parse: () => T): T | undefined => {
     try {

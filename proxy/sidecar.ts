@@ -275,6 +275,7 @@ class TrellisSidecar implements Sidecar {
         logger: outboundLog,
         sourceLabel,
         accessLog,
+        traffic: this.traffic,
         track: (cut) => {
           return this.outboundConnections.add(cut);
         },

@@ -19,6 +19,7 @@ import type { PoolTarget, SessionPool } from '../tunnel-client/session-pool.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.js';
 import { CORRELATION_HEADER, DENIED_BY_HEADER, RST_CANCEL, RST_REFUSED, STATUS_FORBIDDEN, STATUS_OK } from '../../core/tunnel-protocol.js';
 import { routeTargetPort, type OutboundRoute } from '../route.js';
+import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
 
 export interface TcpForwarderDeps {
   readonly pool: SessionPool;
@@ -33,6 +34,8 @@ export interface TcpForwarderDeps {
   readonly maxAttempts?: number;
   /** Registers the connection so shutdown can cut it; returns the unregister function. */
   readonly track?: (cut: () => void) => () => void;
+  /** Route weights, connect timeout, outlier detection and connection limits (proxy/outbound/traffic/). */
+  readonly traffic?: OutboundTraffic;
 }
 
 export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarderDeps): void {
@@ -61,7 +64,9 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
   app.once('close', onEarlyClose);
   deps.metrics.tcpActive.inc({ direction: 'outbound' });
 
+  const plan = deps.traffic?.tcpPlan(route, deps.balancer.endpoints(route.service, route.namespace));
   const giveUp = (result: string, message: string, level: 'warn' | 'info' = 'warn'): void => {
+    plan?.finish(0, 0);
     untrack?.();
     deps.metrics.tcpActive.dec({ direction: 'outbound' });
     deps.metrics.tcpConnections.inc({ direction: 'outbound', source: deps.sourceLabel, destination, result });
@@ -78,7 +83,11 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
       giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
       return;
     }
-    const picked = deps.balancer.pick(route.service, route.namespace, tried, route.servicePort);
+    if (plan?.overflow !== undefined) {
+      giveUp('circuit-breaker', `${destination}: circuit breaker ${plan.overflow}`);
+      return;
+    }
+    const picked = deps.balancer.pick(route.service, route.namespace, tried, route.servicePort, plan?.accepts);
     if (picked === undefined || attempts >= maxAttempts) {
       giveUp(attempts === 0 ? 'no-endpoint' : 'unreachable', attempts === 0 ? `no endpoint for ${destination}` : `no endpoint of ${destination} accepted the connection`);
       return;
@@ -109,6 +118,7 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
   const failed = (picked: BalancedEndpoint, why: string, err: unknown, endpointFault = true): void => {
     deps.balancer.end(picked, !endpointFault);
     (tried ??= new Set()).add(picked.key);
+    if (endpointFault) plan?.recordTry(picked.key, 'connect-failure');
     deps.logger.debug({ correlationId, endpoint: picked.key, why, err: err instanceof Error ? err.message : String(err) }, 'CONNECT attempt failed; trying another endpoint');
     attempt();
   };
@@ -124,7 +134,7 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
     let answered = false;
     const timer = setTimeout(() => {
       if (!answered) s.close(RST_CANCEL);
-    }, deps.limits.streamOpenTimeoutMs);
+    }, plan?.connectTimeoutMs ?? deps.limits.streamOpenTimeoutMs);
     s.on('error', () => undefined);
     const onPreClose = (): void => {
       clearTimeout(timer);
@@ -157,6 +167,7 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
       }
       // 5xx: this endpoint could not deliver (its app is down or overloaded): another one may.
       const endpointFault = status >= 500;
+      if (endpointFault) plan?.recordTry(picked.key, 'gateway-error');
       deps.balancer.end(picked, !endpointFault);
       (tried ??= new Set()).add(picked.key);
       if (!endpointFault) {
@@ -170,12 +181,14 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
   const connected = (picked: BalancedEndpoint, s: ClientHttp2Stream): void => {
     app.off('error', onEarlyError);
     app.off('close', onEarlyClose);
+    plan?.recordTry(picked.key, 'success');
     untrack = deps.track?.(() => handle?.cut());
     handle = splice(app, s, deps.limits.tcpIdleTimeoutMs, (result) => ended(picked, result));
     app.resume();
   };
 
   const ended = (picked: BalancedEndpoint, result: SpliceResult): void => {
+    plan?.finish(0, 0);
     untrack?.();
     deps.balancer.end(picked, true);
     deps.metrics.tcpActive.dec({ direction: 'outbound' });

@@ -20,6 +20,9 @@ import { DestinationState } from './destination-state.js';
 import { RequestPlan } from './request-plan.js';
 import type { TrafficMetrics } from './traffic-metrics.js';
 
+/** What a TCP stream offers route matching: nothing HTTP, so only rules without HTTP conditions match it. */
+const TCP_REQUEST: TrafficRequest = Object.freeze({ method: '', path: null, query: '', headerValues: () => [] });
+
 /** Success-rate ejection runs at most this often, whatever the configured interval. */
 const MIN_SWEEP_MS = 1_000;
 /** Destinations with state; a sidecar calling more than this many services shares nothing beyond it. */
@@ -95,7 +98,7 @@ export class OutboundTraffic {
    * an endpoint that is up and serves the port (none up: drawn among all, and the pick finds nothing, which
    * the path reports as "no endpoint"), and the destination's settings and breaker slot.
    */
-  plan(route: OutboundRoute, req: TrafficRequest, candidates: readonly BalancedEndpoint[]): RequestPlan {
+  plan(route: OutboundRoute, req: TrafficRequest, candidates: readonly BalancedEndpoint[], slot: 'requests' | 'connections' = 'requests'): RequestPlan {
     const rule = this.compiled.route(route.namespace, route.service, req);
     const backends = rule.rule.backends;
     let index = 0;
@@ -105,6 +108,14 @@ export class OutboundTraffic {
       index = pickBackend(backends, r, (b) => up(b.labels)) ?? pickBackend(backends, r) ?? 0;
     }
     const dest = this.destination(route.namespace, route.service);
-    return new RequestPlan(rule, backends[index] ?? (backends[0] as never), dest, req.method, this.options.source, this.options.metrics, candidates);
+    return new RequestPlan(rule, backends[index] ?? (backends[0] as never), dest, req.method, this.options.source, this.options.metrics, candidates, slot);
+  }
+
+  /**
+   * A TCP connection's plan: the first rule that asks nothing of HTTP (no match, or only conditions a
+   * stream cannot meet fail) gives the weights; the connection holds a `connections` slot of the breaker.
+   */
+  tcpPlan(route: OutboundRoute, candidates: readonly BalancedEndpoint[]): RequestPlan {
+    return this.plan(route, TCP_REQUEST, candidates, 'connections');
   }
 }

@@ -19,6 +19,7 @@ import {
   type RouteBackend,
   type TryOutcome,
 } from '../../../policy/traffic/index.js';
+import type { BreakerSlot } from '../../../policy/traffic/index.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import type { DestinationState } from './destination-state.js';
 import type { TrafficMetrics } from './traffic-metrics.js';
@@ -27,7 +28,7 @@ import { versionLabel } from './traffic-metrics.js';
 export class RequestPlan {
   /** Set when the circuit breaker refused the request: the path fails it at once with this reason. */
   readonly overflow: BreakerOverflow | undefined;
-  private holdsRequest = false;
+  private holds = false;
   private retriesHeld = 0;
   private finished = false;
   /** Ejections are ignored for this request when too few endpoints of its backend would be left (panic). */
@@ -41,9 +42,11 @@ export class RequestPlan {
     private readonly source: string,
     private readonly metrics: TrafficMetrics,
     candidates: readonly BalancedEndpoint[],
+    /** HTTP requests hold a `requests` slot; TCP connections a `connections` slot and count no request metrics. */
+    private readonly slot: BreakerSlot = 'requests',
   ) {
-    this.overflow = dest.breaker.take('requests');
-    if (this.overflow === undefined) this.holdsRequest = true;
+    this.overflow = dest.breaker.take(slot);
+    if (this.overflow === undefined) this.holds = true;
     else metrics.overflow(dest.label, this.overflow);
     let serving = 0;
     let live = 0;
@@ -129,9 +132,9 @@ export class RequestPlan {
   finish(status: number, seconds: number): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.holdsRequest) this.dest.breaker.release('requests');
+    if (this.holds) this.dest.breaker.release(this.slot);
     for (; this.retriesHeld > 0; this.retriesHeld--) this.dest.breaker.release('retries');
-    if (this.overflow === undefined) this.metrics.request(this.source, this.dest.label, this.rule.label, this.version, status, seconds);
+    if (this.overflow === undefined && this.slot === 'requests') this.metrics.request(this.source, this.dest.label, this.rule.label, this.version, status, seconds);
   }
 }
 

@@ -83,3 +83,25 @@ describe('trellis explain with traffic management', () => {
     expect(res.err).toContain('expected NAME=VALUE');
   });
 });
+
+describe('trellis policy check with traffic resources', () => {
+  let dir = '';
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'trellis-check-traffic-'));
+    for (const [name, text] of Object.entries(FILES)) await writeFile(join(dir, name), text);
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('counts both kinds, and rejects the whole set for one bad traffic document', async () => {
+    const ok = await run(['policy', 'check', dir]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toBe('ok: 1 policy and 2 traffic resources in 2 files\n');
+    await writeFile(join(dir, 'bad.yaml'), 'apiVersion: trellis.dev/v1alpha1\nkind: TrafficRoute\nmetadata: { name: r, namespace: shop }\nspec:\n  destination: payments\n  rules:\n    - match: { headers: [{ name: x, regex: "(a*)*b" }] }\n      backends: [{}]\n');
+    const bad = await run(['policy', 'check', dir]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('bad.yaml:7:44: spec.rules[0].match.headers[0].regex: regex a group holding a quantifier');
+    expect(bad.err).toContain('policy rejected (nothing would be applied)');
+  });
+});
