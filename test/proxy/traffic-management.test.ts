@@ -6,7 +6,7 @@
 import { Agent } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { send, type TestResponse } from './http-client.js';
-import { startMesh, type AppHandler, type TestMesh } from './http-harness.js';
+import { closeApp, endpointOf, startMesh, type AppHandler, type TestMesh } from './http-harness.js';
 
 const V1 = { version: 'v1' };
 const V2 = { version: 'v2' };
@@ -175,5 +175,24 @@ describe('traffic management on the HTTP/1.1 lane path', () => {
     expect(await metric(mesh, 'trellis_circuit_breaker_overflows_total', { limit: 'max-requests' })).toBe(3);
     // Slots are given back: the next requests go through.
     expect((await send({ port: mesh.outboundPort })).status).toBe(200);
+  });
+
+  it('ejects a dead zone-local instance but never the single endpoint standing for a remote zone', async () => {
+    mesh = await startMesh({
+      apps: [answer('dead'), answer('local'), (_req, res) => { res.statusCode = 503; res.end('remote busy'); }],
+      traffic: resource('OutlierDetection', '  consecutiveGatewayErrors: 1\n  maxEjectedPercent: 100\n  baseEjectionTime: 1m\n'),
+    });
+    const [a, b, c] = mesh.tunnels;
+    const keys = [a, b, c].map((t) => `127.0.0.1:${t!.port}`);
+    mesh.setEndpoints([endpointOf(a!.port), endpointOf(b!.port), { ...endpointOf(c!.port), zone: 'remote' }]);
+    await closeApp(mesh.apps[0]!);
+    const responses = await load(mesh.outboundPort, 60, 4);
+    // Requests to the dead app are retried (nothing reached it); the remote one answers 503 itself. Even at
+    // maxEjectedPercent 100 the remote zone's only endpoint stays: ejection is counted per zone.
+    expect(responses.filter((r) => r.status !== 200 && r.body !== 'remote busy')).toEqual([]);
+    const outlier = mesh.traffic!.destination('shop', 'payments').outlier;
+    expect(outlier.isEjected(keys[0]!)).toBe(true);
+    expect(outlier.isEjected(keys[2]!)).toBe(false);
+    expect(responses.some((r) => r.body === 'remote busy')).toBe(true);
   });
 });
