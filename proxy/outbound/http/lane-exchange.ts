@@ -329,7 +329,8 @@ export class LaneExchange implements LaneOwner {
     const byPolicy = this.retryReason !== undefined;
     this.appRefusedLast = !byPolicy;
     if (endpoint !== undefined) {
-      this.deps.http.balancer.end(endpoint, false);
+      // An app that answered is reachable: ejecting it for its answers is outlier detection's job, not the balancer's.
+      this.deps.http.balancer.end(endpoint, byPolicy);
       (this.tried ??= new Set()).add(endpoint.key);
       this.plan?.recordTry(endpoint.key, outcomeOf(this.responseStatus(), false));
     }
