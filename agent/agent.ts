@@ -6,41 +6,38 @@
  *     the control plane is back), and a first health probe of the app;
  *  3. the watch, which registers this instance and streams config; renewal at half-life.
  * Shutdown reverses it: deregister (callers stop choosing this endpoint), stop accepting, drain within the
- * grace period, close.
+ * grace period, close. Each step is a function below (`assembleAgent` calls them in order); identity is
+ * identity-bootstrap.ts, the config in force config-in-force.ts, the status view agent-status.ts.
  */
 import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { CONTROL_PATHS, type Registration } from '../api/control-protocol.js';
-import { ControlError, controlRequest, type ControlEndpoint } from '../api/control-client.js';
-import { TrellisError, describeError } from '../common/errors.js';
+import { controlRequest } from '../api/control-client.js';
+import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { captureAppLocalAddress, createSidecar, type Sidecar, type SidecarAddresses } from '../proxy/sidecar.js';
+import { captureAppLocalAddress, createSidecar, type Sidecar, type SidecarAddresses, type SidecarConfig } from '../proxy/sidecar.js';
 import { createAgentAdminServer } from './admin-server.js';
 import { AgentMetrics } from './agent-metrics.js';
+import { agentStatus, type AgentStatus } from './agent-status.js';
 import { AppHealth } from './app-health.js';
-import { bootstrapTrustDomain } from './bootstrap-trust-domain.js';
 import { createStatusServer } from './status-server.js';
-import { Backoff } from '../common/backoff.js';
-import type { VersionedSnapshot } from './config-state.js';
+import { ConfigInForce } from './config-in-force.js';
 import { ConfigWatch } from './config-watch.js';
 import type { AgentConfig } from './config.js';
-import { holdIdentity, IdentityManager, type HeldIdentity } from './identity-manager.js';
-import { buildSidecarConfig } from './sidecar-config.js';
-import type { OutboundListener } from '../api/data-plane.js';
-import { withTrustBundle } from './trust-bundle-update.js';
+import type { HeldIdentity, IdentityManager } from './identity-manager.js';
+import { controlEndpointFor, createIdentityManager, obtainIdentity, type EndpointFor } from './identity-bootstrap.js';
 import { AgentStateDir } from './state-dir.js';
-import { CODE } from '../common/error-codes.js';
 
 export const AGENT_VERSION = '0.1.0';
 
 export interface RunningAgent {
   readonly registry: Registry;
   addresses(): SidecarAddresses & { readonly agentAdmin: AddressInfo | undefined; readonly status: AddressInfo | undefined };
-  status(): { readonly ready: boolean } & Record<string, unknown>;
+  status(): AgentStatus;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -61,6 +58,8 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
   /** A loopback `POST /quitquitquit` on the status port (a Job's app is done): the caller stops the agent. */
   readonly onQuitRequested?: () => void;
+  /** Extra readiness conditions (e.g. the CNI redirect check): each returns its not-ready reason, or null. */
+  readonly readinessGates?: readonly (() => string | null)[];
 }
 
 /** What the status port shows before the agent is assembled, and the handle to close it. */
@@ -94,185 +93,129 @@ export async function startAgent(config: AgentConfig, log: Logger, options: Star
   }
 }
 
-/** OpenSSL's verify codes that a retry cannot fix: the server's chain does not lead to the given roots. */
-const TLS_VERIFY_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE']);
+/** What the steps share: made once by `prepare`, before any step runs. */
+interface AgentParts {
+  readonly config: AgentConfig;
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly statusPort: StatusPort;
+  readonly stateDir: AgentStateDir | undefined;
+  readonly instanceId: string;
+  readonly metrics: AgentMetrics;
+  readonly endpointFor: EndpointFor;
+  readonly identity: IdentityManager;
+  readonly state: ConfigInForce;
+  /** Set once built; the identity and health callbacks can fire before (and then have nothing to update). */
+  readonly late: { sidecar?: Sidecar; watch?: ConfigWatch };
+  /** Where other sidecars reach this one; learnt on the first registration when not given. */
+  address: string | undefined;
+}
 
-function tlsVerifyFailure(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth += 1) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== undefined && TLS_VERIFY_CODES.has(code)) return code;
-  }
-  return undefined;
+/** The parts every step runs with, once the running pieces exist. */
+interface Assembled {
+  readonly sidecar: Sidecar;
+  readonly tunnelPort: number;
+  readonly health: AppHealth | undefined;
+  readonly watch: ConfigWatch;
+  readonly admin: Server | undefined;
+  readonly status: () => AgentStatus;
 }
 
 async function assembleAgent(config: AgentConfig, log: Logger, options: StartOptions, registry: Registry, statusPort: StatusPort): Promise<RunningAgent> {
+  const parts = await prepare(config, log, registry, statusPort);
+  // 1. Identity.
+  const { held } = await obtainIdentity(parts.identity, parts, options.signal);
+  // 2. Sidecar, with the last saved snapshot, and a first health probe of the app.
+  const initial = await parts.state.restore();
+  parts.metrics.configStale.set(1);
+  const health = await startAppHealth(parts);
+  const { sidecar, tunnelPort } = await startSidecar(parts, held, initial);
+  if (parts.state.restoredFromDisk) log.warn({ version: parts.state.snapshot?.version }, 'serving the config saved before this restart until the control plane answers');
+  // 3. Watch and rotation.
+  const watch = startWatch(parts, sidecar, tunnelPort, health);
+  parts.identity.schedule();
+  const status = (): AgentStatus => agentStatus({ sidecar, watch, health, identity: parts.identity, state: parts.state, gates: options.readinessGates ?? [] });
+  statusPort.view = () => {
+    const now = status();
+    return { ready: now.ready, reasons: now.reasons };
+  };
+  const admin = await startAdmin(parts, status, tunnelPort);
+  return runningAgent(parts, { sidecar, tunnelPort, health, watch, admin, status });
+}
+
+async function prepare(config: AgentConfig, log: Logger, registry: Registry, statusPort: StatusPort): Promise<AgentParts> {
   const stateDir = config.dataDir === undefined ? undefined : await AgentStateDir.open(config.dataDir);
   const instanceId = stateDir === undefined ? `${config.service}-${process.pid}-${Date.now().toString(36)}` : await stateDir.instanceId();
   const metrics = new AgentMetrics(registry);
   const caBundle = config.caFile === undefined ? undefined : await fs.readFile(config.caFile, 'utf8');
+  const endpointFor = controlEndpointFor(config, caBundle);
+  const late: AgentParts['late'] = {};
+  const identity = createIdentityManager({ config, caBundle, endpointFor, stateDir, metrics, log, onRenewed: (next) => late.sidecar?.setIdentity(next) });
+  const state = new ConfigInForce({ config, stateDir, identity, metrics, log });
+  // Given, or the tunnel's own bind address; else the local address of a connection to the control plane,
+  // learnt on the first connect that succeeds (never guessed).
+  const address = config.address ?? (config.tunnel.host !== '0.0.0.0' && config.tunnel.host !== '::' ? config.tunnel.host : undefined);
+  return { config, log, registry, statusPort, stateDir, instanceId, metrics, endpointFor, identity, state, late, address };
+}
 
-  const readToken = async (): Promise<string | undefined> => {
-    if (config.tokenFile === undefined) return undefined;
-    try {
-      return (await fs.readFile(config.tokenFile, 'utf8')).trim();
-    } catch (err) {
-      // A typo in the path does not fix itself: fail the start (exit 2) instead of retrying forever.
-      const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
-      throw new TrellisError(CODE.AGENT_TOKEN_FILE, `--token-file ${config.tokenFile}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`}`, { side: 'input', cause: err });
-    }
-  };
-  const endpointFor = (held: HeldIdentity | undefined): ControlEndpoint => {
-    const bundle = held?.trustBundlePem ?? caBundle;
-    if (bundle === undefined) throw new TrellisError(CODE.AGENT_NO_TRUST, 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
-    return { url: config.controlUrl, trustBundlePem: bundle, rootNamespace: config.rootNamespace, ...(held === undefined ? {} : { trustDomain: held.trustDomain }) };
-  };
-  // Set once built; the identity callback can fire before (it then has no sidecar to update).
-  const late: { sidecar?: Sidecar; watch?: ConfigWatch } = {};
-  const identity = new IdentityManager({
-    endpoint: endpointFor,
-    readToken,
-    wantedId: (token) => {
-      // A projected service-account token names no trust domain: it is then read from the mesh roots.
-      const trustDomain = bootstrapTrustDomain({ configured: config.trustDomain, token, bundlePem: caBundle, bundleSource: config.caFile ?? '--ca-file' });
-      return `spiffe://${trustDomain}/ns/${config.namespace}/sa/${config.service}`;
-    },
-    log,
-    onRenewed: (next) => {
-      metrics.renewals.inc({ result: 'ok' });
-      late.sidecar?.setIdentity(next);
-      void stateDir?.saveIdentity(next).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the renewed certificate'));
-    },
-    onRenewalFailed: () => metrics.renewals.inc({ result: 'failed' }),
-  });
-
-  // 1. Identity.
-  const saved = await stateDir?.loadIdentity().catch((err: unknown) => {
-    log.warn({ err: describeError(err) }, 'saved identity unreadable; bootstrapping again');
-    return undefined;
-  });
-  let adopted = false;
-  if (saved !== undefined) {
-    try {
-      adopted = identity.adopt(holdIdentity(saved));
-    } catch (err) {
-      log.warn({ err: describeError(err) }, 'saved identity unusable; bootstrapping again');
-    }
-  }
-  if (!adopted) {
-    const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 });
-    for (;;) {
-      try {
-        const held = await identity.issueWithToken();
-        await stateDir?.saveIdentity(held);
-        break;
-      } catch (err) {
-        // 429: too many refused attempts from this address (the control plane's limit); waiting helps.
-        const refused = err instanceof ControlError && err.status >= 400 && err.status < 500 && err.status !== 429;
-        if (refused) throw new TrellisError(CODE.AGENT_BOOTSTRAP_REFUSED, `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });
-        // Our own input (no --ca-file, an unreadable --token-file): nothing was sent, so say what it is.
-        if (err instanceof TrellisError && err.side === 'input') throw err;
-        const untrusted = tlsVerifyFailure(err);
-        if (untrusted !== undefined) {
-          throw new TrellisError(CODE.AGENT_CONTROL_UNTRUSTED, `the control plane's certificate does not verify against the roots in --ca-file ${config.caFile ?? '(none)'} (${untrusted}): give its trust bundle (<control data-dir>/trust-bundle.pem)`, { side: 'input', cause: err });
-        }
-        const wait = backoff.next();
-        log.warn({ err: describeError(err), retryInMs: wait }, 'cannot get a certificate yet; retrying');
-        try {
-          await sleep(wait, undefined, options.signal === undefined ? {} : { signal: options.signal });
-        } catch {
-          throw new TrellisError(CODE.AGENT_START_ABORTED, 'stopped before the first certificate arrived', { side: 'internal' });
-        }
-      }
-    }
-  }
-  const held = identity.current as HeldIdentity;
-  log.info({ spiffeId: held.spiffeId, notAfter: held.notAfter.toISOString(), fromDisk: adopted }, 'workload identity ready');
-
-  // 2. Sidecar, with the last saved snapshot.
-  let inForce: VersionedSnapshot | undefined = await stateDir?.loadSnapshot().catch((err: unknown) => {
-    log.warn({ err: describeError(err) }, 'saved snapshot unreadable; waiting for the control plane');
-    return undefined;
-  });
-  let restoredFromDisk = inForce !== undefined;
-  let waiting: readonly string[] = [];
-  let initial;
-  /** The listeners in force: a listener without a named port keeps its service port across snapshots. */
-  let listeners: readonly OutboundListener[] = [];
-  if (inForce !== undefined) {
-    try {
-      const built = buildSidecarConfig(inForce.snapshot, `${inForce.epoch}.${inForce.version}`, config);
-      initial = built.config;
-      waiting = built.waiting;
-      listeners = built.config.listeners;
-    } catch (err) {
-      log.warn({ err: describeError(err) }, 'saved snapshot invalid; waiting for the control plane');
-      inForce = undefined;
-      restoredFromDisk = false;
-    }
-  }
-  metrics.configStale.set(1);
+/** The app's health, reported to the control plane on each change once the watch is connected. */
+async function startAppHealth(parts: AgentParts): Promise<AppHealth | undefined> {
+  const { config, metrics, log, identity, late } = parts;
   // No app port: nothing to check, and nothing is served, so the (portless) endpoint counts as healthy.
-  if (config.healthCheck === null) metrics.appHealthy.set(1);
+  if (config.healthCheck === null) {
+    metrics.appHealthy.set(1);
+    return undefined;
+  }
   // In transparent capture an app off loopback is checked from the hand-off source, or the rules would
   // send the check to the inbound capture port (see proxy/inbound/app-source.ts).
-  const healthSpec = config.healthCheck === null || config.capture === undefined ? config.healthCheck : { ...config.healthCheck, localAddress: captureAppLocalAddress(config.healthCheck.host) };
-  const health = healthSpec === null ? undefined : new AppHealth(healthSpec, (result) => {
+  const spec = config.capture === undefined ? config.healthCheck : { ...config.healthCheck, localAddress: captureAppLocalAddress(config.healthCheck.host) };
+  const health = new AppHealth(spec, (result) => {
     metrics.appHealthy.set(result.healthy ? 1 : 0);
     log.info({ healthy: result.healthy, detail: result.detail }, 'app health changed');
     // The first probe runs before the watch exists.
-    if (late.watch?.connected === true) {
-      void controlRequest(endpointFor(identity.current), {
-        method: 'PUT',
-        path: CONTROL_PATHS.endpoint(instanceId),
-        body: { healthy: result.healthy, detail: result.detail },
-        clientCert: identity.current as HeldIdentity,
-        timeoutMs: 5_000,
-      }).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot report app health; the next registration carries it'));
-    }
+    if (late.watch?.connected !== true) return;
+    void controlRequest(parts.endpointFor(identity.current), {
+      method: 'PUT',
+      path: CONTROL_PATHS.endpoint(parts.instanceId),
+      body: { healthy: result.healthy, detail: result.detail },
+      clientCert: identity.current as HeldIdentity,
+      timeoutMs: 5_000,
+    }).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot report app health; the next registration carries it'));
   });
-  await health?.start();
+  await health.start();
+  return health;
+}
 
-  const running = createSidecar({
+async function startSidecar(parts: AgentParts, held: HeldIdentity, initial: SidecarConfig | undefined): Promise<{ sidecar: Sidecar; tunnelPort: number }> {
+  const { config, state } = parts;
+  const sidecar = createSidecar({
     service: config.service,
     namespace: config.namespace,
     trustDomain: held.trustDomain,
-    zone: inForce?.snapshot.zone ?? config.zone ?? 'default',
+    zone: state.snapshot?.snapshot.zone ?? config.zone ?? 'default',
     identity: held,
     appPorts: config.appPorts,
     tunnel: { address: config.tunnel.host, port: config.tunnel.port },
     admin: null,
-    registry,
-    logger: log,
-    rootNamespace: inForce?.snapshot.rootNamespace ?? config.rootNamespace,
+    registry: parts.registry,
+    logger: parts.log,
+    rootNamespace: state.snapshot?.snapshot.rootNamespace ?? config.rootNamespace,
     accessLog: config.accessLog,
     ...(initial === undefined ? {} : { config: initial }),
     ...(config.capture === undefined ? {} : { capture: config.capture }),
   });
-  late.sidecar = running;
-  await running.start();
-  const tunnelPort = (running.addresses().tunnel as AddressInfo).port;
-  // Where other sidecars reach this one: given, the tunnel's own bind address, or else the local address
-  // of a connection to the control plane, learnt on the first connect that succeeds (never guessed).
-  let address: string | undefined = config.address ?? (config.tunnel.host !== '0.0.0.0' && config.tunnel.host !== '::' ? config.tunnel.host : undefined);
-  if (restoredFromDisk) log.warn({ version: inForce?.version }, 'serving the config saved before this restart until the control plane answers');
+  parts.late.sidecar = sidecar;
+  await sidecar.start();
+  return { sidecar, tunnelPort: (sidecar.addresses().tunnel as AddressInfo).port };
+}
 
-  // 3. Watch and rotation.
-  let lastSaved = 0;
-  let saveTimer: NodeJS.Timeout | undefined;
-  const saveSnapshot = (): void => {
-    if (stateDir === undefined || saveTimer !== undefined) return;
-    // At most one write per second: a burst of deltas must not become a burst of fsyncs.
-    const delay = Math.max(0, 1_000 - (Date.now() - lastSaved));
-    saveTimer = setTimeout(() => {
-      saveTimer = undefined;
-      lastSaved = Date.now();
-      if (inForce !== undefined) void stateDir.saveSnapshot(inForce).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the config snapshot'));
-    }, delay);
-  };
+/** The watch registers this instance and streams its config into the sidecar. */
+function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, health: AppHealth | undefined): ConfigWatch {
+  const { config, metrics, log, identity } = parts;
   const registration = async (): Promise<Registration> => ({
-    instanceId,
+    instanceId: parts.instanceId,
     ...(config.zone === undefined ? {} : { zone: config.zone }),
-    address: (address ??= await localAddressTowards(config.controlUrl)),
+    address: (parts.address ??= await localAddressTowards(config.controlUrl)),
     tunnelPort,
     ports: config.appPorts.map((p) => ({ port: p.port, protocol: p.protocol })),
     healthy: health?.healthy ?? true,
@@ -280,67 +223,12 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     agentVersion: AGENT_VERSION,
     ...(Object.keys(config.labels ?? {}).length === 0 ? {} : { labels: config.labels }),
   });
-  const watch: ConfigWatch = new ConfigWatch({
-    endpoint: () => endpointFor(identity.current),
+  const watch = new ConfigWatch({
+    endpoint: () => parts.endpointFor(identity.current),
     clientCert: () => identity.current as HeldIdentity,
     registration,
     log,
-    onConfig: (next) => {
-      let built;
-      try {
-        built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, config, listeners);
-      } catch (err) {
-        metrics.configUpdates.inc({ result: 'rejected' });
-        log.error({ err: describeError(err), version: next.version }, 'config from the control plane rejected; the last good config stays in force');
-        return;
-      }
-      const current = identity.current as HeldIdentity;
-      if (next.snapshot.trustBundlePem !== current.trustBundlePem && next.snapshot.trustBundlePem.length > 0) {
-        // Root rotation: new sessions (tunnel, pool, control plane) trust the new roots; saved, so a restart does too.
-        try {
-          const updated = withTrustBundle(current, next.snapshot.trustBundlePem);
-          identity.adopt(updated.identity);
-          running.setIdentity(updated.identity);
-          void stateDir?.saveIdentity(updated.identity).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot save the new trust bundle'));
-          log.info({ roots: updated.roots }, 'trust bundle updated');
-        } catch (err) {
-          metrics.configUpdates.inc({ result: 'rejected' });
-          log.error({ err: describeError(err) }, 'the trust bundle in force stays');
-        }
-      }
-      for (const gone of listeners) {
-        if (built.config.listeners.some((l) => l.bindAddress === gone.bindAddress && l.localPort === gone.localPort)) continue;
-        // A caller's working port is going away: say so loudly, with the reason the new snapshot gives.
-        const why = built.waiting.find((w) => w.startsWith(`${gone.namespace}/${gone.service} `));
-        log.warn({ listener: `${gone.bindAddress}:${gone.localPort}`, upstream: `${gone.namespace}/${gone.service}`, reason: why ?? 'no longer an upstream' }, 'outbound listener closed by the new config');
-      }
-      listeners = built.config.listeners;
-      inForce = next;
-      restoredFromDisk = false;
-      waiting = built.waiting;
-      metrics.configStale.set(0);
-      metrics.configVersion.set(next.version);
-      const version = next.version;
-      running.applyConfig(built.config).then(
-        () => {
-          // A listener that cannot bind does not fail the config (it is retried with backoff, and /ready
-          // names it): "applied" is said only when every listener bound, else how many did not.
-          const failing = running.listenerFailures();
-          if (failing.length === 0) {
-            metrics.configUpdates.inc({ result: 'applied' });
-            return;
-          }
-          metrics.configUpdates.inc({ result: 'applied-degraded' });
-          const named = failing.map((f) => `${f.spec.namespace}/${f.spec.service}:${f.spec.port} on ${f.spec.bindAddress}:${f.spec.localPort}: ${f.reason}`);
-          log.warn({ version, listenersFailing: failing.length, failing: named }, `config applied with ${failing.length} outbound listener(s) failing to bind; retrying, /ready is false until they bind`);
-        },
-        (err: unknown) => {
-          metrics.configUpdates.inc({ result: 'failed' });
-          log.error({ err: describeError(err), version }, 'the new config could not be applied in full');
-        },
-      );
-      saveSnapshot();
-    },
+    onConfig: (next) => parts.state.apply(next, sidecar),
     onConnected: () => {
       metrics.controlPlaneConnected.set(1);
       log.info({ control: config.controlUrl.host }, 'connected to the control plane');
@@ -351,78 +239,66 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
       log.warn({ reason }, 'lost the control plane; serving the last config');
     },
   });
-  late.watch = watch;
+  parts.late.watch = watch;
   watch.start();
-  identity.schedule();
-  statusPort.view = () => {
-    const now = status();
-    return { ready: now.ready, reasons: now.reasons as readonly string[] };
-  };
+  return watch;
+}
 
-  const admin = config.admin === null ? undefined : createAgentAdminServer({
-    registry,
+/** The agent's admin port (`--admin`): status, metrics, the config in force and the certificate. */
+async function startAdmin(parts: AgentParts, status: () => AgentStatus, tunnelPort: number): Promise<Server | undefined> {
+  const { config, identity, state } = parts;
+  if (config.admin === null) return undefined;
+  const admin = createAgentAdminServer({
+    registry: parts.registry,
     status,
-    config: () => ({ instanceId, address, tunnelPort, service: config.service, namespace: config.namespace, version: inForce?.version, epoch: inForce?.epoch, snapshot: inForce?.snapshot }),
+    config: () => ({ instanceId: parts.instanceId, address: parts.address, tunnelPort, service: config.service, namespace: config.namespace, version: state.snapshot?.version, epoch: state.snapshot?.epoch, snapshot: state.snapshot?.snapshot }),
     certificates: () => {
       const h = identity.current;
       return h === undefined ? null : { spiffeId: h.spiffeId, notBefore: h.notBefore.toISOString(), notAfter: h.notAfter.toISOString(), certChainPem: h.certChainPem, trustBundlePem: h.trustBundlePem };
     },
   });
-  if (admin !== undefined && config.admin !== null) {
-    admin.listen(config.admin.port, config.admin.host);
-    await once(admin, 'listening');
-  }
+  admin.listen(config.admin.port, config.admin.host);
+  await once(admin, 'listening');
+  return admin;
+}
 
-  function status(): { ready: boolean } & Record<string, unknown> {
-    const side = running.readiness();
-    const reasons = [...side.reasons];
-    if (inForce === undefined) reasons.push('no config from the control plane yet');
-    const h = identity.current;
-    return {
-      ready: reasons.length === 0,
-      reasons,
-      spiffeId: h?.spiffeId,
-      certificate: h === undefined ? undefined : { notAfter: h.notAfter.toISOString(), renewalFailures: identity.failures, lastRenewalError: identity.lastError },
-      controlPlane: watch.connected
-        ? { connected: true, since: watch.connectedSince?.toISOString() }
-        : { connected: false, since: watch.disconnectedSince?.toISOString(), lastError: watch.lastError, servingLastConfig: inForce !== undefined },
-      config: { version: inForce?.version, epoch: inForce?.epoch, stale: !watch.connected || restoredFromDisk, restoredFromDisk, waitingUpstreams: waiting, listenersFailing: running.listenerFailures().length },
-      app: health === undefined ? { healthy: true, detail: 'no app port to check' } : { healthy: health.healthy, detail: health.detail },
-    };
-  }
-
+function runningAgent(parts: AgentParts, running: Assembled): RunningAgent {
   let stopping: Promise<void> | undefined;
   return {
-    registry,
-    addresses: () => ({ ...running.addresses(), agentAdmin: admin?.address() as AddressInfo | undefined, status: statusPort.address }),
-    status,
-    stop(graceMs = config.drainGraceMs) {
-      stopping ??= (async () => {
-        statusPort.view = () => ({ ready: false, reasons: ['stopping'] });
-        identity.stop();
-        health?.stop();
-        clearTimeout(saveTimer);
-        // Deregister first, so callers stop choosing this endpoint before its listeners stop accepting.
-        try {
-          await controlRequest(endpointFor(identity.current), { method: 'DELETE', path: CONTROL_PATHS.endpoint(instanceId), clientCert: identity.current as HeldIdentity, timeoutMs: 2_000 });
-          log.info({ instanceId }, 'deregistered');
-        } catch (err) {
-          log.warn({ err: describeError(err) }, 'could not deregister (the control plane drops the endpoint when the watch closes)');
-        }
-        watch.stop();
-        if (inForce !== undefined) await stateDir?.saveSnapshot(inForce).catch(() => undefined);
-        await running.stop(graceMs);
-        if (admin !== undefined) {
-          const closed = new Promise((r) => admin.close(r));
-          admin.closeAllConnections();
-          await closed;
-        }
-        // Last: the kubelet keeps seeing a live process (and not-ready) while the agent drains.
-        await statusPort.close();
-      })();
+    registry: parts.registry,
+    addresses: () => ({ ...running.sidecar.addresses(), agentAdmin: running.admin?.address() as AddressInfo | undefined, status: parts.statusPort.address }),
+    status: running.status,
+    stop(graceMs = parts.config.drainGraceMs) {
+      stopping ??= stopAgent(parts, running, graceMs);
       return stopping;
     },
   };
+}
+
+async function stopAgent(parts: AgentParts, running: Assembled, graceMs: number): Promise<void> {
+  const { identity, log, statusPort } = parts;
+  statusPort.view = () => ({ ready: false, reasons: ['stopping'] });
+  identity.stop();
+  running.health?.stop();
+  parts.state.cancelPendingSave();
+  // Deregister first, so callers stop choosing this endpoint before its listeners stop accepting.
+  try {
+    await controlRequest(parts.endpointFor(identity.current), { method: 'DELETE', path: CONTROL_PATHS.endpoint(parts.instanceId), clientCert: identity.current as HeldIdentity, timeoutMs: 2_000 });
+    log.info({ instanceId: parts.instanceId }, 'deregistered');
+  } catch (err) {
+    log.warn({ err: describeError(err) }, 'could not deregister (the control plane drops the endpoint when the watch closes)');
+  }
+  running.watch.stop();
+  await parts.state.saveNow();
+  await running.sidecar.stop(graceMs);
+  const admin = running.admin;
+  if (admin !== undefined) {
+    const closed = new Promise((r) => admin.close(r));
+    admin.closeAllConnections();
+    await closed;
+  }
+  // Last: the kubelet keeps seeing a live process (and not-ready) while the agent drains.
+  await statusPort.close();
 }
 
 function dedupe<T extends { service: string; namespace: string }>(refs: readonly T[]): T[] {

@@ -6,9 +6,12 @@
  * Problems are collected, not thrown, so the command line reports them all at once.
  */
 import type { AppPort, PortProtocol } from '../api/data-plane.js';
+import { isPortProtocol, PORT_PROTOCOLS } from '../api/port-protocol.js';
+
+import { AGENT_LIMITS } from './limits.js';
 
 /** The control plane takes at most this many ports per registration. */
-export const MAX_APP_PORTS = 64;
+export const MAX_APP_PORTS = AGENT_LIMITS.maxAppPorts;
 
 export interface PortFlag {
   readonly name: 'app-port' | 'protocol';
@@ -16,8 +19,8 @@ export interface PortFlag {
 }
 
 function protocolOf(text: string, problems: string[]): PortProtocol {
-  if (text === 'tcp' || text === 'http') return text;
-  problems.push(`--protocol "${text}": expected http or tcp`);
+  if (isPortProtocol(text)) return text;
+  problems.push(`--protocol "${text}": expected ${PORT_PROTOCOLS.join(', ')}`);
   return 'tcp';
 }
 

@@ -12,6 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
+import { APP_PROBE_LIMITS } from './limits.js';
 
 export interface AppProbeHeader {
   readonly name: string;
@@ -48,17 +49,6 @@ export type AppProbe = HttpAppProbe | TcpAppProbe | GrpcAppProbe;
 
 /** Keyed by the status-port path the kubelet asks for. */
 export type AppProbeTable = ReadonlyMap<string, AppProbe>;
-
-export const APP_PROBE_LIMITS = Object.freeze({
-  /** The annotation it comes from is bounded by the 256 KiB of all of a pod's annotations. */
-  fileBytes: 256 * 1024,
-  probes: 512,
-  headers: 32,
-  headerBytes: 4 * 1024,
-  pathBytes: 2 * 1024,
-  /** The kubelet allows any timeout; a probe answer that takes longer than this is no answer. */
-  maxTimeoutSeconds: 300,
-});
 
 export const APP_HEALTH_PATH = /^\/app-health\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/(livez|readyz|startupz)$/;
 /** An HTTP field name (RFC 9110 token). */

@@ -4,6 +4,7 @@
 import type { AppPort, InboundMode } from '../api/data-plane.js';
 import type { HealthCheckSpec } from './app-health.js';
 import type { AppProbeTable } from './app-probes.js';
+import { AGENT_LIMITS } from './limits.js';
 
 /**
  * One `--upstream`: a named service, or a wildcard subscription (`service: '*'`, with a namespace or
@@ -71,7 +72,7 @@ export const AGENT_DEFAULTS = Object.freeze({
   namespace: 'default',
   tunnel: Object.freeze({ host: '0.0.0.0', port: 15008 }),
   admin: Object.freeze({ host: '127.0.0.1', port: 15000 }),
-  healthIntervalMs: 5_000,
-  healthTimeoutMs: 2_000,
-  drainGraceMs: 10_000,
+  healthIntervalMs: AGENT_LIMITS.healthIntervalMs,
+  healthTimeoutMs: AGENT_LIMITS.healthTimeoutMs,
+  drainGraceMs: AGENT_LIMITS.drainGraceMs,
 });

@@ -15,18 +15,9 @@ import { createAdminHttpServer, sendReply, textReply, type AdminReply, type Admi
 import type { Logger } from '../common/log.js';
 import type { AppProbe, AppProbeTable } from './app-probes.js';
 import { runAppProbe, type ProbeResult } from './app-probe-runner.js';
+import { STATUS_LIMITS } from './limits.js';
 
-export const STATUS_LIMITS = Object.freeze({
-  maxHeaderBytes: 8 * 1024,
-  headersTimeoutMs: 5_000,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 5_000,
-  maxConnections: 256,
-  /** Probe runs in flight at once (identical concurrent probes share one run). */
-  maxProbesInFlight: 64,
-  /** Bytes of a /quitquitquit request body read before answering (nothing is expected). */
-  maxQuitBodyBytes: 1024,
-});
+export { STATUS_LIMITS } from './limits.js';
 
 export const QUIT_PATH = '/quitquitquit';
 

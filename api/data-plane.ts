@@ -7,8 +7,9 @@
  * receives them, then frozen; the proxy swaps a whole frozen config atomically.
  */
 
-/** How a port's traffic is carried: `tcp` as opaque byte streams, `http` parsed per HTTP/1.1 request. */
-export type PortProtocol = 'tcp' | 'http';
+/** How a port's traffic is carried (api/port-protocol.ts): `tcp`, `http`, `http2` or `grpc`. */
+export type { PortProtocol } from './port-protocol.js';
+import type { PortProtocol } from './port-protocol.js';
 
 /** Inbound connections that did not come through the mesh: refused (`strict`) or handed to the app (`permissive`). */
 export type InboundMode = 'strict' | 'permissive';

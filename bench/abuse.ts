@@ -227,11 +227,31 @@ async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<
   throw new Error(`the target sidecar was not ready within 20 s: ${proc.describeExit()}`);
 }
 
+type Pinned = (cpu: number, command: string, args: readonly string[]) => { command: string; args: string[] };
+
+/** What a phase runs against: the target sidecar, its ports, the PKI, and the allowed caller measured. */
+interface Bench {
+  readonly processes: ProcessGroup;
+  readonly pinned: Pinned;
+  readonly target: ManagedProcess;
+  readonly tunnelPort: number;
+  readonly adminPort: number;
+  readonly pki: Awaited<ReturnType<typeof writePki>>;
+  readonly bundlePem: string;
+  readonly caller: { readonly cert: string; readonly key: string };
+  readonly probe: Caller;
+  readonly authority: string;
+  readonly rate: number;
+  readonly seconds: number;
+  /** Lines the target wrote to stdout and stderr (warnings: its log level is warn). */
+  readonly lines: () => number;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, seconds: { type: 'string' }, rate: { type: 'string', default: '100' }, cli: { type: 'string' }, 'no-pin': { type: 'boolean', default: false } } });
   const pin = !values['no-pin'] && availableParallelism() >= 2 && hasTaskset();
   if (pin) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  const pinned = (cpu: number, command: string, args: readonly string[]): { command: string; args: string[] } => (pin ? { command: 'taskset', args: ['-c', String(cpu), command, ...args] } : { command, args: [...args] });
+  const pinned: Pinned = (cpu, command, args) => (pin ? { command: 'taskset', args: ['-c', String(cpu), command, ...args] } : { command, args: [...args] });
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 10));
   const rate = Number(values.rate);
   if (!(seconds > 0 && seconds <= 60) || !(rate > 0 && rate <= 2_000)) throw new Error('--seconds must be in (0, 60] and --rate in (0, 2000]');
@@ -246,90 +266,105 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    const pki = await writePki(dir);
-    const bundlePem = await readFile(pki.bundle, 'utf8');
-    const [tunnelPort, adminPort] = (await freePorts(2)) as [number, number];
-    const policyFile = join(dir, 'policy.yaml');
-    await writeFile(policyFile, stringify({ apiVersion: POLICY_API_VERSION, kind: POLICY_KIND, metadata: { name: 'loadgen-only', namespace: NAMESPACE }, spec: { destination: 'backend', mode: 'enforce', rules: [{ action: 'allow', from: ['loadgen'] }] } }));
-    const config = join(dir, 'target.yaml');
-    await writeFile(config, stringify({
-      service: 'backend', namespace: NAMESPACE, trustDomain: TRUST_DOMAIN, zone: 'bench',
-      identity: { certificate: pki.ids.backend.cert, key: pki.ids.backend.key, trustBundle: pki.bundle },
-      tunnel: { address: LOOPBACK, port: tunnelPort }, admin: { address: LOOPBACK, port: adminPort },
-      inbound: { mode: 'strict', appPorts: [{ port: app.port, protocol: 'tcp', host: LOOPBACK }] },
-      policy: [policyFile], accessLog: false, logLevel: 'warn',
-    }));
-    const target = processes.start({ name: 'target sidecar', ...pinned(0, process.execPath, [...SIDECAR_NODE_FLAGS, values.cli ?? builtCliPath(), 'proxy', 'run', '--config', config]) });
-    let warnLines = 0;
-    const countLines = (chunk: Buffer): void => {
-      for (const byte of chunk) if (byte === 0x0a) warnLines += 1;
-      if (process.env.ABUSE_DEBUG) process.stderr.write(chunk);
-    };
-    target.child.stdout?.on('data', countLines);
-    target.child.stderr?.on('data', countLines);
-    await waitForPorts(target, [adminPort]);
-    await waitUntilReady(target, adminPort);
-    warnLines = 0;
-    const authority = `backend.${NAMESPACE}:${app.port}`;
-    const caller = { cert: await readFile(pki.ids.loadgen.cert, 'utf8'), key: await readFile(pki.ids.loadgen.key, 'utf8') };
-    const intruder = pki.ids.intruder;
-    const probe = new Caller(() => callerSession(tunnelPort, caller, bundlePem));
-    await exchange(probe.session(), authority);
-
+    const bench = await startTarget({ dir, processes, pinned, appPort: app.port, cli: values.cli, rate, seconds });
     const results: PhaseResult[] = [];
-    const cpuSecondsOf = (p: ManagedProcess): number => (p.running ? readProcessStats(p.pid).cpuSeconds : Number.NaN);
-    const phase = async (name: string, attack: AttackName | undefined): Promise<void> => {
-      process.stderr.write(`bench:abuse: ${name} (${seconds} s at ${rate}/s)\n`);
-      let attacker: ManagedProcess | undefined;
-      if (attack !== undefined) {
-        const spec: AttackSpec = { attack, host: LOOPBACK, port: tunnelPort, localAddress: ATTACKER_ADDRESS, certFile: intruder.cert, keyFile: intruder.key, caFile: pki.bundle, authority };
-        attacker = processes.start({ name: `attacker ${attack}`, ...pinned(1, process.execPath, [join(import.meta.dirname, 'abuse-attacker.js'), JSON.stringify(spec)]) });
-        await new Promise((r) => setTimeout(r, RAMP_MS));
-      }
-      const linesBefore = warnLines;
-      const denialsBefore = await metricTotal(adminPort, 'trellis_policy_denials_total');
-      const reconnectsBefore = probe.reconnects;
-      const cpuBefore = readProcessStats(target.pid).cpuSeconds;
-      const attackerCpuBefore = attacker === undefined ? 0 : cpuSecondsOf(attacker);
-      const wallBefore = performance.now();
-      const { latencies, failed, errors } = await measure(probe, authority, rate, seconds);
-      const wallSeconds = (performance.now() - wallBefore) / 1000;
-      if (!target.running) throw new Error(`the target sidecar died during "${name}": ${target.describeExit()}`);
-      const targetCpu = (readProcessStats(target.pid).cpuSeconds - cpuBefore) / wallSeconds;
-      // An attacker that finished (or died) early is measured up to its exit: NaN, printed as such.
-      const attackerCpu = attacker === undefined ? 0 : (cpuSecondsOf(attacker) - attackerCpuBefore) / wallSeconds;
-      const denials = (await metricTotal(adminPort, 'trellis_policy_denials_total')) - denialsBefore;
-      const sessions = await metric(adminPort, 'trellis_tunnel_sessions');
-      const handshakes = await metric(adminPort, 'trellis_tunnel_handshakes_pending');
-      const rssMiB = readProcessStats(target.pid).rssBytes / 1_048_576;
-      const fresh = callerSession(tunnelPort, caller, bundlePem);
-      const newCaller = await exchange(fresh, authority).then((ms) => `yes (${ms.toFixed(1)} ms)`, (err: Error) => `NO (${err.message})`);
-      fresh.destroy();
-      await attacker?.stop();
-      const attackerStats = attacker === undefined ? '' : attacker.stdout().trim().split('\n').at(-1) ?? '';
-      results.push({ targetCpu, attackerCpu, denials, reconnects: probe.reconnects - reconnectsBefore, phase: name, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), completed: latencies.length, failed, sessions, handshakes, rssMiB, newCaller, warnLines: warnLines - linesBefore, attacker: attackerStats, errors: [...errors].map(([k, v]) => `${k} ×${v}`).join(', ') });
-      if (attack !== undefined) await new Promise((r) => setTimeout(r, SETTLE_MS));
-    };
-    await phase('baseline', undefined);
-    await phase('rapid reset (denied identity, 3,000 streams per session)', 'rapid-reset');
-    await phase('sessions ended by protocol errors / oversized headers', 'broken-sessions');
-    await phase('stalled handshakes (1,020 from one source)', 'stalled-handshakes');
-    probe.close();
+    results.push(await runPhase(bench, 'baseline', undefined));
+    results.push(await runPhase(bench, 'rapid reset (denied identity, 3,000 streams per session)', 'rapid-reset'));
+    results.push(await runPhase(bench, 'sessions ended by protocol errors / oversized headers', 'broken-sessions'));
+    results.push(await runPhase(bench, 'stalled handshakes (1,020 from one source)', 'stalled-handshakes'));
+    bench.probe.close();
     await new Promise((r) => setTimeout(r, 500));
-    const afterSessions = await metric(adminPort, 'trellis_tunnel_sessions');
-    const base = results[0] as PhaseResult;
-    const out: string[] = ['', `Abuse benchmark: target sidecar pid ${target.pid}, Node ${process.version}, caller at ${rate}/s for ${seconds} s per phase (loopback; ${pin ? 'target and caller on CPU 0, attacker on CPU 1' : 'target, caller and attacker share every CPU'}; figures are noisy)`, ''];
-    out.push('| phase | caller p50 ms | caller p99 ms | p99 vs baseline | ok / failed | caller reconnects | sessions open | handshakes pending | target CPU % | attacker CPU % | target RSS MiB | new allowed caller | denials counted | warn lines |');
-    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of results) out.push(`| ${r.phase} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${(r.p99Ms / base.p99Ms).toFixed(2)}× | ${r.completed} / ${r.failed} | ${r.reconnects} | ${r.sessions} | ${r.handshakes} | ${(r.targetCpu * 100).toFixed(0)} | ${(r.attackerCpu * 100).toFixed(0)} | ${r.rssMiB.toFixed(1)} | ${r.newCaller} | ${r.denials} | ${r.warnLines} |`);
-    for (const r of results) if (r.errors !== '') out.push(`Caller failures in ${r.phase}: ${r.errors}`);
-    out.push('', 'Attacker, per attack (opened: sessions or connections; closedByTarget: of those, closed by the target while it ran):');
-    for (const r of results) if (r.attacker !== '') out.push(`  ${r.phase}: ${r.attacker}`);
-    out.push('', `Sessions open on the target ${SETTLE_MS / 1000} s after the last attack: ${afterSessions}`, '');
-    process.stdout.write(out.join('\n'));
+    const afterSessions = await metric(bench.adminPort, 'trellis_tunnel_sessions');
+    process.stdout.write(abuseReport(bench, results, afterSessions, pin));
   } finally {
     await stop();
   }
+}
+
+/** The target sidecar (`trellis proxy run`) in front of the echo app, ready, with the allowed caller's first exchange done. */
+async function startTarget(o: { dir: string; processes: ProcessGroup; pinned: Pinned; appPort: number; cli: string | undefined; rate: number; seconds: number }): Promise<Bench> {
+  const { dir, processes, pinned } = o;
+  const pki = await writePki(dir);
+  const bundlePem = await readFile(pki.bundle, 'utf8');
+  const [tunnelPort, adminPort] = (await freePorts(2)) as [number, number];
+  const policyFile = join(dir, 'policy.yaml');
+  await writeFile(policyFile, stringify({ apiVersion: POLICY_API_VERSION, kind: POLICY_KIND, metadata: { name: 'loadgen-only', namespace: NAMESPACE }, spec: { destination: 'backend', mode: 'enforce', rules: [{ action: 'allow', from: ['loadgen'] }] } }));
+  const config = join(dir, 'target.yaml');
+  await writeFile(config, stringify({
+    service: 'backend', namespace: NAMESPACE, trustDomain: TRUST_DOMAIN, zone: 'bench',
+    identity: { certificate: pki.ids.backend.cert, key: pki.ids.backend.key, trustBundle: pki.bundle },
+    tunnel: { address: LOOPBACK, port: tunnelPort }, admin: { address: LOOPBACK, port: adminPort },
+    inbound: { mode: 'strict', appPorts: [{ port: o.appPort, protocol: 'tcp', host: LOOPBACK }] },
+    policy: [policyFile], accessLog: false, logLevel: 'warn',
+  }));
+  const target = processes.start({ name: 'target sidecar', ...pinned(0, process.execPath, [...SIDECAR_NODE_FLAGS, o.cli ?? builtCliPath(), 'proxy', 'run', '--config', config]) });
+  let lines = 0;
+  const countLines = (chunk: Buffer): void => {
+    for (const byte of chunk) if (byte === 0x0a) lines += 1;
+    if (process.env.ABUSE_DEBUG) process.stderr.write(chunk);
+  };
+  target.child.stdout?.on('data', countLines);
+  target.child.stderr?.on('data', countLines);
+  await waitForPorts(target, [adminPort]);
+  await waitUntilReady(target, adminPort);
+  lines = 0;
+  const authority = `backend.${NAMESPACE}:${o.appPort}`;
+  const caller = { cert: await readFile(pki.ids.loadgen.cert, 'utf8'), key: await readFile(pki.ids.loadgen.key, 'utf8') };
+  const probe = new Caller(() => callerSession(tunnelPort, caller, bundlePem));
+  await exchange(probe.session(), authority);
+  return { processes, pinned, target, tunnelPort, adminPort, pki, bundlePem, caller, probe, authority, rate: o.rate, seconds: o.seconds, lines: () => lines };
+}
+
+function cpuSecondsOf(p: ManagedProcess): number {
+  return p.running ? readProcessStats(p.pid).cpuSeconds : Number.NaN;
+}
+
+/** One phase: the attacker (if any) ramps up, then the caller is measured while the attack runs. */
+async function runPhase(b: Bench, name: string, attack: AttackName | undefined): Promise<PhaseResult> {
+  process.stderr.write(`bench:abuse: ${name} (${b.seconds} s at ${b.rate}/s)\n`);
+  let attacker: ManagedProcess | undefined;
+  if (attack !== undefined) {
+    const intruder = b.pki.ids.intruder;
+    const spec: AttackSpec = { attack, host: LOOPBACK, port: b.tunnelPort, localAddress: ATTACKER_ADDRESS, certFile: intruder.cert, keyFile: intruder.key, caFile: b.pki.bundle, authority: b.authority };
+    attacker = b.processes.start({ name: `attacker ${attack}`, ...b.pinned(1, process.execPath, [join(import.meta.dirname, 'abuse-attacker.js'), JSON.stringify(spec)]) });
+    await new Promise((r) => setTimeout(r, RAMP_MS));
+  }
+  const linesBefore = b.lines();
+  const denialsBefore = await metricTotal(b.adminPort, 'trellis_policy_denials_total');
+  const reconnectsBefore = b.probe.reconnects;
+  const cpuBefore = readProcessStats(b.target.pid).cpuSeconds;
+  const attackerCpuBefore = attacker === undefined ? 0 : cpuSecondsOf(attacker);
+  const wallBefore = performance.now();
+  const { latencies, failed, errors } = await measure(b.probe, b.authority, b.rate, b.seconds);
+  const wallSeconds = (performance.now() - wallBefore) / 1000;
+  if (!b.target.running) throw new Error(`the target sidecar died during "${name}": ${b.target.describeExit()}`);
+  const targetCpu = (readProcessStats(b.target.pid).cpuSeconds - cpuBefore) / wallSeconds;
+  // An attacker that finished (or died) early is measured up to its exit: NaN, printed as such.
+  const attackerCpu = attacker === undefined ? 0 : (cpuSecondsOf(attacker) - attackerCpuBefore) / wallSeconds;
+  const denials = (await metricTotal(b.adminPort, 'trellis_policy_denials_total')) - denialsBefore;
+  const sessions = await metric(b.adminPort, 'trellis_tunnel_sessions');
+  const handshakes = await metric(b.adminPort, 'trellis_tunnel_handshakes_pending');
+  const rssMiB = readProcessStats(b.target.pid).rssBytes / 1_048_576;
+  const fresh = callerSession(b.tunnelPort, b.caller, b.bundlePem);
+  const newCaller = await exchange(fresh, b.authority).then((ms) => `yes (${ms.toFixed(1)} ms)`, (err: Error) => `NO (${err.message})`);
+  fresh.destroy();
+  await attacker?.stop();
+  const attackerStats = attacker === undefined ? '' : attacker.stdout().trim().split('\n').at(-1) ?? '';
+  if (attack !== undefined) await new Promise((r) => setTimeout(r, SETTLE_MS));
+  return { targetCpu, attackerCpu, denials, reconnects: b.probe.reconnects - reconnectsBefore, phase: name, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), completed: latencies.length, failed, sessions, handshakes, rssMiB, newCaller, warnLines: b.lines() - linesBefore, attacker: attackerStats, errors: [...errors].map(([k, v]) => `${k} ×${v}`).join(', ') };
+}
+
+function abuseReport(b: Bench, results: readonly PhaseResult[], afterSessions: number, pin: boolean): string {
+  const base = results[0] as PhaseResult;
+  const out: string[] = ['', `Abuse benchmark: target sidecar pid ${b.target.pid}, Node ${process.version}, caller at ${b.rate}/s for ${b.seconds} s per phase (loopback; ${pin ? 'target and caller on CPU 0, attacker on CPU 1' : 'target, caller and attacker share every CPU'}; figures are noisy)`, ''];
+  out.push('| phase | caller p50 ms | caller p99 ms | p99 vs baseline | ok / failed | caller reconnects | sessions open | handshakes pending | target CPU % | attacker CPU % | target RSS MiB | new allowed caller | denials counted | warn lines |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) out.push(`| ${r.phase} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${(r.p99Ms / base.p99Ms).toFixed(2)}× | ${r.completed} / ${r.failed} | ${r.reconnects} | ${r.sessions} | ${r.handshakes} | ${(r.targetCpu * 100).toFixed(0)} | ${(r.attackerCpu * 100).toFixed(0)} | ${r.rssMiB.toFixed(1)} | ${r.newCaller} | ${r.denials} | ${r.warnLines} |`);
+  for (const r of results) if (r.errors !== '') out.push(`Caller failures in ${r.phase}: ${r.errors}`);
+  out.push('', 'Attacker, per attack (opened: sessions or connections; closedByTarget: of those, closed by the target while it ran):');
+  for (const r of results) if (r.attacker !== '') out.push(`  ${r.phase}: ${r.attacker}`);
+  out.push('', `Sessions open on the target ${SETTLE_MS / 1000} s after the last attack: ${afterSessions}`, '');
+  return out.join('\n');
 }
 
 main().catch((err: unknown) => {

@@ -15,17 +15,22 @@ export const SMALL_PATH = '/';
 export const LARGE_PATH = '/1mib';
 export const SMALL_BODY = 'hello from the trellis benchmark backend\n';
 export const LARGE_BODY_BYTES = 1024 * 1024;
+/**
+ * The gRPC unary scenario's method on the backend: nginx answers every call as a gRPC Trailers-Only
+ * success (`grpc-status: 0`), so the figures are the proxies' cost per call, not a gRPC server's.
+ */
+export const GRPC_PATH = '/bench.Echo/Unary';
 
 export interface Backend {
   /**
-   * Two listening ports serving the same content: a sidecar declares each app port as either `tcp` or
-   * `http`, so the tcp-port and http-port scenarios need a port each.
+   * Three listening ports serving the same content: a sidecar declares each app port as `tcp`, `http` or
+   * `http2` (h2c with prior knowledge, nginx's `listen … http2` without TLS), so each kind needs its own.
    */
   readonly address: Readonly<Record<PortKind, Address>>;
   readonly process: ManagedProcess;
 }
 
-export function nginxConfig(dir: string, ports: readonly number[]): string {
+export function nginxConfig(dir: string, ports: readonly number[], h2cPorts: readonly number[] = []): string {
   const body = SMALL_BODY.replace(/\n/g, '\\n');
   return `# Trellis benchmark backend (generated)
 worker_processes 1;
@@ -51,13 +56,20 @@ http {
     uwsgi_temp_path ${join(dir, 'uwsgi')};
     scgi_temp_path ${join(dir, 'scgi')};
     server {
-${ports.map((port) => `        listen ${LOOPBACK}:${port} backlog=4096;\n`).join('')}        root ${join(dir, 'www')};
+${ports.map((port) => `        listen ${LOOPBACK}:${port} backlog=4096;\n`).join('')}${h2cPorts.map((port) => `        listen ${LOOPBACK}:${port} http2 backlog=4096;\n`).join('')}        # h2c clients open many streams per connection; nginx's default of 128 would refuse some of h2load's.
+        http2_max_concurrent_streams 512;
+        root ${join(dir, 'www')};
         location = ${SMALL_PATH} {
             default_type text/plain;
             return 200 "${body}";
         }
         location = ${LARGE_PATH} {
             default_type application/octet-stream;
+        }
+        location = ${GRPC_PATH} {
+            default_type application/grpc;
+            add_header grpc-status 0 always;
+            return 200;
         }
     }
 }
@@ -70,10 +82,10 @@ export async function startBackend(dir: string, group: ProcessGroup): Promise<Ba
   // nginx workers drop to an unprivileged user when started as root: the content must be readable to them.
   await chmod(dir, 0o755);
   await writeFile(join(dir, 'www', LARGE_PATH.slice(1)), randomBytes(LARGE_BODY_BYTES), { mode: 0o644 });
-  const [tcpPort, httpPort] = (await freePorts(2)) as [number, number];
+  const [tcpPort, httpPort, h2Port] = (await freePorts(3)) as [number, number, number];
   const configPath = join(dir, 'nginx.conf');
-  await writeFile(configPath, nginxConfig(dir, [tcpPort, httpPort]));
+  await writeFile(configPath, nginxConfig(dir, [tcpPort, httpPort], [h2Port]));
   const proc = group.start({ name: 'nginx backend', command: 'nginx', args: ['-p', dir, '-c', configPath, '-e', join(dir, 'nginx-error.log')] });
-  await waitForPorts(proc, [tcpPort, httpPort]);
-  return { address: { tcp: { host: LOOPBACK, port: tcpPort }, http: { host: LOOPBACK, port: httpPort } }, process: proc };
+  await waitForPorts(proc, [tcpPort, httpPort, h2Port]);
+  return { address: { tcp: { host: LOOPBACK, port: tcpPort }, http: { host: LOOPBACK, port: httpPort }, http2: { host: LOOPBACK, port: h2Port } }, process: proc };
 }

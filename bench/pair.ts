@@ -29,9 +29,9 @@ export const PAIR_TITLES: Readonly<Record<PairName, string>> = Object.freeze({
   'trellis-b': 'Trellis pair B',
 });
 
-/** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request. */
-export type PortKind = 'tcp' | 'http';
-export const PORT_KINDS: readonly PortKind[] = Object.freeze(['tcp', 'http'] as const);
+/** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request, `http2` each h2c stream. */
+export type PortKind = 'tcp' | 'http' | 'http2';
+export const PORT_KINDS: readonly PortKind[] = Object.freeze(['tcp', 'http', 'http2'] as const);
 
 export interface Sidecar {
   /** "client" (the caller's side) or "server" (the destination's side). */

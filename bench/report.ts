@@ -38,44 +38,7 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   );
   out.push('');
   const headers = ['scenario', 'pair', 'req/s', 'MiB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'added p99', 'errors', 'non-2xx', 'peak RSS MiB (cli/srv)', 'CPU s (cli/srv)', 'CPU µs/req (cli/srv)'];
-  const rows: string[][] = [];
-  let previous = '';
-  // Rows in run order: every scenario, every pair; a pair that serves no port of the scenario's kind gets
-  // an "n/a" row rather than a missing one.
-  type Row = { readonly kind: 'cell'; readonly cell: CellSummary } | { readonly kind: 'n/a'; readonly scenario: string; readonly pair: PairName };
-  const ordered: Row[] = [];
-  for (const scenario of run.options.scenarios) {
-    for (const { name } of run.pairs) {
-      const cell = summary.cells.find((c) => c.scenario === scenario && c.pair === name);
-      if (cell !== undefined) ordered.push({ kind: 'cell', cell });
-      else if (summary.unserved.some((u) => u.scenario === scenario && u.pair === name)) ordered.push({ kind: 'n/a', scenario, pair: name });
-    }
-  }
-  for (const row of ordered) {
-    if (row.kind === 'n/a') {
-      rows.push([row.scenario === previous ? '' : row.scenario, PAIR_TITLES[row.pair], ...headers.slice(2).map(() => 'n/a')]);
-      previous = row.scenario;
-      continue;
-    }
-    const cell = row.cell;
-    rows.push([
-      cell.scenario === previous ? '' : cell.scenario,
-      PAIR_TITLES[cell.pair],
-      cell.requestsPerSecond.toFixed(0),
-      cell.mebibytesPerSecond.toFixed(1),
-      ms(cell.p50Us),
-      ms(cell.p99Us),
-      ms(cell.p999Us),
-      signedMs(cell.addedP99Us),
-      String(cell.errors),
-      String(cell.non2xx),
-      perSidecar(cell, (s) => (s.peakRssBytes / MIB).toFixed(1)),
-      perSidecar(cell, (s) => s.cpuSeconds.toFixed(2)),
-      perSidecar(cell, (s) => (Number.isFinite(s.cpuMicrosPerRequest) ? s.cpuMicrosPerRequest.toFixed(0) : '—')),
-    ]);
-    previous = cell.scenario;
-  }
-  out.push(renderTable(headers, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])));
+  out.push(renderTable(headers, resultRows(run, summary, headers.length), new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])));
   for (const pair of [...new Set(summary.unserved.map((u) => u.pair))]) {
     const mine = summary.unserved.filter((u) => u.pair === pair);
     const ports = [...new Set(mine.map((u) => u.port))].join(', ');
@@ -98,6 +61,13 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   const unservedNote = summary.unserved.length === 0 ? '' : `; ${summary.unserved.length} table cell(s) not applicable (pair without that port kind)`;
   out.push(`${met} met, ${missed} missed, ${summary.targets.length - met - missed} not applicable${unservedNote}`);
   out.push('');
+  out.push(...machineLines(run));
+  return out.join('\n');
+}
+
+/** The machine, the tools, the pairs, and what makes figures suspect. */
+function machineLines(run: BenchRun): string[] {
+  const out: string[] = [];
   const m = run.machine;
   out.push(`Machine: ${m.cpuCount} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`);
   out.push(`Tools: ${Object.values(m.tools).join('; ')}`);
@@ -113,5 +83,47 @@ export function renderReport(run: BenchRun, summary: BenchSummary): string {
   for (const s of warned) out.push(`WARNING round ${s.round} ${s.scenario} ${PAIR_TITLES[s.pair]}: ${s.warnings.join('; ')}`);
   const unreset = run.samples.some((s) => s.sidecars.some((c) => !c.peakReset));
   if (unreset) out.push('Note: the kernel refused to reset VmHWM; peak RSS is the peak since each sidecar started.');
-  return out.join('\n');
+  return out;
+}
+
+/** The result table's rows, in run order. */
+function resultRows(run: BenchRun, summary: BenchSummary, columns: number): string[][] {
+  const rows: string[][] = [];
+  let previous = '';
+  // Rows in run order: every scenario, every pair; a pair that serves no port of the scenario's kind gets
+  // an "n/a" row rather than a missing one.
+  type Row = { readonly kind: 'cell'; readonly cell: CellSummary } | { readonly kind: 'n/a'; readonly scenario: string; readonly pair: PairName };
+  const ordered: Row[] = [];
+  for (const scenario of run.options.scenarios) {
+    for (const { name } of run.pairs) {
+      const cell = summary.cells.find((c) => c.scenario === scenario && c.pair === name);
+      if (cell !== undefined) ordered.push({ kind: 'cell', cell });
+      else if (summary.unserved.some((u) => u.scenario === scenario && u.pair === name)) ordered.push({ kind: 'n/a', scenario, pair: name });
+    }
+  }
+  for (const row of ordered) {
+    if (row.kind === 'n/a') {
+      rows.push([row.scenario === previous ? '' : row.scenario, PAIR_TITLES[row.pair], ...Array.from({ length: columns - 2 }, () => 'n/a')]);
+      previous = row.scenario;
+      continue;
+    }
+    const cell = row.cell;
+    rows.push([
+      cell.scenario === previous ? '' : cell.scenario,
+      PAIR_TITLES[cell.pair],
+      cell.requestsPerSecond.toFixed(0),
+      cell.mebibytesPerSecond.toFixed(1),
+      ms(cell.p50Us),
+      ms(cell.p99Us),
+      ms(cell.p999Us),
+      signedMs(cell.addedP99Us),
+      String(cell.errors),
+      String(cell.non2xx),
+      perSidecar(cell, (s) => (s.peakRssBytes / MIB).toFixed(1)),
+      perSidecar(cell, (s) => s.cpuSeconds.toFixed(2)),
+      perSidecar(cell, (s) => (Number.isFinite(s.cpuMicrosPerRequest) ? s.cpuMicrosPerRequest.toFixed(0) : '—')),
+    ]);
+    previous = cell.scenario;
+  }
+  return rows;
 }

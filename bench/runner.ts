@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBackend } from './backend.js';
 import { runH2load } from './h2load.js';
+import { runH2loadMux } from './h2load-mux.js';
 import { totalErrors, type LoadSample } from './load-sample.js';
 import type { BenchOptions } from './options.js';
-import { servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
+import { PORT_KINDS, servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
 import { writeBenchPki } from './pki.js';
 import { readProcessStats, resetPeakRss } from './proc-stats.js';
 import { ProcessGroup } from './processes.js';
@@ -97,6 +98,9 @@ function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, sec
       script: wrkScript,
     });
   }
+  if (load.tool === 'h2load-mux') {
+    return runH2loadMux(group, { url, clients: load.clients, streams: load.streams, seconds, logFile: join(dir, 'h2load.log'), grpc: load.grpc, dataFile: join(dir, 'grpc-request.bin') });
+  }
   return runH2load(group, { url, clients: load.clients, ratePerClient: load.ratePerClient, seconds, logFile: join(dir, 'h2load.log') });
 }
 
@@ -108,6 +112,40 @@ export function checkSample(scenario: Scenario, load: LoadSample): string[] {
     warnings.push(`responses averaged ${Math.round(load.bytes / load.requests)} bytes, less than the ${scenario.bodyBytes}-byte body`);
   }
   return warnings;
+}
+
+/** A pair that serves no port of a scenario's kind (Caddy: no tcp port) skips it; the report says n/a. */
+function serves(pair: RunningPair, scenario: Scenario): boolean {
+  return pair.entry[scenario.port] !== undefined;
+}
+
+/** One measured run of one scenario through one pair (after its warm-up), with its sidecars' CPU and memory. */
+async function measureOne(run: { group: ProcessGroup; options: BenchOptions; dir: string; wrkScript: string }, scenario: Scenario, pair: RunningPair, round: number): Promise<RunSample> {
+  const { group, options, dir, wrkScript } = run;
+  if (options.warmupSeconds > 0) await runLoad(group, scenario, pair, options.warmupSeconds, dir, wrkScript);
+  pair.assertAlive();
+  const before = new Map<number, Stopwatch>();
+  for (const s of pair.sidecars) before.set(s.pid, { peakReset: resetPeakRss(s.pid), cpu: readProcessStats(s.pid).cpuSeconds });
+  const at = new Date().toISOString();
+  const load = await runLoad(group, scenario, pair, options.seconds, dir, wrkScript);
+  pair.assertAlive();
+  const sidecars = pair.sidecars.map((s): SidecarSample => {
+    const after = readProcessStats(s.pid);
+    const start = before.get(s.pid) as Stopwatch;
+    return { role: s.role, pid: s.pid, cpuSeconds: after.cpuSeconds - start.cpu, peakRssBytes: after.peakRssBytes, peakReset: start.peakReset, rssAfterBytes: after.rssBytes, ...(after.rssAnonBytes === undefined ? {} : { rssAnonAfterBytes: after.rssAnonBytes }) };
+  });
+  return { round, scenario: scenario.id, pair: pair.name, startedAt: at, load, sidecars, warnings: checkSample(scenario, load) };
+}
+
+function finalSidecarStates(running: readonly RunningPair[]): FinalSidecarState[] {
+  const out: FinalSidecarState[] = [];
+  for (const pair of running) {
+    for (const s of pair.sidecars) {
+      const stats = readProcessStats(s.pid);
+      out.push({ pair: pair.name, role: s.role, rssBytes: stats.rssBytes, peakRssBytes: stats.peakRssBytes, rssAnonBytes: stats.rssAnonBytes, rssFileBytes: stats.rssFileBytes });
+    }
+  }
+  return out;
 }
 
 export async function runBench(options: BenchOptions, factories: readonly PairFactory[], hooks: RunnerHooks): Promise<BenchRun> {
@@ -133,7 +171,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
     hooks.progress(`work directory ${dir}`);
     const pki = await writeBenchPki(join(dir, 'pki'));
     const backend = await startBackend(join(dir, 'backend'), group);
-    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp) and ${backend.address.http.port} (http)`);
+    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp), ${backend.address.http.port} (http) and ${backend.address.http2.port} (http2)`);
     const wrkScript = await writeWrkScript(dir);
     for (const factory of factories) {
       checkAborted();
@@ -142,36 +180,24 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
       const context: PairContext = { dir: pairDir, backend: backend.address, pki, processes: group, trellisCli: hooks.trellisCli, ...(hooks.compareCli === undefined ? {} : { compareCli: hooks.compareCli }) };
       const pair = await factory.start(context);
       running.push(pair);
-      const ports = (['tcp', 'http'] as const).map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');
+      const ports = PORT_KINDS.map((kind) => `${kind} ${pair.entry[kind]?.port ?? 'n/a'}`).join(', ');
       hooks.progress(`${pair.name}: ${ports}${pair.sidecars.map((s) => `, ${s.role} pid ${s.pid}`).join('')}`);
     }
 
     const samples: RunSample[] = [];
-    // A pair that serves no port of a scenario's kind (Caddy: no tcp port) skips it; the report says n/a.
-    const serves = (pair: RunningPair, scenario: Scenario): boolean => pair.entry[scenario.port] !== undefined;
     const total = options.rounds * scenarios.reduce((n, scenario) => n + running.filter((p) => serves(p, scenario)).length, 0);
     for (let round = 1; round <= options.rounds; round++) {
       for (const scenario of scenarios) {
         const offset = (round - 1) % running.length;
+        // Each round starts with another pair, so no pair always runs first (or last) on a warming machine.
         const order = [...running.slice(offset), ...running.slice(0, offset)];
         for (const pair of order) {
           checkAborted();
           if (!serves(pair, scenario)) continue;
-          if (options.warmupSeconds > 0) await runLoad(group, scenario, pair, options.warmupSeconds, dir, wrkScript);
-          pair.assertAlive();
-          const before = new Map<number, Stopwatch>();
-          for (const s of pair.sidecars) before.set(s.pid, { peakReset: resetPeakRss(s.pid), cpu: readProcessStats(s.pid).cpuSeconds });
-          const at = new Date().toISOString();
-          const load = await runLoad(group, scenario, pair, options.seconds, dir, wrkScript);
-          pair.assertAlive();
-          const sidecars = pair.sidecars.map((s): SidecarSample => {
-            const after = readProcessStats(s.pid);
-            const start = before.get(s.pid) as Stopwatch;
-            return { role: s.role, pid: s.pid, cpuSeconds: after.cpuSeconds - start.cpu, peakRssBytes: after.peakRssBytes, peakReset: start.peakReset, rssAfterBytes: after.rssBytes, ...(after.rssAnonBytes === undefined ? {} : { rssAnonAfterBytes: after.rssAnonBytes }) };
-          });
-          const warnings = checkSample(scenario, load);
-          for (const w of warnings) hooks.progress(`WARNING ${scenario.id} ${pair.name}: ${w}`);
-          samples.push({ round, scenario: scenario.id, pair: pair.name, startedAt: at, load, sidecars, warnings });
+          const sample = await measureOne({ group, options, dir, wrkScript }, scenario, pair, round);
+          for (const w of sample.warnings) hooks.progress(`WARNING ${scenario.id} ${pair.name}: ${w}`);
+          samples.push(sample);
+          const load = sample.load;
           hooks.progress(
             `[${samples.length}/${total}] round ${round} ${scenario.id} ${pair.name}: ${load.requestsPerSecond.toFixed(0)} req/s, ` +
               `p99 ${(load.latencyUs.p99 / 1000).toFixed(2)} ms, errors ${totalErrors(load.errors)}, non-2xx ${load.non2xx}`,
@@ -179,13 +205,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
         }
       }
     }
-    const finalSidecars: FinalSidecarState[] = [];
-    for (const pair of running) {
-      for (const s of pair.sidecars) {
-        const stats = readProcessStats(s.pid);
-        finalSidecars.push({ pair: pair.name, role: s.role, rssBytes: stats.rssBytes, peakRssBytes: stats.peakRssBytes, rssAnonBytes: stats.rssAnonBytes, rssFileBytes: stats.rssFileBytes });
-      }
-    }
+    const finalSidecars = finalSidecarStates(running);
     const machineAfter = await describeMachine();
     return {
       startedAt,

@@ -3,12 +3,14 @@
  * bytes; an `http` port routes each request) and the load that drives it. Connection counts and the
  * fixed rate are constants here, not options, so that two runs of `npm run bench` are comparable.
  */
-import { LARGE_BODY_BYTES, LARGE_PATH, SMALL_PATH } from './backend.js';
+import { GRPC_PATH, LARGE_BODY_BYTES, LARGE_PATH, SMALL_PATH } from './backend.js';
 import type { PortKind } from './pair.js';
 
 export type ScenarioLoad =
   | { readonly tool: 'wrk'; readonly connections: number; readonly connectionClose: boolean }
-  | { readonly tool: 'h2load'; readonly clients: number; readonly ratePerClient: number };
+  | { readonly tool: 'h2load'; readonly clients: number; readonly ratePerClient: number }
+  /** h2load over h2c, as fast as it goes: `clients` connections × `streams` concurrent streams each; gRPC-framed POSTs with `grpc`. */
+  | { readonly tool: 'h2load-mux'; readonly clients: number; readonly streams: number; readonly grpc: boolean };
 
 export interface Scenario {
   readonly id: string;
@@ -29,6 +31,9 @@ export const LATENCY_CLIENTS = 8;
 export const LATENCY_RATE_PER_CLIENT = 250;
 /** 1 MiB transfers: a few concurrent downloads, as bulk traffic is. */
 export const LARGE_CONNECTIONS = 4;
+/** HTTP/2 multiplexing: 8 connections × 32 streams (h2load `-c 8 -m 32`), the issue's figure. */
+export const H2_CLIENTS = 8;
+export const H2_STREAMS = 32;
 
 export const SCENARIOS: readonly Scenario[] = Object.freeze([
   {
@@ -101,6 +106,24 @@ export const SCENARIOS: readonly Scenario[] = Object.freeze([
     path: LARGE_PATH,
     bodyBytes: LARGE_BODY_BYTES,
     load: { tool: 'wrk', connections: LARGE_CONNECTIONS, connectionClose: false },
+    fixedRate: false,
+  },
+  {
+    id: 'h2-mux-http2',
+    title: `h2c, ${H2_CLIENTS} connections × ${H2_STREAMS} streams (h2load -c ${H2_CLIENTS} -m ${H2_STREAMS}) through an http2 port`,
+    port: 'http2',
+    path: SMALL_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'h2load-mux', clients: H2_CLIENTS, streams: H2_STREAMS, grpc: false },
+    fixedRate: false,
+  },
+  {
+    id: 'grpc-unary-http2',
+    title: `gRPC-framed unary calls, ${H2_CLIENTS} connections × ${H2_STREAMS} streams, through an http2 port`,
+    port: 'http2',
+    path: GRPC_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'h2load-mux', clients: H2_CLIENTS, streams: H2_STREAMS, grpc: true },
     fixedRate: false,
   },
 ] satisfies Scenario[]);

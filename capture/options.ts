@@ -77,25 +77,25 @@ function uniqueBy<T>(items: readonly T[], key: (item: T) => string): T[] {
   });
 }
 
-export function validateRedirectOptions(input: RedirectOptionsInput): RedirectConfig {
-  const problems: string[] = [];
-  const platform = input.platform ?? 'vm';
-  if (platform !== 'vm' && platform !== 'pod') problems.push(`platform: "${String(platform)}" is not vm or pod`);
+function checkedPort(name: string, value: number | undefined, fallback: number, problems: string[]): number {
+  const p = value ?? fallback;
+  if (!Number.isInteger(p) || p < 1 || p > 65535) problems.push(`${name}: ${String(p)} is not a port (1-65535)`);
+  return p;
+}
 
-  const port = (name: string, value: number | undefined, fallback: number): number => {
-    const p = value ?? fallback;
-    if (!Number.isInteger(p) || p < 1 || p > 65535) problems.push(`${name}: ${String(p)} is not a port (1-65535)`);
-    return p;
+/** The agent's four ports, each its own. */
+function agentPorts(input: RedirectOptionsInput, problems: string[]): { outboundPort: number; inboundPort: number; tunnelPort: number; adminPort: number } {
+  const ports = {
+    outboundPort: checkedPort('outbound port', input.outboundPort, DEFAULT_OUTBOUND_PORT, problems),
+    inboundPort: checkedPort('inbound port', input.inboundPort, DEFAULT_INBOUND_PORT, problems),
+    tunnelPort: checkedPort('tunnel port', input.tunnelPort, DEFAULT_TUNNEL_PORT, problems),
+    adminPort: checkedPort('admin port', input.adminPort, DEFAULT_ADMIN_PORT, problems),
   };
-  const outboundPort = port('outbound port', input.outboundPort, DEFAULT_OUTBOUND_PORT);
-  const inboundPort = port('inbound port', input.inboundPort, DEFAULT_INBOUND_PORT);
-  const tunnelPort = port('tunnel port', input.tunnelPort, DEFAULT_TUNNEL_PORT);
-  const adminPort = port('admin port', input.adminPort, DEFAULT_ADMIN_PORT);
   const named: ReadonlyArray<readonly [string, number]> = [
-    ['outbound port', outboundPort],
-    ['inbound port', inboundPort],
-    ['tunnel port', tunnelPort],
-    ['admin port', adminPort],
+    ['outbound port', ports.outboundPort],
+    ['inbound port', ports.inboundPort],
+    ['tunnel port', ports.tunnelPort],
+    ['admin port', ports.adminPort],
   ];
   for (let i = 0; i < named.length; i++) {
     for (let j = i + 1; j < named.length; j++) {
@@ -104,47 +104,56 @@ export function validateRedirectOptions(input: RedirectOptionsInput): RedirectCo
       if (a[1] === b[1]) problems.push(`${a[0]} and ${b[0]} are both ${a[1]}: each needs its own port`);
     }
   }
+  return ports;
+}
 
-  const ids = (name: string, values: readonly number[] | undefined): number[] => {
-    const list = [...(values ?? [])];
-    for (const id of list) if (!Number.isInteger(id) || id < 0 || id > MAX_ID) problems.push(`${name}: ${String(id)} is not a numeric id`);
-    return [...new Set(list)];
-  };
-  const proxyUids = ids('proxy uid', input.proxyUids);
-  const proxyGids = ids('proxy gid', input.proxyGids);
+function checkedIds(name: string, values: readonly number[] | undefined, problems: string[]): number[] {
+  const list = [...(values ?? [])];
+  for (const id of list) if (!Number.isInteger(id) || id < 0 || id > MAX_ID) problems.push(`${name}: ${String(id)} is not a numeric id`);
+  return [...new Set(list)];
+}
+
+function portRanges(name: string, values: readonly (string | number)[] | undefined, problems: string[]): PortRange[] {
+  const parsed: PortRange[] = [];
+  for (const value of values ?? []) {
+    try {
+      parsed.push(parsePortRange(value));
+    } catch (err) {
+      problems.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  return uniqueBy(parsed, (p) => p.text);
+}
+
+function cidrList(name: string, values: readonly string[] | undefined, ipv6: boolean, problems: string[]): Cidr[] {
+  const parsed: Cidr[] = [];
+  for (const value of values ?? []) {
+    try {
+      const cidr = parseCidr(value);
+      if (cidr.family === 6 && !ipv6) problems.push(`${name}: ${cidr.text} is IPv6, but the IPv6 rules are not requested (--ipv6)`);
+      parsed.push(cidr);
+    } catch (err) {
+      problems.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  return uniqueBy(parsed, (c) => c.text);
+}
+
+export function validateRedirectOptions(input: RedirectOptionsInput): RedirectConfig {
+  const problems: string[] = [];
+  const platform = input.platform ?? 'vm';
+  if (platform !== 'vm' && platform !== 'pod') problems.push(`platform: "${String(platform)}" is not vm or pod`);
+  const { outboundPort, inboundPort, tunnelPort, adminPort } = agentPorts(input, problems);
+  const proxyUids = checkedIds('proxy uid', input.proxyUids, problems);
+  const proxyGids = checkedIds('proxy gid', input.proxyGids, problems);
   if (proxyUids.length === 0 && proxyGids.length === 0) {
     problems.push("proxy uid/gid: at least one is required, or the proxy's own connections would be captured again in an endless loop");
   }
-
   const ipv6 = input.ipv6 ?? false;
-  const ports = (name: string, values: readonly (string | number)[] | undefined): PortRange[] => {
-    const parsed: PortRange[] = [];
-    for (const value of values ?? []) {
-      try {
-        parsed.push(parsePortRange(value));
-      } catch (err) {
-        problems.push(`${name}: ${(err as Error).message}`);
-      }
-    }
-    return uniqueBy(parsed, (p) => p.text);
-  };
-  const cidrs = (name: string, values: readonly string[] | undefined): Cidr[] => {
-    const parsed: Cidr[] = [];
-    for (const value of values ?? []) {
-      try {
-        const cidr = parseCidr(value);
-        if (cidr.family === 6 && !ipv6) problems.push(`${name}: ${cidr.text} is IPv6, but the IPv6 rules are not requested (--ipv6)`);
-        parsed.push(cidr);
-      } catch (err) {
-        problems.push(`${name}: ${(err as Error).message}`);
-      }
-    }
-    return uniqueBy(parsed, (c) => c.text);
-  };
-  const excludeInboundPorts = ports('excluded inbound port', input.excludeInboundPorts);
-  const excludeOutboundPorts = ports('excluded outbound port', input.excludeOutboundPorts);
-  const excludeInboundCidrs = cidrs('excluded inbound CIDR', input.excludeInboundCidrs);
-  const excludeOutboundCidrs = cidrs('excluded outbound CIDR', input.excludeOutboundCidrs);
+  const excludeInboundPorts = portRanges('excluded inbound port', input.excludeInboundPorts, problems);
+  const excludeOutboundPorts = portRanges('excluded outbound port', input.excludeOutboundPorts, problems);
+  const excludeInboundCidrs = cidrList('excluded inbound CIDR', input.excludeInboundCidrs, ipv6, problems);
+  const excludeOutboundCidrs = cidrList('excluded outbound CIDR', input.excludeOutboundCidrs, ipv6, problems);
 
   if (platform === 'vm' && input.excludeSsh === false) {
     problems.push('exclude SSH: on a VM port 22 is always excluded, so a broken sidecar cannot lock the operator out');

@@ -8,7 +8,6 @@ import { EXIT_OK, type CommandContext } from './command.js';
 import type { AgentSubcommand } from './agent.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
 import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
 import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
@@ -17,8 +16,12 @@ import { ANY_UPSTREAM } from '../api/control-protocol.js';
 import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
+import { isIP } from 'node:net';
 import { startAgent } from '../agent/agent.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
+import { AGENT_LIMIT_SCHEMA, AGENT_LIMITS } from '../agent/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
+import { RedirectCheck } from '../agent/redirect-check.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
 import { LABEL_KEY, LABEL_VALUE } from '../policy/traffic/spec-readers.js';
@@ -44,7 +47,7 @@ and runs the sidecar proxy in this process.`,
     service: { type: 'string', value: 'NAME', help: "this workload's service (must match the join token)", whenAbsent: REQUIRED },
     namespace: { type: 'string', value: 'NAME', help: 'its namespace', whenAbsent: AGENT_DEFAULTS.namespace },
     'app-port': { type: 'string', multiple: true, value: 'PORT', help: 'a port the app listens on; repeat for several, or leave out for an\napp that serves nothing (a Job, a client)', whenAbsent: 'none' },
-    protocol: { type: 'string', multiple: true, value: 'http|tcp', help: 'how the --app-port just before it is carried', whenAbsent: 'tcp' },
+    protocol: { type: 'string', multiple: true, value: 'tcp|http|http2|grpc', help: 'how the --app-port just before it is carried', whenAbsent: 'tcp' },
     'app-host': { type: 'string', value: 'HOST', help: 'where the app listens', whenAbsent: '127.0.0.1' },
     upstream: {
       type: 'string',
@@ -67,8 +70,9 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     status: { type: 'string', value: 'HOST:PORT|off', help: 'plaintext port for the kubelet: /healthz /ready /app-health/...,\nand POST /quitquitquit from loopback (drain, exit 0)', whenAbsent: 'off' },
     'app-probes': { type: 'string', value: 'FILE', help: "the app's original probes (JSON from the injector), run on request at\n/app-health/<container>/<livez|readyz|startupz> on --status", whenAbsent: 'none' },
     'health-check': { type: 'string', value: 'KIND', help: 'tcp, or http:/PATH, of the first app port', whenAbsent: 'tcp' },
-    'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: '5s' },
-    'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: '10s' },
+    'health-interval': { type: 'string', value: 'DURATION', help: 'between checks of the app', whenAbsent: formatLimit(AGENT_LIMITS.healthIntervalMs, 'ms') },
+    'drain-grace': { type: 'string', value: 'DURATION', help: 'on SIGTERM, how long open connections may finish', whenAbsent: formatLimit(AGENT_LIMITS.drainGraceMs, 'ms') },
+    'require-redirect': { type: 'boolean', help: "with --capture transparent: not ready until a connection to --address is seen\nredirected (CNI capture: the node's plugin installs the rules, not this pod)", whenAbsent: 'off' },
     capture: { type: 'string', value: 'MODE', help: 'transparent: serve the outbound and inbound capture ports that\n`trellis agent redirect install` sends the workload\'s TCP to; or none', whenAbsent: 'none' },
     'outbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the outbound capture port', whenAbsent: '15001' },
     'inbound-port': { type: 'string', value: 'PORT', help: 'with --capture transparent: the inbound capture port', whenAbsent: '15006' },
@@ -133,21 +137,62 @@ export interface ProxyUser {
   readonly gid: number;
 }
 
-export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined } {
+function parseControlUrl(text: string | undefined, problems: string[]): URL {
+  if (text === undefined) {
+    problems.push('--control is required');
+    return new URL('https://127.0.0.1:15012');
+  }
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'https:') problems.push('--control must be an https:// URL');
+    return url;
+  } catch {
+    problems.push(`--control: "${text}" is not a URL`);
+    return new URL('https://127.0.0.1:15012');
+  }
+}
+
+type CaptureFlags = Partial<Record<'inbound-mode' | 'outside-mesh' | 'outbound-port' | 'inbound-port', string>>;
+
+/** `--capture transparent`'s options; they are refused without it. */
+function captureOptions(values: CaptureFlags, capture: boolean, problems: string[]): AgentConfig['capture'] {
+  const inboundMode = values['inbound-mode'] ?? 'strict';
+  if (inboundMode !== 'strict' && inboundMode !== 'permissive') problems.push('--inbound-mode is strict or permissive');
+  const outsideMesh = values['outside-mesh'] ?? 'passthrough';
+  if (outsideMesh !== 'passthrough' && outsideMesh !== 'refuse') problems.push('--outside-mesh is passthrough or refuse');
+  if (!capture && (values['inbound-mode'] !== undefined || values['outside-mesh'] !== undefined)) problems.push('--inbound-mode and --outside-mesh decide what transparent capture does: they need --capture transparent');
+  const capturePort = (name: string, text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    if (!capture) problems.push(`${name} needs --capture transparent`);
+    const n = Number(text);
+    if (!/^\d{1,5}$/.test(text) || n < 1 || n > 65535) problems.push(`${name}: "${text}" is not a port`);
+    return n;
+  };
+  const outboundPort = capturePort('--outbound-port', values['outbound-port'], 15001);
+  const inboundPort = capturePort('--inbound-port', values['inbound-port'], 15006);
+  if (!capture) return undefined;
+  return Object.freeze({ inboundMode: inboundMode as 'strict' | 'permissive', outsideMesh: outsideMesh as 'passthrough' | 'refuse', outbound: { port: outboundPort }, inbound: { port: inboundPort } });
+}
+
+function proxyUserFrom(uidText: string | undefined, gidText: string | undefined, problems: string[]): ProxyUser | undefined {
+  const id = (name: string, text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!/^\d{1,10}$/.test(text) || n > 4_294_967_294) problems.push(`${name}: "${text}" is not a numeric id`);
+    return n;
+  };
+  const proxyUid = id('--proxy-uid', uidText);
+  const proxyGid = id('--proxy-gid', gidText);
+  if (proxyGid !== undefined && proxyUid === undefined) problems.push('--proxy-gid needs --proxy-uid');
+  return proxyUid === undefined ? undefined : Object.freeze({ uid: proxyUid, gid: proxyGid ?? proxyUid });
+}
+
+export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; level: ReturnType<typeof parseLogLevel>; proxyUser: ProxyUser | undefined; redirectCheckAddress: string | undefined } {
   const { values, positionals, tokens } = parseFlags(SPEC, argv);
   if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
   const problems: string[] = [];
   const attempt = attemptInto(problems);
-  let controlUrl = new URL('https://127.0.0.1:15012');
-  if (values.control === undefined) problems.push('--control is required');
-  else {
-    try {
-      controlUrl = new URL(values.control);
-      if (controlUrl.protocol !== 'https:') problems.push('--control must be an https:// URL');
-    } catch {
-      problems.push(`--control: "${values.control}" is not a URL`);
-    }
-  }
+  const controlUrl = parseControlUrl(values.control, problems);
   if (values.service === undefined || !DNS_LABEL.test(values.service)) problems.push('--service is required and must be a DNS label');
   const namespace = values.namespace ?? AGENT_DEFAULTS.namespace;
   if (!DNS_LABEL.test(namespace)) problems.push('--namespace must be a DNS label');
@@ -174,30 +219,8 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   const status = values.status === undefined || values.status === 'off' ? null : attempt(() => parseListen(values.status as string, '--status'), null);
   if (values['app-probes'] !== undefined && values.status === undefined) problems.push('--app-probes needs --status: the kubelet asks for the probes there');
   const appProbes: AppProbeTable = values['app-probes'] === undefined ? new Map() : attempt(() => loadAppProbesFile(resolve(values['app-probes'] as string)), new Map());
-  const inboundMode = values['inbound-mode'] ?? 'strict';
-  if (inboundMode !== 'strict' && inboundMode !== 'permissive') problems.push('--inbound-mode is strict or permissive');
-  const outsideMesh = values['outside-mesh'] ?? 'passthrough';
-  if (outsideMesh !== 'passthrough' && outsideMesh !== 'refuse') problems.push('--outside-mesh is passthrough or refuse');
-  if (!capture && (values['inbound-mode'] !== undefined || values['outside-mesh'] !== undefined)) problems.push('--inbound-mode and --outside-mesh decide what transparent capture does: they need --capture transparent');
-  const id = (name: string, text: string | undefined): number | undefined => {
-    if (text === undefined) return undefined;
-    const n = Number(text);
-    if (!/^\d{1,10}$/.test(text) || n > 4_294_967_294) problems.push(`${name}: "${text}" is not a numeric id`);
-    return n;
-  };
-  const proxyUid = id('--proxy-uid', values['proxy-uid']);
-  const proxyGid = id('--proxy-gid', values['proxy-gid']);
-  if (proxyGid !== undefined && proxyUid === undefined) problems.push('--proxy-gid needs --proxy-uid');
-  const proxyUser = proxyUid === undefined ? undefined : Object.freeze({ uid: proxyUid, gid: proxyGid ?? proxyUid });
-  const capturePort = (name: string, text: string | undefined, fallback: number): number => {
-    if (text === undefined) return fallback;
-    if (!capture) problems.push(`${name} needs --capture transparent`);
-    const n = Number(text);
-    if (!/^\d{1,5}$/.test(text) || n < 1 || n > 65535) problems.push(`${name}: "${text}" is not a port`);
-    return n;
-  };
-  const outboundPort = capturePort('--outbound-port', values['outbound-port'], 15001);
-  const inboundPort = capturePort('--inbound-port', values['inbound-port'], 15006);
+  const captureConfig = captureOptions(values, capture, problems);
+  const proxyUser = proxyUserFrom(values['proxy-uid'], values['proxy-gid'], problems);
   const config: AgentConfig = Object.freeze({
     controlUrl,
     caFile: values['ca-file'] === undefined ? undefined : resolve(values['ca-file']),
@@ -219,19 +242,22 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
       host: appHost,
       port: firstPort.port,
       path: healthMatch?.[2] ?? '/',
-      intervalMs: values['health-interval'] === undefined ? AGENT_DEFAULTS.healthIntervalMs : attempt(() => parseDuration(values['health-interval'] as string, '--health-interval'), AGENT_DEFAULTS.healthIntervalMs),
+      intervalMs: limitFlag(values['health-interval'], AGENT_LIMIT_SCHEMA.healthIntervalMs, '--health-interval', attempt),
       timeoutMs: AGENT_DEFAULTS.healthTimeoutMs,
       unhealthyAfter: 2,
     }),
     status,
     appProbes,
-    drainGraceMs: values['drain-grace'] === undefined ? AGENT_DEFAULTS.drainGraceMs : attempt(() => parseDuration(values['drain-grace'] as string, '--drain-grace'), AGENT_DEFAULTS.drainGraceMs),
+    drainGraceMs: limitFlag(values['drain-grace'], AGENT_LIMIT_SCHEMA.drainGraceMs, '--drain-grace', attempt),
     accessLog: values['no-access-log'] !== true,
-    ...(capture ? { capture: Object.freeze({ inboundMode: inboundMode as 'strict' | 'permissive', outsideMesh: outsideMesh as 'passthrough' | 'refuse', outbound: { port: outboundPort }, inbound: { port: inboundPort } }) } : {}),
+    ...(captureConfig === undefined ? {} : { capture: captureConfig }),
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as const);
+  const redirectCheckAddress = values['require-redirect'] === true ? values.address : undefined;
+  if (values['require-redirect'] === true && !capture) problems.push('--require-redirect goes with --capture transparent');
+  if (values['require-redirect'] === true && (values.address === undefined || isIP(values.address) === 0)) problems.push("--require-redirect needs --address: the pod's own IP, which the check dials");
   if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, `${problems.join('\n')}\n\n${USAGE}`);
-  return { config, level, proxyUser };
+  return { config, level, proxyUser, redirectCheckAddress };
 }
 
 /**
@@ -257,7 +283,7 @@ export const runSubcommand: AgentSubcommand = {
   spec: SPEC,
   summary: 'run the agent and its sidecar proxy beside a workload',
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
-    const { config, level, proxyUser } = parseAgentArgs(argv);
+    const { config, level, proxyUser, redirectCheckAddress } = parseAgentArgs(argv);
     if (proxyUser !== undefined) becomeProxyUser(proxyUser);
     const log = createLogger({ name: `trellis-agent`, level }).child({ workload: `${config.namespace}/${config.service}` });
     const signal = untilSignal();
@@ -271,9 +297,11 @@ export const runSubcommand: AgentSubcommand = {
         abort.abort();
       };
     });
+    const redirectCheck = redirectCheckAddress === undefined ? undefined : new RedirectCheck({ address: redirectCheckAddress });
+    redirectCheck?.start();
     let agent;
     try {
-      agent = await startAgent(config, log, { signal: abort.signal, onQuitRequested: () => quitRequested() });
+      agent = await startAgent(config, log, { signal: abort.signal, onQuitRequested: () => quitRequested(), ...(redirectCheck === undefined ? {} : { readinessGates: [() => redirectCheck.reason()] }) });
     } catch (err) {
       // SIGTERM while still waiting for the control plane: nothing runs yet, so nothing to drain.
       if (abort.signal.aborted) return EXIT_OK;
@@ -284,6 +312,7 @@ export const runSubcommand: AgentSubcommand = {
     ctx.stdout.write(`${JSON.stringify({ event: 'ready', spiffeId: agent.status().spiffeId, tunnel: addresses.tunnel?.port ?? null, admin: addresses.agentAdmin?.port ?? null, status: addresses.status?.port ?? null })}\n`);
     const received = await Promise.race([signal, quit]);
     log.info({ signal: received, graceMs: config.drainGraceMs }, 'stopping: deregistering and draining');
+    redirectCheck?.stop();
     await agent.stop();
     log.flush();
     return EXIT_OK;

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
-import { REQUIRED, parseFlags, type CommandSpec, type FlagSpec } from './flag-spec.js';
+import { REQUIRED, parseFlags, type CommandSpec, type FlagSpec, type FlagTable } from './flag-spec.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { parseDuration } from '../common/duration.js';
 import { InputError } from '../common/errors.js';
@@ -145,8 +145,12 @@ function required(values: Values, name: string, problems: Problems): string | un
   return value;
 }
 
-function noPositionals(positionals: readonly string[], problems: Problems): void {
+/** The subcommand's flags, and the list its problems are collected in (a stray argument is the first). */
+function flagsOf<F extends FlagTable>(spec: CommandSpec<F>, argv: readonly string[]): { values: ReturnType<typeof parseFlags<F>>['values']; problems: Problems } {
+  const { values, positionals } = parseFlags(spec, argv);
+  const problems: Problems = [];
   if (positionals.length > 0) problems.push(`unexpected argument "${positionals[0]}"`);
+  return { values, problems };
 }
 
 function curveOf(values: Values, problems: Problems): Curve | undefined {
@@ -159,9 +163,7 @@ function durationOf(values: Values, name: string, fallback: number, problems: Pr
 }
 
 async function init(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseFlags(INIT, argv);
-  const problems: Problems = [];
-  noPositionals(positionals, problems);
+  const { values, problems } = flagsOf(INIT, argv);
   const dir = required(values, 'dir', problems);
   const td = required(values, 'trust-domain', problems);
   const trustDomain = td === undefined ? undefined : collect(problems, () => parseTrustDomain(td));
@@ -176,9 +178,7 @@ async function init(argv: string[], ctx: CommandContext): Promise<number> {
 }
 
 async function intermediate(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseFlags(INTERMEDIATE, argv);
-  const problems: Problems = [];
-  noPositionals(positionals, problems);
+  const { values, problems } = flagsOf(INTERMEDIATE, argv);
   const dir = required(values, 'dir', problems);
   const out = required(values, 'out', problems);
   const name = required(values, 'name', problems);
@@ -195,9 +195,7 @@ async function intermediate(argv: string[], ctx: CommandContext): Promise<number
 }
 
 async function issue(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseFlags(ISSUE, argv);
-  const problems: Problems = [];
-  noPositionals(positionals, problems);
+  const { values, problems } = flagsOf(ISSUE, argv);
   const dir = required(values, 'dir', problems);
   const idText = required(values, 'spiffe-id', problems);
   const id: SpiffeId | undefined = idText === undefined ? undefined : collect(problems, () => parseSpiffeId(idText));
@@ -246,9 +244,7 @@ async function inspect(argv: string[], ctx: CommandContext): Promise<number> {
 }
 
 async function bundle(argv: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseFlags(BUNDLE, argv);
-  const problems: Problems = [];
-  noPositionals(positionals, problems);
+  const { values, problems } = flagsOf(BUNDLE, argv);
   const dir = required(values, 'dir', problems);
   const format = values.format ?? 'pem';
   if (format !== 'pem' && format !== 'spiffe') problems.push(`--format must be pem or spiffe, not "${format}"`);

@@ -13,6 +13,8 @@ export interface CommandContext {
   readonly stderr: NodeJS.WritableStream;
   /** The process environment, read here at the edge and nowhere below. */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** The process's stdin, for commands that read a request from it (the CNI plugin). */
+  readonly stdin?: NodeJS.ReadableStream;
 }
 
 export interface Command {

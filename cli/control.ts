@@ -12,16 +12,19 @@ import { resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
+import { CONTROL_LIMIT_SCHEMA, CONTROL_LIMITS } from '../control/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
 import { createLogger } from '../common/log.js';
 import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode, type ListenAddress } from '../control/config.js';
 import { startControlPlane } from '../control/control-plane.js';
 import type { KubeApiAccess } from '../control/kubernetes/kube-config.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
+import { MULTIZONE_FLAGS, parseGlobalConfig, parseZoneGlobal, runGlobal, withZoneCa } from './control-global.js';
+import type { GlobalControlConfig } from '../control/global/global-config.js';
 
 const SPEC = {
   usage: 'trellis control run --data-dir DIR [--mode universal|kubernetes] [options]',
@@ -36,9 +39,12 @@ Modes:
               audience "trellis"; join tokens still work for VMs); endpoints come from Services,
               EndpointSlices and Pods, agents' registrations add none; policy from TrafficPermission
               resources (an invalid set at start-up stops the start). The API is reached in-cluster
-              (the pod's service account), else with --kubeconfig FILE or $KUBECONFIG.`,
+              (the pod's service account), else with --kubeconfig FILE or $KUBECONFIG.
+  global      the global control plane of a multi-zone mesh: zones dial in (--global URL --zone
+              NAME on theirs), sync their exported services up and get the other zones' and the
+              mesh-wide policies (--policy DIR) down. Listens on 15020 (admin 15021) by default.`,
   flags: {
-    mode: { type: 'string', value: 'MODE', help: 'universal | kubernetes', whenAbsent: CONTROL_DEFAULTS.mode },
+    mode: { type: 'string', value: 'MODE', help: 'universal | kubernetes | global', whenAbsent: CONTROL_DEFAULTS.mode },
     kubeconfig: { type: 'string', value: 'FILE', help: 'kubernetes mode: the API through this kubeconfig instead of in-cluster', whenAbsent: 'in-cluster, else $KUBECONFIG' },
     'kube-context': { type: 'string', value: 'NAME', help: 'kubernetes mode: a context of the kubeconfig', whenAbsent: 'its current context' },
     'data-dir': { type: 'string', value: 'DIR', help: 'state (CA keys, tokens, registrations); created on first start', whenAbsent: REQUIRED },
@@ -58,12 +64,13 @@ an invalid one logged, counted and ignored`,
     'root-namespace': { type: 'string', value: 'NS', help: 'namespace of mesh-wide policies', whenAbsent: CONTROL_DEFAULTS.rootNamespace },
     listen: { type: 'string', value: 'HOST:PORT', help: 'HTTPS API for agents', whenAbsent: `${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port}` },
     admin: { type: 'string', value: 'HOST:PORT', help: 'admin: /healthz /ready /metrics /registry /policy', whenAbsent: `${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port}` },
-    'workload-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of workload certificates', whenAbsent: '24h' },
-    'disconnect-grace': { type: 'string', value: 'DURATION', help: 'endpoint stays healthy this long after its agent disconnects', whenAbsent: '3s' },
-    'startup-grace': { type: 'string', value: 'DURATION', help: 'restored endpoints keep their state this long after a restart', whenAbsent: '30s' },
-    'instance-lease': { type: 'string', value: 'DURATION', help: 'an instance whose agent stays disconnected this long is removed', whenAbsent: '60s' },
-    'ping-interval': { type: 'string', value: 'DURATION', help: 'watch keepalive interval', whenAbsent: '10s' },
+    'workload-ttl': { type: 'string', value: 'DURATION', help: 'lifetime of workload certificates', whenAbsent: formatLimit(CONTROL_LIMITS.workloadTtlMs, 'ms') },
+    'disconnect-grace': { type: 'string', value: 'DURATION', help: 'endpoint stays healthy this long after its agent disconnects', whenAbsent: formatLimit(CONTROL_LIMITS.disconnectGraceMs, 'ms') },
+    'startup-grace': { type: 'string', value: 'DURATION', help: 'restored endpoints keep their state this long after a restart', whenAbsent: formatLimit(CONTROL_LIMITS.startupGraceMs, 'ms') },
+    'instance-lease': { type: 'string', value: 'DURATION', help: 'an instance whose agent stays disconnected this long is removed', whenAbsent: formatLimit(CONTROL_LIMITS.instanceLeaseMs, 'ms') },
+    'ping-interval': { type: 'string', value: 'DURATION', help: 'watch keepalive interval', whenAbsent: formatLimit(CONTROL_LIMITS.pingIntervalMs, 'ms') },
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
+    ...MULTIZONE_FLAGS,
   },
 } as const satisfies CommandSpec;
 
@@ -129,11 +136,11 @@ function kubeApiAccess(values: { mode: ControlPlaneMode; kubeconfig?: string | u
 function parseMode(text: string | undefined, problems: string[]): ControlPlaneMode {
   const mode = text ?? CONTROL_DEFAULTS.mode;
   if (mode === 'universal' || mode === 'kubernetes') return mode;
-  problems.push(`--mode: "${mode}" is not universal or kubernetes`);
+  problems.push(`--mode: "${mode}" is not universal, kubernetes or global`);
   return CONTROL_DEFAULTS.mode;
 }
 
-function parseConfig(argv: readonly string[], env: CommandContext['env']): { config: ControlPlaneConfig; level: LevelWithSilent } {
+function parseConfig(argv: readonly string[], env: CommandContext['env']): { config: ControlPlaneConfig | GlobalControlConfig; global: boolean; level: LevelWithSilent } {
   const { values, positionals } = parseFlags(SPEC, argv);
   if (positionals.length !== 1 || positionals[0] !== 'run') throw new InputError(CODE.CLI_USAGE, `expected "trellis control run"\n\n${USAGE}`);
   const problems: string[] = [];
@@ -141,6 +148,14 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
   if (values['data-dir'] === undefined) problems.push('--data-dir is required');
   existingDirectory(values.policy, '--policy', problems);
   existingDirectory(values['ca-dir'], '--ca-dir', problems);
+  if (values.mode === 'global') {
+    const config = parseGlobalConfig(values, parseListen, problems);
+    const level = attempt(() => parseLogLevel(values['log-level']), 'info' as LevelWithSilent);
+    if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, problems.join('\n'));
+    return { config, global: true, level };
+  }
+  const global = parseZoneGlobal(values, problems);
+  if (global !== undefined && values.zone === undefined) problems.push('--global needs --zone NAME: the zone this control plane is');
   const zone = values.zone ?? CONTROL_DEFAULTS.zone;
   if (!DNS_LABEL.test(zone)) problems.push(`--zone: "${zone}" must be a DNS label`);
   const rootNamespace = values['root-namespace'] ?? CONTROL_DEFAULTS.rootNamespace;
@@ -158,19 +173,20 @@ function parseConfig(argv: readonly string[], env: CommandContext['env']): { con
     rootNamespace,
     listen: attempt(() => parseListen(values.listen ?? `${CONTROL_DEFAULTS.listen.host}:${CONTROL_DEFAULTS.listen.port}`, '--listen'), CONTROL_DEFAULTS.listen),
     admin: attempt(() => parseListen(values.admin ?? `${CONTROL_DEFAULTS.admin.host}:${CONTROL_DEFAULTS.admin.port}`, '--admin'), CONTROL_DEFAULTS.admin),
-    workloadTtlMs: values['workload-ttl'] === undefined ? CONTROL_DEFAULTS.workloadTtlMs : attempt(() => parseDuration(values['workload-ttl'] as string, '--workload-ttl'), 0),
-    disconnectGraceMs: values['disconnect-grace'] === undefined ? CONTROL_DEFAULTS.disconnectGraceMs : attempt(() => parseDuration(values['disconnect-grace'] as string, '--disconnect-grace'), 0),
-    startupGraceMs: values['startup-grace'] === undefined ? CONTROL_DEFAULTS.startupGraceMs : attempt(() => parseDuration(values['startup-grace'] as string, '--startup-grace'), 0),
-    instanceLeaseMs: values['instance-lease'] === undefined ? CONTROL_DEFAULTS.instanceLeaseMs : attempt(() => parseDuration(values['instance-lease'] as string, '--instance-lease'), 0),
+    workloadTtlMs: limitFlag(values['workload-ttl'], CONTROL_LIMIT_SCHEMA.workloadTtlMs, '--workload-ttl', attempt),
+    disconnectGraceMs: limitFlag(values['disconnect-grace'], CONTROL_LIMIT_SCHEMA.disconnectGraceMs, '--disconnect-grace', attempt),
+    startupGraceMs: limitFlag(values['startup-grace'], CONTROL_LIMIT_SCHEMA.startupGraceMs, '--startup-grace', attempt),
+    instanceLeaseMs: limitFlag(values['instance-lease'], CONTROL_LIMIT_SCHEMA.instanceLeaseMs, '--instance-lease', attempt),
     instanceLimits: CONTROL_DEFAULTS.instanceLimits,
-    pingIntervalMs: values['ping-interval'] === undefined ? CONTROL_DEFAULTS.pingIntervalMs : attempt(() => parseDuration(values['ping-interval'] as string, '--ping-interval'), 0),
+    pingIntervalMs: limitFlag(values['ping-interval'], CONTROL_LIMIT_SCHEMA.pingIntervalMs, '--ping-interval', attempt),
     maxConnections: CONTROL_DEFAULTS.maxConnections,
     maxWatchBufferBytes: CONTROL_DEFAULTS.maxWatchBufferBytes,
+    ...(global === undefined ? {} : { global }),
   });
   const level = attempt(() => parseLogLevel(values['log-level']), 'info' as LevelWithSilent);
   problems.push(...configConflicts(config));
   if (problems.length > 0) throw new InputError(CODE.CLI_USAGE, problems.join('\n'));
-  return { config, level };
+  return { config, global: false, level };
 }
 
 export const controlCommand: Command = {
@@ -182,11 +198,11 @@ export const controlCommand: Command = {
       ctx.stderr.write(USAGE);
       return EXIT_USAGE;
     }
-    const { config, level } = parseConfig(argv, ctx.env);
-    const log = createLogger({ name: 'trellis-control', level });
+    const { config, global, level } = parseConfig(argv, ctx.env);
+    const log = createLogger({ name: global ? 'trellis-global' : 'trellis-control', level });
     // Listening for signals only once started: a failed start must not leave handlers behind, and a
     // signal during start-up may end the process the default way (nothing is serving yet).
-    const running = await startControlPlane(config, log);
+    const running = global ? await runGlobal(config as GlobalControlConfig, log) : await startControlPlane(await withZoneCa(config as ControlPlaneConfig), log);
     const signal = untilSignal();
     // One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works).
     const host = (a: { address: string }): string => (a.address.includes(':') ? `[${a.address}]` : a.address);

@@ -2,6 +2,7 @@
  * Flag checking that reports every problem at once (exit 2 with the whole list), not the first: each
  * parse is attempted, and a failure is recorded while a fallback keeps the rest of the checking going.
  */
+import { limitFromText, type LimitSpec } from '../common/limit-schema.js';
 
 /**
  * `attempt(parse, fallback)`: the parsed value, or `fallback` with the error described (its message, by
@@ -16,4 +17,12 @@ export function attemptInto(problems: string[], describe: (err: unknown) => stri
       return fallback;
     }
   };
+}
+
+/**
+ * A flag that sets a limit: its default when absent, else its text checked against the limit's schema
+ * (bounds and unit, common/limit-schema.ts); a problem is recorded through `attempt`.
+ */
+export function limitFlag(text: string | undefined, spec: LimitSpec, flag: string, attempt: <T>(parse: () => T, fallback: T) => T): number {
+  return text === undefined ? spec.default : attempt(() => limitFromText(text, spec, flag), spec.default);
 }

@@ -10,23 +10,28 @@ import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, VersionApi } from '@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InputError, describeError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { WebhookCaBundleSync } from '../injector/ca-bundle-sync.js';
 import { createInjectorConfig, parseKubernetesVersion, type KubernetesVersion } from '../injector/config.js';
 import { KubernetesEventSink } from '../injector/events.js';
 import { startInjector } from '../injector/injector.js';
 import { detectKubernetesVersion } from '../injector/kubernetes-version.js';
-import { createInjectorMetrics } from '../injector/metrics.js';
+import { createInjectorMetrics, type InjectorMetrics } from '../injector/metrics.js';
 import { checkServingNames, serviceDnsNames } from '../injector/serving-certificate-issuer.js';
 import { FileServingSource, IssuedServingSource, issuerFromDirectory, type ServingCertificateSource } from '../injector/serving-certificate.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { parseListen, parseLogLevel, untilSignal } from './control.js';
-import { attemptInto } from './flag-problems.js';
+import { attemptInto, limitFlag } from './flag-problems.js';
+import { INJECTOR_LIMIT_SCHEMA, INJECTOR_LIMITS } from '../injector/limits.js';
+import { formatLimit } from '../common/limit-schema.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
+import { makeTrellisApiClient } from '../common/kubernetes-client.js';
+import { TRELLIS_VERSION } from '../common/version.js';
+import { ApiNamespaceDirectory } from '../injector/namespace-facts.js';
 
 /** Recorded in each injected pod's status annotation. */
-export const INJECTOR_VERSION = '0.1.0';
+export const INJECTOR_VERSION = TRELLIS_VERSION;
 
 const RUN_SPEC = {
   usage: 'trellis injector run (--cert FILE --key FILE | --issuer-dir DIR) --image IMAGE [options]',
@@ -47,9 +52,10 @@ issued by the injector itself from --issuer-dir and renewed at 2/3 of its lifeti
     'control-url': { type: 'string', value: 'URL', help: 'the control plane agents dial', whenAbsent: 'https://trellis-control.<namespace>.svc:15012' },
     'trust-bundle': { type: 'string', value: 'FILE', help: 'mesh roots the agents verify the control plane with', whenAbsent: 'bundle.pem of --issuer-dir, or --ca-bundle' },
     zone: { type: 'string', value: 'NAME', help: "this cluster's zone", whenAbsent: 'default' },
+    'capture-mode': { type: 'string', value: 'init|cni', help: "how pods get their redirect rules: a privileged init container, or the\nTrellis CNI plugin (pods then pass Pod Security restricted); a namespace's\ntrellis.dev/capture-mode label overrides it", whenAbsent: 'init' },
     'proxy-uid': { type: 'string', value: 'N', help: "the sidecar's user", whenAbsent: '1337' },
     'proxy-gid': { type: 'string', value: 'N', help: "the sidecar's group", whenAbsent: '1337' },
-    'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: '12h' },
+    'token-ttl': { type: 'string', value: 'DURATION', help: 'projected token lifetime, 10m to 24h', whenAbsent: formatLimit(INJECTOR_LIMITS.tokenExpirationSeconds, 's') },
     'kubernetes-version': { type: 'string', value: 'V', help: 'auto (ask the API server) or e.g. 1.30: native sidecars from 1.29', whenAbsent: 'auto' },
     'exclude-namespace': { type: 'string', multiple: true, value: 'NS', help: 'never inject NS (repeatable; kube-system, kube-public, kube-node-lease and\ntrellis-system always are)', whenAbsent: 'none' },
     listen: { type: 'string', value: 'HOST:PORT', help: "the webhook's HTTPS listener", whenAbsent: '0.0.0.0:9443' },
@@ -106,7 +112,8 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
   return kc;
 }
 
-async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+/** `injector run`'s flags, every problem at once (exit 2). */
+function parseRunOptions(argv: readonly string[]) {
   const { values, positionals } = parseFlags(RUN_SPEC, argv);
   if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${RUN_USAGE}`);
   const problems: string[] = [];
@@ -120,7 +127,7 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const namespace = values.namespace ?? 'trellis-system';
   const dnsNames = attempt(() => checkServingNames(serviceDnsNames(service, namespace)), []);
   const certTtlMs = attempt(() => parseDuration(values['cert-ttl'] ?? '24h', '--cert-ttl'), 86_400_000);
-  const tokenTtlSeconds = attempt(() => Math.round(parseDuration(values['token-ttl'] ?? '12h', '--token-ttl') / 1000), 43_200);
+  const tokenTtlSeconds = limitFlag(values['token-ttl'], INJECTOR_LIMIT_SCHEMA.tokenExpirationSeconds, '--token-ttl', attempt);
   const listen =
     values.port !== undefined
       ? { host: '0.0.0.0', port: parseIntFlag(values.port, '--port', 9443, problems) }
@@ -133,69 +140,90 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const proxyGid = parseIntFlag(values['proxy-gid'], '--proxy-gid', 1337, problems);
   if (values.image === undefined) problems.push('--image is required (the Trellis image the sidecar runs)');
   if (problems.length > 0) throw new InputError(CODE.CLI_INJECTOR_OPTIONS, `invalid options:\n  - ${problems.join('\n  - ')}\n\n${RUN_USAGE}`);
+  return { values, image: values.image as string, namespace, dnsNames, certTtlMs, tokenTtlSeconds, listen, admin, level, fixedVersion, proxyUid, proxyGid };
+}
 
-  const logger = createLogger({ name: 'trellis-injector', level });
+type RunOptions = ReturnType<typeof parseRunOptions>;
+
+function servingSource(options: RunOptions, logger: Logger, metrics: InjectorMetrics): ServingCertificateSource {
+  const { values } = options;
+  const issuerDir = values['issuer-dir'];
+  return issuerDir !== undefined
+    ? new IssuedServingSource({ loadIssuer: issuerFromDirectory(issuerDir), dnsNames: options.dnsNames, ttlMs: options.certTtlMs, logger, metrics })
+    : new FileServingSource({ certFile: values.cert as string, keyFile: values.key as string, ...(values['ca-bundle'] === undefined ? {} : { caBundleFile: values['ca-bundle'] }), logger, metrics });
+}
+
+/** The agents' trust bundle: given, or the issuer's roots (then it follows the issuer at each renewal). */
+async function agentTrustBundle(values: RunOptions['values']): Promise<string> {
+  const explicitTrustBundle = values['trust-bundle'] ?? values['ca-bundle'];
+  if (explicitTrustBundle !== undefined) return readText(explicitTrustBundle, values['trust-bundle'] === undefined ? '--ca-bundle' : '--trust-bundle');
+  const issuerDir = values['issuer-dir'];
+  if (issuerDir !== undefined) {
+    const issuer = await issuerFromDirectory(issuerDir)();
+    if (issuer.bundlePem === undefined) throw new InputError(CODE.CLI_INJECTOR_OPTIONS, `${issuerDir}/bundle.pem is missing: the agents need the mesh roots (or pass --trust-bundle)`);
+    return issuer.bundlePem;
+  }
+  throw new InputError(CODE.CLI_INJECTOR_OPTIONS, 'with --cert/--key, pass --ca-bundle or --trust-bundle: the agents need the mesh roots');
+}
+
+/** The Kubernetes API, when the version is detected or the webhook's caBundle is synced; and the version. */
+async function kubernetesAccess(options: RunOptions, webhookConfig: string, logger: Logger): Promise<{ kc: KubeConfig | undefined; kubernetesVersion: KubernetesVersion }> {
+  const kubeconfig = options.values.kubeconfig;
+  const needsApi = options.fixedVersion === undefined || webhookConfig !== 'off';
+  const kc = needsApi ? loadKubeConfig(kubeconfig) : kubeconfig === undefined ? undefined : loadKubeConfig(kubeconfig);
+  const kubernetesVersion = options.fixedVersion ?? (await detectKubernetesVersion(makeTrellisApiClient(kc as KubeConfig, VersionApi, 'injector')));
+  logger.info({ kubernetesVersion, nativeSidecars: kubernetesVersion.minor >= 29 || kubernetesVersion.major > 1 }, 'Kubernetes version');
+  return { kc, kubernetesVersion };
+}
+
+async function run(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const options = parseRunOptions(argv);
+  const { values } = options;
+  const logger = createLogger({ name: 'trellis-injector', level: options.level });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = createInjectorMetrics(registry);
-
-  const issuerDir = values['issuer-dir'];
-  const source: ServingCertificateSource =
-    issuerDir !== undefined
-      ? new IssuedServingSource({ loadIssuer: issuerFromDirectory(issuerDir), dnsNames, ttlMs: certTtlMs, logger, metrics })
-      : new FileServingSource({ certFile: values.cert as string, keyFile: values.key as string, ...(values['ca-bundle'] === undefined ? {} : { caBundleFile: values['ca-bundle'] }), logger, metrics });
-  // The agents' trust bundle: given, or the issuer's roots (then it follows the issuer at each renewal).
-  let trustBundlePem: string;
-  const explicitTrustBundle = values['trust-bundle'] ?? values['ca-bundle'];
-  if (explicitTrustBundle !== undefined) {
-    trustBundlePem = await readText(explicitTrustBundle, values['trust-bundle'] === undefined ? '--ca-bundle' : '--trust-bundle');
-  } else if (issuerDir !== undefined) {
-    const issuer = await issuerFromDirectory(issuerDir)();
-    if (issuer.bundlePem === undefined) throw new InputError(CODE.CLI_INJECTOR_OPTIONS, `${issuerDir}/bundle.pem is missing: the agents need the mesh roots (or pass --trust-bundle)`);
-    trustBundlePem = issuer.bundlePem;
-  } else {
-    throw new InputError(CODE.CLI_INJECTOR_OPTIONS, 'with --cert/--key, pass --ca-bundle or --trust-bundle: the agents need the mesh roots');
-  }
-
+  const source = servingSource(options, logger, metrics);
+  const trustBundlePem = await agentTrustBundle(values);
   const webhookConfig = values['webhook-config'] ?? 'trellis-injector';
-  const needsApi = fixedVersion === undefined || webhookConfig !== 'off';
-  const kc = needsApi ? loadKubeConfig(values.kubeconfig) : values.kubeconfig === undefined ? undefined : loadKubeConfig(values.kubeconfig);
-  const kubernetesVersion = fixedVersion ?? (await detectKubernetesVersion((kc as KubeConfig).makeApiClient(VersionApi)));
-  logger.info({ kubernetesVersion, nativeSidecars: kubernetesVersion.minor >= 29 || kubernetesVersion.major > 1 }, 'Kubernetes version');
-
+  const { kc, kubernetesVersion } = await kubernetesAccess(options, webhookConfig, logger);
   const config = createInjectorConfig({
-    image: values.image,
+    image: options.image,
     imagePullPolicy: values['image-pull-policy'] ?? 'IfNotPresent',
-    controlUrl: values['control-url'] ?? `https://trellis-control.${namespace}.svc:15012`,
+    controlUrl: values['control-url'] ?? `https://trellis-control.${options.namespace}.svc:15012`,
     zone: values.zone ?? 'default',
     trustBundlePem,
-    proxyUid,
-    proxyGid,
-    tokenExpirationSeconds: tokenTtlSeconds,
+    proxyUid: options.proxyUid,
+    proxyGid: options.proxyGid,
+    tokenExpirationSeconds: options.tokenTtlSeconds,
     kubernetesVersion,
     extraExcludedNamespaces: values['exclude-namespace'] ?? [],
     version: INJECTOR_VERSION,
+    captureMode: values['capture-mode'] ?? 'init',
   });
   if (kc === undefined) logger.warn('no Kubernetes API configured: skipped pods are counted and logged, but not reported as Events');
   const events =
     kc === undefined
       ? { report: () => undefined }
-      : new KubernetesEventSink({ api: kc.makeApiClient(CoreV1Api), metrics, logger, instance: ctx.env.POD_NAME ?? hostname() });
-  const caBundleSync = kc === undefined || webhookConfig === 'off' ? undefined : new WebhookCaBundleSync({ api: kc.makeApiClient(AdmissionregistrationV1Api), name: webhookConfig, logger, metrics });
+      : new KubernetesEventSink({ api: makeTrellisApiClient(kc, CoreV1Api, 'injector'), metrics, logger, instance: ctx.env.POD_NAME ?? hostname() });
+  const caBundleSync = kc === undefined || webhookConfig === 'off' ? undefined : new WebhookCaBundleSync({ api: makeTrellisApiClient(kc, AdmissionregistrationV1Api, 'injector'), name: webhookConfig, logger, metrics });
+  if (kc === undefined) logger.warn('no Kubernetes API configured: namespaces are not read, so Pod Security levels and capture-mode labels are not honoured');
+  const namespaces = kc === undefined ? undefined : new ApiNamespaceDirectory({ api: makeTrellisApiClient(kc, CoreV1Api, 'injector') });
 
   let running;
   try {
     running = await startInjector({
       config,
-      trustBundleFromServing: explicitTrustBundle === undefined,
+      trustBundleFromServing: (values['trust-bundle'] ?? values['ca-bundle']) === undefined,
       source,
       ...(caBundleSync === undefined ? {} : { caBundleSync }),
       events,
       metrics,
       registry,
       logger,
-      listen,
-      ...(admin === undefined ? {} : { admin }),
+      listen: options.listen,
+      ...(options.admin === undefined ? {} : { admin: options.admin }),
+      ...(namespaces === undefined ? {} : { namespaces }),
     });
   } catch (err) {
     ctx.stderr.write(`trellis injector: cannot start: ${describeError(err)}\n`);

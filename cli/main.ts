@@ -69,7 +69,15 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
 
 /** Runs the command line of this process and sets its exit code: what the `trellis` binary does. */
 export function runAsBinary(): void {
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+  main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    // A getter: touching process.stdin creates the stream, which only the CNI plugin reads.
+    get stdin() {
+      return process.stdin;
+    },
+  }).then(
     (code) => {
       // Long-running commands (proxy, control, agent) never resolve until they stop; one-shot commands exit here.
       process.exitCode = code;

@@ -9,10 +9,12 @@
 import { collectDefaultMetrics } from 'prom-client';
 import { InputError, describeError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
+import type { WorkloadIdentity } from '../api/data-plane.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
-import { createSidecar, type SidecarConfig } from '../proxy/sidecar.js';
-import { loadPolicyFiles, loadStaticConfig, readIdentityFiles, watchIdentityFiles, type StaticProxyConfig } from '../proxy/static-config.js';
+import { createSidecar, type Sidecar, type SidecarConfig } from '../proxy/sidecar.js';
+import { loadStaticConfig, type StaticProxyConfig } from '../proxy/static-config.js';
+import { loadPolicyFiles, readIdentityFiles, watchIdentityFiles } from '../proxy/static-files.js';
 import { EXIT_FAILURE, EXIT_OK, type Command, type CommandContext } from './command.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
@@ -49,10 +51,36 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const graceMs = values.grace === undefined ? 5_000 : parseDuration(values.grace, '--grace');
   const config = await loadStaticConfig(values.config);
   const identity = await readIdentityFiles(config);
-  let policy = await policyFor(config);
+  const policy = await policyFor(config);
   const logger = createLogger({ name: 'trellis-proxy', level: config.logLevel });
+  const sidecar = createStaticSidecar(config, identity, policy, logger);
+  // Process metrics (RSS, heap, event-loop lag, CPU) on the same registry: this process is the sidecar.
+  collectDefaultMetrics({ register: sidecar.registry });
+  await sidecar.start();
+  ctx.stdout.write(`${JSON.stringify(readyEvent(sidecar))}\n`);
+  const unwatch = followIdentityFiles(config, sidecar, logger);
+  const onHup = policyReloader(config, sidecar, logger);
+  process.on('SIGHUP', onHup);
+  await untilStopSignal(logger, graceMs);
+  process.off('SIGHUP', onHup);
+  unwatch();
+  // A stop that cannot finish (a peer that never acknowledges anything) must not keep the process alive.
+  const hardStop = setTimeout(() => {
+    logger.error({ graceMs }, 'graceful stop did not finish; exiting');
+    process.exit(EXIT_FAILURE);
+  }, graceMs + 5_000);
+  hardStop.unref();
+  await sidecar.stop(graceMs);
+  clearTimeout(hardStop);
+  logger.flush();
+  // Exit explicitly once everything is closed: Node 20 can spin forever in its exit-time handle cleanup
+  // (node::Environment::CleanupHandles) after HTTP/2 sessions over TLS were torn down under load, seen here
+  // as a stopped proxy using a full core. Pino's exit hook flushes the log first.
+  process.exit(EXIT_OK);
+}
 
-  const sidecar = createSidecar({
+function createStaticSidecar(config: StaticProxyConfig, identity: WorkloadIdentity, policy: SidecarConfig['policy'], logger: Logger): Sidecar {
+  return createSidecar({
     service: config.service,
     namespace: config.namespace,
     trustDomain: config.trustDomain,
@@ -69,21 +97,23 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     config: sidecarConfig(config, policy, 'static-1'),
     ...(config.capture === null ? {} : { capture: { ...config.capture, inboundMode: config.inbound.mode } }),
   });
-  // Process metrics (RSS, heap, event-loop lag, CPU) on the same registry: this process is the sidecar.
-  collectDefaultMetrics({ register: sidecar.registry });
-  await sidecar.start();
-  const addresses = sidecar.addresses();
-  ctx.stdout.write(
-    `${JSON.stringify({
-      event: 'ready',
-      tunnel: addresses.tunnel?.port,
-      admin: addresses.admin?.port ?? null,
-      listeners: addresses.listeners.map((l) => ({ service: `${l.namespace}/${l.service}`, port: l.port, localPort: l.address?.port })),
-      ...(addresses.capture === undefined ? {} : { capture: { outbound: addresses.capture.outbound?.port, inbound: addresses.capture.inbound?.port } }),
-    })}\n`,
-  );
+}
 
-  const unwatch = watchIdentityFiles(
+/** One JSON line on stdout when serving: scripts and tests read the bound ports from it (port 0 works). */
+function readyEvent(sidecar: Sidecar): Record<string, unknown> {
+  const addresses = sidecar.addresses();
+  return {
+    event: 'ready',
+    tunnel: addresses.tunnel?.port,
+    admin: addresses.admin?.port ?? null,
+    listeners: addresses.listeners.map((l) => ({ service: `${l.namespace}/${l.service}`, port: l.port, localPort: l.address?.port })),
+    ...(addresses.capture === undefined ? {} : { capture: { outbound: addresses.capture.outbound?.port, inbound: addresses.capture.inbound?.port } }),
+  };
+}
+
+/** Rotated certificate files become the sidecar's identity; a half-rotated or invalid pair is skipped. */
+function followIdentityFiles(config: StaticProxyConfig, sidecar: Sidecar, logger: Logger): () => void {
+  return watchIdentityFiles(
     config,
     (next) => {
       try {
@@ -94,22 +124,25 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     },
     (err) => logger.warn({ err: describeError(err) }, 'certificate files changed but are not a usable identity yet; keeping the current one'),
   );
+}
 
+/** SIGHUP: the policy files are read again; a failure keeps the policy in force. */
+function policyReloader(config: StaticProxyConfig, sidecar: Sidecar, logger: Logger): () => void {
   let reloads = 1;
-  const onHup = (): void => {
+  return () => {
     policyFor(config).then(
       async (next) => {
-        policy = next;
         reloads += 1;
-        await sidecar.applyConfig(sidecarConfig(config, policy, `static-${reloads}`));
+        await sidecar.applyConfig(sidecarConfig(config, next, `static-${reloads}`));
         logger.info({ policies: config.policy }, 'policy reloaded');
       },
       (err: unknown) => logger.error({ err: describeError(err) }, 'policy reload failed; the previous policy stays in force'),
     );
   };
-  process.on('SIGHUP', onHup);
+}
 
-  await new Promise<void>((resolve) => {
+function untilStopSignal(logger: Logger, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
@@ -119,21 +152,6 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  process.off('SIGHUP', onHup);
-  unwatch();
-  // A stop that cannot finish (a peer that never acknowledges anything) must not keep the process alive.
-  const hardStop = setTimeout(() => {
-    logger.error({ graceMs }, 'graceful stop did not finish; exiting');
-    process.exit(EXIT_FAILURE);
-  }, graceMs + 5_000);
-  hardStop.unref();
-  await sidecar.stop(graceMs);
-  clearTimeout(hardStop);
-  logger.flush();
-  // Exit explicitly once everything is closed: Node 20 can spin forever in its exit-time handle cleanup
-  // (node::Environment::CleanupHandles) after HTTP/2 sessions over TLS were torn down under load, seen here
-  // as a stopped proxy using a full core. Pino's exit hook flushes the log first.
-  process.exit(EXIT_OK);
 }
 
 export const proxyCommand: Command = {

@@ -11,22 +11,20 @@
  * Bind these ports to loopback unless said otherwise: they disclose topology.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { defineLimits, limitDefaults, withOverrides, type LimitValues } from './limit-schema.js';
 
-export interface AdminHttpLimits {
-  readonly maxHeaderBytes: number;
-  readonly headersTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  readonly keepAliveTimeoutMs: number;
-  readonly maxConnections: number;
-}
-
-export const DEFAULT_ADMIN_HTTP_LIMITS: AdminHttpLimits = Object.freeze({
-  maxHeaderBytes: 8 * 1024,
-  headersTimeoutMs: 5_000,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 5_000,
-  maxConnections: 64,
+/** Every admin and status port's listener limits (a server may pass its own, e.g. the agent's status port). */
+export const ADMIN_HTTP_LIMIT_SCHEMA = defineLimits({
+  maxHeaderBytes: { default: 8 * 1024, min: 1024, max: 65_536, unit: 'bytes', doc: 'largest request head on an admin port' },
+  headersTimeoutMs: { default: 5_000, min: 1, max: 60_000, unit: 'ms', doc: 'a request head must arrive within this' },
+  requestTimeoutMs: { default: 10_000, min: 1, max: 300_000, unit: 'ms', doc: 'a whole request must arrive within this' },
+  keepAliveTimeoutMs: { default: 5_000, min: 1, max: 300_000, unit: 'ms', doc: 'an idle kept-alive connection is closed after this' },
+  maxConnections: { default: 64, min: 1, max: 65_536, unit: 'count', doc: 'concurrent connections to one admin port' },
 });
+
+export type AdminHttpLimits = LimitValues<typeof ADMIN_HTTP_LIMIT_SCHEMA>;
+
+export const DEFAULT_ADMIN_HTTP_LIMITS: AdminHttpLimits = limitDefaults(ADMIN_HTTP_LIMIT_SCHEMA);
 
 export interface AdminReply {
   readonly status: number;
@@ -79,7 +77,7 @@ export function sendReply(res: ServerResponse, reply: AdminReply): void {
 const INTERNAL_ERROR = textReply(500, 'internal error\n');
 
 export function createAdminHttpServer(options: AdminHttpOptions): Server {
-  const limits = { ...DEFAULT_ADMIN_HTTP_LIMITS, ...options.limits };
+  const limits = withOverrides(DEFAULT_ADMIN_HTTP_LIMITS, options.limits);
   const methods = options.methods ?? ['GET', 'HEAD'];
   const notAllowed: AdminReply = { ...options.methodNotAllowed, headers: { allow: methods.join(', '), ...options.methodNotAllowed.headers } };
   const routes = new Map(Object.entries(options.routes));

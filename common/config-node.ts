@@ -7,6 +7,7 @@
  */
 import { isAlias, isMap, isScalar, isSeq, type Document, type Node } from 'yaml';
 import type { ConfigIssues } from './config-issues.js';
+import { parseDuration } from './duration.js';
 
 /** YAML aliases can expand a small file into a huge tree ("billion laughs"); a config needs only a few. */
 const MAX_ALIASES_PER_DOCUMENT = 100;
@@ -114,6 +115,17 @@ export class ConfigNode {
     if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value)) return this.report(`expected a number, got ${describe(n)}`);
     if (n.value < range.min || n.value > range.max) return this.report(`expected a number from ${range.min} to ${range.max}, got ${n.value}`);
     return n.value;
+  }
+
+  /** A duration written as operators write them ("10s", "15m", "1h"), in milliseconds. */
+  duration(): number | undefined {
+    const text = this.string({ expected: 'a duration such as 10s, 15m, 1h' });
+    if (text === undefined) return undefined;
+    try {
+      return parseDuration(text, 'duration');
+    } catch (err) {
+      return this.report((err as Error).message.replace(/^duration: /, ''));
+    }
   }
 
   boolean(): boolean | undefined {

@@ -9,10 +9,9 @@
  *
  * What a peer or a user sees is decided here too: `httpStatusOf` turns any thrown value into the status of
  * a reply (the control API and the HTTP proxy path use it), and the CLI exits 2 for side `input`.
- * TCP refusals on the tunnel (`trellis-reason`, proxy/inbound/tcp/stream-refusal.ts) keep their own short
- * lower-case reasons on the wire, unchanged: they name situations, not codes. Some are twins of HTTP codes
- * with the same status (`policy-denied` ~ HTTP_DENIED 403, `app-refused` ~ HTTP_APP_UNAVAILABLE 503,
- * `app-connect-timeout` ~ HTTP_APP_CONNECT_TIMEOUT 504); the session and handshake limits have none.
+ * What a peer of the proxy sees is derived from these entries in one place (proxy/http/errors.ts): an HTTP
+ * failure's status, `trellis-error` code and text, and a refused tunnel stream's too, whose `trellis-reason`
+ * is its `STREAM_*` code's tail in lower case (`policy-denied`, `app-refused`, ...).
  */
 import { TrellisError, type ErrorSide } from './errors.js';
 
@@ -38,6 +37,7 @@ export const ERRORS = Object.freeze({
   CONFIG_INVALID: def('TRELLIS_CONFIG_INVALID', 400, 'input', false, 'the config is invalid (every issue is listed)'),
   CONFIG_UNREADABLE: def('TRELLIS_CONFIG_UNREADABLE', 400, 'input', false, 'a config file cannot be read'),
   DURATION_INVALID: def('TRELLIS_DURATION_INVALID', 400, 'input', false, 'not a positive duration (e.g. 30s, 15m, 24h, 7d)'),
+  LIMIT_INVALID: def('TRELLIS_LIMIT_INVALID', 400, 'input', false, 'a limit is not a number within its bounds'),
 
   // ── ca/: keys, certificates, bundles, CSRs, signing and peer/chain verification
   BUNDLE_EMPTY: def('TRELLIS_BUNDLE_EMPTY', 400, 'input', false, 'the trust bundle would hold no root'),
@@ -148,6 +148,19 @@ export const ERRORS = Object.freeze({
   TOKEN_WRONG_SERVICE: def('TRELLIS_TOKEN_WRONG_SERVICE', 403, 'downstream', false, 'the credential is for another service'),
   TOKEN_WRONG_TRUST_DOMAIN: def('TRELLIS_TOKEN_WRONG_TRUST_DOMAIN', 403, 'downstream', false, 'the join token is for another trust domain'),
 
+  // ── control/zone-sync/, control/global/: the global control plane and zone sync
+  ZONE_CONFLICT: def('TRELLIS_ZONE_CONFLICT', 409, 'downstream', true, 'another control plane holds this zone name on the global control plane right now'),
+  ZONE_NAME_MISMATCH: def('TRELLIS_ZONE_NAME_MISMATCH', 403, 'downstream', false, 'the zone names another zone than its certificate or token'),
+  ZONE_NOT_CONNECTED: def('TRELLIS_ZONE_NOT_CONNECTED', 503, 'upstream', true, 'the zone is not connected to its global control plane'),
+  ZONE_SYNC_FOREIGN_RECORD: def('TRELLIS_ZONE_SYNC_FOREIGN_RECORD', 403, 'downstream', false, 'a zone sent or removed a record another zone owns'),
+  ZONE_SYNC_MALFORMED: def('TRELLIS_ZONE_SYNC_MALFORMED', 400, 'downstream', false, 'a zone sync message is malformed'),
+  ZONE_SYNC_OUT_OF_ORDER: def('TRELLIS_ZONE_SYNC_OUT_OF_ORDER', 409, 'downstream', true, 'a zone sync delta does not follow the version its receiver holds'),
+  ZONE_SYNC_PROTOCOL: def('TRELLIS_ZONE_SYNC_PROTOCOL', 400, 'downstream', false, 'the zone sync protocol version is not supported'),
+  ZONE_SYNC_TOO_LARGE: def('TRELLIS_ZONE_SYNC_TOO_LARGE', 413, 'downstream', false, 'a zone sync record or message exceeds the limit (the resource is named)'),
+  ZONE_STORE_UNAVAILABLE: def('TRELLIS_ZONE_STORE_UNAVAILABLE', 503, 'upstream', true, 'the global control plane\'s store (PostgreSQL) cannot be reached or written'),
+  ZONE_TOKEN_INVALID: def('TRELLIS_ZONE_TOKEN_INVALID', 403, 'downstream', false, 'the zone token is malformed, forged, expired, spent or revoked'),
+  ZONE_UNKNOWN: def('TRELLIS_ZONE_UNKNOWN', 404, 'downstream', false, 'no zone or zone token by that name or id'),
+
   // ── agent/: bootstrap, identity, config watch, probes and the iptables redirect
   AGENT_APP_PROBES_INVALID: def('TRELLIS_AGENT_APP_PROBES_INVALID', 400, 'input', false, 'the app probes file is not a valid probe map'),
   AGENT_APP_PROBES_UNREADABLE: def('TRELLIS_AGENT_APP_PROBES_UNREADABLE', 400, 'input', false, 'the app probes file cannot be read'),
@@ -184,9 +197,11 @@ export const ERRORS = Object.freeze({
   HTTP_BAD_PATH: def('TRELLIS_HTTP_BAD_PATH', 400, 'downstream', false, 'request path is not one the mesh can judge (see the path policy)'),
   HTTP_BAD_REQUEST: def('TRELLIS_HTTP_BAD_REQUEST', 400, 'downstream', false, 'malformed request'),
   HTTP_CIRCUIT_BREAKER_OPEN: def('TRELLIS_HTTP_CIRCUIT_BREAKER_OPEN', 503, 'upstream', false, 'a circuit-breaker limit of the destination is reached (the limit is named)'),
+  HTTP_DEADLINE_EXCEEDED: def('TRELLIS_HTTP_DEADLINE_EXCEEDED', 504, 'downstream', false, 'the request\'s deadline (grpc-timeout) passed'),
   HTTP_DENIED: def('TRELLIS_HTTP_DENIED', 403, 'policy', false, 'denied by mesh policy'),
   HTTP_HEAD_TOO_LARGE: def('TRELLIS_HTTP_HEAD_TOO_LARGE', 431, 'downstream', false, 'request head exceeds the limit'),
   HTTP_LANE_UNAVAILABLE: def('TRELLIS_HTTP_LANE_UNAVAILABLE', 500, 'upstream', true, 'no HTTP lane to the destination'),
+  HTTP_NOT_HTTP2: def('TRELLIS_HTTP_NOT_HTTP2', 505, 'downstream', false, 'this port is declared http2 or grpc: speak HTTP/2 with prior knowledge (h2c)'),
   HTTP_NO_ENDPOINT: def('TRELLIS_HTTP_NO_ENDPOINT', 503, 'upstream', false, 'the destination service has no endpoint'),
   HTTP_REQUEST_TIMEOUT: def('TRELLIS_HTTP_REQUEST_TIMEOUT', 408, 'downstream', false, 'the request was not received in time'),
   HTTP_UNKNOWN_DESTINATION: def('TRELLIS_HTTP_UNKNOWN_DESTINATION', 502, 'internal', false, 'no destination is known for this connection'),
@@ -195,6 +210,16 @@ export const ERRORS = Object.freeze({
   HTTP_UPSTREAM_RESET: def('TRELLIS_HTTP_UPSTREAM_RESET', 502, 'upstream', false, 'the destination sidecar reset the request'),
   HTTP_UPSTREAM_TIMEOUT: def('TRELLIS_HTTP_UPSTREAM_TIMEOUT', 504, 'upstream', false, 'the destination sent nothing within the idle timeout'),
   POLICY_UNREADABLE: def('TRELLIS_POLICY_UNREADABLE', 400, 'input', false, 'a policy file cannot be read'),
+  // Refusals of a tunnel stream before an app byte moved; `trellis-reason` on the wire is the code's tail
+  // in lower case (`TRELLIS_STREAM_POLICY_DENIED` → `policy-denied`, proxy/http/errors.ts `streamReason`).
+  STREAM_APP_CONNECT_TIMEOUT: def('TRELLIS_STREAM_APP_CONNECT_TIMEOUT', 504, 'upstream', true, 'the app did not accept the connection in time'),
+  STREAM_APP_REFUSED: def('TRELLIS_STREAM_APP_REFUSED', 503, 'upstream', true, 'the app refused the connection'),
+  STREAM_APP_UNREACHABLE: def('TRELLIS_STREAM_APP_UNREACHABLE', 502, 'upstream', true, 'the app cannot be reached'),
+  STREAM_BAD_TARGET: def('TRELLIS_STREAM_BAD_TARGET', 400, 'downstream', false, 'the tunnel stream names no destination'),
+  STREAM_HTTP_NOT_SUPPORTED: def('TRELLIS_STREAM_HTTP_NOT_SUPPORTED', 501, 'downstream', false, 'this app port takes no HTTP requests'),
+  STREAM_MISDIRECTED: def('TRELLIS_STREAM_MISDIRECTED', 421, 'downstream', false, 'this sidecar does not serve the destination'),
+  STREAM_POLICY_DENIED: def('TRELLIS_STREAM_POLICY_DENIED', 403, 'policy', false, 'denied by mesh policy'),
+  STREAM_UNKNOWN_PORT: def('TRELLIS_STREAM_UNKNOWN_PORT', 404, 'downstream', false, 'the destination has no such app port'),
   PROXY_ALREADY_STARTED: def('TRELLIS_PROXY_ALREADY_STARTED', 500, 'internal', false, 'the sidecar was already started'),
   PROXY_IDENTITY_INVALID: def('TRELLIS_PROXY_IDENTITY_INVALID', 400, 'input', false, 'the workload identity cannot be used for TLS'),
   PROXY_IDENTITY_UNREADABLE: def('TRELLIS_PROXY_IDENTITY_UNREADABLE', 400, 'input', false, 'the workload identity files cannot be read'),
@@ -214,6 +239,7 @@ export const ERRORS = Object.freeze({
   INJECTOR_CONFIG_INVALID: def('TRELLIS_INJECTOR_CONFIG_INVALID', 400, 'input', false, 'invalid injector configuration'),
   INJECTOR_ISSUER_EXPIRED: def('TRELLIS_INJECTOR_ISSUER_EXPIRED', 400, 'input', false, 'the issuing CA expires before a serving certificate could be valid'),
   INJECTOR_KUBERNETES_VERSION: def('TRELLIS_INJECTOR_KUBERNETES_VERSION', 400, 'input', false, 'not a Kubernetes version (e.g. 1.30 or v1.30.2)'),
+  INJECTOR_NAMESPACE_READ: def('TRELLIS_INJECTOR_NAMESPACE_READ', 500, 'upstream', true, "the pod's namespace cannot be read (Pod Security level, capture mode)"),
   INJECTOR_REVIEW_MALFORMED: def('TRELLIS_INJECTOR_REVIEW_MALFORMED', 400, 'downstream', false, 'malformed AdmissionReview'),
   INJECTOR_SERVING_NAME: def('TRELLIS_INJECTOR_SERVING_NAME', 400, 'input', false, 'not a usable serving certificate name'),
   INJECTOR_VERSION_UNKNOWN: def('TRELLIS_INJECTOR_VERSION_UNKNOWN', 500, 'upstream', true, 'the API server\'s version cannot be read'),

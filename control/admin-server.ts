@@ -15,11 +15,14 @@ export interface AdminSources {
   readonly status: () => Record<string, unknown>;
   readonly registry: () => readonly RegistryEntryView[];
   readonly policy: () => PolicyState;
+  /** More JSON routes (a zone of a multi-zone mesh adds `/global` and `/global/catalogue`). */
+  readonly extra?: Readonly<Record<string, () => unknown>>;
 }
 
 export function createAdminServer(sources: AdminSources): Server {
   return createAdminHttpServer({
     routes: {
+      ...Object.fromEntries(Object.entries(sources.extra ?? {}).map(([path, read]) => [path, () => jsonReply(200, read())])),
       '/healthz': () => jsonReply(200, { status: 'ok' }),
       '/ready': () => {
         const ready = sources.ready();

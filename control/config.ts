@@ -6,6 +6,8 @@ import { DEFAULT_CONTROL_ADMIN_PORT, DEFAULT_CONTROL_PORT } from '../api/control
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { DEFAULT_INSTANCE_LIMITS, type InstanceLimits } from './instance-ownership.js';
 import type { KubeApiAccess } from './kubernetes/kube-config.js';
+import type { ZoneGlobalConfig } from './zone-sync/attach.js';
+import { CONTROL_LIMITS } from './limits.js';
 
 /**
  * universal: agents register their endpoints, VMs join with join tokens, policy from `--policy DIR`.
@@ -55,6 +57,8 @@ export interface ControlPlaneConfig {
    * --data-dir`) and for revoked certificates that expired; a revocation through the API is pushed at once.
    */
   readonly revocationRefreshMs?: number;
+  /** `--global URL`: this zone syncs with a global control plane (control/zone-sync/, docs "Zones"). */
+  readonly global?: ZoneGlobalConfig;
 }
 
 export const CONTROL_DEFAULTS = Object.freeze({
@@ -64,16 +68,16 @@ export const CONTROL_DEFAULTS = Object.freeze({
   rootNamespace: DEFAULT_ROOT_NAMESPACE,
   listen: Object.freeze({ host: '0.0.0.0', port: DEFAULT_CONTROL_PORT }),
   admin: Object.freeze({ host: '127.0.0.1', port: DEFAULT_CONTROL_ADMIN_PORT }),
-  workloadTtlMs: 24 * 3_600_000,
-  disconnectGraceMs: 3_000,
-  startupGraceMs: 30_000,
-  instanceLeaseMs: 60_000,
+  workloadTtlMs: CONTROL_LIMITS.workloadTtlMs,
+  disconnectGraceMs: CONTROL_LIMITS.disconnectGraceMs,
+  startupGraceMs: CONTROL_LIMITS.startupGraceMs,
+  instanceLeaseMs: CONTROL_LIMITS.instanceLeaseMs,
   instanceLimits: DEFAULT_INSTANCE_LIMITS,
-  pingIntervalMs: 10_000,
-  maxConnections: 20_000,
-  maxWatchBufferBytes: 4 * 1024 * 1024,
+  pingIntervalMs: CONTROL_LIMITS.pingIntervalMs,
+  maxConnections: CONTROL_LIMITS.maxConnections,
+  maxWatchBufferBytes: CONTROL_LIMITS.maxWatchBufferBytes,
   failedBootstrapLimit: DEFAULT_FAILED_BOOTSTRAP_LIMIT,
-  revocationRefreshMs: 30_000,
+  revocationRefreshMs: CONTROL_LIMITS.revocationRefreshMs,
 });
 
 /** What cannot hold together in a config, whoever built it (the CLI reports these with its own). */

@@ -15,14 +15,17 @@
  * With an operator CA (`--ca-dir`), its `bundle.pem` is watched once the listeners are open: a valid new
  * bundle becomes the one the API trusts and serves, issuance hands out, and agents get as a delta (root
  * rotation); an invalid one is logged, counted and ignored.
+ *
+ * `startControlPlane` calls one function per step, in that order: `openDataDir`, `restoreRegistry`,
+ * `setUpIdentity`, `startPolicy`, `createHub`, `createApi`, `createAdmin`, `watchTrustBundle`, then opens
+ * the listeners (`serve`).
  */
-import { once } from 'node:events';
+import { listenServer } from '../common/server-listen.js';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { Server as HttpServer } from 'node:http';
 import { Registry } from 'prom-client';
-import { CONTROL_PLANE_SERVICE, type RevokedSerial } from '../api/control-protocol.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { CA_FILES } from '../ca/store.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
@@ -41,13 +44,18 @@ import { ControlMetrics } from './metrics.js';
 import { createKubernetesMode, type KubernetesMode } from './kubernetes/kubernetes-mode.js';
 import { loadKubeConfig } from './kubernetes/kube-config.js';
 import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { PolicySource, type PolicyState } from './policy-source.js';
 import { ServiceRegistry } from './registry.js';
 import { CertificateLineage } from './certificate-lineage.js';
 import { TokenService } from './token-service.js';
+import { RevocationList } from './revocation-list.js';
+import { ServingRenewal } from './serving-renewal.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
 import { CODE } from '../common/error-codes.js';
+import { attachZoneLink } from './zone-sync/attach.js';
+import type { ZoneLink } from './zone-sync/zone-link.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
 export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
@@ -65,27 +73,90 @@ export interface RunningControlPlane {
   close(): Promise<void>;
 }
 
-async function listen(server: HttpsServer | HttpServer, host: string, port: number): Promise<AddressInfo> {
-  server.listen(port, host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
-  return server.address() as AddressInfo;
-}
-
 function formatHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
 export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<RunningControlPlane> {
+  const { kubeConfig, store } = await openDataDir(config);
+  const metricsRegistry = new Registry();
+  const { registry, metrics, lineage } = await restoreRegistry(config, store, kubeConfig === undefined, metricsRegistry, log);
+  const id = await setUpIdentity(config, store, metrics, log);
+  // The policy source reports changes to the hub, which needs the loaded policy to exist first.
+  const late: { hub?: WatchHub } = {};
+  const { kube, policy } = await startPolicy(config, kubeConfig, { registry, metrics, metricsRegistry, log, onChanged: () => late.hub?.policyChanged() });
+  // A zone of a multi-zone mesh: its link to the global control plane (control/zone-sync/attach.ts).
+  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged() });
+  const hub = createHub(config, { registry, metrics, policy, id, log, zoneLink });
+  late.hub = hub;
+  id.revoked.onChange = () => hub.revocationsChanged();
+  id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
+  const api = createApi(config, { kube, lineage, registry, hub, store, metrics, id, log });
+  const setApiTls = (): void => api.setSecureContext({ key: id.serving.current.keyPem, cert: id.serving.current.certChainPem, ca: id.trust.pem, minVersion: 'TLSv1.3' });
+  id.serving.start(setApiTls);
+  const state = { started: false };
+  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink });
+  const bundleWatch = watchTrustBundle(config, { id, metrics, hub, setApiTls, log, zoneLink });
+  const closeSources = async (): Promise<void> => {
+    id.revoked.close();
+    bundleWatch?.close();
+    // The Kubernetes mode closes its policy feed with its registry feed.
+    if (kube === undefined) await policy.close();
+    else await kube.close();
+    await zoneLink?.close();
+    hub.close();
+    registry.close();
+  };
+  const { apiAddress, adminAddress } = await serve(config, api, admin, async () => {
+    await closeSources();
+    id.serving.close();
+  });
+  await bundleWatch?.start();
+  state.started = true;
+  log.info({ mode: config.mode, api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
+
+  return {
+    mode: config.mode,
+    apiAddress,
+    adminAddress,
+    get trustBundlePem() {
+      return id.trust.pem;
+    },
+    registry,
+    hub: hub,
+    policy,
+    metrics: metricsRegistry,
+    async close() {
+      state.started = false;
+      id.serving.close();
+      await closeSources();
+      const closed = Promise.all([new Promise((r) => api.close(r)), new Promise((r) => admin.close(r))]);
+      api.closeAllConnections();
+      admin.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** Checks that can fail with nothing written: the config, the kube config, the store; then claims the data dir. */
+async function openDataDir(config: ControlPlaneConfig): Promise<{ kubeConfig: KubeConfig | undefined; store: FileStore }> {
   const conflicts = configConflicts(config);
   if (conflicts.length > 0) throw new InputError(CODE.CONFIG_INVALID, conflicts.join('\n'));
   // Before anything is written: a kubeconfig that cannot be read is bad input, not a half-made data dir.
   const kubeConfig = config.mode === 'kubernetes' && config.kubernetes !== undefined ? loadKubeConfig(config.kubernetes) : undefined;
   const store = await FileStore.open(config.dataDir);
   await store.check();
-  const identity = { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
-  await claimDataDir(config.dataDir, identity);
-  const metricsRegistry = new Registry();
-  const registry = new ServiceRegistry({
+  await claimDataDir(config.dataDir, dataDirIdentity(config));
+  return { kubeConfig, store };
+}
+
+function dataDirIdentity(config: ControlPlaneConfig): { trustDomain: string; zone: string; rootNamespace: string } {
+  return { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
+}
+
+/** The registry and the metrics that count it; in universal mode, agents' registrations restored from the store. */
+async function restoreRegistry(config: ControlPlaneConfig, store: FileStore, fromStore: boolean, metricsRegistry: Registry, log: Logger): Promise<{ registry: ServiceRegistry; metrics: ControlMetrics; lineage: CertificateLineage }> {
+  const registry: ServiceRegistry = new ServiceRegistry({
     zone: config.zone,
     disconnectGraceMs: config.disconnectGraceMs,
     startupGraceMs: config.startupGraceMs,
@@ -101,7 +172,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   });
   const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
   const lineage = new CertificateLineage();
-  if (kubeConfig === undefined) {
+  if (fromStore) {
     const stored = await store.listRegistrations((file, reason) => {
       metrics.storeCorrupt.inc();
       log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
@@ -109,32 +180,56 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     for (const r of stored) if (r.owner !== undefined) lineage.remember(r.owner);
     registry.restore(stored);
   }
+  return { registry, metrics, lineage };
+}
 
+/** What issues and checks identities: the zone CAs, the trust bundle in force, tokens, the API's own certificate. */
+interface IdentityParts {
+  readonly cas: Awaited<ReturnType<typeof setUpZoneCas>>;
+  /** The bundle in force: read by issuance, the hub, the API's TLS and GET /v1/trust-bundle; replaced on rotation. */
+  readonly trust: { pem: string };
+  readonly issuer: IdentityIssuer;
+  readonly tokens: TokenService;
+  readonly adminToken: string;
+  readonly revoked: RevocationList;
+  readonly serving: ServingRenewal;
+}
+
+async function setUpIdentity(config: ControlPlaneConfig, store: FileStore, metrics: ControlMetrics, log: Logger): Promise<IdentityParts> {
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: config.zone });
   if (cas.retiredZoneCert !== undefined) log.warn({ retired: cas.retiredZoneCert }, 'the operator CA changed: a new zone intermediate issues from now on (the old one was moved aside)');
-  // The bundle in force: read by issuance, the hub, the API's TLS and GET /v1/trust-bundle; replaced on rotation.
   const trust = { pem: cas.trustBundlePem };
   metrics.trustBundleRoots.set(cas.zone.bundle.roots.length);
   const issuer = new IdentityIssuer({ ca: cas.zone, zone: config.zone, workloadTtlMs: config.workloadTtlMs, trustBundlePem: () => trust.pem, rootNamespace: config.rootNamespace });
   const tokens = new TokenService(store, config.trustDomain, Date.now, config.rootNamespace);
   const adminToken = await store.secret('admin-token');
   await store.secret('token-signing-key');
-  const initiallyRevoked = await tokens.revokedSerials();
-  const revoked = { list: initiallyRevoked as readonly RevokedSerial[], key: JSON.stringify(initiallyRevoked) };
+  const revoked = await RevocationList.load(tokens, log);
+  // Made before the sources start: from here to listening nothing waits, so nothing can leave a watch running.
+  const serving = await ServingRenewal.issue(issuer, config.rootNamespace, log);
+  return { cas, trust, issuer, tokens, adminToken, revoked, serving };
+}
 
-  // The policy source reports changes to the hub, which needs the loaded policy to exist first.
-  const late: { hub?: WatchHub } = {};
+interface PolicyDeps {
+  readonly registry: ServiceRegistry;
+  readonly metrics: ControlMetrics;
+  readonly metricsRegistry: Registry;
+  readonly log: Logger;
+  readonly onChanged: () => void;
+}
+
+/** The policy in force, loaded (and valid) before the API opens; in Kubernetes mode with the endpoint feed. */
+async function startPolicy(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined, deps: PolicyDeps): Promise<{ kube: KubernetesMode | undefined; policy: ControlPolicy }> {
+  const { metrics, log } = deps;
   const onPolicyChange = (state: PolicyState): void => {
     metrics.policyValid.set(1);
     metrics.policyPolicies.set(state.policies.length);
-    late.hub?.policyChanged();
+    deps.onChanged();
   };
   const onPolicyError = (): void => {
     metrics.policyValid.set(0);
     metrics.policyErrors.inc();
   };
-  // Made before the sources start: from here to listening nothing waits, so nothing can leave a watch running.
-  let serving = await issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE);
   let kube: KubernetesMode | undefined;
   let policy: ControlPolicy;
   if (kubeConfig === undefined) {
@@ -142,103 +237,89 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     await source.start();
     policy = source;
   } else {
-    kube = createKubernetesMode({ kubeConfig, zone: config.zone, rootNamespace: config.rootNamespace, log, metrics: metricsRegistry, registry, onPolicyChange, onPolicyError });
+    kube = createKubernetesMode({ kubeConfig, zone: config.zone, rootNamespace: config.rootNamespace, log, metrics: deps.metricsRegistry, registry: deps.registry, onPolicyChange, onPolicyError });
     // Policy first, then the registry; an invalid TrafficPermission set throws every problem here (and stops its watches).
     await kube.start();
     policy = kube.policy;
   }
   metrics.policyPolicies.set(policy.state.policies.length);
+  return { kube, policy };
+}
 
-  const hub = new WatchHub({
-    registry,
+function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined }): WatchHub {
+  const { metrics, policy, id, log, zoneLink } = deps;
+  const hub: WatchHub = new WatchHub({
+    registry: deps.registry,
     trustDomain: config.trustDomain,
     rootNamespace: config.rootNamespace,
     zone: config.zone,
     pingIntervalMs: config.pingIntervalMs,
     maxBufferedBytes: config.maxWatchBufferBytes,
-    trustBundlePem: () => trust.pem,
-    policies: () => policy.state.policies,
+    trustBundlePem: () => id.trust.pem,
+    // A zone of a multi-zone mesh adds the global's mesh-wide policies to its own.
+    policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
     traffic: () => policy.state.traffic ?? [],
-    revokedSerials: () => revoked.list,
+    revokedSerials: () => id.revoked.list,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,
     onPush: (streams, seconds) => {
       if (streams === 0) return;
       metrics.pushDuration.observe(seconds);
       metrics.pushedMessages.inc(streams);
-      metrics.configVersion.set(late.hub?.currentVersion ?? 0);
+      metrics.configVersion.set(hub.currentVersion);
     },
     onSlowStream: (s) => {
       metrics.slowWatchers.inc();
       log.warn({ instanceId: s.instanceId, service: s.service }, 'watch stream closed: the agent read too slowly');
     },
   });
-  late.hub = hub;
   metrics.configVersion.set(hub.currentVersion);
-  // Revoked join tokens' certificates, re-read on an API revocation and every revocationRefreshMs (offline
-  // revocations; entries that reached their notAfter leave the list): a change is pushed to every agent.
-  const refreshRevoked = async (): Promise<void> => {
-    const next = await tokens.revokedSerials();
-    const key = JSON.stringify(next);
-    if (key === revoked.key) return;
-    revoked.list = next;
-    revoked.key = key;
-    log.info({ revokedCertificates: next.length }, 'revoked certificate list changed; pushing it to agents');
-    hub.revocationsChanged();
-  };
-  const refreshRevokedSafely = (): void => void refreshRevoked().catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot read the join-token records for revocations'));
-  const revocationTimer = setInterval(refreshRevokedSafely, config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
-  revocationTimer.unref();
+  return hub;
+}
 
+interface ApiDeps {
+  readonly kube: KubernetesMode | undefined;
+  readonly lineage: CertificateLineage;
+  readonly registry: ServiceRegistry;
+  readonly hub: WatchHub;
+  readonly store: FileStore;
+  readonly metrics: ControlMetrics;
+  readonly id: IdentityParts;
+  readonly log: Logger;
+}
+
+function createApi(config: ControlPlaneConfig, deps: ApiDeps): HttpsServer {
+  const { kube, id } = deps;
   // Projected tokens are JWTs and join tokens are not, so the order only decides who is asked first.
-  const authenticators: readonly BootstrapAuthenticator[] = kube === undefined ? [tokens] : [kube.authenticator, tokens];
-  const api = createApiServer({
+  const authenticators: readonly BootstrapAuthenticator[] = kube === undefined ? [id.tokens] : [kube.authenticator, id.tokens];
+  return createApiServer({
     trustDomain: config.trustDomain,
     zone: config.zone,
-    issuer,
+    issuer: id.issuer,
     authenticators,
     endpointsFromAgents: kube === undefined,
-    lineage,
+    lineage: deps.lineage,
     instanceLimits: config.instanceLimits,
-    tokens,
-    adminToken,
-    registry,
-    hub,
-    store,
-    metrics,
-    log,
-    tls: { certChainPem: serving.certChainPem, keyPem: serving.keyPem, trustBundlePem: trust.pem },
-    currentTrustBundlePem: () => trust.pem,
+    tokens: id.tokens,
+    adminToken: id.adminToken,
+    registry: deps.registry,
+    hub: deps.hub,
+    store: deps.store,
+    metrics: deps.metrics,
+    log: deps.log,
+    tls: { certChainPem: id.serving.current.certChainPem, keyPem: id.serving.current.keyPem, trustBundlePem: id.trust.pem },
+    currentTrustBundlePem: () => id.trust.pem,
     maxConnections: config.maxConnections,
     failedBootstraps: new FailedBootstrapLimiter(config.failedBootstrapLimit ?? CONTROL_DEFAULTS.failedBootstrapLimit),
-    onTokenRevoked: refreshRevokedSafely,
+    onTokenRevoked: id.revoked.refresh,
   });
-  const setApiTls = (): void => api.setSecureContext({ key: serving.keyPem, cert: serving.certChainPem, ca: trust.pem, minVersion: 'TLSv1.3' });
-  // The serving certificate has a workload's lifetime: renew it at half-life, like an agent.
-  const renewServing = (notAfter: Date): NodeJS.Timeout => {
-    const timer = setTimeout(() => {
-      void issuer.serving(config.rootNamespace, CONTROL_PLANE_SERVICE).then(
-        (next) => {
-          serving = next;
-          setApiTls();
-          servingTimer = renewServing(next.notAfter);
-          log.info({ notAfter: next.notAfter.toISOString() }, 'control plane serving certificate renewed');
-        },
-        (err: unknown) => {
-          log.error({ err: describeError(err) }, 'cannot renew the serving certificate; retrying in 1 minute');
-          servingTimer = setTimeout(() => (servingTimer = renewServing(notAfter)), 60_000);
-        },
-      );
-    }, Math.max(1_000, (notAfter.getTime() - Date.now()) / 2));
-    timer.unref();
-    return timer;
-  };
-  let servingTimer = renewServing(serving.notAfter);
+}
 
-  let started = false;
-  const admin = createAdminServer({
-    metrics: metricsRegistry,
-    ready: () => started,
+function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined }): HttpServer {
+  const { hub, policy, zoneLink } = deps;
+  return createAdminServer({
+    metrics: deps.metricsRegistry,
+    ready: deps.ready,
     status: () => ({
       mode: config.mode,
       zone: config.zone,
@@ -248,73 +329,51 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       agents: hub.streamCount,
       policy: { revision: policy.state.revision, loadedAt: policy.state.loadedAt, inForce: policy.state.policies.length, rejected: policy.state.error },
     }),
-    registry: () => registry.entries(),
+    registry: () => deps.registry.entries(),
     policy: () => policy.state,
+    ...(zoneLink === undefined ? {} : { extra: { '/global': () => zoneLink.status(), '/global/catalogue': () => ({ service: zoneLink.records('service'), ingress: zoneLink.records('ingress'), trust: zoneLink.records('trust'), policy: zoneLink.policies() }) } }),
   });
+}
 
-  const bundleWatch = config.caDir === undefined ? undefined : new TrustBundleWatch({
+/** With an operator CA: its bundle.pem, watched for root rotation once the listeners are open. */
+function watchTrustBundle(config: ControlPlaneConfig, deps: { id: IdentityParts; metrics: ControlMetrics; hub: WatchHub; setApiTls: () => void; log: Logger; zoneLink: ZoneLink | undefined }): TrustBundleWatch | undefined {
+  if (config.caDir === undefined) return undefined;
+  const { id, metrics, log } = deps;
+  return new TrustBundleWatch({
     path: join(config.caDir, CA_FILES.bundle),
     trustDomain: config.trustDomain,
-    issuers: [cas.root, cas.zone].filter((ca): ca is CertificateAuthority => ca !== undefined),
-    current: () => trust.pem,
+    issuers: [id.cas.root, id.cas.zone].filter((ca): ca is CertificateAuthority => ca !== undefined),
+    current: () => id.trust.pem,
     log,
     onRejected: () => metrics.trustBundleReloads.inc({ result: 'rejected' }),
     onChange: async (pem, bundle) => {
       // The listener first (clients under a new root can connect), then what agents are told.
-      trust.pem = pem;
-      setApiTls();
+      id.trust.pem = pem;
+      deps.setApiTls();
       metrics.trustBundleRoots.set(bundle.roots.length);
       metrics.trustBundleReloads.inc({ result: 'applied' });
-      hub.trustBundleChanged();
+      deps.hub.trustBundleChanged();
+      deps.zoneLink?.trustChanged();
       await writeFileAtomic(join(config.dataDir, 'trust-bundle.pem'), pem).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot update <data-dir>/trust-bundle.pem'));
     },
   });
+}
 
-  const closeSources = async (): Promise<void> => {
-    clearInterval(revocationTimer);
-    bundleWatch?.close();
-    // The Kubernetes mode closes its policy feed with its registry feed.
-    if (kube === undefined) await policy.close();
-    else await kube.close();
-    hub.close();
-    registry.close();
-  };
+/** Opens both listeners (a failure closes everything made so far), then records the API's address in the data dir. */
+async function serve(config: ControlPlaneConfig, api: HttpsServer, admin: HttpServer, undo: () => Promise<void>): Promise<{ apiAddress: AddressInfo; adminAddress: AddressInfo }> {
   let apiAddress: AddressInfo;
   let adminAddress: AddressInfo;
   try {
-    apiAddress = await listen(api, config.listen.host, config.listen.port);
-    adminAddress = await listen(admin, config.admin.host, config.admin.port);
+    apiAddress = await listenServer(api, config.listen.port, config.listen.host);
+    adminAddress = await listenServer(admin, config.admin.port, config.admin.host);
   } catch (err) {
     api.close();
     admin.close();
-    await closeSources();
-    clearTimeout(servingTimer);
+    await undo();
     throw err;
   }
-  await claimDataDir(config.dataDir, { ...identity, api: `https://${formatHost(config.listen.host === '0.0.0.0' || config.listen.host === '::' ? apiAddress.address === '::' ? '::1' : '127.0.0.1' : apiAddress.address)}:${apiAddress.port}` });
-  await bundleWatch?.start();
-  started = true;
-  log.info({ mode: config.mode, api: `${apiAddress.address}:${apiAddress.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, zone: config.zone, trustDomain: config.trustDomain, dataDir: config.dataDir }, 'control plane started');
-
-  return {
-    mode: config.mode,
-    apiAddress,
-    adminAddress,
-    get trustBundlePem() {
-      return trust.pem;
-    },
-    registry,
-    hub: hub,
-    policy,
-    metrics: metricsRegistry,
-    async close() {
-      started = false;
-      clearTimeout(servingTimer);
-      await closeSources();
-      const closed = Promise.all([new Promise((r) => api.close(r)), new Promise((r) => admin.close(r))]);
-      api.closeAllConnections();
-      admin.closeAllConnections();
-      await closed;
-    },
-  };
+  const wildcard = config.listen.host === '0.0.0.0' || config.listen.host === '::';
+  const reachable = wildcard ? (apiAddress.address === '::' ? '::1' : '127.0.0.1') : apiAddress.address;
+  await claimDataDir(config.dataDir, { ...dataDirIdentity(config), api: `https://${formatHost(reachable)}:${apiAddress.port}` });
+  return { apiAddress, adminAddress };
 }

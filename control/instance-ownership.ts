@@ -19,6 +19,7 @@ import { HttpError } from './http-io.js';
 import type { Liveness } from './instance-lease.js';
 import type { StoredRegistration } from './store.js';
 import { CODE } from '../common/error-codes.js';
+import { CONTROL_LIMITS } from './limits.js';
 
 export interface InstanceOwner {
   /** Serial (lowercase hex) of the certificate that last registered the instance. */
@@ -34,7 +35,7 @@ export interface InstanceLimits {
   readonly perService: number;
 }
 
-export const DEFAULT_INSTANCE_LIMITS: InstanceLimits = Object.freeze({ perWorkload: 8, perService: 256 });
+export const DEFAULT_INSTANCE_LIMITS: InstanceLimits = Object.freeze({ perWorkload: CONTROL_LIMITS.instancesPerWorkload, perService: CONTROL_LIMITS.instancesPerService });
 
 /** What the checks need of the registry. */
 export interface OwnershipView {

@@ -30,8 +30,12 @@ function mac(key: string, signed: string): Buffer {
 }
 
 export function signJoinToken(claims: JoinTokenClaims, key: string): string {
-  const body = Buffer.from(JSON.stringify({ v: 1, jti: claims.id, td: claims.trustDomain, ns: claims.namespace, svc: claims.service, iat: claims.issuedAt, exp: claims.expiresAt })).toString('base64url');
-  const signed = `${JOIN_TOKEN_PREFIX}.${body}`;
+  return signTokenClaims(JOIN_TOKEN_PREFIX, { v: 1, jti: claims.id, td: claims.trustDomain, ns: claims.namespace, svc: claims.service, iat: claims.issuedAt, exp: claims.expiresAt }, key);
+}
+
+/** `<prefix>.<base64url(JSON claims)>.<base64url(HMAC)>`: the format of join tokens and zone tokens alike. */
+export function signTokenClaims(prefix: string, claims: Readonly<Record<string, unknown>>, key: string): string {
+  const signed = `${prefix}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
   return `${signed}.${mac(key, signed).toString('base64url')}`;
 }
 
@@ -41,30 +45,35 @@ function refused(code: string, message: string): TrellisError {
 
 /** Checks format and signature only; expiry and revocation are the caller's (they need the clock and the store). */
 export function verifyJoinTokenSignature(token: string, key: string): JoinTokenClaims {
+  const { v, jti, td, ns, svc, iat, exp } = verifyTokenClaims(JOIN_TOKEN_PREFIX, 'join token', token, key);
+  if (v !== 1 || typeof jti !== 'string' || typeof td !== 'string' || typeof ns !== 'string' || typeof svc !== 'string' || typeof iat !== 'number' || typeof exp !== 'number') {
+    throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are incomplete');
+  }
+  return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp });
+}
+
+/** The claims of a `<prefix>.<claims>.<mac>` token whose signature verifies with `key` (named `what` in errors). */
+export function verifyTokenClaims(prefix: string, what: string, token: string, key: string): Record<string, unknown> {
   const text = token.trim();
-  if (text.length > MAX_JOIN_TOKEN_LENGTH) throw refused(CODE.TOKEN_MALFORMED, 'the join token is too long');
+  if (text.length > MAX_JOIN_TOKEN_LENGTH) throw refused(CODE.TOKEN_MALFORMED, `the ${what} is too long`);
   const parts = text.split('.');
-  if (parts.length !== 3 || parts[0] !== JOIN_TOKEN_PREFIX) throw refused(CODE.TOKEN_MALFORMED, `not a Trellis join token (expected ${JOIN_TOKEN_PREFIX}.<claims>.<signature>)`);
+  if (parts.length !== 3 || parts[0] !== prefix) throw refused(CODE.TOKEN_MALFORMED, `not a Trellis ${what} (expected ${prefix}.<claims>.<signature>)`);
   const signed = `${parts[0]}.${parts[1]}`;
   const given = Buffer.from(parts[2] as string, 'base64url');
   // Only the canonical encoding is accepted: base64url decoding ignores stray bits, so two spellings of
   // one token would otherwise both verify.
   if (given.toString('base64url') !== parts[2] || Buffer.from(parts[1] as string, 'base64url').toString('base64url') !== parts[1]) {
-    throw refused(CODE.TOKEN_MALFORMED, 'the join token is not canonically encoded');
+    throw refused(CODE.TOKEN_MALFORMED, `the ${what} is not canonically encoded`);
   }
   const expected = mac(key, signed);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw refused(CODE.TOKEN_BAD_SIGNATURE, 'the join token was not signed by this control plane');
+    throw refused(CODE.TOKEN_BAD_SIGNATURE, `the ${what} was not signed by this control plane`);
   }
-  let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const raw = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as unknown;
+    if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) return raw as Record<string, unknown>;
   } catch {
-    throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are not JSON');
+    // Reported below.
   }
-  const { v, jti, td, ns, svc, iat, exp } = raw;
-  if (v !== 1 || typeof jti !== 'string' || typeof td !== 'string' || typeof ns !== 'string' || typeof svc !== 'string' || typeof iat !== 'number' || typeof exp !== 'number') {
-    throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are incomplete');
-  }
-  return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp });
+  throw refused(CODE.TOKEN_MALFORMED, `the ${what} claims are not a JSON object`);
 }

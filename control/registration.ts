@@ -9,10 +9,12 @@ import { LABEL_KEY, LABEL_VALUE } from '../policy/traffic/spec-readers.js';
 import { isIP } from 'node:net';
 import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
+import { isPortProtocol } from '../api/port-protocol.js';
+import { CONTROL_LIMITS } from './limits.js';
 import { HttpError } from './http-io.js';
 import { CODE } from '../common/error-codes.js';
 
-export const REGISTRATION_LIMITS = Object.freeze({ ports: 64, upstreams: 1024, detail: 512 });
+export const REGISTRATION_LIMITS = Object.freeze({ ports: CONTROL_LIMITS.registrationPorts, upstreams: CONTROL_LIMITS.registrationUpstreams, detail: CONTROL_LIMITS.registrationDetailBytes });
 const INSTANCE_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$/;
 
@@ -43,8 +45,8 @@ export function validateRegistration(value: unknown): Registration {
     const seen = new Set<number>();
     ports.forEach((p: unknown, i) => {
       const port = object(p);
-      if (port === undefined || !isPort(port.port) || (port.protocol !== 'tcp' && port.protocol !== 'http') || (port.name !== undefined && (typeof port.name !== 'string' || !DNS_LABEL.test(port.name)))) {
-        problems.push(`ports[${i}]: {port: 1-65535, protocol: "tcp" | "http", name?: DNS label}`);
+      if (port === undefined || !isPort(port.port) || !isPortProtocol(port.protocol) || (port.name !== undefined && (typeof port.name !== 'string' || !DNS_LABEL.test(port.name)))) {
+        problems.push(`ports[${i}]: {port: 1-65535, protocol: "tcp" | "http" | "http2" | "grpc", name?: DNS label}`);
       } else if (seen.has(port.port)) {
         problems.push(`ports[${i}]: port ${port.port} listed twice`);
       } else {

@@ -24,7 +24,7 @@
  * which app port it serves each service port on, when that is not the port's `targetPort`
  * (`service-ports.ts` has the rule); the layout is worked out once per change and cached.
  */
-import type { Endpoint, ServicePort, UpstreamService } from '../api/data-plane.js';
+import type { Endpoint, PortProtocol, ServicePort, UpstreamService } from '../api/data-plane.js';
 import type { InstanceOwner } from './instance-ownership.js';
 import { endpointKey, upstreamKey } from '../api/control-protocol.js';
 import { InstanceLeases, type LeaseTimes, type Liveness } from './instance-lease.js';
@@ -57,14 +57,8 @@ interface Instance {
   changedAt: number;
 }
 
-export interface RegistryEntryView {
-  readonly instanceId: string;
-  readonly service: string;
-  readonly namespace: string;
-  readonly zone: string;
-  readonly address: string;
-  readonly tunnelPort: number;
-  readonly ports: StoredRegistration['ports'];
+/** One instance as the admin port's /registry shows it: where it is, and how healthy. */
+export interface RegistryEntryView extends Pick<StoredRegistration, 'instanceId' | 'service' | 'namespace' | 'zone' | 'address' | 'tunnelPort' | 'ports'> {
   readonly agent: Liveness;
   readonly owner?: InstanceOwner;
   readonly appHealthy: boolean;
@@ -245,7 +239,7 @@ export class ServiceRegistry {
   }
 
   /** The protocols of a service's ports, for policy validation (an HTTP rule on a TCP-only service). */
-  protocolsOf(namespace: string, service: string): ReadonlySet<'tcp' | 'http'> | undefined {
+  protocolsOf(namespace: string, service: string): ReadonlySet<PortProtocol> | undefined {
     const ports = this.layout(namespace, service).ports;
     return ports.length === 0 ? undefined : new Set(ports.map((p) => p.protocol));
   }

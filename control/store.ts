@@ -4,20 +4,15 @@
  * secrets the control plane made, join-token records, and agent registrations. The CA's keys live with
  * the CA module in the data dir; live state (who is connected right now) lives only in memory.
  */
-import type { RegisteredPort, UpstreamRef } from '../api/control-protocol.js';
+import type { RegisteredPort, TokenRecordView, UpstreamRef } from '../api/control-protocol.js';
 import type { InstanceOwner } from './instance-ownership.js';
 
-export interface TokenRecord {
-  readonly id: string;
-  readonly service: string;
-  readonly namespace: string;
-  readonly createdAt: string;
-  readonly expiresAt: string;
-  readonly revokedAt?: string;
-  /** Bootstraps allowed; absent on records made before use counts (reusable until expiry). */
-  readonly uses?: number;
-  /** Bootstraps left; decremented durably before a certificate is handed out. */
-  readonly usesLeft?: number;
+/**
+ * A join token's record: the fields the API shows (`TokenRecordView`: id, service, namespace, times, `uses`
+ * allowed, absent on records made before use counts, and `usesLeft`, decremented durably before a
+ * certificate is handed out), with the certificates themselves instead of their count.
+ */
+export interface TokenRecord extends Omit<TokenRecordView, 'certificates'> {
   /** Unexpired certificates issued through the token and their renewals: what revoking it revokes. */
   readonly certificates?: readonly IssuedCertificate[];
 }

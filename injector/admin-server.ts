@@ -3,6 +3,7 @@
  * and the webhook configuration trusts it), `/metrics` (Prometheus). Same limits as every listener:
  * small headers, short timeouts, few connections; only GET.
  */
+import { listenServer } from '../common/server-listen.js';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -40,13 +41,7 @@ export class AdminServer {
   }
 
   listen(port: number, host = '0.0.0.0'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenServer(this.server, port, host);
   }
 
   async close(): Promise<void> {

@@ -15,12 +15,13 @@ export const ANNOTATION_EXCLUDE_INBOUND_CIDRS = 'trellis.dev/exclude-inbound-cid
 export const ANNOTATION_EXCLUDE_OUTBOUND_CIDRS = 'trellis.dev/exclude-outbound-cidrs';
 /** "false" keeps the pod's probes as they are (they then fail under strict mTLS unless their ports are excluded). */
 export const ANNOTATION_REWRITE_PROBES = 'trellis.dev/rewrite-app-probes';
-/** "8080=http,9000=tcp": the protocol of a port, over what its name says. */
+/** "8080=http,9000=tcp,9090=grpc" (tcp, http, http2, grpc): the protocol of a port, over what its name says. */
 export const ANNOTATION_PORT_PROTOCOLS = 'trellis.dev/port-protocols';
 /** "classic" forces the first-container layout on clusters that support native sidecars. */
 export const ANNOTATION_SIDECAR_MODE = 'trellis.dev/sidecar-mode';
 
-export type PortProtocol = 'tcp' | 'http';
+export type { PortProtocol } from '../api/port-protocol.js';
+import type { PortProtocol } from '../api/port-protocol.js';
 
 export interface PodInjectionOptions {
   readonly excludeInboundPorts: readonly number[];
@@ -87,10 +88,10 @@ function parsePortProtocols(value: string | undefined, errors: string[]): Map<nu
   const out = new Map<number, PortProtocol>();
   if (value === undefined) return out;
   for (const item of splitList(value)) {
-    const match = /^(\d{1,5})=(tcp|http)$/.exec(item);
+    const match = /^(\d{1,5})=(tcp|http2|http|grpc)$/.exec(item);
     const port = match === null ? NaN : Number(match[1]);
     if (match === null || !(port >= 1 && port <= 65535)) {
-      errors.push(`${ANNOTATION_PORT_PROTOCOLS}: "${item}" must be PORT=tcp or PORT=http`);
+      errors.push(`${ANNOTATION_PORT_PROTOCOLS}: "${item}" must be PORT=tcp, PORT=http, PORT=http2 or PORT=grpc`);
       continue;
     }
     out.set(port, match[2] as PortProtocol);

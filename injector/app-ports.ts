@@ -1,12 +1,12 @@
 /**
  * The app's inbound ports and their protocol, read from the containers' declared ports. The protocol
- * follows the port names Istio and Kuma users already write: `http`/`http-*` are parsed per HTTP/1.1
- * request; everything else, gRPC and HTTP/2 included, is carried as opaque TCP
- * (the proxy's HTTP handling speaks HTTP/1.1 only, and TCP is always safe). The
+ * follows the port names Istio and Kuma users already write (api/port-protocol.ts): `http-*` HTTP/1.1 (and
+ * HTTP/2 clients by their preface), `http2-*` HTTP/2, `grpc-*` gRPC; anything else is opaque TCP. The
  * `trellis.dev/port-protocols` annotation overrides a port's protocol.
  */
 import type { V1Container } from '@kubernetes/client-node';
 import type { PortProtocol } from './annotations.js';
+import { protocolFromPortName } from '../api/port-protocol.js';
 
 export interface AppPort {
   readonly port: number;
@@ -17,9 +17,7 @@ export interface AppPort {
 }
 
 export function protocolFromName(name: string | undefined): PortProtocol {
-  const lower = name?.toLowerCase() ?? '';
-  if (lower === 'http' || lower.startsWith('http-')) return 'http';
-  return 'tcp';
+  return protocolFromPortName(name) ?? 'tcp';
 }
 
 /** TCP ports of the app containers, first declaration wins; UDP and SCTP are not captured and not listed. */

@@ -13,6 +13,7 @@ import { describeError, TrellisError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { pointer, type JsonPatchOperation } from './json-patch.js';
 import type { InjectorMetrics } from './metrics.js';
+import { fieldManager } from '../common/kubernetes-client.js';
 import { CODE } from '../common/error-codes.js';
 
 export type WebhookConfigurationApi = Pick<AdmissionregistrationV1Api, 'readMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'>;
@@ -70,7 +71,7 @@ export class WebhookCaBundleSync {
       return 'unchanged';
     }
     try {
-      await api.patchMutatingWebhookConfiguration({ name, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+      await api.patchMutatingWebhookConfiguration({ name, body: patch, fieldManager: fieldManager('injector') }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
     } catch (err) {
       this.options.metrics.caBundleSyncs.inc({ result: 'failed' });
       throw new TrellisError(CODE.INJECTOR_WEBHOOK_PATCH, `cannot update the caBundle of MutatingWebhookConfiguration "${name}": ${describeError(err)}`, {

@@ -6,6 +6,9 @@
  */
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
+import { checkLimit } from '../common/limit-schema.js';
+import { INJECTOR_LIMIT_SCHEMA } from './limits.js';
+import { CAPTURE_MODES, parseCaptureMode, type CaptureMode } from '../common/mesh-annotations.js';
 
 /** The agent's well-known ports inside the pod (the capture issue fixes 15001 and 15006; 15008 is the tunnel). */
 export interface AgentPorts {
@@ -47,7 +50,7 @@ export interface InjectorConfig {
   readonly proxyUid: number;
   readonly proxyGid: number;
   readonly ports: AgentPorts;
-  /** Lifetime requested for the projected token (600 s to 86,400 s; the kubelet refreshes it at 80 %). */
+  /** Lifetime requested for the projected token (bounds: injector/limits.ts; the kubelet refreshes it at 80 %). */
   readonly tokenExpirationSeconds: number;
   readonly sidecarResources: ResourceSettings;
   readonly initResources: ResourceSettings;
@@ -58,6 +61,8 @@ export interface InjectorConfig {
   readonly version: string;
   /** Seconds the classic layout's post-start hook waits for the proxy before the app starts anyway. */
   readonly readyWaitSeconds: number;
+  /** Mesh-wide capture mode; a namespace's `trellis.dev/capture-mode` label overrides it. */
+  readonly captureMode: CaptureMode;
 }
 
 export const SYSTEM_NAMESPACES: readonly string[] = Object.freeze(['kube-system', 'kube-public', 'kube-node-lease', 'trellis-system']);
@@ -97,6 +102,7 @@ export interface InjectorConfigInput {
   readonly extraExcludedNamespaces?: readonly string[];
   readonly version?: string;
   readonly readyWaitSeconds?: number;
+  readonly captureMode?: string;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -144,10 +150,7 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     if (!Number.isInteger(port) || port < 1 || port > 65535) errors.push(`ports.${name}: ${port} is not a TCP port`);
   }
   if (new Set(Object.values(ports)).size !== Object.keys(ports).length) errors.push('ports: outbound, inbound, tunnel and status ports must all differ');
-  const tokenExpirationSeconds = input.tokenExpirationSeconds ?? 43_200;
-  if (!Number.isInteger(tokenExpirationSeconds) || tokenExpirationSeconds < 600 || tokenExpirationSeconds > 86_400) {
-    errors.push(`tokenExpirationSeconds: ${tokenExpirationSeconds} must be between 600 (the API server's minimum) and 86400 (one day)`);
-  }
+  const tokenExpirationSeconds = checkLimit('tokenExpirationSeconds', INJECTOR_LIMIT_SCHEMA.tokenExpirationSeconds, input.tokenExpirationSeconds, errors);
   const sidecarResources = checkResources(input.sidecarResources, { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } }, 'sidecarResources', errors);
   const initResources = checkResources(input.initResources, { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '500m', memory: '128Mi' } }, 'initResources', errors);
   const excluded = new Set(SYSTEM_NAMESPACES);
@@ -155,8 +158,9 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     if (!DNS_LABEL.test(ns)) errors.push(`excluded namespace "${ns}" is not a namespace name`);
     excluded.add(ns);
   }
-  const readyWaitSeconds = input.readyWaitSeconds ?? 120;
-  if (!Number.isInteger(readyWaitSeconds) || readyWaitSeconds < 1 || readyWaitSeconds > 3600) errors.push(`readyWaitSeconds: ${readyWaitSeconds} must be 1 to 3600`);
+  const readyWaitSeconds = checkLimit('readyWaitSeconds', INJECTOR_LIMIT_SCHEMA.readyWaitSeconds, input.readyWaitSeconds, errors);
+  const captureMode = parseCaptureMode(input.captureMode ?? 'init');
+  if (captureMode === undefined) errors.push(`captureMode: "${input.captureMode}" must be ${CAPTURE_MODES.join(' or ')}`);
   if (errors.length > 0) {
     throw new InputError(CODE.INJECTOR_CONFIG_INVALID, `invalid injector configuration:\n  - ${errors.join('\n  - ')}`, { details: { errors } });
   }
@@ -176,5 +180,6 @@ export function createInjectorConfig(input: InjectorConfigInput): InjectorConfig
     excludedNamespaces: excluded,
     version: input.version ?? '0.1.0',
     readyWaitSeconds,
+    captureMode: captureMode ?? 'init',
   });
 }

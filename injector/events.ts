@@ -14,6 +14,7 @@ import type { CoreV1Api, CoreV1Event, V1ObjectReference, V1Pod } from '@kubernet
 import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 import type { InjectorMetrics } from './metrics.js';
+import { fieldManager } from '../common/kubernetes-client.js';
 
 export interface SkipReport {
   readonly namespace: string;
@@ -116,7 +117,7 @@ export class KubernetesEventSink implements EventSink {
     try {
       for (let item = this.queue.shift(); item !== undefined; item = this.queue.shift()) {
         try {
-          await this.options.api.createNamespacedEvent({ namespace: item.namespace, body: item.body });
+          await this.options.api.createNamespacedEvent({ namespace: item.namespace, body: item.body, fieldManager: fieldManager('injector') });
           this.options.metrics.events.inc({ result: 'sent' });
         } catch (err) {
           this.options.metrics.events.inc({ result: 'failed' });

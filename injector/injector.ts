@@ -14,6 +14,7 @@ import type { EventSink } from './events.js';
 import type { InjectorMetrics } from './metrics.js';
 import type { ServingCertificateSource, ServingMaterial } from './serving-certificate.js';
 import { WebhookServer, type WebhookLimits } from './webhook-server.js';
+import { UNKNOWN_NAMESPACES, type NamespaceDirectory } from './namespace-facts.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -33,6 +34,8 @@ export interface InjectorOptions {
   readonly listen: ListenAddress;
   readonly admin?: ListenAddress;
   readonly limits?: Partial<WebhookLimits>;
+  /** Namespace labels (Pod Security level, capture mode); without API access every namespace is privileged. */
+  readonly namespaces?: NamespaceDirectory;
 }
 
 export interface RunningInjector {
@@ -64,7 +67,7 @@ export async function startInjector(options: InjectorOptions): Promise<RunningIn
     const result = await options.caBundleSync.syncInBackground(first.caBundlePem);
     caBundleSynced = result !== undefined;
   }
-  const server = new WebhookServer({ material: first, config: () => config, metrics: options.metrics, events: options.events, logger: options.logger, ...(options.limits ? { limits: options.limits } : {}) });
+  const server = new WebhookServer({ material: first, config: () => config, namespaces: options.namespaces ?? UNKNOWN_NAMESPACES, metrics: options.metrics, events: options.events, logger: options.logger, ...(options.limits ? { limits: options.limits } : {}) });
   serving.server = server;
   const webhook = await server.listen(options.listen.port, options.listen.host);
   let adminServer: AdminServer | undefined;

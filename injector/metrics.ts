@@ -14,6 +14,7 @@ export interface InjectorMetrics {
   readonly certificateExpiry: Gauge;
   readonly certificateReloads: Counter<'result'>;
   readonly caBundleSyncs: Counter<'result'>;
+  readonly podSecurityRefusals: Counter<'level' | 'capture_mode'>;
 }
 
 export function createInjectorMetrics(registry: Registry): InjectorMetrics {
@@ -30,6 +31,12 @@ export function createInjectorMetrics(registry: Registry): InjectorMetrics {
     events: new Counter({ name: 'trellis_injector_events_total', help: 'Kubernetes Events about skipped pods: sent, deduplicated, dropped (queue full) or failed', labelNames: ['result'], registers: [registry] }),
     certificateExpiry: new Gauge({ name: 'trellis_injector_serving_certificate_expiry_timestamp_seconds', help: 'NotAfter of the serving certificate in use (Unix seconds)', registers: [registry] }),
     certificateReloads: new Counter({ name: 'trellis_injector_serving_certificate_reloads_total', help: 'Serving certificate loads, by result', labelNames: ['result'], registers: [registry] }),
+    podSecurityRefusals: new Counter({
+      name: 'trellis_injector_pod_security_refusals_total',
+      help: "Pods refused because injecting would break their namespace's Pod Security level, by level and capture mode",
+      labelNames: ['level', 'capture_mode'],
+      registers: [registry],
+    }),
     caBundleSyncs: new Counter({ name: 'trellis_injector_ca_bundle_syncs_total', help: 'caBundle checks of the MutatingWebhookConfiguration: updated, unchanged or failed', labelNames: ['result'], registers: [registry] }),
   };
 }

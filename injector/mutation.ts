@@ -14,7 +14,9 @@ import { supportsNativeSidecars, type InjectorConfig } from './config.js';
 import { pointer, type JsonPatchOperation } from './json-patch.js';
 import { rewriteProbes } from './probes.js';
 import { selectPod, INIT_CONTAINER, SIDECAR_CONTAINER, type Selection, type SelectionRoute } from './selection.js';
-import { ANNOTATION_APP_PROBES, ANNOTATION_CA_BUNDLE, initContainer, injectedVolumes, sidecarContainer, VOLUME_DATA, VOLUME_IDENTITY, type SidecarLayout, type SidecarPlan } from './sidecar.js';
+import { ANNOTATION_APP_PROBES, ANNOTATION_CA_BUNDLE, initContainer, injectedVolumes, redirectAnnotation, sidecarContainer, VOLUME_DATA, VOLUME_IDENTITY, VOLUME_NO_API_TOKEN, type SidecarLayout, type SidecarPlan } from './sidecar.js';
+import { ANNOTATION_CAPTURE, ANNOTATION_REDIRECT, type CaptureMode } from '../common/mesh-annotations.js';
+import type { V1Container, V1Volume } from '@kubernetes/client-node';
 
 export const ANNOTATION_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
 
@@ -27,10 +29,20 @@ export interface InjectionStatus {
   readonly volumes: readonly string[];
   readonly rewrittenProbes: readonly string[];
   readonly appPorts: readonly string[];
+  /** Absent in pods injected before capture modes existed (they are `init`). */
+  readonly captureMode?: CaptureMode;
+}
+
+/** What the patch adds, as objects: the admission handler checks the resulting pod against Pod Security. */
+export interface InjectedParts {
+  readonly initContainers: readonly V1Container[];
+  readonly containers: readonly V1Container[];
+  readonly volumes: readonly V1Volume[];
+  readonly annotations: Readonly<Record<string, string>>;
 }
 
 export type MutationResult =
-  | { readonly outcome: 'injected'; readonly patch: readonly JsonPatchOperation[]; readonly status: InjectionStatus; readonly warnings: readonly string[] }
+  | { readonly outcome: 'injected'; readonly patch: readonly JsonPatchOperation[]; readonly status: InjectionStatus; readonly warnings: readonly string[]; readonly parts: InjectedParts }
   | { readonly outcome: 'unchanged'; readonly selection: Exclude<Selection, { action: 'inject' } | { action: 'refuse' }> }
   | { readonly outcome: 'refused'; readonly message: string };
 
@@ -52,12 +64,26 @@ function nameCollisions(pod: V1Pod): string[] {
   const containerNames = new Set([...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name));
   if (containerNames.has(INIT_CONTAINER)) problems.push(`a container is already named "${INIT_CONTAINER}"`);
   for (const volume of pod.spec?.volumes ?? []) {
-    if (volume.name === VOLUME_DATA || volume.name === VOLUME_IDENTITY) problems.push(`a volume is already named "${volume.name}"`);
+    if (volume.name === VOLUME_DATA || volume.name === VOLUME_IDENTITY || volume.name === VOLUME_NO_API_TOKEN) problems.push(`a volume is already named "${volume.name}"`);
   }
   return problems;
 }
 
-export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, config: InjectorConfig): MutationResult {
+/** The pod as the API server will hold it after the patch (for checks; the patch is what is sent). */
+export function injectedPod(pod: V1Pod, parts: InjectedParts): V1Pod {
+  return {
+    ...pod,
+    metadata: { ...(pod.metadata ?? {}), annotations: { ...(pod.metadata?.annotations ?? {}), ...parts.annotations } },
+    spec: {
+      ...(pod.spec ?? { containers: [] }),
+      initContainers: [...parts.initContainers, ...(pod.spec?.initContainers ?? [])],
+      containers: [...parts.containers, ...(pod.spec?.containers ?? [])],
+      volumes: [...(pod.spec?.volumes ?? []), ...parts.volumes],
+    },
+  };
+}
+
+export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, config: InjectorConfig, captureMode: CaptureMode = config.captureMode): MutationResult {
   const selection = selectPod(pod, namespace, route, config);
   if (selection.action === 'refuse') return { outcome: 'refused', message: selection.message };
   if (selection.action !== 'inject') return { outcome: 'unchanged', selection };
@@ -75,7 +101,7 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
   const probes = options.rewriteProbes ? rewriteProbes(containers, pod.spec?.initContainers ?? [], config.ports.status) : { rewrites: [], appProbes: {}, warnings: [] };
   warnings.push(...probes.warnings);
   const hasAppProbes = probes.rewrites.length > 0;
-  const plan: SidecarPlan = { layout, appPorts: ports, options, hasAppProbes };
+  const plan: SidecarPlan = { layout, appPorts: ports, options, hasAppProbes, captureMode };
   if (layout === 'classic' && isJobPod(pod)) {
     warnings.push(
       `this Job's pod gets the classic sidecar layout (Kubernetes ${config.kubernetesVersion.major}.${config.kubernetesVersion.minor}); the sidecar exits when the app calls POST http://127.0.0.1:${config.ports.status}/quitquitquit, or use Kubernetes 1.29+ where it ends with the Job`,
@@ -83,12 +109,14 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
   }
 
   const sidecar = sidecarContainer(config, plan);
-  const init = initContainer(config, options);
+  // Under CNI capture the plugin installs the rules: no privileged init container.
+  const inits = captureMode === 'init' ? [initContainer(config, options)] : [];
   const volumes = injectedVolumes(config, plan);
   const status: InjectionStatus = {
     version: config.version,
     layout,
-    initContainers: layout === 'native' ? [INIT_CONTAINER, SIDECAR_CONTAINER] : [INIT_CONTAINER],
+    captureMode,
+    initContainers: [...(captureMode === 'init' ? [INIT_CONTAINER] : []), ...(layout === 'native' ? [SIDECAR_CONTAINER] : [])],
     containers: layout === 'classic' ? [SIDECAR_CONTAINER] : [],
     volumes: volumes.map((v) => v.name),
     rewrittenProbes: Object.keys(probes.appProbes),
@@ -98,7 +126,8 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
   const patch: JsonPatchOperation[] = [];
   for (const rewrite of probes.rewrites) patch.push({ op: 'replace', path: pointer('spec', rewrite.list, rewrite.containerIndex, rewrite.field), value: rewrite.probe });
 
-  const newAnnotations: Record<string, string> = { [ANNOTATION_STATUS]: JSON.stringify(status), [ANNOTATION_CA_BUNDLE]: config.trustBundlePem };
+  const newAnnotations: Record<string, string> = { [ANNOTATION_STATUS]: JSON.stringify(status), [ANNOTATION_CA_BUNDLE]: config.trustBundlePem, [ANNOTATION_CAPTURE]: captureMode };
+  if (captureMode === 'cni') newAnnotations[ANNOTATION_REDIRECT] = redirectAnnotation(config, options);
   if (hasAppProbes) newAnnotations[ANNOTATION_APP_PROBES] = JSON.stringify(probes.appProbes);
   const firstApp = containers[0];
   if (layout === 'classic' && annotations[ANNOTATION_DEFAULT_CONTAINER] === undefined && firstApp !== undefined) {
@@ -112,8 +141,10 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
     for (const [key, value] of Object.entries(newAnnotations)) patch.push({ op: 'add', path: pointer('metadata', 'annotations', key), value });
   }
 
-  const injectedInits = layout === 'native' ? [init, sidecar] : [init];
-  if (pod.spec?.initContainers == null || pod.spec.initContainers.length === 0) {
+  const injectedInits = layout === 'native' ? [...inits, sidecar] : inits;
+  if (injectedInits.length === 0) {
+    // CNI capture with the classic layout: nothing goes before the app's init containers.
+  } else if (pod.spec?.initContainers == null || pod.spec.initContainers.length === 0) {
     patch.push({ op: 'add', path: pointer('spec', 'initContainers'), value: injectedInits });
   } else {
     injectedInits.forEach((container, index) => patch.push({ op: 'add', path: pointer('spec', 'initContainers', index), value: container }));
@@ -125,5 +156,6 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
   } else {
     for (const volume of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
   }
-  return { outcome: 'injected', patch, status, warnings };
+  const parts: InjectedParts = { initContainers: injectedInits, containers: layout === 'classic' ? [sidecar] : [], volumes, annotations: newAnnotations };
+  return { outcome: 'injected', patch, status, warnings, parts };
 }

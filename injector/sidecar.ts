@@ -11,11 +11,19 @@ import type { AppPort } from './app-ports.js';
 import type { InjectorConfig } from './config.js';
 import type { PodInjectionOptions } from './annotations.js';
 import { INIT_CONTAINER, SIDECAR_CONTAINER } from './selection.js';
+import type { CaptureMode } from '../common/mesh-annotations.js';
 
 export const ANNOTATION_CA_BUNDLE = 'trellis.dev/ca-bundle';
 export const ANNOTATION_APP_PROBES = 'trellis.dev/app-probes';
 export const VOLUME_DATA = 'trellis-data';
 export const VOLUME_IDENTITY = 'trellis-identity';
+/**
+ * An empty volume mounted where the ServiceAccount admission plugin would mount `kube-api-access`: the
+ * plugin runs after the webhook and skips a container that already has a mount at that path, so the
+ * mesh containers carry no Kubernetes API token (the agent needs none; it has its `trellis` token).
+ */
+export const VOLUME_NO_API_TOKEN = 'trellis-no-api-token';
+export const API_TOKEN_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const DATA_DIR = '/var/run/trellis';
 export const IDENTITY_DIR = '/var/run/secrets/trellis.dev/identity';
 export const TOKEN_AUDIENCE = 'trellis';
@@ -31,7 +39,11 @@ export interface SidecarPlan {
   readonly options: PodInjectionOptions;
   /** True when the pod carries rewritten probes, so the agent must serve `/app-health/...`. */
   readonly hasAppProbes: boolean;
+  /** `cni`: no init container; the agent holds readiness until it sees the plugin's rules. */
+  readonly captureMode: CaptureMode;
 }
+
+const NO_API_TOKEN_MOUNT = Object.freeze({ name: VOLUME_NO_API_TOKEN, mountPath: API_TOKEN_MOUNT_PATH, readOnly: true });
 
 function fieldEnv(name: string, fieldPath: string): V1EnvVar {
   return { name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } };
@@ -83,6 +95,9 @@ export function agentArgs(config: InjectorConfig, plan: SidecarPlan): string[] {
   ];
   for (const port of plan.appPorts) args.push('--app-port', String(port.port), '--protocol', port.protocol);
   if (plan.hasAppProbes) args.push('--app-probes', `${IDENTITY_DIR}/app-probes.json`);
+  // The CNI plugin may not have run (a pod scheduled before the node agent installed it): the agent
+  // stays unready, saying why, until a connection to its own address is redirected.
+  if (plan.captureMode === 'cni') args.push('--require-redirect');
   return args;
 }
 
@@ -118,6 +133,7 @@ export function sidecarContainer(config: InjectorConfig, plan: SidecarPlan): V1C
     volumeMounts: [
       { name: VOLUME_DATA, mountPath: DATA_DIR },
       { name: VOLUME_IDENTITY, mountPath: IDENTITY_DIR, readOnly: true },
+      { ...NO_API_TOKEN_MOUNT },
     ],
     readinessProbe: statusProbe(config, AGENT_READY_PATH, 2, 3),
     livenessProbe: statusProbe(config, AGENT_LIVE_PATH, 10, 3),
@@ -191,6 +207,7 @@ export function initContainer(config: InjectorConfig, options: PodInjectionOptio
       capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
+    volumeMounts: [{ ...NO_API_TOKEN_MOUNT }],
   };
 }
 
@@ -199,6 +216,7 @@ export function injectedVolumes(config: InjectorConfig, plan: SidecarPlan): V1Vo
   if (plan.hasAppProbes) items.push({ path: 'app-probes.json', fieldRef: { apiVersion: 'v1', fieldPath: `metadata.annotations['${ANNOTATION_APP_PROBES}']` } });
   return [
     { name: VOLUME_DATA, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+    { name: VOLUME_NO_API_TOKEN, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } },
     {
       name: VOLUME_IDENTITY,
       projected: {
@@ -206,4 +224,24 @@ export function injectedVolumes(config: InjectorConfig, plan: SidecarPlan): V1Vo
       },
     },
   ];
+}
+
+/**
+ * The redirect the CNI plugin installs for this pod, as JSON in the field names of the redirect options
+ * (capture/options.ts): the same rules the init container's `trellis agent redirect install` flags give.
+ */
+export function redirectAnnotation(config: InjectorConfig, options: PodInjectionOptions): string {
+  const inboundExcluded = [config.ports.status, ...options.excludeInboundPorts.filter((p) => p !== config.ports.status)];
+  return JSON.stringify({
+    platform: 'pod',
+    proxyUids: [config.proxyUid],
+    proxyGids: [config.proxyGid],
+    outboundPort: config.ports.outbound,
+    inboundPort: config.ports.inbound,
+    tunnelPort: config.ports.tunnel,
+    excludeInboundPorts: inboundExcluded.map(String),
+    excludeOutboundPorts: options.excludeOutboundPorts.map(String),
+    excludeInboundCidrs: [...options.excludeInboundCidrs],
+    excludeOutboundCidrs: [...options.excludeOutboundCidrs],
+  });
 }

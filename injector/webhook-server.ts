@@ -10,6 +10,7 @@
  * keep-alive connections closed after 60 s, and at most 512 connections at once. The certificate is
  * swapped in place with `setSecureContext`: open connections keep their session, new ones get the new one.
  */
+import { listenServer } from '../common/server-listen.js';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +20,8 @@ import type { AdmissionResult } from './metrics.js';
 import type { SelectionRoute } from './selection.js';
 import type { ServingMaterial } from './serving-certificate-issuer.js';
 import { CODE } from '../common/error-codes.js';
+import { withOverrides } from '../common/limit-schema.js';
+import { INJECTOR_LIMITS } from './limits.js';
 
 export interface WebhookLimits {
   readonly maxBodyBytes: number;
@@ -30,12 +33,12 @@ export interface WebhookLimits {
 }
 
 export const DEFAULT_WEBHOOK_LIMITS: WebhookLimits = Object.freeze({
-  maxBodyBytes: 4 * 1024 * 1024,
-  maxHeaderBytes: 16 * 1024,
-  requestTimeoutMs: 10_000,
-  handshakeTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 60_000,
-  maxConnections: 512,
+  maxBodyBytes: INJECTOR_LIMITS.webhookMaxBodyBytes,
+  maxHeaderBytes: INJECTOR_LIMITS.webhookMaxHeaderBytes,
+  requestTimeoutMs: INJECTOR_LIMITS.webhookRequestTimeoutMs,
+  handshakeTimeoutMs: INJECTOR_LIMITS.webhookHandshakeTimeoutMs,
+  keepAliveTimeoutMs: INJECTOR_LIMITS.webhookKeepAliveTimeoutMs,
+  maxConnections: INJECTOR_LIMITS.webhookMaxConnections,
 });
 
 export const WEBHOOK_PATHS: Readonly<Record<string, SelectionRoute>> = Object.freeze({ '/inject': 'namespace', '/inject/opt-in': 'opt-in' });
@@ -99,7 +102,7 @@ export class WebhookServer {
   private readonly limits: WebhookLimits;
 
   constructor(private readonly options: WebhookServerOptions) {
-    this.limits = Object.freeze({ ...DEFAULT_WEBHOOK_LIMITS, ...(options.limits ?? {}) });
+    this.limits = withOverrides(DEFAULT_WEBHOOK_LIMITS, options.limits);
     this.server = createServer(
       {
         cert: options.material.certChainPem,
@@ -120,13 +123,7 @@ export class WebhookServer {
 
   /** Binds and resolves with the bound address (port 0 picks a free port). */
   listen(port: number, host = '0.0.0.0'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenServer(this.server, port, host);
   }
 
   /** Swaps the serving certificate for new connections, without a restart. */
@@ -184,7 +181,7 @@ export class WebhookServer {
       } catch {
         throw new HttpFailure(400, 'the body is not valid JSON');
       }
-      const handled = handleAdmissionReview(parsed, route, this.options);
+      const handled = await handleAdmissionReview(parsed, route, this.options);
       result = handled.result;
       send(res, 200, JSON.stringify(handled.review));
     } catch (err) {

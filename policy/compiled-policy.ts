@@ -14,20 +14,38 @@
  *  3. Any matching `allow` rule of an enforced policy: allow, unless a `deny` rule of a dry-run policy
  *     matches, in which case allow with `enforced: false` naming that rule (log and count it).
  *  4. Otherwise deny: nothing is allowed unless a policy allows it. Dry-run `allow` rules grant nothing.
- * TCP streams (and HTTP requests without a usable path) never match an `allow` rule with HTTP conditions
- * and always match a `deny` rule with them: when the condition cannot be checked, fail closed.
+ * TCP streams (and HTTP requests without a usable path) never match an `allow` rule with HTTP or gRPC
+ * conditions and always match a `deny` rule with them (`grpc` conditions are path conditions, grpc-match.ts): when the condition cannot be checked, fail closed.
  * When several rules decide alike, the reported one is the first in a fixed order: root-namespace policies
  * first, then by namespace, name and rule index.
  */
 import { InputError } from '../common/errors.js';
 import { HttpMatcher, normalizeRequestPath } from './http-match.js';
+import { GrpcMatcher } from './grpc-match.js';
 import { ANY, parseDestination, parseSourceSelector, type NamePattern } from './selectors.js';
 import type { AuthorizationRequest, CompileOptions, Decision, PeerIdentity, PolicyRule, TrafficPermission } from './types.js';
 import { CODE } from '../common/error-codes.js';
 
+/** A rule's request conditions (`http`, `grpc`, or both, which must then both match). */
+interface RequestMatcher {
+  matches(method: string, path: string): boolean;
+}
+
+class AllOf implements RequestMatcher {
+  constructor(private readonly parts: readonly RequestMatcher[]) {
+    Object.freeze(this);
+  }
+
+  matches(method: string, path: string): boolean {
+    for (const part of this.parts) if (!part.matches(method, path)) return false;
+    return true;
+  }
+}
+
 interface CompiledRule {
   readonly rank: number;
-  readonly http: HttpMatcher | null;
+  /** null: the rule has no request conditions (it matches TCP streams too). */
+  readonly http: RequestMatcher | null;
   readonly decision: Decision;
 }
 
@@ -131,7 +149,7 @@ export class CompiledPolicy {
     // as an opaque stream (allow rules with conditions do not match, deny rules with conditions do).
     let method: string | null = null;
     let path: string | null = null;
-    if (request.protocol === 'http' && request.http !== undefined) {
+    if (request.protocol !== 'tcp' && request.http !== undefined) {
       path = normalizeRequestPath(request.http.path);
       if (path !== null) method = request.http.method;
     }
@@ -203,7 +221,10 @@ export function sortForEvaluation(policies: readonly TrafficPermission[], rootNa
 function compileRule(rule: PolicyRule, index: number, key: string, dryRun: boolean, rank: number): { rule: CompiledRule } | null {
   // A dry-run policy denies nothing and so grants nothing either: its allow rules cannot change a decision.
   if (dryRun && rule.action === 'allow') return null;
-  const http = rule.http === undefined ? null : new HttpMatcher(rule.http.methods, rule.http.paths);
+  const parts: RequestMatcher[] = [];
+  if (rule.http !== undefined) parts.push(new HttpMatcher(rule.http.methods, rule.http.paths));
+  if (rule.grpc !== undefined) parts.push(new GrpcMatcher(rule.grpc));
+  const http = parts.length === 0 ? null : parts.length === 1 ? (parts[0] as RequestMatcher) : new AllOf(parts);
   let d: Decision;
   if (rule.action === 'allow') d = decision(true, true, key, index, `allowed by rule ${index} of policy ${key}`);
   else if (dryRun) d = decision(true, false, key, index, `allowed, but rule ${index} of dry-run policy ${key} would deny it (not enforced)`);

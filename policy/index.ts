@@ -7,4 +7,5 @@ export { parsePolicyFiles, validatePolicyObjects, POLICY_LIMITS } from './valida
 export { loadPolicyDir, loadPolicyAndTrafficDir, parsePolicyAndTraffic, isPolicyFileName } from './policy-loader.js';
 export { compilePolicy, CompiledPolicy } from './compiled-policy.js';
 export { normalizeRequestPath } from './http-match.js';
+export { grpcMethodOfPath, GRPC_LIMITS } from './grpc-match.js';
 export { parseSourceSelector, parseDestination, type NamePattern } from './selectors.js';

@@ -14,7 +14,10 @@ export const DEFAULT_ROOT_NAMESPACE = 'trellis-system';
 export type PolicyAction = 'allow' | 'deny';
 /** `dry-run`: denials are logged and counted but not enforced. */
 export type PolicyMode = 'enforce' | 'dry-run';
+/** The kind of traffic judged: a TCP stream, or an HTTP request (HTTP/1.1 or HTTP/2, gRPC included). */
 export type TrafficProtocol = 'tcp' | 'http';
+export type { GrpcConditions } from './grpc-match.js';
+import type { GrpcConditions } from './grpc-match.js';
 
 export interface HttpConditions {
   /** Uppercase method names; absent means any method. */
@@ -31,6 +34,8 @@ export interface PolicyRule {
    */
   readonly from: readonly string[];
   readonly http?: HttpConditions;
+  /** gRPC services and methods (policy/grpc-match.ts); with `http` too, both must match. */
+  readonly grpc?: GrpcConditions;
 }
 
 export interface TrafficPermission {
@@ -56,7 +61,7 @@ export interface TrafficPermission {
 /** What the validator may know about the mesh beyond the policy files themselves. */
 export interface ValidationContext {
   /** The protocols of a service's ports, when known; an HTTP rule aimed at a service with only TCP ports is an error. */
-  portProtocols?(namespace: string, service: string): ReadonlySet<TrafficProtocol> | undefined;
+  portProtocols?(namespace: string, service: string): ReadonlySet<string> | undefined;
   /** Default `trellis-system`. */
   readonly rootNamespace?: string;
 }

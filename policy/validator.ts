@@ -10,6 +10,7 @@ import type { ConfigNode } from '../common/config-node.js';
 import { configNodeFromValue, parseYamlDocuments, type YamlText } from '../common/yaml-source.js';
 import { METHOD_PATTERN, pathPatternProblem } from './http-match.js';
 import { isTrafficKind } from './traffic/validator.js';
+import { validateGrpc } from './grpc-match.js';
 import { ANY, DNS_LABEL, DNS_LABEL_HINT, parseDestination, parseSourceSelector } from './selectors.js';
 import {
   DEFAULT_ROOT_NAMESPACE,
@@ -156,7 +157,7 @@ function validateRule(
   destination: { namespace: string; service: string } | undefined,
   options: ValidationContext,
 ): PolicyRule | undefined {
-  const rule = node.object({ required: ['action', 'from'], optional: ['http'] });
+  const rule = node.object({ required: ['action', 'from'], optional: ['http', 'grpc'] });
   if (rule === undefined) return undefined;
   const action = rule.field('action')?.oneOf(ACTIONS);
   const from: string[] = [];
@@ -177,17 +178,20 @@ function validateRule(
   }
   const httpNode = rule.field('http');
   const http = httpNode === undefined ? undefined : validateHttp(httpNode);
-  if (httpNode !== undefined && destination !== undefined && destination.service !== ANY && options.portProtocols !== undefined) {
+  const grpcNode = rule.field('grpc');
+  const grpc = grpcNode === undefined ? undefined : validateGrpc(grpcNode);
+  const conditionsNode = httpNode ?? grpcNode;
+  if (conditionsNode !== undefined && destination !== undefined && destination.service !== ANY && options.portProtocols !== undefined) {
     const protocols = options.portProtocols(destination.namespace, destination.service);
-    if (protocols !== undefined && protocols.size > 0 && !protocols.has('http')) {
-      httpNode.report(
-        `HTTP conditions, but every port of ${destination.namespace}/${destination.service} is TCP: ` +
+    if (protocols !== undefined && protocols.size > 0 && [...protocols].every((p) => p === 'tcp')) {
+      conditionsNode.report(
+        `${httpNode === undefined ? 'gRPC' : 'HTTP'} conditions, but every port of ${destination.namespace}/${destination.service} is TCP: ` +
           (action === 'deny' ? 'this deny rule would deny every stream' : 'this allow rule would never match'),
       );
     }
   }
-  if (action === undefined || !fromOk || rule.field('from') === undefined || (httpNode !== undefined && http === undefined)) return undefined;
-  const out: PolicyRule = { action, from: Object.freeze(from), ...(http === undefined ? {} : { http }) };
+  if (action === undefined || !fromOk || rule.field('from') === undefined || (httpNode !== undefined && http === undefined) || (grpcNode !== undefined && grpc === undefined)) return undefined;
+  const out: PolicyRule = { action, from: Object.freeze(from), ...(http === undefined ? {} : { http }), ...(grpc === undefined ? {} : { grpc }) };
   return Object.freeze(out);
 }
 

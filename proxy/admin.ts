@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { createAdminHttpServer, jsonReply, textReply } from '../common/admin-http.js';
+import { createAdminHttpServer, DEFAULT_ADMIN_HTTP_LIMITS, jsonReply, textReply } from '../common/admin-http.js';
 import { TrellisError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -27,7 +27,7 @@ export interface AdminLimits {
   readonly requestTimeoutMs: number;
 }
 
-export const DEFAULT_ADMIN_LIMITS: AdminLimits = Object.freeze({ maxConnections: 64, maxHeaderBytes: 8 * 1024, requestTimeoutMs: 10_000 });
+export const DEFAULT_ADMIN_LIMITS: AdminLimits = DEFAULT_ADMIN_HTTP_LIMITS;
 
 export class AdminServer {
   private readonly server: Server;

@@ -4,27 +4,23 @@
  *
  * Validated once at the edge with every problem reported at once (file:line:column), relative paths
  * resolved from the config file's directory, defaults applied, then frozen. Certificate files are read
- * separately (`readIdentityFiles`) and watched (`watchIdentityFiles`) so certificates rotate without a restart.
+ * separately (`readIdentityFiles`) and watched (`watchIdentityFiles`, static-files.ts) so certificates
+ * rotate without a restart. One function per section below.
  */
-import { promises as fs, watchFile, unwatchFile } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
-import type { AppHttpOptions, AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService, WorkloadIdentity } from '../api/data-plane.js';
-import { InputError } from '../common/errors.js';
-import { parseDuration } from '../common/duration.js';
+import type { AppHttpOptions, AppPort, Endpoint, InboundMode, OutboundListener, PortProtocol, ServicePort, UpstreamService } from '../api/data-plane.js';
 import { ConfigIssues } from '../common/config-issues.js';
 import type { ConfigNode, ConfigObject } from '../common/config-node.js';
-import { parseYamlDocuments, readConfigFile, type YamlText } from '../common/yaml-source.js';
-import { DEFAULT_ROOT_NAMESPACE, type TrafficPermission } from '../policy/types.js';
-import { isPolicyFileName } from '../policy/policy-loader.js';
-import { parsePolicyFiles } from '../policy/validator.js';
-import { DEFAULT_LIMITS, type ProxyLimits } from './core/limits.js';
+import { parseYamlDocuments, readConfigFile } from '../common/yaml-source.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { PROXY_LIMIT_SCHEMA, type ProxyLimits } from './core/limits.js';
+import { readLimits } from '../common/limit-schema.js';
 import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
 import { isConfigurableUpgradeProtocol } from './http/upgrade-rules.js';
-import { buildTlsMaterial } from './core/tls-material.js';
+import { isHttpFamily, PORT_PROTOCOLS } from '../api/port-protocol.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_TUNNEL_PORT } from './core/tunnel-protocol.js';
-import { CODE } from '../common/error-codes.js';
 
 export interface StaticProxyConfig {
   readonly file: string;
@@ -65,7 +61,7 @@ const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const NAME_RULE = { pattern: NAME, expected: 'a DNS label (lowercase letters, digits, "-", at most 63 characters)' } as const;
 const PORT = { min: 1, max: 65535 } as const;
 const BIND_PORT = { min: 0, max: 65535 } as const;
-const PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http'];
+const PROTOCOLS: readonly PortProtocol[] = PORT_PROTOCOLS;
 const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Reads and validates a config file; throws one InputError listing every problem. */
@@ -86,6 +82,7 @@ export function parseStaticConfig(text: string, path: string): StaticProxyConfig
   return config as StaticProxyConfig;
 }
 
+/** Every section is read (so every problem is reported) before any undefined stops the result. */
 function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyConfig | undefined {
   const top = root.object({
     required: ['service', 'namespace', 'trustDomain', 'identity'],
@@ -96,26 +93,54 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
   const namespace = top.field('namespace')?.string(NAME_RULE);
   const trustDomain = top.field('trustDomain')?.string({ pattern: /^[a-z0-9._-]{1,255}$/, expected: 'a trust domain (lowercase letters, digits, ".", "-", "_")' });
   const zone = opt(top, 'zone', (n) => n.string(NAME_RULE)) ?? 'default';
-  const path = (n: ConfigNode): string | undefined => {
+  const path = pathReader(baseDir);
+  const identity = identitySection(top, path);
+  const tunnel = endpointSection(top.field('tunnel'), '0.0.0.0', DEFAULT_TUNNEL_PORT);
+  const admin = adminSection(top);
+  const inbound = inboundSection(top);
+  const capture = captureSection(top);
+  const upstreams = upstreamsSection(top, namespace, zone);
+  const listeners = listenersSection(top, upstreams, namespace);
+  const policy = (top.field('policy')?.list() ?? []).map(path).filter((p): p is string => p !== undefined);
+  const rootNamespace = opt(top, 'rootNamespace', (x) => x.string(NAME_RULE)) ?? DEFAULT_ROOT_NAMESPACE;
+  const limits = readLimits(top.field('limits'), PROXY_LIMIT_SCHEMA);
+  const pool = poolSection(top, limits);
+  const accessLog = opt(top, 'accessLog', (x) => x.boolean()) ?? true;
+  const logLevel = opt(top, 'logLevel', (x) => x.oneOf(LOG_LEVELS)) ?? 'info';
+
+  if (service === undefined || namespace === undefined || trustDomain === undefined || identity === undefined || tunnel === undefined || admin === undefined || capture === undefined) return undefined;
+  return deepFreeze({ file, service, namespace, trustDomain, zone, identity, tunnel, admin, inbound, capture, upstreams, listeners, policy, rootNamespace, limits, pool, accessLog, logLevel });
+}
+
+/** Relative paths are resolved from the config file's directory. */
+function pathReader(baseDir: string): (n: ConfigNode) => string | undefined {
+  return (n) => {
     const v = n.string();
     return v === undefined ? undefined : isAbsolute(v) ? v : resolve(baseDir, v);
   };
+}
 
-  const identityNode = top.field('identity')?.object({ required: ['certificate', 'key', 'trustBundle'] });
-  const identity = identityNode && {
-    certificate: identityNode.field('certificate') && path(identityNode.field('certificate') as ConfigNode),
-    key: identityNode.field('key') && path(identityNode.field('key') as ConfigNode),
-    trustBundle: identityNode.field('trustBundle') && path(identityNode.field('trustBundle') as ConfigNode),
+function identitySection(top: ConfigObject, path: (n: ConfigNode) => string | undefined): StaticProxyConfig['identity'] | undefined {
+  const o = top.field('identity')?.object({ required: ['certificate', 'key', 'trustBundle'] });
+  const read = (key: string): string | undefined => {
+    const n = o?.field(key);
+    return n === undefined ? undefined : path(n);
   };
+  const certificate = read('certificate');
+  const key = read('key');
+  const trustBundle = read('trustBundle');
+  return certificate === undefined || key === undefined || trustBundle === undefined ? undefined : { certificate, key, trustBundle };
+}
 
-  const tunnel = endpointSection(top.field('tunnel'), '0.0.0.0', DEFAULT_TUNNEL_PORT);
-  let admin: { address: string; port: number } | null | undefined = { address: '127.0.0.1', port: DEFAULT_ADMIN_PORT };
-  const adminNode = top.field('admin');
-  if (adminNode !== undefined) {
-    const o = adminNode.object({ optional: ['address', 'port', 'enabled'] });
-    admin = o?.field('enabled')?.boolean() === false ? null : endpointFields(o, '127.0.0.1', DEFAULT_ADMIN_PORT);
-  }
+/** undefined: invalid; null: `enabled: false`. */
+function adminSection(top: ConfigObject): { address: string; port: number } | null | undefined {
+  const node = top.field('admin');
+  if (node === undefined) return { address: '127.0.0.1', port: DEFAULT_ADMIN_PORT };
+  const o = node.object({ optional: ['address', 'port', 'enabled'] });
+  return o?.field('enabled')?.boolean() === false ? null : endpointFields(o, '127.0.0.1', DEFAULT_ADMIN_PORT);
+}
 
+function inboundSection(top: ConfigObject): StaticProxyConfig['inbound'] {
   const inboundNode = top.field('inbound')?.object({ optional: ['mode', 'appPorts'] });
   const mode = (inboundNode?.field('mode')?.oneOf<InboundMode>(['strict', 'permissive']) ?? 'strict') as InboundMode;
   const appPorts: AppPort[] = [];
@@ -125,7 +150,7 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     const protocol = opt(o, 'protocol', (p) => p.oneOf(PROTOCOLS)) ?? 'tcp';
     const host = opt(o, 'host', (h) => h.string()) ?? '127.0.0.1';
     const httpNode = o?.field('http');
-    if (httpNode !== undefined && protocol !== 'http') httpNode.report('HTTP options need protocol: http');
+    if (httpNode !== undefined && !isHttpFamily(protocol)) httpNode.report('HTTP options need protocol: http, http2 or grpc');
     const http = httpNode === undefined ? undefined : appHttpOptionsFrom(httpNode);
     if (port === undefined) continue;
     if (appPorts.some((p) => p.port === port)) {
@@ -134,54 +159,76 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     }
     appPorts.push(Object.freeze({ port, protocol, host, ...(http === undefined ? {} : { http }) }));
   }
+  return { mode, appPorts };
+}
 
-  let capture: StaticProxyConfig['capture'] | undefined = null;
+/** undefined: invalid; null: no capture section (explicit mode only). */
+function captureSection(top: ConfigObject): StaticProxyConfig['capture'] | undefined {
   const captureNode = top.field('capture')?.object({ optional: ['outbound', 'inbound', 'outsideMesh'] });
-  if (captureNode !== undefined) {
-    const outbound = endpointSection(captureNode.field('outbound'), '0.0.0.0', 15001);
-    const inbound = endpointSection(captureNode.field('inbound'), '0.0.0.0', 15006);
-    const outsideMesh = opt(captureNode, 'outsideMesh', (x) => x.oneOf<'passthrough' | 'refuse'>(['passthrough', 'refuse'])) ?? 'passthrough';
-    capture = outbound === undefined || inbound === undefined ? undefined : { outbound, inbound, outsideMesh };
-  }
+  if (captureNode === undefined) return top.has('capture') ? undefined : null;
+  const outbound = endpointSection(captureNode.field('outbound'), '0.0.0.0', 15001);
+  const inbound = endpointSection(captureNode.field('inbound'), '0.0.0.0', 15006);
+  const outsideMesh = opt(captureNode, 'outsideMesh', (x) => x.oneOf<'passthrough' | 'refuse'>(['passthrough', 'refuse'])) ?? 'passthrough';
+  return outbound === undefined || inbound === undefined ? undefined : { outbound, inbound, outsideMesh };
+}
 
+function upstreamsSection(top: ConfigObject, namespace: string | undefined, zone: string): UpstreamService[] {
   const upstreams: UpstreamService[] = [];
   for (const n of top.field('upstreams')?.list() ?? []) {
     const o = n.object({ required: ['name', 'ports', 'endpoints'], optional: ['namespace', 'virtualIps'] });
     if (o === undefined) continue;
     const name = o.field('name')?.string(NAME_RULE);
     const ns = opt(o, 'namespace', (x) => x.string(NAME_RULE)) ?? namespace;
-    const ports: ServicePort[] = [];
-    for (const pn of o.field('ports')?.list({ minItems: 1 }) ?? []) {
-      const po = pn.object({ required: ['port'], optional: ['targetPort', 'protocol', 'name'] });
-      const port = po?.field('port')?.integer(PORT);
-      const targetPort = opt(po, 'targetPort', (x) => x.integer(PORT)) ?? port;
-      const protocol = opt(po, 'protocol', (x) => x.oneOf(PROTOCOLS)) ?? 'tcp';
-      const portName = opt(po, 'name', (x) => x.string(NAME_RULE));
-      if (port === undefined || targetPort === undefined) continue;
-      if (ports.some((p) => p.port === port)) pn.report(`port ${port} is listed twice`);
-      ports.push(Object.freeze({ port, targetPort, protocol, ...(portName === undefined ? {} : { name: portName }) }));
-    }
-    const endpoints: Endpoint[] = [];
-    for (const en of o.field('endpoints')?.list() ?? []) {
-      const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy'] });
-      const address = eo?.field('address')?.string();
-      const tunnelPort = opt(eo, 'tunnelPort', (x) => x.integer(PORT)) ?? DEFAULT_TUNNEL_PORT;
-      const epZone = opt(eo, 'zone', (x) => x.string(NAME_RULE)) ?? zone;
-      const healthy = opt(eo, 'healthy', (x) => x.boolean()) ?? true;
-      if (address === undefined) continue;
-      endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy }));
-    }
+    const ports = servicePorts(o);
+    const endpoints = upstreamEndpoints(o, zone);
     if (name === undefined || ns === undefined) continue;
-    const virtualIps: string[] = [];
-    for (const vn of o.field('virtualIps')?.list() ?? []) {
-      const vip = vn.string({ expected: 'an IP address (a virtual IP naming this service, for transparent capture)' });
-      if (vip !== undefined && isIP(vip) === 0) vn.report(`expected an IP address, got ${JSON.stringify(vip)}`);
-      else if (vip !== undefined) virtualIps.push(vip);
-    }
+    const virtualIps = virtualIpList(o);
     if (upstreams.some((u) => u.name === name && u.namespace === ns)) n.report(`upstream ${ns}/${name} is listed twice`);
     upstreams.push(Object.freeze({ name, namespace: ns, ports: Object.freeze(ports), endpoints: Object.freeze(endpoints), ...(virtualIps.length === 0 ? {} : { virtualIps: Object.freeze(virtualIps) }) }));
   }
+  return upstreams;
+}
 
+function servicePorts(o: ConfigObject): ServicePort[] {
+  const ports: ServicePort[] = [];
+  for (const pn of o.field('ports')?.list({ minItems: 1 }) ?? []) {
+    const po = pn.object({ required: ['port'], optional: ['targetPort', 'protocol', 'name'] });
+    const port = po?.field('port')?.integer(PORT);
+    const targetPort = opt(po, 'targetPort', (x) => x.integer(PORT)) ?? port;
+    const protocol = opt(po, 'protocol', (x) => x.oneOf(PROTOCOLS)) ?? 'tcp';
+    const portName = opt(po, 'name', (x) => x.string(NAME_RULE));
+    if (port === undefined || targetPort === undefined) continue;
+    if (ports.some((p) => p.port === port)) pn.report(`port ${port} is listed twice`);
+    ports.push(Object.freeze({ port, targetPort, protocol, ...(portName === undefined ? {} : { name: portName }) }));
+  }
+  return ports;
+}
+
+function upstreamEndpoints(o: ConfigObject, zone: string): Endpoint[] {
+  const endpoints: Endpoint[] = [];
+  for (const en of o.field('endpoints')?.list() ?? []) {
+    const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy'] });
+    const address = eo?.field('address')?.string();
+    const tunnelPort = opt(eo, 'tunnelPort', (x) => x.integer(PORT)) ?? DEFAULT_TUNNEL_PORT;
+    const epZone = opt(eo, 'zone', (x) => x.string(NAME_RULE)) ?? zone;
+    const healthy = opt(eo, 'healthy', (x) => x.boolean()) ?? true;
+    if (address === undefined) continue;
+    endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy }));
+  }
+  return endpoints;
+}
+
+function virtualIpList(o: ConfigObject): string[] {
+  const virtualIps: string[] = [];
+  for (const vn of o.field('virtualIps')?.list() ?? []) {
+    const vip = vn.string({ expected: 'an IP address (a virtual IP naming this service, for transparent capture)' });
+    if (vip !== undefined && isIP(vip) === 0) vn.report(`expected an IP address, got ${JSON.stringify(vip)}`);
+    else if (vip !== undefined) virtualIps.push(vip);
+  }
+  return virtualIps;
+}
+
+function listenersSection(top: ConfigObject, upstreams: readonly UpstreamService[], namespace: string | undefined): OutboundListener[] {
   const listeners: OutboundListener[] = [];
   for (const n of top.field('listeners')?.list() ?? []) {
     const o = n.object({ required: ['localPort', 'service', 'port'], optional: ['bindAddress', 'namespace'] });
@@ -197,47 +244,18 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
     if (localPort !== 0 && listeners.some((l) => l.bindAddress === bindAddress && l.localPort === localPort)) n.report(`${bindAddress}:${localPort} is used by two listeners`);
     listeners.push(Object.freeze({ bindAddress, localPort, service: svc, namespace: ns, port }));
   }
+  return listeners;
+}
 
-  const policy: string[] = [];
-  for (const n of top.field('policy')?.list() ?? []) {
-    const p = path(n);
-    if (p !== undefined) policy.push(p);
-  }
-  const rootNamespace = opt(top, 'rootNamespace', (x) => x.string(NAME_RULE)) ?? DEFAULT_ROOT_NAMESPACE;
-  const limits = validateLimits(top.field('limits'));
+function poolSection(top: ConfigObject, limits: ProxyLimits): StaticProxyConfig['pool'] {
   const poolNode = top.field('pool')?.object({ optional: ['sessionsPerEndpoint', 'maxSessionsPerEndpoint', 'maxStreamsPerSession', 'keepaliveInterval', 'loadBalancing'] });
-  const pool = {
+  return {
     sessionsPerEndpoint: opt(poolNode, 'sessionsPerEndpoint', (x) => x.integer({ min: 1, max: 64 })) ?? 2,
     maxSessionsPerEndpoint: opt(poolNode, 'maxSessionsPerEndpoint', (x) => x.integer({ min: 1, max: 256 })) ?? 16,
     maxStreamsPerSession: opt(poolNode, 'maxStreamsPerSession', (x) => x.integer({ min: 1, max: 10_000 })) ?? limits.maxStreamsPerSession,
-    keepaliveIntervalMs: opt(poolNode, 'keepaliveInterval', (x) => duration(x)) ?? 30_000,
+    keepaliveIntervalMs: opt(poolNode, 'keepaliveInterval', (x) => x.duration()) ?? 30_000,
     loadBalancing: opt(poolNode, 'loadBalancing', (x) => x.oneOf<LoadBalancingStrategy>(['least-outstanding', 'round-robin'])) ?? 'least-outstanding',
   };
-  const accessLog = opt(top, 'accessLog', (x) => x.boolean()) ?? true;
-  const logLevel = opt(top, 'logLevel', (x) => x.oneOf(LOG_LEVELS)) ?? 'info';
-
-  if (service === undefined || namespace === undefined || trustDomain === undefined || identity === undefined || tunnel === undefined || admin === undefined || capture === undefined) return undefined;
-  if (identity.certificate === undefined || identity.key === undefined || identity.trustBundle === undefined) return undefined;
-  return deepFreeze({
-    file,
-    service,
-    namespace,
-    trustDomain,
-    zone,
-    identity: { certificate: identity.certificate, key: identity.key, trustBundle: identity.trustBundle },
-    tunnel,
-    admin,
-    inbound: { mode, appPorts },
-    capture,
-    upstreams,
-    listeners,
-    policy,
-    rootNamespace,
-    limits,
-    pool,
-    accessLog,
-    logLevel,
-  });
 }
 
 /** An app port's `http:` options, validated and frozen (defaults stay implicit: see AppHttpOptions). */
@@ -281,55 +299,6 @@ function endpointFields(o: ConfigObject | undefined, address: string, port: numb
   return p === undefined ? undefined : { address: a, port: p };
 }
 
-function duration(n: ConfigNode): number | undefined {
-  const text = n.string({ expected: 'a duration such as 10s, 15m, 1h' });
-  if (text === undefined) return undefined;
-  try {
-    return parseDuration(text, 'duration');
-  } catch (err) {
-    return n.report((err as Error).message.replace(/^duration: /, ''));
-  }
-}
-
-const LIMIT_FIELDS: Readonly<Record<string, { key: keyof ProxyLimits; kind: 'count' | 'bytes' | 'duration' }>> = {
-  handshakeTimeout: { key: 'handshakeTimeoutMs', kind: 'duration' },
-  maxSessions: { key: 'maxSessions', kind: 'count' },
-  maxSessionsPerIdentity: { key: 'maxSessionsPerIdentity', kind: 'count' },
-  maxSessionsPerAddress: { key: 'maxSessionsPerAddress', kind: 'count' },
-  maxHandshakes: { key: 'maxHandshakes', kind: 'count' },
-  maxHandshakesPerAddress: { key: 'maxHandshakesPerAddress', kind: 'count' },
-  sessionErrorClose: { key: 'sessionErrorCloseMs', kind: 'duration' },
-  sessionProbeInterval: { key: 'sessionProbeIntervalMs', kind: 'duration' },
-  sessionPingTimeout: { key: 'sessionPingTimeoutMs', kind: 'duration' },
-  rapidResetMaxResets: { key: 'rapidResetMaxResets', kind: 'count' },
-  rapidResetWindow: { key: 'rapidResetWindowMs', kind: 'duration' },
-  abusePenalty: { key: 'abusePenaltyMs', kind: 'duration' },
-  maxStreamsPerSession: { key: 'maxStreamsPerSession', kind: 'count' },
-  idleTimeout: { key: 'idleTimeoutMs', kind: 'duration' },
-  maxHeaderListSize: { key: 'maxHeaderListSize', kind: 'bytes' },
-  streamWindowBytes: { key: 'streamWindowBytes', kind: 'bytes' },
-  sessionWindowBytes: { key: 'sessionWindowBytes', kind: 'bytes' },
-  appConnectTimeout: { key: 'appConnectTimeoutMs', kind: 'duration' },
-  tunnelConnectTimeout: { key: 'tunnelConnectTimeoutMs', kind: 'duration' },
-  streamOpenTimeout: { key: 'streamOpenTimeoutMs', kind: 'duration' },
-  maxOutboundConnections: { key: 'maxOutboundConnections', kind: 'count' },
-  tcpIdleTimeout: { key: 'tcpIdleTimeoutMs', kind: 'duration' },
-  denialLogInterval: { key: 'denialLogIntervalMs', kind: 'duration' },
-};
-
-function validateLimits(node: ConfigNode | undefined): ProxyLimits {
-  const out: Record<string, number> = { ...DEFAULT_LIMITS };
-  const o = node?.object({ optional: Object.keys(LIMIT_FIELDS) });
-  for (const [name, spec] of Object.entries(LIMIT_FIELDS)) {
-    const n = o?.field(name);
-    if (n === undefined) continue;
-    // HTTP/2 windows are at most 2^31-1 bytes.
-    const v = spec.kind === 'duration' ? duration(n) : n.integer({ min: spec.kind === 'bytes' ? 1024 : 1, max: spec.kind === 'bytes' ? 2_147_483_647 : 1_000_000 });
-    if (v !== undefined) out[spec.key] = v;
-  }
-  return Object.freeze(out) as unknown as ProxyLimits;
-}
-
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const v of Object.values(value as object)) deepFreeze(v);
@@ -338,83 +307,3 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Reads the three PEM files and checks that they make a usable TLS identity (key matches certificate). */
-export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identity'>): Promise<WorkloadIdentity> {
-  const read = async (path: string, what: string): Promise<string> => {
-    try {
-      return await fs.readFile(path, 'utf8');
-    } catch (err) {
-      throw new InputError(CODE.PROXY_IDENTITY_UNREADABLE, `${path}: cannot read the ${what} (${(err as Error).message})`, { cause: err });
-    }
-  };
-  const [certChainPem, keyPem, trustBundlePem] = await Promise.all([
-    read(config.identity.certificate, 'certificate'),
-    read(config.identity.key, 'private key'),
-    read(config.identity.trustBundle, 'trust bundle'),
-  ]);
-  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem });
-  buildTlsMaterial(identity);
-  return identity;
-}
-
-/**
- * Polls the identity files and calls `onChange` with the new identity when they changed and form a valid
- * pair again. Polling (not inotify) because rotation tools replace files by rename, which inotify watches
- * on the old inode miss. A half-rotated pair (new certificate, old key) is skipped until the key follows.
- */
-export function watchIdentityFiles(
-  config: Pick<StaticProxyConfig, 'identity'>,
-  onChange: (identity: WorkloadIdentity) => void,
-  onError: (err: unknown) => void,
-  intervalMs = 1_000,
-): () => void {
-  const paths = [config.identity.certificate, config.identity.key, config.identity.trustBundle];
-  let timer: NodeJS.Timeout | undefined;
-  let last: string | undefined;
-  const reload = (): void => {
-    timer = undefined;
-    readIdentityFiles(config).then(
-      (identity) => {
-        const fingerprint = identity.certChainPem + identity.trustBundlePem;
-        if (fingerprint === last) return;
-        last = fingerprint;
-        onChange(identity);
-      },
-      onError,
-    );
-  };
-  const listener = (): void => {
-    if (timer !== undefined) clearTimeout(timer);
-    // Let a rotation that writes several files finish before reading them.
-    timer = setTimeout(reload, Math.min(250, intervalMs));
-  };
-  for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, listener);
-  readIdentityFiles(config).then((id) => (last ??= id.certChainPem + id.trustBundlePem), () => undefined);
-  return () => {
-    if (timer !== undefined) clearTimeout(timer);
-    for (const p of paths) unwatchFile(p, listener);
-  };
-}
-
-/**
- * Reads every policy file named (directories: their *.yaml and *.yml files) and validates them together,
- * so every error of every file is reported at once and a duplicate across files is caught.
- */
-export async function loadPolicyFiles(paths: readonly string[]): Promise<TrafficPermission[]> {
-  const files: YamlText[] = [];
-  for (const path of paths) {
-    let isDir: boolean;
-    try {
-      isDir = (await fs.stat(path)).isDirectory();
-    } catch (err) {
-      throw new InputError(CODE.POLICY_UNREADABLE, `${path}: cannot read policy (${(err as Error).message})`, { cause: err });
-    }
-    if (!isDir) {
-      files.push(await readConfigFile(path));
-      continue;
-    }
-    const names = (await fs.readdir(path)).filter(isPolicyFileName).sort();
-    for (const name of names) files.push(await readConfigFile(join(path, name)));
-  }
-  return parsePolicyFiles(files);
-}

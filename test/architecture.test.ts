@@ -76,6 +76,38 @@ describe('one-way dependencies', () => {
     expect(violations).toEqual([]);
   });
 
+  /**
+   * Inside proxy/ the folders show the flow, and the shared ones stay shared: core/ (what both sides use)
+   * imports only itself; http/ (rules every HTTP path applies) and http1/ (the HTTP/1.1 codec) import each
+   * other and core/; inbound/ and outbound/ build on those and never on each other (the rule above) nor on
+   * the assembly at proxy/'s top (sidecar.ts and its helpers), which alone imports both sides.
+   */
+  it('inside proxy/, core/, http/, http1/ and http2/ import nothing from inbound/, outbound/ or the assembly', () => {
+    const INSIDE: Readonly<Record<string, readonly string[]>> = {
+      core: ['core'],
+      http: ['core', 'http', 'http1'],
+      http1: ['core', 'http', 'http1'],
+      http2: ['core', 'http', 'http2'],
+      inbound: ['core', 'http', 'http1', 'http2', 'inbound'],
+      outbound: ['core', 'http', 'http1', 'http2', 'outbound'],
+    };
+    const violations: string[] = [];
+    for (const [folder, allowed] of Object.entries(INSIDE)) {
+      for (const file of sourceFiles(join(ROOT, 'proxy', folder))) {
+        for (const spec of importsOf(file)) {
+          const path = relative(join(ROOT, 'proxy'), resolve(dirname(file), spec));
+          if (path.startsWith('..')) continue; // outside proxy/: the folder rules above
+          const parts = path.split(sep);
+          const target = parts.length === 1 ? `${parts[0]} (proxy/ top level)` : (parts[0] as string);
+          if (!allowed.includes(target)) violations.push(`${relative(ROOT, file)} imports ${spec} (${folder} → ${target})`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+    // The rule reads real files: an empty folder list would pass it vacuously.
+    expect(sourceFiles(join(ROOT, 'proxy', 'http1')).length).toBeGreaterThan(0);
+  });
+
   it('nothing outside proxy/ reaches into proxy/inbound or proxy/outbound (only proxy/ itself, e.g. sidecar.ts, assembles them)', () => {
     const violations: string[] = [];
     for (const folder of Object.keys(ALLOWED).filter((f) => f !== 'proxy')) {

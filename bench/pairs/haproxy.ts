@@ -38,6 +38,9 @@ export interface HaproxyPorts {
   readonly clientHttp: number;
   readonly serverTcp: number;
   readonly serverHttp: number;
+  /** h2c in from the app (`proto h2`), HTTP/2 over mTLS between the sides, h2c to the backend. */
+  readonly clientH2?: number;
+  readonly serverH2?: number;
 }
 
 /** The caller's side: plain TCP/HTTP in from the app, mTLS out to the server side. */
@@ -66,7 +69,21 @@ backend mesh_http
     mode http
     http-reuse always
     server peer ${LOOPBACK}:${ports.serverHttp} ${tls} alpn ${HAPROXY_TUNNEL_ALPN}
-`;
+${
+  ports.clientH2 === undefined || ports.serverH2 === undefined
+    ? ''
+    : `
+frontend app_h2
+    mode http
+    bind ${LOOPBACK}:${ports.clientH2} proto h2
+    default_backend mesh_h2
+
+backend mesh_h2
+    mode http
+    http-reuse always
+    server peer ${LOOPBACK}:${ports.serverH2} ${tls} alpn ${HAPROXY_TUNNEL_ALPN}
+`
+}`;
 }
 
 /** The destination's side: mTLS in (client certificate required), plain out to the backend. */
@@ -91,7 +108,21 @@ backend app_http
     mode http
     http-reuse always
     server app ${backend.http.host}:${backend.http.port}
-`;
+${
+  ports.serverH2 === undefined
+    ? ''
+    : `
+frontend tunnel_h2
+    mode http
+    bind ${LOOPBACK}:${ports.serverH2} ${tls} alpn h2
+    default_backend app_h2
+
+backend app_h2
+    mode http
+    http-reuse always
+    server app ${backend.http2.host}:${backend.http2.port} proto h2
+`
+}`;
 }
 
 function startHaproxy(context: PairContext, role: string, configPath: string): ManagedProcess {
@@ -104,8 +135,8 @@ export interface RunningHaproxyPair extends RunningPair {
 }
 
 export async function startHaproxyPair(context: PairContext): Promise<RunningHaproxyPair> {
-  const [clientTcp, clientHttp, serverTcp, serverHttp] = (await freePorts(4)) as [number, number, number, number];
-  const ports: HaproxyPorts = { clientTcp, clientHttp, serverTcp, serverHttp };
+  const [clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2] = (await freePorts(6)) as [number, number, number, number, number, number];
+  const ports: HaproxyPorts = { clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2 };
   return startTwoSidedPair(context, {
     name: 'haproxy',
     ports,
@@ -114,9 +145,9 @@ export async function startHaproxyPair(context: PairContext): Promise<RunningHap
       client: { file: 'haproxy-client.cfg', text: haproxyClientConfig(context.pki, ports) },
     },
     start: (role, configPath) => startHaproxy(context, role, configPath),
-    listens: { server: [serverTcp, serverHttp], client: [clientTcp, clientHttp] },
-    entry: { tcp: clientTcp, http: clientHttp },
-    description: `HAProxy pair, nbthread 1 each, TLS 1.3 mTLS, mode tcp / mode http + http-reuse always (ALPN ${HAPROXY_TUNNEL_ALPN} between sides)`,
+    listens: { server: [serverTcp, serverHttp, serverH2], client: [clientTcp, clientHttp, clientH2] },
+    entry: { tcp: clientTcp, http: clientHttp, http2: clientH2 },
+    description: `HAProxy pair, nbthread 1 each, TLS 1.3 mTLS, mode tcp / mode http + http-reuse always (ALPN ${HAPROXY_TUNNEL_ALPN} between sides; proto h2 in and to the backend for http2)`,
   });
 }
 

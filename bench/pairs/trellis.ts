@@ -22,50 +22,55 @@ const ZONE = 'bench';
 /** Service ports of the backend as callers name them; the listeners stand for these. */
 const TCP_SERVICE_PORT = 80;
 const HTTP_SERVICE_PORT = 81;
+const HTTP2_SERVICE_PORT = 82;
 const READY_TIMEOUT_MS = 20_000;
 
 export interface TrellisPorts {
   readonly clientTcp: number;
   readonly clientHttp: number;
+  readonly clientH2: number;
   readonly clientTunnel: number;
   readonly clientAdmin: number;
   readonly serverTunnel: number;
   readonly serverAdmin: number;
 }
 
-export function trellisServerConfig(context: PairContext, ports: TrellisPorts, policyFile: string): Record<string, unknown> {
-  const { pki, backend } = context;
+/** What both sidecars' configs share: identity, loopback tunnel and admin ports; no access log, warnings only. */
+function sidecarBase(context: PairContext, side: 'server' | 'client', tunnelPort: number, adminPort: number): Record<string, unknown> {
+  const { pki } = context;
   return {
-    service: pki.server.service,
+    service: pki[side].service,
     namespace: pki.namespace,
     trustDomain: pki.trustDomain,
     zone: ZONE,
-    identity: { certificate: pki.server.certFile, key: pki.server.keyFile, trustBundle: pki.bundleFile },
-    tunnel: { address: LOOPBACK, port: ports.serverTunnel },
-    admin: { address: LOOPBACK, port: ports.serverAdmin },
+    identity: { certificate: pki[side].certFile, key: pki[side].keyFile, trustBundle: pki.bundleFile },
+    tunnel: { address: LOOPBACK, port: tunnelPort },
+    admin: { address: LOOPBACK, port: adminPort },
+    accessLog: false,
+    logLevel: 'warn',
+  };
+}
+
+export function trellisServerConfig(context: PairContext, ports: TrellisPorts, policyFile: string): Record<string, unknown> {
+  const { backend } = context;
+  return {
+    ...sidecarBase(context, 'server', ports.serverTunnel, ports.serverAdmin),
     inbound: {
       mode: 'strict',
       appPorts: [
         { port: backend.tcp.port, protocol: 'tcp', host: backend.tcp.host },
         { port: backend.http.port, protocol: 'http', host: backend.http.host },
+        { port: backend.http2.port, protocol: 'http2', host: backend.http2.host },
       ],
     },
     policy: [policyFile],
-    accessLog: false,
-    logLevel: 'warn',
   };
 }
 
 export function trellisClientConfig(context: PairContext, ports: TrellisPorts): Record<string, unknown> {
   const { pki, backend } = context;
   return {
-    service: pki.client.service,
-    namespace: pki.namespace,
-    trustDomain: pki.trustDomain,
-    zone: ZONE,
-    identity: { certificate: pki.client.certFile, key: pki.client.keyFile, trustBundle: pki.bundleFile },
-    tunnel: { address: LOOPBACK, port: ports.clientTunnel },
-    admin: { address: LOOPBACK, port: ports.clientAdmin },
+    ...sidecarBase(context, 'client', ports.clientTunnel, ports.clientAdmin),
     upstreams: [
       {
         name: pki.server.service,
@@ -73,6 +78,7 @@ export function trellisClientConfig(context: PairContext, ports: TrellisPorts): 
         ports: [
           { port: TCP_SERVICE_PORT, targetPort: backend.tcp.port, protocol: 'tcp' },
           { port: HTTP_SERVICE_PORT, targetPort: backend.http.port, protocol: 'http' },
+          { port: HTTP2_SERVICE_PORT, targetPort: backend.http2.port, protocol: 'http2' },
         ],
         endpoints: [{ address: LOOPBACK, tunnelPort: ports.serverTunnel, zone: ZONE }],
       },
@@ -80,9 +86,8 @@ export function trellisClientConfig(context: PairContext, ports: TrellisPorts): 
     listeners: [
       { bindAddress: LOOPBACK, localPort: ports.clientTcp, service: pki.server.service, namespace: pki.namespace, port: TCP_SERVICE_PORT },
       { bindAddress: LOOPBACK, localPort: ports.clientHttp, service: pki.server.service, namespace: pki.namespace, port: HTTP_SERVICE_PORT },
+      { bindAddress: LOOPBACK, localPort: ports.clientH2, service: pki.server.service, namespace: pki.namespace, port: HTTP2_SERVICE_PORT },
     ],
-    accessLog: false,
-    logLevel: 'warn',
   };
 }
 
@@ -138,8 +143,8 @@ async function buildNodeFlags(cli: string): Promise<readonly string[]> {
 
 async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis-b', cli: string): Promise<RunningPair> {
   if (!existsSync(cli)) throw new Error(`the Trellis pair runs the built CLI ${cli}, which does not exist: run \`npm run build\` first`);
-  const [clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(6)) as [number, number, number, number, number, number];
-  const ports: TrellisPorts = { clientTcp, clientHttp, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
+  const [clientTcp, clientHttp, clientH2, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+  const ports: TrellisPorts = { clientTcp, clientHttp, clientH2, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
   const policyFile = join(context.dir, 'policy.yaml');
   const serverConfig = join(context.dir, 'trellis-server.yaml');
   const clientConfig = join(context.dir, 'trellis-client.yaml');
@@ -157,7 +162,7 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
     // failed handshake. Its admin /ready says when it listens.
     await waitForPorts(server, [serverAdmin], READY_TIMEOUT_MS);
     await waitUntilReady(server, serverAdmin);
-    await waitForPorts(client, [clientTcp, clientHttp], READY_TIMEOUT_MS);
+    await waitForPorts(client, [clientTcp, clientHttp, clientH2], READY_TIMEOUT_MS);
     await waitUntilReady(client, clientAdmin);
   } catch (err) {
     await Promise.all(processes.map((p) => p.stop()));
@@ -165,7 +170,7 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
   }
   return {
     name,
-    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp } },
+    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp }, http2: { host: LOOPBACK, port: clientH2 } },
     sidecars: [
       { role: 'client', pid: client.pid },
       { role: 'server', pid: server.pid },

@@ -154,7 +154,7 @@ function sidecarTunnelPort(spec: Json): number | undefined {
 export function parsePortProtocols(text: string | undefined): ReadonlyMap<number, PortProtocol> {
   const out = new Map<number, PortProtocol>();
   for (const item of (text ?? '').split(',')) {
-    const match = /^\s*(\d{1,5})\s*=\s*(http|tcp)\s*$/.exec(item);
+    const match = /^\s*(\d{1,5})\s*=\s*(http2|http|grpc|tcp)\s*$/.exec(item);
     if (match !== null && isPort(Number(match[1]))) out.set(Number(match[1]), match[2] as PortProtocol);
   }
   return out;

@@ -5,6 +5,7 @@
  */
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { ListPage, ResourceSource } from './reflector.js';
+import { makeTrellisApiClient } from '../../common/kubernetes-client.js';
 
 export const TRAFFIC_PERMISSION_GROUP = 'trellis.dev';
 export const TRAFFIC_PERMISSION_VERSION = 'v1alpha1';
@@ -25,7 +26,7 @@ function page(list: TypedList): ListPage {
 }
 
 export function serviceSource(kc: KubeConfig): ResourceSource {
-  const api = kc.makeApiClient(CoreV1Api);
+  const api = makeTrellisApiClient(kc, CoreV1Api, 'control');
   return {
     resource: 'services',
     watchPath: '/api/v1/services',
@@ -34,7 +35,7 @@ export function serviceSource(kc: KubeConfig): ResourceSource {
 }
 
 export function endpointSliceSource(kc: KubeConfig): ResourceSource {
-  const api = kc.makeApiClient(DiscoveryV1Api);
+  const api = makeTrellisApiClient(kc, DiscoveryV1Api, 'control');
   return {
     resource: 'endpointslices',
     watchPath: '/apis/discovery.k8s.io/v1/endpointslices',
@@ -43,7 +44,7 @@ export function endpointSliceSource(kc: KubeConfig): ResourceSource {
 }
 
 export function podSource(kc: KubeConfig): ResourceSource {
-  const api = kc.makeApiClient(CoreV1Api);
+  const api = makeTrellisApiClient(kc, CoreV1Api, 'control');
   return {
     resource: 'pods',
     watchPath: '/api/v1/pods',
@@ -52,7 +53,7 @@ export function podSource(kc: KubeConfig): ResourceSource {
 }
 
 export function trafficPermissionSource(kc: KubeConfig): ResourceSource {
-  const api = kc.makeApiClient(CustomObjectsApi);
+  const api = makeTrellisApiClient(kc, CustomObjectsApi, 'control');
   return {
     resource: TRAFFIC_PERMISSION_PLURAL,
     watchPath: `/apis/${TRAFFIC_PERMISSION_GROUP}/${TRAFFIC_PERMISSION_VERSION}/${TRAFFIC_PERMISSION_PLURAL}`,

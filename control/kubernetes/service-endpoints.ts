@@ -20,11 +20,13 @@
  *   pods that resolve alike into one slice). So each pod's registration lists, per Service port name, the
  *   port of the slices it is in; the registry turns that into the endpoint's own target ports, and a pod
  *   whose slices lack a port does not serve it. The definition's `targetPort` is the first slice's.
- * - Protocol: `appProtocol` when set (`http` is HTTP/1.1; anything else, h2c and gRPC included, is
- *   TCP); otherwise the port name (`http`, `http-*`), as the injector reads container ports; the pod's
+ * - Protocol: `appProtocol` when set (`http` is HTTP/1.1, `kubernetes.io/h2c` HTTP/2, `grpc` gRPC; anything
+ *   else is TCP); otherwise the port name (`http-*`, `http2-*`, `grpc-*`, api/port-protocol.ts), as the
+ *   injector reads container ports; the pod's
  *   `trellis.dev/port-protocols` annotation overrides the name for the port it names.
  */
 import type { PortProtocol, ServicePort } from '../../api/data-plane.js';
+import { protocolFromAppProtocol, protocolFromPortName } from '../../api/port-protocol.js';
 import type { RegisteredPort } from '../../api/control-protocol.js';
 import type { ServiceDefinition } from '../registry.js';
 import type { StoredRegistration } from '../store.js';
@@ -41,8 +43,7 @@ export interface DesiredService {
 }
 
 export function protocolFromName(name: string | undefined): PortProtocol {
-  const lower = name?.toLowerCase() ?? '';
-  return lower === 'http' || lower.startsWith('http-') ? 'http' : 'tcp';
+  return protocolFromPortName(name) ?? 'tcp';
 }
 
 /** Instance ids of Kubernetes endpoints contain ":", which agent-chosen ids never do. */
@@ -91,7 +92,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
     const targetPort = resolvedTarget(sp, slices);
     if (targetPort === undefined) continue;
     let protocol: PortProtocol;
-    if (sp.appProtocol !== undefined) protocol = sp.appProtocol.toLowerCase() === 'http' ? 'http' : 'tcp';
+    if (sp.appProtocol !== undefined) protocol = protocolFromAppProtocol(sp.appProtocol);
     else protocol = sortedPods.map((p) => p.pod.portProtocols.get(targetPort)).find((p) => p !== undefined) ?? protocolFromName(sp.name);
     ports.push(Object.freeze({ port: sp.port, targetPort, protocol, ...(sp.name === '' ? {} : { name: sp.name }) }));
   }

@@ -21,6 +21,7 @@ import { DNS_LABEL } from '../../policy/selectors.js';
 import type { AuthenticatedWorkload, BootstrapAuthenticator } from '../authenticator.js';
 import type { KubernetesMetrics } from './kubernetes-metrics.js';
 import { CODE } from '../../common/error-codes.js';
+import { makeTrellisApiClient } from '../../common/kubernetes-client.js';
 
 export const TRELLIS_TOKEN_AUDIENCE = 'trellis';
 
@@ -86,7 +87,8 @@ export class TokenReviewAuthenticator implements BootstrapAuthenticator {
     if (options.review !== undefined) {
       this.review = options.review;
     } else if (options.kubeConfig !== undefined) {
-      const api = options.kubeConfig.makeApiClient(AuthenticationV1Api);
+      const api = makeTrellisApiClient(options.kubeConfig, AuthenticationV1Api, 'control');
+      // A TokenReview is answered, not stored: no field manager; the User-Agent names the control plane.
       this.review = (body) => api.createTokenReview({ body });
     } else {
       throw new TrellisError(CODE.K8S_NO_API, 'TokenReviewAuthenticator needs a kubeConfig or a review function');

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Two kind clusters, zones "east" and "west", each with the Trellis control plane, the injector and the
-# sample services in the injected namespace "shop"; then an allowed call and a denied call.
+# Three kind clusters: the global control plane (trellis-global), and zones "east" and "west", each with
+# the zone control plane joined to the global, the injector (CNI capture: meshed pods pass Pod Security
+# "restricted"), the CNI node agent and the sample services in the injected namespace "shop"; then an
+# allowed call and a denied call.
 #
 #   deploy/kind/up.sh            build the image, create both clusters, install, run the demo calls
 #   deploy/kind/down.sh          delete both clusters
@@ -41,6 +43,22 @@ if [ ! -f "$WORK/root/ca.key" ]; then
   trellis ca init --dir /work/root --trust-domain "$TRUST_DOMAIN"
 fi
 
+say "global control plane: cluster trellis-global"
+gctx="kind-trellis-global"
+if ! kind get clusters | grep -qx "trellis-global"; then
+  kind create cluster --config "$ROOT/deploy/kind/global.yaml" ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} --wait 120s
+fi
+kind load docker-image "$IMAGE" --name trellis-global
+kubectl --context "$gctx" apply -k "$ROOT/deploy/kubernetes/overlays/global"
+kubectl --context "$gctx" -n trellis-global create secret generic trellis-root-ca \
+  --from-file=ca.crt="$WORK/root/ca.crt" --from-file=ca.key="$WORK/root/ca.key" --from-file=bundle.pem="$WORK/root/bundle.pem" \
+  --dry-run=client -o yaml | kubectl --context "$gctx" apply -f -
+kubectl --context "$gctx" -n trellis-global rollout status deploy/trellis-global --timeout 180s
+# The zones dial the global's node port on the kind Docker network.
+global_ip="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' trellis-global-control-plane)"
+global_url="https://$global_ip:30020"
+kubectl --context "$gctx" -n trellis-global exec deploy/trellis-global -- cat /var/lib/trellis/trust-bundle.pem > "$WORK/global-trust-bundle.pem"
+
 for zone in $ZONES; do
   cluster="trellis-$zone"
   ctx="kind-$cluster"
@@ -60,8 +78,8 @@ for zone in $ZONES; do
   fi
 
   say "zone $zone: installing Trellis"
-  kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/namespace.yaml"
-  kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/crds/"
+  kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/base/namespace.yaml"
+  kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/base/crds/"
   kubectl --context "$ctx" wait --for condition=established --timeout 60s crd/trafficpermissions.trellis.dev
   kubectl --context "$ctx" -n trellis-system create secret generic trellis-root-ca \
     --from-file=ca.crt="$WORK/root/ca.crt" --from-file=ca.key="$WORK/root/ca.key" --from-file=bundle.pem="$WORK/root/bundle.pem" \
@@ -69,13 +87,23 @@ for zone in $ZONES; do
   kubectl --context "$ctx" -n trellis-system create secret generic trellis-injector-ca \
     --from-file=ca.crt="$WORK/$zone-injector/ca.crt" --from-file=ca.key="$WORK/$zone-injector/ca.key" --from-file=bundle.pem="$WORK/$zone-injector/bundle.pem" \
     --dry-run=client -o yaml | kubectl --context "$ctx" apply -f -
+  # A single-use token admits this zone at its first join; afterwards it keeps its identity in its data dir.
+  kubectl --context "$gctx" -n trellis-global exec deploy/trellis-global -- \
+    trellis zone token create --zone "$zone" --ttl 1h --data-dir /var/lib/trellis > "$WORK/$zone-zone-token"
+  kubectl --context "$ctx" -n trellis-system create secret generic trellis-global \
+    --from-file=trust-bundle.pem="$WORK/global-trust-bundle.pem" --from-file=zone-token="$WORK/$zone-zone-token" \
+    --dry-run=client -o yaml | kubectl --context "$ctx" apply -f -
   kubectl --context "$ctx" apply -k "$ROOT/deploy/kind/overlays/$zone"
+  kubectl --context "$ctx" -n trellis-system patch configmap trellis-mesh --type merge -p "{\"data\":{\"globalUrl\":\"$global_url\"}}"
+  kubectl --context "$ctx" -n trellis-system rollout restart deploy/trellis-control
+  kubectl --context "$ctx" -n trellis-cni rollout status ds/trellis-cni --timeout 180s
   kubectl --context "$ctx" -n trellis-system rollout status deploy/trellis-control --timeout 180s
   # The injector turns ready once the webhook configuration trusts its certificate.
   kubectl --context "$ctx" -n trellis-system rollout status deploy/trellis-injector --timeout 180s
 
-  say "zone $zone: sample services in namespace shop (injected)"
+  say "zone $zone: sample services in namespace shop (injected with CNI capture; Pod Security baseline, which refuses the init-container capture)"
   kubectl --context "$ctx" apply -f "$ROOT/deploy/kind/samples/shop.yaml"
+  kubectl --context "$ctx" label namespace shop pod-security.kubernetes.io/enforce=baseline --overwrite
   if [ "$zone" = "east" ]; then
     kubectl --context "$ctx" apply -f "$ROOT/deploy/kind/samples/frontend.yaml"
   fi
@@ -114,5 +142,6 @@ esac
 say "injected pods"
 kubectl --context "$ctx" -n shop get pods -o custom-columns='POD:.metadata.name,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name'
 echo
-echo "Both zones are up. Contexts: $(for z in $ZONES; do printf 'kind-trellis-%s ' "$z"; done)"
+echo "Both zones are up, joined to the global control plane. Contexts: kind-trellis-global $(for z in $ZONES; do printf 'kind-trellis-%s ' "$z"; done)"
+echo "Check them with: trellis check --kubeconfig ~/.kube/config --context kind-trellis-east"
 echo "Remove everything with deploy/kind/down.sh"

@@ -1,23 +1,16 @@
 /** Small readers shared by the traffic validators: durations, percentages, label selectors. */
 import type { ConfigNode } from '../../common/config-node.js';
-import { parseDuration } from '../../common/duration.js';
 import { TRAFFIC_LIMITS } from './types.js';
 
 /** Kubernetes label keys (optional DNS prefix and "/") and values; also what registrations and `--label` accept. */
 export const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 export const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
-/** A duration such as "250ms" or "15s", in ms, at most `maxMs`. */
+/** A duration such as "250ms" or "15s" (`ConfigNode.duration`), in ms, at most `maxMs`. */
 export function readDuration(node: ConfigNode | undefined, maxMs = 24 * 3_600_000): number | undefined {
   if (node === undefined) return undefined;
-  const text = node.string({ maxLength: 32, expected: 'a duration such as 250ms, 5s or 1m' });
-  if (text === undefined) return undefined;
-  try {
-    const ms = parseDuration(text);
-    return ms > maxMs ? node.report(`must be at most ${maxMs} ms, got ${text}`) : ms;
-  } catch (err) {
-    return node.report((err as Error).message.replace(/^duration: /, ""));
-  }
+  const ms = node.duration();
+  return ms !== undefined && ms > maxMs ? node.report(`must be at most ${maxMs} ms, got ${ms} ms`) : ms;
 }
 
 /** A label selector: every pair must be on the endpoint. */

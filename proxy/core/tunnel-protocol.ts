@@ -20,22 +20,23 @@ export const TARGET_HEADER = 'trellis-target';
 /** Marks a CONNECT stream as an HTTP/1.1 lane: many requests in turn, each authorized on its own. */
 export const LANE_HEADER = 'trellis-lane';
 export const LANE_HTTP1 = 'http/1.1';
+/**
+ * On an HTTP/2 request: the calling app spoke HTTP/2, so the destination app is reached over HTTP/2 (h2c)
+ * too, also on an `http` port (Istio's `useClientProtocol`); on `http2` and `grpc` ports it always is.
+ */
+export const APP_PROTOCOL_HEADER = 'trellis-app-protocol';
+export const APP_PROTOCOL_H2 = 'h2';
 /** On a refusal: `<namespace>/<policy>#<rule>` or `default-deny`; only ever sent to authenticated peers. */
 export const DENIED_BY_HEADER = 'trellis-denied-by';
 /** A correlation id on every refusal and error, also in the log line that explains it. */
 export const CORRELATION_HEADER = 'trellis-correlation-id';
-/** A short machine-readable reason for refusals and errors (`policy-denied`, `app-unreachable`, ...). */
+/** A refused stream's short machine-readable reason (`policy-denied`, `app-unreachable`, ...), from its code. */
 export const REASON_HEADER = 'trellis-reason';
 
+/** A CONNECT accepted (the app took the connection); a refusal's status is its registry entry's (http/errors.ts). */
 export const STATUS_OK = 200;
-export const STATUS_BAD_REQUEST = 400;
+/** A refusal by policy: the outbound does not retry it elsewhere. */
 export const STATUS_FORBIDDEN = 403;
-export const STATUS_NOT_FOUND = 404;
-export const STATUS_MISDIRECTED = 421;
-export const STATUS_NOT_IMPLEMENTED = 501;
-export const STATUS_BAD_GATEWAY = 502;
-export const STATUS_UNAVAILABLE = 503;
-export const STATUS_GATEWAY_TIMEOUT = 504;
 
 /** RST_STREAM codes used to propagate a TCP reset or a policy cut across the tunnel. */
 export const RST_CONNECT_ERROR = h2.NGHTTP2_CONNECT_ERROR;

@@ -1,16 +1,18 @@
 /**
- * The HTTP path's one "rescue" place: every failure a caller can see becomes a status and a stable code
- * here, so 403/400/502/503/504 mean the same thing on both sidecars and in the logs.
+ * The one place a failure or refusal the mesh produced becomes what a peer sees, so 403/400/502/503/504
+ * mean the same thing on both sidecars, on every path, and in the logs. Codes, statuses, sides and texts
+ * are registry entries (common/error-codes.ts); here they only take their wire shape.
  *
- * Responses carry `trellis-error: <CODE>` and the correlation id (`trellis-correlation-id`, also
- * `x-request-id`), plus a one-line text body. Codes, statuses and texts are registry entries
- * (common/error-codes.ts): `HTTP_APP_*` come from the inbound sidecar talking to its app, `HTTP_UPSTREAM_*`
- * from the outbound sidecar talking to the tunnel.
+ * HTTP responses carry `trellis-error: <CODE>` and the correlation id (`trellis-correlation-id`, also
+ * `x-request-id`), plus a one-line text body: `HTTP_APP_*` come from the inbound sidecar talking to its app,
+ * `HTTP_UPSTREAM_*` from the outbound sidecar talking to the tunnel. A refused tunnel stream (a TCP CONNECT
+ * or a misaddressed request, `STREAM_*`) is answered the same way, plus `trellis-reason`, the short lower-case
+ * form of its code that peers and metrics have always used (`policy-denied`, `app-refused`, ...).
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { TrellisError, type ErrorSide } from '../../common/errors.js';
 import { ERRORS, type ErrorCodeInfo } from '../../common/error-codes.js';
-import { CORRELATION_HEADER } from '../core/tunnel-protocol.js';
+import { CORRELATION_HEADER, DENIED_BY_HEADER, REASON_HEADER } from '../core/tunnel-protocol.js';
 import { REQUEST_ID_HEADER } from './header-rules.js';
 
 /** Response header naming the stable code of a failure the mesh produced (not the app). */
@@ -49,7 +51,33 @@ export const HTTP_FAILURES = Object.freeze({
   upstreamReset: kind(ERRORS.HTTP_UPSTREAM_RESET),
   upstreamTimeout: kind(ERRORS.HTTP_UPSTREAM_TIMEOUT),
   unknownDestination: kind(ERRORS.HTTP_UNKNOWN_DESTINATION),
+  deadlineExceeded: kind(ERRORS.HTTP_DEADLINE_EXCEEDED),
+  notHttp2: kind(ERRORS.HTTP_NOT_HTTP2),
 });
+
+/** Refusals of a tunnel stream before any app byte moved (inbound/tcp/stream-refusal.ts). */
+export const STREAM_REFUSALS = Object.freeze({
+  badTarget: kind(ERRORS.STREAM_BAD_TARGET),
+  misdirected: kind(ERRORS.STREAM_MISDIRECTED),
+  unknownPort: kind(ERRORS.STREAM_UNKNOWN_PORT),
+  httpNotSupported: kind(ERRORS.STREAM_HTTP_NOT_SUPPORTED),
+  policyDenied: kind(ERRORS.STREAM_POLICY_DENIED),
+  appRefused: kind(ERRORS.STREAM_APP_REFUSED),
+  appUnreachable: kind(ERRORS.STREAM_APP_UNREACHABLE),
+  appConnectTimeout: kind(ERRORS.STREAM_APP_CONNECT_TIMEOUT),
+});
+
+/** `trellis-reason` of each stream refusal: its registry key's tail in lower case, `_` as `-` (`policy-denied`). */
+const STREAM_REASONS: ReadonlyMap<string, string> = new Map(
+  Object.entries(ERRORS)
+    .filter(([key]) => key.startsWith('STREAM_'))
+    .map(([key, info]) => [info.code, key.slice('STREAM_'.length).toLowerCase().replaceAll('_', '-')]),
+);
+
+/** The short reason a refused stream carries; a code that is no stream refusal is sent as it is. */
+export function streamReason(failure: Pick<HttpFailureKind, 'code'>): string {
+  return STREAM_REASONS.get(failure.code) ?? failure.code;
+}
 
 /** A failure of one request, raised inside the HTTP path and turned into a response by `failureResponse*`. */
 export class HttpFailure extends TrellisError {
@@ -88,6 +116,17 @@ export function failureHeaders(failure: HttpFailure, correlationId: string, body
     [REQUEST_ID_HEADER]: correlationId,
   };
   if (forH2) headers[':status'] = failure.status;
+  return headers;
+}
+
+/**
+ * Headers of a refused tunnel stream: a failure response's, plus `trellis-reason` and, for a policy denial,
+ * the deciding policy and rule (every tunnel peer is authenticated, so the policy name may be disclosed).
+ */
+export function streamRefusalHeaders(failure: HttpFailure, correlationId: string, body: string, deniedBy: string | undefined): OutgoingHttpHeaders {
+  const headers = failureHeaders(failure, correlationId, body, true);
+  headers[REASON_HEADER] = streamReason(failure);
+  if (deniedBy !== undefined) headers[DENIED_BY_HEADER] = deniedBy;
   return headers;
 }
 

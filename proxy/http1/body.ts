@@ -163,39 +163,14 @@ export class BodyFramer {
           if (this.#remaining === 0) this.#state = State.DataCr;
           continue;
         }
-        case State.Size: {
-          const c = buf[pos]!;
-          const digit = hexValue(c);
-          if (digit >= 0) {
-            if (++this.#digits > MAX_CHUNK_SIZE_DIGITS) return this.#fail(`chunk size has more than ${MAX_CHUNK_SIZE_DIGITS} hex digits`);
-            this.#remaining = this.#remaining * 16 + digit;
-          } else if (c === LF) {
-            return this.#fail('chunk size line not ended by CRLF (bare LF)');
-          } else if (this.#digits === 0) {
-            return this.#fail('chunk size is not a hex number');
-          } else if (c === CR) {
-            this.#state = State.SizeLf;
-            pos++;
-            continue;
-          } else if (c === SEMICOLON) {
-            this.#state = State.Extension;
-          } else if (c === SP || c === HTAB) {
-            // RFC 9112 allows BWS before `;`, but llhttp (and so every node app) refuses it: a size line we
-            // pass that the app reads otherwise is a framing disagreement, so it is refused here too.
-            return this.#fail('whitespace after a chunk size');
-          } else {
-            return this.#fail('chunk size is not a hex number');
-          }
-          break;
-        }
+        case State.Size:
         case State.Extension: {
-          const c = buf[pos]!;
-          if (c === CR) {
-            this.#state = State.SizeLf;
+          const r = this.#sizeLineByte(buf[pos]!);
+          if (r === BYTE_FAILED) return -1;
+          if (r === BYTE_UNCOUNTED) {
             pos++;
             continue;
           }
-          if (FIELD_VALUE_CHAR[c] !== 1) return this.#fail('invalid byte in a chunk extension');
           break;
         }
         case State.SizeLf:
@@ -221,34 +196,11 @@ export class BodyFramer {
           this.#lineBytes = 0;
           pos++;
           continue;
-        case State.TrailerStart: {
-          const c = buf[pos]!;
-          if (c === CR) this.#state = State.FinalLf;
-          else if (TOKEN_CHAR[c] === 1) {
-            this.#state = State.TrailerName;
-            this.#trailerNameLength = 0;
-            this.#noteTrailerNameByte(c);
-          } else return this.#fail(c === SP || c === HTAB ? 'obs-fold in trailer section' : 'malformed trailer field');
-          break;
-        }
-        case State.TrailerName: {
-          const c = buf[pos]!;
-          if (c === COLON) {
-            if (this.#trailerRefused()) return this.#fail('a trailer field that frames, routes or belongs to the mesh');
-            this.#state = State.TrailerValue;
-          } else if (TOKEN_CHAR[c] !== 1) return this.#fail('malformed trailer field name');
-          else this.#noteTrailerNameByte(c);
-          break;
-        }
-        case State.TrailerValue: {
-          const c = buf[pos]!;
-          if (c === CR) this.#state = State.TrailerLf;
-          else if (FIELD_VALUE_CHAR[c] !== 1) return this.#fail('invalid byte in a trailer field value');
-          break;
-        }
+        case State.TrailerStart:
+        case State.TrailerName:
+        case State.TrailerValue:
         case State.TrailerLf:
-          if (buf[pos] !== LF) return this.#fail('trailer field line not ended by CRLF');
-          this.#state = State.TrailerStart;
+          if (this.#trailerByte(buf[pos]!) === BYTE_FAILED) return -1;
           break;
         case State.FinalLf:
           if (buf[pos] !== LF) return this.#fail('trailer section not ended by CRLF');
@@ -265,6 +217,67 @@ export class BodyFramer {
       }
     }
     return pos;
+  }
+
+  /** One byte of a chunk-size line (size digits, then any extension). */
+  #sizeLineByte(c: number): number {
+    if (this.#state === State.Extension) {
+      if (c === CR) {
+        this.#state = State.SizeLf;
+        return BYTE_UNCOUNTED;
+      }
+      return FIELD_VALUE_CHAR[c] === 1 ? BYTE_COUNTED : this.#fail('invalid byte in a chunk extension');
+    }
+    const digit = hexValue(c);
+    if (digit >= 0) {
+      if (++this.#digits > MAX_CHUNK_SIZE_DIGITS) return this.#fail(`chunk size has more than ${MAX_CHUNK_SIZE_DIGITS} hex digits`);
+      this.#remaining = this.#remaining * 16 + digit;
+      return BYTE_COUNTED;
+    }
+    if (c === LF) return this.#fail('chunk size line not ended by CRLF (bare LF)');
+    if (this.#digits === 0) return this.#fail('chunk size is not a hex number');
+    if (c === CR) {
+      this.#state = State.SizeLf;
+      return BYTE_UNCOUNTED;
+    }
+    if (c === SEMICOLON) {
+      this.#state = State.Extension;
+      return BYTE_COUNTED;
+    }
+    // RFC 9112 allows BWS before `;`, but llhttp (and so every node app) refuses it: a size line we
+    // pass that the app reads otherwise is a framing disagreement, so it is refused here too.
+    if (c === SP || c === HTAB) return this.#fail('whitespace after a chunk size');
+    return this.#fail('chunk size is not a hex number');
+  }
+
+  /** One byte of the trailer section before its final CRLF (each field line: name, `:`, value, CRLF). */
+  #trailerByte(c: number): number {
+    switch (this.#state) {
+      case State.TrailerStart:
+        if (c === CR) this.#state = State.FinalLf;
+        else if (TOKEN_CHAR[c] === 1) {
+          this.#state = State.TrailerName;
+          this.#trailerNameLength = 0;
+          this.#noteTrailerNameByte(c);
+        } else return this.#fail(c === SP || c === HTAB ? 'obs-fold in trailer section' : 'malformed trailer field');
+        return BYTE_COUNTED;
+      case State.TrailerName:
+        if (c === COLON) {
+          if (this.#trailerRefused()) return this.#fail('a trailer field that frames, routes or belongs to the mesh');
+          this.#state = State.TrailerValue;
+        } else if (TOKEN_CHAR[c] !== 1) return this.#fail('malformed trailer field name');
+        else this.#noteTrailerNameByte(c);
+        return BYTE_COUNTED;
+      case State.TrailerValue:
+        if (c === CR) this.#state = State.TrailerLf;
+        else if (FIELD_VALUE_CHAR[c] !== 1) return this.#fail('invalid byte in a trailer field value');
+        return BYTE_COUNTED;
+      default:
+        // TrailerLf
+        if (c !== LF) return this.#fail('trailer field line not ended by CRLF');
+        this.#state = State.TrailerStart;
+        return BYTE_COUNTED;
+    }
   }
 
   #noteTrailerNameByte(c: number): void {
@@ -284,6 +297,11 @@ export class BodyFramer {
     return (this.#forbiddenTrailer as TrailerCheck)(name.toString('latin1', 0, Math.min(this.#trailerNameLength, MAX_CHECKED_TRAILER_NAME)));
   }
 }
+
+/** What one byte of a size line or trailer section did: counted against the line's bound, or not (a CR), or failed. */
+const BYTE_COUNTED = 0;
+const BYTE_UNCOUNTED = 1;
+const BYTE_FAILED = -1;
 
 /** 0-15 for a hex digit byte, else -1. */
 function hexValue(c: number): number {

@@ -36,16 +36,6 @@ export function tokenEnd(buf: Buffer, start: number, end: number): number {
   return i;
 }
 
-/** The lower-case latin1 text of buf[start, end); lowers only when needed, as most names already are. */
-export function lowerText(buf: Buffer, start: number, end: number): string {
-  const text = buf.toString('latin1', start, end);
-  for (let i = start; i < end; i++) {
-    const c = buf[i]!;
-    if (c >= 0x41 && c <= 0x5a) return text.toLowerCase();
-  }
-  return text;
-}
-
 /** Compares bytes to a lower-case ASCII word, ignoring the case of the bytes. */
 export function equalsIgnoreCase(buf: Buffer, start: number, end: number, word: string): boolean {
   if (end - start !== word.length) return false;

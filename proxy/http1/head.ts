@@ -10,11 +10,13 @@
  * status of a refusal is what the peer should be told (400, 431, 505).
  *
  * Why byte loops: this runs once per message. Bytes are checked against lookup tables; strings are made once
- * per start-line part and field (latin1), and no array is built beyond `fields` and the Connection tokens.
+ * per start-line part and field (latin1, sliced from the head decoded once: http1/head-text.ts), and no
+ * array is built beyond `fields` and the Connection tokens.
  * Lines still incomplete are checked only for bytes that can never appear in a head (control bytes, a CR that
  * is not last), so garbage is refused before the limit is reached; the rest of a line is judged once it ends.
  */
-import { COLON, COMMA, CR, DQUOTE, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, equalsIgnoreCase, lowerText, tokenEnd } from './bytes.js';
+import { COLON, COMMA, CR, DQUOTE, FIELD_VALUE_CHAR, HTAB, LF, SEMICOLON, SP, equalsIgnoreCase, tokenEnd } from './bytes.js';
+import { HeadText } from './head-text.js';
 import { forbiddenConnectionToken } from '../http/header-rules.js';
 import type { BodyFraming, HeadParse, HeadRefusal, HeaderField, Http1HeadLimits, RequestHead, ResponseHead } from './types.js';
 
@@ -37,8 +39,8 @@ function refuse(status: 400 | 431 | 501 | 505, reason: string): HeadRefusal {
  * The CR of the CRLF ending the line that starts at `pos`, or what to answer: 400 for a bare LF, 431 when
  * the line ends (or, still open, would end) beyond `maxHeadBytes` from `headStart`, else INCOMPLETE.
  */
-function lineEnd(buf: Buffer, pos: number, end: number, headStart: number, limits: Http1HeadLimits): number | HeadParse<never> {
-  const lf = pos < end ? buf.indexOf(LF, pos) : -1;
+function lineEnd(buf: Buffer, pos: number, end: number, headStart: number, limits: Http1HeadLimits, text: HeadText): number | HeadParse<never> {
+  const lf = pos < end ? text.indexOfLf(buf, pos) : -1;
   if (lf === -1 || lf >= end) return partialLine(buf, pos, end, headStart, limits);
   if (lf + 1 - headStart > limits.maxHeadBytes) return refuse(431, `head exceeds ${limits.maxHeadBytes} bytes`);
   if (lf === pos || buf[lf - 1] !== CR) return refuse(400, 'bare LF in head');
@@ -73,6 +75,7 @@ function versionAt(buf: Buffer, pos: number): number {
 /** What the fields of one head say about framing and the connection, gathered in one pass. */
 class FieldScan {
   readonly fields: HeaderField[] = [];
+  constructor(readonly text: HeadText) {}
   /** -1: no Content-Length field. */
   contentLength = -1;
   contentLengthError: string | undefined = undefined;
@@ -99,7 +102,7 @@ class FieldScan {
  */
 function scanFields(buf: Buffer, pos: number, end: number, headStart: number, limits: Http1HeadLimits, scan: FieldScan): HeadParse<never> | undefined {
   for (;;) {
-    const cr = lineEnd(buf, pos, end, headStart, limits);
+    const cr = lineEnd(buf, pos, end, headStart, limits, scan.text);
     if (typeof cr !== 'number') return cr;
     if (cr === pos) {
       scan.headEnd = cr + 2;
@@ -123,8 +126,8 @@ function scanFields(buf: Buffer, pos: number, end: number, headStart: number, li
       if (c !== SP && c !== HTAB) valueEnd = i + 1;
     }
     if (scan.fields.length >= limits.maxHeaderCount) return refuse(431, `more than ${limits.maxHeaderCount} header fields`);
-    const name = lowerText(buf, pos, nameEnd);
-    const value = valueStart === valueEnd ? '' : buf.toString('latin1', valueStart, valueEnd);
+    const name = scan.text.fieldName(buf, pos, nameEnd);
+    const value = valueStart === valueEnd ? '' : scan.text.slice(buf, valueStart, valueEnd);
     scan.fields.push({ name, value });
     const refusal = noteField(buf, name, value, valueStart, valueEnd, scan);
     if (refusal !== undefined) return refusal;
@@ -230,7 +233,7 @@ function noteConnection(buf: Buffer, start: number, end: number, scan: FieldScan
     const tokenStart = i;
     i = tokenEnd(buf, i, end);
     if (i === tokenStart) return refuse(400, 'Connection holds a non-token');
-    const token = lowerText(buf, tokenStart, i);
+    const token = scan.text.fieldName(buf, tokenStart, i);
     (scan.connectionTokens ??= []).push(token);
     if (token === 'close') scan.close = true;
     else if (token === 'keep-alive') scan.keepAliveToken = true;
@@ -293,12 +296,13 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     pos += 2;
   }
   const headStart = pos;
-  const cr = lineEnd(buf, pos, end, headStart, limits);
+  const text = HeadText.of(buf, headStart, end, limits.maxHeadBytes);
+  const cr = lineEnd(buf, pos, end, headStart, limits, text);
   if (typeof cr !== 'number') return cr;
 
   let i = tokenEnd(buf, pos, cr);
   if (i === pos || i === cr || buf[i] !== SP) return refuse(400, 'malformed request line: method');
-  const method = buf.toString('latin1', pos, i);
+  const method = text.method(buf, pos, i);
   const targetStart = ++i;
   for (; i < cr; i++) {
     const c = buf[i]!;
@@ -306,7 +310,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     if (c < 0x21 || c > 0x7e) return refuse(400, 'malformed request line: invalid character in target');
   }
   if (i === targetStart || i === cr) return refuse(400, 'malformed request line: target');
-  const target = buf.toString('latin1', targetStart, i);
+  const target = text.slice(buf, targetStart, i);
   i++;
   if (cr - i !== 8) return refuse(400, 'malformed request line: version');
   const version = versionAt(buf, i);
@@ -314,7 +318,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   if (version < 0) return refuse(400, 'malformed request line: version');
   const minorVersion = version as 0 | 1;
 
-  const scan = new FieldScan();
+  const scan = new FieldScan(text);
   const fieldsRefusal = scanFields(buf, cr + 2, end, headStart, limits, scan);
   if (fieldsRefusal !== undefined) return fieldsRefusal;
   if (scan.hostCount > 1) return refuse(400, 'more than one Host field');
@@ -344,7 +348,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
 
 /** `requestMethod` decides HEAD/CONNECT framing; a 1xx response is returned as a head with body 'none' (the caller then parses the next head). */
 export function parseResponseHead(buf: Buffer, start: number, end: number, requestMethod: string, limits: Http1HeadLimits): HeadParse<ResponseHead> {
-  const cr = lineEnd(buf, start, end, start, limits);
+  const text = HeadText.of(buf, start, end, limits.maxHeadBytes);
+  const cr = lineEnd(buf, start, end, start, limits, text);
   if (typeof cr !== 'number') return cr;
   // "HTTP/1.1 200" is the shortest status line: the SP before an empty reason may be missing.
   if (cr - start < 12) return refuse(400, 'malformed status line');
@@ -365,10 +370,10 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, reque
     for (let i = start + 13; i < cr; i++) {
       if (FIELD_VALUE_CHAR[buf[i]!] !== 1) return refuse(400, 'malformed status line: invalid character in reason');
     }
-    reason = buf.toString('latin1', start + 13, cr);
+    reason = text.slice(buf, start + 13, cr);
   }
 
-  const scan = new FieldScan();
+  const scan = new FieldScan(text);
   const fieldsRefusal = scanFields(buf, cr + 2, end, start, limits, scan);
   if (fieldsRefusal !== undefined) return fieldsRefusal;
   const named = scan.connectionTokens === undefined ? undefined : forbiddenConnectionToken(scan.connectionTokens, true);

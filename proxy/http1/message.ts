@@ -3,7 +3,7 @@
  * a parsed request head re-serialised with the mesh's header rules, and the mesh's own failure answers
  * as raw bytes.
  *
- * The rules are the ones the HTTP/2 path applies in http/header-rules.ts, so an app sees the same request
+ * The rules are http/header-rules.ts's, the ones the HTTP/2 path applies too, so an app sees the same request
  * whichever way it travelled: hop-by-hop fields (and those `Connection` names) are dropped, `trellis-*`
  * fields can never come from an app, the caller's `x-request-id` is kept only when it is a sane token,
  * and the inbound side alone sets `x-forwarded-client-cert`. `Transfer-Encoding` and `Content-Length`
@@ -13,17 +13,8 @@ import { STATUS_CODES } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { HeaderField, RequestHead, ResponseHead } from './types.js';
 import { failureBody, failureHeaders, type HttpFailure } from '../http/errors.js';
-import { CLIENT_CERT_HEADER, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../http/header-rules.js';
+import { CLIENT_CERT_HEADER, droppedFromRawRequest, isConnectionField, isMeshHeader, REQUEST_ID_HEADER } from '../http/header-rules.js';
 
-/** Never forwarded as received: hop-by-hop, or set by the mesh itself. */
-const DROPPED: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'http2-settings', 'te', REQUEST_ID_HEADER, CLIENT_CERT_HEADER]);
-
-function dropped(field: HeaderField, tokens: readonly string[]): boolean {
-  const name = field.name;
-  if (DROPPED.has(name)) return true;
-  if (name.charCodeAt(0) === 0x74 /* t */ && name.startsWith(MESH_HEADER_PREFIX)) return true;
-  return tokens.length > 0 && tokens.includes(name);
-}
 
 /** The value of the first field named `name` (lower-case), if any. */
 export function fieldValue(fields: readonly HeaderField[], name: string): string | undefined {
@@ -40,7 +31,7 @@ export function serializeRequestHead(head: RequestHead, target: string, requestI
   const tokens = head.connectionTokens;
   let out = `${head.method} ${target} HTTP/1.1\r\n`;
   for (const field of head.fields) {
-    if (dropped(field, tokens)) {
+    if (droppedFromRawRequest(field.name, tokens)) {
       if (field.name === 'te' && field.value.toLowerCase() === 'trailers') out += 'te: trailers\r\n';
       continue;
     }
@@ -66,7 +57,7 @@ export function forwardRequestHead(raw: Buffer, start: number, length: number, h
       idPresent = true;
       continue;
     }
-    if (dropped(field, tokens)) return serializeRequestHead(head, target, requestId, peerId);
+    if (droppedFromRawRequest(field.name, tokens)) return serializeRequestHead(head, target, requestId, peerId);
   }
   let extra = idPresent ? '' : `${REQUEST_ID_HEADER}: ${requestId}\r\n`;
   if (peerId !== undefined) extra += `${CLIENT_CERT_HEADER}: URI=${peerId}\r\n`;
@@ -85,7 +76,7 @@ export function forwardRequestHead(raw: Buffer, start: number, length: number, h
 export function responseNeedsCleaning(head: ResponseHead): boolean {
   const chunked = head.body.kind === 'chunked';
   for (const f of head.fields) {
-    if (f.name.charCodeAt(0) === 0x74 && f.name.startsWith(MESH_HEADER_PREFIX)) return true;
+    if (isMeshHeader(f.name)) return true;
     if (chunked && f.name === 'content-length') return true;
   }
   return false;
@@ -101,13 +92,30 @@ export function serializeResponseHead(head: ResponseHead, options: { readonly dr
   // Content-Length never survives beside chunked coding (RFC 9112 6.3).
   const chunked = head.body.kind === 'chunked';
   for (const f of head.fields) {
-    if (options.dropMeshFields && f.name.charCodeAt(0) === 0x74 && f.name.startsWith(MESH_HEADER_PREFIX)) continue;
+    if (options.dropMeshFields && isMeshHeader(f.name)) continue;
     if (chunked && f.name === 'content-length') continue;
-    if (options.close && (f.name === 'connection' || f.name === 'keep-alive')) continue;
+    if (options.close && isConnectionField(f.name)) continue;
     out += `${f.name}: ${f.value}\r\n`;
   }
   if (options.close) out += 'connection: close\r\n';
   return Buffer.from(`${out}\r\n`, 'latin1');
+}
+
+/**
+ * The inbound's rewrite hook for an app's response head: an app may not send `trellis-*` fields, nor
+ * Content-Length beside chunked coding, so such a head is re-written (undefined: passed on as received).
+ */
+export function cleanedResponseHead(head: ResponseHead): Buffer | undefined {
+  return responseNeedsCleaning(head) ? serializeResponseHead(head, { dropMeshFields: true, close: false }) : undefined;
+}
+
+/**
+ * The outbound's rewrite hook when the caller asked to close (`Connection: close`, dropped as hop-by-hop
+ * before the lane): the answer came for a kept-alive lane, so it is made to say close, as the destination's
+ * server would have (undefined: it says so already).
+ */
+export function closingResponseHead(head: ResponseHead): Buffer | undefined {
+  return head.keepAlive ? serializeResponseHead(head, { dropMeshFields: false, close: true }) : undefined;
 }
 
 /**

@@ -24,6 +24,7 @@ import { listenOn } from '../core/listen.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import type { ConnectionBudget } from './connection-budget.js';
 import { resolveRoute, type OutboundRoute, type UpstreamIndex } from './route.js';
+import { isHttpFamily } from '../../api/port-protocol.js';
 
 /** A bound local listener, whichever path (TCP here, or HTTP) serves it. */
 export interface LocalListener {
@@ -99,7 +100,7 @@ export class ExplicitListeners {
     }
     for (const [key, spec] of wanted) {
       const route = resolveRoute(upstreams, spec.service, spec.namespace, spec.port);
-      const protocol = route?.protocol === 'http' && this.deps.http !== undefined ? 'http' : 'tcp';
+      const protocol = route !== undefined && isHttpFamily(route.protocol) && this.deps.http !== undefined ? 'http' : 'tcp';
       const existing = this.entries.get(key);
       if (existing !== undefined && existing.protocol === protocol) {
         existing.ref.spec = spec;

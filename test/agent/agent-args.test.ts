@@ -49,7 +49,7 @@ describe('trellis agent run arguments', () => {
 
   it('reports every problem at once', () => {
     expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
-      /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected http or tcp\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,
+      /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected tcp, http, http2, grpc\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,
     );
   });
 });

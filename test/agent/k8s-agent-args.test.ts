@@ -59,7 +59,7 @@ describe('app ports', () => {
       '--protocol http comes before any --app-port: write each --protocol after its --app-port',
       '--app-port 8080 has two --protocol flags (http, tcp)',
       '--app-port "70000": expected a port number 1-65535',
-      '--protocol "udp": expected http or tcp',
+      '--protocol "udp": expected tcp, http, http2, grpc',
       '--app-port 8080 is given twice',
     ]);
     expect(ports).toEqual([{ port: 8080, protocol: 'http', host: '127.0.0.1' }]);

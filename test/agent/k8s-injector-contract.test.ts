@@ -31,9 +31,9 @@ function injectorConfig(minor: number): InjectorConfig {
   return createInjectorConfig({ image: 'ghcr.io/example/trellis:0.1.0', controlUrl: 'https://trellis-control.trellis-system.svc:15012', zone: 'east', trustBundlePem: bundlePem, kubernetesVersion: { major: 1, minor }, version: '0.1.0-test' });
 }
 
-function injected(fixture: string, minor: number): V1Pod {
+function injected(fixture: string, minor: number, captureMode: 'init' | 'cni' = 'init'): V1Pod {
   const review = loadReview(fixture);
-  const result = mutatePod(review.request.object, review.request.namespace ?? 'default', 'namespace', injectorConfig(minor));
+  const result = mutatePod(review.request.object, review.request.namespace ?? 'default', 'namespace', injectorConfig(minor), captureMode);
   if (result.outcome !== 'injected') throw new Error(`${fixture} was not injected: ${result.outcome}`);
   return applyPatch(review.request.object, result.patch as Parameters<typeof applyPatch>[1]);
 }
@@ -67,6 +67,17 @@ function kubeletArgs(pod: V1Pod): string[] {
 }
 
 describe('the injector\'s agent arguments, parsed by the agent', () => {
+  it('under CNI capture: --require-redirect with the pod IP as the address the check dials', () => {
+    const pod = injected('deployment-pod.json', 30, 'cni');
+    const args = kubeletArgs(pod);
+    expect(args).toContain('--require-redirect');
+    const { redirectCheckAddress, config } = parseAgentArgs(args);
+    expect(redirectCheckAddress).toBe('10.244.1.17');
+    expect(config.capture).toBeDefined();
+    expect(parseAgentArgs(kubeletArgs(injected('deployment-pod.json', 30))).redirectCheckAddress).toBeUndefined();
+    expect(() => parseAgentArgs(args.filter((a) => a !== 'transparent' && a !== '--capture'))).toThrow(/--require-redirect goes with --capture transparent/);
+  });
+
   for (const [layout, minor] of [['native', 30], ['classic', 28]] as const) {
     it(`a Deployment pod with several ports and every probe kind (${layout})`, () => {
       const pod = injected('deployment-pod.json', minor);
@@ -80,11 +91,11 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
       expect(config.zone).toBe('east');
       expect(config.status).toEqual({ host: '0.0.0.0', port: 15020 });
       expect(config.tunnel).toEqual({ host: '0.0.0.0', port: 15008 });
-      // http-api is http by its name; the rest (gRPC included) tcp, as the injector decides.
+      // http-api is http and grpc is grpc by their names; tcp-metrics tcp, as the injector decides.
       expect(config.appPorts).toEqual([
         { port: 8080, protocol: 'http', host: '127.0.0.1' },
         { port: 9090, protocol: 'tcp', host: '127.0.0.1' },
-        { port: 9000, protocol: 'tcp', host: '127.0.0.1' },
+        { port: 9000, protocol: 'grpc', host: '127.0.0.1' },
       ]);
       expect(config.healthCheck).toMatchObject({ kind: 'tcp', port: 8080 });
       const annotation = JSON.parse(pod.metadata?.annotations?.[ANNOTATION_APP_PROBES] ?? '{}') as Record<string, { kind: string; port: number; timeoutSeconds: number }>;
@@ -112,7 +123,7 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
     const pod = injected('statefulset-named-ports-pod.json', 30);
     const { config } = parseAgentArgs(kubeletArgs(pod));
     // `trellis.dev/port-protocols: 7000=http` overrides the name tcp-ledger; UDP ports are not app ports.
-    expect(config.appPorts.map((p) => `${p.port}/${p.protocol}`)).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
+    expect(config.appPorts.map((p) => `${p.port}/${p.protocol}`)).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
     const status = JSON.parse(pod.metadata?.annotations?.['trellis.dev/status'] ?? '{}') as { appPorts: string[] };
     expect(status.appPorts.length).toBe(config.appPorts.length);
     for (const probe of config.appProbes.values()) expect(probe.port).toBeGreaterThan(0);

@@ -32,7 +32,7 @@ const PKI: BenchPki = {
   client: { service: 'loadgen', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/loadgen', certFile: '/pki/loadgen.crt.pem', keyFile: '/pki/loadgen.key.pem', combinedFile: '/pki/loadgen.combined.pem' },
   server: { service: 'backend', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/backend', certFile: '/pki/backend.crt.pem', keyFile: '/pki/backend.key.pem', combinedFile: '/pki/backend.combined.pem' },
 };
-const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 } };
+const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 }, http2: { host: '127.0.0.1', port: 7003 } };
 
 describe('nginx stream pair configs', () => {
   const ports = { clientTcp: 6001, clientHttp: 6002, serverTcp: 6003, serverHttp: 6004 };

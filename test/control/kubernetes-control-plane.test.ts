@@ -152,7 +152,7 @@ describe('control plane in Kubernetes mode', () => {
       expect(payments?.endpoints).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: true }]);
       expect(payments?.ports).toEqual([
         { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
-        { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' },
+        { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' },
       ]);
       expect(payments?.virtualIps).toEqual(['10.96.120.15']);
       expect(snapshot.policies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`)).toEqual(['shop/payments-callers']);
@@ -275,7 +275,7 @@ describe('control plane in Kubernetes mode, a mesh-wide subscriber', () => {
       expect(joined.upstreams?.find((u) => u.name === 'ledger')).toMatchObject({
         namespace: 'shop',
         virtualIps: ['10.96.7.7'],
-        ports: [{ port: 80, targetPort: 8080, protocol: 'http', name: 'http' }, { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' }],
+        ports: [{ port: 80, targetPort: 8080, protocol: 'http', name: 'http' }, { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' }],
         endpoints: [{ address: '10.244.5.5', tunnelPort: 15008, zone: 'default', healthy: true }],
       });
 

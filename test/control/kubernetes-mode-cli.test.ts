@@ -34,7 +34,7 @@ describe('trellis control run --mode', () => {
   it('refuses an unknown mode, --policy in kubernetes mode, and Kubernetes flags in universal mode, all at once', async () => {
     const bad = await run(['control', 'run', '--data-dir', join(dir, 'a'), '--mode', 'swarm', '--kubeconfig', '/tmp/kc', '--zone', 'East']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('--mode: "swarm" is not universal or kubernetes');
+    expect(bad.stderr).toContain('--mode: "swarm" is not universal, kubernetes or global');
     expect(bad.stderr).toContain('--kubeconfig and --kube-context need --mode kubernetes');
     expect(bad.stderr).toContain('--zone: "East" must be a DNS label');
 

@@ -77,7 +77,7 @@ describe('KubernetesRegistryFeed', () => {
     expect(endpoints()).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: ZONE, healthy: true }]);
     expect(upstream().ports).toEqual([
       { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
-      { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' },
+      { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' },
     ]);
     expect(upstream().virtualIps).toEqual(['10.96.120.15']);
     expect(api.listRequests(PATHS.pods).length).toBeGreaterThanOrEqual(2);

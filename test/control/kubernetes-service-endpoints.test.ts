@@ -84,7 +84,7 @@ describe('desiredService', () => {
     expect(desired.definition).toEqual({
       ports: [
         { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
-        { port: 9000, targetPort: 9000, protocol: 'tcp', name: 'grpc-admin' },
+        { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' },
       ],
       virtualIps: ['10.96.120.15'],
     });
@@ -98,7 +98,7 @@ describe('desiredService', () => {
       tunnelPort: 15008,
       ports: [
         { port: 8080, protocol: 'http', name: 'http' },
-        { port: 9000, protocol: 'tcp', name: 'grpc-admin' },
+        { port: 9000, protocol: 'http2', name: 'grpc-admin' },
       ],
       upstreams: [],
       healthy: true,
@@ -163,6 +163,6 @@ describe('desiredService', () => {
   });
 
   it('reads protocols from port names as the injector does', () => {
-    expect(['http', 'HTTP-web', 'http-api', 'https', 'http2', 'grpc', 'tcp', undefined].map(protocolFromName)).toEqual(['http', 'http', 'http', 'tcp', 'tcp', 'tcp', 'tcp', 'tcp']);
+    expect(['http', 'HTTP-web', 'http-api', 'https', 'http2', 'grpc', 'tcp', undefined].map(protocolFromName)).toEqual(['http', 'http', 'http', 'tcp', 'http2', 'grpc', 'tcp', 'tcp']);
   });
 });

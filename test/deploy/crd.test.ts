@@ -13,7 +13,7 @@ import { validatePolicyObjects } from '../../policy/index.js';
 import { structuralProblems, validateAgainstSchema, type JsonSchemaProps } from './openapi-schema.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const crd = parse(readFileSync(join(ROOT, 'deploy/kubernetes/crds/trafficpermissions.trellis.dev.yaml'), 'utf8')) as {
+const crd = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/crds/trafficpermissions.trellis.dev.yaml'), 'utf8')) as {
   spec: { group: string; names: { kind: string; plural: string }; versions: { name: string; served: boolean; storage: boolean; schema: { openAPIV3Schema: JsonSchemaProps } }[] };
 };
 const version = crd.spec.versions.find((v) => v.storage)!;

@@ -57,12 +57,12 @@ describe('kind clusters', () => {
   });
 
   it('have overlays that install deploy/kubernetes with their zone set', () => {
-    const base = parse(readFileSync(join(ROOT, 'deploy/kubernetes/kustomization.yaml'), 'utf8')) as { resources: string[] };
-    for (const resource of base.resources) expect(existsSync(join(ROOT, 'deploy/kubernetes', resource)), resource).toBe(true);
+    const base = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/kustomization.yaml'), 'utf8')) as { resources: string[] };
+    for (const resource of base.resources) expect(existsSync(join(ROOT, 'deploy/kubernetes/base', resource)), resource).toBe(true);
     for (const zone of zones) {
       const overlay = parse(readFileSync(join(KIND, 'overlays', zone, 'kustomization.yaml'), 'utf8')) as { resources: string[]; patches: { patch: string }[] };
-      expect(overlay.resources).toEqual(['../../../kubernetes']);
-      expect(existsSync(join(KIND, 'overlays', zone, '../../../kubernetes/kustomization.yaml'))).toBe(true);
+      expect(overlay.resources).toEqual(['../../../kubernetes/overlays/zone']);
+      expect(existsSync(join(KIND, 'overlays', zone, '../../../kubernetes/overlays/zone/kustomization.yaml'))).toBe(true);
       const patch = parse(overlay.patches[0]!.patch) as { kind: string; metadata: { name: string; namespace: string }; data: Record<string, string> };
       expect(patch).toMatchObject({ kind: 'ConfigMap', metadata: { name: 'trellis-mesh', namespace: 'trellis-system' }, data: { zone } });
     }

@@ -34,7 +34,7 @@ interface Manifest {
 function isKubernetesManifest(file: string): boolean {
   const rel = relative(DEPLOY, file);
   if (rel.startsWith('vm/') || rel.startsWith('examples/')) return false;
-  if (/^kind\/(east|west)\.yaml$/.test(rel)) return false;
+  if (/^kind\/(east|west|global)\.yaml$/.test(rel)) return false;
   return !file.endsWith('kustomization.yaml');
 }
 
@@ -181,10 +181,11 @@ describe('RBAC is least privilege', () => {
     ]);
   });
 
-  it('the injector records Events and patches its own webhook configuration only', () => {
+  it('the injector records Events, patches its own webhook configuration and reads namespaces only', () => {
     expect(rules('trellis-injector')).toEqual([
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['trellis-injector'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
     ]);
   });
 
@@ -269,7 +270,7 @@ describe('the Deployments', () => {
 
 describe('the control plane Deployment', () => {
   // YAML 1.1 as kubectl reads it: there `defaultMode: 0440` is octal (YAML 1.2 would read decimal 440).
-  const control = parseAllDocuments(readFileSync(join(DEPLOY, 'kubernetes/control-plane.yaml'), 'utf8'), { version: '1.1' })
+  const control = parseAllDocuments(readFileSync(join(DEPLOY, 'kubernetes/base/control-plane.yaml'), 'utf8'), { version: '1.1' })
     .map((d) => d.toJS() as K8sObject)
     .find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { spec: { securityContext: { runAsUser: number; runAsGroup: number; fsGroup?: number }; containers: V1Container[]; volumes: { name: string; secret?: { defaultMode?: number } }[] } } } };
   const pod = control.spec.template.spec;
@@ -313,7 +314,7 @@ describe('the sample workloads, through the injector', () => {
     bundlePem = (await createTestPki()).bundlePem;
   });
 
-  it('become valid injected pods (as the ReplicaSet controller would create them)', () => {
+  it('become valid injected pods (as the ReplicaSet controller would create them)', async () => {
     const samples = manifests.filter((m) => m.file.startsWith('deploy/kind/samples/') && m.object.kind === 'Deployment');
     expect(samples.map((s) => s.object.metadata.name).sort()).toEqual(['frontend', 'orders', 'payments']);
     const config = createInjectorConfig({ image: 'trellis:dev', controlUrl: 'https://trellis-control.trellis-system.svc:15012', zone: 'east', trustBundlePem: bundlePem, kubernetesVersion: { major: 1, minor: 30 } });
@@ -323,7 +324,7 @@ describe('the sample workloads, through the injector', () => {
       const template = (object as unknown as { spec: { template: V1Pod } }).spec.template;
       const pod: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, generateName: `${object.metadata.name}-5d9c7b6f4-` }, spec: template.spec };
       const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: `uid-${object.metadata.name}`, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'shop', operation: 'CREATE', object: pod } };
-      const handled = handleAdmissionReview(review, 'namespace', testDeps(config));
+      const handled = await handleAdmissionReview(review, 'namespace', testDeps(config));
       expect(handled.result, object.metadata.name).toBe('injected');
       const injected = applyPatch(pod, decodePatch(handled.review));
       validatePod(injected);

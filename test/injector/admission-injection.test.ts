@@ -30,16 +30,16 @@ function config(minor: number, extra: Partial<Parameters<typeof createInjectorCo
   });
 }
 
-function inject(review: Review, cfg: InjectorConfig, route: 'namespace' | 'opt-in' = 'namespace') {
+async function inject(review: Review, cfg: InjectorConfig, route: 'namespace' | 'opt-in' = 'namespace') {
   const deps = testDeps(cfg);
-  const handled = handleAdmissionReview(review, route, deps);
+  const handled = await handleAdmissionReview(review, route, deps);
   return { handled, deps, ops: decodePatch(handled.review) };
 }
 
-function injectAndCheck(fixture: string, cfg: InjectorConfig): { pod: V1Pod; review: Review; warnings: readonly string[] } {
+async function injectAndCheck(fixture: string, cfg: InjectorConfig): Promise<{ pod: V1Pod; review: Review; warnings: readonly string[] }> {
   const review = loadReview(fixture);
   validatePod(review.request.object); // the fixture itself is a valid pod
-  const { handled, ops } = inject(review, cfg);
+  const { handled, ops } = await inject(review, cfg);
   expect(handled.review.response.uid).toBe(review.request.uid);
   expect(handled.review.response.allowed).toBe(true);
   expect(handled.review.response.patchType).toBe('JSONPatch');
@@ -47,7 +47,7 @@ function injectAndCheck(fixture: string, cfg: InjectorConfig): { pod: V1Pod; rev
   const pod = applyPatch(review.request.object, ops);
   expect(() => validatePod(pod)).not.toThrow();
   // Idempotent: the injected pod, submitted again, gets no patch at all.
-  const again = inject(resubmit(review, pod), cfg);
+  const again = await inject(resubmit(review, pod), cfg);
   expect(again.handled.review.response).toEqual({ uid: `${review.request.uid}-again`, allowed: true });
   expect(again.handled.result).toBe('unchanged');
   return { pod, review, warnings: handled.review.response.warnings ?? [] };
@@ -70,8 +70,8 @@ function status(pod: V1Pod): InjectionStatus {
 }
 
 describe('a Deployment pod (init container, two containers, every probe kind)', () => {
-  it('on Kubernetes 1.30 gets a native sidecar after the capture init container, before the app init containers', () => {
-    const { pod } = injectAndCheck('deployment-pod.json', config(30));
+  it('on Kubernetes 1.30 gets a native sidecar after the capture init container, before the app init containers', async () => {
+    const { pod } = await injectAndCheck('deployment-pod.json', config(30));
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['trellis-init', 'trellis-proxy', 'migrate']);
     expect(pod.spec?.containers.map((c) => c.name)).toEqual(['orders', 'log-shipper']);
     const sidecar = container(pod, 'trellis-proxy');
@@ -81,8 +81,8 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(status(pod)).toMatchObject({ version: '0.1.0-test', layout: 'native', initContainers: ['trellis-init', 'trellis-proxy'], containers: [] });
   });
 
-  it('on Kubernetes 1.28 gets the sidecar as first container with a post-start wait', () => {
-    const { pod } = injectAndCheck('deployment-pod.json', config(28));
+  it('on Kubernetes 1.28 gets the sidecar as first container with a post-start wait', async () => {
+    const { pod } = await injectAndCheck('deployment-pod.json', config(28));
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['trellis-init', 'migrate']);
     expect(pod.spec?.containers.map((c) => c.name)).toEqual(['trellis-proxy', 'orders', 'log-shipper']);
     const sidecar = container(pod, 'trellis-proxy');
@@ -92,8 +92,8 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(status(pod).layout).toBe('classic');
   });
 
-  it('locks the sidecar down and gives the init container only NET_ADMIN and NET_RAW', () => {
-    const { pod } = injectAndCheck('deployment-pod.json', config(30));
+  it('locks the sidecar down and gives the init container only NET_ADMIN and NET_RAW', async () => {
+    const { pod } = await injectAndCheck('deployment-pod.json', config(30));
     const sidecar = container(pod, 'trellis-proxy');
     expect(sidecar?.securityContext).toMatchObject({
       runAsUser: 1337,
@@ -113,22 +113,22 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(init?.args).toEqual(expect.arrayContaining(['--proxy-uid', '1337', '--proxy-gid', '1337', '--exclude-inbound-ports', '15020', '--platform', 'pod']));
   });
 
-  it('mounts the projected token (audience trellis, under a day) and the memory emptyDir only in the sidecar', () => {
-    const { pod } = injectAndCheck('deployment-pod.json', config(30));
+  it('mounts the projected token (audience trellis, under a day) and the memory emptyDir only in the sidecar', async () => {
+    const { pod } = await injectAndCheck('deployment-pod.json', config(30));
     const identity = pod.spec?.volumes?.find((v) => v.name === 'trellis-identity');
     const token = identity?.projected?.sources?.find((s) => s.serviceAccountToken !== undefined)?.serviceAccountToken;
     expect(token).toEqual({ audience: 'trellis', expirationSeconds: 43200, path: 'token' });
     expect(pod.spec?.volumes?.find((v) => v.name === 'trellis-data')?.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '16Mi' });
-    const mounting = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter((c) => (c.volumeMounts ?? []).some((m) => m.name.startsWith('trellis-')));
+    const mounting = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter((c) => (c.volumeMounts ?? []).some((m) => m.name === 'trellis-data' || m.name === 'trellis-identity'));
     expect(mounting.map((c) => c.name)).toEqual(['trellis-proxy']);
     // The pod's own volumes are kept, in order, before ours.
-    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['config', 'kube-api-access-9xk2p', 'trellis-data', 'trellis-identity']);
+    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['config', 'kube-api-access-9xk2p', 'trellis-data', 'trellis-no-api-token', 'trellis-identity']);
     expect(pod.metadata?.annotations?.['trellis.dev/ca-bundle']).toBe(bundlePem);
     expect(pod.metadata?.annotations?.['prometheus.io/scrape']).toBe('true');
   });
 
-  it('passes the agent its Kubernetes-mode flags: control URL, token, service account, namespace, pod IP, app ports', () => {
-    const { pod } = injectAndCheck('deployment-pod.json', config(30));
+  it('passes the agent its Kubernetes-mode flags: control URL, token, service account, namespace, pod IP, app ports', async () => {
+    const { pod } = await injectAndCheck('deployment-pod.json', config(30));
     const sidecar = container(pod, 'trellis-proxy');
     const args = sidecar?.args ?? [];
     const flag = (name: string) => args[args.indexOf(name) + 1];
@@ -140,7 +140,7 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(flag('--namespace')).toBe('$(TRELLIS_POD_NAMESPACE)');
     expect(flag('--address')).toBe('$(TRELLIS_POD_IP)');
     expect(flag('--zone')).toBe('east');
-    expect(appPortArgs(args)).toEqual(['8080/http', '9090/tcp', '9000/tcp']);
+    expect(appPortArgs(args)).toEqual(['8080/http', '9090/tcp', '9000/grpc']);
     expect(flag('--status')).toBe('0.0.0.0:15020');
     expect(flag('--tunnel')).toBe('0.0.0.0:15008');
     expect(flag('--capture')).toBe('transparent');
@@ -148,8 +148,8 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(env).toMatchObject({ TRELLIS_POD_NAMESPACE: 'metadata.namespace', TRELLIS_POD_IP: 'status.podIP', TRELLIS_SERVICE_ACCOUNT: 'spec.serviceAccountName' });
   });
 
-  it('rewrites HTTP, TCP and gRPC probes to /app-health and keeps the originals for the agent; exec probes stay', () => {
-    const { review, pod } = injectAndCheck('deployment-pod.json', config(30));
+  it('rewrites HTTP, TCP and gRPC probes to /app-health and keeps the originals for the agent; exec probes stay', async () => {
+    const { review, pod } = await injectAndCheck('deployment-pod.json', config(30));
     const orders = container(pod, 'orders');
     expect(orders?.livenessProbe).toEqual({
       httpGet: { path: '/app-health/orders/livez', port: 15020, scheme: 'HTTP' },
@@ -179,7 +179,7 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(container(pod, 'trellis-proxy')?.args).toEqual(expect.arrayContaining(['--app-probes', '/var/run/secrets/trellis.dev/identity/app-probes.json']));
   });
 
-  it("also rewrites the probes of the app's own native sidecars, at their original index", () => {
+  it("also rewrites the probes of the app's own native sidecars, at their original index", async () => {
     const review = loadReview('deployment-pod.json');
     review.request.object.spec!.initContainers!.push({
       name: 'cache',
@@ -188,7 +188,7 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
       ports: [{ name: 'tcp-cache', containerPort: 6379 }],
       readinessProbe: { tcpSocket: { port: 'tcp-cache' }, periodSeconds: 5 },
     });
-    const { ops } = inject(review, config(30));
+    const { ops } = await inject(review, config(30));
     const pod = applyPatch(review.request.object, ops);
     validatePod(pod);
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['trellis-init', 'trellis-proxy', 'migrate', 'cache']);
@@ -198,10 +198,10 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
     expect(container(pod, 'trellis-proxy')?.args).toEqual(expect.arrayContaining(['--app-port', '6379']));
   });
 
-  it('leaves probes alone when the pod opts out of the rewrite', () => {
+  it('leaves probes alone when the pod opts out of the rewrite', async () => {
     const review = loadReview('deployment-pod.json');
     review.request.object.metadata!.annotations!['trellis.dev/rewrite-app-probes'] = 'false';
-    const { ops } = inject(review, config(30));
+    const { ops } = await inject(review, config(30));
     const pod = applyPatch(review.request.object, ops);
     validatePod(pod);
     expect(container(pod, 'orders')?.livenessProbe).toEqual(container(review.request.object, 'orders')?.livenessProbe);
@@ -211,40 +211,40 @@ describe('a Deployment pod (init container, two containers, every probe kind)', 
 });
 
 describe('a Job pod', () => {
-  it('on 1.29+ gets a native sidecar, which ends with the Job', () => {
-    const { pod, warnings } = injectAndCheck('job-pod.json', config(29));
+  it('on 1.29+ gets a native sidecar, which ends with the Job', async () => {
+    const { pod, warnings } = await injectAndCheck('job-pod.json', config(29));
     expect(container(pod, 'trellis-proxy')?.restartPolicy).toBe('Always');
     expect(pod.spec?.containers.map((c) => c.name)).toEqual(['report']);
     expect(warnings).toEqual([]);
   });
 
-  it('on 1.28 gets the classic layout and a warning saying how the sidecar exits', () => {
-    const { pod, warnings } = injectAndCheck('job-pod.json', config(28));
+  it('on 1.28 gets the classic layout and a warning saying how the sidecar exits', async () => {
+    const { pod, warnings } = await injectAndCheck('job-pod.json', config(28));
     expect(pod.spec?.containers.map((c) => c.name)).toEqual(['trellis-proxy', 'report']);
     expect(warnings.join('\n')).toMatch(/quitquitquit/);
   });
 
-  it('has no app ports and no probes: the agent gets neither flag', () => {
-    const { pod } = injectAndCheck('job-pod.json', config(30));
+  it('has no app ports and no probes: the agent gets neither flag', async () => {
+    const { pod } = await injectAndCheck('job-pod.json', config(30));
     const args = container(pod, 'trellis-proxy')?.args ?? [];
     expect(args).not.toContain('--app-port');
     expect(args).not.toContain('--app-probes');
     // automountServiceAccountToken: false does not stop the projected token for audience trellis.
     expect(pod.spec?.automountServiceAccountToken).toBe(false);
-    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['trellis-data', 'trellis-identity']);
+    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['trellis-data', 'trellis-no-api-token', 'trellis-identity']);
   });
 });
 
 describe('a StatefulSet pod with named ports and exclusion annotations (dry run)', () => {
-  it('derives protocols from port names and the override annotation, skipping UDP', () => {
-    const { pod } = injectAndCheck('statefulset-named-ports-pod.json', config(30));
+  it('derives protocols from port names and the override annotation, skipping UDP', async () => {
+    const { pod } = await injectAndCheck('statefulset-named-ports-pod.json', config(30));
     const args = container(pod, 'trellis-proxy')?.args ?? [];
-    expect(appPortArgs(args)).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
-    expect(status(pod).appPorts).toEqual(['8080/http', '8081/http', '7000/http', '9090/tcp', '9102/tcp']);
+    expect(appPortArgs(args)).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
+    expect(status(pod).appPorts).toEqual(['8080/http', '8081/http', '7000/http', '9090/grpc', '9102/tcp']);
   });
 
-  it('passes the exclusions to the capture init container', () => {
-    const { pod } = injectAndCheck('statefulset-named-ports-pod.json', config(30));
+  it('passes the exclusions to the capture init container', async () => {
+    const { pod } = await injectAndCheck('statefulset-named-ports-pod.json', config(30));
     const args = container(pod, 'trellis-init')?.args ?? [];
     const flag = (name: string) => args[args.indexOf(name) + 1];
     expect(flag('--exclude-inbound-ports')).toBe('15020,9102');
@@ -253,8 +253,8 @@ describe('a StatefulSet pod with named ports and exclusion annotations (dry run)
     expect(flag('--exclude-inbound-cidrs')).toBe('192.168.0.10/32');
   });
 
-  it('resolves a named HTTPS probe port and leaves a probe on an undeclared port unchanged, with a warning', () => {
-    const { pod, review, warnings } = injectAndCheck('statefulset-named-ports-pod.json', config(30));
+  it('resolves a named HTTPS probe port and leaves a probe on an undeclared port unchanged, with a warning', async () => {
+    const { pod, review, warnings } = await injectAndCheck('statefulset-named-ports-pod.json', config(30));
     const originals = JSON.parse(pod.metadata?.annotations?.['trellis.dev/app-probes'] ?? '{}') as AppProbes;
     expect(originals['/app-health/payments/readyz']).toEqual({ kind: 'http', port: 8081, path: '/ready', scheme: 'HTTPS', timeoutSeconds: 1 });
     expect(container(pod, 'payments')?.livenessProbe).toEqual(container(review.request.object, 'payments')?.livenessProbe);

@@ -90,7 +90,7 @@ describe('trellis injector run', () => {
   });
 
   it('serves the webhook with a certificate from the mesh CA, keeps the caBundle, and stops on SIGTERM', async () => {
-    const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
+    const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
     api.webhookConfigurations.set('trellis-injector', { ...manifest, metadata: { ...(manifest.metadata as object), uid: 'u', resourceVersion: '7' } });
     const { child, stderr } = spawnCli([
       'injector',
@@ -113,6 +113,8 @@ describe('trellis injector run', () => {
     const ports = await ready(child, stderr);
     // The fake API server said 1.30: native sidecars.
     const review = loadReview('deployment-pod.json');
+    const namespace = review.request.namespace ?? '';
+    api.namespaces.set(namespace, { kind: 'Namespace', apiVersion: 'v1', metadata: { name: namespace, labels: { 'kubernetes.io/metadata.name': namespace, 'trellis.dev/injection': 'enabled' } } });
     const stored = api.webhookConfigurations.get('trellis-injector') as { webhooks: { clientConfig: { caBundle: string } }[] };
     const caBundle = Buffer.from(stored.webhooks[0]!.clientConfig.caBundle, 'base64').toString('utf8');
     expect(caBundle).toBe(pki.bundlePem);
@@ -126,6 +128,9 @@ describe('trellis injector run', () => {
     expect(pod.metadata?.annotations?.['trellis.dev/ca-bundle']).toBe(pki.bundlePem);
     const metrics = await (await fetch(`http://127.0.0.1:${ports.admin}/metrics`)).text();
     expect(metrics).toMatch(/trellis_injector_admissions_total\{result="injected"\} 1/);
+    // The namespace was read (Pod Security level, capture mode) as the injector, not as node-fetch.
+    const read = api.requests.find((r) => r.path === `/api/v1/namespaces/${namespace}`);
+    expect(read?.userAgent).toMatch(/^trellis-injector\/0\.1\.0 /);
     expect((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).status).toBe(200);
     child.kill('SIGTERM');
     expect(await exited(child)).toBe(0);

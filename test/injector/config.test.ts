@@ -87,8 +87,8 @@ describe('port protocols from names', () => {
     expect(protocolFromName('http')).toBe('http');
     expect(protocolFromName('http-web')).toBe('http');
     expect(protocolFromName('HTTP-Admin')).toBe('http');
-    expect(protocolFromName('http2')).toBe('tcp');
-    expect(protocolFromName('grpc')).toBe('tcp');
+    expect(protocolFromName('http2')).toBe('http2');
+    expect(protocolFromName('grpc')).toBe('grpc');
     expect(protocolFromName('tcp-db')).toBe('tcp');
     expect(protocolFromName(undefined)).toBe('tcp');
   });

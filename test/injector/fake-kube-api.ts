@@ -16,6 +16,9 @@ export interface RecordedRequest {
   readonly contentType: string | undefined;
   readonly authorization: string | undefined;
   readonly body: unknown;
+  readonly userAgent: string | undefined;
+  /** The query string's parameters (e.g. fieldManager). */
+  readonly query: Readonly<Record<string, string>>;
 }
 
 export interface FakeKubeApi {
@@ -24,6 +27,12 @@ export interface FakeKubeApi {
   /** MutatingWebhookConfigurations by name; edit freely between calls. */
   readonly webhookConfigurations: Map<string, Record<string, unknown>>;
   readonly events: Record<string, unknown>[];
+  /** Namespaces by name (GET /api/v1/namespaces/NAME answers them). */
+  readonly namespaces: Map<string, Record<string, unknown>>;
+  /** Any other object, by its exact API path (GET only), e.g. /apis/apps/v1/namespaces/x/deployments/y. */
+  readonly objects: Map<string, Record<string, unknown>>;
+  /** Pods by "namespace/name": GET one, list with a spec.nodeName field selector, DELETE with a uid precondition. */
+  readonly pods: Map<string, Record<string, unknown>>;
   /** Makes the next N requests fail with 500. */
   failNext(count: number): void;
   version: Record<string, string>;
@@ -43,6 +52,9 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
   const requests: RecordedRequest[] = [];
   const webhookConfigurations = new Map<string, Record<string, unknown>>();
   const events: Record<string, unknown>[] = [];
+  const namespaces = new Map<string, Record<string, unknown>>();
+  const pods = new Map<string, Record<string, unknown>>();
+  const objects = new Map<string, Record<string, unknown>>();
   let failures = 0;
   const state = {
     version: {
@@ -74,7 +86,7 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
       } catch {
         body = raw;
       }
-      requests.push({ method: req.method ?? '', path: url.pathname, contentType: req.headers['content-type'], authorization: req.headers.authorization, body });
+      requests.push({ method: req.method ?? '', path: url.pathname, contentType: req.headers['content-type'], authorization: req.headers.authorization, body, userAgent: req.headers['user-agent'], query: Object.fromEntries(url.searchParams) });
       const reply = (code: number, payload: unknown): void => {
         const text = JSON.stringify(payload);
         res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -122,6 +134,55 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
           return;
         }
       }
+      const object = objects.get(url.pathname);
+      if (object !== undefined && req.method === 'GET') {
+        reply(200, object);
+        return;
+      }
+      if (url.pathname === '/api/v1/namespaces' && req.method === 'GET') {
+        const selector = /^([^=]+)=(.*)$/.exec(url.searchParams.get('labelSelector') ?? '');
+        const items = [...namespaces.values()].filter((n) => selector === null || (n.metadata as { labels?: Record<string, string> }).labels?.[selector[1] as string] === selector[2]);
+        reply(200, { kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(++resourceVersion) }, items });
+        return;
+      }
+      const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
+      if (pod !== null) {
+        const key = `${decodeURIComponent(pod[1] as string)}/${decodeURIComponent(pod[2] as string)}`;
+        const found = pods.get(key);
+        if (found === undefined) {
+          reply(404, status(404, 'NotFound', `pods "${pod[2]}" not found`, { name: pod[2], kind: 'pods' }));
+          return;
+        }
+        if (req.method === 'GET') {
+          reply(200, found);
+          return;
+        }
+        if (req.method === 'DELETE') {
+          const wanted = (body as { preconditions?: { uid?: string } } | undefined)?.preconditions?.uid;
+          const uid = (found.metadata as { uid?: string }).uid;
+          if (wanted !== undefined && wanted !== uid) {
+            reply(409, status(409, 'Conflict', `Precondition failed: UID in precondition: ${wanted}, UID in object meta: ${uid}`));
+            return;
+          }
+          pods.delete(key);
+          reply(200, found);
+          return;
+        }
+      }
+      if (url.pathname === '/api/v1/pods' && req.method === 'GET') {
+        const selector = /^spec\.nodeName=(.*)$/.exec(url.searchParams.get('fieldSelector') ?? '');
+        const items = [...pods.values()].filter((p) => selector === null || (p.spec as { nodeName?: string }).nodeName === selector[1]);
+        reply(200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(++resourceVersion) }, items });
+        return;
+      }
+      const ns = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname);
+      if (ns !== null && req.method === 'GET') {
+        const name = decodeURIComponent(ns[1] as string);
+        const found = namespaces.get(name);
+        if (found === undefined) reply(404, status(404, 'NotFound', `namespaces "${name}" not found`, { name, kind: 'namespaces' }));
+        else reply(200, found);
+        return;
+      }
       const ev = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
       if (ev !== null && req.method === 'POST') {
         const event = structuredClone(body) as Record<string, unknown>;
@@ -145,6 +206,9 @@ export async function startFakeKubeApi(material: ServingMaterial): Promise<FakeK
     url,
     requests,
     webhookConfigurations,
+    namespaces,
+    pods,
+    objects,
     events,
     failNext(count: number) {
       failures = count;

@@ -21,6 +21,8 @@ import { createInjectorMetrics } from '../../injector/metrics.js';
 import { silentLogger } from '../../common/log.js';
 import { WebhookCaBundleSync } from '../../injector/ca-bundle-sync.js';
 import { loadReview, metricValue } from './review-helpers.js';
+import { makeTrellisApiClient } from '../../common/kubernetes-client.js';
+import { ApiNamespaceDirectory } from '../../injector/namespace-facts.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -44,7 +46,7 @@ afterAll(async () => {
 
 /** The manifest as the API server returns it after `kubectl apply`: server fields and defaults filled in. */
 function storedWebhookConfiguration(): Record<string, unknown> {
-  const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
+  const manifest = parse(readFileSync(join(ROOT, 'deploy/kubernetes/base/injector-webhook.yaml'), 'utf8')) as Record<string, unknown>;
   const metadata = manifest.metadata as Record<string, unknown>;
   return {
     ...manifest,
@@ -87,7 +89,7 @@ describe('Events about skipped pods', () => {
   it('are created in the pod namespace, about the pod controller, with the real Event shape', async () => {
     const registry = new Registry();
     const metrics = createInjectorMetrics(registry);
-    const sink = new KubernetesEventSink({ api: api.kubeConfig().makeApiClient(CoreV1Api), metrics, logger: silentLogger(), instance: 'trellis-control-abc12' });
+    const sink = new KubernetesEventSink({ api: makeTrellisApiClient(api.kubeConfig(), CoreV1Api, 'injector'), metrics, logger: silentLogger(), instance: 'trellis-control-abc12' });
     const pod = loadReview('host-network-pod.json').request.object;
     const before = api.events.length;
     sink.report({ namespace: 'monitoring', pod, reason: 'TrellisInjectionSkipped', message: 'Trellis sidecar not injected: host network', type: 'Warning' });
@@ -107,7 +109,8 @@ describe('Events about skipped pods', () => {
       count: 1,
     });
     expect(event.firstTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
-    expect(api.requests.at(-1)).toMatchObject({ method: 'POST', path: '/api/v1/namespaces/monitoring/events', authorization: 'Bearer fake-service-account-token' });
+    expect(api.requests.at(-1)).toMatchObject({ method: 'POST', path: '/api/v1/namespaces/monitoring/events', authorization: 'Bearer fake-service-account-token', query: { fieldManager: 'trellis-injector' } });
+    expect(api.requests.at(-1)?.userAgent).toMatch(/^trellis-injector\/0\.1\.0 \(trellis\.dev; node \d+\.\d+\.\d+\)$/);
     expect(await metricValue(registry, 'trellis_injector_events_total', { result: 'sent' })).toBe(1);
   });
 
@@ -154,7 +157,7 @@ describe('the webhook caBundle', () => {
   beforeEach(() => {
     api.webhookConfigurations.set('trellis-injector', storedWebhookConfiguration());
     registry = new Registry();
-    sync = new WebhookCaBundleSync({ api: api.kubeConfig().makeApiClient(AdmissionregistrationV1Api), name: 'trellis-injector', logger: silentLogger(), metrics: createInjectorMetrics(registry) });
+    sync = new WebhookCaBundleSync({ api: makeTrellisApiClient(api.kubeConfig(), AdmissionregistrationV1Api, 'injector'), name: 'trellis-injector', logger: silentLogger(), metrics: createInjectorMetrics(registry) });
   });
 
   function bundles(): unknown[] {
@@ -168,6 +171,8 @@ describe('the webhook caBundle', () => {
     expect(bundles()).toEqual([b64, b64]);
     const patch = api.requests.filter((r) => r.method === 'PATCH').at(-1);
     expect(patch?.contentType).toBe('application/json-patch+json');
+    expect(patch?.query.fieldManager).toBe('trellis-injector');
+    expect(patch?.userAgent).toMatch(/^trellis-injector\/0\.1\.0 /);
     expect(patch?.body).toEqual([
       { op: 'test', path: '/webhooks/0/name', value: 'namespace.injector.trellis.dev' },
       { op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: b64 },
@@ -240,5 +245,39 @@ describe('the webhook caBundle', () => {
     } finally {
       quick.stop();
     }
+  });
+});
+
+describe('namespace facts for Pod Security and capture mode', () => {
+  function namespace(name: string, labels: Record<string, string>): Record<string, unknown> {
+    return {
+      kind: 'Namespace',
+      apiVersion: 'v1',
+      metadata: { name, uid: '0b6c8a1e-2f3d-4e5a-9b7c-1d2e3f4a5b6c', resourceVersion: '4411', creationTimestamp: '2026-11-23T08:00:00Z', labels: { 'kubernetes.io/metadata.name': name, ...labels } },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
+    };
+  }
+
+  it('reads the enforce level, its version and the capture mode, with the Trellis User-Agent, caching within the TTL', async () => {
+    api.namespaces.set('payments', namespace('payments', { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'v1.32', 'trellis.dev/capture-mode': 'cni' }));
+    let now = 1_000;
+    const directory = new ApiNamespaceDirectory({ api: makeTrellisApiClient(api.kubeConfig(), CoreV1Api, 'injector'), ttlMs: 10_000, now: () => now });
+    const before = api.requests.length;
+    expect(await directory.facts('payments')).toEqual({ podSecurity: 'restricted', podSecurityVersion: 'v1.32', captureMode: 'cni' });
+    await directory.facts('payments');
+    expect(api.requests.length).toBe(before + 1);
+    expect(api.requests.at(-1)).toMatchObject({ method: 'GET', path: '/api/v1/namespaces/payments' });
+    expect(api.requests.at(-1)?.userAgent).toMatch(/^trellis-injector\//);
+    api.namespaces.set('payments', namespace('payments', { 'pod-security.kubernetes.io/enforce': 'baseline' }));
+    now += 10_001;
+    expect(await directory.facts('payments')).toEqual({ podSecurity: 'baseline', podSecurityVersion: 'latest', captureMode: undefined });
+  });
+
+  it('fails with a retryable code for a missing namespace, and does not cache the failure', async () => {
+    const directory = new ApiNamespaceDirectory({ api: makeTrellisApiClient(api.kubeConfig(), CoreV1Api, 'injector') });
+    await expect(directory.facts('nowhere')).rejects.toMatchObject({ code: 'TRELLIS_INJECTOR_NAMESPACE_READ', retryable: true });
+    api.namespaces.set('nowhere', namespace('nowhere', {}));
+    expect((await directory.facts('nowhere')).podSecurity).toBe('privileged');
   });
 });

@@ -17,6 +17,7 @@ import { createInjectorMetrics, type InjectorMetrics } from '../../injector/metr
 import { silentLogger } from '../../common/log.js';
 import type { AdmissionHandlerDeps } from '../../injector/admission-handler.js';
 import type { InjectorConfig } from '../../injector/config.js';
+import { namespaceFacts } from '../../injector/namespace-facts.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
@@ -87,10 +88,11 @@ export interface TestDeps extends AdmissionHandlerDeps {
   readonly metrics: InjectorMetrics;
 }
 
-export function testDeps(config: InjectorConfig): TestDeps {
+export function testDeps(config: InjectorConfig, namespaceLabels: Readonly<Record<string, string>> = {}): TestDeps {
   const registry = new Registry();
   const sink = new CollectingSink();
-  return { config: () => config, metrics: createInjectorMetrics(registry), events: sink, logger: silentLogger(), registry, sink };
+  const namespaces = { facts: () => Promise.resolve(namespaceFacts(namespaceLabels)) };
+  return { config: () => config, metrics: createInjectorMetrics(registry), events: sink, logger: silentLogger(), registry, sink, namespaces };
 }
 
 export async function metricValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {

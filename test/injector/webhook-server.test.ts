@@ -10,6 +10,7 @@ import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { issueServingCertificate, serviceDnsNames, type ServingMaterial } from '../../injector/serving-certificate-issuer.js';
 import { WebhookServer } from '../../injector/webhook-server.js';
+import { UNKNOWN_NAMESPACES } from '../../injector/namespace-facts.js';
 import { createInjectorConfig, type InjectorConfig } from '../../injector/config.js';
 import { createInjectorMetrics } from '../../injector/metrics.js';
 import { silentLogger } from '../../common/log.js';
@@ -46,7 +47,7 @@ describe('the webhook server', () => {
 
   beforeAll(async () => {
     registry = new Registry();
-    server = new WebhookServer({ material, config: () => config, metrics: createInjectorMetrics(registry), events: new CollectingSink(), logger: silentLogger(), limits: { maxBodyBytes: 256 * 1024 } });
+    server = new WebhookServer({ material, config: () => config, namespaces: UNKNOWN_NAMESPACES, metrics: createInjectorMetrics(registry), events: new CollectingSink(), logger: silentLogger(), limits: { maxBodyBytes: 256 * 1024 } });
     port = (await server.listen(0, '127.0.0.1')).port;
   });
 
@@ -138,7 +139,7 @@ describe('the webhook server', () => {
 
 describe('the connection cap', () => {
   it('refuses connections beyond maxConnections while the first stays open', async () => {
-    const server = new WebhookServer({ material, config: () => config, metrics: createInjectorMetrics(new Registry()), events: new CollectingSink(), logger: silentLogger(), limits: { maxConnections: 1 } });
+    const server = new WebhookServer({ material, config: () => config, namespaces: UNKNOWN_NAMESPACES, metrics: createInjectorMetrics(new Registry()), events: new CollectingSink(), logger: silentLogger(), limits: { maxConnections: 1 } });
     const { port } = await server.listen(0, '127.0.0.1');
     const first = connect({ host: '127.0.0.1', port, ca: pki.bundlePem, servername: NAMES[0] });
     try {
@@ -171,7 +172,7 @@ describe('the whole injector against a fake API server', () => {
   });
 
   it('issues its certificate from the mesh CA, writes the caBundle, and is reachable the way the API server calls it', async () => {
-    const manifest = parse(readFileSync(new URL('../../deploy/kubernetes/injector-webhook.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+    const manifest = parse(readFileSync(new URL('../../deploy/kubernetes/base/injector-webhook.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
     api.webhookConfigurations.set('trellis-injector', { ...manifest, metadata: { ...(manifest.metadata as object), resourceVersion: '1', uid: 'u' } });
     const registry = new Registry();
     const metrics = createInjectorMetrics(registry);

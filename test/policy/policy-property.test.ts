@@ -29,9 +29,19 @@ const http = fc.option(
   { nil: undefined },
 );
 
+const grpc = fc.option(
+  fc
+    .record(
+      { services: fc.uniqueArray(fc.constantFrom('p', 'q', 'pkg.S'), { minLength: 1, maxLength: 2 }), methods: fc.uniqueArray(fc.constantFrom('p/a', 'q/a', 'pkg.S/M', 'pkg.S/N'), { minLength: 1, maxLength: 3 }) },
+      { requiredKeys: [] },
+    )
+    .filter((g) => g.services !== undefined || g.methods !== undefined),
+  { nil: undefined },
+);
+
 const rule: fc.Arbitrary<PolicyRule> = fc
-  .record({ action: fc.constantFrom('allow' as const, 'deny' as const), from: fc.array(fromEntry, { minLength: 1, maxLength: 3 }), http })
-  .map(({ action, from, http: h }) => (h === undefined ? { action, from } : { action, from, http: h }));
+  .record({ action: fc.constantFrom('allow' as const, 'deny' as const), from: fc.array(fromEntry, { minLength: 1, maxLength: 3 }), http, grpc })
+  .map(({ action, from, http: h, grpc: g }) => ({ action, from, ...(h === undefined ? {} : { http: h }), ...(g === undefined ? {} : { grpc: g }) }));
 
 function destinationFor(namespace: string): fc.Arbitrary<string> {
   if (namespace === ROOT) return fc.oneof(fc.constant('*'), svc, ns.map((n) => `${n}/*`), fc.tuple(ns, svc).map(([n, s]) => `${n}/${s}`));
@@ -67,7 +77,7 @@ const requests: fc.Arbitrary<AuthorizationRequest> = fc.record({
   protocol: fc.constantFrom('tcp' as const, 'http' as const),
   http: fc.record({
     method: fc.constantFrom('GET', 'POST', 'DELETE', 'get'),
-    path: fc.constantFrom('/p', '/p/', '/p/1', '/p/1/2', '/q', '/q/1', '/p/../q', '/%70', '//q', '/x?y=/p', 'bad', '/p%zz', '*', '/'),
+    path: fc.constantFrom('/p', '/p/', '/p/1', '/p/1/2', '/q', '/q/1', '/p/../q', '/%70', '//q', '/x?y=/p', 'bad', '/p%zz', '*', '/', '/p/a', '/q/a', '/pkg.S/M', '/pkg.S/N', '/pkg.S/M/', '/pkg.S//M', '/pkg.S/M?x=1', '/pkg.S/../pkg.S/M', '/pkg.%53/M'),
   }),
 });
 

@@ -50,11 +50,20 @@ export function referenceEvaluate(
 
   const path = req.protocol === 'http' && req.http !== undefined ? normalizeRequestPath(req.http.path) : null;
   const httpMatches = (rule: PolicyRule): boolean => {
-    if (rule.http === undefined) return true;
+    if (rule.http === undefined && rule.grpc === undefined) return true;
     if (path === null || req.http === undefined) return rule.action === 'deny';
-    if (rule.http.methods !== undefined && !rule.http.methods.includes(req.http.method)) return false;
-    if (rule.http.paths === undefined) return true;
-    return rule.http.paths.some((p) => (p.endsWith('/*') ? path.startsWith(p.slice(0, -1)) : path === p));
+    if (rule.http !== undefined) {
+      if (rule.http.methods !== undefined && !rule.http.methods.includes(req.http.method)) return false;
+      if (rule.http.paths !== undefined && !rule.http.paths.some((p) => (p.endsWith('/*') ? path.startsWith(p.slice(0, -1)) : path === p))) return false;
+    }
+    if (rule.grpc !== undefined) {
+      // A gRPC call is POST /service/method: exactly two non-empty segments.
+      const segments = path.split('/');
+      if (req.http.method !== 'POST' || segments.length !== 3 || segments[1] === '' || segments[2] === '') return false;
+      const [, service, method] = segments;
+      return (rule.grpc.services ?? []).includes(service as string) || (rule.grpc.methods ?? []).includes(`${service}/${method}`);
+    }
+    return true;
   };
 
   let deny: ReferenceDecision | null = null;

@@ -7,12 +7,22 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { silentLogger } from '../../common/log.js';
-import { startMemoryTrim, trimMemory } from '../../proxy/core/memory-trim.js';
+import { MAX_DEFERRED, startMemoryTrim, trimDue, trimMemory } from '../../proxy/core/memory-trim.js';
 
 function rssAnonKiB(): number {
   const match = /RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
   return Number(match?.[1] ?? Number.NaN);
 }
+
+describe('when to trim', () => {
+  it('trims after a quiet interval, puts it off while the loop is busy, but never more than MAX_DEFERRED times in a row', () => {
+    expect(trimDue(0, 0)).toBe(true);
+    expect(trimDue(0.05, 0)).toBe(true);
+    expect(trimDue(0.9, 0)).toBe(false);
+    expect(trimDue(0.9, MAX_DEFERRED - 1)).toBe(false);
+    expect(trimDue(0.9, MAX_DEFERRED)).toBe(true);
+  });
+});
 
 const available = trimMemory() !== undefined;
 if (!available && process.env.CI === 'true') throw new Error('CI=true and the memory_trim addon is unavailable (did `npm ci` build binding.gyp?)');

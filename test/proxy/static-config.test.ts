@@ -56,7 +56,7 @@ describe('static proxy config', () => {
         'limits: { handshakeTimeout: soon }', // 6: bad duration
         'upstreams:',
         '  - name: api',
-        '    ports: [{ port: 80, protocol: grpc }]', // 9: unknown protocol
+        '    ports: [{ port: 80, protocol: h3 }]', // 9: unknown protocol
         '    endpoints: [{ address: 10.0.0.1 }]',
         'listeners:',
         '  - { localPort: 9000, service: api, port: 81 }', // 12: no such port
@@ -70,7 +70,7 @@ describe('static proxy config', () => {
       expect.stringMatching(/^4:\d+ identity: missing required field "trustBundle"/),
       expect.stringMatching(/^5:17 tunnel.port: expected an integer from 0 to 65535/),
       expect.stringMatching(/^6:29 limits.handshakeTimeout: .*"soon" is not a duration/),
-      expect.stringMatching(/^9:35 upstreams\[0\].ports\[0\].protocol: expected one of "tcp", "http"/),
+      expect.stringMatching(/^9:35 upstreams\[0\].ports\[0\].protocol: expected one of "tcp", "http", "http2", "grpc"/),
       expect.stringMatching(/^12:5 listeners\[0\]: upstream shop\/api has no port 81 \(it has 80\)/),
     ]));
   });

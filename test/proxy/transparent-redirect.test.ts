@@ -41,10 +41,10 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 const dist = process.argv[1];
 const remote = process.argv[2];
-const { createTransparentListener } = await import(dist + '/proxy/outbound/transparent-listener.js');
-const { createTransparentMetrics } = await import(dist + '/proxy/outbound/transparent-metrics.js');
-const { createCaptureListener } = await import(dist + '/proxy/inbound/capture-listener.js');
-const { createCaptureMetrics } = await import(dist + '/proxy/inbound/capture-metrics.js');
+const { createTransparentListener } = await import(dist + '/proxy/outbound/capture/transparent-listener.js');
+const { createTransparentMetrics } = await import(dist + '/proxy/outbound/capture/transparent-metrics.js');
+const { createCaptureListener } = await import(dist + '/proxy/inbound/capture/capture-listener.js');
+const { createCaptureMetrics } = await import(dist + '/proxy/inbound/capture/capture-metrics.js');
 const registry = new Registry();
 const logger = pino({ level: 'info' });
 const outbound = createTransparentListener({
@@ -87,7 +87,7 @@ describe.skipIf(gate().skip)('capture listeners behind real redirect rules', () 
     (await lab.exec(from, ['node', '-e', CLIENT, host, String(port)], uid === undefined ? {} : { uid })).stdout.trim();
 
   beforeAll(async () => {
-    if (!existsSync(join(DIST, 'proxy/outbound/transparent-listener.js'))) throw new Error(`${DIST} is not built: run \`npx tsc -p tsconfig.build.json\` first`);
+    if (!existsSync(join(DIST, 'proxy/outbound/capture/transparent-listener.js'))) throw new Error(`${DIST} is not built: run \`npx tsc -p tsconfig.build.json\` first`);
     lab = await createNetnsLab();
     runId = lab.runId;
     app = await lab.addHost('app');

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2';
+import { CODE } from '../../common/error-codes.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import type { Sidecar } from '../../proxy/sidecar.js';
 import { allow, closeServer, echoServer, listenerPort, metricValue, policyOf, roundTrip, startClientSidecar, startServerSidecar } from './support/mesh.js';
@@ -120,7 +121,7 @@ describe('the tunnel port refuses', () => {
 
   it('a CONNECT for another service or an unknown port is refused with a reason', async () => {
     const id = await pki.issue('web', 'shop');
-    const status = (authority: string): Promise<number> =>
+    const refusal = (authority: string): Promise<IncomingHttpHeaders> =>
       new Promise((resolve) => {
         const session = h2connect(`https://127.0.0.1:${tunnelPort}`, {
           createConnection: () => tlsConnect({ host: '127.0.0.1', port: tunnelPort, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, cert: id.certChainPem, key: id.keyPem, ca: pki.bundlePem }),
@@ -130,11 +131,21 @@ describe('the tunnel port refuses', () => {
         stream.on('error', () => undefined);
         stream.on('response', (h) => {
           session.destroy();
-          resolve(Number(h[':status']));
+          resolve(h);
         });
       });
-    expect(await status('payments.shop:1234')).toBe(421);
-    expect(await status(`api.shop:1`)).toBe(404);
-    expect(await status('not-an-authority')).toBe(400);
+    // The status, the short reason peers and metrics know, and the registry code (common/error-codes.ts).
+    const expected: [string, number, string, string][] = [
+      ['payments.shop:1234', 421, 'misdirected', CODE.STREAM_MISDIRECTED],
+      ['api.shop:1', 404, 'unknown-port', CODE.STREAM_UNKNOWN_PORT],
+      ['not-an-authority', 400, 'bad-target', CODE.STREAM_BAD_TARGET],
+    ];
+    for (const [authority, status, reason, code] of expected) {
+      const h = await refusal(authority);
+      expect(Number(h[':status']), authority).toBe(status);
+      expect(h['trellis-reason'], authority).toBe(reason);
+      expect(h['trellis-error'], authority).toBe(code);
+      expect(h['trellis-correlation-id'], authority).toMatch(/\S/);
+    }
   });
 });

@@ -16,12 +16,14 @@
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { AppPort, InboundMode } from '../../../api/data-plane.js';
-import { TrellisError, describeError, isTrellisError } from '../../../common/errors.js';
+import { describeError, isTrellisError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../../core/original-dst.js';
 import { resetSocket, spliceSockets, type SocketSpliceHandle } from '../../core/socket-splice.js';
-import { definedOnly, listenOn } from '../../core/listen.js';
+import { closeWithGrace, listenForCapture } from '../../core/listen.js';
+import { CAPTURE_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 import type { CaptureMetrics, CaptureResult } from './capture-metrics.js';
 import { appLocalAddress, HANDOFF_SOURCE } from '../app-source.js';
 import { CODE } from '../../../common/error-codes.js';
@@ -37,11 +39,7 @@ export interface CaptureListenerLimits {
   readonly idleTimeoutMs: number;
 }
 
-export const DEFAULT_CAPTURE_LIMITS: CaptureListenerLimits = Object.freeze({
-  maxConnections: 4_096,
-  appConnectTimeoutMs: 5_000,
-  idleTimeoutMs: 60 * 60_000,
-});
+export const DEFAULT_CAPTURE_LIMITS: CaptureListenerLimits = CAPTURE_DEFAULTS;
 
 export interface CaptureListenerOptions {
   /** Default 0.0.0.0 (REDIRECT sends to the address of the interface the connection came in on). */
@@ -72,7 +70,7 @@ export interface CaptureListener {
 }
 
 export function createCaptureListener(options: CaptureListenerOptions): CaptureListener {
-  const limits: CaptureListenerLimits = Object.freeze({ ...DEFAULT_CAPTURE_LIMITS, ...definedOnly(options.limits ?? {}) });
+  const limits = withOverrides(DEFAULT_CAPTURE_LIMITS, options.limits);
   const readOriginalDst = options.originalDst ?? getSocketOriginalDst;
   const unavailable = options.unavailableReason ?? originalDstUnavailableReason;
   const source = options.handoffSource ?? HANDOFF_SOURCE;
@@ -86,52 +84,6 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
 
   const count = (result: CaptureResult): void => {
     metrics.connections.inc({ mode, result });
-  };
-
-  const handOff = (client: Socket, destination: OriginalDestination, correlationId: string, caller: string): void => {
-    const started = Date.now();
-    const declared = appPorts.get(destination.port);
-    const host = declared?.host ?? destination.address;
-    const localAddress = appLocalAddress(host, source);
-    const app = connect({ host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
-    client.pause();
-    const timer = setTimeout(() => app.destroy(new Error(`the app did not accept within ${limits.appConnectTimeoutMs} ms`)), limits.appConnectTimeoutMs);
-    const onClientGone = (): void => {
-      app.destroy();
-    };
-    client.once('close', onClientGone);
-    let spliced = false;
-    app.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (spliced) return; // the splice handles errors from here on
-      client.off('close', onClientGone);
-      count('app-unreachable');
-      log.warn({ correlationId, caller, port: destination.port, app: `${host}:${destination.port}`, code: err.code, err: err.message }, 'permissive inbound: the app did not accept a connection from outside the mesh');
-      resetSocket(client);
-    });
-    app.once('connect', () => {
-      spliced = true;
-      clearTimeout(timer);
-      client.off('close', onClientGone);
-      if (client.destroyed) {
-        app.destroy();
-        return;
-      }
-      count('passed');
-      const handle = spliceSockets(client, app, limits.idleTimeoutMs, (result) => {
-        handles.delete(handle);
-        metrics.bytes.inc({ flow: 'to_destination' }, app.bytesWritten);
-        metrics.bytes.inc({ flow: 'to_source' }, app.bytesRead);
-        if (options.accessLog) {
-          log.info(
-            { correlationId, direction: 'inbound', mode: 'permissive', caller, port: destination.port, result, bytesToDestination: app.bytesWritten, bytesToSource: app.bytesRead, durationMs: Date.now() - started },
-            'tcp from outside the mesh',
-          );
-        }
-      });
-      handles.add(handle);
-      client.resume();
-    });
   };
 
   server.on('connection', (client: Socket) => {
@@ -163,19 +115,13 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
       resetSocket(client);
       return;
     }
-    handOff(client, destination, correlationId, caller);
+    handOff(client, destination, correlationId, caller, { appPorts, source, limits, log, metrics, count, handles, accessLog: options.accessLog });
   });
 
   return {
     listen(): Promise<AddressInfo> {
-      const reason = unavailable();
-      if (reason !== null) return Promise.reject(new TrellisError(CODE.CAPTURE_UNAVAILABLE, `inbound capture is unavailable: ${reason}`, { side: 'input' }));
-      const host = options.address ?? '0.0.0.0';
-      const port = options.port ?? DEFAULT_INBOUND_CAPTURE_PORT;
-      return listenOn(server, host, port, 'inbound capture', log).then((bound) => {
-        log.info({ address: bound.address, port: bound.port, mode }, 'inbound capture listening');
-        return bound;
-      });
+      const bind = { host: options.address ?? '0.0.0.0', port: options.port ?? DEFAULT_INBOUND_CAPTURE_PORT };
+      return listenForCapture(server, bind, 'inbound capture', unavailable(), log, { mode });
     },
     setAppPorts(next: readonly AppPort[]): void {
       appPorts = portMap(next);
@@ -191,26 +137,76 @@ export function createCaptureListener(options: CaptureListenerOptions): CaptureL
       return sockets.size;
     },
     close(graceMs = 5_000): Promise<void> {
-      return new Promise((resolve) => {
-        const cutAll = (): void => {
-          for (const handle of [...handles]) handle.cut();
-          for (const socket of [...sockets]) resetSocket(socket);
-        };
-        const timer = setTimeout(cutAll, graceMs);
-        timer.unref();
-        if (!server.listening) {
-          clearTimeout(timer);
-          cutAll();
-          resolve();
-          return;
-        }
-        server.close(() => {
-          clearTimeout(timer);
-          resolve();
-        });
+      return closeWithGrace(server, graceMs, () => {
+        for (const handle of [...handles]) handle.cut();
+        for (const socket of [...sockets]) resetSocket(socket);
       });
     },
   };
+}
+
+
+/** What a hand-off needs of its listener. */
+interface HandOffContext {
+  readonly appPorts: ReadonlyMap<number, AppPort>;
+  readonly source: { readonly v4: string; readonly v6: string };
+  readonly limits: CaptureListenerLimits;
+  readonly log: CaptureListenerOptions['logger'];
+  readonly metrics: CaptureListenerOptions['metrics'];
+  readonly count: (result: CaptureResult) => void;
+  readonly handles: Set<SocketSpliceHandle>;
+  readonly accessLog: boolean | undefined;
+}
+
+/**
+ * Permissive mode: a plaintext connection from outside the mesh goes to the app port it was sent to (dialled
+ * from the hand-off source the redirect rules exempt), spliced once the app accepts, reset when it does not.
+ */
+function handOff(client: Socket, destination: OriginalDestination, correlationId: string, caller: string, ctx: HandOffContext): void {
+  const { appPorts, source, limits, log, metrics, count, handles } = ctx;
+  const started = Date.now();
+  const declared = appPorts.get(destination.port);
+  const host = declared?.host ?? destination.address;
+  const localAddress = appLocalAddress(host, source);
+  const app = connect({ host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
+  client.pause();
+  const timer = setTimeout(() => app.destroy(new Error(`the app did not accept within ${limits.appConnectTimeoutMs} ms`)), limits.appConnectTimeoutMs);
+  const onClientGone = (): void => {
+    app.destroy();
+  };
+  client.once('close', onClientGone);
+  let spliced = false;
+  app.once('error', (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    if (spliced) return; // the splice handles errors from here on
+    client.off('close', onClientGone);
+    count('app-unreachable');
+    log.warn({ correlationId, caller, port: destination.port, app: `${host}:${destination.port}`, code: err.code, err: err.message }, 'permissive inbound: the app did not accept a connection from outside the mesh');
+    resetSocket(client);
+  });
+  app.once('connect', () => {
+    spliced = true;
+    clearTimeout(timer);
+    client.off('close', onClientGone);
+    if (client.destroyed) {
+      app.destroy();
+      return;
+    }
+    count('passed');
+    const handle = spliceSockets(client, app, limits.idleTimeoutMs, (result) => {
+      handles.delete(handle);
+      metrics.bytes.inc({ flow: 'to_destination' }, app.bytesWritten);
+      metrics.bytes.inc({ flow: 'to_source' }, app.bytesRead);
+      if (ctx.accessLog) {
+        log.info(
+          { correlationId, direction: 'inbound', mode: 'permissive', caller, port: destination.port, result, bytesToDestination: app.bytesWritten, bytesToSource: app.bytesRead, durationMs: Date.now() - started },
+          'tcp from outside the mesh',
+        );
+      }
+    });
+    handles.add(handle);
+    client.resume();
+  });
 }
 
 function portMap(appPorts: readonly AppPort[]): ReadonlyMap<number, AppPort> {

@@ -18,14 +18,15 @@ export interface InboundRequestRecord {
   readonly started: number;
 }
 
-export function recordInboundRequest(deps: InboundHttpDeps, r: InboundRequestRecord): void {
+export function recordInboundRequest(deps: InboundHttpDeps, r: InboundRequestRecord, grpc?: { readonly status: string; readonly method: string }): void {
   const seconds = (performance.now() - r.started) / 1000;
   const source = serviceLabel(r.peer);
   const destination = serviceLabel(r.local);
   deps.httpMetrics.record('inbound', source, destination, r.status, seconds);
+  if (grpc !== undefined) deps.httpMetrics.recordGrpc?.('inbound', source, destination, grpc.method, grpc.status, seconds);
   if (deps.accessLog) {
     deps.logger.info(
-      { direction: 'inbound', correlationId: r.correlationId, source, destination, method: r.method, path: r.path, status: r.status, code: r.code, ms: Math.round(seconds * 1000) },
+      { direction: 'inbound', correlationId: r.correlationId, source, destination, method: r.method, path: r.path, status: r.status, code: r.code, grpcStatus: grpc?.status, ms: Math.round(seconds * 1000) },
       'http access',
     );
   }

@@ -9,6 +9,8 @@
 import { Agent } from 'node:http';
 import type { AppPort } from '../../../api/data-plane.js';
 import { HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
+import { APP_POOL_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 
 export interface AppPoolLimits {
   /** Concurrent connections to one app port; more requests wait for a free one. */
@@ -27,15 +29,7 @@ export interface AppPoolLimits {
   readonly maxHeaderBytes: number;
 }
 
-export const DEFAULT_APP_POOL_LIMITS: AppPoolLimits = Object.freeze({
-  maxSocketsPerPort: 256,
-  maxIdleSocketsPerPort: 64,
-  idleTimeoutMs: 30_000,
-  maxPendingPerPort: 1_024,
-  connectTimeoutMs: 5_000,
-  requestIdleTimeoutMs: 300_000,
-  maxHeaderBytes: 16 * 1024,
-});
+export const DEFAULT_APP_POOL_LIMITS: AppPoolLimits = APP_POOL_DEFAULTS;
 
 export class AppHttpPool {
   readonly agent: Agent;
@@ -83,9 +77,7 @@ export class AppHttpPools {
   private readonly pools = new Map<string, AppHttpPool>();
 
   constructor(limits: Partial<AppPoolLimits> = {}) {
-    const merged: Record<string, number> = { ...DEFAULT_APP_POOL_LIMITS };
-    for (const [name, value] of Object.entries(limits)) if (value !== undefined) merged[name] = value;
-    this.limits = Object.freeze(merged as unknown as AppPoolLimits);
+    this.limits = withOverrides(DEFAULT_APP_POOL_LIMITS, limits);
   }
 
   for(appPort: AppPort): AppHttpPool {

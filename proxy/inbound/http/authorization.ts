@@ -1,8 +1,7 @@
 /**
  * Authorization of one HTTP request (or tunnelled upgrade) at the inbound sidecar, before the app sees a
- * byte: the path is normalised the way the policy matches it, the policy is asked, and every denial,
- * enforced or dry-run, is counted (`trellis_policy_denials_total`) and logged with the deciding policy and rule,
- * at a bounded rate (log-sampler.ts: the first per caller and rule at once, then a count per interval).
+ * byte: the path is normalised the way the policy matches it, then inbound/authorize.ts asks the policy and
+ * counts and logs any denial, as it does for TCP streams.
  *
  * The path policy (as Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action): dot
  * segments resolved, slashes merged, escapes of unreserved characters decoded, other escapes uppercased;
@@ -17,20 +16,19 @@ import { DEFAULT_UPGRADE_PROTOCOLS } from '../../http/upgrade-rules.js';
 import type { AuthorizationRequest, Decision } from '../../../policy/types.js';
 import { DEFAULT_LIMITS } from '../../core/limits.js';
 import { LogSampler } from '../../core/log-sampler.js';
-import { serviceLabel } from '../../core/peer-identity.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { authorizeInbound, type AuthorizationSinks } from '../authorize.js';
 import type { InboundHttpContext, InboundHttpDeps } from './context.js';
 
 /** One sampler per inbound HTTP path (its deps are built once per sidecar), made at its first denial. */
-const denialLogs = new WeakMap<InboundHttpDeps, LogSampler>();
+const sinks = new WeakMap<InboundHttpDeps, AuthorizationSinks>();
 
-function denialLog(deps: InboundHttpDeps): LogSampler {
-  let log = denialLogs.get(deps);
-  if (log === undefined) {
-    log = new LogSampler(deps.logger, DEFAULT_LIMITS.denialLogIntervalMs);
-    denialLogs.set(deps, log);
+function sinksOf(deps: InboundHttpDeps): AuthorizationSinks {
+  let out = sinks.get(deps);
+  if (out === undefined) {
+    out = { metrics: deps.metrics, denialLog: new LogSampler(deps.logger, DEFAULT_LIMITS.denialLogIntervalMs) };
+    sinks.set(deps, out);
   }
-  return log;
+  return out;
 }
 
 /** A port's HTTP options with every default filled in, frozen; what the inbound reads per request. */
@@ -82,35 +80,5 @@ export function httpAuthorizationRequest(ctx: InboundHttpContext, method: string
 }
 
 export function authorizeHttp(ctx: InboundHttpContext, request: AuthorizationRequest, correlationId: string): Decision {
-  const decision = ctx.state.policy.evaluate(request);
-  if (!decision.allowed || !decision.enforced) {
-    const source = serviceLabel(ctx.peer);
-    const destination = serviceLabel(ctx.state.local);
-    const enforced = !decision.allowed;
-    ctx.deps.metrics.policyDenials.inc({
-      source,
-      destination,
-      policy: decision.policy ?? 'default-deny',
-      rule: decision.rule === null ? '' : String(decision.rule),
-      enforced: enforced ? 'true' : 'false',
-    });
-    const decidedBy = deciderOf(decision);
-    denialLog(ctx.deps).warn(
-      `${ctx.peer.spiffeId}|${decidedBy}|${enforced ? 'enforced' : 'dry-run'}`,
-      {
-        correlationId,
-        source: ctx.peer.spiffeId,
-        destination,
-        method: request.http?.method,
-        path: request.http?.path,
-        policy: decision.policy,
-        rule: decision.rule,
-        decidedBy,
-        reason: decision.reason,
-        enforced,
-      },
-      enforced ? 'HTTP request denied by policy' : 'dry-run policy would deny HTTP request',
-    );
-  }
-  return decision;
+  return authorizeInbound(sinksOf(ctx.deps), ctx.peer, ctx.state.policy, request, correlationId);
 }

@@ -8,7 +8,7 @@ import type { AppPort } from '../../../api/data-plane.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import type { HttpMetrics } from '../../http/metrics.js';
 import type { VerifiedPeer } from '../../core/peer-identity.js';
-import type { TrackedStream } from '../tcp/connect-stream.js';
+import type { TrackedStream } from '../authorize.js';
 import type { InboundState } from '../inbound-state.js';
 import type { AppHttpPools } from './app-pool.js';
 import type { AppDialSource } from '../app-source.js';

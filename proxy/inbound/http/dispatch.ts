@@ -10,14 +10,16 @@ import type { AppPort } from '../../../api/data-plane.js';
 import type { HttpMetrics } from '../../http/metrics.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import type { VerifiedPeer } from '../../core/peer-identity.js';
-import type { TrackedStream } from '../tcp/connect-stream.js';
+import type { TrackedStream } from '../authorize.js';
 import type { InboundState } from '../inbound-state.js';
 import { AppHttpPools, type AppPoolLimits } from './app-pool.js';
 import type { InboundHttpDeps } from './context.js';
 import { handleInboundHttpStream } from './request-stream.js';
 import { InboundLane } from './lane.js';
 import type { AppDialSource } from '../app-source.js';
-import { LANE_HEADER, LANE_HTTP1 } from '../../core/tunnel-protocol.js';
+import { APP_PROTOCOL_H2, APP_PROTOCOL_HEADER, LANE_HEADER, LANE_HTTP1 } from '../../core/tunnel-protocol.js';
+import { DEFAULT_H2C_POOL_LIMITS, H2cAppPools, type H2cPoolLimits } from '../http2/h2c-pool.js';
+import { handleInboundH2Stream } from '../http2/request-stream.js';
 
 export interface InboundHttpOptions {
   readonly metrics: ProxyMetrics;
@@ -37,6 +39,8 @@ export interface InboundHttpOptions {
   readonly track?: (entry: TrackedStream) => () => void;
   /** In transparent capture: where apps off loopback are dialled from (app-source.ts). */
   readonly appSource?: AppDialSource;
+  /** HTTP/2 (h2c) connections to apps on http2/grpc ports (inbound/http2/h2c-pool.ts). */
+  readonly h2cPool?: Partial<H2cPoolLimits>;
 }
 
 export interface InboundHttp {
@@ -70,9 +74,15 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     appSource: options.appSource,
     lanes: new Set<{ drain(): void }>(),
   });
+  const h2cPools = new H2cAppPools({ ...DEFAULT_H2C_POOL_LIMITS, ...options.h2cPool }, options.appSource);
   return Object.freeze({
     pools,
     dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: VerifiedPeer, appPort: AppPort, state: InboundState, current?: () => InboundState): void {
+      // HTTP/2 to the app: always on http2/grpc ports, on `http` ports when the caller spoke HTTP/2.
+      if (appPort.protocol !== 'http' || headers[APP_PROTOCOL_HEADER] === APP_PROTOCOL_H2) {
+        handleInboundH2Stream(stream, headers, { peer, state, appPort, deps }, h2cPools);
+        return;
+      }
       if (headers[':method'] === 'CONNECT' && headers[LANE_HEADER] === LANE_HTTP1) {
         new InboundLane(stream, peer, appPort, current ?? (() => state), deps);
         return;
@@ -87,6 +97,7 @@ export function createInboundHttp(options: InboundHttpOptions): InboundHttp {
     },
     close(): void {
       pools.close();
+      h2cPools.close();
     },
   });
 }

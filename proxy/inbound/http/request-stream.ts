@@ -18,11 +18,11 @@ import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } fro
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { DENIED_BY_HEADER } from '../../core/tunnel-protocol.js';
-import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1ResponseToH2, h2RequestToH1, responseHasNoBody, REQUEST_ID_HEADER } from '../../http/header-rules.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1ResponseToH2, h2RequestToH1, isMeshHeader, responseHasNoBody, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './authorization.js';
 import type { InboundHttpContext } from './context.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import type { AppHttpPool } from './app-pool.js';
 import { handleInboundUpgradeStream } from './upgrade.js';
 import { appLocalAddress } from '../app-source.js';
@@ -222,7 +222,7 @@ function sendTrailers(stream: ServerHttp2Stream, res: IncomingMessage): void {
   const out: Record<string, string> = {};
   for (const name in res.trailers) {
     const value = res.trailers[name];
-    if (typeof value === 'string' && !name.startsWith('trellis-')) out[name] = value;
+    if (typeof value === 'string' && !isMeshHeader(name)) out[name] = value;
   }
   if (!stream.destroyed) stream.sendTrailers(out);
 }

@@ -15,7 +15,8 @@
  * is relayed with `Connection: close` and the stream ends: a caller cannot slip further requests past
  * authorization on a tunnel that never upgraded.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
+import { createServer, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
+import type { AuthorizationRequest } from '../../../policy/types.js';
 import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
@@ -23,12 +24,12 @@ import { serviceLabel } from '../../core/peer-identity.js';
 import { splice } from '../../core/splice.js';
 import { closeStream } from '../../core/stream-reset.js';
 import { DENIED_BY_HEADER } from '../../core/tunnel-protocol.js';
-import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, MESH_HEADER_PREFIX, REQUEST_ID_HEADER } from '../../http/header-rules.js';
+import { acceptableRequestId, CLIENT_CERT_HEADER, connectionTokenList, forbiddenConnectionToken, isConnectionField, isFramingField, isMeshHeader, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import { switchAccepted, upgradeRequestProblem } from '../../http/upgrade-rules.js';
 import { appFailure, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appHttpOptions, authorizeHttp, forwardTarget, httpAuthorizationRequest } from './authorization.js';
 import type { InboundHttpContext } from './context.js';
-import { deciderOf } from '../tcp/stream-refusal.js';
+import { deciderOf } from '../authorize.js';
 import { appLocalAddress } from '../app-source.js';
 
 const CRLF = '\r\n';
@@ -81,32 +82,14 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
   const { ctx } = state;
   const method = req.method ?? 'GET';
   state.method = method;
-  const named = forbiddenConnectionToken(connectionTokenList(req.headers.connection), false);
-  if (named !== undefined) {
-    answer(stream, state, new HttpFailure(HTTP_FAILURES.badRequest, `Connection names ${named}`));
+  const judged = judgeUpgrade(req, method, state);
+  if (!judged.allowed) {
+    answer(stream, state, judged.failure, judged.decidedBy);
     return;
   }
-  const options = appHttpOptions(ctx.appPort);
-  const upgradeProblem = upgradeRequestProblem(req.headers.upgrade, req.headers['http2-settings'] !== undefined, options.upgradeProtocols);
-  if (upgradeProblem !== undefined) {
-    answer(stream, state, new HttpFailure(HTTP_FAILURES.upgradeRefused, upgradeProblem));
-    return;
-  }
-  const targets = forwardTarget(method, req.url ?? '', options);
-  if (targets === null) {
-    answer(stream, state, new HttpFailure(HTTP_FAILURES.badPath));
-    return;
-  }
-  state.path = targets.policyPath;
-  const authz = httpAuthorizationRequest(ctx, method, targets.policyPath);
-  const decision = authorizeHttp(ctx, authz, state.correlationId);
-  if (!decision.allowed) {
-    const detail = `${decision.reason} (${deciderOf(decision)})`;
-    answer(stream, state, new HttpFailure(HTTP_FAILURES.denied, detail), deciderOf(decision));
-    return;
-  }
+  const { targets, authz } = judged;
   const headers: OutgoingHttpHeaders = {};
-  for (const name in req.headers) if (!name.startsWith(MESH_HEADER_PREFIX)) headers[name] = req.headers[name];
+  for (const name in req.headers) if (!isMeshHeader(name)) headers[name] = req.headers[name];
   headers[REQUEST_ID_HEADER] = state.correlationId;
   headers[CLIENT_CERT_HEADER] = `URI=${ctx.peer.spiffeId}`;
   const appReq = httpRequest({
@@ -132,6 +115,16 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     if (!stream.headersSent) answer(stream, state, appFailure(err, timedOut, connected));
     else closeStream(stream, h2.NGHTTP2_INTERNAL_ERROR);
   });
+  relayAppAnswer(appReq, req, head, stream, state, authz);
+  appReq.end();
+}
+
+/**
+ * The app's answer: a 101 to a requested protocol turns the stream into a byte pipe (re-judged when the
+ * policy changes); any other answer is relayed close-delimited and the stream ends.
+ */
+function relayAppAnswer(appReq: ClientRequest, req: IncomingMessage, head: Buffer, stream: ServerHttp2Stream, state: UpgradeState, authz: AuthorizationRequest): void {
+  const { ctx } = state;
   appReq.once('upgrade', (res: IncomingMessage, appSocket: Socket, appHead: Buffer) => {
     appSocket.setTimeout(0);
     appSocket.setNoDelay(true);
@@ -173,7 +166,30 @@ function onUpgradeHead(req: IncomingMessage, socket: Socket, head: Buffer): void
     res.on('error', noop);
     res.pipe(stream);
   });
-  appReq.end();
+}
+
+type UpgradeJudgement =
+  | { readonly allowed: false; readonly failure: HttpFailure; readonly decidedBy?: string }
+  | { readonly allowed: true; readonly targets: { readonly policyPath: string; readonly forwardPath: string }; readonly authz: AuthorizationRequest };
+
+/** The rules every request meets (Connection, the upgrade rule, the path policy), then the policy in force. */
+function judgeUpgrade(req: IncomingMessage, method: string, state: UpgradeState): UpgradeJudgement {
+  const { ctx } = state;
+  const named = forbiddenConnectionToken(connectionTokenList(req.headers.connection), false);
+  if (named !== undefined) return { allowed: false, failure: new HttpFailure(HTTP_FAILURES.badRequest, `Connection names ${named}`) };
+  const options = appHttpOptions(ctx.appPort);
+  const upgradeProblem = upgradeRequestProblem(req.headers.upgrade, req.headers['http2-settings'] !== undefined, options.upgradeProtocols);
+  if (upgradeProblem !== undefined) return { allowed: false, failure: new HttpFailure(HTTP_FAILURES.upgradeRefused, upgradeProblem) };
+  const targets = forwardTarget(method, req.url ?? '', options);
+  if (targets === null) return { allowed: false, failure: new HttpFailure(HTTP_FAILURES.badPath) };
+  state.path = targets.policyPath;
+  const authz = httpAuthorizationRequest(ctx, method, targets.policyPath);
+  const decision = authorizeHttp(ctx, authz, state.correlationId);
+  if (!decision.allowed) {
+    const decidedBy = deciderOf(decision);
+    return { allowed: false, failure: new HttpFailure(HTTP_FAILURES.denied, `${decision.reason} (${decidedBy})`), decidedBy };
+  }
+  return { allowed: true, targets, authz };
 }
 
 /** A status line and header block for the raw tunnel; `declined` answers get close-delimited framing. */
@@ -184,7 +200,7 @@ function statusHead(res: IncomingMessage, declined: boolean): string {
     const name = raw[i] as string;
     if (declined) {
       const lower = name.toLowerCase();
-      if (lower === 'connection' || lower === 'keep-alive' || lower === 'transfer-encoding' || lower === 'content-length') continue;
+      if (isConnectionField(lower) || isFramingField(lower)) continue;
     }
     text += `${name}: ${raw[i + 1] as string}${CRLF}`;
   }

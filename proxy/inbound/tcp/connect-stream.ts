@@ -7,23 +7,19 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Logger } from 'pino';
 import type { AppPort } from '../../../api/data-plane.js';
-import type { AuthorizationRequest } from '../../../policy/types.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import type { ProxyLimits } from '../../core/limits.js';
 import type { LogSampler } from '../../core/log-sampler.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import { serviceLabel, type VerifiedPeer } from '../../core/peer-identity.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.js';
-import { STATUS_BAD_GATEWAY, STATUS_FORBIDDEN, STATUS_GATEWAY_TIMEOUT, STATUS_OK, STATUS_UNAVAILABLE } from '../../core/tunnel-protocol.js';
+import { STATUS_OK } from '../../core/tunnel-protocol.js';
+import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
 import type { InboundState } from '../inbound-state.js';
 import { appLocalAddress, type AppDialSource } from '../app-source.js';
-import { deciderOf, refuseStream } from './stream-refusal.js';
-
-/** An open stream the tunnel server tracks, so a policy change can re-judge it and shutdown can cut it. */
-export interface TrackedStream {
-  readonly request: AuthorizationRequest;
-  cut(reason: string): void;
-}
+import { refuseStream } from './stream-refusal.js';
+import { authorizeInbound, deciderOf, type TrackedStream } from '../authorize.js';
+import type { AuthorizationRequest } from '../../../policy/types.js';
 
 export interface ConnectStreamDeps {
   readonly limits: ProxyLimits;
@@ -42,16 +38,11 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   const source = serviceLabel(peer);
   const destination = serviceLabel(state.local);
   const request: AuthorizationRequest = { source: peer, destination: state.local, protocol: 'tcp' };
-  const decision = state.policy.evaluate(request);
+  const decision = authorizeInbound(deps, peer, state.policy, request, correlationId, appPort.port);
   const decider = deciderOf(decision);
-  if (!decision.allowed || !decision.enforced) {
-    const rule = decision.rule === null ? '' : String(decision.rule);
-    deps.metrics.policyDenials.inc({ source, destination, policy: decision.policy ?? 'default-deny', rule, enforced: decision.allowed ? 'false' : 'true' });
-    deps.denialLog.warn(`${peer.spiffeId}|${decider}|${decision.allowed ? 'dry-run' : 'enforced'}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, decidedBy: decider, enforced: !decision.allowed, reason: decision.reason }, decision.allowed ? 'dry-run policy would deny TCP stream' : 'TCP stream denied by policy');
-  }
   if (!decision.allowed) {
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: 'denied' });
-    refuseStream(stream, { status: STATUS_FORBIDDEN, reason: 'policy-denied', message: `denied by ${decider}`, deniedBy: decider }, correlationId);
+    refuseStream(stream, STREAM_REFUSALS.policyDenied, `${decision.reason} (${decider})`, correlationId, decider);
     return;
   }
 
@@ -63,14 +54,15 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   let untrack: (() => void) | undefined;
   const connectTimer = setTimeout(() => {
     app.destroy();
-    finishEarly(STATUS_GATEWAY_TIMEOUT, 'app-connect-timeout', `the app did not accept within ${deps.limits.appConnectTimeoutMs} ms`);
+    finishEarly(STREAM_REFUSALS.appConnectTimeout, `the app did not accept within ${deps.limits.appConnectTimeoutMs} ms`);
   }, deps.limits.appConnectTimeoutMs);
 
-  const finishEarly = (status: number, reason: string, message: string): void => {
+  const finishEarly = (kind: HttpFailureKind, message: string): void => {
     clearTimeout(connectTimer);
+    const reason = streamReason(kind);
     deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: reason });
     deps.denialLog.warn(`${peer.spiffeId}|${reason}|${appPort.port}`, { correlationId, source: peer.spiffeId, destination, port: appPort.port, reason }, `TCP stream not delivered: ${message}`);
-    refuseStream(stream, { status, reason, message }, correlationId);
+    refuseStream(stream, kind, message, correlationId);
   };
 
   // The caller gave up before the app answered: drop the half-made app connection.
@@ -99,7 +91,7 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
   app.once('error', (err: NodeJS.ErrnoException) => {
     if (connected) return;
     const refused = err.code === 'ECONNREFUSED';
-    finishEarly(refused ? STATUS_UNAVAILABLE : STATUS_BAD_GATEWAY, refused ? 'app-refused' : 'app-unreachable', `cannot connect to the app on ${appPort.host}:${appPort.port}: ${err.code ?? err.message}`);
+    finishEarly(refused ? STREAM_REFUSALS.appRefused : STREAM_REFUSALS.appUnreachable, `cannot connect to the app on ${appPort.host}:${appPort.port}: ${err.code ?? err.message}`);
   });
 
   let cutReason: string | undefined;
@@ -110,15 +102,25 @@ export function handleConnectStream(stream: ServerHttp2Stream, peer: VerifiedPee
 
   const onEnd = (result: SpliceResult): void => {
     untrack?.();
-    deps.metrics.tcpActive.dec({ direction: 'inbound' });
-    const toDestination = app.bytesWritten;
-    const toSource = app.bytesRead;
     const outcome = result === 'cut' ? (cutReason ?? 'cut') : result;
-    deps.metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: outcome });
-    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
-    deps.metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
-    if (deps.accessLog) {
-      deps.logger.info({ correlationId, direction: 'inbound', source: peer.spiffeId, destination, port: appPort.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - started, decidedBy: decider }, 'tcp');
-    }
+    recordEnd(deps, { correlationId, peer, source, destination, port: appPort.port, app, outcome, started, decidedBy: decider });
   };
+}
+
+/** Metrics and the access line of a delivered stream, once, when both sides are done. */
+function recordEnd(
+  deps: ConnectStreamDeps,
+  e: { correlationId: string; peer: VerifiedPeer; source: string; destination: string; port: number; app: Socket; outcome: string; started: number; decidedBy: string },
+): void {
+  const { metrics } = deps;
+  const { source, destination, outcome } = e;
+  metrics.tcpActive.dec({ direction: 'inbound' });
+  const toDestination = e.app.bytesWritten;
+  const toSource = e.app.bytesRead;
+  metrics.tcpConnections.inc({ direction: 'inbound', source, destination, result: outcome });
+  metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
+  metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
+  if (deps.accessLog) {
+    deps.logger.info({ correlationId: e.correlationId, direction: 'inbound', source: e.peer.spiffeId, destination, port: e.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - e.started, decidedBy: e.decidedBy }, 'tcp');
+  }
 }

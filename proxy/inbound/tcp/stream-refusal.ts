@@ -1,44 +1,24 @@
 /**
- * The one place the inbound tunnel turns a refusal or a failure of a stream into what the peer sees:
- * a status, a short reason, a correlation id, and (for policy denials) the deciding policy and rule.
- * Every peer here is authenticated (the handshake required a verified mesh certificate), so the policy
- * name may be disclosed; the body stays one short line.
+ * Refusing a tunnel stream before any app byte moved: a status, a stable code and its short reason, a
+ * correlation id, and (for policy denials) the deciding policy and rule. The answer's shape comes from the
+ * one translation of errors into what a peer sees (http/errors.ts); this adds only the stream handling.
  */
 import type { ServerHttp2Stream } from 'node:http2';
-import { CORRELATION_HEADER, DENIED_BY_HEADER, REASON_HEADER } from '../../core/tunnel-protocol.js';
+import { failureBody, HttpFailure, streamRefusalHeaders, type HttpFailureKind } from '../../http/errors.js';
 
-export interface Refusal {
-  readonly status: number;
-  /** Stable, short, machine-readable (`policy-denied`, `app-unreachable`, `unknown-port`, ...). */
-  readonly reason: string;
-  readonly message: string;
-  readonly deniedBy?: string;
-}
-
-export function refuseStream(stream: ServerHttp2Stream, refusal: Refusal, correlationId: string): void {
+export function refuseStream(stream: ServerHttp2Stream, kind: HttpFailureKind, detail: string, correlationId: string, deniedBy?: string): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
     stream.close();
     return;
   }
-  const headers: Record<string, string | number> = {
-    ':status': refusal.status,
-    'content-type': 'text/plain; charset=utf-8',
-    [REASON_HEADER]: refusal.reason,
-    [CORRELATION_HEADER]: correlationId,
-  };
-  if (refusal.deniedBy !== undefined) headers[DENIED_BY_HEADER] = refusal.deniedBy;
+  const failure = new HttpFailure(kind, detail);
+  const body = failureBody(failure, correlationId);
   try {
-    stream.respond(headers);
-    stream.end(`${refusal.message} (correlation id ${correlationId})\n`);
+    stream.respond(streamRefusalHeaders(failure, correlationId, body, deniedBy));
+    stream.end(body);
   } catch {
     // The peer reset the stream between our check and the write: nothing left to tell it.
     if (!stream.destroyed) stream.destroy();
   }
-}
-
-/** `<namespace>/<policy>#<rule>`, or `default-deny` when no rule matched. */
-export function deciderOf(decision: { readonly policy: string | null; readonly rule: number | null }): string {
-  if (decision.policy === null) return 'default-deny';
-  return decision.rule === null ? decision.policy : `${decision.policy}#${decision.rule}`;
 }

@@ -28,24 +28,20 @@ import { LogSampler } from '../../core/log-sampler.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import { checkPeer, type VerifiedPeer } from '../../core/peer-identity.js';
 import { buildTlsMaterial, type TlsMaterial } from '../../core/tls-material.js';
-import {
-  STATUS_BAD_REQUEST,
-  STATUS_MISDIRECTED,
-  STATUS_NOT_FOUND,
-  STATUS_NOT_IMPLEMENTED,
-  TARGET_HEADER,
-  TUNNEL_ALPN,
-} from '../../core/tunnel-protocol.js';
-import { handleConnectStream, type TrackedStream } from '../tcp/connect-stream.js';
+import { TARGET_HEADER, TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
+import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
+import { handleConnectStream } from '../tcp/connect-stream.js';
 import type { InboundState } from '../inbound-state.js';
 import { closeRevokedSessions, isRevokedPeer } from './revoked-peers.js';
-import { deciderOf, refuseStream } from '../tcp/stream-refusal.js';
+import { refuseStream } from '../tcp/stream-refusal.js';
+import { deciderOf, type TrackedStream } from '../authorize.js';
 import type { AppDialSource } from '../app-source.js';
 import { handshakeFailureReason } from './handshake-failure.js';
 import { HandshakePool, sourceAddress } from './handshake-pool.js';
 import { SessionAdmission } from './session-admission.js';
 import { SessionGuards, type GuardReason } from './session-guard.js';
 import { CODE } from '../../../common/error-codes.js';
+import { isHttpFamily } from '../../../api/port-protocol.js';
 
 /** Hands a non-CONNECT stream (an HTTP request for an `http` app port) to the HTTP path. */
 export type InboundHttpDispatch = (
@@ -329,21 +325,21 @@ export class TunnelServer {
     const target = isConnect ? headers[':authority'] : headers[TARGET_HEADER];
     const destination = parseAuthority(typeof target === 'string' ? target : undefined);
     if (destination === undefined) {
-      this.refuse(stream, peer, STATUS_BAD_REQUEST, 'bad-target', isConnect ? 'CONNECT :authority must be <service>.<namespace>:<port>' : `HTTP requests on the tunnel need a ${TARGET_HEADER}: <service>.<namespace>:<port> header`);
+      this.refuse(stream, peer, STREAM_REFUSALS.badTarget, isConnect ? 'CONNECT :authority must be <service>.<namespace>:<port>' : `HTTP requests on the tunnel need a ${TARGET_HEADER}: <service>.<namespace>:<port> header`);
       return;
     }
     if (destination.service !== state.local.service || destination.namespace !== state.local.namespace) {
-      this.refuse(stream, peer, STATUS_MISDIRECTED, 'misdirected', `this sidecar serves ${state.local.namespace}/${state.local.service}, not ${destination.namespace}/${destination.service}`);
+      this.refuse(stream, peer, STREAM_REFUSALS.misdirected, `this sidecar serves ${state.local.namespace}/${state.local.service}, not ${destination.namespace}/${destination.service}`);
       return;
     }
     const appPort = state.appPorts.get(destination.port);
     if (appPort === undefined) {
-      this.refuse(stream, peer, STATUS_NOT_FOUND, 'unknown-port', `${state.local.namespace}/${state.local.service} has no app port ${destination.port}`);
+      this.refuse(stream, peer, STREAM_REFUSALS.unknownPort, `${state.local.namespace}/${state.local.service} has no app port ${destination.port}`);
       return;
     }
     // An `http` port gets everything from the HTTP path, CONNECT included: there CONNECT carries a tunnelled
     // upgrade, which is authorized by method and path like any request.
-    if (appPort.protocol === 'http' && this.options.http !== undefined) {
+    if (isHttpFamily(appPort.protocol) && this.options.http !== undefined) {
       this.options.http(stream, headers, peer, appPort, state, this.currentState);
       return;
     }
@@ -359,14 +355,15 @@ export class TunnelServer {
       });
       return;
     }
-    this.refuse(stream, peer, STATUS_NOT_IMPLEMENTED, 'http-not-supported', appPort.protocol === 'http' ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
+    this.refuse(stream, peer, STREAM_REFUSALS.httpNotSupported, isHttpFamily(appPort.protocol) ? 'this sidecar has no HTTP path' : `app port ${appPort.port} is declared tcp: use CONNECT`);
   }
 
-  private refuse(stream: ServerHttp2Stream, peer: VerifiedPeer, status: number, reason: string, message: string): void {
+  private refuse(stream: ServerHttp2Stream, peer: VerifiedPeer, kind: HttpFailureKind, message: string): void {
+    const reason = streamReason(kind);
     this.options.metrics.tunnelErrors.inc({ direction: 'inbound', reason });
     const correlationId = nextCorrelationId();
     this.refusals.warn(`${reason}|${peer.spiffeId}`, { correlationId, source: peer.spiffeId, reason }, `tunnel stream refused: ${message}`);
-    refuseStream(stream, { status, reason, message }, correlationId);
+    refuseStream(stream, kind, message, correlationId);
   }
 
   private onHandshakeError(err: NodeJS.ErrnoException, socket: TLSSocket): void {

@@ -16,17 +16,20 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { UpstreamService } from '../../../api/data-plane.js';
-import { TrellisError, describeError, isTrellisError } from '../../../common/errors.js';
+import { describeError, isTrellisError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { getSocketOriginalDst, originalDstUnavailableReason, type OriginalDestination } from '../../core/original-dst.js';
 import { resetSocket } from '../../core/socket-splice.js';
-import { definedOnly, listenOn } from '../../core/listen.js';
+import { closeWithGrace, listenForCapture } from '../../core/listen.js';
+import { TRANSPARENT_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 import type { OutboundRoute } from '../route.js';
 import { buildTransparentIndex, type TransparentIndex } from './destination-index.js';
 import type { TransparentMetrics } from './transparent-metrics.js';
 import { passThrough } from './passthrough.js';
 import { CODE } from '../../../common/error-codes.js';
+import { isHttpFamily } from '../../../api/port-protocol.js';
 
 /** What happens to a captured connection whose destination is not a mesh service. */
 export type OutsideMeshPolicy = 'passthrough' | 'refuse';
@@ -42,11 +45,7 @@ export interface TransparentListenerLimits {
   readonly idleTimeoutMs: number;
 }
 
-export const DEFAULT_TRANSPARENT_LIMITS: TransparentListenerLimits = Object.freeze({
-  maxConnections: 16_384,
-  connectTimeoutMs: 10_000,
-  idleTimeoutMs: 60 * 60_000,
-});
+export const DEFAULT_TRANSPARENT_LIMITS: TransparentListenerLimits = TRANSPARENT_DEFAULTS;
 
 export interface TransparentListenerOptions {
   /** Default 0.0.0.0; `::` for dual stack (IPv4 clients are looked up in the IPv4 table). */
@@ -84,7 +83,7 @@ export interface TransparentListener {
 }
 
 export function createTransparentListener(options: TransparentListenerOptions): TransparentListener {
-  const limits: TransparentListenerLimits = Object.freeze({ ...DEFAULT_TRANSPARENT_LIMITS, ...definedOnly(options.limits ?? {}) });
+  const limits = withOverrides(DEFAULT_TRANSPARENT_LIMITS, options.limits);
   const readOriginalDst = options.originalDst ?? getSocketOriginalDst;
   const unavailable = options.unavailableReason ?? originalDstUnavailableReason;
   const log = options.logger;
@@ -99,7 +98,7 @@ export function createTransparentListener(options: TransparentListenerOptions): 
   };
   const server: Server = createServer({ allowHalfOpen: true, noDelay: true });
 
-  const refuse = (socket: Socket, result: 'refused-outside-mesh' | 'not-redirected' | 'original-dst-failed' | 'max-connections', fields: Record<string, unknown>, message: string): void => {
+  const refuse: Refuse = (socket, result, fields, message) => {
     metrics.connections.inc({ result, destination: 'outside-mesh' });
     log.warn({ result, ...fields }, message);
     resetSocket(socket);
@@ -113,22 +112,12 @@ export function createTransparentListener(options: TransparentListenerOptions): 
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    let destination: OriginalDestination;
-    try {
-      destination = readOriginalDst(socket);
-    } catch (err) {
-      const code = isTrellisError(err) ? err.code : CODE.CAPTURE_ORIGINAL_DST_FAILED;
-      if (code === CODE.CAPTURE_NOT_REDIRECTED) {
-        refuse(socket, 'not-redirected', { code, client: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection to the outbound capture port itself refused: it was not redirected, so it has no destination');
-      } else {
-        refuse(socket, 'original-dst-failed', { code, err: describeError(err) }, 'captured connection reset: its original destination cannot be read');
-      }
-      return;
-    }
+    const destination = originalDestination(socket, readOriginalDst, refuse);
+    if (destination === undefined) return;
     const route = index.lookup(destination.address, destination.port);
     if (route !== undefined) {
       metrics.connections.inc({ result: 'mesh', destination: `${route.namespace}/${route.service}` });
-      if (route.protocol === 'http' && options.forwardHttp !== undefined) options.forwardHttp(socket, route);
+      if (isHttpFamily(route.protocol) && options.forwardHttp !== undefined) options.forwardHttp(socket, route);
       else options.forwardTcp(socket, route);
       return;
     }
@@ -143,16 +132,8 @@ export function createTransparentListener(options: TransparentListenerOptions): 
 
   return {
     listen(): Promise<AddressInfo> {
-      const reason = unavailable();
-      if (reason !== null) {
-        return Promise.reject(new TrellisError(CODE.CAPTURE_UNAVAILABLE, `transparent capture is unavailable: ${reason}`, { side: 'input' }));
-      }
-      const host = options.address ?? '0.0.0.0';
-      const port = options.port ?? DEFAULT_OUTBOUND_CAPTURE_PORT;
-      return listenOn(server, host, port, 'outbound capture', log).then((bound) => {
-        log.info({ address: bound.address, port: bound.port, outsideMesh }, 'outbound capture listening');
-        return bound;
-      });
+      const bind = { host: options.address ?? '0.0.0.0', port: options.port ?? DEFAULT_OUTBOUND_CAPTURE_PORT };
+      return listenForCapture(server, bind, 'outbound capture', unavailable(), log, { outsideMesh });
     },
     setUpstreams(upstreams: readonly UpstreamService[]): void {
       const next = buildTransparentIndex(upstreams);
@@ -170,26 +151,29 @@ export function createTransparentListener(options: TransparentListenerOptions): 
       return sockets.size;
     },
     close(graceMs = 5_000): Promise<void> {
-      return new Promise((resolve) => {
-        // Passthroughs are cut by their own handle (so their log line says `cut`); whatever the mesh paths
-        // still hold after the grace period (kept-alive HTTP connections, say) is reset here, so close() ends.
-        const cutAll = (): void => {
-          for (const cut of [...passthroughs]) cut();
-          for (const socket of [...sockets]) resetSocket(socket);
-        };
-        const timer = setTimeout(cutAll, graceMs);
-        timer.unref();
-        if (!server.listening) {
-          clearTimeout(timer);
-          cutAll();
-          resolve();
-          return;
-        }
-        server.close(() => {
-          clearTimeout(timer);
-          resolve();
-        });
+      // Passthroughs are cut by their own handle (so their log line says `cut`); whatever the mesh paths
+      // still hold after the grace period (kept-alive HTTP connections, say) is reset here, so close() ends.
+      return closeWithGrace(server, graceMs, () => {
+        for (const cut of [...passthroughs]) cut();
+        for (const socket of [...sockets]) resetSocket(socket);
       });
     },
   };
+}
+
+type Refuse = (socket: Socket, result: 'refused-outside-mesh' | 'not-redirected' | 'original-dst-failed' | 'max-connections', fields: Record<string, unknown>, message: string) => void;
+
+/** Where a captured connection was going, or undefined when that cannot be read (the connection is refused). */
+function originalDestination(socket: Socket, read: (socket: Socket) => OriginalDestination, refuse: Refuse): OriginalDestination | undefined {
+  try {
+    return read(socket);
+  } catch (err) {
+    const code = isTrellisError(err) ? err.code : CODE.CAPTURE_ORIGINAL_DST_FAILED;
+    if (code === CODE.CAPTURE_NOT_REDIRECTED) {
+      refuse(socket, 'not-redirected', { code, client: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection to the outbound capture port itself refused: it was not redirected, so it has no destination');
+    } else {
+      refuse(socket, 'original-dst-failed', { code, err: describeError(err) }, 'captured connection reset: its original destination cannot be read');
+    }
+    return undefined;
+  }
 }

@@ -19,9 +19,16 @@ export interface OutboundRequestRecord {
   readonly started: number;
 }
 
-export function recordOutboundRequest(deps: OutboundHttpDeps, r: OutboundRequestRecord): void {
+/** A gRPC call's status and method (proxy/outbound/http2/access.ts). */
+export interface GrpcOutcome {
+  readonly status: string;
+  readonly method: string;
+}
+
+export function recordOutboundRequest(deps: OutboundHttpDeps, r: OutboundRequestRecord, grpc?: GrpcOutcome): void {
   const seconds = (performance.now() - r.started) / 1000;
   deps.httpMetrics.record('outbound', deps.sourceLabel, r.destination, r.status, seconds);
+  if (grpc !== undefined) deps.httpMetrics.recordGrpc?.('outbound', deps.sourceLabel, r.destination, grpc.method, grpc.status, seconds);
   if (deps.accessLog) {
     deps.logger.info(
       {
@@ -34,6 +41,7 @@ export function recordOutboundRequest(deps: OutboundHttpDeps, r: OutboundRequest
         status: r.status,
         code: r.code,
         attempts: r.attempts,
+        grpcStatus: grpc?.status,
         ms: Math.round(seconds * 1000),
       },
       'http access',

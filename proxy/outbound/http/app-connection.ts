@@ -14,8 +14,8 @@
  * the app socket; a slow app pauses the lane, and HTTP/2 flow control pushes back to the peer).
  *
  * Anything this path does not carry — Upgrade, Expect: 100-continue, CONNECT, HTTP/1.0 — hands the
- * connection, at that request, to the node:http path (`fallback`), which carries each request as an
- * HTTP/2 request.
+ * connection on, at that request, to the node:http path (node-http-path.ts `takeOver`), which carries each
+ * request as an HTTP/2 request; it never comes back.
  */
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
@@ -23,13 +23,13 @@ import { parseRequestHead } from '../../http1/head.js';
 import { PartialHead } from '../../http1/partial-head.js';
 import { failureResponseBytes } from '../../http1/message.js';
 import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
-import { LaneExchange, type ExchangeOwner, type FastPathDeps } from './lane-exchange.js';
+import { LaneExchange } from './lane-exchange.js';
+import type { ExchangeOwner, FastPathDeps } from './fast-path.js';
 import type { OutboundRoute } from '../route.js';
+import type { NodeHttpPath } from './node-http-path.js';
 
-export type { FastPathDeps } from './lane-exchange.js';
+export type { FastPathDeps } from './fast-path.js';
 
-/** Takes over a connection at a request this path does not carry; `pending` are the bytes read but not handled. */
-export type FallbackHandler = (socket: Socket, pending: Buffer | undefined, route: OutboundRoute | undefined) => void;
 
 /** App bytes kept while they cannot go on, before the socket is paused. */
 const HOLD_LIMIT = 64 * 1024;
@@ -64,7 +64,8 @@ export class Http1AppConnection implements ExchangeOwner {
     private readonly socket: Socket,
     private readonly resolve: () => OutboundRoute | undefined,
     private readonly deps: FastPathDeps,
-    private readonly fallback: FallbackHandler,
+    /** Where a connection goes on at a request this path does not carry. */
+    private readonly nodeHttp: Pick<NodeHttpPath, 'takeOver'>,
   ) {
     this.exchange = new LaneExchange(socket, deps, this);
     socket.setNoDelay(true);
@@ -242,7 +243,7 @@ export class Http1AppConnection implements ExchangeOwner {
     socket.removeListener('close', this.onClose);
     socket.setTimeout(0);
     this.phase = Phase.Closed;
-    this.fallback(socket, pending, this.exchange.lastRoute());
+    this.nodeHttp.takeOver(socket, pending, this.exchange.lastRoute());
   }
 
   // ---- the app socket's own events ----

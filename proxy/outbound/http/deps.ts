@@ -8,7 +8,8 @@ import type { HttpMetrics } from '../../http/metrics.js';
 import type { LoadBalancer } from '../tunnel-client/load-balancer.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import type { SessionPool } from '../tunnel-client/session-pool.js';
-import { DEFAULT_LIMITS } from '../../core/limits.js';
+import { OUTBOUND_HTTP_DEFAULTS } from '../../core/limits.js';
+import { withOverrides } from '../../../common/limit-schema.js';
 import type { ConnectionBudget } from '../connection-budget.js';
 import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
 
@@ -31,16 +32,7 @@ export interface OutboundHttpLimits {
   readonly upgradeIdleTimeoutMs: number;
 }
 
-export const DEFAULT_OUTBOUND_HTTP_LIMITS: OutboundHttpLimits = Object.freeze({
-  maxHeaderBytes: 16 * 1024,
-  headersTimeoutMs: 30_000,
-  requestTimeoutMs: 300_000,
-  keepAliveTimeoutMs: 120_000,
-  maxConnections: DEFAULT_LIMITS.maxOutboundConnections,
-  maxAttempts: 3,
-  upstreamIdleTimeoutMs: 300_000,
-  upgradeIdleTimeoutMs: 3_600_000,
-});
+export const DEFAULT_OUTBOUND_HTTP_LIMITS: OutboundHttpLimits = OUTBOUND_HTTP_DEFAULTS;
 
 export interface OutboundHttpDeps {
   readonly pool: Pick<SessionPool, 'openStream' | 'tryOpenStream'>;
@@ -60,7 +52,5 @@ export interface OutboundHttpDeps {
 }
 
 export function resolveOutboundHttpLimits(overrides: Partial<OutboundHttpLimits> = {}): OutboundHttpLimits {
-  const merged: Record<string, number> = { ...DEFAULT_OUTBOUND_HTTP_LIMITS };
-  for (const [name, value] of Object.entries(overrides)) if (value !== undefined) merged[name] = value;
-  return Object.freeze(merged as unknown as OutboundHttpLimits);
+  return withOverrides(DEFAULT_OUTBOUND_HTTP_LIMITS, overrides);
 }

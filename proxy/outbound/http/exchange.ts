@@ -27,6 +27,7 @@ import { routeTargetPort, type OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
 import { cancelStream, pipeUntilCleanEnd } from '../../core/stream-reset.js';
 import { TARGET_HEADER } from '../../core/tunnel-protocol.js';
+import { openRequestStream } from '../tunnel-client/open-stream.js';
 
 // Explicit both ways: node's HTTP/2 client would otherwise end GET, HEAD and DELETE streams at once,
 // dropping a body the app did send.
@@ -104,21 +105,13 @@ function attempt(x: OutboundExchange): void {
   }
   const target: PoolTarget = { endpoint: endpoint.endpoint, service: x.route.service, namespace: x.route.namespace, port };
   const options = !x.hasBody ? END_STREAM : x.req.headers.trailer === undefined ? BODY : BODY_WITH_TRAILERS;
-  let stream: ClientHttp2Stream | undefined;
-  try {
-    stream = x.deps.pool.tryOpenStream(target, x.headers, options);
-  } catch (err) {
-    // The session went away between the pool's check and our request: nothing was sent.
-    openFailed(x, endpoint, err, true);
-    return;
-  }
-  if (stream !== undefined) {
-    attach(x, stream);
-    return;
-  }
-  x.deps.pool.openStream(target, x.headers, options).then(
-    (opened) => attach(x, opened),
-    (err: unknown) => openFailed(x, endpoint, err, (err as { retryable?: unknown }).retryable === true),
+  openRequestStream(
+    x.deps.pool,
+    target,
+    x.headers,
+    options,
+    (stream) => attach(x, stream),
+    (err, retryable) => openFailed(x, endpoint, err, retryable),
   );
 }
 

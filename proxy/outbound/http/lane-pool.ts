@@ -16,6 +16,7 @@ import { TrellisError } from '../../../common/errors.js';
 import type { PoolTarget, SessionPool } from '../tunnel-client/session-pool.js';
 import { LANE_HEADER, LANE_HTTP1, RST_CANCEL, STATUS_OK } from '../../core/tunnel-protocol.js';
 import { CODE } from '../../../common/error-codes.js';
+import { LANE_DEFAULTS } from '../../core/limits.js';
 
 export interface LanePoolLimits {
   /** Idle lanes kept per destination endpoint; more are closed when returned. */
@@ -26,7 +27,7 @@ export interface LanePoolLimits {
   readonly openTimeoutMs: number;
 }
 
-export const DEFAULT_LANE_POOL_LIMITS: LanePoolLimits = Object.freeze({ maxIdlePerEndpoint: 64, idleTimeoutMs: 15_000, openTimeoutMs: 10_000 });
+export const DEFAULT_LANE_POOL_LIMITS: LanePoolLimits = Object.freeze({ maxIdlePerEndpoint: LANE_DEFAULTS.poolMaxIdlePerEndpoint, idleTimeoutMs: LANE_DEFAULTS.poolIdleTimeoutMs, openTimeoutMs: LANE_DEFAULTS.poolOpenTimeoutMs });
 
 /** One lane. Its owner (the app connection using it now) receives its bytes; idle lanes have none. */
 export class Lane {

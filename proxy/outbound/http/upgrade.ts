@@ -14,8 +14,9 @@ import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
 import { formatAuthority } from '../../core/destination.js';
-import { failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
-import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, h2ResponseToH1, REQUEST_ID_HEADER } from '../../http/header-rules.js';
+import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
+import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, h2ResponseToH1, isMeshHeader, REQUEST_ID_HEADER } from '../../http/header-rules.js';
+import { failureResponseBytes } from '../../http1/message.js';
 import { upgradeRequestProblem } from '../../http/upgrade-rules.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import type { PoolTarget } from '../tunnel-client/session-pool.js';
@@ -52,7 +53,7 @@ function serializeHead(req: IncomingMessage, correlationId: string): Buffer {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
-    if (lower.startsWith('trellis-')) continue;
+    if (isMeshHeader(lower)) continue;
     if (lower === REQUEST_ID_HEADER) hasId = true;
     text += `${name}: ${raw[i + 1] as string}${CRLF}`;
   }
@@ -175,7 +176,7 @@ function attach(s: UpgradeState, stream: ClientHttp2Stream): void {
     const out = h2ResponseToH1(headers);
     for (const name in out) {
       const value = out[name];
-      if (name === 'connection' || value === undefined) continue;
+      if (value === undefined) continue;
       if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}${CRLF}`;
       else text += `${name}: ${String(value)}${CRLF}`;
     }
@@ -191,13 +192,7 @@ function attach(s: UpgradeState, stream: ClientHttp2Stream): void {
 function answer(s: UpgradeState, kind: HttpFailureKind, detail?: string): void {
   const failure = new HttpFailure(kind, detail);
   s.status = failure.status;
-  if (!s.gone && !s.socket.destroyed) {
-    const body = failureBody(failure, s.correlationId);
-    const headers = failureHeaders(failure, s.correlationId, body, false);
-    let text = `HTTP/1.1 ${failure.status} ${STATUS_CODES[failure.status] ?? ''}${CRLF}`;
-    for (const name in headers) text += `${name}: ${String(headers[name])}${CRLF}`;
-    s.socket.end(`${text}connection: close${CRLF}${CRLF}${body}`);
-  }
+  if (!s.gone && !s.socket.destroyed) s.socket.end(failureResponseBytes(failure, s.correlationId, true));
   s.deps.logger.warn({ correlationId: s.correlationId, destination: `${s.route.namespace}/${s.route.service}`, code: failure.code, detail }, 'HTTP upgrade not delivered');
   record(s);
 }

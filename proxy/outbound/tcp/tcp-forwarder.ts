@@ -20,6 +20,7 @@ import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.
 import { CORRELATION_HEADER, DENIED_BY_HEADER, RST_CANCEL, RST_REFUSED, STATUS_FORBIDDEN, STATUS_OK } from '../../core/tunnel-protocol.js';
 import { routeTargetPort, type OutboundRoute } from '../route.js';
 import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
+import type { RequestPlan } from '../traffic/request-plan.js';
 
 export interface TcpForwarderDeps {
   readonly pool: SessionPool;
@@ -39,60 +40,82 @@ export interface TcpForwarderDeps {
 }
 
 export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarderDeps): void {
-  const correlationId = nextCorrelationId();
-  const destination = `${route.namespace}/${route.service}`;
-  const started = Date.now();
-  const maxAttempts = deps.maxAttempts ?? 3;
-  let tried: Set<string> | undefined;
-  let attempts = 0;
-  let appGone = false;
-  let stream: ClientHttp2Stream | undefined;
-  let handle: SpliceHandle | undefined;
-  let untrack: (() => void) | undefined;
+  new OutboundTcpConnection(app, route, deps).attempt();
+}
 
-  app.setNoDelay(true);
-  // Until the tunnel is up the app may only be read into the socket's own bounded buffer.
-  app.pause();
-  const onEarlyError = (): void => {
-    appGone = true;
+/** One app connection's way to an endpoint: attempts, the CONNECT answer, then the splice and its accounting. */
+class OutboundTcpConnection {
+  private readonly correlationId = nextCorrelationId();
+  private readonly destination: string;
+  private readonly started = Date.now();
+  private readonly maxAttempts: number;
+  /** Route weights, connect timeout, outlier detection and connection limits for this connection. */
+  private readonly plan: RequestPlan | undefined;
+  private tried: Set<string> | undefined;
+  private attempts = 0;
+  private appGone = false;
+  private stream: ClientHttp2Stream | undefined;
+  private handle: SpliceHandle | undefined;
+  private untrack: (() => void) | undefined;
+
+  constructor(
+    private readonly app: Socket,
+    private readonly route: OutboundRoute,
+    private readonly deps: TcpForwarderDeps,
+  ) {
+    this.destination = `${route.namespace}/${route.service}`;
+    this.maxAttempts = deps.maxAttempts ?? 3;
+    app.setNoDelay(true);
+    // Until the tunnel is up the app may only be read into the socket's own bounded buffer.
+    app.pause();
+    app.on('error', this.onEarlyError);
+    app.once('close', this.onEarlyClose);
+    deps.metrics.tcpActive.inc({ direction: 'outbound' });
+    this.plan = deps.traffic?.tcpPlan(route, deps.balancer.endpoints(route.service, route.namespace));
+  }
+
+  private readonly onEarlyError = (): void => {
+    this.appGone = true;
   };
-  const onEarlyClose = (): void => {
-    appGone = true;
+
+  private readonly onEarlyClose = (): void => {
+    this.appGone = true;
+    const stream = this.stream;
     if (stream !== undefined && !stream.closed) stream.close(RST_CANCEL);
   };
-  app.on('error', onEarlyError);
-  app.once('close', onEarlyClose);
-  deps.metrics.tcpActive.inc({ direction: 'outbound' });
 
-  const plan = deps.traffic?.tcpPlan(route, deps.balancer.endpoints(route.service, route.namespace));
-  const giveUp = (result: string, message: string, level: 'warn' | 'info' = 'warn'): void => {
-    plan?.finish(0, 0);
-    untrack?.();
+  private giveUp(result: string, message: string, level: 'warn' | 'info' = 'warn'): void {
+    const { app, deps } = this;
+    this.plan?.finish(0, 0);
+    this.untrack?.();
     deps.metrics.tcpActive.dec({ direction: 'outbound' });
-    deps.metrics.tcpConnections.inc({ direction: 'outbound', source: deps.sourceLabel, destination, result });
-    deps.logger[level]({ correlationId, direction: 'outbound', destination, port: route.servicePort, result, attempts }, message);
+    deps.metrics.tcpConnections.inc({ direction: 'outbound', source: deps.sourceLabel, destination: this.destination, result });
+    deps.logger[level]({ correlationId: this.correlationId, direction: 'outbound', destination: this.destination, port: this.route.servicePort, result, attempts: this.attempts }, message);
     if (!app.destroyed) {
       if (result === 'denied') app.end();
       else if (typeof app.resetAndDestroy === 'function') app.resetAndDestroy();
       else app.destroy();
     }
-  };
+  }
 
-  const attempt = (): void => {
-    if (appGone) {
-      giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
+  attempt(): void {
+    const { deps, route, destination } = this;
+    if (this.appGone) {
+      this.giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
       return;
     }
+    const plan = this.plan;
     if (plan?.overflow !== undefined) {
-      giveUp('circuit-breaker', `${destination}: circuit breaker ${plan.overflow}`);
+      this.giveUp('circuit-breaker', `${destination}: circuit breaker ${plan.overflow}`);
       return;
     }
-    const picked = deps.balancer.pick(route.service, route.namespace, tried, route.servicePort, plan?.accepts);
-    if (picked === undefined || attempts >= maxAttempts) {
-      giveUp(attempts === 0 ? 'no-endpoint' : 'unreachable', attempts === 0 ? `no endpoint for ${destination}` : `no endpoint of ${destination} accepted the connection`);
+    const picked = deps.balancer.pick(route.service, route.namespace, this.tried, route.servicePort, plan?.accepts);
+    if (picked === undefined || this.attempts >= this.maxAttempts) {
+      const first = this.attempts === 0;
+      this.giveUp(first ? 'no-endpoint' : 'unreachable', first ? `no endpoint for ${destination}` : `no endpoint of ${destination} accepted the connection`);
       return;
     }
-    attempts += 1;
+    this.attempts += 1;
     deps.balancer.begin(picked);
     // Each endpoint at its own app port: instances of one service may listen on different ones.
     const port = routeTargetPort(route, picked.endpoint);
@@ -102,39 +125,39 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
     try {
       s = deps.pool.tryOpenStream(target, headers);
     } catch (err) {
-      failed(picked, 'stream-error', err);
+      this.failed(picked, 'stream-error', err);
       return;
     }
     if (s !== undefined) {
-      onStream(picked, s);
+      this.onStream(picked, s);
       return;
     }
     deps.pool.openStream(target, headers).then(
-      (opened) => onStream(picked, opened),
-      (err: unknown) => failed(picked, 'unreachable', err),
+      (opened) => this.onStream(picked, opened),
+      (err: unknown) => this.failed(picked, 'unreachable', err),
     );
-  };
+  }
 
-  const failed = (picked: BalancedEndpoint, why: string, err: unknown, endpointFault = true): void => {
-    deps.balancer.end(picked, !endpointFault);
-    (tried ??= new Set()).add(picked.key);
-    if (endpointFault) plan?.recordTry(picked.key, 'connect-failure');
-    deps.logger.debug({ correlationId, endpoint: picked.key, why, err: err instanceof Error ? err.message : String(err) }, 'CONNECT attempt failed; trying another endpoint');
-    attempt();
-  };
+  private failed(picked: BalancedEndpoint, why: string, err: unknown, endpointFault = true): void {
+    this.deps.balancer.end(picked, !endpointFault);
+    (this.tried ??= new Set()).add(picked.key);
+    if (endpointFault) this.plan?.recordTry(picked.key, 'connect-failure');
+    this.deps.logger.debug({ correlationId: this.correlationId, endpoint: picked.key, why, err: err instanceof Error ? err.message : String(err) }, 'CONNECT attempt failed; trying another endpoint');
+    this.attempt();
+  }
 
-  const onStream = (picked: BalancedEndpoint, s: ClientHttp2Stream): void => {
-    stream = s;
-    if (appGone) {
+  private onStream(picked: BalancedEndpoint, s: ClientHttp2Stream): void {
+    this.stream = s;
+    if (this.appGone) {
       s.close(RST_CANCEL);
-      deps.balancer.end(picked, true);
-      giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
+      this.deps.balancer.end(picked, true);
+      this.giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
       return;
     }
     let answered = false;
     const timer = setTimeout(() => {
       if (!answered) s.close(RST_CANCEL);
-    }, plan?.connectTimeoutMs ?? deps.limits.streamOpenTimeoutMs);
+    }, this.plan?.connectTimeoutMs ?? this.deps.limits.streamOpenTimeoutMs);
     s.on('error', () => undefined);
     const onPreClose = (): void => {
       clearTimeout(timer);
@@ -142,54 +165,62 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
       if (s.rstCode === RST_REFUSED) {
         // REFUSED_STREAM guarantees the peer did not process the stream (RFC 9113 §8.7), typically because the
         // session was draining (GOAWAY, identity rotation): the same endpoint may be tried again on another session.
-        deps.balancer.end(picked, true);
-        attempt();
+        this.deps.balancer.end(picked, true);
+        this.attempt();
         return;
       }
-      failed(picked, `stream closed before an answer (code ${s.rstCode ?? 'none'})`, undefined);
+      this.failed(picked, `stream closed before an answer (code ${s.rstCode ?? 'none'})`, undefined);
     };
     s.once('close', onPreClose);
     s.once('response', (h: IncomingHttpHeaders) => {
       answered = true;
       clearTimeout(timer);
       s.off('close', onPreClose);
-      const status = Number(h[':status']);
-      if (status === STATUS_OK) {
-        connected(picked, s);
-        return;
-      }
-      s.close(RST_CANCEL);
-      if (status === STATUS_FORBIDDEN) {
-        deps.balancer.end(picked, true);
-        const by = h[DENIED_BY_HEADER];
-        giveUp('denied', `connection denied by ${destination} (${typeof by === 'string' ? by : 'policy'}; peer correlation id ${String(h[CORRELATION_HEADER] ?? '')})`);
-        return;
-      }
-      // 5xx: this endpoint could not deliver (its app is down or overloaded): another one may.
-      const endpointFault = status >= 500;
-      if (endpointFault) plan?.recordTry(picked.key, 'gateway-error');
-      deps.balancer.end(picked, !endpointFault);
-      (tried ??= new Set()).add(picked.key);
-      if (!endpointFault) {
-        giveUp(`status-${status}`, `the destination sidecar refused the connection with ${status} (peer correlation id ${String(h[CORRELATION_HEADER] ?? '')})`);
-        return;
-      }
-      attempt();
+      this.onAnswer(picked, s, h);
     });
-  };
+  }
 
-  const connected = (picked: BalancedEndpoint, s: ClientHttp2Stream): void => {
-    app.off('error', onEarlyError);
-    app.off('close', onEarlyClose);
-    plan?.recordTry(picked.key, 'success');
-    untrack = deps.track?.(() => handle?.cut());
-    handle = splice(app, s, deps.limits.tcpIdleTimeoutMs, (result) => ended(picked, result));
+  /** The peer's answer to the CONNECT: 200 connects, 403 is a decision, a 5xx lets another endpoint try. */
+  private onAnswer(picked: BalancedEndpoint, s: ClientHttp2Stream, h: IncomingHttpHeaders): void {
+    const { deps, destination } = this;
+    const status = Number(h[':status']);
+    if (status === STATUS_OK) {
+      this.connected(picked, s);
+      return;
+    }
+    s.close(RST_CANCEL);
+    if (status === STATUS_FORBIDDEN) {
+      deps.balancer.end(picked, true);
+      const by = h[DENIED_BY_HEADER];
+      this.giveUp('denied', `connection denied by ${destination} (${typeof by === 'string' ? by : 'policy'}; peer correlation id ${String(h[CORRELATION_HEADER] ?? '')})`);
+      return;
+    }
+    // 5xx: this endpoint could not deliver (its app is down or overloaded): another one may.
+    const endpointFault = status >= 500;
+    if (endpointFault) this.plan?.recordTry(picked.key, 'gateway-error');
+    deps.balancer.end(picked, !endpointFault);
+    (this.tried ??= new Set()).add(picked.key);
+    if (!endpointFault) {
+      this.giveUp(`status-${status}`, `the destination sidecar refused the connection with ${status} (peer correlation id ${String(h[CORRELATION_HEADER] ?? '')})`);
+      return;
+    }
+    this.attempt();
+  }
+
+  private connected(picked: BalancedEndpoint, s: ClientHttp2Stream): void {
+    const { app } = this;
+    app.off('error', this.onEarlyError);
+    app.off('close', this.onEarlyClose);
+    this.plan?.recordTry(picked.key, 'success');
+    this.untrack = this.deps.track?.(() => this.handle?.cut());
+    this.handle = splice(app, s, this.deps.limits.tcpIdleTimeoutMs, (result) => this.ended(picked, result));
     app.resume();
-  };
+  }
 
-  const ended = (picked: BalancedEndpoint, result: SpliceResult): void => {
-    plan?.finish(0, 0);
-    untrack?.();
+  private ended(picked: BalancedEndpoint, result: SpliceResult): void {
+    const { app, deps, destination } = this;
+    this.plan?.finish(0, 0);
+    this.untrack?.();
     deps.balancer.end(picked, true);
     deps.metrics.tcpActive.dec({ direction: 'outbound' });
     const toDestination = app.bytesRead;
@@ -198,9 +229,7 @@ export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarder
     deps.metrics.tcpBytes.inc({ direction: 'outbound', source: deps.sourceLabel, destination, flow: 'to_destination' }, toDestination);
     deps.metrics.tcpBytes.inc({ direction: 'outbound', source: deps.sourceLabel, destination, flow: 'to_source' }, toSource);
     if (deps.accessLog) {
-      deps.logger.info({ correlationId, direction: 'outbound', destination, port: route.servicePort, endpoint: picked.key, result, attempts, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - started }, 'tcp');
+      deps.logger.info({ correlationId: this.correlationId, direction: 'outbound', destination, port: this.route.servicePort, endpoint: picked.key, result, attempts: this.attempts, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - this.started }, 'tcp');
     }
-  };
-
-  attempt();
+  }
 }

@@ -13,30 +13,24 @@
  *
  * The server's certificate is checked beyond the chain: its SPIFFE ID must name the destination service,
  * so a mis-routed connection (wrong address, stale endpoint) is refused rather than trusted.
+ *
+ * This file holds the pool's policy (how many sessions, which one a stream takes, when to open, back off,
+ * retire or drop); a group's state is session-group.ts, and opening one session is session-dial.ts.
  */
-import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders, type ClientSessionRequestOptions } from 'node:http2';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders, ClientSessionRequestOptions } from 'node:http2';
 import type { Logger } from 'pino';
 import { TrellisError } from '../../../common/errors.js';
 import type { Endpoint, WorkloadIdentity } from '../../../api/data-plane.js';
-import { encodeSni } from '../../../api/sni.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../../common/backoff.js';
-import { dialAddress, endpointKey } from '../../core/destination.js';
+import { endpointKey } from '../../core/destination.js';
 import type { ProxyLimits } from '../../core/limits.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
-import { checkPeer, type VerifiedPeer } from '../../core/peer-identity.js';
 import { buildTlsMaterial, type TlsMaterial } from '../../core/tls-material.js';
-import { TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
 import { CODE } from '../../../common/error-codes.js';
+import { closeSession, newGroup, rejectWaiters, servesTarget, unreachable, type PooledSession, type PoolTarget, type SessionGroup, type Waiter } from './session-group.js';
+import { dialSession, type DialHost } from './session-dial.js';
 
-/** A destination endpoint plus the service it is dialled for (named in SNI, checked against the server's ID). */
-export interface PoolTarget {
-  readonly endpoint: Endpoint;
-  readonly service: string;
-  readonly namespace: string;
-  /** The destination port the session is opened for (in SNI). */
-  readonly port: number;
-}
+export type { PoolTarget } from './session-group.js';
 
 export interface SessionPoolOptions {
   readonly trustDomain: string;
@@ -55,39 +49,6 @@ export interface SessionPoolOptions {
   readonly metrics: ProxyMetrics;
   /** Told when an endpoint could not be reached (false) or a session to it became ready (true). */
   readonly onEndpointHealth?: (endpointKey: string, ok: boolean) => void;
-}
-
-interface PooledSession {
-  readonly session: ClientHttp2Session;
-  readonly generation: number;
-  ready: boolean;
-  draining: boolean;
-  active: number;
-  /** Streams allowed at once: our bound or the peer's SETTINGS_MAX_CONCURRENT_STREAMS, whichever is lower. */
-  streamLimit: number;
-  peer?: VerifiedPeer;
-}
-
-interface Waiter {
-  resolve(session: PooledSession): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
-interface SessionGroup {
-  readonly key: string;
-  readonly target: PoolTarget;
-  readonly sni: string;
-  readonly host: string;
-  readonly port: number;
-  readonly sessions: PooledSession[];
-  connecting: number;
-  failures: number;
-  retryTimer: NodeJS.Timeout | undefined;
-  /** The last TLS session ticket, with the server identity verified on the full handshake that issued it. */
-  ticket: { readonly data: Buffer; readonly source: PooledSession } | undefined;
-  waiters: Waiter[];
-  retained: boolean;
 }
 
 export interface SessionPoolStats {
@@ -113,6 +74,8 @@ export class SessionPool {
   private readonly keepaliveTimeoutMs: number;
   private readonly backoff: BackoffOptions;
   private readonly log: Logger;
+  /** What a dial reads of the pool (the identity in force, read live) and the pool's answers to its sessions' events. */
+  private readonly dialHost: DialHost;
 
   constructor(private readonly options: SessionPoolOptions) {
     this.material = buildTlsMaterial(options.identity);
@@ -123,6 +86,25 @@ export class SessionPool {
     this.keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 10_000;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.log = options.logger;
+    this.dialHost = this.createDialHost();
+  }
+
+  private createDialHost(): DialHost {
+    return {
+      limits: this.options.limits,
+      trustDomain: this.options.trustDomain,
+      metrics: this.options.metrics,
+      log: this.log,
+      maxStreams: this.maxStreams,
+      keepaliveIntervalMs: this.keepaliveIntervalMs,
+      keepaliveTimeoutMs: this.keepaliveTimeoutMs,
+      material: () => this.material,
+      generation: () => this.generation,
+      sessionReady: (group, pooled, resumed) => this.sessionReady(group, pooled, resumed),
+      sessionGoingAway: (group, pooled) => this.sessionGoingAway(group, pooled),
+      sessionClosed: (group, pooled) => this.sessionClosed(group, pooled),
+      track: (session, pooled) => this.pooledOf.set(session, pooled),
+    };
   }
 
   /**
@@ -215,7 +197,7 @@ export class SessionPool {
     const all: PooledSession[] = [];
     for (const group of this.groups.values()) {
       if (group.retryTimer !== undefined) clearTimeout(group.retryTimer);
-      this.rejectWaiters(group, new TrellisError(CODE.TUNNEL_POOL_CLOSED, 'the tunnel pool is shutting down', { side: 'internal' }));
+      rejectWaiters(group, new TrellisError(CODE.TUNNEL_POOL_CLOSED, 'the tunnel pool is shutting down', { side: 'internal' }));
       all.push(...group.sessions);
     }
     await Promise.all(all.map((s) => closeSession(s.session, graceMs)));
@@ -224,21 +206,14 @@ export class SessionPool {
 
   /** The group for a target if one exists (never creates one). */
   private existingGroup(target: PoolTarget): SessionGroup | undefined {
-    for (const g of this.byEndpoint.get(target.endpoint) ?? []) {
-      const t = g.target;
-      if (t.port === target.port && t.service === target.service && t.namespace === target.namespace && this.groups.get(g.key) === g) return g;
-    }
+    for (const g of this.byEndpoint.get(target.endpoint) ?? []) if (servesTarget(g, target) && this.groups.get(g.key) === g) return g;
     return undefined;
   }
 
   private group(target: PoolTarget): SessionGroup {
+    const existing = this.existingGroup(target);
+    if (existing !== undefined) return existing;
     const known = this.byEndpoint.get(target.endpoint);
-    if (known !== undefined) {
-      for (const g of known) {
-        const t = g.target;
-        if (t.port === target.port && t.service === target.service && t.namespace === target.namespace && this.groups.get(g.key) === g) return g;
-      }
-    }
     const group = this.groupByKey(target);
     if (known === undefined) this.byEndpoint.set(target.endpoint, [group]);
     else known.push(group);
@@ -246,28 +221,11 @@ export class SessionPool {
   }
 
   private groupByKey(target: PoolTarget): SessionGroup {
-    const sni = encodeSni({ service: target.service, namespace: target.namespace, port: target.port, zone: target.endpoint.zone });
-    const dial = dialAddress(target.endpoint);
-    const key = `${dial.host}:${dial.port}/${sni}`;
-    let group = this.groups.get(key);
-    if (group === undefined) {
-      group = {
-        key,
-        target,
-        sni,
-        host: dial.host,
-        port: dial.port,
-        sessions: [],
-        connecting: 0,
-        failures: 0,
-        retryTimer: undefined,
-        ticket: undefined,
-        waiters: [],
-        retained: false,
-      };
-      this.groups.set(key, group);
-    }
-    return group;
+    const fresh = newGroup(target);
+    const group = this.groups.get(fresh.key);
+    if (group !== undefined) return group;
+    this.groups.set(fresh.key, fresh);
+    return fresh;
   }
 
   private pickReady(group: SessionGroup): PooledSession | undefined {
@@ -332,132 +290,31 @@ export class SessionPool {
   }
 
   private connect(group: SessionGroup): void {
+    if (!this.closed) dialSession(group, this.dialHost);
+  }
+
+  /** A session passed its identity check: count it, tell the balancer, retire older ones, serve waiters. */
+  private sessionReady(group: SessionGroup, pooled: PooledSession, resumed: boolean): void {
+    group.failures = 0;
+    this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'ok', reason: resumed ? 'resumed' : 'full' });
+    this.options.metrics.tunnelSessions.inc({ direction: 'outbound' });
+    this.options.onEndpointHealth?.(endpointKey(group.target.endpoint), true);
+    if (pooled.generation === this.generation) this.retireOldGenerations(group);
+    this.serveWaiters(group);
+  }
+
+  /** The peer is going away: no new streams on the session; those open may finish. Replace it now. */
+  private sessionGoingAway(group: SessionGroup, pooled: PooledSession): void {
+    pooled.draining = true;
+    if (!this.closed && (group.retained || group.waiters.length > 0)) this.fill(group);
+  }
+
+  private sessionClosed(group: SessionGroup, pooled: PooledSession): void {
+    if (pooled.ready) this.options.metrics.tunnelSessions.dec({ direction: 'outbound' });
+    else if (!this.closed) this.connectFailed(group);
     if (this.closed) return;
-    group.connecting += 1;
-    const generation = this.generation;
-    const material = this.material;
-    const limits = this.options.limits;
-    let tlsSocket: TLSSocket | undefined;
-    // On a resumed session node:tls exposes no peer certificate on the client side; the server proved it
-    // holds the ticket of a session whose certificate we verified, so that verified identity carries over.
-    const resumable = group.ticket?.source.peer !== undefined && group.ticket.source.peer.notAfterMs > Date.now() ? group.ticket : undefined;
-    const session = h2connect(`https://${group.host}:${group.port}`, {
-      createConnection: () => {
-        tlsSocket = tlsConnect({
-          host: group.host,
-          port: group.port,
-          servername: group.sni,
-          secureContext: material.clientContext,
-          ALPNProtocols: [TUNNEL_ALPN],
-          minVersion: 'TLSv1.3',
-          session: resumable?.data,
-          // Identity is a SPIFFE URI, not a DNS name: the chain is checked by node:tls, the ID by checkPeer.
-          checkServerIdentity: () => undefined,
-        });
-        tlsSocket.setNoDelay(true);
-        tlsSocket.on('session', (ticket: Buffer) => {
-          if (generation !== this.generation) return;
-          // A ticket from a resumed session inherits the identity verified when the chain began.
-          group.ticket = { data: ticket, source: pooled.peer === undefined && resumable !== undefined ? resumable.source : pooled };
-        });
-        return tlsSocket;
-      },
-      settings: { enablePush: false, initialWindowSize: limits.streamWindowBytes, maxHeaderListSize: limits.maxHeaderListSize },
-      maxSessionMemory: limits.maxSessionMemoryMb,
-      maxHeaderListPairs: 256,
-    });
-    const pooled: PooledSession = { session, generation, ready: false, draining: false, active: 0, streamLimit: this.maxStreams };
-    this.pooledOf.set(session, pooled);
-    session.on('remoteSettings', (settings) => {
-      pooled.streamLimit = Math.min(this.maxStreams, settings.maxConcurrentStreams ?? this.maxStreams);
-    });
-    group.sessions.push(pooled);
-    let pending = true;
-    const settleConnecting = (): void => {
-      if (!pending) return;
-      pending = false;
-      group.connecting = Math.max(0, group.connecting - 1);
-    };
-    let pingTimer: NodeJS.Timeout | undefined;
-    const connectTimer = setTimeout(() => {
-      session.destroy(new TrellisError(CODE.TUNNEL_CONNECT_TIMEOUT, `no tunnel session to ${group.host}:${group.port} within ${limits.tunnelConnectTimeoutMs} ms`, { side: 'upstream', retryable: true }));
-    }, limits.tunnelConnectTimeoutMs);
-    connectTimer.unref();
-
-    session.once('connect', () => {
-      clearTimeout(connectTimer);
-      settleConnecting();
-      const inherited = tlsSocket?.isSessionReused() === true && tlsSocket.getPeerX509Certificate() === undefined ? resumable?.source.peer : undefined;
-      const check = inherited !== undefined ? ({ ok: true, peer: inherited } as const) : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, this.options.trustDomain);
-      if (check === undefined || !check.ok) {
-        this.handshakeFailed(group, check?.reason ?? 'no-socket', check?.message ?? 'no TLS socket');
-        session.destroy();
-        return;
-      }
-      const expected = group.target;
-      if (check.peer.service !== expected.service || check.peer.namespace !== expected.namespace) {
-        this.handshakeFailed(group, 'wrong-peer', `${group.host}:${group.port} presented ${check.peer.spiffeId}, expected ${expected.namespace}/${expected.service}`);
-        session.destroy();
-        return;
-      }
-      pooled.peer = check.peer;
-      pooled.ready = true;
-      group.failures = 0;
-      this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'ok', reason: tlsSocket?.isSessionReused() === true ? 'resumed' : 'full' });
-      this.options.metrics.tunnelSessions.inc({ direction: 'outbound' });
-      this.options.onEndpointHealth?.(endpointKey(group.target.endpoint), true);
-      try {
-        session.setLocalWindowSize(limits.sessionWindowBytes);
-      } catch {
-        // The session closed in between; its 'close' handler cleans up.
-      }
-      pingTimer = setInterval(() => this.ping(session), this.keepaliveIntervalMs);
-      pingTimer.unref();
-      if (generation === this.generation) this.retireOldGenerations(group);
-      this.serveWaiters(group);
-    });
-    session.on('goaway', () => {
-      // The peer is going away: no new streams here; those open may finish. Replace it now.
-      pooled.draining = true;
-      if (!this.closed && (group.retained || group.waiters.length > 0)) this.fill(group);
-    });
-    session.on('error', (err: Error) => {
-      this.log.debug({ endpoint: group.key, err: err.message }, 'tunnel session error');
-    });
-    session.once('close', () => {
-      clearTimeout(connectTimer);
-      if (pingTimer !== undefined) clearInterval(pingTimer);
-      const i = group.sessions.indexOf(pooled);
-      if (i >= 0) group.sessions.splice(i, 1);
-      if (pooled.ready) {
-        this.options.metrics.tunnelSessions.dec({ direction: 'outbound' });
-      } else {
-        settleConnecting();
-        if (!this.closed) this.connectFailed(group);
-      }
-      if (this.closed) return;
-      if (group.retained && group.retryTimer === undefined) this.fill(group);
-      else if (group.waiters.length > 0 && group.connecting === 0 && group.retryTimer === undefined) this.connect(group);
-    });
-  }
-
-  private ping(session: ClientHttp2Session): void {
-    if (session.closed || session.destroyed) return;
-    const timer = setTimeout(() => {
-      this.options.metrics.tunnelErrors.inc({ direction: 'outbound', reason: 'keepalive-timeout' });
-      session.destroy(new TrellisError(CODE.TUNNEL_KEEPALIVE_TIMEOUT, `no PING answer within ${this.keepaliveTimeoutMs} ms`, { side: 'upstream' }));
-    }, this.keepaliveTimeoutMs);
-    timer.unref();
-    try {
-      session.ping(() => clearTimeout(timer));
-    } catch {
-      clearTimeout(timer);
-    }
-  }
-
-  private handshakeFailed(group: SessionGroup, reason: string, message: string): void {
-    this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'failed', reason });
-    this.log.warn({ endpoint: group.key, reason }, `tunnel handshake refused: ${message}`);
+    if (group.retained && group.retryTimer === undefined) this.fill(group);
+    else if (group.waiters.length > 0 && group.connecting === 0 && group.retryTimer === undefined) this.connect(group);
   }
 
   /** A session closed before it was ever ready: back off, tell the balancer, fail waiters if nothing else is coming. */
@@ -466,7 +323,7 @@ export class SessionPool {
     this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'failed', reason: 'connect' });
     this.options.onEndpointHealth?.(endpointKey(group.target.endpoint), false);
     if (group.connecting === 0 && !group.sessions.some((s) => s.ready && !s.draining)) {
-      this.rejectWaiters(group, unreachable(group, 'the connection failed'));
+      rejectWaiters(group, unreachable(group, 'the connection failed'));
     }
     if (this.closed || group.retryTimer !== undefined) return;
     const delay = backoffDelay(group.failures - 1, this.backoff);
@@ -499,46 +356,15 @@ export class SessionPool {
     }
   }
 
-  private rejectWaiters(group: SessionGroup, err: Error): void {
-    const waiters = group.waiters.splice(0);
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
-  }
-
   private dropGroup(group: SessionGroup, err: Error): void {
     this.groups.delete(group.key);
     if (group.retryTimer !== undefined) clearTimeout(group.retryTimer);
     group.retryTimer = undefined;
     group.retained = false;
-    this.rejectWaiters(group, err);
+    rejectWaiters(group, err);
     for (const s of group.sessions) {
       s.draining = true;
       if (!s.session.closed) s.session.close();
     }
   }
-}
-
-function unreachable(group: SessionGroup, why: string): TrellisError {
-  return new TrellisError(CODE.TUNNEL_UNREACHABLE, `cannot open a tunnel session to ${group.host}:${group.port} (${group.target.namespace}/${group.target.service}): ${why}`, {
-    side: 'upstream',
-    retryable: true,
-  });
-}
-
-function closeSession(session: ClientHttp2Session, graceMs: number): Promise<void> {
-  if (session.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => session.destroy(), graceMs);
-    timer.unref();
-    session.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    session.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }

@@ -1,0 +1,42 @@
+/**
+ * What `--global URL --zone NAME` adds to a zone control plane (control-plane.ts calls this and nothing
+ * else of zone sync): the link to the global, its mesh-wide policies beside the zone's own, and its
+ * status and catalogue on the admin port.
+ */
+import type { Logger } from '../../common/log.js';
+import type { ServiceRegistry } from '../registry.js';
+import type { ExportRules } from './exports.js';
+import { ZoneLink } from './zone-link.js';
+
+export interface ZoneGlobalConfig {
+  /** The global's URL, or each replica's: the zone moves to the next when one does not take it. */
+  readonly urls: readonly URL[];
+  /** The global's trust bundle (`--global-ca FILE`). */
+  readonly bundlePem: string;
+  /** The zone token (`--global-token-file`), needed for the first join only. */
+  readonly token: string | undefined;
+  /** Undefined: the last catalogue is served however old it gets. */
+  readonly maxStalenessMs: number | undefined;
+  readonly exportRules: ExportRules;
+  readonly ingressAddresses: readonly string[];
+}
+
+export async function attachZoneLink(
+  config: { global?: ZoneGlobalConfig | undefined; dataDir: string; zone: string; trustDomain: string; rootNamespace: string },
+  deps: { registry: ServiceRegistry; trustBundlePem: () => string; log: Logger; onPoliciesChanged: () => void },
+): Promise<ZoneLink | undefined> {
+  const global = config.global;
+  if (global === undefined) return undefined;
+  const link = new ZoneLink({
+    endpoints: global.urls.map((url) => ({ url, trustDomain: config.trustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem })),
+    zone: config.zone,
+    dataDir: config.dataDir,
+    token: global.token,
+    maxStalenessMs: global.maxStalenessMs,
+    exportRules: global.exportRules,
+    ingressAddresses: global.ingressAddresses,
+    ...deps,
+  });
+  await link.start();
+  return link;
+}
