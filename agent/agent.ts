@@ -221,6 +221,7 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
     healthy: health?.healthy ?? true,
     upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
     agentVersion: AGENT_VERSION,
+    ...(Object.keys(config.labels ?? {}).length === 0 ? {} : { labels: config.labels }),
   });
   const watch = new ConfigWatch({
     endpoint: () => parts.endpointFor(identity.current),

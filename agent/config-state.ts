@@ -95,6 +95,7 @@ export class ConfigState {
       ...this.snapshot,
       upstreams: touched.size === 0 && removed.size === 0 ? this.snapshot.upstreams : Object.freeze([...upstreams.values()]),
       ...(delta.policies === undefined ? {} : { policies: delta.policies, policyRevision: delta.policyRevision ?? this.snapshot.policyRevision }),
+      ...(delta.traffic === undefined ? {} : { traffic: delta.traffic }),
       ...(delta.trustBundlePem === undefined ? {} : { trustBundlePem: delta.trustBundlePem }),
       ...(delta.revokedSerials === undefined ? {} : { revokedSerials: delta.revokedSerials }),
     });

@@ -31,6 +31,8 @@ export interface AgentConfig {
   readonly namespace: string;
   /** When set, must match the control plane's zone. */
   readonly zone: string | undefined;
+  /** Workload labels (`--label version=v2`) sent with the registration, for TrafficRoute backends. */
+  readonly labels?: Readonly<Record<string, string>>;
   /** Trust domain to ask for; absent: read from the join token, else from the roots in `caFile`. */
   readonly trustDomain: string | undefined;
   readonly rootNamespace: string;

@@ -15,6 +15,7 @@ import { normaliseSerial, type AgentSnapshot } from '../api/control-protocol.js'
 import type { OutboundListener, UpstreamService } from '../api/data-plane.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
 import { validatePolicyObjects } from '../policy/validator.js';
+import { compileTraffic, validateTrafficObjects } from '../policy/traffic/index.js';
 import type { SidecarConfig } from '../proxy/sidecar.js';
 import type { AgentConfig, UpstreamSpec } from './config.js';
 
@@ -43,6 +44,8 @@ function listenerFor(spec: UpstreamSpec & { readonly localPort: number }, upstre
 export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, agent: Pick<AgentConfig, 'upstreams'>, previous: readonly OutboundListener[] = []): BuiltConfig {
   const policies = validatePolicyObjects(snapshot.policies, 'control plane snapshot', { rootNamespace: snapshot.rootNamespace });
   const policy = compilePolicy(policies, { trustDomain: snapshot.trustDomain, rootNamespace: snapshot.rootNamespace });
+  // Validated again like the policies; a bad set throws, and the config in force stays (all or nothing).
+  const traffic = compileTraffic(validateTrafficObjects(snapshot.traffic ?? [], 'control plane snapshot'));
   const byKey = new Map(snapshot.upstreams.map((u) => [`${u.namespace}/${u.name}`, u]));
   const listeners: OutboundListener[] = [];
   const waiting: string[] = [];
@@ -56,5 +59,5 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   // Revoked certificates stop mattering at their notAfter; the control plane drops them then too.
   const now = Date.now();
   const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials }), waiting };
+  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic }), waiting };
 }

@@ -35,6 +35,7 @@
  */
 import type { Endpoint, PortProtocol, UpstreamService } from './data-plane.js';
 import type { TrafficPermission } from '../policy/types.js';
+import type { TrafficResource } from '../policy/traffic/types.js';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 export const PROTOCOL_HEADER = 'trellis-protocol';
@@ -145,6 +146,8 @@ export interface Registration {
   /** The services this workload calls (by name, or by wildcard: see `UpstreamRef`): the snapshot carries their endpoints. */
   readonly upstreams: readonly UpstreamRef[];
   readonly agentVersion: string;
+  /** Workload labels (`version: v2`, ...) that TrafficRoute backends select; `--label` on the agent. At most 16. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface WatchRequest {
@@ -163,6 +166,12 @@ export interface AgentSnapshot {
   readonly policies: readonly TrafficPermission[];
   /** Revision of the policy set, `sha256:<hex>` of its canonical JSON: shows in metrics and readiness. */
   readonly policyRevision: string;
+  /**
+   * Traffic-management resources (routes, retries, timeouts, outlier detection, circuit breakers) for the
+   * destinations this workload may call. Added within protocol version 1: absent from an older control
+   * plane (defaults apply), ignored by an older agent.
+   */
+  readonly traffic?: readonly TrafficResource[];
   readonly upstreams: readonly UpstreamService[];
   /**
    * Certificates issued through a revoked join token (and their renewals) that have not expired yet:
@@ -219,6 +228,8 @@ export interface WatchDeltaMessage {
   readonly endpoints?: readonly EndpointChange[];
   readonly policies?: readonly TrafficPermission[];
   readonly policyRevision?: string;
+  /** Replaces the whole traffic set (see `AgentSnapshot.traffic`); sent with every policy change. */
+  readonly traffic?: readonly TrafficResource[];
   readonly trustBundlePem?: string;
   /** Replaces the whole revoked list (see `AgentSnapshot.revokedSerials`). */
   readonly revokedSerials?: readonly RevokedSerial[];

@@ -68,6 +68,11 @@ export interface Endpoint {
    * version 1, so an older control plane or agent still works with the single `targetPort`).
    */
   readonly targetPorts?: Readonly<Record<number, number>>;
+  /**
+   * Labels of the workload (`version: v2`, ...), from its registration (`--label`), its pod's labels or the
+   * agent's flags: what TrafficRoute backends select. Absent: no labels (only label-less backends match).
+   */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** A port a service exposes to callers, and the workload port it lands on. */

@@ -24,6 +24,7 @@ import { formatLimit } from '../common/limit-schema.js';
 import { RedirectCheck } from '../agent/redirect-check.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CODE } from '../common/error-codes.js';
+import { LABEL_KEY, LABEL_VALUE } from '../policy/traffic/spec-readers.js';
 
 const SPEC = {
   usage: 'trellis agent run --control URL --ca-file F --token-file F --service S [--app-port P [--protocol X]]... [options]',
@@ -60,6 +61,7 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     },
     'data-dir': { type: 'string', value: 'DIR', help: 'keep the certificate (key mode 0600) and the last config here, so a restart\nserves while the control plane is down', whenAbsent: 'nothing is written' },
     zone: { type: 'string', value: 'NAME', help: "must match the control plane's zone", whenAbsent: "the control plane's" },
+    label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'a workload label TrafficRoute backends select (e.g. version=v2); repeatable', whenAbsent: 'none' },
     'trust-domain': { type: 'string', value: 'NAME', help: 'trust domain to ask for', whenAbsent: 'the one in the join token, else the --ca-file roots' },
     'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace (as the control plane's --root-namespace)", whenAbsent: DEFAULT_ROOT_NAMESPACE },
     address: { type: 'string', value: 'ADDR', help: 'address other sidecars reach this one on', whenAbsent: 'the address used to reach the control plane' },
@@ -226,6 +228,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     service: values.service ?? '',
     namespace,
     zone: values.zone,
+    labels: Object.freeze(Object.fromEntries((values.label ?? []).map((l) => attempt(() => parseLabelFlag(l), ['', ''])).filter(([k]) => k !== ''))),
     trustDomain: values['trust-domain'] === undefined ? undefined : attempt(() => parseTrustDomain(values['trust-domain'] as string), undefined),
     rootNamespace: values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE,
     appPorts,
@@ -315,3 +318,14 @@ export const runSubcommand: AgentSubcommand = {
     return EXIT_OK;
   },
 };
+
+/** `--label KEY=VALUE`: a Kubernetes-style label (the control plane checks the form again). */
+function parseLabelFlag(text: string): [string, string] {
+  const eq = text.indexOf('=');
+  const key = eq < 0 ? '' : text.slice(0, eq);
+  const value = eq < 0 ? '' : text.slice(eq + 1);
+  if (!LABEL_KEY.test(key) || !LABEL_VALUE.test(value)) {
+    throw new InputError(CODE.CLI_BAD_LABEL, `--label ${JSON.stringify(text)}: expected KEY=VALUE with a Kubernetes label key and value`);
+  }
+  return [key, value];
+}

@@ -23,22 +23,26 @@ import { EXIT_OK, type Command, type CommandContext } from './command.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { CONTROL_DEFAULTS } from '../control/config.js';
 import { CODE } from '../common/error-codes.js';
+import { explainTraffic, parseHeaderFlags, renderTraffic } from './explain-traffic.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
 
 const SPEC = {
   usage: `trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
-                       [--method METHOD --path PATH] [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]`,
+                       [--method METHOD --path PATH] [--header NAME=VALUE]... [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]`,
   about: `Answers whether a caller may reach a service under the given policies, and names the deciding rule.
 Without --method and --path the question is about a TCP stream; with them, about one HTTP request.
-A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.`,
+A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.
+The answer also shows traffic management for the destination: the TrafficRoute rule that matches and its
+backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.`,
   flags: {
     policy: { type: 'string', value: 'DIR|FILE', help: 'policy files (*.yaml, *.yml), validated as the control plane would', whenAbsent: REQUIRED },
     from: { type: 'string', value: 'CALLER', help: 'the caller: namespace/service, or its SPIFFE ID spiffe://TD/ns/NS/sa/SERVICE', whenAbsent: REQUIRED },
     to: { type: 'string', value: 'NS/SERVICE', help: 'the destination service', whenAbsent: REQUIRED },
     method: { type: 'string', value: 'METHOD', help: 'an HTTP request: its method (with --path)', whenAbsent: 'a TCP stream' },
     path: { type: 'string', value: 'PATH', help: 'an HTTP request: its path (with --method)', whenAbsent: 'a TCP stream' },
+    header: { type: 'string', multiple: true, value: 'NAME=VALUE', help: 'an HTTP request header, for route matches; repeatable', whenAbsent: 'none' },
     'trust-domain': { type: 'string', value: 'TD', help: "the mesh's trust domain (as trellis control run --trust-domain);\na caller from another one never matches", whenAbsent: CONTROL_DEFAULTS.trustDomain },
     'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace", whenAbsent: DEFAULT_ROOT_NAMESPACE },
     json: { type: 'boolean', help: 'print the decision as JSON', whenAbsent: 'off' },
@@ -66,7 +70,7 @@ function parseCaller(text: string): { trustDomain: string | null; namespace: str
 }
 
 /** Policies and, for each, the file it came from (validated together first, so the set is exactly what would load). */
-async function loadPolicies(path: string, rootNamespace: string): Promise<{ policies: TrafficPermission[]; origin: Map<string, string> }> {
+async function loadPolicies(path: string, rootNamespace: string): Promise<{ policies: TrafficPermission[]; origin: Map<string, string>; files: YamlText[] }> {
   const stat = await fs.stat(path).catch((err: unknown) => {
     throw new InputError(CODE.POLICY_DIR_UNREADABLE, `--policy ${path}: ${(err as Error).message}`, { cause: err });
   });
@@ -77,7 +81,7 @@ async function loadPolicies(path: string, rootNamespace: string): Promise<{ poli
   // The set is valid as a whole, so each file is valid on its own: parse again per file to know where each policy lives.
   const origin = new Map<string, string>();
   for (const file of files) for (const p of parsePolicyFiles([file], { rootNamespace })) origin.set(key(p), file.path);
-  return { policies, origin };
+  return { policies, origin, files };
 }
 
 function key(p: TrafficPermission): string {
@@ -138,15 +142,18 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   const http = values.method === undefined ? undefined : { method: values.method, path: values.path as string };
   const req: AuthorizationRequest = { source, destination, protocol: http === undefined ? 'tcp' : 'http', ...(http === undefined ? {} : { http }) };
 
-  const { policies, origin } = await loadPolicies(values.policy as string, rootNamespace);
+  const headers = parseHeaderFlags(values.header ?? []);
+  const { policies, origin, files } = await loadPolicies(values.policy as string, rootNamespace);
   const compiled = compilePolicy(policies, { trustDomain, rootNamespace });
   const decision = compiled.evaluate(req);
+  const traffic = explainTraffic(files, destination, http, headers);
   if (values.json === true) {
     const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
     const rule = decision.rule === null ? null : (policy?.spec.rules[decision.rule] ?? null);
-    ctx.stdout.write(`${JSON.stringify({ request: req, decision, rule })}\n`);
+    ctx.stdout.write(`${JSON.stringify({ request: req, decision, rule, traffic })}\n`);
   } else {
     ctx.stdout.write(render({ decision, req, callerText: values.from as string, policies: compiled.policies, applicable: compiled.policiesFor(destination), origin }));
+    ctx.stdout.write(renderTraffic(traffic));
   }
   return values['exit-code'] === true && !decision.allowed ? EXIT_DENIED : EXIT_OK;
 }

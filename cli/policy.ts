@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../common/errors.js';
 import { configIssuesOf, formatConfigIssue, readConfigFile, type ConfigIssue, type YamlText } from '../common/yaml-source.js';
-import { DEFAULT_ROOT_NAMESPACE, isPolicyFileName, parsePolicyFiles } from '../policy/index.js';
+import { DEFAULT_ROOT_NAMESPACE, isPolicyFileName, parsePolicyAndTraffic } from '../policy/index.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
@@ -15,8 +15,8 @@ import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: 'trellis policy check [--root-namespace NS] FILE|DIR...',
-  about: `Validates TrafficPermission policy files (YAML, several "---" documents per file allowed). A directory
-stands for its *.yaml and *.yml files. Every error is printed as file:line:column: field: message.`,
+  about: `Validates TrafficPermission policy files and the traffic-management resources beside them (YAML,
+several "---" documents per file allowed). A directory stands for its *.yaml and *.yml files. Every error is printed as file:line:column: field: message.`,
   flags: {
     'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace, whose policies may name any destination", whenAbsent: DEFAULT_ROOT_NAMESPACE },
   },
@@ -59,8 +59,11 @@ async function check(argv: readonly string[], ctx: CommandContext): Promise<numb
   }
   let issues: readonly ConfigIssue[] = unreadable;
   let count = 0;
+  let trafficCount = 0;
   try {
-    count = parsePolicyFiles(texts, { rootNamespace }).length;
+    const parsed = parsePolicyAndTraffic(texts, { rootNamespace });
+    count = parsed.policies.length;
+    trafficCount = parsed.traffic.length;
   } catch (err) {
     const found = configIssuesOf(err);
     if (found.length === 0) throw err;
@@ -72,7 +75,8 @@ async function check(argv: readonly string[], ctx: CommandContext): Promise<numb
     return EXIT_USAGE;
   }
   const fileCount = texts.length === 1 ? '1 file' : `${texts.length} files`;
-  ctx.stdout.write(`ok: ${count === 1 ? '1 policy' : `${count} policies`} in ${fileCount}\n`);
+  const traffic = trafficCount === 0 ? '' : ` and ${trafficCount === 1 ? '1 traffic resource' : `${trafficCount} traffic resources`}`;
+  ctx.stdout.write(`ok: ${count === 1 ? '1 policy' : `${count} policies`}${traffic} in ${fileCount}\n`);
   return EXIT_OK;
 }
 

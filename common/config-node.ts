@@ -68,6 +68,18 @@ export class ConfigNode {
     return undefined;
   }
 
+  /** The string value of `key` when this is a mapping that has one; reports nothing (for telling kinds apart). */
+  peekString(key: string): string | undefined {
+    const n = this.node;
+    if (!isMap(n)) return undefined;
+    for (const pair of n.items) {
+      const k = pair.key as Node | null;
+      const v = pair.value as Node | null;
+      if (isScalar(k) && k.value === key) return isScalar(v) && typeof v.value === 'string' ? v.value : undefined;
+    }
+    return undefined;
+  }
+
   get isNull(): boolean {
     const n = this.target();
     return n === null || (isScalar(n) && n.value === null);
@@ -94,6 +106,14 @@ export class ConfigNode {
     if ((min !== undefined && n.value < min) || (max !== undefined && n.value > max)) {
       return this.report(`expected an integer from ${min ?? '-∞'} to ${max ?? '∞'}, got ${n.value}`);
     }
+    return n.value;
+  }
+
+  /** A finite number (integer or decimal: ratios, percentages) within `range`. */
+  number(range: { readonly min: number; readonly max: number }): number | undefined {
+    const n = this.target();
+    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value)) return this.report(`expected a number, got ${describe(n)}`);
+    if (n.value < range.min || n.value > range.max) return this.report(`expected a number from ${range.min} to ${range.max}, got ${n.value}`);
     return n.value;
   }
 

@@ -222,6 +222,7 @@ async function watch(options: ResolvedOptions, req: IncomingMessage, res: Server
     upstreams: registration.upstreams,
     healthy: registration.healthy,
     updatedAt: new Date().toISOString(),
+    ...(registration.labels === undefined ? {} : { labels: registration.labels }),
     owner: Object.freeze({ serial: peer.serial, workload: options.lineage.workloadOf(peer.serial) }),
   });
   let lease = 0;

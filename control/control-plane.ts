@@ -258,6 +258,7 @@ function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry
     trustBundlePem: () => id.trust.pem,
     // A zone of a multi-zone mesh adds the global's mesh-wide policies to its own.
     policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
+    traffic: () => policy.state.traffic ?? [],
     revokedSerials: () => id.revoked.list,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,

@@ -14,11 +14,14 @@ import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 import { DebouncedWatch } from './debounced-watch.js';
 import { configIssuesOf, formatConfigIssue } from '../common/yaml-source.js';
-import { isPolicyFileName, loadPolicyDir } from '../policy/policy-loader.js';
+import { isPolicyFileName, loadPolicyAndTrafficDir } from '../policy/policy-loader.js';
 import type { TrafficPermission } from '../policy/types.js';
+import type { TrafficResource } from '../policy/traffic/types.js';
 
 export interface PolicyState {
   readonly policies: readonly TrafficPermission[];
+  /** Traffic-management resources (policy/traffic/) from the same directory; absent where the source has none. */
+  readonly traffic?: readonly TrafficResource[];
   /** `sha256:<hex>` of the policies' canonical JSON; "empty" before anything loaded. */
   readonly revision: string;
   readonly loadedAt: string | undefined;
@@ -37,9 +40,10 @@ export interface PolicySourceOptions {
   readonly onError: (state: PolicyState) => void;
 }
 
-export function policyRevision(policies: readonly TrafficPermission[]): string {
-  if (policies.length === 0) return 'empty';
-  return `sha256:${createHash('sha256').update(JSON.stringify(policies)).digest('hex').slice(0, 32)}`;
+export function policyRevision(policies: readonly TrafficPermission[], traffic: readonly TrafficResource[] = []): string {
+  if (policies.length === 0 && traffic.length === 0) return 'empty';
+  const text = traffic.length === 0 ? JSON.stringify(policies) : JSON.stringify([policies, traffic]);
+  return `sha256:${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
 }
 
 export class PolicySource {
@@ -60,8 +64,8 @@ export class PolicySource {
     const dir = this.options.dir;
     if (dir === undefined) return;
     this.signature = await this.filesSignature();
-    const policies = await loadPolicyDir(dir, { rootNamespace: this.options.rootNamespace });
-    this.current = Object.freeze({ policies: Object.freeze(policies), revision: policyRevision(policies), loadedAt: new Date().toISOString(), error: undefined });
+    const { policies, traffic } = await loadPolicyAndTrafficDir(dir, { rootNamespace: this.options.rootNamespace });
+    this.current = Object.freeze({ policies: Object.freeze(policies), traffic: Object.freeze(traffic), revision: policyRevision(policies, traffic), loadedAt: new Date().toISOString(), error: undefined });
     this.watch = new DebouncedWatch({
       dir,
       changed: async () => (await this.filesSignature()) !== this.signature,
@@ -90,8 +94,9 @@ export class PolicySource {
     if (dir === undefined || this.closed) return;
     const signature = await this.filesSignature().catch(() => '');
     let policies: TrafficPermission[];
+    let traffic: TrafficResource[];
     try {
-      policies = await loadPolicyDir(dir, { rootNamespace: this.options.rootNamespace });
+      ({ policies, traffic } = await loadPolicyAndTrafficDir(dir, { rootNamespace: this.options.rootNamespace }));
     } catch (err) {
       this.signature = signature;
       const issues = configIssuesOf(err).map(formatConfigIssue);
@@ -101,11 +106,11 @@ export class PolicySource {
       return;
     }
     this.signature = signature;
-    const revision = policyRevision(policies);
+    const revision = policyRevision(policies, traffic);
     const changed = revision !== this.current.revision || this.current.error !== undefined;
-    this.current = Object.freeze({ policies: Object.freeze(policies), revision, loadedAt: new Date().toISOString(), error: undefined });
+    this.current = Object.freeze({ policies: Object.freeze(policies), traffic: Object.freeze(traffic), revision, loadedAt: new Date().toISOString(), error: undefined });
     if (changed) {
-      this.options.log.info({ dir, revision, policies: policies.length }, 'policy loaded');
+      this.options.log.info({ dir, revision, policies: policies.length, traffic: traffic.length }, 'policy loaded');
       this.options.onChange(this.current);
     }
   }

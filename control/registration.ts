@@ -5,6 +5,7 @@
  * An upstream is a service by name, every service of a namespace (`service: "*"`), or every service of
  * the mesh (both `"*"`); `namespace: "*"` with a named service means nothing and is refused.
  */
+import { LABEL_KEY, LABEL_VALUE } from '../policy/traffic/spec-readers.js';
 import { isIP } from 'node:net';
 import { ANY_UPSTREAM, type HealthReport, type Registration } from '../api/control-protocol.js';
 import { DNS_LABEL } from '../policy/selectors.js';
@@ -30,6 +31,7 @@ export function validateRegistration(value: unknown): Registration {
   const body = object(object(value)?.registration);
   if (body === undefined) throw new HttpError(CODE.CONTROL_BAD_REGISTRATION, 'expected {"registration": {...}}');
   const { instanceId, zone, address, tunnelPort, ports, healthy, upstreams, agentVersion } = body;
+  const labels = validLabels(body.labels, problems);
   if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) problems.push('instanceId: 1-128 characters of A-Z, a-z, 0-9, "_", "-"');
   if (zone !== undefined && (typeof zone !== 'string' || !DNS_LABEL.test(zone))) problems.push('zone: a DNS label');
   if (typeof address !== 'string' || (isIP(address) === 0 && !HOST_NAME.test(address))) problems.push('address: an IP address or a host name');
@@ -80,7 +82,23 @@ export function validateRegistration(value: unknown): Registration {
     healthy: healthy as boolean,
     upstreams: Object.freeze(upstreamList),
     agentVersion: agentVersion as string,
+    ...(labels === undefined ? {} : { labels }),
   });
+}
+
+
+/** Kubernetes-style labels, at most 16; undefined when absent (or bad: then a problem is recorded). */
+function validLabels(value: unknown, problems: string[]): Readonly<Record<string, string>> | undefined {
+  if (value === undefined) return undefined;
+  const map = object(value);
+  const entries = map === undefined ? [] : Object.entries(map);
+  if (map === undefined || entries.length > 16 || entries.some(([k, v]) => !LABEL_KEY.test(k) || typeof v !== 'string' || !LABEL_VALUE.test(v))) {
+    problems.push('labels: at most 16 Kubernetes labels (key: value)');
+    return undefined;
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries) Object.defineProperty(out, k, { value: v, enumerable: true });
+  return Object.freeze(out);
 }
 
 export function validateHealthReport(value: unknown): HealthReport {

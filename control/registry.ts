@@ -314,7 +314,14 @@ export class ServiceRegistry {
   private endpointOf(instance: Instance): Endpoint {
     const r = instance.registration;
     const targetPorts = this.layout(r.namespace, r.service).targetPorts.get(r.instanceId);
-    return Object.freeze({ address: r.address, tunnelPort: r.tunnelPort, zone: r.zone, healthy: this.isHealthy(instance), ...(targetPorts === undefined ? {} : { targetPorts }) });
+    return Object.freeze({
+      address: r.address,
+      tunnelPort: r.tunnelPort,
+      zone: r.zone,
+      healthy: this.isHealthy(instance),
+      ...(targetPorts === undefined ? {} : { targetPorts }),
+      ...(r.labels === undefined ? {} : { labels: r.labels }),
+    });
   }
 
   /** The service's ports and each instance's target ports, worked out once per change (`service-ports.ts`). */
@@ -353,7 +360,7 @@ export class ServiceRegistry {
 
   private emitIfChanged(instance: Instance, before: Endpoint): void {
     const after = this.endpointOf(instance);
-    if (after.healthy === before.healthy && after.address === before.address && after.tunnelPort === before.tunnelPort && after.zone === before.zone && sameTargetPorts(after.targetPorts, before.targetPorts)) return;
+    if (after.healthy === before.healthy && after.address === before.address && after.tunnelPort === before.tunnelPort && after.zone === before.zone && sameTargetPorts(after.targetPorts, before.targetPorts) && JSON.stringify(after.labels) === JSON.stringify(before.labels)) return;
     const r = instance.registration;
     this.emit({ kind: 'endpoint', namespace: r.namespace, service: r.service, key: endpointKey(r), endpoint: after });
   }

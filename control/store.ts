@@ -36,6 +36,8 @@ export interface StoredRegistration {
   readonly upstreams: readonly UpstreamRef[];
   readonly healthy: boolean;
   readonly updatedAt: string;
+  /** Workload labels (`Registration.labels`), copied to its endpoint for TrafficRoute backends. */
+  readonly labels?: Readonly<Record<string, string>>;
   /** The certificate (and workload) that registered it; absent in records written before owners were kept. */
   readonly owner?: InstanceOwner;
 }

@@ -31,6 +31,7 @@ import {
   type WatchMessage,
 } from '../api/control-protocol.js';
 import type { TrafficPermission } from '../policy/types.js';
+import type { TrafficResource } from '../policy/traffic/types.js';
 import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
 import type { RegistryEvent, ServiceRegistry } from './registry.js';
 import { policyRevision } from './policy-source.js';
@@ -61,6 +62,8 @@ export interface WatchHubOptions {
   readonly maxBufferedBytes: number;
   readonly trustBundlePem: () => string;
   readonly policies: () => readonly TrafficPermission[];
+  /** Traffic-management resources in force (every namespace's: callers need their destinations'). */
+  readonly traffic?: () => readonly TrafficResource[];
   /** Unexpired certificates of revoked join tokens (token-service.ts); omitted, none. */
   readonly revokedSerials?: () => readonly RevokedSerial[];
   /** Wildcard subscribers learn only the services policy could let them call (default: every mesh service). */
@@ -136,8 +139,15 @@ export class WatchHub {
       trustBundlePem: this.options.trustBundlePem(),
       policies,
       policyRevision: policyRevision(policies),
+      ...this.trafficField(),
       ...this.revokedField(),
     };
+  }
+
+  /** Absent when there is none, so snapshots look as they did before the field existed. */
+  private trafficField(): { traffic?: readonly TrafficResource[] } {
+    const traffic = this.options.traffic?.() ?? [];
+    return traffic.length === 0 ? {} : { traffic };
   }
 
   /** Absent when nothing is revoked, so snapshots look as they did before the field existed. */
@@ -184,7 +194,7 @@ export class WatchHub {
       if (line === undefined) {
         const policies = this.policiesFor(ns);
         const reach = scoped ? this.reachChanges(stream, before) : {};
-        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies) } satisfies WatchDeltaMessage);
+        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies), traffic: this.options.traffic?.() ?? [] } satisfies WatchDeltaMessage);
         lines.set(key, line);
       }
       this.send(stream, line);

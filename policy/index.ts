@@ -4,7 +4,7 @@
  */
 export * from './types.js';
 export { parsePolicyFiles, validatePolicyObjects, POLICY_LIMITS } from './validator.js';
-export { loadPolicyDir, isPolicyFileName } from './policy-loader.js';
+export { loadPolicyDir, loadPolicyAndTrafficDir, parsePolicyAndTraffic, isPolicyFileName } from './policy-loader.js';
 export { compilePolicy, CompiledPolicy } from './compiled-policy.js';
 export { normalizeRequestPath } from './http-match.js';
 export { grpcMethodOfPath, GRPC_LIMITS } from './grpc-match.js';

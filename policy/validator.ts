@@ -9,6 +9,7 @@ import { ConfigIssues } from '../common/config-issues.js';
 import type { ConfigNode } from '../common/config-node.js';
 import { configNodeFromValue, parseYamlDocuments, type YamlText } from '../common/yaml-source.js';
 import { METHOD_PATTERN, pathPatternProblem } from './http-match.js';
+import { isTrafficKind } from './traffic/validator.js';
 import { validateGrpc } from './grpc-match.js';
 import { ANY, DNS_LABEL, DNS_LABEL_HINT, parseDestination, parseSourceSelector } from './selectors.js';
 import {
@@ -46,6 +47,8 @@ export function parsePolicyFiles(files: readonly YamlText[], options: Validation
   const found: Located[] = [];
   for (const file of files) {
     for (const doc of parseYamlDocuments(file, issues)) {
+      // Traffic-management resources may share a policy directory; policy/traffic/ validates those.
+      if (isTrafficKind(doc.peekString('kind'))) continue;
       found.push(validateDocument(doc, options, issues));
     }
   }

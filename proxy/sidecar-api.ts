@@ -15,6 +15,7 @@ import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balanc
 import type { OutboundHttpLimits } from './outbound/http/deps.js';
 import type { OutsideMeshPolicy } from './outbound/capture/transparent-listener.js';
 import type { ListenerFailure } from './outbound/explicit-listeners.js';
+import type { CompiledTraffic } from '../policy/traffic/index.js';
 
 /** What the control plane (or a static file) says, swapped whole by `applyConfig`. */
 export interface SidecarConfig {
@@ -28,6 +29,8 @@ export interface SidecarConfig {
   readonly appPorts?: readonly AppPort[];
   /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
   readonly revokedSerials?: ReadonlySet<string>;
+  /** Routes, retries, timeouts, outlier detection, circuit breakers (`compileTraffic(...)`); absent: the defaults. */
+  readonly traffic?: CompiledTraffic;
 }
 
 export interface SidecarPoolOptions {

@@ -8,6 +8,7 @@ import type { AppPort } from '../api/data-plane.js';
 import type { Logger } from 'pino';
 import { compilePolicy } from '../policy/compiled-policy.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { DEFAULT_TRAFFIC, type CompiledTraffic } from '../policy/traffic/index.js';
 import type { ProxyMetrics } from './core/metrics.js';
 import { inboundState, type InboundState } from './inbound/inbound-state.js';
 import { indexUpstreams, type UpstreamIndex } from './outbound/route.js';
@@ -23,6 +24,8 @@ export interface ConfigInForce {
 /** The parts a swap tells, each in its own terms. */
 export interface SwapTargets {
   readonly balancer: { setServices(upstreams: SidecarConfig['upstreams']): void };
+  /** Traffic management: new requests take the new routes and settings; those in flight keep their plan. */
+  readonly traffic: { setServices(upstreams: SidecarConfig['upstreams']): void; setResources(traffic: CompiledTraffic): void };
   /** Returns how many open streams the new policy closed. */
   readonly tunnel: { setState(state: InboundState): number };
   readonly capture?: {
@@ -54,6 +57,8 @@ export function swapConfig(current: ConfigInForce, config: SidecarConfig, appPor
     state: inboundState(current.state.local, ports, frozen.policy, frozen.revokedSerials),
   };
   targets.balancer.setServices(frozen.upstreams);
+  targets.traffic.setServices(frozen.upstreams);
+  targets.traffic.setResources(frozen.traffic ?? DEFAULT_TRAFFIC);
   targets.capture?.transparent.setUpstreams(frozen.upstreams);
   targets.capture?.inbound.setAppPorts(ports);
   const cut = targets.tunnel.setState(next.state);

@@ -22,6 +22,9 @@ import { TrellisError } from '../common/errors.js';
 import { silentLogger } from '../common/log.js';
 import { resolveLimits, type ProxyLimits } from './core/limits.js';
 import { LoadBalancer } from './outbound/tunnel-client/load-balancer.js';
+import { OutboundTraffic } from './outbound/traffic/outbound-traffic.js';
+import { createTrafficMetrics } from './outbound/traffic/traffic-metrics.js';
+import { DEFAULT_TRAFFIC } from '../policy/traffic/index.js';
 import { createProxyMetrics, type ProxyMetrics } from './core/metrics.js';
 import { createHttpMetrics, type HttpMetrics } from './http/metrics.js';
 import { SessionPool } from './outbound/tunnel-client/session-pool.js';
@@ -80,6 +83,8 @@ class TrellisSidecar implements Sidecar {
   private readonly admin: AdminServer | undefined;
   private readonly inboundHttp: InboundHttp;
   private readonly outboundConnections = new TrackedSet<() => void>();
+  /** Traffic management of every outbound HTTP request (proxy/outbound/traffic/). */
+  private readonly traffic: OutboundTraffic;
   private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
   private current: ConfigInForce;
@@ -97,6 +102,9 @@ class TrellisSidecar implements Sidecar {
     this.current = initialConfig(options);
     this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding' });
     this.balancer.setServices(this.current.config.upstreams);
+    this.traffic = new OutboundTraffic({ metrics: createTrafficMetrics(this.registry), source: `${options.namespace}/${options.service}` });
+    this.traffic.setServices(this.current.config.upstreams);
+    this.traffic.setResources(this.current.config.traffic ?? DEFAULT_TRAFFIC);
     this.pool = this.createPool();
     this.inboundHttp = createInboundHttp({
       metrics: this.metrics,
@@ -157,6 +165,7 @@ class TrellisSidecar implements Sidecar {
         logger: outboundLog,
         sourceLabel,
         accessLog,
+        traffic: this.traffic,
         track: (cut) => this.outboundConnections.add(cut),
       });
     const connections = new ConnectionBudget(this.limits.maxOutboundConnectionsTotal);
@@ -170,6 +179,7 @@ class TrellisSidecar implements Sidecar {
       accessLog,
       limits: resolveOutboundHttpLimits({ maxConnections: this.limits.maxOutboundConnections, ...options.httpLimits }),
       connections,
+      traffic: this.traffic,
     };
     const lanes = new LanePool(this.pool, DEFAULT_LANE_POOL_LIMITS, httpDeps.limits.upstreamIdleTimeoutMs);
     const http2 = createOutboundHttp2Server(httpDeps, this.limits);
@@ -194,6 +204,7 @@ class TrellisSidecar implements Sidecar {
   async start(): Promise<void> {
     if (this.started) throw new TrellisError(CODE.PROXY_ALREADY_STARTED, 'the sidecar was already started', { side: 'internal' });
     this.started = true;
+    this.traffic.startSweeps();
     const tunnel = this.options.tunnel ?? {};
     try {
       await this.tunnel.listen(tunnel.port ?? DEFAULT_TUNNEL_PORT, tunnel.address ?? '0.0.0.0');
@@ -218,7 +229,7 @@ class TrellisSidecar implements Sidecar {
 
   async applyConfig(config: SidecarConfig): Promise<void> {
     if (this.stopped) throw new TrellisError(CODE.PROXY_STOPPED, 'the sidecar is stopped', { side: 'internal' });
-    this.current = swapConfig(this.current, config, this.options.appPorts, { balancer: this.balancer, tunnel: this.tunnel, capture: this.capture, metrics: this.metrics, log: this.log });
+    this.current = swapConfig(this.current, config, this.options.appPorts, { balancer: this.balancer, traffic: this.traffic, tunnel: this.tunnel, capture: this.capture, metrics: this.metrics, log: this.log });
     if (!this.started) return;
     this.warmPool();
     await this.listeners.apply(this.current.config.listeners, this.current.upstreams);
@@ -241,6 +252,7 @@ class TrellisSidecar implements Sidecar {
     }, graceMs);
     // Idle lanes both ways close now, so tunnel sessions can finish; busy ones after their exchange.
     this.lanes.close();
+    this.traffic.close();
     this.inboundHttp.drainLanes();
     // Listeners stop accepting at once; sessions and streams already open get the grace period.
     await Promise.all([

@@ -46,6 +46,7 @@ export const HTTP_FAILURES = Object.freeze({
   appBadResponse: kind(ERRORS.HTTP_APP_BAD_RESPONSE),
   appOverloaded: kind(ERRORS.HTTP_APP_OVERLOADED),
   noEndpoint: kind(ERRORS.HTTP_NO_ENDPOINT),
+  circuitOpen: kind(ERRORS.HTTP_CIRCUIT_BREAKER_OPEN),
   upstreamConnect: kind(ERRORS.HTTP_UPSTREAM_CONNECT_FAILED),
   upstreamReset: kind(ERRORS.HTTP_UPSTREAM_RESET),
   upstreamTimeout: kind(ERRORS.HTTP_UPSTREAM_TIMEOUT),

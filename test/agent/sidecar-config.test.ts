@@ -51,3 +51,19 @@ describe('listeners that vanish when an instance appears', () => {
     expect(buildSidecarConfig(two, 'e.2', { upstreams: [up('payments', 15101)] }).waiting).toHaveLength(1);
   });
 });
+
+describe('traffic resources in the snapshot', () => {
+  const route = { apiVersion: 'trellis.dev/v1alpha1', kind: 'TrafficRoute', metadata: { name: 'r', namespace: 'shop' }, spec: { destination: 'orders', rules: [{ backends: [{ labels: { version: 'v2' }, weight: 1 }] }] } };
+
+  it('are validated again and compiled into the config; absent, the defaults apply', () => {
+    const { config } = buildSidecarConfig({ ...snapshot, traffic: [route] } as unknown as AgentSnapshot, 'e.3', { upstreams: [] });
+    const req = { method: 'GET', path: '/', query: '', headerValues: () => [] };
+    expect(config.traffic?.route('shop', 'orders', req).label).toBe('r/0');
+    expect(buildSidecarConfig(snapshot, 'e.4', { upstreams: [] }).config.traffic?.route('shop', 'orders', req).label).toBe('default');
+  });
+
+  it('refuse the whole config when one does not validate', () => {
+    const bad = { ...snapshot, traffic: [{ ...route, spec: { destination: 'orders', rules: [{ backends: [{ weight: 0 }] }] } }] } as unknown as AgentSnapshot;
+    expect(() => buildSidecarConfig(bad, 'e.5', { upstreams: [] })).toThrow(/weights add up to 0/);
+  });
+});

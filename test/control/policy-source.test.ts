@@ -69,4 +69,18 @@ describe('PolicySource', () => {
     source = make();
     await expect(source.start()).rejects.toThrow(/a\.yaml:1/);
   });
+
+  it('loads traffic resources beside the permissions, and rejects the directory whole for a bad one', async () => {
+    writeFileSync(join(dir, 'a.yaml'), doc('a', 'frontend'));
+    writeFileSync(join(dir, 't.yaml'), 'apiVersion: trellis.dev/v1alpha1\nkind: RetryPolicy\nmetadata: { name: r, namespace: shop }\nspec:\n  destination: orders\n  attempts: 2\n');
+    source = make();
+    await source.start();
+    expect(source.state.traffic?.map((t) => t.kind)).toEqual(['RetryPolicy']);
+    const revision = source.state.revision;
+    writeFileSync(join(dir, 't.yaml'), 'apiVersion: trellis.dev/v1alpha1\nkind: RetryPolicy\nmetadata: { name: r, namespace: shop }\nspec:\n  destination: orders\n  attempts: 0\n');
+    await source.reload();
+    expect(errors.at(-1)?.error?.issues.join('\n')).toContain('t.yaml:6:13: spec.attempts: expected an integer from 1 to 10, got 0');
+    expect(source.state.revision).toBe(revision);
+    expect(source.state.traffic?.[0]?.spec).toMatchObject({ attempts: 2 });
+  });
 });

@@ -36,6 +36,9 @@ import { createOutboundHttpListener, type OutboundHttpListener } from '../../pro
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from '../../proxy/outbound/http/lane-pool.js';
 import type { OutboundRoute } from '../../proxy/outbound/route.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { OutboundTraffic } from '../../proxy/outbound/traffic/outbound-traffic.js';
+import { createTrafficMetrics } from '../../proxy/outbound/traffic/traffic-metrics.js';
+import { compileTraffic, parseTrafficFiles } from '../../policy/traffic/index.js';
 import { startByteRecorder, type ByteRecorder } from './support/byte-recorder.js';
 
 export const POLICY_YAML = `
@@ -211,8 +214,12 @@ export interface TestMesh {
   readonly registry: Registry;
   readonly log: LogLine[];
   readonly inboundLog: LogLine[];
-  /** Replaces the endpoints the balancer knows for payments.shop. */
+  /** Replaces the endpoints the balancer (and traffic management) knows for payments.shop. */
   setEndpoints(endpoints: readonly Endpoint[]): void;
+  /** Traffic management of the outbound side, with `traffic` (YAML) in force; undefined without it. */
+  readonly traffic: OutboundTraffic | undefined;
+  /** Replaces the traffic resources in force (YAML), as a config push does. */
+  setTraffic(yaml: string): void;
   close(): Promise<void>;
 }
 
@@ -233,6 +240,10 @@ export interface MeshOptions {
   readonly appHttp?: AppHttpOptions;
   /** Put a byte recorder (support/byte-recorder.ts) between each inbound sidecar and its app. */
   readonly recordBytes?: boolean;
+  /** Traffic resources (YAML) for the outbound side; with it, traffic management runs (defaults for an empty string). */
+  readonly traffic?: string;
+  /** Labels of each app's endpoint (parallel to `apps`). */
+  readonly labels?: readonly Readonly<Record<string, string>>[];
 }
 
 export const ROUTE: OutboundRoute = Object.freeze({ service: 'payments', namespace: 'shop', servicePort: 80, targetPort: 8080, protocol: 'http' });
@@ -270,8 +281,15 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
     const metrics = createProxyMetrics(registry);
     const httpMetrics = createHttpMetrics(registry);
     const balancer = new LoadBalancer();
-    const endpoints = [...tunnels.map((t) => endpointOf(t.port)), ...(options.extraEndpoints ?? [])];
-    const setEndpoints = (list: readonly Endpoint[]): void => balancer.setServices([{ name: 'payments', namespace: 'shop', endpoints: list }]);
+    const endpoints = [...tunnels.map((t, i) => ({ ...endpointOf(t.port), ...(options.labels?.[i] === undefined ? {} : { labels: options.labels[i] }) })), ...(options.extraEndpoints ?? [])];
+    const traffic = options.traffic === undefined ? undefined : new OutboundTraffic({ metrics: createTrafficMetrics(registry), source: 'shop/orders' });
+    const setTraffic = (yaml: string): void => traffic?.setResources(compileTraffic(parseTrafficFiles([{ path: 'traffic.yaml', text: yaml }])));
+    if (options.traffic !== undefined) setTraffic(options.traffic);
+    const setEndpoints = (list: readonly Endpoint[]): void => {
+      const services = [{ name: 'payments', namespace: 'shop', ports: [], endpoints: list }];
+      balancer.setServices(services);
+      traffic?.setServices(services);
+    };
     setEndpoints(endpoints);
     const callerIdentity = await pki.issue('orders', 'shop');
     const pool = new SessionPool({
@@ -299,6 +317,7 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
         sourceLabel: 'shop/orders',
         accessLog: true,
         limits: outboundLimits,
+        ...(traffic === undefined ? {} : { traffic }),
       },
     });
     const address = await outbound.listen(0, '127.0.0.1');
@@ -317,6 +336,8 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
       log: outboundCapture.lines,
       inboundLog: inboundCapture.lines,
       setEndpoints,
+      traffic,
+      setTraffic,
       async close(): Promise<void> {
         for (const c of cleanups.reverse()) await c();
       },

@@ -11,6 +11,7 @@ import type { SessionPool } from '../tunnel-client/session-pool.js';
 import { OUTBOUND_HTTP_DEFAULTS } from '../../core/limits.js';
 import { withOverrides } from '../../../common/limit-schema.js';
 import type { ConnectionBudget } from '../connection-budget.js';
+import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
 
 export interface OutboundHttpLimits {
   /** Largest request head accepted from the app (node:http `maxHeaderSize`). */
@@ -35,7 +36,7 @@ export const DEFAULT_OUTBOUND_HTTP_LIMITS: OutboundHttpLimits = OUTBOUND_HTTP_DE
 
 export interface OutboundHttpDeps {
   readonly pool: Pick<SessionPool, 'openStream' | 'tryOpenStream'>;
-  readonly balancer: Pick<LoadBalancer, 'pick' | 'begin' | 'end'>;
+  readonly balancer: Pick<LoadBalancer, 'pick' | 'begin' | 'end' | 'endpoints'>;
   readonly metrics: ProxyMetrics;
   readonly httpMetrics: HttpMetrics;
   readonly logger: Logger;
@@ -46,6 +47,8 @@ export interface OutboundHttpDeps {
   readonly limits: OutboundHttpLimits;
   /** The sidecar-wide cap on app connections, shared with the other outbound listeners; none when absent. */
   readonly connections?: ConnectionBudget;
+  /** Routes, retries, timeouts, outlier detection and circuit breaking (proxy/outbound/traffic/); none: the fixed rules. */
+  readonly traffic?: OutboundTraffic;
 }
 
 export function resolveOutboundHttpLimits(overrides: Partial<OutboundHttpLimits> = {}): OutboundHttpLimits {

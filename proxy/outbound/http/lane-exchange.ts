@@ -9,73 +9,40 @@
  * `ExchangeOwner` (fast-path.ts). One object per connection, reused for each of its requests, so the split costs no
  * allocation per request. Bytes move between the app socket and the lane with backpressure both ways.
  *
- * Retry rule, as on the node:http path: another endpoint only when no byte was sent (no lane could be
- * opened) or the destination's sidecar answered that its app refused the connection (503 with
- * `trellis-error: TRELLIS_HTTP_APP_UNAVAILABLE`: nothing reached any app) to a request without a body
- * (its bytes are not kept, so a body could not be sent again); a reused lane that closes before answering
- * a request without a body is retried once on a new lane (the kept-alive race every HTTP client knows);
- * anything else is a 502/504 with a stable code.
+ * Which endpoint and lane each try takes, and the retries and timeouts (the app-refused rule and the
+ * destination's RetryPolicy and TimeoutPolicy), live in lane-tries.ts, which this class extends. Here: a
+ * reused lane that closes before answering a request without a body is retried once on a new lane (the
+ * kept-alive race every HTTP client knows); anything else is a 502/504 with a stable code.
  */
 import type { Socket } from 'node:net';
 import { nextCorrelationId } from '../../core/correlation.js';
-import { formatAuthority } from '../../core/destination.js';
 import { WriteCoalescer } from '../../core/write-coalescer.js';
 import { BodyFramer } from '../../http1/body.js';
-import { Http1ResponseReader } from '../../http1/response-reader.js';
 import type { RequestHead, ResponseHead } from '../../http1/types.js';
-import { closingResponseHead, failureResponseBytes, fieldValue, forwardRequestHead } from '../../http1/message.js';
-import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
+import { failureResponseBytes, fieldValue, forwardRequestHead } from '../../http1/message.js';
+import { HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
 import { acceptableRequestId, forbiddenRequestTrailer, REQUEST_ID_HEADER } from '../../http/header-rules.js';
-import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import { RST_CANCEL } from '../../core/tunnel-protocol.js';
 import type { Lane, LaneOwner } from './lane-pool.js';
 import type { ExchangeOwner, FastPathDeps } from './fast-path.js';
-import { routeTargetPort, type OutboundRoute } from '../route.js';
+import type { OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
+import { LaneTries } from './lane-tries.js';
+import { outcomeOf } from '../traffic/request-plan.js';
+import { editedRequestHead, trafficRequestOf } from '../traffic/http1-request.js';
 
-export class LaneExchange implements LaneOwner {
-  private req: RequestHead | undefined;
-  /** Kept after the exchange ends: a connection handed over at its next request goes on to this route. */
-  private route: OutboundRoute | undefined;
-  private headBytes: Buffer | undefined;
+export class LaneExchange extends LaneTries implements LaneOwner {
   private readonly reqBody: BodyFramer;
-  private correlationId = '';
-  private started = 0;
-  private endpoint: BalancedEndpoint | undefined;
-  private tried: Set<string> | undefined;
-  private attempts = 0;
-  private lane: Lane | undefined;
-  private laneReused = false;
   private staleRetried = false;
   private code: string | undefined;
-  /** The answer on the lane is the destination sidecar's "app refused": read to its end, not written, then retried. */
-  private refused = false;
-  /** The last endpoint tried refused so: when none is left, the caller gets that, not "unreachable". */
-  private appRefusedLast = false;
   /** Bulk response chunks to the app leave in one writev per turn (core/write-coalescer.ts). */
   private readonly coalescer: WriteCoalescer;
-  /** Frames the response on the lane and writes it to the app. */
-  private readonly response: Http1ResponseReader;
 
-  constructor(
-    private readonly socket: Socket,
-    private readonly deps: FastPathDeps,
-    private readonly owner: ExchangeOwner,
-  ) {
+  constructor(socket: Socket, deps: FastPathDeps, owner: ExchangeOwner) {
+    super(socket, deps, owner);
     this.reqBody = new BodyFramer(deps.bodyLimits, forbiddenRequestTrailer);
     this.coalescer = new WriteCoalescer(socket);
-    this.response = new Http1ResponseReader({ write: (part) => this.refused || socket.write(part) }, deps.headLimits, deps.bodyLimits);
   }
-
-  /** Sees each final response head before a byte of it reaches the app (the reader's rewrite hook). */
-  private readonly onFinalHead = (head: ResponseHead): Buffer | undefined => {
-    const req = this.req as RequestHead;
-    if (head.status === 503 && req.body.kind === 'none' && this.attempts < this.deps.http.limits.maxAttempts && fieldValue(head.fields, ERROR_HEADER) === HTTP_FAILURES.appUnavailable.code) {
-      this.refused = true;
-      return undefined;
-    }
-    return req.keepAlive ? undefined : closingResponseHead(head);
-  };
 
   /** The route of the latest request on the connection, undefined before the first. */
   lastRoute(): OutboundRoute | undefined {
@@ -108,51 +75,19 @@ export class LaneExchange implements LaneOwner {
     this.code = undefined;
     this.refused = false;
     this.appRefusedLast = false;
+    this.retryReason = undefined;
     this.response.begin(head.method, this.onFinalHead);
+    const traffic = this.deps.http.traffic;
+    if (traffic === undefined) return;
+    const plan = traffic.plan(route, trafficRequestOf(head), this.deps.http.balancer.endpoints(route.service, route.namespace));
+    this.plan = plan;
+    const edits = plan.rule.rule.requestHeaders;
+    if (edits !== undefined) this.headBytes = editedRequestHead(head, edits, this.correlationId);
+    if (!head.upgrade) this.timers.startRequest(plan.requestTimeoutMs, this.onRequestTimeout);
   }
 
-  /** Picks an endpoint and takes an idle lane to it (none when `fresh`) or opens one; the head goes on it. */
-  acquireLane(fresh: boolean): void {
-    const route = this.route as OutboundRoute;
-    const { balancer, limits } = this.deps.http;
-    const picked = balancer.pick(route.service, route.namespace, this.tried, route.servicePort);
-    if (picked === undefined || this.attempts >= limits.maxAttempts) {
-      this.fail(this.appRefusedLast ? HTTP_FAILURES.appUnavailable : this.attempts === 0 && picked === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
-      return;
-    }
-    this.attempts += 1;
-    this.endpoint = picked;
-    balancer.begin(picked);
-    // Lanes are per endpoint and its own app port (instances of one service may listen on different ones).
-    const port = routeTargetPort(route, picked.endpoint);
-    const key = `${picked.key}/${route.namespace}/${route.service}:${port}`;
-    const idle = fresh ? undefined : this.deps.lanes.take(key);
-    if (idle !== undefined) {
-      this.attach(idle, true);
-      return;
-    }
-    const target = { endpoint: picked.endpoint, service: route.service, namespace: route.namespace, port };
-    const authority = formatAuthority({ service: route.service, namespace: route.namespace, port });
-    this.deps.lanes.open(key, target, authority).then(
-      (lane) => this.attach(lane, false),
-      (err: unknown) => this.laneUnavailable(picked, err),
-    );
-  }
 
-  private laneUnavailable(picked: BalancedEndpoint, err: unknown): void {
-    // The balancer's count for `picked` ends once: here, unless the app left meanwhile and ended it.
-    if (this.endpoint === picked) {
-      this.endpoint = undefined;
-      this.deps.http.balancer.end(picked, false);
-    }
-    if (this.owner.closed) return;
-    (this.tried ??= new Set()).add(picked.key);
-    this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: picked.key, err: (err as Error).message }, 'no lane for HTTP request; trying another endpoint');
-    if ((err as { retryable?: unknown }).retryable === true) this.acquireLane(false);
-    else this.fail(HTTP_FAILURES.upstreamConnect);
-  }
-
-  private attach(lane: Lane, reused: boolean): void {
+  protected attach(lane: Lane, reused: boolean): void {
     if (this.owner.closed) {
       // The app left while the lane was being found: nothing was written, so the lane is as good as new.
       if (this.endpoint !== undefined) this.deps.http.balancer.end(this.endpoint, true);
@@ -162,6 +97,7 @@ export class LaneExchange implements LaneOwner {
     }
     this.lane = lane;
     this.laneReused = reused;
+    if (this.plan !== undefined) this.timers.startTry(this.plan.perTryTimeoutMs, this.onTryTimeout);
     lane.owner = this;
     lane.timedOut = false;
     const stream = lane.stream;
@@ -230,42 +166,11 @@ export class LaneExchange implements LaneOwner {
     // body still goes on the lane, where the peer skips it, and the exchange completes when it has.
   }
 
-  /**
-   * The destination's app refused the connection and its sidecar's 503 has been read (not passed on):
-   * nothing reached any app, so the request goes to another endpoint, and this one is reported failing.
-   */
-  private retryRefused(): void {
-    const lane = this.lane;
-    const endpoint = this.endpoint;
-    this.lane = undefined;
-    this.endpoint = undefined;
-    this.refused = false;
-    this.appRefusedLast = true;
-    if (lane !== undefined && this.response.done && !this.response.trailing && this.response.head?.keepAlive === true) {
-      this.deps.lanes.give(lane);
-    } else if (lane !== undefined) {
-      lane.owner = undefined;
-      if (!lane.stream.closed) lane.stream.close(RST_CANCEL);
-    }
-    if (endpoint !== undefined) {
-      this.deps.http.balancer.end(endpoint, false);
-      (this.tried ??= new Set()).add(endpoint.key);
-    }
-    this.deps.http.logger.debug({ correlationId: this.correlationId, endpoint: endpoint?.key }, 'the destination app refused the connection; trying another endpoint');
-    this.response.begin((this.req as RequestHead).method, this.onFinalHead);
-    this.acquireLane(false);
-  }
-
   /** The response is complete but the rest of the request body has nowhere to go: close after it. */
   private completeEarly(): void {
     this.finish(this.responseStatus());
     this.dropLane();
     this.owner.exchangeEnded(false);
-  }
-
-  /** The final status from the lane, 0 before one arrived. */
-  private responseStatus(): number {
-    return this.response.head?.status ?? 0;
   }
 
   private readonly resumeLane = (): void => {
@@ -301,6 +206,7 @@ export class LaneExchange implements LaneOwner {
       return;
     }
     const timedOut = lane?.timedOut === true;
+    if (!timedOut && this.retriedReset(rstCode)) return;
     this.fail(timedOut ? HTTP_FAILURES.upstreamTimeout : HTTP_FAILURES.upstreamReset, `RST_STREAM ${rstCode}`);
   }
 
@@ -321,7 +227,7 @@ export class LaneExchange implements LaneOwner {
   }
 
   /** A failure before any response byte reached the app: answer it, then go on or close. */
-  private fail(kind: HttpFailureKind, detail?: string): void {
+  protected fail(kind: HttpFailureKind, detail?: string): void {
     if (this.response.started) {
       this.abort(kind, detail);
       return;
@@ -381,6 +287,14 @@ export class LaneExchange implements LaneOwner {
     const endpoint = this.endpoint;
     this.endpoint = undefined;
     if (endpoint !== undefined) this.deps.http.balancer.end(endpoint, ok);
+    const plan = this.plan;
+    if (plan !== undefined) {
+      this.plan = undefined;
+      this.timers.clear();
+      this.tryId += 1;
+      if (endpoint !== undefined && status !== 499) plan.recordTry(endpoint.key, outcomeOf(status, false));
+      plan.finish(status, (performance.now() - this.started) / 1000);
+    }
     if (this.req === undefined) return;
     const { method, target } = this.req;
     recordOutboundRequest(this.deps.http, { destination: this.destination(), correlationId: this.correlationId, method, path: target, status, code: this.code, attempts: this.attempts, started: this.started });
@@ -391,3 +305,4 @@ export class LaneExchange implements LaneOwner {
     return this.route === undefined ? '-' : `${this.route.namespace}/${this.route.service}`;
   }
 }
+

@@ -19,6 +19,8 @@ import type { PoolTarget, SessionPool } from '../tunnel-client/session-pool.js';
 import { splice, type SpliceHandle, type SpliceResult } from '../../core/splice.js';
 import { CORRELATION_HEADER, DENIED_BY_HEADER, RST_CANCEL, RST_REFUSED, STATUS_FORBIDDEN, STATUS_OK } from '../../core/tunnel-protocol.js';
 import { routeTargetPort, type OutboundRoute } from '../route.js';
+import type { OutboundTraffic } from '../traffic/outbound-traffic.js';
+import type { RequestPlan } from '../traffic/request-plan.js';
 
 export interface TcpForwarderDeps {
   readonly pool: SessionPool;
@@ -33,6 +35,8 @@ export interface TcpForwarderDeps {
   readonly maxAttempts?: number;
   /** Registers the connection so shutdown can cut it; returns the unregister function. */
   readonly track?: (cut: () => void) => () => void;
+  /** Route weights, connect timeout, outlier detection and connection limits (proxy/outbound/traffic/). */
+  readonly traffic?: OutboundTraffic;
 }
 
 export function forwardTcp(app: Socket, route: OutboundRoute, deps: TcpForwarderDeps): void {
@@ -45,6 +49,8 @@ class OutboundTcpConnection {
   private readonly destination: string;
   private readonly started = Date.now();
   private readonly maxAttempts: number;
+  /** Route weights, connect timeout, outlier detection and connection limits for this connection. */
+  private readonly plan: RequestPlan | undefined;
   private tried: Set<string> | undefined;
   private attempts = 0;
   private appGone = false;
@@ -65,6 +71,7 @@ class OutboundTcpConnection {
     app.on('error', this.onEarlyError);
     app.once('close', this.onEarlyClose);
     deps.metrics.tcpActive.inc({ direction: 'outbound' });
+    this.plan = deps.traffic?.tcpPlan(route, deps.balancer.endpoints(route.service, route.namespace));
   }
 
   private readonly onEarlyError = (): void => {
@@ -79,6 +86,7 @@ class OutboundTcpConnection {
 
   private giveUp(result: string, message: string, level: 'warn' | 'info' = 'warn'): void {
     const { app, deps } = this;
+    this.plan?.finish(0, 0);
     this.untrack?.();
     deps.metrics.tcpActive.dec({ direction: 'outbound' });
     deps.metrics.tcpConnections.inc({ direction: 'outbound', source: deps.sourceLabel, destination: this.destination, result });
@@ -96,7 +104,12 @@ class OutboundTcpConnection {
       this.giveUp('client-closed', 'app closed the connection before the tunnel was open', 'info');
       return;
     }
-    const picked = deps.balancer.pick(route.service, route.namespace, this.tried, route.servicePort);
+    const plan = this.plan;
+    if (plan?.overflow !== undefined) {
+      this.giveUp('circuit-breaker', `${destination}: circuit breaker ${plan.overflow}`);
+      return;
+    }
+    const picked = deps.balancer.pick(route.service, route.namespace, this.tried, route.servicePort, plan?.accepts);
     if (picked === undefined || this.attempts >= this.maxAttempts) {
       const first = this.attempts === 0;
       this.giveUp(first ? 'no-endpoint' : 'unreachable', first ? `no endpoint for ${destination}` : `no endpoint of ${destination} accepted the connection`);
@@ -128,6 +141,7 @@ class OutboundTcpConnection {
   private failed(picked: BalancedEndpoint, why: string, err: unknown, endpointFault = true): void {
     this.deps.balancer.end(picked, !endpointFault);
     (this.tried ??= new Set()).add(picked.key);
+    if (endpointFault) this.plan?.recordTry(picked.key, 'connect-failure');
     this.deps.logger.debug({ correlationId: this.correlationId, endpoint: picked.key, why, err: err instanceof Error ? err.message : String(err) }, 'CONNECT attempt failed; trying another endpoint');
     this.attempt();
   }
@@ -143,7 +157,7 @@ class OutboundTcpConnection {
     let answered = false;
     const timer = setTimeout(() => {
       if (!answered) s.close(RST_CANCEL);
-    }, this.deps.limits.streamOpenTimeoutMs);
+    }, this.plan?.connectTimeoutMs ?? this.deps.limits.streamOpenTimeoutMs);
     s.on('error', () => undefined);
     const onPreClose = (): void => {
       clearTimeout(timer);
@@ -183,6 +197,7 @@ class OutboundTcpConnection {
     }
     // 5xx: this endpoint could not deliver (its app is down or overloaded): another one may.
     const endpointFault = status >= 500;
+    if (endpointFault) this.plan?.recordTry(picked.key, 'gateway-error');
     deps.balancer.end(picked, !endpointFault);
     (this.tried ??= new Set()).add(picked.key);
     if (!endpointFault) {
@@ -196,6 +211,7 @@ class OutboundTcpConnection {
     const { app } = this;
     app.off('error', this.onEarlyError);
     app.off('close', this.onEarlyClose);
+    this.plan?.recordTry(picked.key, 'success');
     this.untrack = this.deps.track?.(() => this.handle?.cut());
     this.handle = splice(app, s, this.deps.limits.tcpIdleTimeoutMs, (result) => this.ended(picked, result));
     app.resume();
@@ -203,6 +219,7 @@ class OutboundTcpConnection {
 
   private ended(picked: BalancedEndpoint, result: SpliceResult): void {
     const { app, deps, destination } = this;
+    this.plan?.finish(0, 0);
     this.untrack?.();
     deps.balancer.end(picked, true);
     deps.metrics.tcpActive.dec({ direction: 'outbound' });

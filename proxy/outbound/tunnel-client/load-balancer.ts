@@ -114,17 +114,18 @@ export class LoadBalancer {
 
   /**
    * Chooses an endpoint, skipping unhealthy ones, those in `exclude` (endpoint keys already tried by
-   * this connection) and, given `servicePort`, those that do not serve it. Undefined when the service has
-   * no endpoint left to try.
+   * this connection) and, given `servicePort`, those that do not serve it; given `accept` (a traffic
+   * route's backend subset and outlier detection, proxy/outbound/traffic/), only endpoints it accepts.
+   * Undefined when the service has no endpoint left to try.
    */
-  pick(service: string, namespace: string, exclude?: ReadonlySet<string>, servicePort?: number): BalancedEndpoint | undefined {
+  pick(service: string, namespace: string, exclude?: ReadonlySet<string>, servicePort?: number, accept?: (e: BalancedEndpoint) => boolean): BalancedEndpoint | undefined {
     const entry = this.services.get(serviceKey(service, namespace));
     if (entry === undefined || entry.endpoints.length === 0) return undefined;
     const now = this.now();
     const candidates = this.scratch;
     candidates.length = 0;
     for (const e of entry.endpoints) {
-      if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort)) continue;
+      if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort) || (accept !== undefined && !accept(e))) continue;
       if (!e.endpoint.healthy || e.ejectedUntil > now) continue;
       candidates.push(e);
     }
@@ -132,7 +133,7 @@ export class LoadBalancer {
       // Degraded: every endpoint is marked out. Offer the one whose ejection ends first, still honouring exclude.
       let best: BalancedEndpoint | undefined;
       for (const e of entry.endpoints) {
-        if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort)) continue;
+        if (exclude?.has(e.key) === true || !serves(e.endpoint, servicePort) || (accept !== undefined && !accept(e))) continue;
         if (best === undefined || e.ejectedUntil < best.ejectedUntil) best = e;
       }
       return best;
