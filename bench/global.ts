@@ -68,6 +68,50 @@ async function startGlobal(dataDir: string): Promise<{ pid: number; api: string;
   };
 }
 
+/** One change at a time: the time until the last other zone applied it (sorted), and bytes on the wire per change. */
+async function measureChanges(zones: readonly SimulatedZone[], serviceCount: number, changeCount: number): Promise<{ latencies: number[]; bytesPerChange: number }> {
+  const zoneCount = zones.length;
+  const latencies: number[] = [];
+  const bytesBefore = zones.reduce((n, z) => n + z.bytesIn + z.bytesOut, 0);
+  for (let c = 0; c < changeCount; c++) {
+    const source = zones[c % zoneCount] as SimulatedZone;
+    const i = Math.floor(Math.random() * serviceCount);
+    const current = source.services.get(`${source.name}/bench/svc-${i}`) as { localities: { healthy: number }[] };
+    const [key, record] = SimulatedZone.service(source.name, i, current.localities[0]?.healthy === 5 ? 4 : 5);
+    source.services.set(key, record);
+    let waiting = zoneCount - 1;
+    let last = 0;
+    for (const z of zones) {
+      z.onApplied = z === source ? undefined : (at, keys) => {
+        if (keys.includes(key)) {
+          waiting--;
+          last = at;
+        }
+      };
+    }
+    const t0 = performance.now();
+    source.flush();
+    await until(() => waiting === 0, `change ${c}`, 30_000);
+    latencies.push(last - t0);
+  }
+  const bytesPerChange = (zones.reduce((n, z) => n + z.bytesIn + z.bytesOut, 0) - bytesBefore) / latencies.length;
+  latencies.sort((a, b) => a - b);
+  return { latencies, bytesPerChange };
+}
+
+/** Reconnects of one zone: resuming (deltas) and full (a zone that lost its state). */
+async function measureReconnects(probe: SimulatedZone, others: number): Promise<{ resumeMs: number; fullMs: number }> {
+  probe.disconnect();
+  let t = performance.now();
+  await probe.connect();
+  const resumeMs = performance.now() - t;
+  probe.disconnect();
+  t = performance.now();
+  await probe.connect(true);
+  await until(() => probe.replicas.service.size === others, 'full resync');
+  return { resumeMs, fullMs: performance.now() - t };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { zones: { type: 'string', default: '10' }, services: { type: 'string', default: '1000' }, changes: { type: 'string', default: '200' }, json: { type: 'boolean', default: false } } });
   const zoneCount = Number(values.zones);
@@ -93,44 +137,8 @@ async function main(): Promise<void> {
     const initialSyncMs = performance.now() - started;
     const memorySynced = readProcessStats(global.pid);
 
-    // One change at a time: the time until the last other zone applied it.
-    const latencies: number[] = [];
-    const bytesBefore = zones.reduce((n, z) => n + z.bytesIn + z.bytesOut, 0);
-    for (let c = 0; c < changeCount; c++) {
-      const source = zones[c % zoneCount] as SimulatedZone;
-      const i = Math.floor(Math.random() * serviceCount);
-      const current = source.services.get(`${source.name}/bench/svc-${i}`) as { localities: { healthy: number }[] };
-      const [key, record] = SimulatedZone.service(source.name, i, current.localities[0]?.healthy === 5 ? 4 : 5);
-      source.services.set(key, record);
-      let waiting = zoneCount - 1;
-      let last = 0;
-      for (const z of zones) {
-        z.onApplied = z === source ? undefined : (at, keys) => {
-          if (keys.includes(key)) {
-            waiting--;
-            last = at;
-          }
-        };
-      }
-      const t0 = performance.now();
-      source.flush();
-      await until(() => waiting === 0, `change ${c}`, 30_000);
-      latencies.push(last - t0);
-    }
-    const bytesPerChange = (zones.reduce((n, z) => n + z.bytesIn + z.bytesOut, 0) - bytesBefore) / latencies.length;
-    latencies.sort((a, b) => a - b);
-
-    // Reconnects of one zone: resuming (deltas) and full (a zone that lost its state).
-    const probe = zones[0] as SimulatedZone;
-    probe.disconnect();
-    let t = performance.now();
-    await probe.connect();
-    const resumeMs = performance.now() - t;
-    probe.disconnect();
-    t = performance.now();
-    await probe.connect(true);
-    await until(() => probe.replicas.service.size === others, 'full resync');
-    const fullMs = performance.now() - t;
+    const { latencies, bytesPerChange } = await measureChanges(zones, serviceCount, changeCount);
+    const { resumeMs, fullMs } = await measureReconnects(zones[0] as SimulatedZone, others);
     const memory = readProcessStats(global.pid);
 
     const result = {

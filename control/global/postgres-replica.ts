@@ -42,16 +42,28 @@ export interface ReplicaHandle {
   close(): Promise<void>;
 }
 
-export async function startReplicatedGlobal(config: GlobalControlConfig, log: Logger): Promise<ReplicaHandle> {
-  const url = config.store as string;
-  const location = redactUrl(url);
-  if (config.caDir === undefined) throw new InputError(CODE.CLI_USAGE, '--store postgres://... needs --ca-dir: every replica signs with the same mesh CA (the same directory on each)');
+/** The follower's read session, with the schema migrated; a clear error when the store cannot be reached. */
+async function openReader(url: string, location: string, log: Logger): Promise<pg.Client> {
   const reader = new pg.Client({ connectionString: url });
   await reader.connect().catch((err: unknown) => {
     throw new InputError(CODE.ZONE_STORE_UNAVAILABLE, `--store ${location}: ${(err as Error).message}`);
   });
   reader.on('error', (err) => log.error({ err: err.message }, 'the follower\'s store connection failed'));
   await PostgresGlobalStore.migrate(reader);
+  return reader;
+}
+
+/** Stops a server (if any) and ends its open connections. */
+async function closeServer(server: Server | undefined): Promise<void> {
+  await new Promise<void>((r) => (server === undefined ? r() : server.close(() => r())));
+  server?.closeAllConnections();
+}
+
+export async function startReplicatedGlobal(config: GlobalControlConfig, log: Logger): Promise<ReplicaHandle> {
+  const url = config.store as string;
+  const location = redactUrl(url);
+  if (config.caDir === undefined) throw new InputError(CODE.CLI_USAGE, '--store postgres://... needs --ca-dir: every replica signs with the same mesh CA (the same directory on each)');
+  const reader = await openReader(url, location, log);
   const readStore = new PostgresGlobalStore(reader, location);
 
   let closed = false;
@@ -96,8 +108,7 @@ export async function startReplicatedGlobal(config: GlobalControlConfig, log: Lo
     const got = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [LEADER_LOCK]);
     if (got.rows[0]?.locked !== true) return;
     log.info({ store: location }, 'this replica is the leader');
-    await new Promise<void>((r) => (followerAdmin === undefined ? r() : followerAdmin.close(() => r())));
-    followerAdmin?.closeAllConnections();
+    await closeServer(followerAdmin);
     followerAdmin = undefined;
     leader = await startGlobalControlPlane({ ...config, admin: { host: config.admin.host, port: adminAddress.port } }, new PostgresGlobalStore(client, location), log, 'leader');
   };
@@ -127,8 +138,7 @@ export async function startReplicatedGlobal(config: GlobalControlConfig, log: Lo
       const running = leader;
       leader = undefined;
       await running?.close();
-      await new Promise<void>((r) => (followerAdmin === undefined ? r() : followerAdmin.close(() => r())));
-      followerAdmin?.closeAllConnections();
+      await closeServer(followerAdmin);
       await lockClient?.end().catch(() => undefined);
       await reader.end().catch(() => undefined);
     },
