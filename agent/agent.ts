@@ -221,6 +221,7 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
     healthy: health?.healthy ?? true,
     upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
     agentVersion: AGENT_VERSION,
+    ...(config.export === undefined ? {} : { export: config.export }),
   });
   const watch = new ConfigWatch({
     endpoint: () => parts.endpointFor(identity.current),

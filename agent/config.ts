@@ -31,6 +31,8 @@ export interface AgentConfig {
   readonly namespace: string;
   /** When set, must match the control plane's zone. */
   readonly zone: string | undefined;
+  /** `--export` / `--no-export`: this workload's word on exporting its service to other zones; undefined: none. */
+  readonly export: boolean | undefined;
   /** Trust domain to ask for; absent: read from the join token, else from the roots in `caFile`. */
   readonly trustDomain: string | undefined;
   readonly rootNamespace: string;

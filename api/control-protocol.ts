@@ -145,6 +145,13 @@ export interface Registration {
   /** The services this workload calls (by name, or by wildcard: see `UpstreamRef`): the snapshot carries their endpoints. */
   readonly upstreams: readonly UpstreamRef[];
   readonly agentVersion: string;
+  /**
+   * The workload's word on whether its service is exported to other zones (`trellis agent run --export`
+   * / `--no-export`); omitted: the mesh-wide default decides. Zone control plane rules override it, and
+   * when instances of one service disagree, `false` wins (`control/zone-sync/exports.ts`). Added within
+   * protocol version 1: an older control plane refuses the field (400) rather than ignore it.
+   */
+  readonly export?: boolean;
 }
 
 export interface WatchRequest {

@@ -36,6 +36,8 @@ export interface StoredRegistration {
   readonly upstreams: readonly UpstreamRef[];
   readonly healthy: boolean;
   readonly updatedAt: string;
+  /** The workload's or platform's word on exporting its service to other zones (`Registration.export`); absent: no word. */
+  readonly export?: boolean;
   /** The certificate (and workload) that registered it; absent in records written before owners were kept. */
   readonly owner?: InstanceOwner;
 }
