@@ -126,6 +126,7 @@ export const ERRORS = Object.freeze({
   CSR_MISSING: def('TRELLIS_CSR_MISSING', 400, 'input', false, 'the request needs "csrPem": a PEM certificate signing request'),
   CSR_TOO_LARGE: def('TRELLIS_CSR_TOO_LARGE', 400, 'input', false, 'the CSR exceeds the size limit'),
   IDENTITY_RESERVED: def('TRELLIS_IDENTITY_RESERVED', 403, 'downstream', false, 'the identity is in a namespace reserved for the mesh'),
+  K8S_BAD_EXPORT_LABEL: def('TRELLIS_K8S_BAD_EXPORT_LABEL', 400, 'input', false, 'a Service or Namespace trellis.dev/export label or annotation is not "true" or "false" (the service is not exported)'),
   K8S_KUBECONFIG_INVALID: def('TRELLIS_K8S_KUBECONFIG_INVALID', 400, 'input', false, 'the kubeconfig cannot be loaded or has no usable context'),
   K8S_NO_API: def('TRELLIS_K8S_NO_API', 500, 'internal', false, 'TokenReviewAuthenticator needs a kubeConfig or a review function'),
   K8S_NO_CREDENTIALS: def('TRELLIS_K8S_NO_CREDENTIALS', 400, 'input', false, 'no in-cluster service-account token'),
