@@ -97,6 +97,7 @@ export class ConfigState {
       ...(delta.policies === undefined ? {} : { policies: delta.policies, policyRevision: delta.policyRevision ?? this.snapshot.policyRevision }),
       ...(delta.trustBundlePem === undefined ? {} : { trustBundlePem: delta.trustBundlePem }),
       ...(delta.revokedSerials === undefined ? {} : { revokedSerials: delta.revokedSerials }),
+      ...(delta.federatedBundles === undefined ? {} : { federatedBundles: delta.federatedBundles }),
     });
     this.version = delta.version;
   }

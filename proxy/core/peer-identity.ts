@@ -10,6 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { normaliseSerial } from '../../api/control-protocol.js';
 import { verifyPeerCertificate } from '../../ca/verify.js';
 import type { PeerIdentity } from '../../policy/types.js';
+import { leafTrustDomain, verifyAnchoredIn, type FederatedTrust } from './federated-trust.js';
 
 export interface VerifiedPeer extends PeerIdentity {
   readonly spiffeId: string;
@@ -21,7 +22,11 @@ export interface VerifiedPeer extends PeerIdentity {
 
 export type PeerCheck = { readonly ok: true; readonly peer: VerifiedPeer } | { readonly ok: false; readonly reason: string; readonly message: string };
 
-export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
+/**
+ * `federation`: with federated trust domains, a peer of one of them is accepted too, once its chain verifies
+ * under that trust domain's roots alone (and a peer of ours under the mesh roots alone).
+ */
+export function checkPeer(socket: TLSSocket, trustDomain: string, federation?: FederatedTrust): PeerCheck {
   let cert: X509Certificate | undefined;
   try {
     cert = socket.getPeerX509Certificate();
@@ -34,7 +39,12 @@ export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
     return { ok: false, reason: 'untrusted', message: `the peer certificate is not trusted: ${String(why ?? 'unknown')}` };
   }
   try {
-    const v = verifyPeerCertificate(cert, { trustDomain });
+    let peerDomain = trustDomain;
+    if (federation !== undefined) {
+      peerDomain = leafTrustDomain(cert) ?? trustDomain;
+      verifyAnchoredIn(socket, federation, trustDomain, peerDomain);
+    }
+    const v = verifyPeerCertificate(cert, { trustDomain: peerDomain });
     const notAfter = v.notAfter as unknown;
     const notAfterMs = notAfter instanceof Date ? notAfter.getTime() : typeof notAfter === 'number' ? notAfter : Date.parse(String(notAfter));
     return {
