@@ -11,11 +11,7 @@
  * while the service still has it, even when another port appears (a second instance registering a
  * different app port): a caller's working listener never disappears because an instance appeared.
  */
-import { MAX_FEDERATED_TRUST_DOMAINS, normaliseSerial, type AgentSnapshot } from '../api/control-protocol.js';
-import { TrustBundle } from '../ca/bundle.js';
-import { describeError, TrellisError } from '../common/errors.js';
-import { CODE } from '../common/error-codes.js';
-
+import { normaliseSerial, type AgentSnapshot } from '../api/control-protocol.js';
 import type { OutboundListener, UpstreamService } from '../api/data-plane.js';
 import { compilePolicy } from '../policy/compiled-policy.js';
 import { validatePolicyObjects } from '../policy/validator.js';
@@ -60,28 +56,5 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   // Revoked certificates stop mattering at their notAfter; the control plane drops them then too.
   const now = Date.now();
   const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
-  const federatedBundles = checkFederatedBundles(snapshot);
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, ...(federatedBundles === undefined ? {} : { federatedBundles }) }), waiting };
-}
-
-/**
- * The federated trust domains' roots, checked whole before use: each a valid trust domain other than ours
- * holding PEM CA certificates (at most MAX_FEDERATED_TRUST_DOMAINS). A damaged set rejects the snapshot, so
- * the last good config (and trust) stays in force.
- */
-function checkFederatedBundles(snapshot: AgentSnapshot): Readonly<Record<string, string>> | undefined {
-  const bundles = snapshot.federatedBundles;
-  if (bundles === undefined) return undefined;
-  if (typeof bundles !== 'object' || bundles === null || Array.isArray(bundles)) throw new TrellisError(CODE.AGENT_BUNDLE_REFUSED, 'federatedBundles must be an object of trust domain → PEM roots', { side: 'upstream' });
-  const entries = Object.entries(bundles);
-  if (entries.length > MAX_FEDERATED_TRUST_DOMAINS) throw new TrellisError(CODE.AGENT_BUNDLE_REFUSED, `${entries.length} federated trust domains (limit ${MAX_FEDERATED_TRUST_DOMAINS})`, { side: 'upstream' });
-  for (const [td, pem] of entries) {
-    if (td === snapshot.trustDomain) throw new TrellisError(CODE.AGENT_BUNDLE_REFUSED, `a federated bundle names this mesh's own trust domain ${td}`, { side: 'upstream' });
-    try {
-      TrustBundle.fromPem(td, typeof pem === 'string' ? pem : '');
-    } catch (err) {
-      throw new TrellisError(CODE.AGENT_BUNDLE_REFUSED, `federated bundle of ${td} refused: ${describeError(err)}`, { side: 'upstream', cause: err });
-    }
-  }
-  return entries.length === 0 ? undefined : Object.freeze(Object.fromEntries(entries));
+  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials }), waiting };
 }

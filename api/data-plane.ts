@@ -104,12 +104,6 @@ export interface WorkloadIdentity {
   readonly certChainPem: string;
   readonly keyPem: string;
   readonly trustBundlePem: string;
-  /**
-   * Roots of federated trust domains (zones with their own PKI), trust domain → PEM: their workloads are
-   * accepted as tunnel peers when their chain verifies under their own trust domain's roots, and the policy
-   * then admits them only where a rule names them by SPIFFE ID.
-   */
-  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -28,11 +28,6 @@ export interface SidecarConfig {
   readonly appPorts?: readonly AppPort[];
   /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
   readonly revokedSerials?: ReadonlySet<string>;
-  /**
-   * Federated trust domains' roots (trust domain → PEM), from the control plane: added to the identity's
-   * trust (`WorkloadIdentity.federatedBundles`) and kept across identity renewals; absent means none.
-   */
-  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
 
 export interface SidecarPoolOptions {

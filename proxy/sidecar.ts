@@ -82,9 +82,6 @@ class TrellisSidecar implements Sidecar {
   private readonly outboundConnections = new TrackedSet<() => void>();
   private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
-  /** The identity as last given (creation or `setIdentity`), before the config's federated bundles are added. */
-  private identity: WorkloadIdentity;
-  private federated: Readonly<Record<string, string>> | undefined;
   private current: ConfigInForce;
   private started = false;
   private stopped = false;
@@ -94,7 +91,6 @@ class TrellisSidecar implements Sidecar {
     this.registry = options.registry ?? new Registry();
     this.log = (options.logger ?? silentLogger()).child({ service: `${options.namespace}/${options.service}` });
     this.limits = resolveLimits(options.limits);
-    this.identity = options.identity;
     this.material = buildTlsMaterial(options.identity);
     this.metrics = createProxyMetrics(this.registry, () => [{ spiffeId: this.material.spiffeId, notAfterMs: this.material.notAfterMs }]);
     this.httpMetrics = createHttpMetrics(this.registry);
@@ -222,16 +218,6 @@ class TrellisSidecar implements Sidecar {
 
   async applyConfig(config: SidecarConfig): Promise<void> {
     if (this.stopped) throw new TrellisError(CODE.PROXY_STOPPED, 'the sidecar is stopped', { side: 'internal' });
-    if (JSON.stringify(config.federatedBundles ?? null) !== JSON.stringify(this.federated ?? null)) {
-      const before = this.federated;
-      this.federated = config.federatedBundles;
-      try {
-        this.useIdentity('federated trust bundles updated');
-      } catch (err) {
-        this.federated = before;
-        throw err;
-      }
-    }
     this.current = swapConfig(this.current, config, this.options.appPorts, { balancer: this.balancer, tunnel: this.tunnel, capture: this.capture, metrics: this.metrics, log: this.log });
     if (!this.started) return;
     this.warmPool();
@@ -239,19 +225,11 @@ class TrellisSidecar implements Sidecar {
   }
 
   setIdentity(identity: WorkloadIdentity): void {
-    this.identity = identity;
-    this.useIdentity('workload identity updated');
-  }
-
-  /** New sessions (both directions) use the identity with the federated bundles in force; throws, changing nothing, when they cannot be used. */
-  private useIdentity(message: string): void {
-    const federatedBundles = this.federated ?? this.identity.federatedBundles;
-    const identity = federatedBundles === undefined ? this.identity : { ...this.identity, federatedBundles };
     const material = buildTlsMaterial(identity);
     this.tunnel.setIdentity(identity);
     this.pool.setIdentity(identity);
     this.material = material;
-    this.log.info({ spiffeId: material.spiffeId, notAfter: new Date(material.notAfterMs).toISOString(), federated: Object.keys(federatedBundles ?? {}) }, message);
+    this.log.info({ spiffeId: material.spiffeId, notAfter: new Date(material.notAfterMs).toISOString() }, 'workload identity updated');
   }
 
   async stop(graceMs = 5_000): Promise<void> {

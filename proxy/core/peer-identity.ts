@@ -10,7 +10,6 @@ import type { TLSSocket } from 'node:tls';
 import { normaliseSerial } from '../../api/control-protocol.js';
 import { verifyPeerCertificate } from '../../ca/verify.js';
 import type { PeerIdentity } from '../../policy/types.js';
-import { leafTrustDomain, verifyAnchoredIn, type FederatedTrust } from './federated-trust.js';
 
 export interface VerifiedPeer extends PeerIdentity {
   readonly spiffeId: string;
@@ -22,11 +21,7 @@ export interface VerifiedPeer extends PeerIdentity {
 
 export type PeerCheck = { readonly ok: true; readonly peer: VerifiedPeer } | { readonly ok: false; readonly reason: string; readonly message: string };
 
-/**
- * `federation`: with federated trust domains, a peer of one of them is accepted too, once its chain verifies
- * under that trust domain's roots alone (and a peer of ours under the mesh roots alone).
- */
-export function checkPeer(socket: TLSSocket, trustDomain: string, federation?: FederatedTrust): PeerCheck {
+export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
   let cert: X509Certificate | undefined;
   try {
     cert = socket.getPeerX509Certificate();
@@ -39,12 +34,7 @@ export function checkPeer(socket: TLSSocket, trustDomain: string, federation?: F
     return { ok: false, reason: 'untrusted', message: `the peer certificate is not trusted: ${String(why ?? 'unknown')}` };
   }
   try {
-    let peerDomain = trustDomain;
-    if (federation !== undefined) {
-      peerDomain = leafTrustDomain(cert) ?? trustDomain;
-      verifyAnchoredIn(socket, federation, trustDomain, peerDomain);
-    }
-    const v = verifyPeerCertificate(cert, { trustDomain: peerDomain });
+    const v = verifyPeerCertificate(cert, { trustDomain });
     const notAfter = v.notAfter as unknown;
     const notAfterMs = notAfter instanceof Date ? notAfter.getTime() : typeof notAfter === 'number' ? notAfter : Date.parse(String(notAfter));
     return {

@@ -8,7 +8,6 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 import { TrellisError } from '../../common/errors.js';
 import type { WorkloadIdentity } from '../../api/data-plane.js';
 import { CODE } from '../../common/error-codes.js';
-import { buildFederatedTrust, leafTrustDomain, type FederatedTrust } from './federated-trust.js';
 
 export interface TlsMaterial {
   readonly options: SecureContextOptions;
@@ -18,34 +17,26 @@ export interface TlsMaterial {
   readonly chain: readonly X509Certificate[];
   readonly spiffeId: string;
   readonly notAfterMs: number;
-  /** Present when trust domains are federated: peers are then checked against their own trust domain's roots. */
-  readonly federation: FederatedTrust | undefined;
 }
 
 export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
+  const options: SecureContextOptions = Object.freeze({
+    cert: identity.certChainPem,
+    key: identity.keyPem,
+    ca: identity.trustBundlePem,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+  });
+  let clientContext: SecureContext;
   let chain: X509Certificate[];
   try {
+    clientContext = createSecureContext(options);
     chain = splitPem(identity.certChainPem).map((pem) => new X509Certificate(pem));
   } catch (err) {
     throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, `the workload identity cannot be used for TLS: ${(err as Error).message}`, { side: 'input', cause: err });
   }
   const leaf = chain[0];
   if (leaf === undefined) throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, 'the workload certificate chain holds no certificate', { side: 'input' });
-  const federation = buildFederatedTrust(leafTrustDomain(leaf) ?? '', identity.trustBundlePem, identity.federatedBundles);
-  const options: SecureContextOptions = Object.freeze({
-    cert: identity.certChainPem,
-    key: identity.keyPem,
-    // node:tls takes one pool; checkPeer then holds each peer to its own trust domain's roots (federated-trust.ts).
-    ca: federation?.allRootsPem ?? identity.trustBundlePem,
-    minVersion: 'TLSv1.3',
-    maxVersion: 'TLSv1.3',
-  });
-  let clientContext: SecureContext;
-  try {
-    clientContext = createSecureContext(options);
-  } catch (err) {
-    throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, `the workload identity cannot be used for TLS: ${(err as Error).message}`, { side: 'input', cause: err });
-  }
   const uri = /URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '');
   return Object.freeze({
     options,
@@ -54,7 +45,6 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
     chain: Object.freeze(chain),
     spiffeId: uri?.[1] ?? '',
     notAfterMs: Date.parse(leaf.validTo),
-    federation,
   });
 }
 

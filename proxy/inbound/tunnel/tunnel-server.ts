@@ -254,7 +254,7 @@ export class TunnelServer {
         this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `tunnel session ended: ${detail}`);
       },
     });
-    const check = checkPeer(socket, this.options.trustDomain, this.material.federation);
+    const check = checkPeer(socket, this.options.trustDomain);
     if (!check.ok) {
       metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: check.reason });
       this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `tunnel peer refused: ${check.message}`);

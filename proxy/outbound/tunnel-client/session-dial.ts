@@ -86,7 +86,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
     clearTimeout(connectTimer);
     settleConnecting();
     const inherited = tlsSocket?.isSessionReused() === true && tlsSocket.getPeerX509Certificate() === undefined ? resumable?.source.peer : undefined;
-    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, host.trustDomain, material.federation);
+    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, host.trustDomain);
     if (!acceptPeer(group, host, check)) {
       session.destroy();
       return;
