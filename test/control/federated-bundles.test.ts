@@ -45,3 +45,31 @@ describe('federated bundles from the global\'s trust records', () => {
     expect(view.bundles).toEqual({});
   });
 });
+
+describe('federated bundles in the watch', () => {
+  it('a snapshot carries them only when there are some, and a change reaches every stream as a delta of the whole set', async () => {
+    const { ServiceRegistry } = await import('../../control/registry.js');
+    const { WatchHub } = await import('../../control/watch-hub.js');
+    const registry = new ServiceRegistry({ zone: 'z1', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 60_000 });
+    let bundles: Readonly<Record<string, string>> = {};
+    const hub = new WatchHub({ registry, trustDomain: MESH, rootNamespace: 'trellis-system', zone: 'z1', pingIntervalMs: 60_000, maxBufferedBytes: 100_000, trustBundlePem: () => 'PEM', policies: () => [], federatedBundles: () => bundles });
+    try {
+      const lines: string[] = [];
+      const sink = { bufferedBytes: 0, write: (l: string) => void lines.push(l), close: () => undefined };
+      hub.open({ instanceId: 'i1', service: 'web', namespace: 'shop', spiffeId: `spiffe://${MESH}/ns/shop/sa/web`, upstreams: [] }, sink);
+      expect(JSON.parse(lines[0] as string).snapshot).not.toHaveProperty('federatedBundles');
+      bundles = { 'other.example': 'ROOTS' };
+      hub.federationChanged();
+      expect(JSON.parse(lines[1] as string)).toMatchObject({ type: 'delta', federatedBundles: { 'other.example': 'ROOTS' } });
+      const later: string[] = [];
+      hub.open({ instanceId: 'i2', service: 'web', namespace: 'shop', spiffeId: `spiffe://${MESH}/ns/shop/sa/web`, upstreams: [] }, { bufferedBytes: 0, write: (l: string) => void later.push(l), close: () => undefined });
+      expect(JSON.parse(later[0] as string).snapshot.federatedBundles).toEqual({ 'other.example': 'ROOTS' });
+      bundles = {};
+      hub.federationChanged();
+      expect(JSON.parse(lines[2] as string).federatedBundles).toEqual({});
+    } finally {
+      hub.close();
+      registry.close();
+    }
+  });
+});
