@@ -171,7 +171,7 @@ spec:
       from: [orders, "spiffe://other.test/ns/shop/sa/billing"]
 `);
     const args = (from: string): string[] => ['explain', '--policy', dir, '--from', from, '--to', 'bank/ledger', '--trust-domain', 'mesh.test'];
-    expect((await run(args('spiffe://other.test/ns/shop/sa/billing'))).out).toMatch(/^ALLOW: .*\n  allowed by rule 0 of policy bank\/ledger-callers/);
+    expect((await run(args('spiffe://other.test/ns/shop/sa/billing'))).out).toMatch(/^ALLOW: .*\n {2}allowed by rule 0 of policy bank\/ledger-callers/);
     // A short name never matches a foreign trust domain, even one some rule names.
     expect((await run(args('spiffe://other.test/ns/bank/sa/orders'))).out).toMatch(/^DENY/);
     expect((await run(args('spiffe://third.test/ns/shop/sa/billing'))).out).toMatch(/^DENY/);
