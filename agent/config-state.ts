@@ -98,6 +98,7 @@ export class ConfigState {
       ...(delta.traffic === undefined ? {} : { traffic: delta.traffic }),
       ...(delta.trustBundlePem === undefined ? {} : { trustBundlePem: delta.trustBundlePem }),
       ...(delta.revokedSerials === undefined ? {} : { revokedSerials: delta.revokedSerials }),
+      ...(delta.federatedBundles === undefined ? {} : { federatedBundles: delta.federatedBundles }),
     });
     this.version = delta.version;
   }

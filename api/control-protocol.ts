@@ -186,7 +186,15 @@ export interface AgentSnapshot {
    * absent from an older control plane's snapshot (nothing revoked), ignored by an older agent.
    */
   readonly revokedSerials?: readonly RevokedSerial[];
+  /**
+   * Roots of the federated trust domains (other zones with their own PKI), trust domain → PEM. Absent when
+   * none; an older agent ignores it (and keeps refusing those peers).
+   */
+  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
+
+/** Trust domains a sidecar federates with at most: each adds its roots to every handshake's verification pool. */
+export const MAX_FEDERATED_TRUST_DOMAINS = 64;
 
 /** One revoked certificate: kept on the list only until its `notAfter`, when it stops working anyway. */
 export interface RevokedSerial {
@@ -240,6 +248,8 @@ export interface WatchDeltaMessage {
   readonly trustBundlePem?: string;
   /** Replaces the whole revoked list (see `AgentSnapshot.revokedSerials`). */
   readonly revokedSerials?: readonly RevokedSerial[];
+  /** Replaces the whole federated bundle set (see `AgentSnapshot.federatedBundles`; `{}` for none). */
+  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
 
 export interface WatchPingMessage {

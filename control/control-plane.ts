@@ -56,6 +56,7 @@ import { WatchHub } from './watch-hub.js';
 import { CODE } from '../common/error-codes.js';
 import { attachZoneLink } from './zone-sync/attach.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
+import { FederationView } from './zone-sync/federated-bundles.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
 export type ControlPolicy = PolicySource | KubernetesPolicyFeed;
@@ -83,11 +84,18 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const { registry, metrics, lineage } = await restoreRegistry(config, store, kubeConfig === undefined, metricsRegistry, log);
   const id = await setUpIdentity(config, store, metrics, log);
   // The policy source reports changes to the hub, which needs the loaded policy to exist first.
-  const late: { hub?: WatchHub } = {};
+  const late: { hub?: WatchHub; zoneLink?: ZoneLink } = {};
   const { kube, policy } = await startPolicy(config, kubeConfig, { registry, metrics, metricsRegistry, log, onChanged: () => late.hub?.policyChanged() });
   // A zone of a multi-zone mesh: its link to the global control plane (control/zone-sync/attach.ts).
-  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged() });
-  const hub = createHub(config, { registry, metrics, policy, id, log, zoneLink });
+  // Other zones' roots of other trust domains become federated bundles for this zone's sidecars.
+  const federation = new FederationView(config.trustDomain, log);
+  const onTrustChanged = (): void => {
+    if (late.zoneLink !== undefined && federation.refresh(late.zoneLink.records('trust'))) late.hub?.federationChanged();
+  };
+  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged(), onTrustChanged });
+  late.zoneLink = zoneLink;
+  onTrustChanged();
+  const hub = createHub(config, { registry, metrics, policy, id, log, zoneLink, federation });
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
@@ -246,7 +254,7 @@ async function startPolicy(config: ControlPlaneConfig, kubeConfig: KubeConfig | 
   return { kube, policy };
 }
 
-function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined }): WatchHub {
+function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined; federation: FederationView }): WatchHub {
   const { metrics, policy, id, log, zoneLink } = deps;
   const hub: WatchHub = new WatchHub({
     registry: deps.registry,
@@ -260,6 +268,7 @@ function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry
     policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
     traffic: () => policy.state.traffic ?? [],
     revokedSerials: () => id.revoked.list,
+    federatedBundles: () => deps.federation.bundles,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.
     scopeDiscovery: true,
     onPush: (streams, seconds) => {

@@ -66,6 +66,8 @@ export interface WatchHubOptions {
   readonly traffic?: () => readonly TrafficResource[];
   /** Unexpired certificates of revoked join tokens (token-service.ts); omitted, none. */
   readonly revokedSerials?: () => readonly RevokedSerial[];
+  /** Federated trust domains' roots (multi-zone meshes whose zones have their own PKI); none when absent. */
+  readonly federatedBundles?: () => Readonly<Record<string, string>>;
   /** Wildcard subscribers learn only the services policy could let them call (default: every mesh service). */
   readonly scopeDiscovery?: boolean;
   /** Called once per pushed change with how many streams got it and how long the fan-out took. */
@@ -141,6 +143,7 @@ export class WatchHub {
       policyRevision: policyRevision(policies),
       ...this.trafficField(),
       ...this.revokedField(),
+      ...this.federatedField(),
     };
   }
 
@@ -154,6 +157,18 @@ export class WatchHub {
   private revokedField(): { revokedSerials?: readonly RevokedSerial[] } {
     const revoked = this.options.revokedSerials?.() ?? [];
     return revoked.length === 0 ? {} : { revokedSerials: revoked };
+  }
+
+  /** Absent when nothing is federated, so snapshots look as they did before the field existed. */
+  private federatedField(): { federatedBundles?: Readonly<Record<string, string>> } {
+    const bundles = this.options.federatedBundles?.() ?? {};
+    return Object.keys(bundles).length === 0 ? {} : { federatedBundles: bundles };
+  }
+
+  /** The federated bundles changed: every stream gets the whole new set (`{}` for none). */
+  federationChanged(): void {
+    const line = JSON.stringify({ type: 'delta', version: ++this.version, federatedBundles: this.options.federatedBundles?.() ?? {} } satisfies WatchDeltaMessage);
+    for (const stream of this.streams) this.send(stream, line);
   }
 
   /** The revoked list changed: every stream gets the whole new list (it is short: entries leave at their notAfter). */

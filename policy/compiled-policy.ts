@@ -8,7 +8,9 @@
  * frozen objects: evaluating allocates nothing (beyond normalising an unusual path).
  *
  * Semantics, in order:
- *  1. No mesh identity, or an identity from another trust domain: deny (no rule can match it).
+ *  1. No mesh identity: deny. An identity from another (federated) trust domain is matched only by `from`
+ *     entries written as SPIFFE IDs or patterns naming that trust domain (`spiffe://other.example/...`);
+ *     short names and `*` mean this mesh's trust domain only. No rule names it: deny.
  *  2. Any matching `deny` rule of an enforced policy: deny. Deny beats allow, whoever wrote it; this is what
  *     lets root-namespace (mesh-wide) policies deny in a way no service owner's allow overrides.
  *  3. Any matching `allow` rule of an enforced policy: allow, unless a `deny` rule of a dry-run policy
@@ -22,7 +24,7 @@
 import { InputError } from '../common/errors.js';
 import { HttpMatcher, normalizeRequestPath } from './http-match.js';
 import { GrpcMatcher } from './grpc-match.js';
-import { ANY, parseDestination, parseSourceSelector, type NamePattern } from './selectors.js';
+import { ANY, parseDestination, parseSourceSelector, type NamePattern, type SourcePattern } from './selectors.js';
 import type { AuthorizationRequest, CompileOptions, Decision, PeerIdentity, PolicyRule, TrafficPermission } from './types.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -60,8 +62,13 @@ class SourceIndex {
   readonly exact = new Map<string, Map<string, Bucket>>();
   readonly namespace = new Map<string, Bucket>();
   any: Bucket | null = null;
+  /** Callers of federated trust domains, by trust domain; their `any` is the whole trust domain. */
+  readonly foreign = new Map<string, SourceIndex>();
 
-  bucket(source: NamePattern): Bucket {
+  bucket(source: SourcePattern, meshTrustDomain: string): Bucket {
+    if (source.trustDomain !== undefined && source.trustDomain !== meshTrustDomain) {
+      return getOrAdd(this.foreign, source.trustDomain, () => new SourceIndex()).bucket({ namespace: source.namespace, service: source.service }, meshTrustDomain);
+    }
     if (source.namespace === ANY) return (this.any ??= new Bucket());
     if (source.service === ANY) return getOrAdd(this.namespace, source.namespace, () => new Bucket());
     return getOrAdd(getOrAdd(this.exact, source.namespace, () => new Map<string, Bucket>()), source.service, () => new Bucket());
@@ -100,13 +107,15 @@ export class CompiledPolicy {
   private readonly namespace = new Map<string, SourceIndex>();
   private mesh: SourceIndex | null = null;
   private readonly foreign: Decision;
+  /** The federated trust domains some `from` entry names: a caller of any other foreign one is denied at once. */
+  private readonly namedTrustDomains = new Set<string>();
   private readonly best: Best = { deny: null, dryRunDeny: null, allow: null };
 
   /** Use `compilePolicy`. */
   constructor(policies: readonly TrafficPermission[], options: CompileOptions) {
     this.trustDomain = options.trustDomain;
     this.rootNamespace = options.rootNamespace;
-    this.foreign = decision(false, true, null, null, `denied: the caller's trust domain is not this mesh's ("${options.trustDomain}")`);
+    this.foreign = decision(false, true, null, null, `denied: the caller's trust domain is not this mesh's ("${options.trustDomain}") and no policy names it`);
     const seen = new Set<string>();
     for (const p of policies) {
       const key = `${p.metadata.namespace}/${p.metadata.name}`;
@@ -127,7 +136,8 @@ export class CompiledPolicy {
         for (const from of rule.from) {
           const src = parseSourceSelector(from, policy.metadata.namespace);
           if (!src.ok) throw new InputError(CODE.POLICY_INVALID, `policy ${key}: spec.rules[${index}].from: ${src.message}`);
-          const bucket = sources.bucket(src.value);
+          const bucket = sources.bucket(src.value, options.trustDomain);
+          if (src.value.trustDomain !== undefined && src.value.trustDomain !== options.trustDomain) this.namedTrustDomains.add(src.value.trustDomain);
           const list = rule.action === 'allow' ? bucket.allows : policy.spec.mode === 'dry-run' ? bucket.dryRunDenies : bucket.denies;
           // A rule naming the same caller twice is filed once.
           if (list[list.length - 1] !== compiled.rule) list.push(compiled.rule);
@@ -144,7 +154,8 @@ export class CompiledPolicy {
   evaluate(request: AuthorizationRequest): Decision {
     const source = request.source;
     if (source === null) return NO_IDENTITY;
-    if (source.trustDomain !== this.trustDomain) return this.foreign;
+    const td = source.trustDomain === this.trustDomain ? null : source.trustDomain;
+    if (td !== null && !this.namedTrustDomains.has(td)) return this.foreign;
     // HTTP conditions are checked only with a method and a normalised path; otherwise the request is treated
     // as an opaque stream (allow rules with conditions do not match, deny rules with conditions do).
     let method: string | null = null;
@@ -157,10 +168,10 @@ export class CompiledPolicy {
     best.deny = best.dryRunDeny = best.allow = null;
     const { namespace: dns, service: dsvc } = request.destination;
     const exact = this.exact.get(dns)?.get(dsvc);
-    if (exact !== undefined) scan(exact, source.namespace, source.service, method, path, best);
+    if (exact !== undefined) scan(sourcesOf(exact, td), source.namespace, source.service, method, path, best);
     const wholeNamespace = this.namespace.get(dns);
-    if (wholeNamespace !== undefined) scan(wholeNamespace, source.namespace, source.service, method, path, best);
-    if (this.mesh !== null) scan(this.mesh, source.namespace, source.service, method, path, best);
+    if (wholeNamespace !== undefined) scan(sourcesOf(wholeNamespace, td), source.namespace, source.service, method, path, best);
+    if (this.mesh !== null) scan(sourcesOf(this.mesh, td), source.namespace, source.service, method, path, best);
     // Read back through a widened view: the scans above filled `best` in (TypeScript still sees the nulls).
     const found: Readonly<Best> = best;
     if (found.deny !== null) return found.deny.decision;
@@ -232,7 +243,13 @@ function compileRule(rule: PolicyRule, index: number, key: string, dryRun: boole
   return { rule: Object.freeze({ rank, http, decision: d }) };
 }
 
-function scan(index: SourceIndex, ns: string, svc: string, method: string | null, path: string | null, best: Best): void {
+/** The callers of this mesh (`td` null) or of federated trust domain `td` (maybe none). */
+function sourcesOf(index: SourceIndex, td: string | null): SourceIndex | undefined {
+  return td === null ? index : index.foreign.get(td);
+}
+
+function scan(index: SourceIndex | undefined, ns: string, svc: string, method: string | null, path: string | null, best: Best): void {
+  if (index === undefined) return;
   const exact = index.exact.get(ns)?.get(svc);
   if (exact !== undefined) scanBucket(exact, method, path, best);
   const wholeNamespace = index.namespace.get(ns);

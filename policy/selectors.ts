@@ -16,15 +16,46 @@ export interface NamePattern {
   readonly service: string;
 }
 
+/** A `from` entry: `trustDomain` is set only when the entry is a SPIFFE ID or SPIFFE pattern (which names it). */
+export interface SourcePattern extends NamePattern {
+  readonly trustDomain?: string;
+}
+
+/** A SPIFFE trust domain name: lowercase letters, digits, `.`, `-` and `_` (SPIFFE ID standard 2.1), at most 255. */
+export const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
+const SPIFFE_SOURCE = /^spiffe:\/\/([^/]+)\/(?:\*|ns\/([^/]+)\/(?:\*|sa\/([^/]+)))$/;
+const SPIFFE_HINT = 'expected "spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*" or "spiffe://TRUST_DOMAIN/*"';
+
+/**
+ * A caller named by SPIFFE ID: the whole ID, every service of one namespace of a trust domain, or every
+ * workload of a trust domain. The only way a rule can name a caller of a federated (foreign) trust domain:
+ * short names always mean this mesh's own trust domain.
+ */
+function parseSpiffeSource(text: string): Parsed<SourcePattern> {
+  const m = SPIFFE_SOURCE.exec(text);
+  if (m === null) return { ok: false, message: `${SPIFFE_HINT}, got ${JSON.stringify(text)}` };
+  const [, trustDomain, namespace, service] = m as unknown as [string, string, string | undefined, string | undefined];
+  if (!TRUST_DOMAIN.test(trustDomain) || trustDomain.startsWith('.') || trustDomain.endsWith('.')) {
+    return { ok: false, message: `${JSON.stringify(trustDomain)} is not a trust domain (lowercase letters, digits, ".", "-" and "_")` };
+  }
+  if (namespace !== undefined && !isLabel(namespace)) return { ok: false, message: `${SPIFFE_HINT}, got ${JSON.stringify(text)}: namespace "${namespace}" is not ${DNS_LABEL_HINT}` };
+  if (service !== undefined && !isLabel(service)) return { ok: false, message: `${SPIFFE_HINT}, got ${JSON.stringify(text)}: service "${service}" is not ${DNS_LABEL_HINT}` };
+  return { ok: true, value: { trustDomain, namespace: namespace ?? ANY, service: service ?? ANY } };
+}
+
 export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string };
 
 function isLabel(text: string): boolean {
   return DNS_LABEL.test(text);
 }
 
-/** `*`, `service`, `namespace/service` or `namespace/*`; a bare service is in the policy's own namespace. */
-export function parseSourceSelector(text: string, policyNamespace: string): Parsed<NamePattern> {
-  const expected = 'expected "service", "namespace/service", "namespace/*" or "*"';
+/**
+ * `*`, `service`, `namespace/service` or `namespace/*` (this mesh's trust domain; a bare service is in the
+ * policy's own namespace), or a SPIFFE ID or pattern (`parseSpiffeSource`) naming its trust domain.
+ */
+export function parseSourceSelector(text: string, policyNamespace: string): Parsed<SourcePattern> {
+  const expected = 'expected "service", "namespace/service", "namespace/*", "*" or a SPIFFE ID ("spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*", "spiffe://TRUST_DOMAIN/*")';
+  if (text.startsWith('spiffe://')) return parseSpiffeSource(text);
   if (text === ANY) return { ok: true, value: { namespace: ANY, service: ANY } };
   const parts = text.split('/');
   if (parts.length === 1) {

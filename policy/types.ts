@@ -30,7 +30,8 @@ export interface PolicyRule {
   readonly action: PolicyAction;
   /**
    * Callers, each one of: `service` (same namespace as the policy), `namespace/service`, `namespace/*`,
-   * or `*` (any workload of this mesh's trust domain).
+   * or `*` (any workload of this mesh's trust domain); or, the only way to name a caller of a federated
+   * trust domain, a SPIFFE ID `spiffe://TD/ns/NS/sa/SERVICE` or pattern `spiffe://TD/ns/NS/*`, `spiffe://TD/*`.
    */
   readonly from: readonly string[];
   readonly http?: HttpConditions;

@@ -40,6 +40,8 @@ export interface ZoneLinkOptions {
   readonly log: Logger;
   /** The mesh-wide policies changed (the hub pushes them to agents). */
   readonly onPoliciesChanged: () => void;
+  /** Another zone's roots came, changed or left (`trust` records): federated bundles are recomputed. */
+  readonly onTrustChanged?: () => void;
   readonly backoff?: BackoffOptions;
 }
 
@@ -270,6 +272,7 @@ export class ZoneLink {
         if (applied === undefined) return;
         this.catalogue.changed();
         if (message.kind === 'policy') this.refreshPolicies();
+        if (message.kind === 'trust') this.options.onTrustChanged?.();
         return;
       }
       case 'ack':

@@ -161,6 +161,24 @@ describe('trellis explain', () => {
     expect(other.out).toContain('trust domain');
   });
 
+  it('allows a caller of a federated trust domain only where a rule names it by SPIFFE ID', async () => {
+    await writeFile(join(dir, 'federated.yaml'), `apiVersion: trellis.dev/v1alpha1
+kind: TrafficPermission
+metadata: { name: ledger-callers, namespace: bank }
+spec:
+  destination: ledger
+  rules:
+    - action: allow
+      from: [orders, "spiffe://other.test/ns/shop/sa/billing"]
+`);
+    const args = (from: string): string[] => ['explain', '--policy', dir, '--from', from, '--to', 'bank/ledger', '--trust-domain', 'mesh.test'];
+    expect((await run(args('spiffe://other.test/ns/shop/sa/billing'))).out).toMatch(/^ALLOW: .*\n {2}allowed by rule 0 of policy bank\/ledger-callers/);
+    // A short name never matches a foreign trust domain, even one some rule names.
+    expect((await run(args('spiffe://other.test/ns/bank/sa/orders'))).out).toMatch(/^DENY/);
+    expect((await run(args('spiffe://third.test/ns/shop/sa/billing'))).out).toMatch(/^DENY/);
+    expect((await run(args('spiffe://mesh.test/ns/bank/sa/orders'))).out).toMatch(/^ALLOW/);
+  });
+
   it('prints JSON with --json and exits 3 for a denial with --exit-code', async () => {
     const r = await run(['explain', '--policy', join(dir, 'payments.yaml'), '--from', 'sandbox/x', '--to', 'shop/payments', '--json', '--exit-code']);
     expect(r.code).toBe(3);

@@ -17,6 +17,10 @@ const fromEntry = fc.oneof(
   svc,
   fc.tuple(ns, svc).map(([n, s]) => `${n}/${s}`),
   ns.map((n) => `${n}/*`),
+  // SPIFFE IDs and patterns, of this mesh's trust domain and of federated ones (and one that only shares a prefix).
+  fc.tuple(fc.constantFrom(TD, 'other.test', 'mesh.tes'), ns, svc).map(([td, n, s]) => `spiffe://${td}/ns/${n}/sa/${s}`),
+  fc.tuple(fc.constantFrom(TD, 'other.test'), ns).map(([td, n]) => `spiffe://${td}/ns/${n}/*`),
+  fc.constantFrom(TD, 'other.test', 'mesh.tes').map((td) => `spiffe://${td}/*`),
 );
 
 const http = fc.option(

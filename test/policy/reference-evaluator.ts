@@ -20,7 +20,8 @@ export function referenceEvaluate(
   req: AuthorizationRequest,
 ): ReferenceDecision {
   const src = req.source;
-  if (src === null || src.trustDomain !== options.trustDomain) return DENY_DEFAULT;
+  if (src === null) return DENY_DEFAULT;
+  const local = src.trustDomain === options.trustDomain;
 
   const ordered = [...policies].sort((a, b) => {
     const ra = a.metadata.namespace === options.rootNamespace ? 0 : 1;
@@ -42,6 +43,13 @@ export function referenceEvaluate(
   };
 
   const fromMatches = (entry: string, policyNs: string): boolean => {
+    if (entry.startsWith('spiffe://')) {
+      // spiffe://TD/*, spiffe://TD/ns/NS/*, spiffe://TD/ns/NS/sa/SVC: plain string prefixes of the caller's ID.
+      const id = `spiffe://${src.trustDomain}/ns/${src.namespace}/sa/${src.service}`;
+      return entry.endsWith('/*') ? id.startsWith(entry.slice(0, -1)) : id === entry;
+    }
+    // Short names only ever mean this mesh's own trust domain.
+    if (!local) return false;
     if (entry === '*') return true;
     if (!entry.includes('/')) return src.namespace === policyNs && src.service === entry;
     const [ns, svc] = entry.split('/');

@@ -92,7 +92,7 @@ spec: { destination: "other/payments", rules: [{ action: deny, from: ["*"] }] }
       'bad.yaml:6:9: spec.mode: expected one of "enforce", "dry-run", got "audit"',
       'bad.yaml:8:15: spec.rules[0].action: expected one of "allow", "deny", got "permit"',
       'bad.yaml:9:13: spec.rules[0].from: must not be empty',
-      'bad.yaml:11:14: spec.rules[1].from[0]: expected "service", "namespace/service", "namespace/*" or "*", got "a/b/c" (names are DNS labels)',
+      'bad.yaml:11:14: spec.rules[1].from[0]: expected "service", "namespace/service", "namespace/*", "*" or a SPIFFE ID ("spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*", "spiffe://TRUST_DOMAIN/*"), got "a/b/c" (names are DNS labels)',
       expect.stringMatching(/^bad\.yaml:11:23: spec\.rules\[1\]\.from\[1\]: .*"Orders" is not a DNS label/),
       'bad.yaml:11:33: spec.rules[1].from[2]: expected a string, got the number 7',
       'bad.yaml:12:25: spec.rules[1].http.methods[0]: expected an uppercase HTTP method such as GET or POST, got "post" (methods are case-sensitive: write "POST")',
