@@ -21,12 +21,11 @@ import { formatAuthority } from '../../core/destination.js';
 import { ERROR_HEADER, failureBody, failureHeaders, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
 import { acceptableRequestId, connectionTokenList, forbiddenConnectionToken, forbiddenRequestTrailer, h1RequestToH2, h2ResponseToH1, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
-import type { PoolTarget } from '../tunnel-client/session-pool.js';
 import type { OutboundHttpDeps } from './deps.js';
-import { routeTargetPort, type OutboundRoute } from '../route.js';
+import type { OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
 import { cancelStream, pipeUntilCleanEnd } from '../../core/stream-reset.js';
-import { TARGET_HEADER } from '../../core/tunnel-protocol.js';
+import { nextAttemptTarget, noEndpointFailure } from './attempt-target.js';
 import { openRequestStream } from '../tunnel-client/open-stream.js';
 
 // Explicit both ways: node's HTTP/2 client would otherwise end GET, HEAD and DELETE streams at once,
@@ -50,8 +49,6 @@ class OutboundExchange {
   appRefused = false;
   appGone = false;
   finished = false;
-  /** The app port `headers` names in `trellis-target`: the picked endpoint's own (`routeTargetPort`). */
-  targetPort: number;
 
   constructor(
     readonly req: IncomingMessage,
@@ -62,9 +59,7 @@ class OutboundExchange {
     readonly headers: OutgoingHttpHeaders,
     readonly hasBody: boolean,
     readonly expectContinue: boolean,
-  ) {
-    this.targetPort = route.targetPort;
-  }
+  ) {}
 }
 
 export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, route: OutboundRoute, deps: OutboundHttpDeps, expectContinue: boolean): void {
@@ -88,22 +83,12 @@ export function forwardHttpRequest(req: IncomingMessage, res: ServerResponse, ro
 }
 
 function attempt(x: OutboundExchange): void {
-  const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried, x.route.servicePort);
-  if (endpoint === undefined) {
-    fail(x, x.appRefused ? HTTP_FAILURES.appUnavailable : x.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
+  const target = nextAttemptTarget(x);
+  if (target === undefined) {
+    fail(x, noEndpointFailure(x));
     return;
   }
-  x.attempts += 1;
-  x.endpoint = endpoint;
-  x.deps.balancer.begin(endpoint);
-  // Each endpoint at its own app port (instances of one service may listen on different ones); node copies
-  // the headers when the request is made, so rewriting the target between attempts is safe.
-  const port = routeTargetPort(x.route, endpoint.endpoint);
-  if (port !== x.targetPort) {
-    x.targetPort = port;
-    x.headers[TARGET_HEADER] = formatAuthority({ service: x.route.service, namespace: x.route.namespace, port });
-  }
-  const target: PoolTarget = { endpoint: endpoint.endpoint, service: x.route.service, namespace: x.route.namespace, port };
+  const endpoint = x.endpoint as BalancedEndpoint;
   const options = !x.hasBody ? END_STREAM : x.req.headers.trailer === undefined ? BODY : BODY_WITH_TRAILERS;
   openRequestStream(
     x.deps.pool,

@@ -14,18 +14,17 @@ import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type
 import { nextCorrelationId } from '../../core/correlation.js';
 import { formatAuthority } from '../../core/destination.js';
 import { cancelStream, pipeUntilCleanEnd } from '../../core/stream-reset.js';
-import { TARGET_HEADER } from '../../core/tunnel-protocol.js';
 import { ERROR_HEADER, HTTP_FAILURES, HttpFailure, type HttpFailureKind } from '../../http/errors.js';
 import { acceptableRequestId, REQUEST_ID_HEADER } from '../../http/header-rules.js';
 import { isGrpcRequest, parseGrpcTimeout } from '../../http2/grpc.js';
 import { appRequestToTunnel, trailerFields } from '../../http2/headers.js';
 import { ResponseRelay } from '../../http2/relay.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
-import type { PoolTarget } from '../tunnel-client/session-pool.js';
-import { routeTargetPort, type OutboundRoute } from '../route.js';
+import type { OutboundRoute } from '../route.js';
 import type { OutboundHttpDeps } from '../http/deps.js';
 import { recordOutboundH2Request } from './access.js';
 import { openRequestStream } from '../tunnel-client/open-stream.js';
+import { nextAttemptTarget, noEndpointFailure } from '../http/attempt-target.js';
 
 class H2Exchange {
   readonly started = performance.now();
@@ -85,17 +84,12 @@ export function forwardHttp2Stream(down: ServerHttp2Stream, headers: IncomingHtt
 }
 
 function attempt(x: H2Exchange): void {
-  const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried, x.route.servicePort);
-  if (endpoint === undefined) {
-    fail(x, x.appRefused ? HTTP_FAILURES.appUnavailable : x.tried === undefined ? HTTP_FAILURES.noEndpoint : HTTP_FAILURES.upstreamConnect);
+  const target = nextAttemptTarget(x);
+  if (target === undefined) {
+    fail(x, noEndpointFailure(x));
     return;
   }
-  x.attempts += 1;
-  x.endpoint = endpoint;
-  x.deps.balancer.begin(endpoint);
-  const port = routeTargetPort(x.route, endpoint.endpoint);
-  x.headers[TARGET_HEADER] = formatAuthority({ service: x.route.service, namespace: x.route.namespace, port });
-  const target: PoolTarget = { endpoint: endpoint.endpoint, service: x.route.service, namespace: x.route.namespace, port };
+  const endpoint = x.endpoint as BalancedEndpoint;
   // Request trailers are passed on when the app sends them; otherwise an empty set ends the stream.
   const options = x.down.endAfterHeaders ? { endStream: true } : { endStream: false, waitForTrailers: true };
   openRequestStream(
