@@ -111,7 +111,8 @@ describe('compiled evaluator agrees with the reference evaluator', () => {
           apiVersion: 'trellis.dev/v1alpha1',
           kind: 'TrafficPermission',
           metadata: { name: 'guard', namespace: ROOT },
-          spec: { destination: '*', mode: 'enforce', rules: [{ action: 'deny', from: [`${src.namespace}/${src.service}`] }] },
+          // A short name means this trust domain only; a caller of another one is named by its full ID.
+          spec: { destination: '*', mode: 'enforce', rules: [{ action: 'deny', from: [src.trustDomain !== undefined && src.trustDomain !== TD ? `spiffe://${src.trustDomain}/ns/${src.namespace}/sa/${src.service}` : `${src.namespace}/${src.service}`] }] },
         };
         const d = compilePolicy([...ps, guard], { trustDomain: TD, rootNamespace: ROOT }).evaluate(req);
         expect(d.allowed).toBe(false);
