@@ -222,6 +222,7 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
     upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
     agentVersion: AGENT_VERSION,
     ...(Object.keys(config.labels ?? {}).length === 0 ? {} : { labels: config.labels }),
+    ...(config.export === undefined ? {} : { export: config.export }),
   });
   const watch = new ConfigWatch({
     endpoint: () => parts.endpointFor(identity.current),

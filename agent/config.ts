@@ -33,6 +33,8 @@ export interface AgentConfig {
   readonly zone: string | undefined;
   /** Workload labels (`--label version=v2`) sent with the registration, for TrafficRoute backends. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** `--export` / `--no-export`: this workload's word on exporting its service to other zones; undefined: none. */
+  readonly export: boolean | undefined;
   /** Trust domain to ask for; absent: read from the join token, else from the roots in `caFile`. */
   readonly trustDomain: string | undefined;
   readonly rootNamespace: string;

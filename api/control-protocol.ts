@@ -148,6 +148,13 @@ export interface Registration {
   readonly agentVersion: string;
   /** Workload labels (`version: v2`, ...) that TrafficRoute backends select; `--label` on the agent. At most 16. */
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * The workload's word on whether its service is exported to other zones (`trellis agent run --export`
+   * / `--no-export`); omitted: the mesh-wide default decides. Zone control plane rules override it, and
+   * when instances of one service disagree, `false` wins (`control/zone-sync/exports.ts`). Added within
+   * protocol version 1: an older control plane refuses the field (400) rather than ignore it.
+   */
+  readonly export?: boolean;
 }
 
 export interface WatchRequest {

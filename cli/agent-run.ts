@@ -80,6 +80,8 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     'outside-mesh': { type: 'string', value: 'POLICY', help: 'with --capture: passthrough or refuse destinations outside the mesh', whenAbsent: 'passthrough' },
     'proxy-uid': { type: 'string', value: 'UID', help: 'run as this user: started as root, the agent becomes UID before anything\nelse; install the redirect with the same --proxy-uid so this user\'s own\nconnections are never captured', whenAbsent: 'the user that started it' },
     'proxy-gid': { type: 'string', value: 'GID', help: 'with --proxy-uid: the group to become', whenAbsent: 'the --proxy-uid number' },
+    export: { type: 'boolean', help: 'export this service to the other zones (the zone control plane\'s --export/--no-export\nstill decide first)', whenAbsent: "the mesh-wide default (the global's --export-default)" },
+    'no-export': { type: 'boolean', help: 'keep this service in its zone; when instances disagree, --no-export wins', whenAbsent: "the mesh-wide default (the global's --export-default)" },
     'no-access-log': { type: 'boolean', help: 'no access log line per request or stream', whenAbsent: 'off: one line each' },
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
   },
@@ -206,6 +208,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
   // bootstrap (a saved certificate needs none), so a missing one fails there, at once.
   readableFile(values['ca-file'], '--ca-file', problems);
   if (values.zone !== undefined && !DNS_LABEL.test(values.zone)) problems.push('--zone must be a DNS label');
+  if (values.export === true && values['no-export'] === true) problems.push('--export and --no-export exclude each other');
   const captureMode = values.capture ?? 'none';
   if (captureMode !== 'transparent' && captureMode !== 'none') problems.push(`--capture: "${captureMode}" is transparent or none`);
   const capture = captureMode === 'transparent';
@@ -229,6 +232,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     namespace,
     zone: values.zone,
     labels: Object.freeze(Object.fromEntries((values.label ?? []).map((l) => attempt(() => parseLabelFlag(l), ['', ''])).filter(([k]) => k !== ''))),
+    export: values['no-export'] === true ? false : values.export === true ? true : undefined,
     trustDomain: values['trust-domain'] === undefined ? undefined : attempt(() => parseTrustDomain(values['trust-domain'] as string), undefined),
     rootNamespace: values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE,
     appPorts,

@@ -126,6 +126,7 @@ export const ERRORS = Object.freeze({
   CSR_MISSING: def('TRELLIS_CSR_MISSING', 400, 'input', false, 'the request needs "csrPem": a PEM certificate signing request'),
   CSR_TOO_LARGE: def('TRELLIS_CSR_TOO_LARGE', 400, 'input', false, 'the CSR exceeds the size limit'),
   IDENTITY_RESERVED: def('TRELLIS_IDENTITY_RESERVED', 403, 'downstream', false, 'the identity is in a namespace reserved for the mesh'),
+  K8S_BAD_EXPORT_LABEL: def('TRELLIS_K8S_BAD_EXPORT_LABEL', 400, 'input', false, 'a Service or Namespace trellis.dev/export label or annotation is not "true" or "false" (the service is not exported)'),
   K8S_KUBECONFIG_INVALID: def('TRELLIS_K8S_KUBECONFIG_INVALID', 400, 'input', false, 'the kubeconfig cannot be loaded or has no usable context'),
   K8S_NO_API: def('TRELLIS_K8S_NO_API', 500, 'internal', false, 'TokenReviewAuthenticator needs a kubeConfig or a review function'),
   K8S_NO_CREDENTIALS: def('TRELLIS_K8S_NO_CREDENTIALS', 400, 'input', false, 'no in-cluster service-account token'),
@@ -150,6 +151,7 @@ export const ERRORS = Object.freeze({
 
   // ── control/zone-sync/, control/global/: the global control plane and zone sync
   ZONE_CONFLICT: def('TRELLIS_ZONE_CONFLICT', 409, 'downstream', true, 'another control plane holds this zone name on the global control plane right now'),
+  ZONE_EXPORT_CONFLICT: def('TRELLIS_ZONE_EXPORT_CONFLICT', 409, 'downstream', false, 'instances of one service disagree on --export / --no-export; the service is not exported until they agree'),
   ZONE_NAME_MISMATCH: def('TRELLIS_ZONE_NAME_MISMATCH', 403, 'downstream', false, 'the zone names another zone than its certificate or token'),
   ZONE_NOT_CONNECTED: def('TRELLIS_ZONE_NOT_CONNECTED', 503, 'upstream', true, 'the zone is not connected to its global control plane'),
   ZONE_SYNC_FOREIGN_RECORD: def('TRELLIS_ZONE_SYNC_FOREIGN_RECORD', 403, 'downstream', false, 'a zone sent or removed a record another zone owns'),

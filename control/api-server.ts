@@ -221,6 +221,7 @@ async function watch(options: ResolvedOptions, req: IncomingMessage, res: Server
     ports: registration.ports,
     upstreams: registration.upstreams,
     healthy: registration.healthy,
+    ...(registration.export === undefined ? {} : { export: registration.export }),
     updatedAt: new Date().toISOString(),
     ...(registration.labels === undefined ? {} : { labels: registration.labels }),
     owner: Object.freeze({ serial: peer.serial, workload: options.lineage.workloadOf(peer.serial) }),

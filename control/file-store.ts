@@ -87,6 +87,7 @@ function parseRegistration(file: string, value: unknown): StoredRegistration {
     instanceId: 'string', service: 'string', namespace: 'string', zone: 'string', address: 'string',
     tunnelPort: 'number', ports: 'array', upstreams: 'array', healthy: 'boolean', updatedAt: 'string',
   });
+  if (v.export !== undefined && typeof v.export !== 'boolean') throw storeCorrupt(file, 'field "export" should be true or false');
   if (v.owner !== undefined) {
     const owner = v.owner as Record<string, unknown> | null;
     if (!isObject(owner) || typeof owner.serial !== 'string' || typeof owner.workload !== 'string') throw storeCorrupt(file, 'field "owner" should be {serial, workload}');

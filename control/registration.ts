@@ -32,11 +32,13 @@ export function validateRegistration(value: unknown): Registration {
   if (body === undefined) throw new HttpError(CODE.CONTROL_BAD_REGISTRATION, 'expected {"registration": {...}}');
   const { instanceId, zone, address, tunnelPort, ports, healthy, upstreams, agentVersion } = body;
   const labels = validLabels(body.labels, problems);
+  const exported = body.export;
   if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) problems.push('instanceId: 1-128 characters of A-Z, a-z, 0-9, "_", "-"');
   if (zone !== undefined && (typeof zone !== 'string' || !DNS_LABEL.test(zone))) problems.push('zone: a DNS label');
   if (typeof address !== 'string' || (isIP(address) === 0 && !HOST_NAME.test(address))) problems.push('address: an IP address or a host name');
   if (!isPort(tunnelPort)) problems.push('tunnelPort: 1-65535');
   if (typeof healthy !== 'boolean') problems.push('healthy: true or false');
+  if (exported !== undefined && typeof exported !== 'boolean') problems.push('export: true, false or absent');
   if (typeof agentVersion !== 'string' || agentVersion.length > 64) problems.push('agentVersion: a string of at most 64 characters');
   const portList: Registration['ports'][number][] = [];
   if (!Array.isArray(ports) || ports.length > REGISTRATION_LIMITS.ports) {
@@ -83,6 +85,7 @@ export function validateRegistration(value: unknown): Registration {
     upstreams: Object.freeze(upstreamList),
     agentVersion: agentVersion as string,
     ...(labels === undefined ? {} : { labels }),
+    ...(exported === undefined ? {} : { export: exported as boolean }),
   });
 }
 

@@ -43,11 +43,15 @@ export interface RegistryOptions extends LeaseTimes {
 export interface ServiceDefinition {
   readonly ports: readonly ServicePort[];
   readonly virtualIps: readonly string[];
+  /** The platform's word on exporting the service to other zones (Service and Namespace labels); absent: none. */
+  readonly export?: boolean;
 }
 
 export type RegistryEvent =
   | { readonly kind: 'endpoint'; readonly namespace: string; readonly service: string; readonly key: string; readonly endpoint: Endpoint | undefined }
   | { readonly kind: 'ports'; readonly namespace: string; readonly service: string }
+  /** Only the service's export word changed (`exportWords`): nothing for agents, only for the zone link. */
+  | { readonly kind: 'export'; readonly namespace: string; readonly service: string }
   /** The service joined the mesh (its first instance) or left it (its last instance went); see `meshServices`. */
   | { readonly kind: 'service'; readonly namespace: string; readonly service: string; readonly present: boolean };
 
@@ -121,11 +125,13 @@ export class ServiceRegistry {
       }
       const lease = this.leases.connect(registration.instanceId);
       this.owners.move(registration.instanceId, existing.registration.owner, registration.owner);
+      const exportChanged = existing.registration.export !== registration.export;
       existing.registration = registration;
       existing.appHealthy = registration.healthy;
       existing.changedAt = this.now();
       this.relayout(registration.namespace, registration.service, layoutBefore, registration.instanceId);
       this.emitIfChanged(existing, before);
+      if (exportChanged) this.emit({ kind: 'export', namespace: registration.namespace, service: registration.service });
       return lease;
     }
     const lease = this.leases.connect(registration.instanceId);
@@ -206,8 +212,10 @@ export class ServiceRegistry {
     const before = definitionSignature(this.definitions.get(key));
     const layoutBefore = this.layout(namespace, service);
     if (definition === undefined) this.definitions.delete(key);
-    else this.definitions.set(key, Object.freeze({ ports: Object.freeze(definition.ports.map((p) => Object.freeze({ ...p })).sort((a, b) => a.port - b.port)), virtualIps: Object.freeze([...definition.virtualIps]) }));
-    if (definitionSignature(this.definitions.get(key)) === before) return;
+    else this.definitions.set(key, Object.freeze({ ports: Object.freeze(definition.ports.map((p) => Object.freeze({ ...p })).sort((a, b) => a.port - b.port)), virtualIps: Object.freeze([...definition.virtualIps]), ...(definition.export === undefined ? {} : { export: definition.export }) }));
+    const after = definitionSignature(this.definitions.get(key));
+    if (after === before) return;
+    if (after.slice(0, after.lastIndexOf('|')) === before.slice(0, before.lastIndexOf('|'))) return this.emit({ kind: 'export', namespace, service });
     // The virtual IPs travel with the whole upstream: a changed definition always sends it.
     if (!this.relayout(namespace, service, layoutBefore)) this.emit({ kind: 'ports', namespace, service });
   }
@@ -232,6 +240,13 @@ export class ServiceRegistry {
       if (namespace === undefined || ns === namespace) found.push({ namespace: ns, service: key.slice(slash + 1) });
     }
     return found;
+  }
+
+  /** What the platform's definition, else each instance, says about exporting the service (`exports.ts` decides). */
+  exportWords(namespace: string, service: string): { readonly platform?: boolean; readonly instances: readonly (boolean | undefined)[] } {
+    const platform = this.definitions.get(upstreamKey(namespace, service))?.export;
+    const instances = [...(this.byService.get(upstreamKey(namespace, service)) ?? [])].map((id) => this.instances.get(id)?.registration.export);
+    return platform === undefined ? { instances } : { platform, instances };
   }
 
   hasMeshService(namespace: string, service: string): boolean {
@@ -376,5 +391,5 @@ function portsSignature(ports: readonly ServicePort[]): string {
 
 /** A definition's identity: equal signatures, nothing for watchers to hear about. */
 export function definitionSignature(definition: ServiceDefinition | undefined): string {
-  return definition === undefined ? '' : `${portsSignature(definition.ports)}|${definition.virtualIps.join(',')}`;
+  return definition === undefined ? '' : `${portsSignature(definition.ports)}|${definition.virtualIps.join(',')}|${String(definition.export)}`;
 }

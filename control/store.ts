@@ -38,6 +38,8 @@ export interface StoredRegistration {
   readonly updatedAt: string;
   /** Workload labels (`Registration.labels`), copied to its endpoint for TrafficRoute backends. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** The workload's or platform's word on exporting its service to other zones (`Registration.export`); absent: no word. */
+  readonly export?: boolean;
   /** The certificate (and workload) that registered it; absent in records written before owners were kept. */
   readonly owner?: InstanceOwner;
 }

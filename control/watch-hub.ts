@@ -276,6 +276,7 @@ export class WatchHub {
   }
 
   private onRegistryEvent(event: RegistryEvent): void {
+    if (event.kind === 'export') return; // agents are not told what other zones see
     this.wholeMeshJson.clear();
     if (!this.interested.wants(event.namespace, event.service)) return;
     const key = upstreamKey(event.namespace, event.service);

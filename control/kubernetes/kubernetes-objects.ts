@@ -30,6 +30,37 @@ export interface ServiceView {
   readonly clusterIps: readonly string[];
   /** TCP ports only: UDP and SCTP are not carried by the mesh. */
   readonly ports: readonly ServicePortView[];
+  /** The Service's `trellis.dev/export` label or annotation. */
+  readonly export: ExportWord;
+}
+
+/** `trellis.dev/export`: on a Service (label or annotation) or a Namespace (label), `"true"` or `"false"`. */
+export const EXPORT_LABEL = 'trellis.dev/export';
+
+/**
+ * A `trellis.dev/export` word: true, false, absent, or `'invalid'` (any other value, or a label and an
+ * annotation that disagree): the feed then does not export the service and says why, since a typo must
+ * not publish a service to every zone.
+ */
+export type ExportWord = boolean | undefined | 'invalid';
+
+export interface NamespaceView {
+  readonly name: string;
+  readonly export: ExportWord;
+}
+
+function exportWord(...values: unknown[]): ExportWord {
+  const given = values.filter((v) => v !== undefined);
+  if (given.some((v) => v !== 'true' && v !== 'false')) return 'invalid';
+  if (given.includes('true') && given.includes('false')) return 'invalid';
+  return given.length === 0 ? undefined : given[0] === 'true';
+}
+
+export function namespaceView(raw: unknown): NamespaceView | undefined {
+  const m = obj(obj(raw)?.metadata);
+  const name = str(m?.name);
+  if (m === undefined || name === undefined) return undefined;
+  return Object.freeze({ name, export: exportWord(obj(m.labels)?.[EXPORT_LABEL]) });
 }
 
 export interface SliceEndpointView {
@@ -108,7 +139,8 @@ export function serviceView(raw: unknown): ServiceView | undefined {
       }),
     );
   }
-  return Object.freeze({ namespace: m.namespace, name: m.name, externalName: spec.type === 'ExternalName', clusterIps: Object.freeze([...ips]), ports: Object.freeze(ports) });
+  const exported = exportWord(m.labels[EXPORT_LABEL], m.annotations[EXPORT_LABEL]);
+  return Object.freeze({ namespace: m.namespace, name: m.name, externalName: spec.type === 'ExternalName', clusterIps: Object.freeze([...ips]), ports: Object.freeze(ports), export: exported });
 }
 
 export function sliceView(raw: unknown): SliceView | undefined {

@@ -1,8 +1,13 @@
 /**
- * The zone's service registry, fed from the Kubernetes API: Services, EndpointSlices and Pods are
- * watched (`reflector.ts`), each Service's desired state is worked out from them
+ * The zone's service registry, fed from the Kubernetes API: Services, EndpointSlices, Pods and
+ * Namespaces are watched (`reflector.ts`), each Service's desired state is worked out from them
  * (`service-endpoints.ts`), and only the difference from what was fed before goes to the registry,
  * through its public methods. The registry then tells the watch hub, which pushes deltas to agents.
+ *
+ * Export to other zones: the Service's `trellis.dev/export` label or annotation, else its Namespace's
+ * `trellis.dev/export` label, becomes the definition's `export` word (`zone-sync/exports.ts` weighs it
+ * against the zone's rules and the mesh-wide default). A value other than "true" or "false" is not
+ * exported, with a warning naming the object.
  *
  * Changes are gathered for one tick, so a relist of thousands of objects, or a Deployment rolling,
  * recomputes each touched Service once. Nothing is fed until all three resources have been listed
@@ -17,9 +22,9 @@ import { TrellisError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { StoredRegistration } from '../store.js';
 import type { KubernetesMetrics } from './kubernetes-metrics.js';
-import { podView, serviceView, sliceView, type PodView, type ServiceView, type SliceView } from './kubernetes-objects.js';
+import { EXPORT_LABEL, namespaceView, podView, serviceView, sliceView, type ExportWord, type NamespaceView, type PodView, type ServiceView, type SliceView } from './kubernetes-objects.js';
 import { Reflector, type ReflectorOptions, type ResourceSource } from './reflector.js';
-import { endpointSliceSource, podSource, serviceSource } from './resource-sources.js';
+import { endpointSliceSource, namespaceSource, podSource, serviceSource } from './resource-sources.js';
 import { definitionSignature, type ServiceDefinition } from '../registry.js';
 import { desiredService } from './service-endpoints.js';
 import { CODE } from '../../common/error-codes.js';
@@ -43,8 +48,8 @@ export interface RegistryFeedOptions {
   readonly log: Logger;
   readonly metrics?: KubernetesMetrics;
   readonly tuning?: ReflectorTuning;
-  /** Where the objects come from; default the API's Services, EndpointSlices and Pods. */
-  readonly sources?: { readonly services: ResourceSource; readonly slices: ResourceSource; readonly pods: ResourceSource };
+  /** Where the objects come from; default the API's Services, EndpointSlices, Pods and Namespaces. */
+  readonly sources?: { readonly services: ResourceSource; readonly slices: ResourceSource; readonly pods: ResourceSource; readonly namespaces: ResourceSource };
 }
 
 interface Fed {
@@ -60,6 +65,9 @@ export class KubernetesRegistryFeed {
   private readonly services: Reflector<ServiceView>;
   private readonly slices: Reflector<SliceView>;
   private readonly pods: Reflector<PodView>;
+  private readonly namespaces: Reflector<NamespaceView>;
+  /** `ns/service` → the invalid export word last warned about, so the warning is logged when it changes. */
+  private readonly badExport = new Map<string, string>();
   /** `ns/service` → keys of its slices. */
   private readonly slicesByService = new Map<string, Set<string>>();
   /** `ns/pod` → slice key → `ns/service`: which Services a pod change touches. */
@@ -74,7 +82,7 @@ export class KubernetesRegistryFeed {
 
   constructor(private readonly options: RegistryFeedOptions) {
     const kc = options.kubeConfig;
-    const sources = options.sources ?? { services: serviceSource(kc), slices: endpointSliceSource(kc), pods: podSource(kc) };
+    const sources = options.sources ?? { services: serviceSource(kc), slices: endpointSliceSource(kc), pods: podSource(kc), namespaces: namespaceSource(kc) };
     const common = { kubeConfig: kc, log: options.log, ...(options.metrics === undefined ? {} : { metrics: options.metrics }), ...options.tuning };
     const synced = (): void => this.schedule();
     this.services = new Reflector<ServiceView>({
@@ -102,20 +110,30 @@ export class KubernetesRegistryFeed {
       project: podView,
       handler: { upsert: (key) => this.touchPod(key), delete: (key) => this.touchPod(key), synced },
     });
+    this.namespaces = new Reflector<NamespaceView>({
+      ...common,
+      source: sources.namespaces,
+      project: namespaceView,
+      handler: { upsert: (key) => this.touchNamespace(key), delete: (key) => this.touchNamespace(key), synced },
+    });
   }
 
-  /** Starts the watches and resolves once all three resources are listed and fed (or throws after `timeoutMs`). */
+  private get reflectors(): readonly Reflector<unknown>[] {
+    return [this.services, this.slices, this.pods, this.namespaces];
+  }
+
+  /** Starts the watches and resolves once every resource is listed and fed (or throws after `timeoutMs`). */
   async start(timeoutMs = 60_000): Promise<void> {
-    for (const r of [this.services, this.slices, this.pods]) r.start();
+    for (const r of this.reflectors) r.start();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const pending = [this.services, this.slices, this.pods].filter((r) => !r.synced).map((r) => r.resource);
-        reject(new TrellisError(CODE.K8S_SYNC_TIMEOUT, `the Kubernetes API did not list ${pending.join(', ')} within ${timeoutMs} ms (see the log for why; check RBAC: list and watch on services, endpointslices, pods)`, { side: 'upstream', retryable: true }));
+        const pending = this.reflectors.filter((r) => !r.synced).map((r) => r.resource);
+        reject(new TrellisError(CODE.K8S_SYNC_TIMEOUT, `the Kubernetes API did not list ${pending.join(', ')} within ${timeoutMs} ms (see the log for why; check RBAC: list and watch on services, endpointslices, pods, namespaces)`, { side: 'upstream', retryable: true }));
       }, timeoutMs);
     });
     try {
-      await Promise.race([Promise.all([this.services.whenSynced(), this.slices.whenSynced(), this.pods.whenSynced()]), timeout]);
+      await Promise.race([Promise.all(this.reflectors.map((r) => r.whenSynced())), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -123,21 +141,27 @@ export class KubernetesRegistryFeed {
   }
 
   get synced(): boolean {
-    return this.services.synced && this.slices.synced && this.pods.synced;
+    return this.reflectors.every((r) => r.synced);
   }
 
-  /** Relists all three resources now (the periodic resync does the same). */
+  /** Relists every resource now (the periodic resync does the same). */
   resync(): void {
-    for (const r of [this.services, this.slices, this.pods]) r.resync();
+    for (const r of this.reflectors) r.resync();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.services.stop(), this.slices.stop(), this.pods.stop()]);
+    await Promise.all(this.reflectors.map((r) => r.stop()));
   }
 
   private touch(serviceKey: string): void {
     this.dirty.add(serviceKey);
+    this.schedule();
+  }
+
+  /** A namespace's export label speaks for each of its Services that has none of its own. */
+  private touchNamespace(namespace: string): void {
+    for (const key of this.services.keys()) if (key.startsWith(`${namespace}/`)) this.dirty.add(key);
     this.schedule();
   }
 
@@ -214,6 +238,7 @@ export class KubernetesRegistryFeed {
       this.fed.delete(serviceKey);
       this.outsideMesh.delete(serviceKey);
       this.otherIdentity.delete(serviceKey);
+      this.badExport.delete(serviceKey);
       this.options.metrics?.endpointsOtherIdentity.remove({ service: serviceKey });
       return fed.instances.size + 1;
     }
@@ -230,9 +255,11 @@ export class KubernetesRegistryFeed {
     }
     this.options.metrics?.endpointsOtherIdentity.set({ service: serviceKey }, desired.otherIdentity.length);
     const current = fed ?? { definition: '', instances: new Map() };
-    const definition = definitionSignature(desired.definition);
+    const exported = this.exportWord(serviceKey, service);
+    const defined = exported === undefined ? desired.definition : { ...desired.definition, export: exported };
+    const definition = definitionSignature(defined);
     if (definition !== current.definition) {
-      registry.defineService(namespace, name, desired.definition);
+      registry.defineService(namespace, name, defined);
       current.definition = definition;
       calls++;
     }
@@ -257,5 +284,20 @@ export class KubernetesRegistryFeed {
     }
     this.fed.set(serviceKey, current);
     return calls;
+  }
+
+  /** The Service's export word, else its Namespace's; an invalid one is `false`, warned about once per change. */
+  private exportWord(serviceKey: string, service: ServiceView): boolean | undefined {
+    const own = service.export;
+    const word: ExportWord = own !== undefined ? own : this.namespaces.get(service.namespace)?.export;
+    const bad = word !== 'invalid' ? '' : own === 'invalid' ? `Service ${serviceKey}` : `Namespace ${service.namespace}`;
+    if (bad !== (this.badExport.get(serviceKey) ?? '')) {
+      if (bad === '') this.badExport.delete(serviceKey);
+      else {
+        this.badExport.set(serviceKey, bad);
+        this.options.log.warn({ service: serviceKey, code: CODE.K8S_BAD_EXPORT_LABEL }, `${bad}: ${EXPORT_LABEL} is "true" or "false" (a Service's label and annotation must agree); ${serviceKey} is not exported until it is`);
+      }
+    }
+    return word === 'invalid' ? false : word;
   }
 }

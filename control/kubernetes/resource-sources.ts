@@ -1,5 +1,5 @@
 /**
- * The four kinds of object the Kubernetes mode reads, each listed through the typed client of
+ * The five kinds of object the Kubernetes mode reads, each listed through the typed client of
  * `@kubernetes/client-node` and watched at its cluster-wide collection path. The RBAC in `deploy/`
  * must grant list and watch on exactly these.
  */
@@ -40,6 +40,16 @@ export function endpointSliceSource(kc: KubeConfig): ResourceSource {
     resource: 'endpointslices',
     watchPath: '/apis/discovery.k8s.io/v1/endpointslices',
     list: async (limit, continueToken) => page(await api.listEndpointSliceForAllNamespaces({ limit, _continue: continueToken })),
+  };
+}
+
+/** Namespaces, for their `trellis.dev/export` label (cluster-scoped: the collection is the list). */
+export function namespaceSource(kc: KubeConfig): ResourceSource {
+  const api = makeTrellisApiClient(kc, CoreV1Api, 'control');
+  return {
+    resource: 'namespaces',
+    watchPath: '/api/v1/namespaces',
+    list: async (limit, continueToken) => page(await api.listNamespace({ limit, _continue: continueToken })),
   };
 }
 

@@ -1,9 +1,16 @@
 /**
- * Which services a zone exports, and the record it sends for each. Export is explicit: the mesh-wide
- * default the global's operator chose (`--export-default all|none`, sent in the welcome) applies unless
- * the zone's own rules say otherwise (`--export NS/NAME|NS/*`, `--no-export NS/NAME|NS/*`): the most
- * specific rule wins (a service's own over its namespace's), and `--no-export` over `--export` at equal
- * specificity.
+ * Which services a zone exports, and the record it sends for each. Export is explicit; the first of
+ * these that speaks decides:
+ *  1. the zone control plane's rules (`--export NS/NAME|NS/*`, `--no-export NS/NAME|NS/*`): the most
+ *     specific rule wins (a service's own over its namespace's), and `--no-export` over `--export` at
+ *     equal specificity. They come first because they are the zone operator's, who must be able to keep
+ *     a service in the zone whatever its owner labels it (as an Istio `exportTo` in the mesh config
+ *     bounds what a Service's annotation may widen);
+ *  2. the service's own word: in Kubernetes its Service's `trellis.dev/export` label or annotation, else
+ *     its Namespace's `trellis.dev/export` label (resolved by the feed into the service's definition);
+ *     in universal mode its agents' `--export` / `--no-export`. When instances disagree, not exporting
+ *     wins (a mistake then hides a service rather than publishing one) and the disagreement is reported;
+ *  3. the mesh-wide default the global's operator chose (`--export-default all|none`, in the welcome).
  *
  * The record is built from the registry: the service's ports, the SPIFFE ID that serves it, and healthy
  * and total endpoint counts per locality. The registry knows no region or subzone yet, so each zone is
@@ -28,14 +35,29 @@ export function parseExportRule(text: string, flag: string): string {
   return text;
 }
 
-/** Whether (namespace, service) is exported under `rules` and the mesh-wide `fallback`. */
-export function isExported(rules: ExportRules, fallback: ExportDefault, namespace: string, service: string): boolean {
+/** What a service says about its export (`ServiceRegistry.exportWords`). */
+export interface ExportWords {
+  readonly platform?: boolean;
+  readonly instances: readonly (boolean | undefined)[];
+}
+
+/** The service's own word: the platform's if any, else its instances' (`false` over `true`); `conflict` when instances disagree. */
+export function serviceExportWord(words: ExportWords): { readonly word: boolean | undefined; readonly conflict: boolean } {
+  if (words.platform !== undefined) return { word: words.platform, conflict: false };
+  const no = words.instances.includes(false);
+  const yes = words.instances.includes(true);
+  return { word: no ? false : yes ? true : undefined, conflict: no && yes };
+}
+
+/** Whether (namespace, service) is exported under the zone's `rules`, the service's own `word`, and the mesh-wide `fallback`. */
+export function isExported(rules: ExportRules, fallback: ExportDefault, namespace: string, service: string, word?: boolean): boolean {
   const own = `${namespace}/${service}`;
   if (rules.hidden.includes(own)) return false;
   if (rules.exported.includes(own)) return true;
   const all = `${namespace}/*`;
   if (rules.hidden.includes(all)) return false;
   if (rules.exported.includes(all)) return true;
+  if (word !== undefined) return word;
   return fallback === 'all';
 }
 

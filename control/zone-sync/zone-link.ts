@@ -17,7 +17,7 @@ import { validatePolicyObjects } from '../../policy/validator.js';
 import type { ServiceRegistry } from '../registry.js';
 import { CatalogueFile } from './catalogue-file.js';
 import { chunkDelta } from './chunking.js';
-import { exportKey, exportedService, isExported, type ExportRules } from './exports.js';
+import { exportKey, exportedService, isExported, serviceExportWord, type ExportRules } from './exports.js';
 import { loadZoneCredentials, obtainZoneCredentials, openSession, type GlobalEndpoint, type ZoneCredentials } from './global-client.js';
 import { LineStream } from './line-stream.js';
 import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type ExportDefault, type UpKind } from './protocol.js';
@@ -85,6 +85,7 @@ export class ZoneLink {
   private closed = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly dirtyServices = new Set<string>();
+  private readonly exportConflicts = new Set<string>();
   private flushQueued = false;
   private validPolicies: readonly TrafficPermission[] = [];
   private readonly unsubscribe: () => void;
@@ -339,11 +340,22 @@ export class ZoneLink {
 
   private exportOne(namespace: string, name: string): void {
     const key = exportKey(this.options.zone, namespace, name);
-    const record = isExported(this.options.exportRules, this.exportDefault, namespace, name)
+    const { word, conflict } = serviceExportWord(this.options.registry.exportWords(namespace, name));
+    this.reportConflict(`${namespace}/${name}`, conflict);
+    const record = isExported(this.options.exportRules, this.exportDefault, namespace, name, word)
       ? exportedService(this.options.registry, this.endpoint.trustDomain, this.options.zone, namespace, name)
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);
     else this.outbox.service.set(key, record);
+  }
+
+  /** Instances of one service that disagree on export: logged once when it starts, counted while it lasts. */
+  private reportConflict(service: string, conflict: boolean): void {
+    if (conflict === this.exportConflicts.has(service)) return;
+    if (conflict) {
+      this.exportConflicts.add(service);
+      this.options.log.warn({ service, code: CODE.ZONE_EXPORT_CONFLICT }, `instances of ${service} disagree on --export / --no-export: the service is not exported until they agree`);
+    } else this.exportConflicts.delete(service);
   }
 
   private recomputeAll(): void {

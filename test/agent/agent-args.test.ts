@@ -47,6 +47,13 @@ describe('trellis agent run arguments', () => {
     expect(() => parseAgentArgs([...base, '--capture', 'transparent', '--upstream', '*=7001'])).toThrow(/--upstream "\*=7001"/);
   });
 
+  it('takes --export / --no-export as the workload\'s word, none by default, and refuses both at once', () => {
+    expect(parseAgentArgs(base).config.export).toBeUndefined();
+    expect(parseAgentArgs([...base, '--export']).config.export).toBe(true);
+    expect(parseAgentArgs([...base, '--no-export']).config.export).toBe(false);
+    expect(() => parseAgentArgs([...base, '--export', '--no-export'])).toThrow(/--export and --no-export exclude each other/);
+  });
+
   it('reports every problem at once', () => {
     expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
       /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected tcp, http, http2, grpc\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,

@@ -70,6 +70,17 @@ describe('FileStore', () => {
     expect(damaged).toEqual([join(dir, 'registrations', 'b.json')]);
   });
 
+  it("keeps a registration's export word, and skips one whose word is not true or false", async () => {
+    const store = await FileStore.open(dir);
+    await store.putRegistration({ ...registration('a'), export: false });
+    await store.putRegistration(registration('b'));
+    writeFileSync(join(dir, 'registrations', 'b.json'), JSON.stringify({ ...registration('b'), export: 'yes' }));
+    const damaged: string[] = [];
+    const list = await store.listRegistrations((file, reason) => damaged.push(reason));
+    expect(list.map((r) => [r.instanceId, r.export])).toEqual([['a', false]]);
+    expect(damaged.join()).toMatch(/"export" should be true or false/);
+  });
+
   it('refuses ids that could escape the folder', async () => {
     const store = await FileStore.open(dir);
     await expect(store.putRegistration(registration('../x'))).rejects.toThrow(/instance id/);

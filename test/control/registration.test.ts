@@ -28,3 +28,17 @@ describe('validateRegistration, upstreams', () => {
     expect(message).toMatch(/upstreams\[2\]: /);
   });
 });
+
+describe('validateRegistration, export', () => {
+  const withExport = (value: unknown) => ({ registration: { ...body([]).registration, export: value } });
+
+  it('carries true or false, and leaves an absent word absent', () => {
+    expect(validateRegistration(withExport(true)).export).toBe(true);
+    expect(validateRegistration(withExport(false)).export).toBe(false);
+    expect('export' in validateRegistration(body([]))).toBe(false);
+  });
+
+  it('refuses anything else (a string "true" is not a word)', () => {
+    for (const bad of ['true', 1, null, {}]) expect(() => validateRegistration(withExport(bad))).toThrow(/export: true, false or absent/);
+  });
+});

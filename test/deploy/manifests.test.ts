@@ -174,7 +174,7 @@ describe('RBAC is least privilege', () => {
   it('the control plane reads what the registry and policy need, reviews tokens, records Events, and nothing else', () => {
     expect(rules('trellis-control')).toEqual([
       { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
-      { apiGroups: [''], resources: ['pods', 'services'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['pods', 'services', 'namespaces'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['trellis.dev'], resources: ['trafficpermissions'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create'] },

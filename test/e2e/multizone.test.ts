@@ -1,7 +1,8 @@
 /**
  * Multi-zone control, as real processes on loopback: a global control plane and two zone control planes
  * (west, east) that join it with zone tokens. A service exported in west (an agent registers it) appears
- * in east's catalogue with its SPIFFE ID and endpoint counts; its health change reaches east; the global
+ * in east's catalogue with its SPIFFE ID and endpoint counts, and one whose agent says --no-export does
+ * not (the mesh-wide default is `all`); its health change reaches east; the global
  * killed changes nothing in either zone, and its return resyncs them with deltas (no reset); a zone stopped
  * goes offline after its (short) lease and its services leave the other zone's catalogue.
  */
@@ -65,6 +66,10 @@ beforeAll(async () => {
   globalPort = await freePort();
   await startGlobal();
   [west, east] = await Promise.all([joinZone('west'), joinZone('east')]);
+  // billing registers first: once orders reaches east, billing would have too, were it exported.
+  const billing = await app('billing');
+  await west.agent({ service: 'billing', appPort: billing.port, protocol: 'http', extra: ['--no-export'] });
+  await eventually(async () => (await getJson<{ endpoints: { service: string }[] }>(west.control.ready.admin as string, '/registry')).endpoints.some((e) => e.service === 'billing'), 'west registers billing');
   const orders = await app('orders');
   ordersPort = orders.port;
   ordersServer = orders.server;
@@ -82,6 +87,8 @@ describe('a global control plane and two zones', () => {
     expect(record.identities).toEqual(['spiffe://trellis.local/ns/default/sa/orders']);
     expect(record.localities).toEqual([{ locality: 'west', healthy: 1, total: 1 }]);
     expect(record.ports.map((p) => p.protocol)).toEqual(['http']);
+    // Its agent said --no-export: west keeps billing to itself although the mesh-wide default is all.
+    expect((await eastCatalogue()).service.map(([key]) => key)).toEqual(['west/default/orders']);
     const listed = await trellis(['zone', 'list', '--admin', global.ready.admin as string]);
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/^east\s+online\s+yes/m);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ServiceRegistry } from '../../../control/registry.js';
 import { ZoneLink } from '../../../control/zone-sync/zone-link.js';
+import { CODE } from '../../../common/error-codes.js';
 import { service, serviceEntry } from './support.js';
 
 const links: ZoneLink[] = [];
@@ -79,5 +80,39 @@ describe('ZoneLink while the global is unreachable', () => {
     expect(link.records('service')).toEqual([]);
     expect(existsSync(join(dir, 'global', 'catalogue.json'))).toBe(false);
     expect(readdirSync(join(dir, 'global')).some((n) => n.startsWith('catalogue.json.damaged-'))).toBe(true);
+  });
+});
+
+describe('ZoneLink and instances that disagree on export', () => {
+  it('warns once when the disagreement starts, and again only after it ended and came back', async () => {
+    const lines: { code?: string; service?: string }[] = [];
+    const registry = new ServiceRegistry({ zone: 'east', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 10_000 });
+    const link = new ZoneLink({
+      endpoints: [{ url: new URL('https://127.0.0.1:9'), trustDomain: 'mesh.test', rootNamespace: 'trellis-system', bundlePem: '' }],
+      zone: 'east', dataDir: zoneDir(kept), token: 'tzt1.x.y', maxStalenessMs: undefined, exportRules: { exported: [], hidden: [] }, ingressAddresses: [],
+      registry, trustBundlePem: () => '', log: pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as { code?: string }) }), onPoliciesChanged: () => undefined,
+      backoff: { initialMs: 50, maxMs: 100 },
+    });
+    links.push(link);
+    await link.start();
+    const instance = (id: string, address: string, exported: boolean) => ({
+      instanceId: id, service: 'orders', namespace: 'shop', zone: 'east', address, tunnelPort: 15008, ports: [], upstreams: [], healthy: true, updatedAt: new Date(0).toISOString(), export: exported,
+    });
+    const conflicts = (): number => lines.filter((l) => l.code === CODE.ZONE_EXPORT_CONFLICT).length;
+    const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+    registry.connect(instance('a', '10.0.0.1', true));
+    registry.connect(instance('b', '10.0.0.2', false));
+    await tick();
+    expect(conflicts()).toBe(1);
+    expect(lines.find((l) => l.code === CODE.ZONE_EXPORT_CONFLICT)?.service).toBe('shop/orders');
+    registry.setHealth('a', false);
+    await tick();
+    expect(conflicts()).toBe(1);
+    registry.connect(instance('b', '10.0.0.2', true));
+    await tick();
+    registry.connect(instance('b', '10.0.0.2', false));
+    await tick();
+    expect(conflicts()).toBe(2);
+    registry.close();
   });
 });
