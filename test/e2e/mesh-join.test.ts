@@ -25,7 +25,9 @@ beforeAll(async () => {
   await mesh.agent({ service: 'orders', appPort: ordersApp.port });
   await mesh.agent({ service: 'frontend', appPort: frontendApp.port, upstreams: [`orders=${frontendPort}`] });
   await mesh.agent({ service: 'payments', appPort: paymentsApp.port, upstreams: [`orders=${paymentsPort}`] });
-});
+
+  // Four processes start and join here; on a loaded 2-core runner that alone can pass 30 s.
+}, 90_000);
 
 afterAll(cleanup);
 

@@ -23,7 +23,9 @@ beforeAll(async () => {
   await mesh.agent({ service: 'billing', appPort: (await app('billing')).port, upstreams: [`orders=${billingPort}`] });
   await eventually(() => call(frontendPort).then((r) => r.status === 200), 'frontend reaches orders');
   await eventually(() => call(billingPort).then((r) => r.status === 200), 'billing reaches orders');
-});
+
+  // Four processes start and join here; on a loaded 2-core runner that alone can pass 30 s.
+}, 90_000);
 
 afterAll(cleanup);
 
