@@ -28,7 +28,7 @@ export const GLOBAL_DEFAULTS = Object.freeze({
   exportDefault: 'all' as ExportDefault,
   zoneCertTtlMs: 24 * 3_600_000,
   helloTimeoutMs: 10_000,
-  /** How often dirty zone state is written (the write runs beside the sync path, never on it). */
+  /** Writes run as soon as a change asks (persister.ts); this is how often a failed write is retried. */
   persistIntervalMs: 250,
   maxSessions: 1_024,
 });

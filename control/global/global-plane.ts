@@ -49,13 +49,11 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   await store.secret('admin-token');
   const registry = new Registry();
   const metrics = new GlobalMetrics(registry, () => state);
-  const persister = new Persister(state, store, log, metrics, GLOBAL_DEFAULTS.persistIntervalMs);
+  // A change reaches the zones only once the store holds it (persister.ts): a restart then loses nothing any zone saw.
+  const persister = new Persister(state, store, log, metrics, GLOBAL_DEFAULTS.persistIntervalMs, () => hub.pushAll());
+  const hub = new SessionHub(state, metrics, log, () => persister.flushSoon());
   await persister.flush();
-  const hub = new SessionHub(state, metrics, log);
-  const policy = await mirrorPolicy(config, state, () => {
-    persister.metaChanged();
-    hub.pushAll();
-  }, log);
+  const policy = await mirrorPolicy(config, state, () => persister.flushSoon(), log);
   const serving = await ServingCertificate.start(config, cas);
   const server = createGlobalServer({
     trustDomain: config.trustDomain,
@@ -77,7 +75,7 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
     session.on('close', () => h2Sessions.delete(session));
   });
   serving.renewInto(server, cas.trustBundlePem, log);
-  const leaseTimer = checkLeases(config, state, metrics, () => hub.pushAll(), log);
+  const leaseTimer = checkLeases(config, state, metrics, () => persister.flushSoon(), log);
 
   let ready = false;
   const admin = createGlobalAdmin({ state: () => state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain, role });
@@ -137,14 +135,14 @@ async function mirrorPolicy(config: GlobalControlConfig, state: GlobalState, onC
 }
 
 /** Zones whose lease lapsed go offline, checked four times per lease (at most once a second). */
-function checkLeases(config: GlobalControlConfig, state: GlobalState, metrics: GlobalMetrics, pushAll: () => void, log: Logger): NodeJS.Timeout {
+function checkLeases(config: GlobalControlConfig, state: GlobalState, metrics: GlobalMetrics, publish: () => void, log: Logger): NodeJS.Timeout {
   const timer = setInterval(() => {
     const expired = state.expireLeases();
     for (const zone of expired) {
       metrics.leaseExpiries.inc({ zone });
       log.warn({ zone, leaseMs: config.zoneLeaseMs }, 'zone offline: its lease lapsed; its services leave every other zone\'s catalogue (reason zone-offline)');
     }
-    if (expired.length > 0) pushAll();
+    if (expired.length > 0) publish();
   }, Math.max(50, Math.min(1_000, Math.floor(config.zoneLeaseMs / 4))));
   timer.unref();
   return timer;

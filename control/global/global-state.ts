@@ -9,12 +9,18 @@
  * - a zone whose lease lapses (no message for `leaseMs`) goes offline: its records leave the catalogue
  *   with reason `zone-offline` and come back, with new versions, when it returns;
  * - one connection per zone name: a second one is refused (TRELLIS_ZONE_CONFLICT) while the first lives;
- * - a zone that proves one name (its certificate) and claims another is refused.
+ * - a zone that proves one name (its certificate) and claims another is refused;
+ * - no zone is told a catalogue version the store does not hold. Changes wait in `pending` until the
+ *   persister publishes them (`publish`, right before it takes its snapshots) and its write succeeds
+ *   (`markDurable`); `downDelta` sends nothing of a kind while it has published versions not yet durable.
+ *   So a global killed at any moment restarts from a store that holds everything any zone was sent, and
+ *   `since(v)` from a zone's version is exact (issue 14: a change told to east, lost by the store, was
+ *   never sent again when its owner's resend equalled the stale stored record).
  */
 import { randomBytes } from 'node:crypto';
 import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
-import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_PROTOCOL_VERSION, ownerOf, type DeltaMessage, type DownKind, type ExportDefault, type HelloMessage, type UpKind, type WelcomeMessage } from '../zone-sync/protocol.js';
+import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_PROTOCOL_VERSION, ownerOf, type DeltaMessage, type DownKind, type ExportDefault, type HelloMessage, type RemovalReason, type UpKind, type WelcomeMessage } from '../zone-sync/protocol.js';
 import { SyncReplica } from '../zone-sync/replica.js';
 import { VersionedSet, type SetDelta, type VersionedEntry } from '../zone-sync/versioned-set.js';
 
@@ -82,8 +88,19 @@ function perKind<K extends string, T>(kinds: readonly K[], make: (kind: K) => T)
   return Object.fromEntries(kinds.map((k) => [k, make(k)])) as Record<K, T>;
 }
 
+/** A catalogue change not published yet: the newest per key wins (a Map keeps the first change's place). */
+interface PendingChange {
+  readonly record: unknown;
+  readonly reason: RemovalReason;
+}
+
 export class GlobalState {
+  /** What zones are sent: changed only by `publish`, sent only up to the versions the store holds. */
   readonly catalogue: Record<DownKind, VersionedSet<unknown>>;
+  private readonly pending: Record<DownKind, Map<string, PendingChange>>;
+  private readonly durable: Record<DownKind, number>;
+  /** The policies were published since the meta record was last written. */
+  metaDirty = false;
   private readonly zones = new Map<string, Zone>();
   private readonly now: () => number;
   private nextConnection = 1;
@@ -97,10 +114,47 @@ export class GlobalState {
     this.globalEpoch = restored?.meta.globalEpoch ?? randomBytes(12).toString('base64url');
     this.reserved = restored?.meta.reservedVersion ?? 0;
     this.catalogue = perKind(DOWN_KINDS, () => new VersionedSet<unknown>(this.now));
+    this.pending = perKind(DOWN_KINDS, () => new Map<string, PendingChange>());
     for (const [key, entry] of restored?.meta.policies ?? []) this.catalogue.policy.restore(key, entry);
     for (const snapshot of restored?.zones ?? []) this.restoreZone(snapshot);
-    // Versions handed out before a crash but never persisted are skipped, never reused.
+    // Versions published before a crash but never written are skipped, never reused (none was sent).
     for (const kind of DOWN_KINDS) this.catalogue[kind].skipTo(this.reserved);
+    // What was restored is what the store holds.
+    this.durable = perKind(DOWN_KINDS, (k) => this.catalogue[k].version);
+  }
+
+  /** Folds the pending changes into the catalogue (new versions); returns whether any record changed. */
+  publish(): boolean {
+    let changed = false;
+    for (const kind of DOWN_KINDS) {
+      const set = this.catalogue[kind];
+      const before = set.version;
+      for (const [key, change] of this.pending[kind]) {
+        if (change.record === undefined) set.remove(key, change.reason);
+        else set.set(key, change.record);
+      }
+      this.pending[kind].clear();
+      if (set.version === before) continue;
+      changed = true;
+      // The policies live in the meta record; up kinds in their zones' records, marked dirty when staged.
+      if (kind === 'policy') this.metaDirty = true;
+    }
+    return changed;
+  }
+
+  /** The catalogue versions now, to mark durable once the snapshots taken with them are written. */
+  versions(): Record<DownKind, number> {
+    return perKind(DOWN_KINDS, (k) => this.catalogue[k].version);
+  }
+
+  /** The store holds everything up to `versions` (taken right after a `publish`, before the write). */
+  markDurable(versions: Readonly<Record<DownKind, number>>): void {
+    for (const kind of DOWN_KINDS) this.durable[kind] = Math.max(this.durable[kind], versions[kind]);
+  }
+
+  /** A change waits to be published (the newest per key); one equal to the catalogue's record publishes nothing. */
+  private stage(kind: DownKind, key: string, record: unknown, reason: RemovalReason = 'deleted'): void {
+    this.pending[kind].set(key, { record, reason });
   }
 
   get leaseMs(): number {
@@ -166,14 +220,8 @@ export class GlobalState {
     if (applied.at > 0) zone.lagMs[message.kind] = Math.max(0, now - applied.at);
     if (message.reset) zone.resets[message.kind]++;
     this.dirty.add(zone.name);
-    let changed = returned;
-    if (zone.online) {
-      const set = this.catalogue[message.kind];
-      for (const change of applied.changes) {
-        changed = (change.record === undefined ? set.remove(change.key, 'deleted') : set.set(change.key, change.record)) || changed;
-      }
-    }
-    return { ack: { kind: message.kind, version: applied.version }, changed };
+    if (zone.online) for (const change of applied.changes) this.stage(message.kind, change.key, change.record);
+    return { ack: { kind: message.kind, version: applied.version }, changed: returned || (zone.online && applied.changes.length > 0) };
   }
 
   /** The stream ended: its chunks in flight are dropped; nothing else changes until the lease says so. */
@@ -193,27 +241,46 @@ export class GlobalState {
       zone.online = false;
       zone.offlineSince = now;
       zone.leaseExpiries++;
-      for (const kind of UP_KINDS) for (const [key] of zone.replicas[kind].records()) this.catalogue[kind].remove(key, 'zone-offline');
+      for (const kind of UP_KINDS) for (const [key] of zone.replicas[kind].records()) this.stage(kind, key, undefined, 'zone-offline');
       this.dirty.add(zone.name);
       expired.push(zone.name);
     }
     return expired;
   }
 
-  /** What `zoneName` has not seen of `kind` since `from` (-1: nothing yet): never its own records. */
-  downDelta(zoneName: string, kind: DownKind, from: number): SetDelta<unknown> {
+  /**
+   * What `zoneName` has not seen of `kind` since `from` (-1: nothing yet): never its own records.
+   * Undefined while the kind has published versions the store does not hold yet: the persister pushes
+   * again once they are written.
+   */
+  downDelta(zoneName: string, kind: DownKind, from: number): SetDelta<unknown> | undefined {
     const set = this.catalogue[kind];
+    if (set.version !== this.durable[kind]) return undefined;
     if (kind === 'policy') return from < 0 ? set.snapshot() : set.since(from);
     const others = (key: string): boolean => ownerOf(key) !== zoneName;
     return from < 0 ? set.snapshot(others) : set.since(from, others);
   }
 
-  /** The mesh-wide policies, by `namespace/name`; returns whether anything changed. */
+  /** The mesh-wide policies, by `namespace/name` (published with the next write); returns whether anything changed. */
   setPolicies(policies: ReadonlyMap<string, unknown>): boolean {
-    const set = this.catalogue.policy;
+    // Compared with what will be published: the catalogue with the pending changes over it.
+    const effective = new Map(this.catalogue.policy.records());
+    for (const [key, change] of this.pending.policy) {
+      if (change.record === undefined) effective.delete(key);
+      else effective.set(key, change.record);
+    }
     let changed = false;
-    for (const [key] of [...set.records()]) if (!policies.has(key)) changed = set.remove(key, 'deleted') || changed;
-    for (const [key, policy] of policies) changed = set.set(key, policy) || changed;
+    for (const key of effective.keys()) {
+      if (policies.has(key)) continue;
+      this.stage('policy', key, undefined);
+      changed = true;
+    }
+    for (const [key, policy] of policies) {
+      const before = effective.get(key);
+      if (before !== undefined && JSON.stringify(before) === JSON.stringify(policy)) continue;
+      this.stage('policy', key, policy);
+      changed = true;
+    }
     return changed;
   }
 
@@ -269,7 +336,8 @@ export class GlobalState {
   private bringOnline(zone: Zone): void {
     zone.online = true;
     zone.offlineSince = undefined;
-    for (const kind of UP_KINDS) for (const [key, record] of zone.replicas[kind].records()) this.catalogue[kind].set(key, record);
+    this.dirty.add(zone.name);
+    for (const kind of UP_KINDS) for (const [key, record] of zone.replicas[kind].records()) this.stage(kind, key, record);
   }
 
   private newZone(name: string, epoch: string): Zone {

@@ -1,9 +1,13 @@
 /**
- * Write-behind persistence of the global's state: every `intervalMs`, the zones changed since the last
- * write are written whole (one record per zone), and the meta record when the version reservation or the
- * policies changed. Writes never sit on the sync path; a restart loses at most the last interval, which
- * the zones send again (they resume from the versions the store holds), and never reuses a catalogue
- * version (the reservation is written before versions run past it; `GlobalState.reservationDue`).
+ * Persistence of the global's state, and the gate between a change and the zones: a change is published
+ * into the catalogue, the zones it touched (and the meta record, for policies or the version reservation)
+ * are written whole, and only once every write succeeded are the new versions marked durable and pushed
+ * (`onDurable`). A write pass starts as soon as a change asks for one (`flushSoon`, one pass at a time,
+ * changes coalescing while one runs) and every `intervalMs` to retry failed writes. Writes never sit on
+ * the zones' upload path (deltas are applied and acked at once); they sit between a change and its
+ * push down, so no zone is ever told a version the store does not hold, and a global killed at any moment
+ * resumes every zone with exact deltas (docs/architecture.md, "Zones": restarts). Catalogue versions are
+ * reserved in the meta record before they run past it (`GlobalState.reservationDue`), so they only grow.
  */
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -15,15 +19,18 @@ export class Persister {
   private readonly timer: NodeJS.Timeout;
   private running: Promise<void> = Promise.resolve();
   private metaDirty = true;
+  private queued = false;
 
   constructor(
     private readonly state: GlobalState,
-    private readonly store: GlobalStore,
+    private readonly store: Pick<GlobalStore, 'saveMeta' | 'saveZone'>,
     private readonly log: Logger,
     private readonly metrics: GlobalMetrics,
     intervalMs: number,
+    /** Everything published is in the store: the sessions may push it. */
+    private readonly onDurable: () => void = () => undefined,
   ) {
-    this.timer = setInterval(() => void this.flush(), intervalMs);
+    this.timer = setInterval(() => this.flushSoon(), intervalMs);
     this.timer.unref();
   }
 
@@ -31,7 +38,17 @@ export class Persister {
     this.metaDirty = true;
   }
 
-  /** Writes what is dirty now; one write pass at a time. */
+  /** A pass after the one running (if any); calls while it waits share it. */
+  flushSoon(): void {
+    if (this.queued) return;
+    this.queued = true;
+    this.running = this.running.then(() => {
+      this.queued = false;
+      return this.writeDirty();
+    });
+  }
+
+  /** Publishes and writes what is pending now; resolves when that pass is done. */
   flush(): Promise<void> {
     this.running = this.running.then(() => this.writeDirty());
     return this.running;
@@ -43,27 +60,38 @@ export class Persister {
   }
 
   private async writeDirty(): Promise<void> {
-    const reservation = this.state.reservationDue();
-    if (reservation !== undefined || this.metaDirty) {
-      this.metaDirty = false;
-      await this.write(() => this.store.saveMeta(this.state.meta()), 'meta', () => (this.metaDirty = true));
+    // Everything below up to the first await is one synchronous step: the snapshots are of one moment,
+    // and the versions marked durable afterwards are exactly theirs.
+    const published = this.state.publish();
+    const versions = this.state.versions();
+    if (this.state.metaDirty) {
+      this.state.metaDirty = false;
+      this.metaDirty = true;
     }
+    const reservation = this.state.reservationDue();
+    const meta = reservation !== undefined || this.metaDirty ? this.state.meta() : undefined;
+    this.metaDirty = false;
     const zones = [...this.state.dirty];
     this.state.dirty.clear();
-    for (const name of zones) {
-      const snapshot = this.state.snapshot(name);
-      if (snapshot !== undefined) await this.write(() => this.store.saveZone(snapshot), name, () => this.state.dirty.add(name));
-    }
+    const snapshots = zones.map((name) => this.state.snapshot(name)).filter((s) => s !== undefined);
+    let ok = true;
+    if (meta !== undefined) ok = (await this.write(() => this.store.saveMeta(meta), 'meta', () => (this.metaDirty = true))) && ok;
+    for (const snapshot of snapshots) ok = (await this.write(() => this.store.saveZone(snapshot), snapshot.name, () => this.state.dirty.add(snapshot.name))) && ok;
+    if (!ok) return;
+    this.state.markDurable(versions);
+    if (published || meta !== undefined || snapshots.length > 0) this.onDurable();
   }
 
-  private async write(work: () => Promise<void>, what: string, retry: () => void): Promise<void> {
+  private async write(work: () => Promise<void>, what: string, retry: () => void): Promise<boolean> {
     try {
       await work();
       this.metrics.storeWrites.inc({ result: 'ok' });
+      return true;
     } catch (err) {
       this.metrics.storeWrites.inc({ result: 'error' });
       this.log.error({ err: describeError(err), record: what }, 'cannot write to the global store; retrying at the next interval');
       retry();
+      return false;
     }
   }
 }

@@ -13,12 +13,13 @@ export class SessionHub {
   private pushQueued = false;
   readonly host: SessionHost;
 
-  constructor(state: GlobalState, metrics: GlobalMetrics, log: Logger) {
+  /** `publish`: write the changes to the store, whose success pushes them (`pushAll`, from the persister). */
+  constructor(state: GlobalState, metrics: GlobalMetrics, log: Logger, publish: () => void) {
     this.host = {
       state,
       log,
       helloTimeoutMs: GLOBAL_DEFAULTS.helloTimeoutMs,
-      catalogueChanged: () => this.pushAll(),
+      catalogueChanged: publish,
       onRefused: (zone, code) => metrics.refused.inc({ zone, code }),
       onOpen: (s) => {
         this.sessions.set(s.zone, s);

@@ -17,7 +17,7 @@ export interface SessionHost {
   readonly state: GlobalState;
   readonly log: Logger;
   readonly helloTimeoutMs: number;
-  /** The zone's records changed the catalogue: push to every session. */
+  /** The zone's records changed: publish and write them, then push to every session. */
   readonly catalogueChanged: () => void;
   readonly onRefused: (zone: string, code: string) => void;
   readonly onOpen: (session: GlobalSyncSession) => void;
@@ -54,7 +54,8 @@ export class GlobalSyncSession {
       if (this.sent === undefined || this.lines.isClosed) return;
       for (const kind of DOWN_KINDS) {
         const delta = this.host.state.downDelta(this.zone, kind, this.sent[kind]);
-        if (!delta.reset && delta.to === this.sent[kind]) continue;
+        // Undefined: published versions the store does not hold yet; the write's end pushes again.
+        if (delta === undefined || (!delta.reset && delta.to === this.sent[kind])) continue;
         this.lines.send(chunkDelta(kind, delta, true, ZONE_SYNC_LIMITS, (err) => this.host.log.error({ zone: this.zone, err: describeError(err) }, 'a catalogue record is too large to send; the zone gets the rest')));
         this.sent[kind] = delta.to;
       }

@@ -91,6 +91,8 @@ export class ZoneLink {
   private readonly unsubscribe: () => void;
   private endpointIndex = 0;
   private pingPending = false;
+  /** One renew/PING loop per welcome: a loop of an earlier stream stops instead of running beside it. */
+  private renewLoop = 0;
 
   private get endpoint(): GlobalEndpoint {
     return this.options.endpoints[this.endpointIndex % this.options.endpoints.length] as GlobalEndpoint;
@@ -288,9 +290,9 @@ export class ZoneLink {
    * Every lease/3: a renew when nothing else was sent, and an HTTP/2 PING; a PING still unanswered at the
    * next tick means the global (or the path to it) is gone without a reset, and the session is dropped.
    */
-  private scheduleRenew(): void {
+  private scheduleRenew(loop = ++this.renewLoop): void {
     this.later(Math.max(50, Math.floor(this.leaseMs / 3)), () => {
-      if (!this.welcomed || this.lines?.isClosed !== false) return;
+      if (loop !== this.renewLoop || !this.welcomed || this.lines?.isClosed !== false) return;
       if (Date.now() - this.lastSentAt >= this.leaseMs / 3 - 10) this.send([`{"t":"renew"}\n`]);
       const session = this.session;
       if (session !== undefined && !session.destroyed) {
@@ -302,7 +304,7 @@ export class ZoneLink {
         this.pingPending = true;
         if (!session.ping(() => (this.pingPending = false))) this.pingPending = false;
       }
-      this.scheduleRenew();
+      this.scheduleRenew(loop);
     });
   }
 

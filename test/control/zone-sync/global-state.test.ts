@@ -12,6 +12,19 @@ import { CODE } from '../../../common/error-codes.js';
 import { downLines, service, serviceEntry, upLines, codeOf } from './support.js';
 
 const zero = { service: 0, ingress: 0, trust: 0, policy: 0 };
+/** What the persister does once its write succeeded: publish, and mark the published versions durable. */
+function settle(state: GlobalState): void {
+  state.publish();
+  state.markDurable(state.versions());
+}
+
+/** The delta a session would send now (the tests settle first, so there is one). */
+function down(state: GlobalState, zone: string, from: number) {
+  const delta = state.downDelta(zone, 'service', from);
+  if (delta === undefined) throw new Error('published versions are not durable yet');
+  return delta;
+}
+
 const helloOf = (zone: string, epoch = `epoch-${zone}`, extra: Partial<HelloMessage> = {}): HelloMessage => ({ t: 'hello', protocol: 1, zone, epoch, down: zero, ...extra });
 
 function setup() {
@@ -20,10 +33,11 @@ function setup() {
   const west = new VersionedSet<unknown>(() => clock.now);
   const send = (zone: string, connection: number, set: VersionedSet<unknown>, from: number, to: GlobalState = state) => {
     for (const { message, bytes } of upLines('service', set.since(from))) to.receive(zone, connection, message, bytes);
+    settle(to);
   };
   const catalogueFor = (zone: string) => {
     const replica = new SyncReplica<unknown>('service');
-    for (const { message, bytes } of downLines('service', state.downDelta(zone, 'service', -1))) replica.receive(message, bytes);
+    for (const { message, bytes } of downLines('service', down(state, zone, -1))) replica.receive(message, bytes);
     return replica;
   };
   return { clock, state, west, send, catalogueFor };
@@ -66,16 +80,22 @@ describe('GlobalState', () => {
     state.disconnect('west', w);
     clock.now += 30_000;
     expect(state.expireLeases()).toEqual([]);
-    expect(state.downDelta('east', 'service', seenByEast).upserts).toHaveLength(0);
-    expect(state.downDelta('east', 'service', seenByEast).removes).toHaveLength(0);
+    expect(down(state, 'east', seenByEast).upserts).toHaveLength(0);
+    expect(down(state, 'east', seenByEast).removes).toHaveLength(0);
     clock.now += 1;
     // East is silent too: both lapse, and east's view loses west's service with the reason.
     expect(state.expireLeases()).toEqual(['west', 'east']);
-    expect(state.downDelta('east', 'service', seenByEast).removes).toEqual([{ key: 'west/shop/orders', reason: 'zone-offline' }]);
+    // Nothing is sent before the store holds it.
+    expect(down(state, 'east', seenByEast).removes).toHaveLength(0);
+    state.publish();
+    expect(state.downDelta('east', 'service', seenByEast)).toBeUndefined();
+    state.markDurable(state.versions());
+    expect(down(state, 'east', seenByEast).removes).toEqual([{ key: 'west/shop/orders', reason: 'zone-offline' }]);
     expect(state.status('west')).toMatchObject({ state: 'offline', leaseExpiries: 1, records: { service: 1 } });
     const back = state.hello('west', helloOf('west'));
     expect(back.welcome.applied.service).toBe(1);
-    expect(state.downDelta('east', 'service', seenByEast + 1).upserts.map((u) => u.key)).toEqual(['west/shop/orders']);
+    settle(state);
+    expect(down(state, 'east', seenByEast + 1).upserts.map((u) => u.key)).toEqual(['west/shop/orders']);
   });
 
   it('renews the lease on any message, and a stalled stream that speaks again brings its zone back', () => {
@@ -106,7 +126,7 @@ describe('GlobalState', () => {
     expect(again.welcome.globalEpoch).toBe(state.globalEpoch);
     // East asked from the version it held: nothing new, and no reset.
     const east = restarted.hello('east', helloOf('east', 'epoch-east', { globalEpoch: state.globalEpoch, down: { ...zero, service: eastVersion } }));
-    const delta = restarted.downDelta('east', 'service', east.down.service);
+    const delta = down(restarted, 'east', east.down.service);
     expect(delta).toMatchObject({ reset: false, upserts: [], removes: [] });
     // The next change gets a version above the reservation, past anything handed out before.
     west.set(...serviceEntry(service('west', 's9')));
