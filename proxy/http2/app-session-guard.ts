@@ -38,17 +38,18 @@ export function guardAppSession(session: ServerHttp2Session, socket: Socket, lim
     // node ends the socket gracefully, which never completes when the app stops reading.
     setTimeout(() => socket.destroy(), limits.sessionErrorCloseMs).unref();
   };
+  // One 'close' listener for every stream of the session (its `this` is the stream), not a closure per stream.
+  const streamClosed = function (this: ServerHttp2Stream): void {
+    const code = this.rstCode;
+    if (code === undefined || code === h2.NGHTTP2_NO_ERROR || resetByUs(this)) return;
+    roll(performance.now());
+    resets += 1;
+    if (resets >= limits.rapidResetMaxResets && resets * 2 > opened) end('rapid-reset', `${resets} streams reset within ${limits.rapidResetWindowMs} ms`, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+  };
   session.on('stream', (stream: ServerHttp2Stream) => {
     roll(performance.now());
     opened += 1;
-    stream.once('close', () => {
-      const code = stream.rstCode;
-      if (code === undefined || code === h2.NGHTTP2_NO_ERROR || resetByUs(stream)) return;
-      const now = performance.now();
-      roll(now);
-      resets += 1;
-      if (resets >= limits.rapidResetMaxResets && resets * 2 > opened) end('rapid-reset', `${resets} streams reset within ${limits.rapidResetWindowMs} ms`, h2.NGHTTP2_ENHANCE_YOUR_CALM);
-    });
+    stream.once('close', streamClosed);
   });
   session.on('error', (err: Error) => end('protocol-error', err.message, h2.NGHTTP2_PROTOCOL_ERROR));
   session.on('frameError', (_type: number, code: number, id: number) => {

@@ -39,6 +39,10 @@ interface Conn {
   ready: boolean;
   usable: boolean;
   active: number;
+  /** Streams it may carry: our bound, or less when the app's SETTINGS say so (kept from 'remoteSettings'). */
+  capacity: number;
+  /** Every stream's 'close' listener: one function per connection, not a closure per stream. */
+  readonly streamClosed: () => void;
 }
 
 interface Waiter {
@@ -61,20 +65,27 @@ export class H2cAppPool {
 
   /** A stream to the app, now or when a connection has room; rejects with the failure the caller is told. */
   request(headers: OutgoingHttpHeaders, options: { endStream: boolean; waitForTrailers?: boolean }): Promise<ClientHttp2Stream> {
-    return new Promise((resolve, reject) => {
-      if (this.closed) {
-        reject(new HttpFailure(HTTP_FAILURES.appUnavailable, 'shutting down'));
-        return;
-      }
-      const waiter: Waiter = { headers, options, resolve, reject };
-      if (this.tryStart(waiter)) return;
-      if (this.waiting.length >= this.limits.maxPending) {
-        reject(new HttpFailure(HTTP_FAILURES.appOverloaded, `${this.waiting.length} requests waiting for port ${this.appPort.port}`));
-        return;
-      }
-      this.waiting.push(waiter);
-      this.growIfNeeded();
-    });
+    return new Promise((resolve, reject) => this.openStream(headers, options, resolve, reject));
+  }
+
+  /**
+   * `request` without a promise, for the request path: `opened` is called at once when a connection has
+   * room (the common case: no promise, no microtask), else when one has; `failed` with the failure the
+   * caller is told. Exactly one of them is called.
+   */
+  openStream(headers: OutgoingHttpHeaders, options: { endStream: boolean; waitForTrailers?: boolean }, opened: (stream: ClientHttp2Stream) => void, failed: (err: HttpFailure) => void): void {
+    if (this.closed) {
+      failed(new HttpFailure(HTTP_FAILURES.appUnavailable, 'shutting down'));
+      return;
+    }
+    const waiter: Waiter = { headers, options, resolve: opened, reject: failed };
+    if (this.tryStart(waiter)) return;
+    if (this.waiting.length >= this.limits.maxPending) {
+      failed(new HttpFailure(HTTP_FAILURES.appOverloaded, `${this.waiting.length} requests waiting for port ${this.appPort.port}`));
+      return;
+    }
+    this.waiting.push(waiter);
+    this.growIfNeeded();
   }
 
   get connectionCount(): number {
@@ -87,15 +98,10 @@ export class H2cAppPool {
     for (const w of this.waiting.splice(0)) w.reject(new HttpFailure(HTTP_FAILURES.appUnavailable, 'shutting down'));
   }
 
-  private capacity(c: Conn): number {
-    const peer = c.session.remoteSettings.maxConcurrentStreams ?? Infinity;
-    return Math.min(this.limits.maxStreamsPerConnection, peer);
-  }
-
   private tryStart(w: Waiter): boolean {
     let best: Conn | undefined;
     for (const c of this.conns) {
-      if (!c.ready || !c.usable || c.session.closed || c.session.destroyed || c.active >= this.capacity(c)) continue;
+      if (!c.ready || !c.usable || c.session.closed || c.session.destroyed || c.active >= c.capacity) continue;
       if (best === undefined || c.active < best.active) best = c;
     }
     if (best === undefined) return false;
@@ -107,12 +113,8 @@ export class H2cAppPool {
       w.reject(appFailure(err, false, true));
       return true;
     }
-    const conn = best;
-    conn.active += 1;
-    stream.once('close', () => {
-      conn.active -= 1;
-      this.pump();
-    });
+    best.active += 1;
+    stream.once('close', best.streamClosed);
     w.resolve(stream);
     return true;
   }
@@ -137,7 +139,13 @@ export class H2cAppPool {
       settings: { enablePush: false, maxHeaderListSize: this.limits.maxHeaderListSize, initialWindowSize: this.limits.streamWindowBytes },
       maxHeaderListPairs: 256,
     });
-    const conn: Conn = { session, ready: false, usable: true, active: 0 };
+    const conn: Conn = {
+      session, ready: false, usable: true, active: 0, capacity: 0,
+      streamClosed: () => {
+        conn.active -= 1;
+        this.pump();
+      },
+    };
     this.conns.push(conn);
     const timer = setTimeout(() => session.destroy(new HttpFailure(HTTP_FAILURES.appConnectTimeout)), this.limits.connectTimeoutMs);
     session.on('error', (err: Error) => {
@@ -145,8 +153,9 @@ export class H2cAppPool {
     });
     // Used from the app's first SETTINGS on (not at 'connect'): before it, its stream bound is unknown and
     // streams beyond it would be refused. Later SETTINGS may lower the bound, or raise it: waiters may fit now.
-    session.on('remoteSettings', () => {
+    session.on('remoteSettings', (settings) => {
       clearTimeout(timer);
+      conn.capacity = Math.min(this.limits.maxStreamsPerConnection, settings.maxConcurrentStreams ?? Infinity);
       conn.ready = true;
       this.pump();
     });

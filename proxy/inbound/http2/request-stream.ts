@@ -86,12 +86,9 @@ export function handleInboundH2Stream(stream: ServerHttp2Stream, headers: Incomi
   if (!stream.endAfterHeaders) stream.once('trailers', (trailers: IncomingHttpHeaders) => (x.requestTrailers = trailers));
   const appHeaders = tunnelRequestToApp(headers, targets.forwardPath, correlationId, ctx.peer.spiffeId);
   const options = stream.endAfterHeaders ? { endStream: true } : { endStream: false, waitForTrailers: true };
-  pools.for(ctx.appPort).request(appHeaders, options).then(
-    (app) => attach(x, app),
-    (err: unknown) => {
-      if (!x.finished) fail(x, appFailure(err, false, false));
-    },
-  );
+  pools.for(ctx.appPort).openStream(appHeaders, options, (app) => attach(x, app), (err) => {
+    if (!x.finished) fail(x, appFailure(err, false, false));
+  });
 }
 
 function attach(x: InboundH2Exchange, app: ClientHttp2Stream): void {
@@ -141,7 +138,8 @@ function finish(x: InboundH2Exchange): void {
   if (app !== undefined && !app.destroyed && !(app.readableEnded && app.writableFinished)) cancelStream(app);
   const complete = x.stream.rstCode === undefined || x.stream.rstCode === h2.NGHTTP2_NO_ERROR;
   const status = x.relay.status === 0 ? 499 : x.relay.status;
-  const grpc = x.relay.grpc ? { status: x.relay.grpcStatus ?? (complete ? '2' : '1'), method: grpcMethodOfPath(x.path.split('?')[0] as string) ?? '-' } : undefined;
+  const query = x.path.indexOf('?');
+  const grpc = x.relay.grpc ? { status: x.relay.grpcStatus ?? (complete ? '2' : '1'), method: grpcMethodOfPath(query < 0 ? x.path : x.path.slice(0, query)) ?? '-' } : undefined;
   recordInboundRequest(x.ctx.deps, { peer: x.ctx.peer, local: x.ctx.state.local, correlationId: x.correlationId, method: x.method, path: x.path, status, code: x.code, started: x.started }, grpc);
 }
 
