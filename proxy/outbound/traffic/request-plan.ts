@@ -74,6 +74,15 @@ export class RequestPlan {
     return this.dest.settings.timeouts.requestMs;
   }
 
+  /**
+   * How long a request's tunnel stream may be silent: the destination's `idle` when a TimeoutPolicy sets
+   * it, else `fallback` (the listener's limit), so the day-one default never lengthens a configured limit.
+   */
+  idleTimeoutMs(fallback: number): number {
+    const s = this.dest.settings;
+    return s.sources.timeouts === 'default' ? fallback : s.timeouts.idleMs;
+  }
+
   get connectTimeoutMs(): number {
     return this.dest.settings.timeouts.connectMs;
   }
