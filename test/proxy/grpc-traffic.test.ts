@@ -9,17 +9,12 @@ import { connect, type IncomingHttpHeaders } from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { echoClient, echoImplementation, loadEcho, startEchoServer, startMesh, unary, type EchoMsg, type EchoPackage, type Mesh } from './support/grpc-mesh.js';
+import { metricSum, trafficResource } from './support/traffic-resources.js';
 
 type Client = ReturnType<typeof echoClient>;
 const echo: EchoPackage = loadEcho();
 
-const resource = (kind: string, spec: string): string => `---
-apiVersion: trellis.dev/v1alpha1
-kind: ${kind}
-metadata: { name: echo-${kind.toLowerCase()}, namespace: shop }
-spec:
-  destination: echo
-${spec}`;
+const resource = (kind: string, spec: string): string => trafficResource(kind, 'echo', spec);
 
 const weights = (v1: number, v2: number): string =>
   resource('TrafficRoute', `  rules:\n    - backends: [{ labels: { version: v1 }, weight: ${v1} }, { labels: { version: v2 }, weight: ${v2} }]\n`);
@@ -59,12 +54,8 @@ async function startSlowServer(delayMs: number): Promise<{ server: grpc.Server; 
   return { server, port };
 }
 
-async function metric(mesh: Mesh, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const all = await mesh.registry.getMetricsAsJSON();
-  const m = all.find((x) => x.name === name) as { values: { value: number; labels: Record<string, string | number> }[] } | undefined;
-  let sum = 0;
-  for (const v of m?.values ?? []) if (Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val)) sum += v.value;
-  return sum;
+function metric(mesh: Mesh, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricSum(mesh.registry, name, labels);
 }
 
 /** `count` unary calls, `concurrency` at a time. */
@@ -253,6 +244,28 @@ describe('timeouts and deadlines on the gRPC path', () => {
     });
     expect(status.code).toBe(grpc.status.OK);
     expect(got.length).toBe(20);
+  }, 30_000);
+});
+
+describe('idle timeouts on the gRPC path', () => {
+  it('cuts a stream silent longer than the TimeoutPolicy idle, and not one that keeps talking', async () => {
+    const { mesh: m, client: c } = await start([await echoServer('i0')], resource('TimeoutPolicy', '  idle: 300ms\n'));
+    const run = (delayMs: number): Promise<{ got: number; status: grpc.StatusObject }> => {
+      const stream = (c.ServerStream as (msg: EchoMsg) => grpc.ClientReadableStream<EchoMsg>)({ text: 's', count: 4, delayMs });
+      let got = 0;
+      return new Promise((resolve) => {
+        stream.on('data', () => (got += 1));
+        stream.on('error', () => undefined);
+        stream.on('status', (status: grpc.StatusObject) => resolve({ got, status }));
+      });
+    };
+    const talking = await run(100);
+    expect(talking.status.code).toBe(grpc.status.OK);
+    expect(talking.got).toBe(4);
+    const silent = await run(700);
+    expect(silent.status.code).not.toBe(grpc.status.OK);
+    expect(silent.got).toBe(1);
+    expect(m.listenerPort).toBeGreaterThan(0);
   }, 30_000);
 });
 

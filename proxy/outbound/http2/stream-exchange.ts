@@ -32,7 +32,9 @@ import { recordOutboundH2Request } from './access.js';
 import { openRequestStream } from '../tunnel-client/open-stream.js';
 import { nextAttemptTarget, noEndpointFailure } from '../http/attempt-target.js';
 import { RequestReplay } from './request-replay.js';
-import { editTunnelHeaders, trafficRequestOfH2 } from './stream-traffic.js';
+import { startMirror, type MirrorCopy } from '../traffic/mirror.js';
+import { trafficRequestOfH2 } from './stream-traffic.js';
+import { editTunnelHeaders } from '../traffic/tunnel-header-edits.js';
 import { discardTry, finalOutcome, mayRetry, onTryTimeout, release, retryAnswer, upstreamGone, type TryHooks } from './stream-tries.js';
 
 export class H2Exchange {
@@ -54,6 +56,8 @@ export class H2Exchange {
   plan: RequestPlan | undefined;
   /** The request body kept for a retry (none when the request has no body). */
   replay: RequestReplay | undefined;
+  /** The copy of this request a route's mirror sends (its body follows through `replay`). */
+  mirror: MirrorCopy | undefined;
   /** Why the next try is a retry a RetryPolicy asked for (it may go back to an endpoint tried). */
   retryReason: RetryReason | undefined;
   /** Bumped per try: a tunnel stream that opens for a try given up on (timed out) is cancelled. */
@@ -109,11 +113,12 @@ export function forwardHttp2Stream(down: ServerHttp2Stream, headers: IncomingHtt
     if (edits !== undefined) editTunnelHeaders(x.headers, edits);
     // A gRPC call with a deadline has the client's; any other request the destination's request timeout.
     if (deadline === undefined) x.timers.startRequest(plan.requestTimeoutMs, () => onRequestTimeout(x));
+    if (plan.mirrorLabels !== undefined) x.mirror = startMirror(deps, route, plan, x.headers, !down.endAfterHeaders);
   }
   if (deadline !== undefined) x.deadlineTimer = setTimeout(() => onDeadline(x), deadline);
   if (!down.endAfterHeaders) {
     down.once('trailers', (trailers: IncomingHttpHeaders) => (x.requestTrailers = trailers));
-    x.replay = new RequestReplay(down);
+    x.replay = new RequestReplay(down, x.mirror);
   }
   attempt(x);
 }
@@ -133,17 +138,33 @@ function attempt(x: H2Exchange): void {
   }
   // Request trailers are passed on when the app sends them; otherwise an empty set ends the stream.
   const options = x.down.endAfterHeaders ? { endStream: true } : { endStream: false, waitForTrailers: true };
+  let settled = false;
   openRequestStream(
     x.deps.pool,
     target,
     x.headers,
     options,
-    (stream) => (tryId === x.tryId ? attach(x, stream) : cancelStream(stream)),
-    (err, retryable) => (tryId === x.tryId ? openFailed(x, endpoint, err, retryable) : undefined),
+    (stream) => {
+      settled = true;
+      if (tryId !== x.tryId) cancelStream(stream);
+      else attach(x, stream);
+    },
+    (err, retryable) => {
+      settled = true;
+      if (tryId === x.tryId) openFailed(x, endpoint, err, retryable);
+    },
   );
+  // No stream at once: the request waits for a session (the breaker's maxPendingRequests); beyond it, fail fast.
+  const overflow = settled ? undefined : plan?.startPending();
+  if (overflow !== undefined) {
+    x.tryId += 1;
+    release(x, true, false);
+    fail(x, HTTP_FAILURES.circuitOpen, overflow);
+  }
 }
 
 function openFailed(x: H2Exchange, endpoint: BalancedEndpoint, err: unknown, retryable: boolean): void {
+  x.plan?.endPending();
   release(x, false);
   x.plan?.recordTry(endpoint.key, 'connect-failure');
   x.deps.logger.debug({ correlationId: x.correlationId, endpoint: endpoint.key, err: (err as Error).message }, 'no tunnel stream for HTTP/2 request');
@@ -163,6 +184,7 @@ function attach(x: H2Exchange, up: ClientHttp2Stream): void {
     return;
   }
   x.upstream = up;
+  x.plan?.endPending();
   const tryId = x.tryId;
   if (x.plan !== undefined) x.timers.startTry(x.plan.perTryTimeoutMs, () => onTryTimeout(x, tryId, false, HOOKS));
   up.on('error', noop);
@@ -262,6 +284,8 @@ function onAppDone(x: H2Exchange): void {
   clearTimeout(x.deadlineTimer);
   x.timers.clear();
   x.replay?.stop();
+  // A body never read (the request failed before a try) or cut short: the copy must not look complete.
+  x.mirror?.abandon();
   const up = x.upstream;
   const complete = x.down.rstCode === undefined || x.down.rstCode === h2.NGHTTP2_NO_ERROR;
   // A cancelled call (RST_STREAM from the app) cancels the tunnel stream, so the destination's too.

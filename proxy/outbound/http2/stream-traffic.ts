@@ -1,11 +1,10 @@
 /**
  * What traffic management (proxy/outbound/traffic/) needs from an app HTTP/2 request, and what it learns
- * from its answer: the `TrafficRequest` route rules match on, a rule's header edits on the tunnel request,
- * and the HTTP status outlier detection judges a gRPC call by.
+ * from its answer: the `TrafficRequest` route rules match on, and the HTTP status outlier detection judges a gRPC call by.
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { normalizeRequestPath } from '../../../policy/http-match.js';
-import type { HeaderEdits, TrafficRequest } from '../../../policy/traffic/index.js';
+import type { TrafficRequest } from '../../../policy/traffic/index.js';
 
 const NONE: readonly string[] = Object.freeze([]);
 
@@ -22,12 +21,6 @@ export function trafficRequestOfH2(headers: IncomingHttpHeaders, method: string,
       return v === undefined ? NONE : typeof v === 'string' ? [v] : v;
     },
   };
-}
-
-/** Applies a rule's edits to the tunnel request's headers (names lower-case, as HTTP/2 requires). */
-export function editTunnelHeaders(headers: OutgoingHttpHeaders, edits: HeaderEdits): void {
-  for (const name of edits.remove ?? []) delete headers[name.toLowerCase()];
-  for (const [name, value] of Object.entries(edits.set ?? {})) headers[name.toLowerCase()] = value;
 }
 
 /**

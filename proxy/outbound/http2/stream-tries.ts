@@ -114,6 +114,7 @@ export function onTryTimeout(x: H2Exchange, tryId: number, connecting: boolean, 
   const plan = x.plan;
   if (plan === undefined || tryId !== x.tryId || x.done || x.deadlinePassed || x.relay.responded) return;
   x.tryId += 1;
+  plan.endPending();
   const up = x.upstream;
   if (up !== undefined) {
     x.upstream = undefined;
