@@ -33,6 +33,9 @@ import { createInboundHttp, type InboundHttp } from '../../proxy/inbound/http/di
 import type { AppPoolLimits } from '../../proxy/inbound/http/app-pool.js';
 import { resolveOutboundHttpLimits, type OutboundHttpLimits } from '../../proxy/outbound/http/deps.js';
 import { createOutboundHttpListener, type OutboundHttpListener } from '../../proxy/outbound/http/listener.js';
+import { createOutboundHttp2Server } from '../../proxy/outbound/http2/app-server.js';
+import type { OutboundHttpDeps } from '../../proxy/outbound/http/deps.js';
+import { DEFAULT_LIMITS } from '../../proxy/core/limits.js';
 import { DEFAULT_LANE_POOL_LIMITS, LanePool } from '../../proxy/outbound/http/lane-pool.js';
 import type { OutboundRoute } from '../../proxy/outbound/route.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
@@ -305,21 +308,20 @@ export async function startMesh(options: MeshOptions): Promise<TestMesh> {
     const outboundLimits = resolveOutboundHttpLimits(options.outboundLimits);
     const lanes = options.lanes === false ? undefined : new LanePool(pool, DEFAULT_LANE_POOL_LIMITS, outboundLimits.upstreamIdleTimeoutMs);
     if (lanes !== undefined) cleanups.push(async () => lanes.close());
-    const outbound = createOutboundHttpListener({
-      resolve: () => ROUTE,
-      lanes,
-      deps: {
-        pool,
-        balancer,
-        metrics,
-        httpMetrics,
-        logger: outboundCapture.logger,
-        sourceLabel: 'shop/orders',
-        accessLog: true,
-        limits: outboundLimits,
-        ...(traffic === undefined ? {} : { traffic }),
-      },
-    });
+    const outboundDeps: OutboundHttpDeps = {
+      pool,
+      balancer,
+      metrics,
+      httpMetrics,
+      logger: outboundCapture.logger,
+      sourceLabel: 'shop/orders',
+      accessLog: true,
+      limits: outboundLimits,
+      ...(traffic === undefined ? {} : { traffic }),
+    };
+    // HTTP/2 apps (prior knowledge) are served as the sidecar serves them.
+    const http2 = createOutboundHttp2Server(outboundDeps, DEFAULT_LIMITS);
+    const outbound = createOutboundHttpListener({ resolve: () => ROUTE, lanes, http2, deps: outboundDeps });
     const address = await outbound.listen(0, '127.0.0.1');
     cleanups.push(() => outbound.close(0));
     return {

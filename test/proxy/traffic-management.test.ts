@@ -7,6 +7,7 @@ import { Agent } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { send, type TestResponse } from './http-client.js';
 import { closeApp, endpointOf, startMesh, type AppHandler, type TestMesh } from './http-harness.js';
+import { metricSum, trafficResource } from './support/traffic-resources.js';
 
 const V1 = { version: 'v1' };
 const V2 = { version: 'v2' };
@@ -21,13 +22,7 @@ ${rules}`;
 
 const weights = (v1: number, v2: number): string => route(`    - backends: [{ labels: { version: v1 }, weight: ${v1} }, { labels: { version: v2 }, weight: ${v2} }]\n`);
 
-const resource = (kind: string, spec: string): string => `---
-apiVersion: trellis.dev/v1alpha1
-kind: ${kind}
-metadata: { name: payments-${kind.toLowerCase()}, namespace: shop }
-spec:
-  destination: payments
-${spec}`;
+const resource = (kind: string, spec: string): string => trafficResource(kind, 'payments', spec);
 
 const answer = (text: string): AppHandler => (_req, res) => res.end(text);
 
@@ -50,12 +45,8 @@ async function load(port: number, count: number, concurrency: number, path = '/'
   return out;
 }
 
-async function metric(mesh: TestMesh, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const all = await mesh.registry.getMetricsAsJSON();
-  const m = all.find((x) => x.name === name) as { values: { value: number; labels: Record<string, string | number> }[] } | undefined;
-  let sum = 0;
-  for (const v of m?.values ?? []) if (Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val)) sum += v.value;
-  return sum;
+function metric(mesh: TestMesh, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricSum(mesh.registry, name, labels);
 }
 
 const count = (responses: readonly TestResponse[], body: string): number => responses.filter((r) => r.body === body).length;

@@ -23,9 +23,15 @@ export interface AttemptState {
   appRefused: boolean;
 }
 
-/** Picks the next endpoint and counts the attempt; undefined when none is left (`noEndpointFailure` says why). */
-export function nextAttemptTarget(x: AttemptState): PoolTarget | undefined {
-  const endpoint = x.deps.balancer.pick(x.route.service, x.route.namespace, x.tried, x.route.servicePort);
+/**
+ * Picks the next endpoint and counts the attempt; undefined when none is left (`noEndpointFailure` says why).
+ * `accepts` is traffic management's filter (a route backend's labels, outlier ejections); `again` lets a
+ * retry of an answered request go back to an endpoint already tried when no other is left (Envoy does too).
+ */
+export function nextAttemptTarget(x: AttemptState, accepts?: (e: BalancedEndpoint) => boolean, again = false): PoolTarget | undefined {
+  const { balancer } = x.deps;
+  let endpoint = balancer.pick(x.route.service, x.route.namespace, x.tried, x.route.servicePort, accepts);
+  if (endpoint === undefined && again) endpoint = balancer.pick(x.route.service, x.route.namespace, undefined, x.route.servicePort, accepts);
   if (endpoint === undefined) return undefined;
   x.attempts += 1;
   x.endpoint = endpoint;

@@ -29,11 +29,14 @@ import type { OutboundRoute } from '../route.js';
 import { recordOutboundRequest } from './access.js';
 import { LaneTries } from './lane-tries.js';
 import { outcomeOf } from '../traffic/request-plan.js';
-import { editedRequestHead, trafficRequestOf } from '../traffic/http1-request.js';
+import { editedRequestHead, startHttp1Mirror, trafficRequestOf } from '../traffic/http1-request.js';
+import type { MirrorCopy } from '../traffic/mirror.js';
 
 export class LaneExchange extends LaneTries implements LaneOwner {
   private readonly reqBody: BodyFramer;
   private staleRetried = false;
+  /** The copy of this request a route's mirror sends; its length-framed body is teed in `sendBody`. */
+  private mirror: MirrorCopy | undefined;
   private code: string | undefined;
   /** Bulk response chunks to the app leave in one writev per turn (core/write-coalescer.ts). */
   private readonly coalescer: WriteCoalescer;
@@ -84,6 +87,7 @@ export class LaneExchange extends LaneTries implements LaneOwner {
     const edits = plan.rule.rule.requestHeaders;
     if (edits !== undefined) this.headBytes = editedRequestHead(head, edits, this.correlationId);
     if (!head.upgrade) this.timers.startRequest(plan.requestTimeoutMs, this.onRequestTimeout);
+    if (plan.mirrorLabels !== undefined) this.mirror = startHttp1Mirror(this.deps.http, route, plan, head, this.correlationId);
   }
 
 
@@ -97,7 +101,12 @@ export class LaneExchange extends LaneTries implements LaneOwner {
     }
     this.lane = lane;
     this.laneReused = reused;
-    if (this.plan !== undefined) this.timers.startTry(this.plan.perTryTimeoutMs, this.onTryTimeout);
+    const plan = this.plan;
+    if (plan !== undefined) {
+      plan.endPending();
+      this.timers.startTry(plan.perTryTimeoutMs, this.onTryTimeout);
+      this.deps.lanes.setIdleTimeout(lane, plan.idleTimeoutMs(this.deps.http.limits.upstreamIdleTimeoutMs));
+    }
     lane.owner = this;
     lane.timedOut = false;
     const stream = lane.stream;
@@ -121,12 +130,16 @@ export class LaneExchange extends LaneTries implements LaneOwner {
     }
     if (n > 0) {
       const part = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
+      // A length-framed body is its own bytes: the mirror gets them as they go (it never slows them).
+      if (this.mirror !== undefined && !this.mirror.write(part)) this.mirror = undefined;
       if (!lane.stream.write(part)) {
         this.socket.pause();
         lane.stream.once('drain', this.owner.resumeApp);
       }
     }
     if (!this.reqBody.done) return;
+    this.mirror?.end();
+    this.mirror = undefined;
     const end = offset + n;
     this.owner.requestEnded(end < chunk.length ? chunk.subarray(end) : undefined);
     // The response may have finished first (an app refusing an upload); now the request has too.
@@ -287,6 +300,9 @@ export class LaneExchange extends LaneTries implements LaneOwner {
     const endpoint = this.endpoint;
     this.endpoint = undefined;
     if (endpoint !== undefined) this.deps.http.balancer.end(endpoint, ok);
+    // A body cut short (or never sent): the copy must not reach the mirrored app as complete.
+    this.mirror?.abandon();
+    this.mirror = undefined;
     const plan = this.plan;
     if (plan !== undefined) {
       this.plan = undefined;

@@ -36,6 +36,8 @@ export class Lane {
   idleSince = 0;
   /** Closed by its idle timer (set per use by the owner: the upstream idle timeout). */
   timedOut = false;
+  /** Its in-use timer is a destination's own idle timeout (a TimeoutPolicy's `idle`) until it goes back to the pool. */
+  idleOverride = false;
   constructor(
     readonly key: string,
     readonly stream: ClientHttp2Stream,
@@ -93,9 +95,23 @@ export class LanePool {
     return opened.then((s) => this.accepted(key, s));
   }
 
+  /**
+   * The destination's TimeoutPolicy sets its own idle timeout: the lane's timer follows it for this use.
+   * Only then is a timer touched per request; the pool's own timeout comes back when the lane is given back.
+   */
+  setIdleTimeout(lane: Lane, ms: number): void {
+    if (ms === this.inUseTimeoutMs && !lane.idleOverride) return;
+    lane.idleOverride = ms !== this.inUseTimeoutMs;
+    lane.stream.setTimeout(ms);
+  }
+
   /** A lane whose last exchange ended cleanly goes back to the idle list (or is closed beyond the bound). */
   give(lane: Lane): void {
     lane.owner = undefined;
+    if (lane.idleOverride) {
+      lane.idleOverride = false;
+      lane.stream.setTimeout(this.inUseTimeoutMs);
+    }
     if (this.closed || !this.sessions.isCurrent(lane.stream)) {
       lane.stream.close(RST_CANCEL);
       return;

@@ -129,9 +129,18 @@ export abstract class LaneTries {
       (lane) => (tryId === this.tryId ? this.attach(lane, false) : this.deps.lanes.give(lane)),
       (err: unknown) => (tryId === this.tryId ? this.laneUnavailable(picked, err) : undefined),
     );
+    // Waiting for a lane is a pending request (the breaker's maxPendingRequests): beyond it, fail fast.
+    const overflow = plan?.startPending();
+    if (overflow !== undefined) {
+      this.tryId += 1;
+      this.endpoint = undefined;
+      balancer.end(picked, true);
+      this.fail(HTTP_FAILURES.circuitOpen, overflow);
+    }
   }
 
   protected laneUnavailable(picked: BalancedEndpoint, err: unknown): void {
+    this.plan?.endPending();
     // The balancer's count for `picked` ends once: here, unless the app left meanwhile and ended it.
     if (this.endpoint === picked) {
       this.endpoint = undefined;
@@ -182,6 +191,7 @@ export abstract class LaneTries {
     if (plan === undefined || this.req === undefined || this.response.started || this.owner.closed) return;
     const connecting = this.lane === undefined;
     const endpoint = this.endpoint;
+    plan.endPending();
     this.tryId += 1;
     this.dropLane();
     this.refused = false;

@@ -158,7 +158,9 @@ function attach(s: UpgradeState, stream: ClientHttp2Stream): void {
     const status = Number(headers[':status']);
     if (status === 200) {
       s.status = 101;
-      splice(s.socket, stream, s.deps.limits.upgradeIdleTimeoutMs, (result) => {
+      // An upgraded connection has an idle timeout, never a request timeout: the destination's, when a TimeoutPolicy sets one.
+      const idle = s.deps.traffic?.idleTimeoutMs(s.route.namespace, s.route.service, s.deps.limits.upgradeIdleTimeoutMs) ?? s.deps.limits.upgradeIdleTimeoutMs;
+      splice(s.socket, stream, idle, (result) => {
         const endpoint = s.endpoint;
         if (endpoint !== undefined) {
           s.endpoint = undefined;

@@ -17,6 +17,8 @@ export class DestinationState {
   budget: RetryBudget;
   readonly breaker: CircuitBreaker;
   outlier: OutlierDetector;
+  /** Mirror copies in flight to this destination (mirror.ts bounds them). */
+  mirrors = 0;
 
   constructor(
     readonly label: string,

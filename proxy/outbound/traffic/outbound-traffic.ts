@@ -108,7 +108,17 @@ export class OutboundTraffic {
       index = pickBackend(backends, r, (b) => up(b.labels)) ?? pickBackend(backends, r) ?? 0;
     }
     const dest = this.destination(route.namespace, route.service);
-    return new RequestPlan(rule, backends[index] ?? (backends[0] as never), dest, req.method, this.options.source, this.options.metrics, candidates, slot);
+    const plan = new RequestPlan(rule, backends[index] ?? (backends[0] as never), dest, req.method, this.options.source, this.options.metrics, candidates, slot);
+    const mirror = rule.rule.mirror;
+    // Drawn per request: `percent` of the requests this rule takes are copied (mirror.ts sends them).
+    if (mirror !== undefined && slot === 'requests' && plan.overflow === undefined && this.random() * 100 < mirror.percent) plan.mirrorLabels = mirror.labels;
+    return plan;
+  }
+
+  /** The idle timeout of a destination's streams and upgrades: its TimeoutPolicy's `idle`, else `fallback` (the listener's). */
+  idleTimeoutMs(namespace: string, service: string, fallback: number): number {
+    const s = this.compiled.settings(namespace, service);
+    return s.sources.timeouts === 'default' ? fallback : s.timeouts.idleMs;
   }
 
   /**

@@ -23,12 +23,18 @@ import type { BreakerSlot } from '../../../policy/traffic/index.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import type { DestinationState } from './destination-state.js';
 import type { TrafficMetrics } from './traffic-metrics.js';
+import type { MirrorResult } from './mirror.js';
 import { versionLabel } from './traffic-metrics.js';
 
 export class RequestPlan {
   /** Set when the circuit breaker refused the request: the path fails it at once with this reason. */
   readonly overflow: BreakerOverflow | undefined;
   private holds = false;
+  /** The labels of the endpoints a copy of this request goes to, when its rule mirrors and the draw said so. */
+  mirrorLabels: Readonly<Record<string, string>> | undefined;
+  private mirrorHeld = false;
+  /** Holds a `pending` slot: waiting for a tunnel stream or lane. */
+  private pending = false;
   private retriesHeld = 0;
   private finished = false;
   /** Ejections are ignored for this request when too few endpoints of its backend would be left (panic). */
@@ -72,6 +78,15 @@ export class RequestPlan {
 
   get requestTimeoutMs(): number {
     return this.dest.settings.timeouts.requestMs;
+  }
+
+  /**
+   * How long a request's tunnel stream may be silent: the destination's `idle` when a TimeoutPolicy sets
+   * it, else `fallback` (the listener's limit), so the day-one default never lengthens a configured limit.
+   */
+  idleTimeoutMs(fallback: number): number {
+    const s = this.dest.settings;
+    return s.sources.timeouts === 'default' ? fallback : s.timeouts.idleMs;
   }
 
   get connectTimeoutMs(): number {
@@ -124,6 +139,46 @@ export class RequestPlan {
     return backoffDelay(retry - 1, { initialMs: baseMs, maxMs });
   }
 
+  /**
+   * The request waits for a tunnel stream or lane (Envoy's pending request): it holds a `pending` slot
+   * until `endPending`. Returns the overflow when the destination's `maxPendingRequests` are waiting
+   * already: the path fails the request at once, nothing is queued beyond the bound.
+   */
+  startPending(): BreakerOverflow | undefined {
+    if (this.pending || this.slot !== 'requests') return undefined;
+    const overflow = this.dest.breaker.take('pending');
+    if (overflow !== undefined) {
+      this.metrics.overflow(this.dest.label, overflow);
+      return overflow;
+    }
+    this.pending = true;
+    return undefined;
+  }
+
+  endPending(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.dest.breaker.release('pending');
+  }
+
+  /** A mirror slot of the destination (at most `max` copies at once); a miss is counted as skipped. */
+  takeMirrorSlot(max: number): boolean {
+    if (this.dest.mirrors >= max) {
+      this.metrics.mirror(this.dest.label, 'skipped-limit');
+      return false;
+    }
+    this.dest.mirrors += 1;
+    this.mirrorHeld = true;
+    return true;
+  }
+
+  /** The copy is over (or never went, for `result`): its slot is freed and the result counted. */
+  mirrorEnded(result: MirrorResult): void {
+    if (this.mirrorHeld) this.dest.mirrors -= 1;
+    this.mirrorHeld = false;
+    this.metrics.mirror(this.dest.label, result);
+  }
+
   recordTry(endpointKey: string, outcome: TryOutcome): void {
     this.dest.outlier.record(endpointKey, outcome);
   }
@@ -132,6 +187,7 @@ export class RequestPlan {
   finish(status: number, seconds: number): void {
     if (this.finished) return;
     this.finished = true;
+    this.endPending();
     if (this.holds) this.dest.breaker.release(this.slot);
     for (; this.retriesHeld > 0; this.retriesHeld--) this.dest.breaker.release('retries');
     if (this.overflow === undefined && this.slot === 'requests') this.metrics.request(this.source, this.dest.label, this.rule.label, this.version, status, seconds);

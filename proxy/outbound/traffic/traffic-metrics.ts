@@ -8,6 +8,7 @@
  *   trellis_route_retry_budget_exhausted_total{destination}                      counter
  *   trellis_outlier_ejections_total{destination,reason}                          counter
  *   trellis_circuit_breaker_overflows_total{destination,limit}                   counter
+ *   trellis_route_mirrors_total{destination,result}                              counter (mirror.ts)
  *
  * `version` is the backend's `version` label (or its labels as `k=v,...`, or `all` for every endpoint), so
  * a success-rate query is `sum(rate(trellis_route_requests_total{version="v2",status_code!~"5.."}[1m])) /
@@ -15,6 +16,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { BreakerOverflow, EjectionReason, RetryReason } from '../../../policy/traffic/index.js';
+import type { MirrorResult } from './mirror.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -24,6 +26,7 @@ export interface TrafficMetrics {
   budgetExhausted(destination: string): void;
   ejection(destination: string, reason: EjectionReason): void;
   overflow(destination: string, limit: BreakerOverflow): void;
+  mirror(destination: string, result: MirrorResult): void;
 }
 
 export function createTrafficMetrics(registry: Registry): TrafficMetrics {
@@ -55,6 +58,12 @@ export function createTrafficMetrics(registry: Registry): TrafficMetrics {
     labelNames: ['destination', 'limit'] as const,
     registers,
   });
+  const mirrors = new Counter({
+    name: 'trellis_route_mirrors_total',
+    help: 'Mirror copies of requests, by destination and result (sent, failed, abandoned, skipped-limit, skipped-body, no-endpoint).',
+    labelNames: ['destination', 'result'] as const,
+    registers,
+  });
   return Object.freeze({
     request(source: string, destination: string, route: string, version: string, status: number, seconds: number): void {
       requests.labels(source, destination, route, version, String(status)).inc();
@@ -64,6 +73,7 @@ export function createTrafficMetrics(registry: Registry): TrafficMetrics {
     budgetExhausted: (destination: string) => exhausted.labels(destination).inc(),
     ejection: (destination: string, reason: EjectionReason) => ejections.labels(destination, reason).inc(),
     overflow: (destination: string, limit: BreakerOverflow) => overflows.labels(destination, limit).inc(),
+    mirror: (destination: string, result: MirrorResult) => mirrors.labels(destination, result).inc(),
   });
 }
 

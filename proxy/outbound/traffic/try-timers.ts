@@ -24,7 +24,8 @@ export class TryTimers {
     this.attempt = undefined;
   }
 
-  private clearRequest(): void {
+  /** Stops the request timeout (a gRPC call whose response began is a stream: from then on only idle timeouts). */
+  clearRequest(): void {
     if (this.request !== undefined) clearTimeout(this.request);
     this.request = undefined;
   }

@@ -11,6 +11,7 @@ import type { PortProtocol } from '../../../api/data-plane.js';
 import { silentLogger } from '../../../common/log.js';
 import { compilePolicy } from '../../../policy/compiled-policy.js';
 import { parsePolicyFiles } from '../../../policy/validator.js';
+import { compileTraffic, parseTrafficFiles } from '../../../policy/traffic/index.js';
 import { createSidecar, type Sidecar, type SidecarConfig } from '../../../proxy/sidecar.js';
 import { createTestPki, type TestPki } from '../../helpers/pki.js';
 import type { Logger } from 'pino';
@@ -109,9 +110,13 @@ export interface Mesh {
   readonly instances: Instance[];
   readonly client: Sidecar;
   readonly listenerPort: number;
+  /** The caller sidecar's metrics. */
+  readonly registry: Registry;
   policy(yaml: string): SidecarConfig['policy'];
   /** Applies `yaml` at every destination sidecar. */
   setPolicy(yaml: string): Promise<void>;
+  /** Applies traffic resources (YAML) at the caller sidecar, as a config push does. */
+  setTraffic(yaml: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -133,6 +138,10 @@ export interface MeshOptions {
   readonly policy?: string;
   readonly logger?: Logger;
   readonly clientLogger?: Logger;
+  /** Labels of each instance's endpoint (`version: v2`), for TrafficRoute backends. */
+  readonly labels?: readonly Readonly<Record<string, string>>[];
+  /** Traffic resources (YAML) in force at the caller sidecar. */
+  readonly traffic?: string;
 }
 
 export async function startMesh(options: MeshOptions): Promise<Mesh> {
@@ -158,7 +167,18 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     instances.push({ name: `i${i}`, appPort, sidecar, tunnelPort: sidecar.addresses().tunnel?.port ?? 0 });
   }
   // Every instance serves the service port on its own app port (Endpoint.targetPorts).
-  const endpoints = instances.map((inst) => ({ address: '127.0.0.1', tunnelPort: inst.tunnelPort, zone: 'zone-a', healthy: true, targetPorts: { [servicePort]: inst.appPort } }));
+  const endpoints = instances.map((inst, i) => ({
+    address: '127.0.0.1',
+    tunnelPort: inst.tunnelPort,
+    zone: 'zone-a',
+    healthy: true,
+    targetPorts: { [servicePort]: inst.appPort },
+    ...(options.labels?.[i] === undefined ? {} : { labels: options.labels[i] }),
+  }));
+  const traffic = (yaml: string): SidecarConfig['traffic'] => compileTraffic(parseTrafficFiles([{ path: 'traffic.yaml', text: yaml }]));
+  const registry = new Registry();
+  const upstreams: SidecarConfig['upstreams'] = [{ name: 'echo', namespace: 'shop', ports: [{ port: servicePort, targetPort: options.appPorts[0] as number, protocol: options.protocol }], endpoints }];
+  const listeners: SidecarConfig['listeners'] = [{ bindAddress: '127.0.0.1', localPort: 0, service: 'echo', namespace: 'shop', port: servicePort }];
   const client = createSidecar({
     service: 'web',
     namespace: 'shop',
@@ -169,12 +189,8 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     tunnel: { address: '127.0.0.1', port: 0 },
     admin: null,
     logger: options.clientLogger ?? silentLogger(),
-    registry: new Registry(),
-    config: {
-      upstreams: [{ name: 'echo', namespace: 'shop', ports: [{ port: servicePort, targetPort: options.appPorts[0] as number, protocol: options.protocol }], endpoints }],
-      listeners: [{ bindAddress: '127.0.0.1', localPort: 0, service: 'echo', namespace: 'shop', port: servicePort }],
-      policy: policy(''),
-    },
+    registry,
+    config: { upstreams, listeners, policy: policy(''), ...(options.traffic === undefined ? {} : { traffic: traffic(options.traffic) }) },
   });
   await client.start();
   const listenerPort = client.addresses().listeners[0]?.address?.port ?? 0;
@@ -183,9 +199,14 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     instances,
     client,
     listenerPort,
+    registry,
     policy,
     async setPolicy(yaml: string): Promise<void> {
       for (const inst of instances) await inst.sidecar.applyConfig({ upstreams: [], listeners: [], policy: policy(yaml) });
+    },
+    async setTraffic(yaml: string): Promise<void> {
+      // The same listener spec (localPort 0): the listener bound at start stays.
+      await client.applyConfig({ upstreams, listeners, policy: policy(''), traffic: traffic(yaml) });
     },
     async close(): Promise<void> {
       await client.stop(0);
