@@ -20,6 +20,8 @@ export class Persister {
   private running: Promise<void> = Promise.resolve();
   private metaDirty = true;
   private queued = false;
+  /** The last pass failed: passes wait for the interval, so a store that is down is not hammered (nor the log). */
+  private failing = false;
 
   constructor(
     private readonly state: GlobalState,
@@ -30,7 +32,7 @@ export class Persister {
     /** Everything published is in the store: the sessions may push it. */
     private readonly onDurable: () => void = () => undefined,
   ) {
-    this.timer = setInterval(() => this.flushSoon(), intervalMs);
+    this.timer = setInterval(() => this.queue(), intervalMs);
     this.timer.unref();
   }
 
@@ -38,8 +40,12 @@ export class Persister {
     this.metaDirty = true;
   }
 
-  /** A pass after the one running (if any); calls while it waits share it. */
+  /** A pass after the one running (if any); calls while it waits share it. While writes fail, the interval retries. */
   flushSoon(): void {
+    if (!this.failing) this.queue();
+  }
+
+  private queue(): void {
     if (this.queued) return;
     this.queued = true;
     this.running = this.running.then(() => {
@@ -77,6 +83,7 @@ export class Persister {
     let ok = true;
     if (meta !== undefined) ok = (await this.write(() => this.store.saveMeta(meta), 'meta', () => (this.metaDirty = true))) && ok;
     for (const snapshot of snapshots) ok = (await this.write(() => this.store.saveZone(snapshot), snapshot.name, () => this.state.dirty.add(snapshot.name))) && ok;
+    this.failing = !ok;
     if (!ok) return;
     this.state.markDurable(versions);
     if (published || meta !== undefined || snapshots.length > 0) this.onDurable();

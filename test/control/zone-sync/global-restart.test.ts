@@ -29,6 +29,10 @@ class MemoryStore implements Pick<GlobalStore, 'saveMeta' | 'saveZone'> {
     this.dead = true;
   }
 
+  revive(): void {
+    this.dead = false;
+  }
+
   saveMeta(meta: GlobalMeta): Promise<void> {
     if (this.dead) return Promise.reject(new Error('the process is gone'));
     this.meta = JSON.parse(JSON.stringify(meta)) as GlobalMeta;
@@ -180,5 +184,35 @@ describe('the global control plane killed between a change and its write', () =>
     const eastAgain = connect(second, east);
     push(second, east, eastAgain.sent);
     expect(healthyIn(east)).toBe(1);
+  });
+
+  it('holds pushes back while the store fails, retries on its interval, and pushes once a write succeeds', async () => {
+    const store = new MemoryStore();
+    const state = new GlobalState(options);
+    let pushes = 0;
+    const persister = new Persister(state, store as unknown as GlobalStore, log, new GlobalMetrics(new Registry(), () => state), 20, () => pushes++);
+    await persister.flush();
+    const west = zone('west');
+    const east = zone('east');
+    const w = connect(state, west);
+    const e = connect(state, east);
+    await persister.flush();
+    push(state, east, e.sent);
+    const before = pushes;
+    store.die();
+    west.outbox.set(...serviceEntry(service('west', 'orders')));
+    for (const { message, bytes } of upLines('service', west.outbox.since(0))) state.receive('west', w.connection, message, bytes);
+    persister.flushSoon();
+    await new Promise((r) => setTimeout(r, 100));
+    // Published, not written: nothing to send, nothing pushed.
+    expect(state.downDelta('east', 'service', east.catalogue.version)).toBeUndefined();
+    expect(pushes).toBe(before);
+    store.revive();
+    const deadline = Date.now() + 2_000;
+    while (pushes === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(pushes).toBeGreaterThan(before);
+    push(state, east, east.catalogue.version);
+    expect(healthyIn(east)).toBe(1);
+    await persister.close();
   });
 });
