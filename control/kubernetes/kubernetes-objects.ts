@@ -7,6 +7,7 @@
  * their IPs, service account and port-protocol overrides are kept.
  */
 import type { PortProtocol } from '../../api/data-plane.js';
+import { endpointLabelsOfPod } from './pod-labels.js';
 
 /** The sidecar's tunnel port as the injector declares it (`injector/sidecar.ts`). */
 export const SIDECAR_TUNNEL_PORT_NAME = 'trellis-tunnel';
@@ -89,6 +90,8 @@ export interface PodView {
   /** undefined: the pod has no Trellis sidecar, so nothing can reach it through the mesh. */
   readonly tunnelPort: number | undefined;
   readonly portProtocols: ReadonlyMap<number, PortProtocol>;
+  /** Its labels as endpoint labels (pod-labels.ts); undefined: none that select anything. */
+  readonly labels: Readonly<Record<string, string>> | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -213,5 +216,6 @@ export function podView(raw: unknown): PodView | undefined {
     serviceAccount: str(spec.serviceAccountName) ?? str(spec.serviceAccount) ?? 'default',
     tunnelPort,
     portProtocols: parsePortProtocols(str(m.annotations[ANNOTATION_PORT_PROTOCOLS])),
+    labels: endpointLabelsOfPod(m.labels),
   });
 }

@@ -58,7 +58,8 @@ interface Fed {
 }
 
 function signature(r: StoredRegistration): string {
-  return `${r.address}|${r.tunnelPort}|${r.zone}|${r.ports.map((p) => `${p.port}/${p.protocol}/${p.name ?? ''}`).join(',')}`;
+  // Labels too: a relabelled pod (version: v2 → v3) moves between TrafficRoute backends.
+  return `${r.address}|${r.tunnelPort}|${r.zone}|${r.ports.map((p) => `${p.port}/${p.protocol}/${p.name ?? ''}`).join(',')}|${JSON.stringify(r.labels ?? {})}`;
 }
 
 export class KubernetesRegistryFeed {

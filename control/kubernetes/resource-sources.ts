@@ -1,5 +1,5 @@
 /**
- * The five kinds of object the Kubernetes mode reads, each listed through the typed client of
+ * The kinds of object the Kubernetes mode reads (core ones, TrafficPermission and the traffic kinds), each listed through the typed client of
  * `@kubernetes/client-node` and watched at its cluster-wide collection path. The RBAC in `deploy/`
  * must grant list and watch on exactly these.
  */
@@ -63,11 +63,25 @@ export function podSource(kc: KubeConfig): ResourceSource {
 }
 
 export function trafficPermissionSource(kc: KubeConfig): ResourceSource {
+  return trellisResourceSource(kc, TRAFFIC_PERMISSION_PLURAL);
+}
+
+/** The traffic-management kinds (policy/traffic/), by the plural of their CRD in deploy/kubernetes/base/crds/. */
+export const TRAFFIC_KIND_PLURALS = Object.freeze({
+  TrafficRoute: 'trafficroutes',
+  RetryPolicy: 'retrypolicies',
+  TimeoutPolicy: 'timeoutpolicies',
+  OutlierDetection: 'outlierdetections',
+  CircuitBreaker: 'circuitbreakers',
+} as const);
+
+/** A namespaced `trellis.dev/v1alpha1` custom resource, listed and watched across namespaces. */
+export function trellisResourceSource(kc: KubeConfig, plural: string): ResourceSource {
   const api = makeTrellisApiClient(kc, CustomObjectsApi, 'control');
   return {
-    resource: TRAFFIC_PERMISSION_PLURAL,
-    watchPath: `/apis/${TRAFFIC_PERMISSION_GROUP}/${TRAFFIC_PERMISSION_VERSION}/${TRAFFIC_PERMISSION_PLURAL}`,
+    resource: plural,
+    watchPath: `/apis/${TRAFFIC_PERMISSION_GROUP}/${TRAFFIC_PERMISSION_VERSION}/${plural}`,
     list: async (limit, continueToken) =>
-      page((await api.listClusterCustomObject({ group: TRAFFIC_PERMISSION_GROUP, version: TRAFFIC_PERMISSION_VERSION, plural: TRAFFIC_PERMISSION_PLURAL, limit, _continue: continueToken })) as TypedList),
+      page((await api.listClusterCustomObject({ group: TRAFFIC_PERMISSION_GROUP, version: TRAFFIC_PERMISSION_VERSION, plural, limit, _continue: continueToken })) as TypedList),
   };
 }

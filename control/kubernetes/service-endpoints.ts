@@ -120,6 +120,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
         upstreams: Object.freeze([]),
         healthy: ready,
         updatedAt: now,
+        ...(pod.labels === undefined ? {} : { labels: pod.labels }),
       }),
     );
   }

@@ -113,6 +113,20 @@ export const APP_POOL_LIMIT_SCHEMA = defineLimits({
   maxHeaderBytes: bytes(16 * 1024, 'largest response head accepted from the app'),
 });
 
+/**
+ * The inbound side's HTTP/2 (h2c) connections to an app port declared `http2` or `grpc`
+ * (inbound/http2/h2c-pool.ts): a few connections, many streams each, and a bounded wait.
+ */
+export const H2C_POOL_LIMIT_SCHEMA = defineLimits({
+  maxConnections: count(4, 'h2c connections to one app port; more requests wait for a stream'),
+  maxStreamsPerConnection: count(100, 'streams per h2c app connection (fewer when the app\'s SETTINGS say so)'),
+  maxPending: count(1_024, 'requests waiting for an h2c stream per port; beyond, 503 at once'),
+  connectTimeoutMs: duration(5_000, 'connecting to the app over h2c must succeed within this'),
+  idleTimeoutMs: duration(30_000, 'an h2c app connection with no stream this long is closed'),
+  maxHeaderListSize: bytes(16 * 1024, 'largest response header list accepted from the app over h2c'),
+  streamWindowBytes: bytes(1024 * 1024, 'flow-control window per stream to the app over h2c'),
+});
+
 /** Inbound transparent capture (port 15006). */
 export const CAPTURE_LIMIT_SCHEMA = defineLimits({
   maxConnections: count(4_096, 'concurrent captured inbound connections'),
@@ -133,6 +147,7 @@ export const DATA_PLANE_LIMIT_SCHEMAS = Object.freeze({
   'outbound HTTP listener': OUTBOUND_HTTP_LIMIT_SCHEMA,
   'HTTP lanes': LANE_LIMIT_SCHEMA,
   'inbound app pool': APP_POOL_LIMIT_SCHEMA,
+  'inbound h2c app pool': H2C_POOL_LIMIT_SCHEMA,
   'inbound capture': CAPTURE_LIMIT_SCHEMA,
   'outbound capture': TRANSPARENT_LIMIT_SCHEMA,
 });
@@ -143,6 +158,7 @@ export const DEFAULT_LIMITS: ProxyLimits = limitDefaults(PROXY_LIMIT_SCHEMA);
 export const OUTBOUND_HTTP_DEFAULTS = limitDefaults(OUTBOUND_HTTP_LIMIT_SCHEMA);
 export const LANE_DEFAULTS = limitDefaults(LANE_LIMIT_SCHEMA);
 export const APP_POOL_DEFAULTS = limitDefaults(APP_POOL_LIMIT_SCHEMA);
+export const H2C_POOL_DEFAULTS = limitDefaults(H2C_POOL_LIMIT_SCHEMA);
 export const CAPTURE_DEFAULTS = limitDefaults(CAPTURE_LIMIT_SCHEMA);
 export const TRANSPARENT_DEFAULTS = limitDefaults(TRANSPARENT_LIMIT_SCHEMA);
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { checkLimit, defineLimits, formatLimit, limitDefaults, limitFromText, limitTable, withOverrides, type LimitSchema } from '../../common/limit-schema.js';
 import { ADMIN_HTTP_LIMIT_SCHEMA } from '../../common/admin-http.js';
 import { configIssuesOf } from '../../common/config-issues.js';
-import { APP_POOL_LIMIT_SCHEMA, CAPTURE_LIMIT_SCHEMA, DEFAULT_LIMITS, LANE_LIMIT_SCHEMA, OUTBOUND_HTTP_LIMIT_SCHEMA, PROXY_LIMIT_SCHEMA, resolveLimits, TRANSPARENT_LIMIT_SCHEMA } from '../../proxy/core/limits.js';
+import { APP_POOL_LIMIT_SCHEMA, H2C_POOL_LIMIT_SCHEMA, CAPTURE_LIMIT_SCHEMA, DEFAULT_LIMITS, LANE_LIMIT_SCHEMA, OUTBOUND_HTTP_LIMIT_SCHEMA, PROXY_LIMIT_SCHEMA, resolveLimits, TRANSPARENT_LIMIT_SCHEMA } from '../../proxy/core/limits.js';
 import { parseStaticConfig } from '../../proxy/static-config.js';
 import { AGENT_LIMIT_SCHEMA, APP_PROBE_LIMIT_SCHEMA, STATUS_LIMIT_SCHEMA } from '../../agent/limits.js';
 import { CONTROL_LIMIT_SCHEMA } from '../../control/limits.js';
@@ -25,6 +25,7 @@ const SECTIONS: readonly (readonly [string, LimitSchema])[] = [
   ['Outbound HTTP listener', OUTBOUND_HTTP_LIMIT_SCHEMA],
   ['HTTP lanes', LANE_LIMIT_SCHEMA],
   ['Inbound app connection pool', APP_POOL_LIMIT_SCHEMA],
+  ['Inbound h2c app connection pool (`http2`, `grpc` ports)', H2C_POOL_LIMIT_SCHEMA],
   ['Inbound capture (15006)', CAPTURE_LIMIT_SCHEMA],
   ['Outbound capture (15001)', TRANSPARENT_LIMIT_SCHEMA],
   ['Admin ports (sidecar, agent, control plane, injector)', ADMIN_HTTP_LIMIT_SCHEMA],

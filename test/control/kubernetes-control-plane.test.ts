@@ -149,7 +149,7 @@ describe('control plane in Kubernetes mode', () => {
     try {
       const { snapshot } = (await watch.next((m) => m.type === 'snapshot')) as WatchSnapshotMessage;
       const payments = snapshot.upstreams.find((u) => u.name === 'payments');
-      expect(payments?.endpoints).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: true }]);
+      expect(payments?.endpoints).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: true, labels: { app: 'payments' } }]);
       expect(payments?.ports).toEqual([
         { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
         { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' },
@@ -174,7 +174,7 @@ describe('control plane in Kubernetes mode', () => {
       slice.endpoints[0].conditions = { ready: false, serving: false, terminating: false };
       api.apply(PATHS.slices, slice);
       const delta = (await watch.next((m) => m.type === 'delta' && (m.endpoints ?? []).some((e) => e.set?.healthy === false))) as WatchDeltaMessage;
-      expect(delta.endpoints).toEqual([{ service: 'payments', namespace: 'shop', set: { address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: false } }]);
+      expect(delta.endpoints).toEqual([{ service: 'payments', namespace: 'shop', set: { address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: false, labels: { app: 'payments' } } }]);
 
       // A TrafficPermission is changed with kubectl: the new set reaches the watch.
       const permission = fixture<Json>('k8s-trafficpermission-payments.json');
@@ -184,6 +184,11 @@ describe('control plane in Kubernetes mode', () => {
       expect(policyDelta.policies?.map((p) => p.spec.rules[0]?.http?.paths)).toEqual([['/charge', '/refund']]);
       expect(policyDelta.policyRevision).toBe(t.cp.policy.state.revision);
       expect(t.cp.policy).toBeInstanceOf(KubernetesPolicyFeed);
+
+      // A TrafficRoute is applied with kubectl: the traffic set reaches the watch with the policy delta.
+      api.apply(PATHS.trafficRoutes, fixture('k8s-trafficroute-payments.json'));
+      const trafficDelta = (await watch.next((m) => m.type === 'delta' && (m.traffic ?? []).length > 0)) as WatchDeltaMessage;
+      expect(trafficDelta.traffic?.map((r) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}`)).toEqual(['TrafficRoute shop/payments-canary']);
 
       // An invalid one is rejected whole; the set in force stays, the rejection is visible, nothing is pushed.
       const pushed = watch.messages.length;

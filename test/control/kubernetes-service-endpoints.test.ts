@@ -103,6 +103,8 @@ describe('desiredService', () => {
       upstreams: [],
       healthy: true,
       updatedAt: NOW,
+      // The pod's labels (pod-template-hash left out): what TrafficRoute backends select.
+      labels: { app: 'payments' },
     });
     expect(desired.outsideMesh).toBe(0);
   });

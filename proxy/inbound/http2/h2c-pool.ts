@@ -13,6 +13,7 @@ import { connect as netConnect } from 'node:net';
 import type { AppPort } from '../../../api/data-plane.js';
 import { appFailure, HTTP_FAILURES, HttpFailure } from '../../http/errors.js';
 import { appLocalAddress, type AppDialSource } from '../app-source.js';
+import { H2C_POOL_DEFAULTS } from '../../core/limits.js';
 
 export interface H2cPoolLimits {
   readonly maxConnections: number;
@@ -24,15 +25,8 @@ export interface H2cPoolLimits {
   readonly streamWindowBytes: number;
 }
 
-export const DEFAULT_H2C_POOL_LIMITS: H2cPoolLimits = Object.freeze({
-  maxConnections: 4,
-  maxStreamsPerConnection: 100,
-  maxPending: 1_024,
-  connectTimeoutMs: 5_000,
-  idleTimeoutMs: 30_000,
-  maxHeaderListSize: 16 * 1024,
-  streamWindowBytes: 1024 * 1024,
-});
+/** The schema's defaults (core/limits.ts `H2C_POOL_LIMIT_SCHEMA`, in the operations doc's limit table). */
+export const DEFAULT_H2C_POOL_LIMITS: H2cPoolLimits = H2C_POOL_DEFAULTS;
 
 interface Conn {
   readonly session: ClientHttp2Session;
