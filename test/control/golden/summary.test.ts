@@ -10,7 +10,7 @@ import { CODE } from '../../../common/error-codes.js';
 import { GoldenWindow, WINDOW_LIMITS, WINDOW_SLOT_MS, mergeEdgeViews } from '../../../control/golden/golden-window.js';
 import { validateSummary } from '../../../control/golden/validate-summary.js';
 import { SELF, latency, summary } from './fixtures.js';
-import { diff, readCounters } from '../../../agent/golden-reporter.js';
+import { diff, readCounters } from '../../../proxy/golden-counters.js';
 import { createHttpMetrics } from '../../../proxy/http/metrics.js';
 import { createProxyMetrics } from '../../../proxy/core/metrics.js';
 
