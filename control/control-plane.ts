@@ -56,6 +56,7 @@ import { WatchHub } from './watch-hub.js';
 import { GoldenWindow } from './golden/golden-window.js';
 import { SummaryIntake } from './golden/summary-intake.js';
 import { uiApiRoutes } from './golden/ui-api.js';
+import { adminCredentialCheck, isLoopback, uiRoutes } from './golden/ui-static.js';
 import { CODE } from '../common/error-codes.js';
 import { attachZoneLink } from './zone-sync/attach.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
@@ -109,7 +110,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const setApiTls = (): void => api.setSecureContext({ key: id.serving.current.keyPem, cert: id.serving.current.certChainPem, ca: id.trust.pem, minVersion: 'TLSv1.3' });
   id.serving.start(setApiTls);
   const state = { started: false };
-  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink, golden });
+  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink, golden, adminToken: id.adminToken });
   const bundleWatch = watchTrustBundle(config, { id, metrics, hub, setApiTls, log, zoneLink });
   const closeSources = async (): Promise<void> => {
     id.revoked.close();
@@ -332,7 +333,7 @@ function createApi(config: ControlPlaneConfig, deps: ApiDeps): HttpsServer {
   });
 }
 
-function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined; golden: GoldenWindow }): HttpServer {
+function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined; golden: GoldenWindow; adminToken: string }): HttpServer {
   const { hub, policy, zoneLink } = deps;
   return createAdminServer({
     metrics: deps.metricsRegistry,
@@ -348,8 +349,8 @@ function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Regist
     }),
     registry: () => deps.registry.entries(),
     policy: () => policy.state,
-    // The web UI's JSON (control/golden/ui-api.ts).
-    routes: uiApiRoutes({ ...config, registry: deps.registry, window: deps.golden, policies: () => policy.state.policies, configVersion: () => hub.currentVersion, agentsConnected: () => hub.streamCount, ...(zoneLink === undefined ? {} : { globalLink: () => zoneLink.status() }) }),
+    // The web UI and its JSON (control/golden/): behind the admin credential unless the port is on loopback.
+    routes: uiRoutes(uiApiRoutes({ ...config, registry: deps.registry, window: deps.golden, policies: () => policy.state.policies, configVersion: () => hub.currentVersion, agentsConnected: () => hub.streamCount, ...(zoneLink === undefined ? {} : { globalLink: () => zoneLink.status() }) }), isLoopback(config.admin.host) ? {} : { guard: adminCredentialCheck(deps.adminToken) }),
     ...(zoneLink === undefined ? {} : { extra: { '/global': () => zoneLink.status(), '/global/catalogue': () => ({ service: zoneLink.records('service'), ingress: zoneLink.records('ingress'), trust: zoneLink.records('trust'), policy: zoneLink.policies() }) } }),
   });
 }

@@ -11,7 +11,8 @@ import { HttpError } from '../http-io.js';
 const SUMMARY_KEYS = new Set(['instanceId', 'intervalMs', 'configVersion', 'policyRevision', 'configStale', 'certNotAfter', 'edges', 'denials', 'truncated']);
 const EDGE_KEYS = new Set(['direction', 'source', 'destination', 'protocol', 'requests', 'failures', 'latency']);
 const DENIAL_KEYS = new Set(['source', 'destination', 'policy', 'rule', 'enforced', 'count']);
-const REVISION = /^sha256:[0-9a-f]{64}$/;
+/** What `policyRevision` (control/policy-source.ts) gives: `empty`, or `sha256:` and a hex prefix of the digest. */
+const REVISION = /^(?:empty|sha256:[0-9a-f]{16,64})$/;
 
 function invalid(message: string): never {
   throw new HttpError(CODE.CONTROL_SUMMARY_INVALID, `golden-metrics summary: ${message}`);
@@ -84,7 +85,7 @@ export function validateSummary(body: unknown, self: string): GoldenSummary {
   if (typeof s.instanceId !== 'string' || s.instanceId.length === 0 || s.instanceId.length > SUMMARY_LIMITS.maxLabelLength) invalid('instanceId must be a non-empty string');
   const intervalMs = count(s.intervalMs, 'intervalMs');
   if (s.configVersion !== null && (typeof s.configVersion !== 'number' || !Number.isSafeInteger(s.configVersion) || s.configVersion < 0)) invalid('configVersion must be a non-negative integer or null');
-  if (s.policyRevision !== null && (typeof s.policyRevision !== 'string' || !REVISION.test(s.policyRevision))) invalid('policyRevision must be sha256:<hex> or null');
+  if (s.policyRevision !== null && (typeof s.policyRevision !== 'string' || !REVISION.test(s.policyRevision))) invalid('policyRevision must be "empty", sha256:<hex> or null');
   if (typeof s.configStale !== 'boolean') invalid('configStale must be a boolean');
   if (s.certNotAfter !== null && (typeof s.certNotAfter !== 'string' || s.certNotAfter.length > 40 || Number.isNaN(Date.parse(s.certNotAfter)))) invalid('certNotAfter must be an ISO-8601 time or null');
   return Object.freeze({
