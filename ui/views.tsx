@@ -60,7 +60,7 @@ export function Denials() {
         <thead><tr><th>when</th><th>from</th><th>to</th><th>deciding rule</th><th>count</th><th>enforced</th></tr></thead>
         <tbody>
           {data?.denials.map((d, i) => (
-            <tr key={`${d.at}-${i}`} class="denial">
+            <tr key={`${d.at}-${i}`} class="denial" data-at={d.at}>
               <td>{new Date(d.at).toLocaleTimeString()}</td><td>{d.source}</td><td>{d.destination}</td>
               <td class="rule">{d.policy}{d.rule === '' ? '' : `#${d.rule}`}</td><td>{d.count}</td>
               <td>{d.enforced ? 'yes' : 'dry-run'}</td>
