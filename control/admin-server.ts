@@ -43,7 +43,7 @@ export function createAdminServer(sources: AdminSources): Server {
       },
     },
     methodNotAllowed: jsonReply(405, { error: 'only GET' }),
-    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /registry, /policy` }),
+    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /registry, /policy, /ui/` }),
     limits: { maxConnections: 256 },
   });
 }
