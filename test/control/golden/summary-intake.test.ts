@@ -11,18 +11,10 @@ import { SUMMARY_LIMITS, SUMMARY_PATH, type GoldenSummary } from '../../../api/g
 import { CODE } from '../../../common/error-codes.js';
 import { FileStore } from '../../../control/file-store.js';
 import { TokenService } from '../../../control/token-service.js';
-import { issueWithToken, registration, removeDir, startTestControlPlane, TestWatch, type IssuedTestIdentity, type TestControlPlane } from '../support.js';
-import { summary } from './fixtures.js';
+import { issueWithToken, registration, startTestControlPlane, TestWatch, type IssuedTestIdentity, type TestControlPlane } from '../support.js';
+import { adminJson, closeRunning, running, summary } from './fixtures.js';
 
-let t: TestControlPlane | undefined;
-const watches: TestWatch[] = [];
-
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await t?.close();
-  if (t !== undefined) removeDir(t.dir);
-  t = undefined;
-});
+afterEach(closeRunning);
 
 async function identity(cp: TestControlPlane, service: string): Promise<IssuedTestIdentity> {
   const tokens = new TokenService(await FileStore.open(join(cp.dir, 'data')), 'trellis.local');
@@ -37,22 +29,11 @@ function post(cp: TestControlPlane, cert: ClientCertificate, body: unknown): Pro
   );
 }
 
-export function adminJson<T>(port: number, path: string): Promise<{ status: number; body: T }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T }));
-    }).on('error', reject).end();
-  });
-}
-
 describe('POST /v1/summary', () => {
   it('takes a registered agent\'s summary and shows it in the UI\'s edges, denials and agents', async () => {
-    t = await startTestControlPlane();
+    const t = (running.t = await startTestControlPlane());
     const orders = await identity(t, 'orders');
-    watches.push(await TestWatch.open(t.endpoint, orders, registration('orders-1', 20001)));
+    running.watches.push(await TestWatch.open(t.endpoint, orders, registration('orders-1', 20001)));
     expect(await post(t, orders, summary({ instanceId: 'orders-1' }))).toBe('accepted');
     const admin = t.cp.adminAddress.port;
     const edges = await adminJson<{ edges: { source: string; destination: string; requests: number; denied: number }[] }>(admin, '/ui/api/edges?minutes=1');
@@ -65,11 +46,11 @@ describe('POST /v1/summary', () => {
   });
 
   it('refuses a summary for another workload\'s instance, for another identity, too large, or too soon, and keeps none of them', async () => {
-    t = await startTestControlPlane();
+    const t = (running.t = await startTestControlPlane());
     const orders = await identity(t, 'orders');
     const payments = await identity(t, 'payments');
-    watches.push(await TestWatch.open(t.endpoint, orders, registration('orders-1', 20001)));
-    watches.push(await TestWatch.open(t.endpoint, payments, registration('payments-1', 20002)));
+    running.watches.push(await TestWatch.open(t.endpoint, orders, registration('orders-1', 20001)));
+    running.watches.push(await TestWatch.open(t.endpoint, payments, registration('payments-1', 20002)));
     // payments' certificate naming orders' instance, and then speaking for orders from its own.
     expect(await post(t, payments, summary({ instanceId: 'orders-1', edges: [], denials: [] }))).toBe(CODE.CONTROL_SUMMARY_FOREIGN);
     expect(await post(t, payments, summary({ instanceId: 'payments-1' }))).toBe(CODE.CONTROL_SUMMARY_FOREIGN);
@@ -93,7 +74,7 @@ describe('POST /v1/summary', () => {
   });
 
   it('needs the workload certificate', async () => {
-    t = await startTestControlPlane();
+    const t = (running.t = await startTestControlPlane());
     const code = await controlRequest(t.endpoint, { method: 'POST', path: SUMMARY_PATH, body: summary() }).then(() => 'accepted', (err: unknown) => (err as ControlError).code);
     expect(code).toBe(CODE.CONTROL_CLIENT_CERT_REQUIRED);
   });
