@@ -27,6 +27,9 @@ import { AppHealth } from './app-health.js';
 import { createStatusServer } from './status-server.js';
 import { ConfigInForce } from './config-in-force.js';
 import { ConfigWatch } from './config-watch.js';
+import { GoldenReporter } from './golden-reporter.js';
+import { AGENT_LIMITS } from './limits.js';
+import { SUMMARY_PATH } from '../api/golden-summary.js';
 import type { AgentConfig } from './config.js';
 import type { HeldIdentity, IdentityManager } from './identity-manager.js';
 import { controlEndpointFor, createIdentityManager, obtainIdentity, type EndpointFor } from './identity-bootstrap.js';
@@ -117,6 +120,7 @@ interface Assembled {
   readonly tunnelPort: number;
   readonly health: AppHealth | undefined;
   readonly watch: ConfigWatch;
+  readonly golden: GoldenReporter;
   readonly admin: Server | undefined;
   readonly status: () => AgentStatus;
 }
@@ -133,6 +137,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
   if (parts.state.restoredFromDisk) log.warn({ version: parts.state.snapshot?.version }, 'serving the config saved before this restart until the control plane answers');
   // 3. Watch and rotation.
   const watch = startWatch(parts, sidecar, tunnelPort, health);
+  const golden = startGolden(parts, watch);
   parts.identity.schedule();
   const status = (): AgentStatus => agentStatus({ sidecar, watch, health, identity: parts.identity, state: parts.state, gates: options.readinessGates ?? [] });
   statusPort.view = () => {
@@ -140,7 +145,7 @@ async function assembleAgent(config: AgentConfig, log: Logger, options: StartOpt
     return { ready: now.ready, reasons: now.reasons };
   };
   const admin = await startAdmin(parts, status, tunnelPort);
-  return runningAgent(parts, { sidecar, tunnelPort, health, watch, admin, status });
+  return runningAgent(parts, { sidecar, tunnelPort, health, watch, golden, admin, status });
 }
 
 async function prepare(config: AgentConfig, log: Logger, registry: Registry, statusPort: StatusPort): Promise<AgentParts> {
@@ -245,6 +250,23 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
   return watch;
 }
 
+/** Golden metrics: a summary of the sidecar's counters to the control plane every interval (golden-reporter.ts). */
+function startGolden(parts: AgentParts, watch: ConfigWatch): GoldenReporter {
+  const { identity, state } = parts;
+  const reporter = new GoldenReporter({
+    registry: parts.registry,
+    instanceId: parts.instanceId,
+    intervalMs: parts.config.summaryIntervalMs ?? AGENT_LIMITS.summaryIntervalMs,
+    connected: () => watch.connected,
+    config: () => ({ version: state.snapshot?.version ?? null, policyRevision: state.snapshot?.snapshot.policyRevision ?? null, stale: !watch.connected }),
+    certNotAfter: () => identity.current?.notAfter,
+    send: (summary) => controlRequest<void>(parts.endpointFor(identity.current), { method: 'POST', path: SUMMARY_PATH, body: summary, clientCert: identity.current as HeldIdentity, timeoutMs: 5_000 }),
+    log: parts.log,
+  });
+  reporter.start();
+  return reporter;
+}
+
 /** The agent's admin port (`--admin`): status, metrics, the config in force and the certificate. */
 async function startAdmin(parts: AgentParts, status: () => AgentStatus, tunnelPort: number): Promise<Server | undefined> {
   const { config, identity, state } = parts;
@@ -289,6 +311,7 @@ async function stopAgent(parts: AgentParts, running: Assembled, graceMs: number)
   } catch (err) {
     log.warn({ err: describeError(err) }, 'could not deregister (the control plane drops the endpoint when the watch closes)');
   }
+  running.golden.stop();
   running.watch.stop();
   await parts.state.saveNow();
   await running.sidecar.stop(graceMs);

@@ -60,6 +60,8 @@ export interface AgentConfig {
   /** The app's original probes (`--app-probes`), served on the status port; empty without the flag. */
   readonly appProbes: AppProbeTable;
   readonly drainGraceMs: number;
+  /** Between golden-metrics summaries to the control plane; default `AGENT_LIMITS.summaryIntervalMs`. */
+  readonly summaryIntervalMs?: number;
   readonly accessLog: boolean;
   /** Transparent capture listeners (15001, 15006); the redirect itself is `trellis agent redirect install`. */
   readonly capture?: {

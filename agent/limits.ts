@@ -9,6 +9,8 @@ import { defineLimits, limitDefaults } from '../common/limit-schema.js';
 export const AGENT_LIMIT_SCHEMA = defineLimits({
   healthIntervalMs: { default: 5_000, min: 100, max: 3_600_000, unit: 'ms', doc: 'between health checks of the first app port (`--health-interval`)' },
   healthTimeoutMs: { default: 2_000, min: 100, max: 60_000, unit: 'ms', doc: 'one health check of the app must answer within this' },
+  // At least the control plane's minimum spacing of one instance's summaries (api/golden-summary.ts).
+  summaryIntervalMs: { default: 10_000, min: 2_000, max: 300_000, unit: 'ms', doc: 'between golden-metrics summaries to the control plane (`--summary-interval`)' },
   drainGraceMs: { default: 10_000, min: 1, max: 3_600_000, unit: 'ms', doc: 'on SIGTERM, how long open connections may finish (`--drain-grace`)' },
   // The control plane takes at most this many ports per registration (control/registration.ts).
   maxAppPorts: { default: 64, min: 1, max: 64, unit: 'count', doc: '`--app-port` flags per agent' },

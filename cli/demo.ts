@@ -152,7 +152,14 @@ async function run(mesh: DemoMesh, out: NodeJS.WritableStream, keepRunning: bool
     print(allOk ? '\nEverything behaved as the policy says.' : '\nSomething did not behave as the policy says (see above).');
 
     if (keepRunning) {
-      print(`\nThe mesh keeps running. Try:
+      // Light traffic, so the UI's graph has live numbers and a denial now and then.
+      const traffic = setInterval(() => {
+        void callUpstream(apps.ports.frontend, 'GET', '/checkout', DENIED_BY_HEADER).catch(() => undefined);
+        void callUpstream(apps.ports.frontend, 'GET', '/sneak', DENIED_BY_HEADER).catch(() => undefined);
+      }, 1_000);
+      traffic.unref();
+      print(`\nThe web UI: ${String(control.ready.admin)}/ui/   (zones, services, the live call graph, policy and explain, denials)`);
+      print(`\nThe mesh keeps running, with a checkout and a denied call every second. Try:
    curl http://127.0.0.1:${apps.ports.frontend}/checkout       # allowed chain
    curl http://127.0.0.1:${apps.ports.orders}/refund-check   # orders → payments GET: denied
    curl http://127.0.0.1:${apps.ports.frontend}/sneak          # frontend → payments: denied
@@ -160,6 +167,7 @@ async function run(mesh: DemoMesh, out: NodeJS.WritableStream, keepRunning: bool
    policies in ${mesh.policyDir} (edit them: the change applies within a second)
 Ctrl-C stops everything.`);
       await untilSignal();
+      clearInterval(traffic);
     }
     return allOk ? EXIT_OK : EXIT_FAILURE;
   } finally {

@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { createAdminHttpServer, jsonReply, textReply } from '../common/admin-http.js';
+import { createAdminHttpServer, jsonReply, textReply, type AdminRoute } from '../common/admin-http.js';
 import type { PolicyState } from './policy-source.js';
 import type { RegistryEntryView } from './registry.js';
 
@@ -15,6 +15,8 @@ export interface AdminSources {
   readonly status: () => Record<string, unknown>;
   readonly registry: () => readonly RegistryEntryView[];
   readonly policy: () => PolicyState;
+  /** Routes that build their own reply (the UI's JSON, which reads the query string). */
+  readonly routes?: Readonly<Record<string, AdminRoute>>;
   /** More JSON routes (a zone of a multi-zone mesh adds `/global` and `/global/catalogue`). */
   readonly extra?: Readonly<Record<string, () => unknown>>;
 }
@@ -22,6 +24,7 @@ export interface AdminSources {
 export function createAdminServer(sources: AdminSources): Server {
   return createAdminHttpServer({
     routes: {
+      ...sources.routes,
       ...Object.fromEntries(Object.entries(sources.extra ?? {}).map(([path, read]) => [path, () => jsonReply(200, read())])),
       '/healthz': () => jsonReply(200, { status: 'ok' }),
       '/ready': () => {
@@ -40,7 +43,7 @@ export function createAdminServer(sources: AdminSources): Server {
       },
     },
     methodNotAllowed: jsonReply(405, { error: 'only GET' }),
-    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /registry, /policy` }),
+    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /registry, /policy, /ui/` }),
     limits: { maxConnections: 256 },
   });
 }

@@ -43,6 +43,8 @@ import type { ServiceRegistry } from './registry.js';
 import type { ControlStore, StoredRegistration, TokenRecord } from './store.js';
 import type { TokenService } from './token-service.js';
 import type { WatchHub, WatchSink } from './watch-hub.js';
+import { SUMMARY_PATH } from '../api/golden-summary.js';
+import type { SummaryIntake } from './golden/summary-intake.js';
 import { CODE } from '../common/error-codes.js';
 
 export interface ApiServerOptions {
@@ -72,6 +74,8 @@ export interface ApiServerOptions {
   readonly failedBootstraps?: FailedBootstrapLimiter;
   /** A join token was revoked through the API: its certificates go on the revoked list now. */
   readonly onTokenRevoked?: () => void;
+  /** Agents' golden-metrics summaries (`POST /v1/summary`); absent: that path is 404 and agents stop sending. */
+  readonly summaries?: SummaryIntake;
 }
 
 type ResolvedOptions = ApiServerOptions & {
@@ -140,6 +144,12 @@ async function handle(options: ResolvedOptions, req: IncomingMessage, res: Serve
   if (method === 'POST' && path === CONTROL_PATHS.issue) return issue(options, req, res);
   if (method === 'POST' && path === CONTROL_PATHS.renew) return renew(options, req, res);
   if (method === 'POST' && path === CONTROL_PATHS.watch) return watch(options, req, res);
+  if (method === 'POST' && path === SUMMARY_PATH && options.summaries !== undefined) {
+    const peer = peerOf(options, req);
+    await options.summaries.accept(req, { namespace: peer.namespace, service: peer.service, workload: options.lineage.workloadOf(peer.serial) });
+    res.writeHead(204, { [PROTOCOL_HEADER]: String(CONTROL_PROTOCOL_VERSION) }).end();
+    return;
+  }
   if (path.startsWith(CONTROL_PATHS.endpointPrefix) && (method === 'PUT' || method === 'DELETE')) {
     return endpoint(options, req, res, decodeURIComponent(path.slice(CONTROL_PATHS.endpointPrefix.length)));
   }

@@ -53,6 +53,10 @@ import { RevocationList } from './revocation-list.js';
 import { ServingRenewal } from './serving-renewal.js';
 import { TrustBundleWatch } from './trust-bundle-watch.js';
 import { WatchHub } from './watch-hub.js';
+import { GoldenWindow } from './golden/golden-window.js';
+import { SummaryIntake } from './golden/summary-intake.js';
+import { uiApiRoutes } from './golden/ui-api.js';
+import { adminCredentialCheck, isLoopback, uiRoutes } from './golden/ui-static.js';
 import { CODE } from '../common/error-codes.js';
 import { attachZoneLink } from './zone-sync/attach.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
@@ -99,11 +103,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
-  const api = createApi(config, { kube, lineage, registry, hub, store, metrics, id, log });
+  // Golden metrics: agents' summaries into a 15-minute window the admin port's UI reads (control/golden/).
+  const golden = new GoldenWindow(config.zone);
+  const summaries = new SummaryIntake({ window: golden, metrics: metricsRegistry, ...(kube === undefined ? { instances: registry } : {}) });
+  const api = createApi(config, { kube, lineage, registry, hub, store, metrics, id, log, summaries });
   const setApiTls = (): void => api.setSecureContext({ key: id.serving.current.keyPem, cert: id.serving.current.certChainPem, ca: id.trust.pem, minVersion: 'TLSv1.3' });
   id.serving.start(setApiTls);
   const state = { started: false };
-  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink });
+  const admin = createAdmin(config, { metricsRegistry, registry, hub, policy, ready: () => state.started, zoneLink, golden, adminToken: id.adminToken });
   const bundleWatch = watchTrustBundle(config, { id, metrics, hub, setApiTls, log, zoneLink });
   const closeSources = async (): Promise<void> => {
     id.revoked.close();
@@ -295,6 +302,7 @@ interface ApiDeps {
   readonly metrics: ControlMetrics;
   readonly id: IdentityParts;
   readonly log: Logger;
+  readonly summaries: SummaryIntake;
 }
 
 function createApi(config: ControlPlaneConfig, deps: ApiDeps): HttpsServer {
@@ -321,10 +329,11 @@ function createApi(config: ControlPlaneConfig, deps: ApiDeps): HttpsServer {
     maxConnections: config.maxConnections,
     failedBootstraps: new FailedBootstrapLimiter(config.failedBootstrapLimit ?? CONTROL_DEFAULTS.failedBootstrapLimit),
     onTokenRevoked: id.revoked.refresh,
+    summaries: deps.summaries,
   });
 }
 
-function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined }): HttpServer {
+function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Registry; registry: ServiceRegistry; hub: WatchHub; policy: ControlPolicy; ready: () => boolean; zoneLink: ZoneLink | undefined; golden: GoldenWindow; adminToken: string }): HttpServer {
   const { hub, policy, zoneLink } = deps;
   return createAdminServer({
     metrics: deps.metricsRegistry,
@@ -340,6 +349,8 @@ function createAdmin(config: ControlPlaneConfig, deps: { metricsRegistry: Regist
     }),
     registry: () => deps.registry.entries(),
     policy: () => policy.state,
+    // The web UI and its JSON (control/golden/): behind the admin credential unless the port is on loopback.
+    routes: uiRoutes(uiApiRoutes({ ...config, registry: deps.registry, window: deps.golden, policies: () => policy.state.policies, configVersion: () => hub.currentVersion, agentsConnected: () => hub.streamCount, ...(zoneLink === undefined ? {} : { globalLink: () => zoneLink.status() }) }), isLoopback(config.admin.host) ? {} : { guard: adminCredentialCheck(deps.adminToken) }),
     ...(zoneLink === undefined ? {} : { extra: { '/global': () => zoneLink.status(), '/global/catalogue': () => ({ service: zoneLink.records('service'), ingress: zoneLink.records('ingress'), trust: zoneLink.records('trust'), policy: zoneLink.policies() }) } }),
   });
 }

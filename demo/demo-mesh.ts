@@ -66,7 +66,7 @@ export class DemoMesh {
     return this.spawn(spec.service, [
       'agent', 'run', '--control', this.control?.ready.api as string, '--token-file', tokenFile, '--ca-file', join(this.dataDir, 'trust-bundle.pem'),
       '--service', spec.service, '--namespace', DEMO_NAMESPACE, '--app-port', String(spec.appPort), '--protocol', 'http',
-      '--tunnel', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--health-interval', '1s', '--drain-grace', '1s',
+      '--tunnel', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--health-interval', '1s', '--drain-grace', '1s', '--summary-interval', '2s',
       ...spec.upstreams.flatMap((u) => ['--upstream', u]),
     ]);
   }

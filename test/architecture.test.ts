@@ -18,6 +18,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   agent: ['common', 'ca', 'policy', 'api', 'proxy'],
   injector: ['common', 'ca', 'api'],
   capture: ['common'],
+  // The web UI runs in a browser: it speaks to the control plane only through /ui/api/* JSON, never imports it.
+  ui: [],
   // The top: the benchmarks (npm run bench*), the demo behind `trellis demo`, and the CLI that assembles everything.
   bench: ['common', 'ca', 'policy', 'api', 'proxy', 'control'],
   demo: ['common', 'control'],
@@ -35,7 +37,7 @@ function sourceFiles(dir: string): string[] {
   for (const name of entries) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) out = out.concat(sourceFiles(path));
-    else if (name.endsWith('.ts')) out.push(path);
+    else if (name.endsWith('.ts') || name.endsWith('.tsx')) out.push(path);
   }
   return out;
 }

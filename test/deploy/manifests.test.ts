@@ -30,10 +30,13 @@ interface Manifest {
   readonly object: K8sObject;
 }
 
-/** Files that are not Kubernetes API objects: kind cluster configs and kustomizations (checked below). */
+/**
+ * Files that are not Kubernetes API objects: kind cluster configs and kustomizations (checked below), and
+ * Prometheus rules (observability/, checked by observability.test.ts).
+ */
 function isKubernetesManifest(file: string): boolean {
   const rel = relative(DEPLOY, file);
-  if (rel.startsWith('vm/') || rel.startsWith('examples/')) return false;
+  if (rel.startsWith('vm/') || rel.startsWith('examples/') || rel.startsWith('observability/')) return false;
   if (/^kind\/(east|west|global)\.yaml$/.test(rel)) return false;
   return !file.endsWith('kustomization.yaml');
 }
