@@ -245,6 +245,16 @@ describe('timeouts and deadlines on the gRPC path', () => {
     expect(noDeadline.ms).toBeLessThan(1_500);
   }, 30_000);
 
+  it('gives a call without grpc-timeout no request timeout unless a TimeoutPolicy sets one (the 15 s default would cut watch-style calls)', async () => {
+    const slow = await startSlowServer(15_500);
+    servers.push(slow.server);
+    // A RetryPolicy puts traffic management in force for the destination; its timeouts stay the defaults.
+    const { mesh: m } = await start([slow.port], resource('RetryPolicy', '  attempts: 1\n'));
+    const call = await rawCall(m.listenerPort, {});
+    expect(call.trailers?.['grpc-status'] ?? call.head['grpc-status']).toBe('0');
+    expect(call.ms).toBeGreaterThanOrEqual(15_000);
+  }, 45_000);
+
   it('lets a server stream outlive the request timeout once it has begun', async () => {
     const { client: c } = await start([await echoServer('i0')], resource('TimeoutPolicy', '  request: 300ms\n'));
     const stream = (c.ServerStream as (m: EchoMsg) => grpc.ClientReadableStream<EchoMsg>)({ text: 's', count: 20, delayMs: 50 });

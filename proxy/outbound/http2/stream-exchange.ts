@@ -111,8 +111,10 @@ export function forwardHttp2Stream(down: ServerHttp2Stream, headers: IncomingHtt
     }
     const edits = plan.rule.rule.requestHeaders;
     if (edits !== undefined) editTunnelHeaders(x.headers, edits);
-    // A gRPC call with a deadline has the client's; any other request the destination's request timeout.
-    if (deadline === undefined) x.timers.startRequest(plan.requestTimeoutMs, () => onRequestTimeout(x));
+    // A gRPC call with a deadline has the client's. One without has the request timeout only when a
+    // TimeoutPolicy sets it: the 15 s day-one default would cut a watch-style stream whose server is silent
+    // until it has news, and gRPC clients that want a bound send grpc-timeout. Other requests always have it.
+    if (deadline === undefined && (!grpc || plan.timeoutsConfigured)) x.timers.startRequest(plan.requestTimeoutMs, () => onRequestTimeout(x));
     if (plan.mirrorLabels !== undefined) x.mirror = startMirror(deps, route, plan, x.headers, !down.endAfterHeaders);
   }
   if (deadline !== undefined) x.deadlineTimer = setTimeout(() => onDeadline(x), deadline);

@@ -80,6 +80,11 @@ export class RequestPlan {
     return this.dest.settings.timeouts.requestMs;
   }
 
+  /** True when a TimeoutPolicy for this destination sets the timeouts (not the day-one defaults). */
+  get timeoutsConfigured(): boolean {
+    return this.dest.settings.sources.timeouts !== 'default';
+  }
+
   /**
    * How long a request's tunnel stream may be silent: the destination's `idle` when a TimeoutPolicy sets
    * it, else `fallback` (the listener's limit), so the day-one default never lengthens a configured limit.
