@@ -22,6 +22,8 @@ import { loadZoneCredentials, obtainZoneCredentials, openSession, type GlobalEnd
 import { LineStream } from './line-stream.js';
 import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type ExportDefault, type UpKind } from './protocol.js';
 import { VersionedSet } from './versioned-set.js';
+import { RECORD_LIMITS } from './records.js';
+import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 
@@ -339,6 +341,10 @@ export class ZoneLink {
   }
 
   private exportOne(namespace: string, name: string): void {
+    if (namespace === this.endpoint.rootNamespace && name === INGRESS_SERVICE) {
+      this.ingressChanged();
+      return;
+    }
     const key = exportKey(this.options.zone, namespace, name);
     const { word, conflict } = serviceExportWord(this.options.registry.exportWords(namespace, name));
     this.reportConflict(`${namespace}/${name}`, conflict);
@@ -347,6 +353,21 @@ export class ZoneLink {
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);
     else this.outbox.service.set(key, record);
+  }
+
+  /**
+   * The registered zone ingresses (`trellis ingress run`, api/zone-ingress.ts) go up as the zone's ingress
+   * record `<zone>/registered`: each healthy instance's public address. `--ingress-address` stays its own
+   * record (`<zone>/default`). An ingress is never exported as a service.
+   */
+  private ingressChanged(): void {
+    const key = `${this.options.zone}/registered`;
+    const root = this.endpoint.rootNamespace;
+    const addresses = this.options.registry.hasMeshService(root, INGRESS_SERVICE)
+      ? this.options.registry.upstream(root, INGRESS_SERVICE).endpoints.filter((e) => e.healthy).map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.tunnelPort}`).sort().slice(0, RECORD_LIMITS.addresses)
+      : [];
+    if (addresses.length === 0) this.outbox.ingress.remove(key);
+    else this.outbox.ingress.set(key, { zone: this.options.zone, addresses });
   }
 
   /** Instances of one service that disagree on export: logged once when it starts, counted while it lasts. */

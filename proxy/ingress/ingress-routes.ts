@@ -21,17 +21,14 @@ export type RouteAnswer =
 export class IngressRoutes {
   private services = new Map<string, UpstreamService>();
 
-  constructor(
-    private readonly zone: string,
-    readonly balancer: LoadBalancer = new LoadBalancer(),
-  ) {}
+  constructor(readonly balancer: LoadBalancer = new LoadBalancer()) {}
 
-  /** Replaces the table: only this zone's own endpoints (never another zone's, never one behind an ingress). */
-  set(upstreams: readonly UpstreamService[]): void {
+  /** Replaces the table: only `zone`'s own endpoints (never another zone's, never one behind an ingress). */
+  set(upstreams: readonly UpstreamService[], zone: string): void {
     const next = new Map<string, UpstreamService>();
     const local: UpstreamService[] = [];
     for (const u of upstreams) {
-      const endpoints = u.endpoints.filter((e) => e.ingress === undefined && e.zone === this.zone);
+      const endpoints = u.endpoints.filter((e) => e.ingress === undefined && e.zone === zone);
       const service = { ...u, endpoints };
       local.push(service);
       next.set(`${u.name}.${u.namespace}`, service);

@@ -8,15 +8,15 @@ import { connect as h2connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { Endpoint, UpstreamService } from '../../api/data-plane.js';
+import type { UpstreamService } from '../../api/data-plane.js';
 import { silentLogger } from '../../common/log.js';
 import { DEFAULT_LIMITS } from '../../proxy/core/limits.js';
 import type { CallerRules } from '../../proxy/ingress/caller-admission.js';
 import { createIngressMetrics } from '../../proxy/ingress/ingress-metrics.js';
 import { IngressRoutes } from '../../proxy/ingress/ingress-routes.js';
 import { IngressServer } from '../../proxy/ingress/ingress-server.js';
-import { createSidecar, type Sidecar } from '../../proxy/sidecar.js';
-import { allow, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startServerSidecar, TRUST_DOMAIN } from './support/mesh.js';
+import type { Sidecar } from '../../proxy/sidecar.js';
+import { allow, listenerPort, meshFixture, metricValue, policyOf, roundTrip, startServerSidecar, startViaIngressClient, TRUST_DOMAIN } from './support/mesh.js';
 
 const mesh = meshFixture();
 
@@ -45,32 +45,14 @@ async function twoZones(options: { rules?: CallerRules; ingressIdentity?: 'ingre
     ports: [{ port: 80, targetPort: app.port, protocol: 'tcp' }],
     endpoints: [{ address: '127.0.0.1', tunnelPort, zone: 'west', healthy }],
   });
-  const routes = new IngressRoutes('west');
-  routes.set([upstream(true)]);
+  const routes = new IngressRoutes();
+  routes.set([upstream(true)], 'west');
   const registry = new Registry();
   const identity = options.ingressIdentity === 'workload' ? await mesh.pki.issue('orders', 'shop') : await mesh.pki.issue('trellis-ingress', 'trellis-system');
   const ingress = new IngressServer({ trustDomain: TRUST_DOMAIN, identity, routes, rules: options.rules ?? { admitZones: '*', refuseIdentities: [] }, limits: DEFAULT_LIMITS, metrics: createIngressMetrics(registry), logger: silentLogger() });
   const ingressPort = (await ingress.listen(0, '127.0.0.1')).port;
   mesh.cleanup.push(() => ingress.close(0));
-  const remote: Endpoint = { address: '127.0.0.1', tunnelPort: ingressPort, zone: 'west', healthy: true, ingress: { address: '127.0.0.1', port: ingressPort } };
-  const client = createSidecar({
-    service: 'web',
-    namespace: 'shop',
-    trustDomain: TRUST_DOMAIN,
-    zone: 'east',
-    identity: await mesh.pki.issue('web', 'shop'),
-    appPorts: [],
-    tunnel: { address: '127.0.0.1', port: 0 },
-    admin: null,
-    logger: silentLogger(),
-    registry: new Registry(),
-    config: {
-      upstreams: [{ name: 'api', namespace: 'shop', ports: [{ port: 80, targetPort: app.port, protocol: 'tcp' }], endpoints: [remote] }],
-      listeners: [{ bindAddress: '127.0.0.1', localPort: 0, service: 'api', namespace: 'shop', port: 80 }],
-      policy: policyOf(),
-    },
-  });
-  await client.start();
+  const client = await startViaIngressClient(await mesh.pki.issue('web', 'shop'), app.port, ingressPort, 'west');
   mesh.cleanup.push(() => client.stop(0));
   return { server, client, ingress, routes, registry, appConnections: () => connections, upstream };
 }
@@ -133,7 +115,7 @@ describe('zone ingress: nested mTLS through another zone', () => {
 
   it('answers no-healthy-endpoint when the zone has none, and the caller counts the typed reason', async () => {
     const zones = await twoZones();
-    zones.routes.set([zones.upstream(false)]);
+    zones.routes.set([zones.upstream(false)], 'west');
     const result = await roundTrip(listenerPort(zones.client), 'hello');
     expect(result.data.length).toBe(0);
     await expect.poll(() => metricValue(zones.client, 'trellis_ingress_refusals_total', { zone: 'west', reason: 'no-healthy-endpoint' })).toBeGreaterThan(0);
@@ -147,14 +129,14 @@ describe('zone ingress: nested mTLS through another zone', () => {
     const deadPort = (dead.address() as AddressInfo).port;
     await new Promise<void>((r) => dead.close(() => r()));
     const good = zones.upstream(true);
-    zones.routes.set([{ ...good, endpoints: [...good.endpoints, { address: '127.0.0.1', tunnelPort: deadPort, zone: 'west', healthy: true }] }]);
+    zones.routes.set([{ ...good, endpoints: [...good.endpoints, { address: '127.0.0.1', tunnelPort: deadPort, zone: 'west', healthy: true }] }], 'west');
     const results = await Promise.all(Array.from({ length: 6 }, (_, i) => roundTrip(listenerPort(zones.client), `call ${i}`)));
     results.forEach((r, i) => expect(r.data.toString()).toBe(`call ${i}`));
   });
 
   it('answers unknown-service for a service this zone does not serve', async () => {
     const zones = await twoZones();
-    zones.routes.set([]);
+    zones.routes.set([], 'west');
     const result = await roundTrip(listenerPort(zones.client), 'hello');
     expect(result.data.length).toBe(0);
     await expect.poll(() => metricValue(zones.client, 'trellis_ingress_refusals_total', { zone: 'west', reason: 'unknown-service' })).toBeGreaterThan(0);

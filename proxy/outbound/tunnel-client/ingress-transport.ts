@@ -18,6 +18,7 @@
 import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { INGRESS_SERVICE } from '../../../api/zone-ingress.js';
 import { TrellisError } from '../../../common/errors.js';
 import { CODE } from '../../../common/error-codes.js';
 import type { ProxyLimits } from '../../core/limits.js';
@@ -25,8 +26,6 @@ import { checkPeer } from '../../core/peer-identity.js';
 import type { TlsMaterial } from '../../core/tls-material.js';
 import { REASON_HEADER, TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
 
-/** The service name every zone ingress's certificate carries (in the zone's root namespace). */
-export const INGRESS_SERVICE = 'trellis-ingress';
 
 export interface IngressTransportHost {
   readonly limits: ProxyLimits;
