@@ -34,7 +34,8 @@ import type { TrafficPermission } from '../policy/types.js';
 import type { TrafficResource } from '../policy/traffic/types.js';
 import { isIngressIdentity } from './reserved-identity.js';
 import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
-import type { RegistryEvent, ServiceRegistry } from './registry.js';
+import type { RegistryEvent } from './registry.js';
+import type { DiscoveryRegistry } from './zone-sync/mesh-view.js';
 import { policyRevision } from './policy-source.js';
 import { normaliseSubscription, SubscriptionIndex } from './subscription-index.js';
 
@@ -55,7 +56,8 @@ export interface WatchSubscriber {
 }
 
 export interface WatchHubOptions {
-  readonly registry: ServiceRegistry;
+  /** The registry, or in a zone of a multi-zone mesh the view that adds other zones' services (zone-sync/mesh-view.ts). */
+  readonly registry: DiscoveryRegistry;
   readonly trustDomain: string;
   readonly rootNamespace: string;
   readonly zone: string;

@@ -17,12 +17,11 @@ import { validatePolicyObjects } from '../../policy/validator.js';
 import type { ServiceRegistry } from '../registry.js';
 import { CatalogueFile } from './catalogue-file.js';
 import { chunkDelta } from './chunking.js';
-import { exportKey, exportedService, isExported, serviceExportWord, type ExportRules } from './exports.js';
+import { exportKey, exportedService, isExported, registeredIngresses, serviceExportWord, type ExportRules } from './exports.js';
 import { loadZoneCredentials, obtainZoneCredentials, openSession, type GlobalEndpoint, type ZoneCredentials } from './global-client.js';
 import { LineStream } from './line-stream.js';
 import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type ExportDefault, type UpKind } from './protocol.js';
 import { VersionedSet } from './versioned-set.js';
-import { RECORD_LIMITS } from './records.js';
 import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
@@ -44,6 +43,8 @@ export interface ZoneLinkOptions {
   readonly onPoliciesChanged: () => void;
   /** Another zone's roots came, changed or left (`trust` records): federated bundles are recomputed. */
   readonly onTrustChanged?: () => void;
+  /** Other zones' services or ingresses changed (control-plane.ts refreshes its MeshView). */
+  readonly onCatalogueChanged?: () => void;
   readonly backoff?: BackoffOptions;
 }
 
@@ -275,6 +276,7 @@ export class ZoneLink {
         this.catalogue.changed();
         if (message.kind === 'policy') this.refreshPolicies();
         if (message.kind === 'trust') this.options.onTrustChanged?.();
+        if (message.kind === 'service' || message.kind === 'ingress') this.options.onCatalogueChanged?.();
         return;
       }
       case 'ack':
@@ -355,19 +357,12 @@ export class ZoneLink {
     else this.outbox.service.set(key, record);
   }
 
-  /**
-   * The registered zone ingresses (`trellis ingress run`, api/zone-ingress.ts) go up as the zone's ingress
-   * record `<zone>/registered`: each healthy instance's public address. `--ingress-address` stays its own
-   * record (`<zone>/default`). An ingress is never exported as a service.
-   */
+  /** The zone's registered ingresses, its `<zone>/registered` ingress record (exports.ts). */
   private ingressChanged(): void {
     const key = `${this.options.zone}/registered`;
-    const root = this.endpoint.rootNamespace;
-    const addresses = this.options.registry.hasMeshService(root, INGRESS_SERVICE)
-      ? this.options.registry.upstream(root, INGRESS_SERVICE).endpoints.filter((e) => e.healthy).map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.tunnelPort}`).sort().slice(0, RECORD_LIMITS.addresses)
-      : [];
-    if (addresses.length === 0) this.outbox.ingress.remove(key);
-    else this.outbox.ingress.set(key, { zone: this.options.zone, addresses });
+    const record = registeredIngresses(this.options.registry, this.endpoint.rootNamespace, this.options.zone);
+    if (record === undefined) this.outbox.ingress.remove(key);
+    else this.outbox.ingress.set(key, record);
   }
 
   /** Instances of one service that disagree on export: logged once when it starts, counted while it lasts. */
