@@ -57,8 +57,11 @@ export class MeshView implements DiscoveryRegistry {
     const local = this.registry.upstream(namespace, service);
     const remote = this.remote.get(`${namespace}/${service}`);
     if (remote === undefined) return local;
-    const ports = local.ports.length > 0 ? local.ports : remote.ports;
-    return Object.freeze({ ...local, ports, endpoints: Object.freeze([...local.endpoints, ...remote.endpoints]) });
+    if (local.ports.length === 0) return Object.freeze({ ...local, ports: remote.ports, endpoints: remote.endpoints });
+    const targetPorts = matchPorts(local.ports, remote.ports);
+    // Served here and there: the zone's own ports; a remote endpoint serves those its zone's ports match.
+    const endpoints = remote.endpoints.map((e) => Object.freeze({ ...e, targetPorts }));
+    return Object.freeze({ ...local, endpoints: Object.freeze([...local.endpoints, ...endpoints]) });
   }
 
   meshServices(namespace?: string): { readonly namespace: string; readonly service: string }[] {
@@ -137,4 +140,19 @@ export class MeshView implements DiscoveryRegistry {
     }
     return out;
   }
+}
+
+/**
+ * Which app port of another zone each of this zone's service ports lands on: the remote port of the same
+ * number, else of the same name, else the only one when both sides have exactly one (universal-mode
+ * services take their port from the app, so the numbers differ between zones). A port with no match is
+ * not served by the remote endpoints (`Endpoint.targetPorts` lists only what they serve).
+ */
+function matchPorts(local: readonly ServicePort[], remote: readonly ServicePort[]): Readonly<Record<number, number>> {
+  const map: Record<number, number> = {};
+  for (const p of local) {
+    const match = remote.find((r) => r.port === p.port) ?? (p.name === undefined ? undefined : remote.find((r) => r.name === p.name)) ?? (local.length === 1 && remote.length === 1 ? remote[0] : undefined);
+    if (match !== undefined) map[p.port] = match.targetPort;
+  }
+  return Object.freeze(map);
 }

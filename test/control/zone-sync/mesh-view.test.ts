@@ -40,6 +40,8 @@ describe('MeshView', () => {
       ['west', '2001:db8::1', 15443, '2001:db8::1'],
       ['west', '203.0.113.7', 15443, '203.0.113.7'],
     ]);
+    // Where west's endpoints listen behind this zone's service port 8080: west's app port.
+    expect(orders.endpoints.filter((e) => e.zone === 'west').map((e) => e.targetPorts)).toEqual([{ 8080: 9090 }, { 8080: 9090 }]);
     // payments exists only in west: a mesh service here, with west's ports and app port.
     expect(view.hasMeshService('shop', 'payments')).toBe(true);
     expect(view.meshServices('shop').map((s) => s.service).sort()).toEqual(['orders', 'payments']);
