@@ -10,7 +10,7 @@
  * - west's ingress killed: payments fails with the ingress unreachable; restarted: calls flow again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'node:http';
+import { request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { allow, app, call, cleanup, eventually, freePort, requireBuild, spawnTrellis, startMesh, steadyLoad, tempDir, trellis, type Mesh, type Proc } from './mesh-support.js';
 
@@ -31,7 +31,7 @@ let ingress: Proc;
 let ingressPort: number;
 let frontend: Proc;
 let paymentsAgent: Proc;
-let eastOrders: { port: number; hits: () => number; server: import('node:http').Server };
+let eastOrders: { port: number; hits: () => number; server: Server };
 const ports = { payments: 0, orders: 0, ledger: 0 };
 
 async function joinZone(zone: string, globalPort: number, policies: Readonly<Record<string, string>>): Promise<Mesh> {
