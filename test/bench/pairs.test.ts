@@ -31,6 +31,7 @@ const PKI: BenchPki = {
   bundleFile: '/pki/bundle.pem',
   client: { service: 'loadgen', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/loadgen', certFile: '/pki/loadgen.crt.pem', keyFile: '/pki/loadgen.key.pem', combinedFile: '/pki/loadgen.combined.pem' },
   server: { service: 'backend', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/backend', certFile: '/pki/backend.crt.pem', keyFile: '/pki/backend.key.pem', combinedFile: '/pki/backend.combined.pem' },
+  ingress: { service: 'trellis-ingress', spiffeId: 'spiffe://bench.trellis.local/ns/trellis-system/sa/trellis-ingress', certFile: '/pki/ingress.crt.pem', keyFile: '/pki/ingress.key.pem', combinedFile: '/pki/ingress.combined.pem' },
 };
 const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 }, http2: { host: '127.0.0.1', port: 7003 } };
 
