@@ -7,6 +7,7 @@
  * - a call west's policy denies gets 403 naming the rule, across the zones;
  * - orders runs in both zones: east's dies and frontend's calls go to west's orders, with no failed request
  *   beyond those in flight, and the failover time is printed;
+ * - the global control plane killed: cross-zone calls keep flowing;
  * - west's ingress killed: payments fails with the ingress unreachable; restarted: calls flow again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +29,7 @@ let globalDir: string;
 let west: Mesh;
 let east: Mesh;
 let ingress: Proc;
+let global: Proc;
 let ingressPort: number;
 let frontend: Proc;
 let paymentsAgent: Proc;
@@ -52,7 +54,7 @@ beforeAll(async () => {
   globalDir = tempDir('trellis-global-');
   const globalPolicy = tempDir('trellis-global-policy-');
   const globalPort = await freePort();
-  await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--policy', globalPolicy, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '3s', '--log-level', 'warn'], 60_000);
+  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--policy', globalPolicy, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '3s', '--log-level', 'warn'], 60_000);
   const policies = { 'payments.yaml': allow('payments', ['frontend']), 'orders.yaml': allow('orders', ['frontend']), 'ledger.yaml': allow('ledger', ['billing']) };
   [west, east] = await Promise.all([joinZone('west', globalPort, policies), joinZone('east', globalPort, policies)]);
   ingressPort = await freePort();
@@ -110,6 +112,11 @@ describe('zone ingress between two zones', { timeout: 60_000 }, () => {
     expect(ok).toBeGreaterThan(0);
     // Requests in flight on the dying app's connections may fail; none after the failover.
     expect(failures.length, failures.join('\n')).toBeLessThanOrEqual(2);
+  });
+
+  it('the global stopped: cross-zone calls keep flowing on the catalogue each zone kept', async () => {
+    await global.stop('SIGKILL');
+    for (let i = 0; i < 5; i++) expect((await call(ports.payments, `/without-global-${i}`)).status).toBe(200);
   });
 
   it("west's ingress killed: payments cannot be reached; restarted: calls flow again", async () => {
