@@ -44,6 +44,13 @@ interface OuterSession {
 }
 
 /** Why an ingress refused: the reason it named, or what went wrong on the way. */
+/**
+ * A PING on each outer session this often, and one unanswered this long ends it: an ingress gone silent (a
+ * cut link) must not keep swallowing new inner sessions; the next one opens a fresh outer session.
+ */
+export const OUTER_PING_INTERVAL_MS = 5_000;
+export const OUTER_PING_TIMEOUT_MS = 5_000;
+
 export class IngressRefusal extends TrellisError {
   constructor(
     readonly ingress: string,
@@ -88,6 +95,23 @@ export class IngressTransport {
     this.outer.clear();
   }
 
+  /** One keepalive PING on an outer session; no answer in time ends it (and the next open dials anew). */
+  private ping(zone: string, key: string, outer: OuterSession): void {
+    const session = outer.session;
+    if (session.closed || session.destroyed) return;
+    const timer = setTimeout(() => {
+      if (this.outer.get(key) === outer) this.outer.delete(key);
+      this.host.refused(zone, 'ping-timeout');
+      session.destroy(new IngressRefusal(key, 'ping-timeout', `no PING answer within ${OUTER_PING_TIMEOUT_MS} ms`));
+    }, OUTER_PING_TIMEOUT_MS);
+    timer.unref();
+    try {
+      session.ping(() => clearTimeout(timer));
+    } catch {
+      clearTimeout(timer);
+    }
+  }
+
   private session(zone: string, address: string, port: number): OuterSession {
     const key = `${address}:${port}`;
     const existing = this.outer.get(key);
@@ -102,6 +126,7 @@ export class IngressTransport {
     });
     const outer: OuterSession = { session, generation: this.host.generation(), verified: false };
     this.outer.set(key, outer);
+    let pinger: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => fail('unreachable', `no session within ${limits.tunnelConnectTimeoutMs} ms`), limits.tunnelConnectTimeoutMs);
     timer.unref();
     const fail = (reason: string, detail: string): void => {
@@ -123,6 +148,8 @@ export class IngressTransport {
       } catch {
         // Closed meanwhile.
       }
+      pinger = setInterval(() => this.ping(zone, key, outer), OUTER_PING_INTERVAL_MS);
+      pinger.unref();
     });
     session.on('error', (err: Error) => {
       if (!outer.verified && !(err instanceof IngressRefusal)) fail('unreachable', err.message);
@@ -132,6 +159,7 @@ export class IngressTransport {
     });
     session.once('close', () => {
       clearTimeout(timer);
+      if (pinger !== undefined) clearInterval(pinger);
       if (this.outer.get(key) === outer) this.outer.delete(key);
     });
     // The outer session lives as long as inner sessions use it; it never holds the process open by itself.
