@@ -17,10 +17,13 @@ import type { AgentConfig } from './config.js';
 import { holdIdentity, IdentityManager, type HeldIdentity } from './identity-manager.js';
 import type { AgentStateDir } from './state-dir.js';
 
+/** What the identity steps read of the agent's config (the zone ingress gives the same fields: ingress/ingress-run.ts). */
+export type IdentityConfig = Pick<AgentConfig, 'controlUrl' | 'rootNamespace' | 'tokenFile' | 'caFile' | 'trustDomain' | 'namespace' | 'service'>;
+
 /** How the agent reaches its control plane: with the identity it holds, or with `--ca-file` before it has one. */
 export type EndpointFor = (held: HeldIdentity | undefined) => ControlEndpoint;
 
-export function controlEndpointFor(config: AgentConfig, caBundle: string | undefined): EndpointFor {
+export function controlEndpointFor(config: IdentityConfig, caBundle: string | undefined): EndpointFor {
   return (held) => {
     const bundle = held?.trustBundlePem ?? caBundle;
     if (bundle === undefined) throw new TrellisError(CODE.AGENT_NO_TRUST, 'no trust bundle for the first contact with the control plane: give --ca-file', { side: 'input' });
@@ -29,7 +32,7 @@ export function controlEndpointFor(config: AgentConfig, caBundle: string | undef
 }
 
 /** The bootstrap credential, re-read at every attempt (the kubelet rotates projected tokens). */
-async function readToken(config: AgentConfig): Promise<string | undefined> {
+async function readToken(config: IdentityConfig): Promise<string | undefined> {
   if (config.tokenFile === undefined) return undefined;
   try {
     return (await fs.readFile(config.tokenFile, 'utf8')).trim();
@@ -41,11 +44,11 @@ async function readToken(config: AgentConfig): Promise<string | undefined> {
 }
 
 export interface IdentityDeps {
-  readonly config: AgentConfig;
+  readonly config: IdentityConfig;
   readonly caBundle: string | undefined;
   readonly endpointFor: EndpointFor;
   readonly stateDir: AgentStateDir | undefined;
-  readonly metrics: AgentMetrics;
+  readonly metrics: Pick<AgentMetrics, 'renewals'>;
   readonly log: Logger;
   /** The renewed identity goes to the sidecar, once there is one. */
   readonly onRenewed: (next: HeldIdentity) => void;
@@ -98,7 +101,7 @@ async function adoptSavedIdentity(identity: IdentityManager, stateDir: AgentStat
 }
 
 /** The error that ends the start, or undefined when waiting and trying again may help. */
-function fatalBootstrapError(err: unknown, config: AgentConfig): TrellisError | undefined {
+function fatalBootstrapError(err: unknown, config: IdentityConfig): TrellisError | undefined {
   // 429: too many refused attempts from this address (the control plane's limit); waiting helps.
   const refused = err instanceof ControlError && err.status >= 400 && err.status < 500 && err.status !== 429;
   if (refused) return new TrellisError(CODE.AGENT_BOOTSTRAP_REFUSED, `the control plane refused this workload's credential: ${describeError(err)}`, { side: 'input', cause: err });

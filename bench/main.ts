@@ -12,6 +12,7 @@ import type { PairFactory, PairName } from './pair.js';
 import { directPair } from './pairs/direct.js';
 import { caddyPair } from './pairs/caddy.js';
 import { haproxyPair } from './pairs/haproxy.js';
+import { haproxySniIngressPair, trellisIngressPair } from './pairs/ingress.js';
 import { nginxStreamPair } from './pairs/nginx-stream.js';
 import { trellisComparePair, trellisPair } from './pairs/trellis.js';
 import { builtCliPath, defaultResultsDir } from './paths.js';
@@ -27,6 +28,8 @@ export const PAIR_FACTORIES: Readonly<Record<PairName, PairFactory>> = Object.fr
   caddy: caddyPair,
   trellis: trellisPair,
   'trellis-b': trellisComparePair,
+  'trellis-ingress': trellisIngressPair,
+  'haproxy-sni-ingress': haproxySniIngressPair,
 });
 
 export interface BenchIo {

@@ -10,7 +10,7 @@ import type { BenchPki } from './pki.js';
 import type { ProcessGroup } from './processes.js';
 
 /** `trellis-b` is the Trellis pair run from another build (`--compare PATH`), for an interleaved A/B in one run. */
-export const PAIR_NAMES = ['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b'] as const;
+export const PAIR_NAMES = ['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b', 'trellis-ingress', 'haproxy-sni-ingress'] as const;
 export type PairName = (typeof PAIR_NAMES)[number];
 
 /**
@@ -27,6 +27,8 @@ export const PAIR_TITLES: Readonly<Record<PairName, string>> = Object.freeze({
   caddy: 'Caddy pair',
   trellis: 'Trellis pair',
   'trellis-b': 'Trellis pair B',
+  'trellis-ingress': 'Trellis pair via Trellis ingress',
+  'haproxy-sni-ingress': 'Trellis pair via HAProxy SNI ingress',
 });
 
 /** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request, `http2` each h2c stream. */

@@ -7,6 +7,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRootCa } from '../ca/authority.js';
 import { workloadId } from '../ca/spiffe-id.js';
+import { INGRESS_SERVICE } from '../api/zone-ingress.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 
 export const BENCH_TRUST_DOMAIN = 'bench.trellis.local';
 export const BENCH_NAMESPACE = 'bench';
@@ -32,6 +34,8 @@ export interface BenchPki {
   readonly bundleFile: string;
   readonly client: BenchIdentityFiles;
   readonly server: BenchIdentityFiles;
+  /** The zone ingress's identity (`trellis-system/trellis-ingress`), for the ingress pairs. */
+  readonly ingress: BenchIdentityFiles;
 }
 
 export async function writeBenchPki(dir: string): Promise<BenchPki> {
@@ -41,8 +45,8 @@ export async function writeBenchPki(dir: string): Promise<BenchPki> {
   const bundleFile = join(dir, 'bundle.pem');
   await writeFile(bundleFile, root.bundle.toPem(), { mode: 0o644 });
 
-  const issue = async (service: string): Promise<BenchIdentityFiles> => {
-    const id = workloadId(BENCH_TRUST_DOMAIN, BENCH_NAMESPACE, service);
+  const issue = async (service: string, namespace = BENCH_NAMESPACE): Promise<BenchIdentityFiles> => {
+    const id = workloadId(BENCH_TRUST_DOMAIN, namespace, service);
     const issued = await intermediate.issueWorkload(id);
     const files: BenchIdentityFiles = {
       service,
@@ -63,5 +67,6 @@ export async function writeBenchPki(dir: string): Promise<BenchPki> {
     bundleFile,
     client: await issue(CLIENT_SERVICE),
     server: await issue(SERVER_SERVICE),
+    ingress: await issue(INGRESS_SERVICE, DEFAULT_ROOT_NAMESPACE),
   });
 }

@@ -91,7 +91,7 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
 const USAGE = formatHelp(SPEC);
 
 /** A file flag that must name a readable file: checked at start, so a typo fails at once (exit 2). */
-function readableFile(path: string | undefined, flag: string, problems: string[]): void {
+export function readableFile(path: string | undefined, flag: string, problems: string[]): void {
   if (path === undefined) return;
   try {
     accessSync(path, fsConstants.R_OK);
@@ -140,7 +140,7 @@ export interface ProxyUser {
   readonly gid: number;
 }
 
-function parseControlUrl(text: string | undefined, problems: string[]): URL {
+export function parseControlUrl(text: string | undefined, problems: string[]): URL {
   if (text === undefined) {
     problems.push('--control is required');
     return new URL('https://127.0.0.1:15012');

@@ -226,6 +226,11 @@ export const ERRORS = Object.freeze({
   STREAM_MISDIRECTED: def('TRELLIS_STREAM_MISDIRECTED', 421, 'downstream', false, 'this sidecar does not serve the destination'),
   STREAM_POLICY_DENIED: def('TRELLIS_STREAM_POLICY_DENIED', 403, 'policy', false, 'denied by mesh policy'),
   STREAM_UNKNOWN_PORT: def('TRELLIS_STREAM_UNKNOWN_PORT', 404, 'downstream', false, 'the destination has no such app port'),
+  // Refusals of a zone ingress (proxy/ingress/): the caller's sidecar reads the reason and fails over.
+  STREAM_NO_HEALTHY_ENDPOINT: def('TRELLIS_STREAM_NO_HEALTHY_ENDPOINT', 503, 'upstream', true, 'the zone has no healthy endpoint of the destination'),
+  STREAM_UNKNOWN_SERVICE: def('TRELLIS_STREAM_UNKNOWN_SERVICE', 404, 'downstream', true, 'the zone serves no such service on that port'),
+  STREAM_ZONE_NOT_ADMITTED: def('TRELLIS_STREAM_ZONE_NOT_ADMITTED', 403, 'policy', false, "the caller's zone is not admitted by this zone ingress"),
+  STREAM_IDENTITY_REFUSED: def('TRELLIS_STREAM_IDENTITY_REFUSED', 403, 'policy', false, 'the caller is refused by this zone ingress'),
   PROXY_ALREADY_STARTED: def('TRELLIS_PROXY_ALREADY_STARTED', 500, 'internal', false, 'the sidecar was already started'),
   PROXY_IDENTITY_INVALID: def('TRELLIS_PROXY_IDENTITY_INVALID', 400, 'input', false, 'the workload identity cannot be used for TLS'),
   PROXY_IDENTITY_UNREADABLE: def('TRELLIS_PROXY_IDENTITY_UNREADABLE', 400, 'input', false, 'the workload identity files cannot be read'),
@@ -238,6 +243,7 @@ export const ERRORS = Object.freeze({
   TUNNEL_LISTEN_FAILED: def('TRELLIS_TUNNEL_LISTEN_FAILED', 400, 'input', false, 'cannot listen on the tunnel port'),
   TUNNEL_POOL_CLOSED: def('TRELLIS_TUNNEL_POOL_CLOSED', 500, 'internal', false, 'the tunnel pool is shutting down'),
   TUNNEL_UNREACHABLE: def('TRELLIS_TUNNEL_UNREACHABLE', 500, 'upstream', true, 'cannot open a tunnel session to the endpoint'),
+  TUNNEL_INGRESS_REFUSED: def('TRELLIS_TUNNEL_INGRESS_REFUSED', 500, 'upstream', true, 'the zone ingress refused the stream (its trellis-reason says why)'),
 
   // ── injector/: the admission webhook and its serving certificate
   INJECTOR_CERT_FILE: def('TRELLIS_INJECTOR_CERT_FILE', 400, 'input', false, 'a serving certificate file cannot be read or is too large'),

@@ -47,6 +47,7 @@ import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { PolicySource, type PolicyState } from './policy-source.js';
 import { ServiceRegistry } from './registry.js';
+import { MeshView, type DiscoveryRegistry } from './zone-sync/mesh-view.js';
 import { CertificateLineage } from './certificate-lineage.js';
 import { TokenService } from './token-service.js';
 import { RevocationList } from './revocation-list.js';
@@ -96,10 +97,13 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const onTrustChanged = (): void => {
     if (late.zoneLink !== undefined && federation.refresh(late.zoneLink.records('trust'))) late.hub?.federationChanged();
   };
-  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged(), onTrustChanged });
+  const view: { mesh?: MeshView } = {};
+  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged(), onTrustChanged, onCatalogueChanged: () => view.mesh?.catalogueChanged() });
   late.zoneLink = zoneLink;
   onTrustChanged();
-  const hub = createHub(config, { registry, metrics, policy, id, log, zoneLink, federation });
+  // Agents see other zones' exported services too, each "via the ingress of its zone" (zone-sync/mesh-view.ts).
+  if (zoneLink !== undefined) view.mesh = new MeshView(registry, config.zone, { services: () => zoneLink.records('service'), ingresses: () => zoneLink.records('ingress') });
+  const hub = createHub(config, { registry: view.mesh ?? registry, metrics, policy, id, log, zoneLink, federation });
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
@@ -261,7 +265,7 @@ async function startPolicy(config: ControlPlaneConfig, kubeConfig: KubeConfig | 
   return { kube, policy };
 }
 
-function createHub(config: ControlPlaneConfig, deps: { registry: ServiceRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined; federation: FederationView }): WatchHub {
+function createHub(config: ControlPlaneConfig, deps: { registry: DiscoveryRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined; federation: FederationView }): WatchHub {
   const { metrics, policy, id, log, zoneLink } = deps;
   const hub: WatchHub = new WatchHub({
     registry: deps.registry,

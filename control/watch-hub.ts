@@ -32,8 +32,10 @@ import {
 } from '../api/control-protocol.js';
 import type { TrafficPermission } from '../policy/types.js';
 import type { TrafficResource } from '../policy/traffic/types.js';
+import { isIngressIdentity } from './reserved-identity.js';
 import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
-import type { RegistryEvent, ServiceRegistry } from './registry.js';
+import type { RegistryEvent } from './registry.js';
+import type { DiscoveryRegistry } from './zone-sync/mesh-view.js';
 import { policyRevision } from './policy-source.js';
 import { normaliseSubscription, SubscriptionIndex } from './subscription-index.js';
 
@@ -54,7 +56,8 @@ export interface WatchSubscriber {
 }
 
 export interface WatchHubOptions {
-  readonly registry: ServiceRegistry;
+  /** The registry, or in a zone of a multi-zone mesh the view that adds other zones' services (zone-sync/mesh-view.ts). */
+  readonly registry: DiscoveryRegistry;
   readonly trustDomain: string;
   readonly rootNamespace: string;
   readonly zone: string;
@@ -241,9 +244,14 @@ export class WatchHub {
     return this.options.scopeDiscovery === true ? DiscoveryScope.of(this.options.policies(), this.options.trustDomain, this.options.rootNamespace) : undefined;
   }
 
-  /** Whether the caller's wildcards may include the service (always, unless discovery is scoped). */
+  /**
+   * Whether the caller's wildcards may include the service (always, unless discovery is scoped). The zone
+   * ingress (api/zone-ingress.ts) sees every service: it forwards other zones' callers to them, and each
+   * destination authorizes those callers itself; policy never names the ingress as a caller.
+   */
   private visible(caller: ScopedCaller, namespace: string, service: string): boolean {
-    return this.scope === undefined || this.scope.mayReach(caller, namespace, service);
+    if (this.scope === undefined) return true;
+    return isIngressIdentity(caller.namespace, caller.service, this.options.rootNamespace) || this.scope.mayReach(caller, namespace, service);
   }
 
   /** Named services as the registry has them (empty when unknown), then every mesh service a wildcard covers that the caller may reach. */

@@ -12,6 +12,7 @@ import type { ProxyMetrics } from './core/metrics.js';
 import type { OriginalDestination } from './core/original-dst.js';
 import type { Authorizer } from './inbound/inbound-state.js';
 import type { LoadBalancingStrategy } from './outbound/tunnel-client/load-balancer.js';
+import type { LocalityOptions } from './outbound/tunnel-client/locality.js';
 import type { OutboundHttpLimits } from './outbound/http/deps.js';
 import type { OutsideMeshPolicy } from './outbound/capture/transparent-listener.js';
 import type { ListenerFailure } from './outbound/explicit-listeners.js';
@@ -34,6 +35,8 @@ export interface SidecarConfig {
 }
 
 export interface SidecarPoolOptions {
+  /** Zone failover (proxy/outbound/tunnel-client/locality.ts): order, per-service orders, threshold. */
+  readonly failover?: Omit<LocalityOptions, 'zone'>;
   /** Sessions kept open per destination endpoint ahead of need (default 2). */
   readonly sessionsPerEndpoint?: number;
   /** Our bound on concurrent streams per session; another session opens when all are full (default limits.maxStreamsPerSession). */

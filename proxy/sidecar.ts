@@ -100,7 +100,8 @@ class TrellisSidecar implements Sidecar {
     this.metrics = createProxyMetrics(this.registry, () => [{ spiffeId: this.material.spiffeId, notAfterMs: this.material.notAfterMs }]);
     this.httpMetrics = createHttpMetrics(this.registry);
     this.current = initialConfig(options);
-    this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding' });
+    // Locality on by default: this zone first, then any other, spilling under half the usual healthy count.
+    this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding', locality: { zone: options.zone, ...options.pool?.failover } });
     this.balancer.setServices(this.current.config.upstreams);
     this.traffic = new OutboundTraffic({ metrics: createTrafficMetrics(this.registry), source: `${options.namespace}/${options.service}` });
     this.traffic.setServices(this.current.config.upstreams);

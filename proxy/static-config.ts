@@ -207,13 +207,15 @@ function servicePorts(o: ConfigObject): ServicePort[] {
 function upstreamEndpoints(o: ConfigObject, zone: string): Endpoint[] {
   const endpoints: Endpoint[] = [];
   for (const en of o.field('endpoints')?.list() ?? []) {
-    const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy'] });
+    const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy', 'ingressPort'] });
     const address = eo?.field('address')?.string();
     const tunnelPort = opt(eo, 'tunnelPort', (x) => x.integer(PORT)) ?? DEFAULT_TUNNEL_PORT;
     const epZone = opt(eo, 'zone', (x) => x.string(NAME_RULE)) ?? zone;
     const healthy = opt(eo, 'healthy', (x) => x.boolean()) ?? true;
+    // Another zone's endpoint: `address:ingressPort` is its zone's ingress, dialled with nested TLS.
+    const ingressPort = opt(eo, 'ingressPort', (x) => x.integer(PORT));
     if (address === undefined) continue;
-    endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy }));
+    endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy, ...(ingressPort === undefined ? {} : { ingress: Object.freeze({ address, port: ingressPort }) }) }));
   }
   return endpoints;
 }

@@ -101,7 +101,7 @@ export function benchPolicy(context: PairContext): Record<string, unknown> {
   };
 }
 
-async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<void> {
+export async function waitUntilReady(proc: ManagedProcess, adminPort: number): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = 'no answer';
   while (Date.now() < deadline) {

@@ -23,7 +23,7 @@ export interface ZoneGlobalConfig {
 
 export async function attachZoneLink(
   config: { global?: ZoneGlobalConfig | undefined; dataDir: string; zone: string; trustDomain: string; rootNamespace: string },
-  deps: { registry: ServiceRegistry; trustBundlePem: () => string; log: Logger; onPoliciesChanged: () => void; onTrustChanged?: () => void },
+  deps: { registry: ServiceRegistry; trustBundlePem: () => string; log: Logger; onPoliciesChanged: () => void; onTrustChanged?: () => void; onCatalogueChanged?: () => void },
 ): Promise<ZoneLink | undefined> {
   const global = config.global;
   if (global === undefined) return undefined;

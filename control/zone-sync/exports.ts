@@ -21,7 +21,8 @@ import { InputError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 import type { ServiceRegistry } from '../registry.js';
 import type { ExportDefault } from './protocol.js';
-import { serviceKey, type ExportedService } from './records.js';
+import { RECORD_LIMITS, serviceKey, type ExportedService, type ZoneIngress } from './records.js';
+import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 
 export interface ExportRules {
   readonly exported: readonly string[];
@@ -70,7 +71,7 @@ export function exportedService(registry: ServiceRegistry, trustDomain: string, 
     zone,
     namespace,
     name,
-    ports: upstream.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) })),
+    ports: upstream.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }), targetPort: p.targetPort })),
     identities: [workloadId(trustDomain, namespace, name).toString()],
     localities: [{ locality: zone, healthy, total: upstream.endpoints.length }],
   };
@@ -78,4 +79,20 @@ export function exportedService(registry: ServiceRegistry, trustDomain: string, 
 
 export function exportKey(zone: string, namespace: string, name: string): string {
   return serviceKey(zone, namespace, name);
+}
+
+/**
+ * The registered zone ingresses (`trellis ingress run`, api/zone-ingress.ts) as the zone's ingress record
+ * `<zone>/registered`: each healthy instance's public address; undefined when there is none. (The
+ * `--ingress-address` flag is its own record, `<zone>/default`.) An ingress is never exported as a service.
+ */
+export function registeredIngresses(registry: ServiceRegistry, rootNamespace: string, zone: string): ZoneIngress | undefined {
+  if (!registry.hasMeshService(rootNamespace, INGRESS_SERVICE)) return undefined;
+  const addresses = registry
+    .upstream(rootNamespace, INGRESS_SERVICE)
+    .endpoints.filter((e) => e.healthy)
+    .map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.tunnelPort}`)
+    .sort()
+    .slice(0, RECORD_LIMITS.addresses);
+  return addresses.length === 0 ? undefined : { zone, addresses };
 }

@@ -19,6 +19,11 @@ export interface ExportedPort {
   readonly port: number;
   readonly protocol: PortProtocol;
   readonly name?: string;
+  /**
+   * The app port its endpoints listen on: what a caller in another zone names in its CONNECT and SNI through
+   * the zone ingress (as a caller in the zone names it on the tunnel). Absent from an older zone: the port.
+   */
+  readonly targetPort?: number;
 }
 
 export interface LocalityCount {
@@ -87,7 +92,8 @@ function validateService(key: string, v: Record<string, unknown>): ExportedServi
     const port = p as Record<string, unknown>;
     if (typeof p !== 'object' || p === null || !count(port.port) || port.port < 1 || port.port > 65535 || !PORT_PROTOCOLS.includes(port.protocol as PortProtocol)) fail('service', key, `a port must be {port 1-65535, protocol ${PORT_PROTOCOLS.join('|')}}`);
     if (port.name !== undefined && (typeof port.name !== 'string' || !LABEL.test(port.name))) fail('service', key, 'a port name must be a DNS label');
-    return Object.freeze({ port: port.port, protocol: port.protocol, ...(port.name === undefined ? {} : { name: port.name }) }) as ExportedPort;
+    if (port.targetPort !== undefined && (!count(port.targetPort) || port.targetPort < 1 || port.targetPort > 65535)) fail('service', key, 'a targetPort must be 1-65535');
+    return Object.freeze({ port: port.port, protocol: port.protocol, ...(port.name === undefined ? {} : { name: port.name }), ...(port.targetPort === undefined ? {} : { targetPort: port.targetPort }) }) as ExportedPort;
   });
   const identities = list('service', key, v.identities, 'identities', RECORD_LIMITS.identities).map((id) => {
     try {

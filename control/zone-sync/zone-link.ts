@@ -17,11 +17,12 @@ import { validatePolicyObjects } from '../../policy/validator.js';
 import type { ServiceRegistry } from '../registry.js';
 import { CatalogueFile } from './catalogue-file.js';
 import { chunkDelta } from './chunking.js';
-import { exportKey, exportedService, isExported, serviceExportWord, type ExportRules } from './exports.js';
+import { exportKey, exportedService, isExported, registeredIngresses, serviceExportWord, type ExportRules } from './exports.js';
 import { loadZoneCredentials, obtainZoneCredentials, openSession, type GlobalEndpoint, type ZoneCredentials } from './global-client.js';
 import { LineStream } from './line-stream.js';
 import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type ExportDefault, type UpKind } from './protocol.js';
 import { VersionedSet } from './versioned-set.js';
+import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 
@@ -42,6 +43,8 @@ export interface ZoneLinkOptions {
   readonly onPoliciesChanged: () => void;
   /** Another zone's roots came, changed or left (`trust` records): federated bundles are recomputed. */
   readonly onTrustChanged?: () => void;
+  /** Other zones' services or ingresses changed (control-plane.ts refreshes its MeshView). */
+  readonly onCatalogueChanged?: () => void;
   readonly backoff?: BackoffOptions;
 }
 
@@ -275,6 +278,7 @@ export class ZoneLink {
         this.catalogue.changed();
         if (message.kind === 'policy') this.refreshPolicies();
         if (message.kind === 'trust') this.options.onTrustChanged?.();
+        if (message.kind === 'service' || message.kind === 'ingress') this.options.onCatalogueChanged?.();
         return;
       }
       case 'ack':
@@ -341,6 +345,10 @@ export class ZoneLink {
   }
 
   private exportOne(namespace: string, name: string): void {
+    if (namespace === this.endpoint.rootNamespace && name === INGRESS_SERVICE) {
+      this.ingressChanged();
+      return;
+    }
     const key = exportKey(this.options.zone, namespace, name);
     const { word, conflict } = serviceExportWord(this.options.registry.exportWords(namespace, name));
     this.reportConflict(`${namespace}/${name}`, conflict);
@@ -349,6 +357,14 @@ export class ZoneLink {
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);
     else this.outbox.service.set(key, record);
+  }
+
+  /** The zone's registered ingresses, its `<zone>/registered` ingress record (exports.ts). */
+  private ingressChanged(): void {
+    const key = `${this.options.zone}/registered`;
+    const record = registeredIngresses(this.options.registry, this.endpoint.rootNamespace, this.options.zone);
+    if (record === undefined) this.outbox.ingress.remove(key);
+    else this.outbox.ingress.set(key, record);
   }
 
   /** Instances of one service that disagree on export: logged once when it starts, counted while it lasts. */

@@ -34,6 +34,8 @@ export interface ProxyMetrics {
   readonly tunnelErrors: Counter<'direction' | 'reason'>;
   /** App connections an outbound listener refused at a connection cap (`listener-limit`, `sidecar-limit`). */
   readonly outboundRefused: Counter<'listener' | 'reason'>;
+  /** Streams another zone's ingress refused (its typed `trellis-reason`), or could not carry (`unreachable`). */
+  readonly ingressRefusals: Counter<'zone' | 'reason'>;
   readonly certificateExpiry: Gauge<'spiffe_id'>;
   readonly configVersion: Gauge<'version'>;
 }
@@ -82,6 +84,12 @@ export function createProxyMetrics(registry: Registry, certificates?: Certificat
       name: 'trellis_outbound_connections_refused_total',
       help: 'App connections refused by an outbound listener at its own cap (listener-limit) or the sidecar-wide cap (sidecar-limit).',
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    }),
+    ingressRefusals: new Counter({
+      name: 'trellis_ingress_refusals_total',
+      help: "Streams a zone ingress refused, by the destination's zone and the ingress's trellis-reason (unreachable: no session to it).",
+      labelNames: ['zone', 'reason'] as const,
       registers,
     }),
     certificateExpiry: new Gauge({

@@ -65,6 +65,10 @@ export const STREAM_REFUSALS = Object.freeze({
   appRefused: kind(ERRORS.STREAM_APP_REFUSED),
   appUnreachable: kind(ERRORS.STREAM_APP_UNREACHABLE),
   appConnectTimeout: kind(ERRORS.STREAM_APP_CONNECT_TIMEOUT),
+  noHealthyEndpoint: kind(ERRORS.STREAM_NO_HEALTHY_ENDPOINT),
+  unknownService: kind(ERRORS.STREAM_UNKNOWN_SERVICE),
+  zoneNotAdmitted: kind(ERRORS.STREAM_ZONE_NOT_ADMITTED),
+  identityRefused: kind(ERRORS.STREAM_IDENTITY_REFUSED),
 });
 
 /** `trellis-reason` of each stream refusal: its registry key's tail in lower case, `_` as `-` (`policy-denied`). */

@@ -19,6 +19,7 @@ import { caddyClientConfig, caddyPair, caddyServerConfig, caddyVersion, startCad
 import { directPair } from '../../bench/pairs/direct.js';
 import { NGINX_STREAM_MODULE, nginxStreamClientConfig, nginxStreamServerConfig, startNginxStreamPair, type RunningNginxStreamPair } from '../../bench/pairs/nginx-stream.js';
 import { writeBenchPki, type BenchPki } from '../../bench/pki.js';
+import { haproxySniIngressConfig } from '../../bench/pairs/ingress.js';
 import { ProcessGroup } from '../../bench/processes.js';
 import { renderReport } from '../../bench/report.js';
 import { runBench, type BenchRun, type RunSample } from '../../bench/runner.js';
@@ -31,6 +32,7 @@ const PKI: BenchPki = {
   bundleFile: '/pki/bundle.pem',
   client: { service: 'loadgen', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/loadgen', certFile: '/pki/loadgen.crt.pem', keyFile: '/pki/loadgen.key.pem', combinedFile: '/pki/loadgen.combined.pem' },
   server: { service: 'backend', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/backend', certFile: '/pki/backend.crt.pem', keyFile: '/pki/backend.key.pem', combinedFile: '/pki/backend.combined.pem' },
+  ingress: { service: 'trellis-ingress', spiffeId: 'spiffe://bench.trellis.local/ns/trellis-system/sa/trellis-ingress', certFile: '/pki/ingress.crt.pem', keyFile: '/pki/ingress.key.pem', combinedFile: '/pki/ingress.combined.pem' },
 };
 const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 }, http2: { host: '127.0.0.1', port: 7003 } };
 
@@ -186,10 +188,19 @@ describe('a pair that serves no tcp port', () => {
   });
 
   it('options: the new pairs are known but not in the default run', () => {
-    expect(PAIR_NAMES).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b']);
+    expect(PAIR_NAMES).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis', 'trellis-b', 'trellis-ingress', 'haproxy-sni-ingress']);
+    expect(parseBenchOptions(['--pairs', 'trellis,trellis-ingress,haproxy-sni-ingress'], '/r').pairs).toEqual(['trellis', 'trellis-ingress', 'haproxy-sni-ingress']);
     expect(parseBenchOptions([], '/r').pairs).toEqual(['direct', 'haproxy', 'trellis']);
     expect(parseBenchOptions(['--pairs', 'trellis,caddy,nginx-stream,direct,haproxy'], '/r').pairs).toEqual(['direct', 'haproxy', 'nginx-stream', 'caddy', 'trellis']);
     expect(servedPortKinds({ entry: { http: { host: '127.0.0.1', port: 1 } } })).toEqual(['http']);
+  });
+
+  it('the SNI-passthrough ingress routes by the server name of api/sni.ts, in mode tcp, without terminating TLS', () => {
+    const conf = haproxySniIngressConfig(6100, 6200);
+    expect(conf).toMatch(/^\s+mode tcp$/m);
+    expect(conf).toContain('use_backend west_backend if { req.ssl_sni -m end .west.v1.trellis }');
+    expect(conf).toMatch(/server backend 127\.0\.0\.1:6200$/m);
+    expect(conf).not.toMatch(/\bssl crt\b/);
   });
 
   it('options: --compare PATH adds the trellis-b pair, which needs it', () => {

@@ -214,7 +214,7 @@ describe('the Deployments', () => {
   }[];
 
   it('run non-root, read-only, with no capabilities and resource requests', () => {
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['trellis-control', 'trellis-injector']);
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['trellis-control', 'trellis-ingress', 'trellis-injector']);
     for (const d of deployments) {
       expect(d.spec.template.spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
       for (const c of d.spec.template.spec.containers) {
@@ -228,7 +228,7 @@ describe('the Deployments', () => {
   });
 
   it('are reached by Services whose selectors and named target ports match', () => {
-    for (const name of ['trellis-control', 'trellis-injector']) {
+    for (const name of ['trellis-control', 'trellis-injector', 'trellis-ingress']) {
       const service = find('Service', name) as unknown as { spec: { selector: Record<string, string>; ports: { targetPort: string }[] } };
       const deployment = deployments.find((d) => d.metadata.name === name)!;
       expect(Object.entries(service.spec.selector).every(([k, v]) => deployment.spec.template.metadata.labels[k] === v)).toBe(true);

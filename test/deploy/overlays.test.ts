@@ -1,12 +1,11 @@
 /**
  * The kustomize overlays rendered with `kubectl kustomize` (as `kubectl apply -k` renders them), every
  * object validated against kubernetes-models' published schemas: the single-cluster install, a zone of a
- * multi-zone mesh (control plane joined to the global, injector with CNI capture, CNI node agent, a
- * marked place for the ingress), the global control plane, and the kind zones built on the zone overlay.
+ * multi-zone mesh (control plane joined to the global, injector with CNI capture, CNI node agent, the
+ * zone ingress), the global control plane, and the kind zones built on the zone overlay.
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
@@ -65,7 +64,10 @@ describe.skipIf(requires({ tools: ['kubectl'] }).skip)('the kustomize overlays',
     expect(find(objects, 'Namespace', 'trellis-system').metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
     const role = find(objects, 'ClusterRole', 'trellis-cni') as unknown as { rules: unknown[] };
     expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'delete'] }]);
-    expect(readFileSync(join(ROOT, 'deploy/kubernetes/overlays/zone/kustomization.yaml'), 'utf8')).toMatch(/# INGRESS: the zone ingress gateway/);
+    // The zone ingress: its Deployment joins as trellis-system/trellis-ingress, and the zone publishes its address.
+    expect(args(objects, 'Deployment', 'trellis-ingress')).toEqual(expect.arrayContaining(['ingress', 'run', '--public-address=$(TRELLIS_INGRESS_ADDRESS)']));
+    expect(find(objects, 'Service', 'trellis-ingress').spec).toMatchObject({ type: 'LoadBalancer' });
+    expect(control).toContain('--ingress-address=$(TRELLIS_INGRESS_ADDRESS)');
   });
 
   it('the global control plane: --mode global with its own store volume and no cluster credentials', () => {

@@ -19,6 +19,11 @@ describe('stream refusals', () => {
       appRefused: [503, 'app-refused'],
       appUnreachable: [502, 'app-unreachable'],
       appConnectTimeout: [504, 'app-connect-timeout'],
+      // A zone ingress's refusals (proxy/ingress/), the reasons issue 15 names.
+      noHealthyEndpoint: [503, 'no-healthy-endpoint'],
+      unknownService: [404, 'unknown-service'],
+      zoneNotAdmitted: [403, 'zone-not-admitted'],
+      identityRefused: [403, 'identity-refused'],
     });
     for (const kind of Object.values(STREAM_REFUSALS)) {
       const info = errorCodeInfo(kind.code);

@@ -47,6 +47,19 @@ export class HandshakePool {
     return this.pending.size;
   }
 
+  /**
+   * A server's 'connection' listener (the tunnel port, a zone ingress): quiets plain TCP errors before TLS
+   * starts (resets during accept must not reach the process), then `admit`s, or destroys the socket when the
+   * server is `stopping`. Returns why it was refused, if it was.
+   */
+  accept(socket: Socket, stopping: boolean): HandshakeRefusal | 'stopping' | undefined {
+    socket.on('error', () => undefined);
+    socket.setNoDelay(true);
+    if (!stopping) return this.admit(socket);
+    socket.destroy();
+    return 'stopping';
+  }
+
   /** At TCP accept, before any TLS byte: takes a place for the socket or destroys it and says why. */
   admit(socket: Socket): HandshakeRefusal | undefined {
     const address = sourceAddress(socket.remoteAddress);

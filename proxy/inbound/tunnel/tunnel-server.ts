@@ -229,12 +229,8 @@ export class TunnelServer {
 
   /** At TCP accept: a place in the handshake pool, or the connection is cut before TLS starts. */
   private onConnection(socket: Socket): void {
-    // Plain TCP errors before TLS starts (resets during accept) must not reach the process.
-    socket.on('error', () => undefined);
-    socket.setNoDelay(true);
-    const refusal = this.stopping ? 'stopping' : this.handshakes.admit(socket);
+    const refusal = this.handshakes.accept(socket, this.stopping);
     if (refusal === undefined) return;
-    if (this.stopping) socket.destroy();
     const remote = sourceAddress(socket.remoteAddress);
     this.options.metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'refused', reason: refusal });
     this.refusals.warn(`${refusal}|${remote}`, { remote, reason: refusal, handshakes: this.handshakes.size }, 'tunnel connection refused before its handshake');

@@ -22,6 +22,7 @@
  */
 import type { Endpoint } from '../../../api/data-plane.js';
 import { endpointKey, serviceKey } from '../../core/destination.js';
+import { Locality, type LocalityOptions } from './locality.js';
 
 export type LoadBalancingStrategy = 'least-outstanding' | 'round-robin';
 
@@ -30,6 +31,8 @@ export interface LoadBalancerOptions {
   /** First cool-down after a locally observed failure; doubled per consecutive failure. */
   readonly failureCooldownMs?: number;
   readonly maxFailureCooldownMs?: number;
+  /** Prefer the caller's zone, fail over by zone (locality.ts); absent: every zone alike. */
+  readonly locality?: LocalityOptions;
   /** Injected for deterministic tests. */
   readonly random?: () => number;
   readonly now?: () => number;
@@ -66,6 +69,7 @@ export class LoadBalancer {
    */
   private retired = new Map<string, BalancedEndpoint>();
   private readonly scratch: BalancedEndpoint[] = [];
+  private readonly locality: Locality | undefined;
 
   constructor(options: LoadBalancerOptions = {}) {
     this.strategy = options.strategy ?? 'least-outstanding';
@@ -73,6 +77,7 @@ export class LoadBalancer {
     this.maxCooldownMs = options.maxFailureCooldownMs ?? 30_000;
     this.random = options.random ?? Math.random;
     this.now = options.now ?? Date.now;
+    this.locality = options.locality === undefined ? undefined : new Locality(options.locality);
   }
 
   /**
@@ -137,6 +142,10 @@ export class LoadBalancer {
         if (best === undefined || e.ejectedUntil < best.ejectedUntil) best = e;
       }
       return best;
+    }
+    if (this.locality !== undefined && candidates.length > 1) {
+      const eligible = (e: BalancedEndpoint): boolean => exclude?.has(e.key) !== true && serves(e.endpoint, servicePort) && (accept === undefined || accept(e));
+      this.locality.narrow(candidates, entry.endpoints, eligible, this.locality.orderFor(`${namespace}/${service}`), this.random);
     }
     if (candidates.length === 1) return candidates[0];
     if (this.strategy === 'round-robin') {

@@ -16,6 +16,8 @@ import type { ProxyMetrics } from '../../core/metrics.js';
 import { checkPeer, type PeerCheck } from '../../core/peer-identity.js';
 import type { TlsMaterial } from '../../core/tls-material.js';
 import { TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
+import { formatAuthority } from '../../core/destination.js';
+import type { IngressTransport } from './ingress-transport.js';
 import type { PooledSession, SessionGroup } from './session-group.js';
 
 /** What a dial needs of the pool, and how it tells the pool what became of the session. */
@@ -38,6 +40,8 @@ export interface DialHost {
   sessionClosed(group: SessionGroup, pooled: PooledSession): void;
   /** Records our record of each session, for `isCurrent`. */
   track(session: ClientHttp2Session, pooled: PooledSession): void;
+  /** The outer sessions to other zones' ingresses (endpoints with `ingress` set are dialled through them). */
+  readonly ingress: IngressTransport;
 }
 
 /** Dials one more session of `group` (counted in `group.connecting` until it connects or closes). */
@@ -52,7 +56,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
   const resumable = group.ticket?.source.peer !== undefined && group.ticket.source.peer.notAfterMs > Date.now() ? group.ticket : undefined;
   const session = h2connect(`https://${group.host}:${group.port}`, {
     createConnection: () => {
-      tlsSocket = tlsConnection(group, material, resumable?.data);
+      tlsSocket = tlsConnection(group, material, resumable?.data, host.ingress);
       tlsSocket.on('session', (ticket: Buffer) => {
         if (generation !== host.generation()) return;
         // A ticket from a resumed session inherits the identity verified when the chain began.
@@ -116,11 +120,14 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
   });
 }
 
-/** TLS 1.3 to the group's endpoint with our certificate, ALPN h2, SNI naming the destination, a ticket to resume. */
-function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffer | undefined): TLSSocket {
+/** TLS 1.3 to the group's endpoint (directly or through its zone's ingress) with our certificate, ALPN h2, SNI naming the destination, a ticket to resume. */
+function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffer | undefined, ingress: IngressTransport): TLSSocket {
+  const via = group.target.endpoint.ingress;
+  const { service, namespace, port } = group.target;
   const socket = tlsConnect({
-    host: group.host,
-    port: group.port,
+    // Another zone's endpoint: the same TLS, end to end with the destination sidecar, inside a CONNECT
+    // stream through that zone's ingress (ingress-transport.ts), which sees only ciphertext.
+    ...(via === undefined ? { host: group.host, port: group.port } : { socket: ingress.open(group.target.endpoint.zone, via.address, via.port, formatAuthority({ service, namespace, port })) }),
     servername: group.sni,
     secureContext: material.clientContext,
     ALPNProtocols: [TUNNEL_ALPN],
@@ -129,7 +136,7 @@ function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffe
     // Identity is a SPIFFE URI, not a DNS name: the chain is checked by node:tls, the ID by checkPeer.
     checkServerIdentity: () => undefined,
   });
-  socket.setNoDelay(true);
+  if (via === undefined) socket.setNoDelay(true);
   return socket;
 }
 

@@ -29,6 +29,7 @@ import { buildTlsMaterial, type TlsMaterial } from '../../core/tls-material.js';
 import { CODE } from '../../../common/error-codes.js';
 import { closeSession, newGroup, rejectWaiters, servesTarget, unreachable, type PooledSession, type PoolTarget, type SessionGroup, type Waiter } from './session-group.js';
 import { dialSession, type DialHost } from './session-dial.js';
+import { IngressTransport } from './ingress-transport.js';
 
 export type { PoolTarget } from './session-group.js';
 
@@ -104,6 +105,14 @@ export class SessionPool {
       sessionGoingAway: (group, pooled) => this.sessionGoingAway(group, pooled),
       sessionClosed: (group, pooled) => this.sessionClosed(group, pooled),
       track: (session, pooled) => this.pooledOf.set(session, pooled),
+      ingress: new IngressTransport({
+        limits: this.options.limits,
+        trustDomain: this.options.trustDomain,
+        log: this.log,
+        material: () => this.material,
+        generation: () => this.generation,
+        refused: (zone, reason) => this.options.metrics.ingressRefusals.inc({ zone, reason }),
+      }),
     };
   }
 
@@ -202,6 +211,7 @@ export class SessionPool {
     }
     await Promise.all(all.map((s) => closeSession(s.session, graceMs)));
     this.groups.clear();
+    this.dialHost.ingress.close();
   }
 
   /** The group for a target if one exists (never creates one). */

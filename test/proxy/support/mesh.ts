@@ -173,3 +173,26 @@ export async function metricValue(sidecar: Sidecar, name: string, labels: Record
   }
   return total;
 }
+
+/** A client sidecar `web` of zone east whose only endpoint of api.shop:80 is "via the ingress at `ingressPort`" (zone `zone`). */
+export async function startViaIngressClient(identity: WorkloadIdentity, targetPort: number, ingressPort: number, zone: string, trustDomain = TRUST_DOMAIN): Promise<Sidecar> {
+  const sidecar = createSidecar({
+    service: 'web',
+    namespace: 'shop',
+    trustDomain,
+    zone: 'east',
+    identity,
+    appPorts: [],
+    tunnel: { address: '127.0.0.1', port: 0 },
+    admin: null,
+    logger: silentLogger(),
+    registry: new Registry(),
+    config: {
+      upstreams: [{ name: 'api', namespace: 'shop', ports: [{ port: 80, targetPort, protocol: 'tcp' }], endpoints: [{ address: '127.0.0.1', tunnelPort: ingressPort, zone, healthy: true, ingress: { address: '127.0.0.1', port: ingressPort } }] }],
+      listeners: [{ bindAddress: '127.0.0.1', localPort: 0, service: 'api', namespace: 'shop', port: 80 }],
+      policy: compilePolicy([], { trustDomain, rootNamespace: 'trellis-system' }),
+    },
+  });
+  await sidecar.start();
+  return sidecar;
+}
