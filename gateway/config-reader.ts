@@ -42,11 +42,16 @@ function validate(root: ConfigNode, baseDir: string, file: string): GatewayConfi
   };
   const name = top.field('name')?.string(NAME_RULE) ?? (top.has('name') ? undefined : GATEWAY_DEFAULTS.name);
   const namespace = top.field('namespace')?.string(NAME_RULE) ?? (top.has('namespace') ? undefined : GATEWAY_DEFAULTS.namespace);
-  const mesh = readMesh(top.field('mesh') as ConfigNode, path);
+  const meshNode = top.field('mesh');
+  const mesh = meshNode === undefined ? undefined : readMesh(meshNode, path);
   const admin = readAdmin(top.field('admin'));
-  const listeners = readListeners(top.field('listeners') as ConfigNode, path);
+  const listenersNode = top.field('listeners');
+  const listeners = listenersNode === undefined ? [] : readListeners(listenersNode, path);
   const jwtProviders = readJwtProviders(top.field('jwtProviders'), path);
-  const routes = readRoutes(top.field('routes') as ConfigNode, { listeners: listeners.map((l) => l.name), providers: jwtProviders.map((p) => p.name) });
+  const routesNode = top.field('routes');
+  // Providers are named as written, even one with other problems, so a route naming it gets no second error.
+  const providerNames = (top.field('jwtProviders')?.list() ?? []).map((n) => n.peekString('name')).filter((n): n is string => n !== undefined);
+  const routes = routesNode === undefined ? [] : readRoutes(routesNode, { listeners: listeners.map((l) => l.name), providers: providerNames });
   const trustedHops = top.field('trustedHops')?.integer({ min: 0, max: 16 }) ?? 0;
   const limits = readLimits(top.field('limits'));
   const accessLog = top.field('accessLog')?.boolean() ?? true;

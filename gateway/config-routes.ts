@@ -148,7 +148,8 @@ function readJwtRoute(n: ConfigNode, providers: readonly string[]): JwtRouteSpec
   const o = n.object({ required: ['provider'], optional: ['requiredClaims', 'claimHeaders'] });
   if (o === undefined) return undefined;
   const provider = o.field('provider')?.string(NAME_RULE);
-  if (provider !== undefined && !providers.includes(provider)) return o.field('provider')?.report(`no jwtProviders entry is named "${provider}"`);
+  let ok = provider !== undefined;
+  if (provider !== undefined && !providers.includes(provider)) ok = o.field('provider')?.report(`no jwtProviders entry is named "${provider}"`) ?? false;
   const requiredClaims: Record<string, string | null> = {};
   const rc = o.field('requiredClaims');
   for (const item of rc?.list({ minItems: 1, maxItems: 32 }) ?? []) {
@@ -158,7 +159,6 @@ function readJwtRoute(n: ConfigNode, providers: readonly string[]): JwtRouteSpec
     if (name !== undefined) Object.defineProperty(requiredClaims, name, { value: value ?? null, enumerable: true });
   }
   const claimHeaders = o.field('claimHeaders')?.stringMap() ?? {};
-  let ok = provider !== undefined;
   for (const [claim, header] of Object.entries(claimHeaders)) {
     if (!HEADER_NAME.pattern.test(header) || UNMAPPABLE.test(header)) ok = o.field('claimHeaders')?.report(`${claim}: ${JSON.stringify(header)} is not a header a claim may be mapped to (a lower-case name, not one the gateway or the mesh sets)`) ?? false;
   }

@@ -77,6 +77,7 @@ export class MeshForwarder implements Forward {
     };
     const limit = spec.maxBodyBytes ?? this.deps.maxBodyBytes();
     const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit && 'shouldKeepAlive' in res) res.shouldKeepAlive = false;
     if (declared > limit) return fail('GATEWAY_BODY_TOO_LARGE', `${declared} bytes declared, the limit is ${limit}`);
     const port = this.deps.ports(dest);
     if (port === undefined) return fail('GATEWAY_DESTINATION_UNAVAILABLE', upstream);
@@ -114,6 +115,8 @@ export class MeshForwarder implements Forward {
       if (received <= limit) return;
       req.unpipe(up);
       up.destroy();
+      // The rest of the body is not read: the connection cannot carry another request after this answer.
+      if ('shouldKeepAlive' in res) res.shouldKeepAlive = false;
       if (!res.headersSent) fail('GATEWAY_BODY_TOO_LARGE', `more than ${limit} bytes`);
       else res.destroy();
       end(413);

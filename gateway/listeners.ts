@@ -45,6 +45,9 @@ function http1Server(limits: GatewayLimits, handler: Handler): HttpServer {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requireHostHeader: true,
     insecureHTTPParser: false,
+    // How often the head and request timeouts are checked (node's default, 30 s, would let a slow client
+    // hold a connection for up to 30 s past its deadline).
+    connectionsCheckingInterval: 500,
   }, handler);
   server.maxRequestsPerSocket = 0;
   return server;
