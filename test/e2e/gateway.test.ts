@@ -82,6 +82,7 @@ function tlsGet(servername: string, path: string, ca: string): Promise<Answer & 
 let shopCert: { cert: string; key: string };
 let apiCert: { cert: string; key: string };
 let jwksFile: string;
+let configFile: string;
 
 beforeAll(async () => {
   requireBuild();
@@ -100,7 +101,7 @@ beforeAll(async () => {
   jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
   const token = await mesh.token('gateway', '10m', 'trellis-gateway');
-  const configFile = join(dir, 'gateway.yaml');
+  configFile = join(dir, 'gateway.yaml');
   writeFileSync(configFile, `
 name: gateway
 namespace: trellis-gateway
@@ -308,6 +309,18 @@ describe('the mesh gateway', () => {
     expect(failures).toBe(0);
     expect(ok).toBeGreaterThan(0);
     void tlsConnect;
+  });
+
+  it('a bad config file is refused whole and the last good one serves; a good change applies', async () => {
+    const admin = `http://127.0.0.1:${gateway.ready.admin as number}/metrics`;
+    const good = (await import('node:fs')).readFileSync(configFile, 'utf8');
+    writeFileSync(configFile, good.replace('prefix: /old', 'prefix: /older').replace('protocol: http }', 'protocol: htp }'));
+    await eventually(async () => /^trellis_gateway_config_valid 0$/m.test(await (await fetch(admin)).text()), 'the bad file is rejected');
+    expect(gateway.output()).toMatch(/gateway\.yaml:\d+:\d+: listeners\[0\]\.protocol/);
+    expect((await get(http, '/old/x')).status).toBe(301);
+    writeFileSync(configFile, good.replace('prefix: /old', 'prefix: /older'));
+    await eventually(async () => (await get(http, '/older/x')).status === 301, 'the good change applies');
+    expect(await (await fetch(admin)).text()).toMatch(/^trellis_gateway_config_valid 1$/m);
   });
 
   it('the admin port serves gateway metrics per route and upstream', async () => {
