@@ -7,7 +7,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigIssues } from '../common/config-issues.js';
 import type { ConfigNode, ConfigObject } from '../common/config-node.js';
-import { parseYamlDocuments, readConfigFile } from '../common/yaml-source.js';
+import { configNodeFromValue, parseYamlDocuments, readConfigFile } from '../common/yaml-source.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { GATEWAY_DEFAULTS, type CertificateSpec, type GatewayConfig, type GatewayLimits, type ListenerSpec, type MeshSpec, type TlsVersion } from './config-types.js';
 import { readJwtProviders, readRoutes, type PathReader } from './config-routes.js';
@@ -29,6 +29,17 @@ export function parseGatewayConfig(text: string, path: string): GatewayConfig {
   if (docs.length !== 1 && issues.count === 0) issues.add({ file: path, line: 0, column: 0, path: '', message: `expected exactly one YAML document, found ${docs.length}` });
   issues.throwIfAny('gateway config');
   const config = validate(docs[0] as ConfigNode, resolve(dirname(path)), path);
+  issues.throwIfAny('gateway config');
+  return config as GatewayConfig;
+}
+
+/**
+ * A config given as a plain value (the Gateway API translation, gateway-api.ts), validated by the same
+ * readers; problems name `source` and the field's path. Relative paths resolve from `baseDir`.
+ */
+export function validateGatewayValue(value: unknown, source: string, baseDir: string): GatewayConfig {
+  const issues = new ConfigIssues();
+  const config = validate(configNodeFromValue(value, source, '', issues), baseDir, source);
   issues.throwIfAny('gateway config');
   return config as GatewayConfig;
 }

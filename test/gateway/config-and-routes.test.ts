@@ -96,6 +96,17 @@ routes:
   });
 });
 
+describe('the shipped gateway config', () => {
+  it('deploy/kubernetes/gateway holds a config the gateway accepts', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parseAllDocuments } = await import('yaml');
+    const file = new URL('../../deploy/kubernetes/gateway/gateway.yaml', import.meta.url).pathname;
+    const cm = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { kind: string; data?: Record<string, string> }).find((o) => o.kind === 'ConfigMap');
+    const config = parseGatewayConfig(cm?.data?.['gateway.yaml'] ?? '', file);
+    expect(config.listeners.map((l) => l.protocol)).toEqual(['http', 'https']);
+  });
+});
+
 describe('route precedence', () => {
   const config = parse(`  - { name: wild, hosts: ["*.example.com"], destination: { service: w, namespace: s } }
   - { name: api-get, hosts: [api.example.com], match: { path: { prefix: /v1 }, methods: [GET] }, destination: { service: a, namespace: s } }
