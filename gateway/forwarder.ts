@@ -8,6 +8,8 @@
  * bypasses what a sidecar enforces, at the cost of one loopback hop (the benchmark measures it).
  *
  * Bodies are piped both ways (backpressure end to end) and counted against the route's size limit.
+ * gRPC calls from HTTP/2 clients go over h2c to the same listener instead (grpc-forwarder.ts): their
+ * status is in trailers, which an HTTP/1.1 hop would lose.
  */
 import { Agent, request, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Logger } from '../common/log.js';
@@ -16,6 +18,8 @@ import type { DestinationSpec, RouteSpec } from './config-types.js';
 import { gatewayFailure, respondFailure } from './failure.js';
 import type { Exchange, Forward } from './request-handler.js';
 import type { CompiledRoute } from './route-table.js';
+import { GrpcForwarder, isGrpcRequest } from './grpc-forwarder.js';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 
 /** Where the sidecar listens for a destination, or undefined while the service is unknown (no instance yet). */
 export type DestinationPorts = (dest: DestinationSpec) => number | undefined;
@@ -54,7 +58,11 @@ export class MeshForwarder implements Forward {
   // Loopback connections to the sidecar, kept alive: one TCP handshake per connection, not per request.
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, keepAliveMsecs: 30_000 });
 
-  constructor(private readonly deps: ForwarderDeps) {}
+  private readonly grpc: GrpcForwarder;
+
+  constructor(private readonly deps: ForwarderDeps) {
+    this.grpc = new GrpcForwarder(deps.log);
+  }
 
   forward(route: CompiledRoute, ex: Exchange, done: (status: number, upstream: string) => void): void {
     const spec = route.spec;
@@ -85,6 +93,10 @@ export class MeshForwarder implements Forward {
     const headers = forwardedRequestHeaders(req.headers, { view: ex.view, host: ex.host, proto: ex.listener.protocol, alsoDrop });
     if ('refused' in headers) return fail('GATEWAY_BAD_REQUEST', `Connection names ${headers.refused}`);
     applyEdits(headers, spec, ex.setHeaders);
+    if (isGrpcRequest(req)) {
+      this.grpc.forward(port, ex.host, upstreamPath(spec, ex.path, ex.query), headers, req as Http2ServerRequest, res as Http2ServerResponse, end);
+      return;
+    }
     const up = request({ host: '127.0.0.1', port, method: req.method, path: upstreamPath(spec, ex.path, ex.query), headers, agent: this.agent, setHost: false });
     if (spec.timeoutMs !== undefined) timer = setTimeout(() => {
       up.destroy();
@@ -125,6 +137,7 @@ export class MeshForwarder implements Forward {
   }
 
   close(): void {
+    this.grpc.close();
     this.agent.destroy();
   }
 }

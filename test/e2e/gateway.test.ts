@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, createServer as createH2cServer } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -79,6 +79,21 @@ function tlsGet(servername: string, path: string, ca: string): Promise<Answer & 
   });
 }
 
+/** An h2c gRPC app: echoes the request message, answers grpc-status 0 in trailers with the method it saw. */
+async function grpcApp(): Promise<number> {
+  const server = createH2cServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/grpc' });
+      res.addTrailers({ 'grpc-status': '0', 'x-method': req.url });
+      res.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
 let shopCert: { cert: string; key: string };
 let apiCert: { cert: string; key: string };
 let jwksFile: string;
@@ -87,11 +102,12 @@ let configFile: string;
 beforeAll(async () => {
   requireBuild();
   dir = tempDir('trellis-gw-');
-  mesh = await startMesh({ 'orders.yaml': allow('orders', ['trellis-gateway/gateway']) });
+  mesh = await startMesh({ 'orders.yaml': allow('orders', ['trellis-gateway/gateway']), 'echo.yaml': allow('echo', ['trellis-gateway/gateway']) });
   const orders = await echoApp('orders');
   const billing = await echoApp('billing');
   await mesh.agent({ service: 'orders', appPort: orders, protocol: 'http' });
   await mesh.agent({ service: 'billing', appPort: billing, protocol: 'http' });
+  await mesh.agent({ service: 'echo', appPort: await grpcApp(), protocol: 'grpc' });
   shopCert = selfSigned('shop', 'shop.example.com');
   apiCert = selfSigned('api', 'api.example.com');
   ({ privateKey: signingKey } = await generateKeyPair('ES256'));
@@ -156,6 +172,10 @@ routes:
   - name: shop
     hosts: [shop.example.com]
     destination: { service: orders, namespace: default }
+  - name: grpc
+    hosts: [api.example.com]
+    match: { path: { prefix: /echo.v1.Echo } }
+    destination: { service: echo, namespace: default }
 `);
   gateway = await spawnTrellis(['gateway', 'run', '--config', configFile, '--log-level', 'warn'], 30_000);
   const listeners = gateway.ready.listeners as Record<string, number>;
@@ -265,6 +285,32 @@ describe('the mesh gateway', () => {
         s.end();
       });
       expect(JSON.parse(body)).toMatchObject({ app: 'orders', url: '/v1/h2' });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('gRPC from an HTTP/2 client reaches a gRPC service, trailers and all', async () => {
+    const apiPem = (await import('node:fs')).readFileSync(apiCert.cert, 'utf8');
+    const client = h2connect(`https://127.0.0.1:${https}`, { servername: 'api.example.com', ca: apiPem });
+    try {
+      const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 5]), Buffer.from('hello')]);
+      const answer = await new Promise<{ status: number; body: Buffer; trailers: Record<string, unknown> }>((resolve, reject) => {
+        const s = client.request({ ':method': 'POST', ':path': '/echo.v1.Echo/Say', ':authority': 'api.example.com', 'content-type': 'application/grpc', te: 'trailers' });
+        let status = 0;
+        let trailers: Record<string, unknown> = {};
+        const chunks: Buffer[] = [];
+        s.on('response', (h) => (status = Number(h[':status'])));
+        s.on('trailers', (t) => (trailers = t));
+        s.on('data', (d: Buffer) => chunks.push(d));
+        s.on('end', () => resolve({ status, body: Buffer.concat(chunks), trailers }));
+        s.on('error', reject);
+        s.end(message);
+      });
+      expect(answer.status).toBe(200);
+      expect(answer.trailers['grpc-status']).toBe('0');
+      expect(answer.trailers['x-method']).toBe('/echo.v1.Echo/Say');
+      expect(answer.body.equals(message)).toBe(true);
     } finally {
       client.close();
     }
