@@ -19,6 +19,8 @@ import { gatewayFailure, respondFailure } from './failure.js';
 import type { Exchange, Forward } from './request-handler.js';
 import type { CompiledRoute } from './route-table.js';
 import { GrpcForwarder, isGrpcRequest } from './grpc-forwarder.js';
+import { forwardUpgrade } from './websocket.js';
+import type { Socket } from 'node:net';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 
 /** Where the sidecar listens for a destination, or undefined while the service is unknown (no instance yet). */
@@ -134,6 +136,11 @@ export class MeshForwarder implements Forward {
       end(413);
     });
     req.pipe(up);
+  }
+
+  upgrade(route: CompiledRoute, ex: Exchange, socket: Socket, head: Buffer, done: (status: number, upstream: string) => void): void {
+    const upstream = destinationName(route.spec.destination as DestinationSpec);
+    forwardUpgrade(route, ex, socket, head, this.deps.ports, (status) => done(status, upstream));
   }
 
   close(): void {

@@ -14,7 +14,7 @@
  * to the mesh re-framed by node, never as the client's bytes.
  */
 import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -23,7 +23,8 @@ import { DEFAULT_LIMITS } from '../proxy/core/limits.js';
 import { guardAppSession } from '../proxy/http2/app-session-guard.js';
 import type { GatewayLimits, ListenerSpec } from './config-types.js';
 import type { GatewayMetrics } from './metrics.js';
-import type { ClientRequest } from './request-handler.js';
+import type { ClientRequest, UpgradeContext } from './request-handler.js';
+import { isWebSocketUpgrade, responseOnSocket } from './websocket.js';
 import type { ClientResponse } from './failure.js';
 import { CertificateStore } from './tls-store.js';
 
@@ -35,7 +36,7 @@ export interface RunningListener {
   close(graceMs: number): Promise<void>;
 }
 
-type Handler = (req: ClientRequest, res: ClientResponse) => void;
+type Handler = (req: ClientRequest, res: ClientResponse, upgrade?: UpgradeContext) => void;
 
 function http1Server(limits: GatewayLimits, handler: Handler): HttpServer {
   const server = createHttpServer({
@@ -50,6 +51,13 @@ function http1Server(limits: GatewayLimits, handler: Handler): HttpServer {
     connectionsCheckingInterval: 500,
   }, handler);
   server.maxRequestsPerSocket = 0;
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (!isWebSocketUpgrade(req)) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    handler(req, responseOnSocket(req, socket), { socket, head });
+  });
   return server;
 }
 

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import { nextCorrelationId } from '../proxy/core/correlation.js';
 import type { HttpFailure } from '../proxy/http/errors.js';
@@ -44,6 +45,14 @@ export interface EdgeChecks {
 
 export interface Forward {
   forward(route: CompiledRoute, ex: Exchange, done: (status: number, upstream: string) => void): void;
+  /** A WebSocket upgrade, admitted: splice the client's socket to the mesh (websocket.ts). */
+  upgrade(route: CompiledRoute, ex: Exchange, socket: Socket, head: Buffer, done: (status: number, upstream: string) => void): void;
+}
+
+/** An upgrade request's raw socket and the bytes read past its head. */
+export interface UpgradeContext {
+  readonly socket: Socket;
+  readonly head: Buffer;
 }
 
 export interface HandlerState {
@@ -66,9 +75,9 @@ function headerValues(req: ClientRequest): (name: string) => readonly string[] {
   };
 }
 
-export function createRequestHandler(deps: HandlerDeps, listener: ListenerSpec): (req: ClientRequest, res: ClientResponse) => void {
+export function createRequestHandler(deps: HandlerDeps, listener: ListenerSpec): (req: ClientRequest, res: ClientResponse, upgrade?: UpgradeContext) => void {
   const { metrics, log } = deps;
-  return (req, res) => {
+  return (req, res, upgrade) => {
     const state = deps.state();
     const correlationId = nextCorrelationId();
     const started = performance.now();
@@ -109,7 +118,8 @@ export function createRequestHandler(deps: HandlerDeps, listener: ListenerSpec):
           redirect(ex, route.spec.redirect);
           return finish(name, 'none', route.spec.redirect.status);
         }
-        deps.forward.forward(route, ex, (status, upstream) => finish(name, upstream, status));
+        if (upgrade !== undefined) deps.forward.upgrade(route, ex, upgrade.socket, upgrade.head, (status, upstream) => finish(name, upstream, status));
+        else deps.forward.forward(route, ex, (status, upstream) => finish(name, upstream, status));
       },
       (err: unknown) => {
         log.error({ err: (err as Error).message, route: name, correlationId }, 'edge check failed');

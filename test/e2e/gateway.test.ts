@@ -17,6 +17,8 @@ import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { createHash } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
 
 type KeyLike = Parameters<SignJWT['sign']>[0];
 import { allow, cleanup, eventually, requireBuild, spawnTrellis, startMesh, tempDir, type Mesh, type Proc } from './mesh-support.js';
@@ -94,6 +96,20 @@ async function grpcApp(): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+/** A WebSocket app: accepts the handshake (RFC 6455 accept key), then echoes raw bytes; remembers the headers. */
+let wsHeaders: IncomingHttpHeaders[] = [];
+const wsAccept = (key: string): string => createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+async function wsApp(): Promise<number> {
+  const server = createServer();
+  server.on('upgrade', (req, socket) => {
+    wsHeaders.push(req.headers);
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${wsAccept(String(req.headers['sec-websocket-key']))}\r\n\r\n`);
+    socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo '), d])));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
 let shopCert: { cert: string; key: string };
 let apiCert: { cert: string; key: string };
 let jwksFile: string;
@@ -102,12 +118,13 @@ let configFile: string;
 beforeAll(async () => {
   requireBuild();
   dir = tempDir('trellis-gw-');
-  mesh = await startMesh({ 'orders.yaml': allow('orders', ['trellis-gateway/gateway']), 'echo.yaml': allow('echo', ['trellis-gateway/gateway']) });
+  mesh = await startMesh({ 'orders.yaml': allow('orders', ['trellis-gateway/gateway']), 'echo.yaml': allow('echo', ['trellis-gateway/gateway']), 'chat.yaml': allow('chat', ['trellis-gateway/gateway']) });
   const orders = await echoApp('orders');
   const billing = await echoApp('billing');
   await mesh.agent({ service: 'orders', appPort: orders, protocol: 'http' });
   await mesh.agent({ service: 'billing', appPort: billing, protocol: 'http' });
   await mesh.agent({ service: 'echo', appPort: await grpcApp(), protocol: 'grpc' });
+  await mesh.agent({ service: 'chat', appPort: await wsApp(), protocol: 'http' });
   shopCert = selfSigned('shop', 'shop.example.com');
   apiCert = selfSigned('api', 'api.example.com');
   ({ privateKey: signingKey } = await generateKeyPair('ES256'));
@@ -172,6 +189,9 @@ routes:
   - name: shop
     hosts: [shop.example.com]
     destination: { service: orders, namespace: default }
+  - name: chat
+    hosts: [chat.example.com]
+    destination: { service: chat, namespace: default }
   - name: grpc
     hosts: [api.example.com]
     match: { path: { prefix: /echo.v1.Echo } }
@@ -314,6 +334,27 @@ describe('the mesh gateway', () => {
     } finally {
       client.close();
     }
+  });
+
+  it('WebSocket: an upgrade is routed, carried through the mesh and echoed; forged mesh headers stay out', async () => {
+    wsHeaders = [];
+    const key = Buffer.from('0123456789abcdef').toString('base64');
+    const socket = netConnect(http, '127.0.0.1');
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    socket.write(`GET /chat HTTP/1.1\r\nHost: chat.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\nTrellis-Peer: forged\r\n\r\n`);
+    await eventually(async () => Buffer.concat(got).includes('\r\n\r\n'), 'the 101', 10_000);
+    const head = Buffer.concat(got).toString('latin1');
+    expect(head).toMatch(/^HTTP\/1\.1 101/);
+    expect(head).toContain(wsAccept(key));
+    got.length = 0;
+    socket.write('hi');
+    await eventually(async () => Buffer.concat(got).toString() === 'echo hi', 'the echo', 10_000);
+    socket.destroy();
+    expect(wsHeaders[0]?.['trellis-peer']).toBeUndefined();
+    expect(wsHeaders[0]?.['x-forwarded-for']).toBe('127.0.0.1');
+    // Not websocket: refused at the gateway.
+    expect((await get(http, '/chat', { host: 'chat.example.com', connection: 'upgrade', upgrade: 'h2c' })).status).toBe(400);
   });
 
   it('TLS garbage is refused and counted, and the listener keeps serving', async () => {
