@@ -96,6 +96,15 @@ export class MeshForwarder implements Forward {
     if ('refused' in headers) return fail('GATEWAY_BAD_REQUEST', `Connection names ${headers.refused}`);
     applyEdits(headers, spec, ex.setHeaders);
     if (isGrpcRequest(req)) {
+      // A call's messages count against the same limit; past it the call is reset (its answer may have started).
+      let sent = 0;
+      req.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        if (sent > limit && !finished) {
+          res.destroy();
+          end(413);
+        }
+      });
       this.grpc.forward(port, ex.host, upstreamPath(spec, ex.path, ex.query), headers, req as Http2ServerRequest, res as Http2ServerResponse, end);
       return;
     }
