@@ -12,6 +12,7 @@ export const commands: readonly CommandEntry[] = [
   { name: 'token', summary: 'create, list and revoke join tokens for VM workloads', load: async () => (await import('./token.js')).tokenCommand },
   { name: 'agent', summary: 'run beside a workload: identity, config, proxy, traffic redirect', load: async () => (await import('./agent.js')).agentCommand },
   { name: 'ingress', summary: "run a zone ingress: the way into this zone for other zones' sidecars (nested mTLS, typed refusals)", load: async () => (await import('./ingress.js')).ingressCommand },
+  { name: 'gateway', summary: 'run the mesh gateway: clients outside the mesh in, by host and path, with JWT, rate limits, CORS (trellis gateway run --config FILE)', load: async () => (await import('./gateway.js')).gatewayCommand },
   { name: 'proxy', summary: 'run the sidecar proxy from a static config (trellis proxy run --config FILE)', load: async () => (await import('./proxy.js')).proxyCommand },
   { name: 'policy', summary: 'validate TrafficPermission policy files (trellis policy check FILE...)', load: async () => (await import('./policy.js')).policyCommand },
   { name: 'explain', summary: 'may service A call service B? evaluate policy files and name the deciding rule', load: async () => (await import('./explain.js')).explainCommand },

@@ -24,19 +24,24 @@ import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.
 import { CONTROL_DEFAULTS } from '../control/config.js';
 import { CODE } from '../common/error-codes.js';
 import { explainTraffic, parseHeaderFlags, renderTraffic } from './explain-traffic.js';
+import { explainGatewayRoute } from './explain-gateway.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
 
 const SPEC = {
   usage: `trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
-                       [--method METHOD --path PATH] [--header NAME=VALUE]... [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]`,
+                       [--method METHOD --path PATH] [--header NAME=VALUE]... [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]
+       trellis explain --policy DIR|FILE --gateway FILE --host HOST --path PATH [--method METHOD] [--listener NAME] [--header NAME=VALUE]...`,
   about: `Answers whether a caller may reach a service under the given policies, and names the deciding rule.
 Without --method and --path the question is about a TCP stream; with them, about one HTTP request.
 A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.
 The answer also shows traffic management for the destination: the TrafficRoute rule that matches and its
 backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.`,
   flags: {
+    gateway: { type: 'string', value: 'FILE', help: "a gateway's config: name the route that serves --host and --path, then judge\nthe gateway's identity calling that route's service (instead of --from, --to)", whenAbsent: 'none' },
+    host: { type: 'string', value: 'HOST', help: 'with --gateway: the request host', whenAbsent: 'required with --gateway' },
+    listener: { type: 'string', value: 'NAME', help: "with --gateway: the listener the request arrives on", whenAbsent: "the config's first" },
     policy: { type: 'string', value: 'DIR|FILE', help: 'policy files (*.yaml, *.yml), validated as the control plane would', whenAbsent: REQUIRED },
     from: { type: 'string', value: 'CALLER', help: 'the caller: namespace/service, or its SPIFFE ID spiffe://TD/ns/NS/sa/SERVICE', whenAbsent: REQUIRED },
     to: { type: 'string', value: 'NS/SERVICE', help: 'the destination service', whenAbsent: REQUIRED },
@@ -124,8 +129,22 @@ function render({ decision, req, callerText, policies, applicable, origin }: Exp
 }
 
 async function explain(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseFlags(SPEC, argv);
+  const parsed = parseFlags(SPEC, argv);
+  const { positionals } = parsed;
+  const values = { ...parsed.values };
   if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+  if (values.gateway !== undefined) {
+    if (values.host === undefined || values.path === undefined) throw new InputError(CODE.CLI_USAGE, `--gateway needs --host and --path\n\n${USAGE}`);
+    if (values.from !== undefined || values.to !== undefined) throw new InputError(CODE.CLI_USAGE, '--gateway names the caller and the destination itself: leave out --from and --to');
+    const method = values.method ?? 'GET';
+    const gw = await explainGatewayRoute(values.gateway, { host: values.host, path: values.path, method, headers: parseHeaderFlags(values.header ?? []), listener: values.listener });
+    if (gw.question === undefined) {
+      ctx.stdout.write(values.json === true ? `${JSON.stringify({ gateway: gw })}\n` : gw.text);
+      return values['exit-code'] === true && gw.route === null ? EXIT_DENIED : EXIT_OK;
+    }
+    if (values.json !== true) ctx.stdout.write(gw.text);
+    Object.assign(values, { from: gw.question.from, to: gw.question.to, method, path: gw.question.path });
+  }
   for (const flag of ['policy', 'from', 'to'] as const) {
     if (values[flag] === undefined) throw new InputError(CODE.CLI_USAGE, `--${flag} is required\n\n${USAGE}`);
   }

@@ -245,6 +245,20 @@ export const ERRORS = Object.freeze({
   TUNNEL_UNREACHABLE: def('TRELLIS_TUNNEL_UNREACHABLE', 500, 'upstream', true, 'cannot open a tunnel session to the endpoint'),
   TUNNEL_INGRESS_REFUSED: def('TRELLIS_TUNNEL_INGRESS_REFUSED', 500, 'upstream', true, 'the zone ingress refused the stream (its trellis-reason says why)'),
 
+  // ── gateway/: the mesh gateway's answers to clients outside the mesh, and its own files
+  GATEWAY_BAD_REQUEST: def('TRELLIS_GATEWAY_BAD_REQUEST', 400, 'downstream', false, 'the request\'s host, path or framing cannot be routed safely'),
+  GATEWAY_BODY_TOO_LARGE: def('TRELLIS_GATEWAY_BODY_TOO_LARGE', 413, 'downstream', false, 'the request body exceeds the route\'s limit'),
+  GATEWAY_CERT_INVALID: def('TRELLIS_GATEWAY_CERT_INVALID', 400, 'input', false, 'a listener certificate or key cannot be read or used'),
+  GATEWAY_CORS_REFUSED: def('TRELLIS_GATEWAY_CORS_REFUSED', 403, 'downstream', false, 'the origin, method or headers of a CORS preflight are not allowed by the route'),
+  GATEWAY_DESTINATION_UNAVAILABLE: def('TRELLIS_GATEWAY_DESTINATION_UNAVAILABLE', 503, 'upstream', true, 'the route\'s mesh service is not known or has no instance yet'),
+  GATEWAY_JWT_FORBIDDEN: def('TRELLIS_GATEWAY_JWT_FORBIDDEN', 403, 'downstream', false, 'the token is valid but lacks a claim the route requires'),
+  GATEWAY_JWT_INVALID: def('TRELLIS_GATEWAY_JWT_INVALID', 401, 'downstream', false, 'the bearer token is missing, malformed, expired or not signed by a trusted key'),
+  GATEWAY_JWKS_UNAVAILABLE: def('TRELLIS_GATEWAY_JWKS_UNAVAILABLE', 503, 'upstream', true, 'the keys that verify tokens for this route could not be loaded'),
+  GATEWAY_NO_ROUTE: def('TRELLIS_GATEWAY_NO_ROUTE', 404, 'downstream', false, 'no route of this gateway matches the host and path'),
+  GATEWAY_RATE_LIMITED: def('TRELLIS_GATEWAY_RATE_LIMITED', 429, 'downstream', true, 'the route\'s rate limit is reached; retry after the time given'),
+  GATEWAY_TIMEOUT: def('TRELLIS_GATEWAY_TIMEOUT', 504, 'upstream', false, 'the mesh service did not answer within the route\'s timeout'),
+  GATEWAY_UPSTREAM_FAILED: def('TRELLIS_GATEWAY_UPSTREAM_FAILED', 502, 'upstream', false, 'the gateway\'s sidecar path to the mesh failed'),
+
   // ── injector/: the admission webhook and its serving certificate
   INJECTOR_CERT_FILE: def('TRELLIS_INJECTOR_CERT_FILE', 400, 'input', false, 'a serving certificate file cannot be read or is too large'),
   INJECTOR_CERT_INVALID: def('TRELLIS_INJECTOR_CERT_INVALID', 400, 'input', false, 'the serving certificate, key or CA bundle is unusable'),

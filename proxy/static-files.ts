@@ -3,10 +3,11 @@
  * files (read, checked as a usable TLS identity, and polled so certificates rotate without a restart)
  * and the policy files or directories.
  */
-import { promises as fs, watchFile, unwatchFile } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkloadIdentity } from '../api/data-plane.js';
 import { InputError } from '../common/errors.js';
+import { pollFiles } from '../common/file-poll.js';
 import { CODE } from '../common/error-codes.js';
 import { readConfigFile, type YamlText } from '../common/yaml-source.js';
 import type { TrafficPermission } from '../policy/types.js';
@@ -36,8 +37,7 @@ export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identit
 
 /**
  * Polls the identity files and calls `onChange` with the new identity when they changed and form a valid
- * pair again. Polling (not inotify) because rotation tools replace files by rename, which inotify watches
- * on the old inode miss. A half-rotated pair (new certificate, old key) is skipped until the key follows.
+ * pair again (common/file-poll.ts: a half-rotated pair is skipped until the key follows).
  */
 export function watchIdentityFiles(
   config: Pick<StaticProxyConfig, 'identity'>,
@@ -45,32 +45,14 @@ export function watchIdentityFiles(
   onError: (err: unknown) => void,
   intervalMs = 1_000,
 ): () => void {
-  const paths = [config.identity.certificate, config.identity.key, config.identity.trustBundle];
-  let timer: NodeJS.Timeout | undefined;
-  let last: string | undefined;
-  const reload = (): void => {
-    timer = undefined;
-    readIdentityFiles(config).then(
-      (identity) => {
-        const fingerprint = identity.certChainPem + identity.trustBundlePem;
-        if (fingerprint === last) return;
-        last = fingerprint;
-        onChange(identity);
-      },
-      onError,
-    );
-  };
-  const listener = (): void => {
-    if (timer !== undefined) clearTimeout(timer);
-    // Let a rotation that writes several files finish before reading them.
-    timer = setTimeout(reload, Math.min(250, intervalMs));
-  };
-  for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, listener);
-  readIdentityFiles(config).then((id) => (last ??= id.certChainPem + id.trustBundlePem), () => undefined);
-  return () => {
-    if (timer !== undefined) clearTimeout(timer);
-    for (const p of paths) unwatchFile(p, listener);
-  };
+  return pollFiles({
+    paths: [config.identity.certificate, config.identity.key, config.identity.trustBundle],
+    read: () => readIdentityFiles(config),
+    fingerprint: (identity) => identity.certChainPem + identity.trustBundlePem,
+    onChange,
+    onError,
+    intervalMs,
+  });
 }
 
 /**

@@ -23,7 +23,9 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   // The top: the benchmarks (npm run bench*), the demo behind `trellis demo`, and the CLI that assembles everything.
   bench: ['common', 'ca', 'policy', 'api', 'proxy', 'control'],
   demo: ['common', 'control'],
-  cli: ['common', 'ca', 'policy', 'api', 'proxy', 'control', 'agent', 'injector', 'capture', 'demo', 'bench'],
+  // The mesh gateway: an agent in-process (its identity and sidecar) with client-facing listeners in front.
+  gateway: ['common', 'ca', 'policy', 'api', 'proxy', 'agent'],
+  cli: ['common', 'ca', 'policy', 'api', 'proxy', 'control', 'agent', 'gateway', 'injector', 'capture', 'demo', 'bench'],
 };
 
 function sourceFiles(dir: string): string[] {

@@ -58,7 +58,8 @@ function validateRule(node: ConfigNode): RouteRule | undefined {
   });
 }
 
-function validateMatch(node: ConfigNode): RouteMatch | undefined {
+/** A route `match` (also the gateway's route match, gateway/config-routes.ts). */
+export function validateMatch(node: ConfigNode): RouteMatch | undefined {
   const m = node.object({ optional: ['path', 'methods', 'headers', 'query'] });
   if (m === undefined) return undefined;
   const before = { ok: true };
@@ -162,7 +163,8 @@ function validateBackends(node: ConfigNode): RouteBackend[] | undefined {
   return ok ? Object.freeze(out) as RouteBackend[] : undefined;
 }
 
-function validateEdits(node: ConfigNode): HeaderEdits | undefined {
+/** Request header edits (also the gateway's, gateway/config-routes.ts). */
+export function validateEdits(node: ConfigNode): HeaderEdits | undefined {
   const e = node.object({ optional: ['set', 'remove'] });
   if (e === undefined) return undefined;
   let ok = true;

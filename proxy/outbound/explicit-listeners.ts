@@ -92,7 +92,7 @@ export class ExplicitListeners {
   async apply(specs: readonly OutboundListener[], upstreams: UpstreamIndex): Promise<void> {
     this.upstreams = upstreams;
     const wanted = new Map<string, OutboundListener>();
-    for (const spec of specs) wanted.set(`${spec.bindAddress}:${spec.localPort}`, spec);
+    for (const spec of specs) wanted.set(listenerKey(spec), spec);
     for (const [key, entry] of [...this.entries]) {
       if (wanted.has(key)) continue;
       this.entries.delete(key);
@@ -214,6 +214,14 @@ export class ExplicitListeners {
       }),
     }));
   }
+}
+
+/**
+ * One entry per bound address; port 0 (any free port: the gateway's in-process listeners, one per
+ * destination) is told apart by its destination, since the kernel picks the port.
+ */
+function listenerKey(spec: OutboundListener): string {
+  return spec.localPort === 0 ? `${spec.bindAddress}:0/${spec.namespace}/${spec.service}:${spec.port}` : `${spec.bindAddress}:${spec.localPort}`;
 }
 
 /** What an operator reads: which port, for which upstream, why, and what to do about it. */

@@ -186,7 +186,7 @@ export interface Mesh {
 export interface AgentOptions {
   readonly service: string;
   readonly appPort: number;
-  readonly protocol?: 'http' | 'tcp';
+  readonly protocol?: 'http' | 'tcp' | 'http2' | 'grpc';
   readonly upstreams?: readonly string[];
   readonly tokenFile?: string;
   readonly dataDir?: string;
