@@ -224,6 +224,7 @@ export const ERRORS = Object.freeze({
   STREAM_UNKNOWN_PORT: def('TRELLIS_STREAM_UNKNOWN_PORT', 404, 'downstream', false, 'the destination has no such app port'),
   PROXY_ALREADY_STARTED: def('TRELLIS_PROXY_ALREADY_STARTED', 500, 'internal', false, 'the sidecar was already started'),
   PROXY_IDENTITY_INVALID: def('TRELLIS_PROXY_IDENTITY_INVALID', 400, 'input', false, 'the workload identity cannot be used for TLS'),
+  PROXY_FEDERATION_INVALID: def('TRELLIS_PROXY_FEDERATION_INVALID', 400, 'input', false, 'the federated trust bundles cannot be used'),
   PROXY_IDENTITY_UNREADABLE: def('TRELLIS_PROXY_IDENTITY_UNREADABLE', 400, 'input', false, 'the workload identity files cannot be read'),
   PROXY_LISTEN_FAILED: def('TRELLIS_PROXY_LISTEN_FAILED', 400, 'input', false, 'cannot listen on a proxy port'),
   PROXY_PORT_INVALID: def('TRELLIS_PROXY_PORT_INVALID', 400, 'input', false, 'not a port (1-65535)'),

@@ -29,9 +29,16 @@ export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identit
     read(config.identity.key, 'private key'),
     read(config.identity.trustBundle, 'trust bundle'),
   ]);
-  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem });
+  const federatedBundles: Record<string, string> = {};
+  for (const [td, path] of Object.entries(config.identity.federatedBundles ?? {})) federatedBundles[td] = await read(path, `federated trust bundle of ${td}`);
+  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem, federatedBundles: Object.freeze(federatedBundles) });
+  // Checks the pair and the federated bundles (one trust domain each, CA certificates, not our own).
   buildTlsMaterial(identity);
   return identity;
+}
+
+function identityFingerprint(identity: WorkloadIdentity): string {
+  return identity.certChainPem + identity.trustBundlePem + JSON.stringify(identity.federatedBundles ?? {});
 }
 
 /**
@@ -45,14 +52,14 @@ export function watchIdentityFiles(
   onError: (err: unknown) => void,
   intervalMs = 1_000,
 ): () => void {
-  const paths = [config.identity.certificate, config.identity.key, config.identity.trustBundle];
+  const paths = [config.identity.certificate, config.identity.key, config.identity.trustBundle, ...Object.values(config.identity.federatedBundles ?? {})];
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;
   const reload = (): void => {
     timer = undefined;
     readIdentityFiles(config).then(
       (identity) => {
-        const fingerprint = identity.certChainPem + identity.trustBundlePem;
+        const fingerprint = identityFingerprint(identity);
         if (fingerprint === last) return;
         last = fingerprint;
         onChange(identity);
@@ -66,7 +73,7 @@ export function watchIdentityFiles(
     timer = setTimeout(reload, Math.min(250, intervalMs));
   };
   for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, listener);
-  readIdentityFiles(config).then((id) => (last ??= id.certChainPem + id.trustBundlePem), () => undefined);
+  readIdentityFiles(config).then((id) => (last ??= identityFingerprint(id)), () => undefined);
   return () => {
     if (timer !== undefined) clearTimeout(timer);
     for (const p of paths) unwatchFile(p, listener);

@@ -8,6 +8,8 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 import { TrellisError } from '../../common/errors.js';
 import type { WorkloadIdentity } from '../../api/data-plane.js';
 import { CODE } from '../../common/error-codes.js';
+import { parseSpiffeId } from '../../ca/spiffe-id.js';
+import { FederatedTrust } from './federated-trust.js';
 
 export interface TlsMaterial {
   readonly options: SecureContextOptions;
@@ -16,7 +18,11 @@ export interface TlsMaterial {
   readonly leaf: X509Certificate;
   readonly chain: readonly X509Certificate[];
   readonly spiffeId: string;
+  /** The trust domain of `spiffeId`: the roots of `options.ca` and `clientContext` are its own. */
+  readonly trustDomain: string;
   readonly notAfterMs: number;
+  /** The federated trust domains, each with contexts that trust its roots alone. */
+  readonly federation: FederatedTrust;
 }
 
 export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
@@ -38,13 +44,27 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
   const leaf = chain[0];
   if (leaf === undefined) throw new TrellisError(CODE.PROXY_IDENTITY_INVALID, 'the workload certificate chain holds no certificate', { side: 'input' });
   const uri = /URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '');
+  const spiffeId = uri?.[1] ?? '';
+  let trustDomain = '';
+  try {
+    trustDomain = parseSpiffeId(spiffeId).trustDomain;
+  } catch {
+    // Not a SPIFFE leaf (some tests and static configs); it then federates with nothing.
+  }
+  const bundles = identity.federatedBundles ?? {};
+  if (trustDomain === '' && Object.keys(bundles).length > 0) {
+    throw new TrellisError(CODE.PROXY_FEDERATION_INVALID, 'federated trust bundles need a workload certificate with a SPIFFE ID', { side: 'input' });
+  }
+  const federation = new FederatedTrust(trustDomain, { cert: options.cert, key: options.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' }, bundles);
   return Object.freeze({
     options,
     clientContext,
     leaf,
     chain: Object.freeze(chain),
-    spiffeId: uri?.[1] ?? '',
+    spiffeId,
+    trustDomain,
     notAfterMs: Date.parse(leaf.validTo),
+    federation,
   });
 }
 

@@ -30,3 +30,19 @@ export function closeRevokedSessions(sessions: Iterable<ServerHttp2Session>, pee
   }
   return closed;
 }
+
+/**
+ * After a trust change: sessions of a trust domain neither ours nor federated any more take no new streams
+ * (GOAWAY; open streams finish and stay under the policy in force). Returns how many.
+ */
+export function closeDefederatedSessions(sessions: Iterable<ServerHttp2Session>, peerOf: (session: ServerHttp2Session) => VerifiedPeer | undefined, trusts: (trustDomain: string) => boolean, log: Logger): number {
+  let closed = 0;
+  for (const session of [...sessions]) {
+    const peer = peerOf(session);
+    if (peer === undefined || session.closed || trusts(peer.trustDomain)) continue;
+    closed++;
+    log.warn({ peer: peer.spiffeId }, "the peer's trust domain is no longer federated: its tunnel session takes no new streams");
+    session.close();
+  }
+  return closed;
+}

@@ -7,7 +7,7 @@
  * `DialHost`.
  */
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { TrellisError } from '../../../common/errors.js';
 import { CODE } from '../../../common/error-codes.js';
@@ -34,6 +34,8 @@ export interface DialHost {
   sessionReady(group: SessionGroup, pooled: PooledSession, resumed: boolean): void;
   /** The peer sent GOAWAY: the session takes no new streams. */
   sessionGoingAway(group: SessionGroup, pooled: PooledSession): void;
+  /** No session could be dialled at all (the endpoint's trust domain is not one we federate with). */
+  dialRefused(group: SessionGroup): void;
   /** The session closed, ready before (`pooled.ready`) or never. */
   sessionClosed(group: SessionGroup, pooled: PooledSession): void;
   /** Records our record of each session, for `isCurrent`. */
@@ -42,9 +44,17 @@ export interface DialHost {
 
 /** Dials one more session of `group` (counted in `group.connecting` until it connects or closes). */
 export function dialSession(group: SessionGroup, host: DialHost): void {
-  group.connecting += 1;
   const generation = host.generation();
   const material = host.material();
+  // Verified against the roots of the endpoint's trust domain alone (ours unless it says otherwise).
+  const destinationTrustDomain = group.target.endpoint.trustDomain ?? host.trustDomain;
+  const context = destinationTrustDomain === host.trustDomain ? material.clientContext : material.federation.clientContext(destinationTrustDomain);
+  if (context === undefined) {
+    handshakeRefused(group, host, 'trust-domain-not-federated', `${group.host}:${group.port} is of trust domain ${destinationTrustDomain}, which this sidecar does not federate with`);
+    host.dialRefused(group);
+    return;
+  }
+  group.connecting += 1;
   const limits = host.limits;
   let tlsSocket: TLSSocket | undefined;
   // On a resumed session node:tls exposes no peer certificate on the client side; the server proved it
@@ -52,7 +62,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
   const resumable = group.ticket?.source.peer !== undefined && group.ticket.source.peer.notAfterMs > Date.now() ? group.ticket : undefined;
   const session = h2connect(`https://${group.host}:${group.port}`, {
     createConnection: () => {
-      tlsSocket = tlsConnection(group, material, resumable?.data);
+      tlsSocket = tlsConnection(group, context, resumable?.data);
       tlsSocket.on('session', (ticket: Buffer) => {
         if (generation !== host.generation()) return;
         // A ticket from a resumed session inherits the identity verified when the chain began.
@@ -86,7 +96,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
     clearTimeout(connectTimer);
     settleConnecting();
     const inherited = tlsSocket?.isSessionReused() === true && tlsSocket.getPeerX509Certificate() === undefined ? resumable?.source.peer : undefined;
-    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, host.trustDomain);
+    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, destinationTrustDomain);
     if (!acceptPeer(group, host, check)) {
       session.destroy();
       return;
@@ -117,12 +127,12 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
 }
 
 /** TLS 1.3 to the group's endpoint with our certificate, ALPN h2, SNI naming the destination, a ticket to resume. */
-function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffer | undefined): TLSSocket {
+function tlsConnection(group: SessionGroup, context: SecureContext, ticket: Buffer | undefined): TLSSocket {
   const socket = tlsConnect({
     host: group.host,
     port: group.port,
     servername: group.sni,
-    secureContext: material.clientContext,
+    secureContext: context,
     ALPNProtocols: [TUNNEL_ALPN],
     minVersion: 'TLSv1.3',
     session: ticket,
