@@ -32,6 +32,7 @@ export interface FederatedDomain {
   /** Its SNI label (`trustDomainLabel`). */
   readonly label: string;
   readonly roots: number;
+  readonly bundle: TrustBundle;
   /** Server side: our certificate, this trust domain's roots as the only ones a caller may chain to. */
   readonly serverContext: SecureContext;
   /** Client side: our certificate, this trust domain's roots as the only ones a destination may chain to. */
@@ -104,7 +105,8 @@ export class FederatedTrust {
       } catch (err) {
         throw invalid(`"${trustDomain}": ${(err as Error).message}`);
       }
-      const domain: FederatedDomain = Object.freeze({ trustDomain, label: trustDomainLabel(trustDomain), roots: TrustBundle.fromPem(trustDomain, pem).roots.length, serverContext, clientContext });
+      const bundle = TrustBundle.fromPem(trustDomain, pem);
+      const domain: FederatedDomain = Object.freeze({ trustDomain, label: trustDomainLabel(trustDomain), roots: bundle.roots.length, bundle, serverContext, clientContext });
       this.byLabel.set(domain.label, domain);
       this.byDomain.set(trustDomain, domain);
     }
@@ -121,6 +123,10 @@ export class FederatedTrust {
 
   has(trustDomain: string): boolean {
     return this.byDomain.has(trustDomain);
+  }
+
+  bundle(trustDomain: string): TrustBundle | undefined {
+    return this.byDomain.get(trustDomain)?.bundle;
   }
 
   /** The client context for dialling a destination of `trustDomain`; undefined when we do not federate with it. */

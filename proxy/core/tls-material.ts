@@ -10,6 +10,9 @@ import type { WorkloadIdentity } from '../../api/data-plane.js';
 import { CODE } from '../../common/error-codes.js';
 import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import { FederatedTrust } from './federated-trust.js';
+import { TrustBundle } from '../../ca/bundle.js';
+import { parseCertificateDer } from '../../ca/certificate.js';
+import { zoneOfLeaf } from '../../ca/zone.js';
 
 export interface TlsMaterial {
   readonly options: SecureContextOptions;
@@ -23,6 +26,8 @@ export interface TlsMaterial {
   readonly notAfterMs: number;
   /** The federated trust domains, each with contexts that trust its roots alone. */
   readonly federation: FederatedTrust;
+  /** The zone a verified peer's leaf proves (ca/zone.ts), against its trust domain's bundle; undefined: unknown. */
+  zoneOf(leafDer: Buffer, trustDomain: string): string | undefined;
 }
 
 export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
@@ -56,6 +61,7 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
     throw new TrellisError(CODE.PROXY_FEDERATION_INVALID, 'federated trust bundles need a workload certificate with a SPIFFE ID', { side: 'input' });
   }
   const federation = new FederatedTrust(trustDomain, { cert: options.cert, key: options.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' }, bundles);
+  const ownBundle = trustBundleOrNone(trustDomain, identity.trustBundlePem);
   return Object.freeze({
     options,
     clientContext,
@@ -65,7 +71,25 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
     trustDomain,
     notAfterMs: Date.parse(leaf.validTo),
     federation,
+    zoneOf(leafDer: Buffer, peerTrustDomain: string): string | undefined {
+      const bundle = peerTrustDomain === trustDomain ? ownBundle : federation.bundle(peerTrustDomain);
+      if (bundle === undefined) return undefined;
+      try {
+        return zoneOfLeaf(parseCertificateDer(leafDer), bundle);
+      } catch {
+        return undefined;
+      }
+    },
   });
+}
+
+function trustBundleOrNone(trustDomain: string, pem: string): TrustBundle | undefined {
+  if (trustDomain === '') return undefined;
+  try {
+    return TrustBundle.fromPem(trustDomain, pem);
+  } catch {
+    return undefined;
+  }
 }
 
 function splitPem(text: string): string[] {

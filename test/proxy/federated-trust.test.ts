@@ -212,7 +212,8 @@ describe('federated trust domains on the tunnel', () => {
   it('refuses a federated set the sidecar cannot use, and keeps the config in force', async () => {
     const policy = federatedCaller([`spiffe://${OTHER}/*`]);
     const api = await server(policy, { [OTHER]: other.bundlePem });
-    for (const bad of [{ 'cluster.local': mesh.bundlePem }, { 'Bad Name': other.bundlePem }, { [OTHER]: 'not a certificate' }, { [OTHER]: (await other.issue('x', 'y')).certChainPem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n' }]) {
+    const bads: Record<string, string>[] = [{ 'cluster.local': mesh.bundlePem }, { 'Bad Name': other.bundlePem }, { [OTHER]: 'not a certificate' }, { [OTHER]: (await other.issue('x', 'y')).certChainPem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n' }];
+    for (const bad of bads) {
       await expect(api.sidecar.applyConfig({ upstreams: [], listeners: [], policy: policyOf(), federatedBundles: bad })).rejects.toMatchObject({ code: 'TRELLIS_PROXY_FEDERATION_INVALID' });
     }
     const still = await open(api.port, await other.issue('web', 'shop'), sniFrom(OTHER));

@@ -264,7 +264,7 @@ export class TunnelServer {
       },
     });
     const expected = this.material.federation.expectedTrustDomain(socket.servername);
-    const check = expected.ok ? checkPeer(socket, expected.trustDomain) : ({ ok: false, reason: expected.reason, message: expected.message } as const);
+    const check = expected.ok ? checkPeer(socket, expected.trustDomain, this.material.zoneOf) : ({ ok: false, reason: expected.reason, message: expected.message } as const);
     if (!check.ok) {
       metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: check.reason });
       this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `tunnel peer refused: ${check.message}`);
