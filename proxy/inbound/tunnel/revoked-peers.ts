@@ -3,13 +3,20 @@
  * one). The control plane sends their serials with the config; a new tunnel session from one is refused
  * when it starts, before any frame is read (inbound/tunnel/tunnel-server.ts), and sessions already open from one are closed when the list
  * arrives. Each certificate stays on the list only until its notAfter, when the expiry timer of the
- * session (and the TLS chain check) take over.
+ * session (and the TLS chain check) take over. Also here: what else follows from a peer's verified identity
+ * once its session stands (the trust domain no longer federated, its zone as a metric label).
  */
 import type { ServerHttp2Session } from 'node:http2';
 import type { Logger } from 'pino';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import type { VerifiedPeer } from '../../core/peer-identity.js';
 import type { InboundState } from '../inbound-state.js';
+import { zoneLabel } from '../../core/zone-label.js';
+
+/** The bounded metric label of a peer's proven zone. */
+export function peerZoneLabel(peer: VerifiedPeer): string {
+  return zoneLabel(peer.zone);
+}
 
 export function isRevokedPeer(state: InboundState, peer: VerifiedPeer): boolean {
   return state.revokedSerials.size > 0 && state.revokedSerials.has(peer.serial);

@@ -32,7 +32,7 @@ import { TARGET_HEADER, TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
 import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
 import { handleConnectStream } from '../tcp/connect-stream.js';
 import type { InboundState } from '../inbound-state.js';
-import { closeDefederatedSessions, closeRevokedSessions, isRevokedPeer } from './revoked-peers.js';
+import { closeDefederatedSessions, closeRevokedSessions, isRevokedPeer, peerZoneLabel } from './revoked-peers.js';
 import { refuseStream } from '../tcp/stream-refusal.js';
 import { deciderOf, type TrackedStream } from '../authorize.js';
 import type { AppDialSource } from '../app-source.js';
@@ -289,9 +289,9 @@ export class TunnelServer {
     (socket as unknown as Record<symbol, unknown>)[PEER] = peer;
     metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.tunnelSessions.inc({ direction: 'inbound' });
+    metrics.tunnelPeerSessions.inc({ source_zone: peerZoneLabel(peer) });
     this.sessions.add(session);
     if (this.stopping) session.close();
-
     try {
       session.setLocalWindowSize(this.options.limits.sessionWindowBytes);
     } catch {
