@@ -12,7 +12,7 @@ import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import { FederatedTrust } from './federated-trust.js';
 import { TrustBundle } from '../../ca/bundle.js';
 import { parseCertificateDer } from '../../ca/certificate.js';
-import { zoneOfLeaf } from '../../ca/zone.js';
+import { ZoneVerifier } from '../../ca/zone.js';
 
 export interface TlsMaterial {
   readonly options: SecureContextOptions;
@@ -62,6 +62,8 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
   }
   const federation = new FederatedTrust(trustDomain, { cert: options.cert, key: options.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' }, bundles);
   const ownBundle = trustBundleOrNone(trustDomain, identity.trustBundlePem);
+  // One verifier per bundle, kept with this material: a session then costs one signature check.
+  const verifiers = new Map<string, ZoneVerifier>();
   return Object.freeze({
     options,
     clientContext,
@@ -74,8 +76,10 @@ export function buildTlsMaterial(identity: WorkloadIdentity): TlsMaterial {
     zoneOf(leafDer: Buffer, peerTrustDomain: string): string | undefined {
       const bundle = peerTrustDomain === trustDomain ? ownBundle : federation.bundle(peerTrustDomain);
       if (bundle === undefined) return undefined;
+      let verifier = verifiers.get(peerTrustDomain);
+      if (verifier === undefined) verifiers.set(peerTrustDomain, (verifier = new ZoneVerifier(bundle)));
       try {
-        return zoneOfLeaf(parseCertificateDer(leafDer), bundle);
+        return verifier.zoneOf(parseCertificateDer(leafDer));
       } catch {
         return undefined;
       }

@@ -13,7 +13,7 @@ import { importPrivateKeyPem, signatureAlgorithmFor, spkiDer } from '../../ca/ke
 import { keyIdentifier, leafProfile, leafTemplate, signCertificate } from '../../ca/profile.js';
 import { workloadId } from '../../ca/spiffe-id.js';
 import { verifyChain } from '../../ca/verify.js';
-import { zoneOfLeaf } from '../../ca/zone.js';
+import { ZoneVerifier, zoneOfLeaf } from '../../ca/zone.js';
 
 const ID = workloadId('mesh.local', 'shop', 'orders');
 
@@ -78,6 +78,21 @@ describe('zones in certificates', () => {
     expect(zoneOfLeaf(leafCarrying(root, [east.certificate.der]), root.bundle)).toBeUndefined();
     // Garbage in the extension.
     expect(zoneOfLeaf(leafCarrying(east, [Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00])]), root.bundle)).toBeUndefined();
+  });
+
+  it('keeps verified chains per bundle, and a forged leaf cannot spoil a zone for its genuine callers', async () => {
+    const root = await createRootCa({ trustDomain: 'mesh.local' });
+    const east = await root.createIntermediate({ name: 'east', zone: 'east' });
+    const west = await root.createIntermediate({ name: 'west', zone: 'west' });
+    const verifier = new ZoneVerifier(root.bundle);
+    // West's leaf carrying east's chain, first: refused, and not remembered as a verdict on east's chain.
+    expect(verifier.zoneOf(leafCarrying(west, [east.certificate.der]))).toBeUndefined();
+    expect(verifier.zoneOf((await leafOf(east)).leaf)).toBe('east');
+    // Once east's chain is known, a forged leaf with it is still checked against east's key.
+    expect(verifier.zoneOf(leafCarrying(west, [east.certificate.der]))).toBeUndefined();
+    expect(verifier.zoneOf((await leafOf(east)).leaf)).toBe('east');
+    // Past the intermediate's validity the remembered chain proves nothing.
+    expect(verifier.zoneOf((await leafOf(east)).leaf, new Date(east.notAfter.getTime() + 1_000))).toBeUndefined();
   });
 
   it('refuses to make an intermediate whose zone is not a DNS label', async () => {
