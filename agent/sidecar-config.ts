@@ -17,6 +17,7 @@ import { compilePolicy } from '../policy/compiled-policy.js';
 import { validatePolicyObjects } from '../policy/validator.js';
 import { compileTraffic, validateTrafficObjects } from '../policy/traffic/index.js';
 import type { SidecarConfig } from '../proxy/sidecar.js';
+import { validateFederatedBundles } from '../proxy/core/federated-trust.js';
 import type { AgentConfig, UpstreamSpec } from './config.js';
 
 export interface BuiltConfig {
@@ -59,5 +60,7 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   // Revoked certificates stop mattering at their notAfter; the control plane drops them then too.
   const now = Date.now();
   const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic }), waiting };
+  // Checked here too, so a set the sidecar could not use rejects the snapshot whole; `{}` clears it.
+  const federatedBundles = validateFederatedBundles(snapshot.federatedBundles ?? {}, snapshot.trustDomain);
+  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic, federatedBundles }), waiting };
 }

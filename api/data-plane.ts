@@ -73,6 +73,12 @@ export interface Endpoint {
    * agent's flags: what TrafficRoute backends select. Absent: no labels (only label-less backends match).
    */
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * The trust domain of the workload behind this endpoint, when it is not the caller's own (a zone with its
+   * own PKI): the session is verified against that federated trust domain's roots alone, and its leaf must
+   * name it (proxy/core/federated-trust.ts). Absent: the caller's trust domain.
+   */
+  readonly trustDomain?: string;
 }
 
 /** A port a service exposes to callers, and the workload port it lands on. */
@@ -109,6 +115,11 @@ export interface WorkloadIdentity {
   readonly certChainPem: string;
   readonly keyPem: string;
   readonly trustBundlePem: string;
+  /**
+   * Roots of the federated trust domains, trust domain → PEM (`AgentSnapshot.federatedBundles`): peers of
+   * those trust domains pass the tunnel handshake, each verified against its own trust domain's roots only.
+   */
+  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
 
 /**

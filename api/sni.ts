@@ -9,7 +9,18 @@
  * starting and ending with a letter or digit, at most 63 characters), so the whole is a valid DNS name of
  * at most 209 characters (the DNS limit is 253), and decoding is exact: six labels, fixed positions.
  * Uppercase is refused rather than folded, because SNI is case-insensitive and folding would not round-trip.
+ *
+ * A caller of another (federated) trust domain puts one more label in front, naming its own trust domain:
+ *
+ *   t<26 base32 characters>.<service>.<namespace>.p<port>.<zone>.v1.trellis
+ *
+ * The destination's tunnel server picks the roots it verifies the caller's certificate against from this
+ * label (that trust domain's roots alone), before the handshake goes on; see proxy/core/federated-trust.ts.
+ * The label is a digest of the trust domain (`trustDomainLabel`), because a trust domain may hold `.`, `_`
+ * and 255 characters, none of which fit one DNS label; the server maps it back through the trust domains it
+ * federates with. Callers of the destination's own trust domain send no such label (the name is unchanged).
  */
+import { createHash } from 'node:crypto';
 import { TrellisError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -25,6 +36,30 @@ export interface SniDestination {
   readonly port: number;
   /** The destination's zone. */
   readonly zone: string;
+  /** The caller's trust domain label (`trustDomainLabel`), sent only by a caller of another trust domain. */
+  readonly callerTrustDomain?: string;
+}
+
+const TRUST_DOMAIN_LABEL = /^t[a-z2-7]{26}$/;
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** `t` and the first 130 bits of SHA-256(trust domain) in lowercase base32: one DNS label, 27 characters. */
+export function trustDomainLabel(trustDomain: string): string {
+  const digest = createHash('sha256').update(trustDomain, 'utf8').digest();
+  let out = 't';
+  let bits = 0;
+  let value = 0;
+  for (const byte of digest) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < 27) {
+      bits -= 5;
+      out += BASE32[(value >>> bits) & 31];
+    }
+    if (out.length === 27) break;
+    value &= (1 << bits) - 1;
+  }
+  return out;
 }
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
@@ -48,17 +83,22 @@ export function encodeSni(destination: SniDestination): string {
   if (!Number.isInteger(destination.port) || destination.port < 1 || destination.port > 65535) {
     throw unencodable(`port ${destination.port} is not between 1 and 65535`);
   }
-  const name = `${destination.service}.${destination.namespace}.p${destination.port}.${destination.zone}.${SNI_VERSION}.${SNI_SUFFIX}`;
-  // Unreachable with four labels of at most 63 characters, kept so a future format cannot silently overflow.
+  const caller = destination.callerTrustDomain;
+  if (caller !== undefined && !TRUST_DOMAIN_LABEL.test(caller)) throw unencodable(`caller trust domain label "${caller}" is not one trustDomainLabel makes`);
+  const name = `${caller === undefined ? '' : `${caller}.`}${destination.service}.${destination.namespace}.p${destination.port}.${destination.zone}.${SNI_VERSION}.${SNI_SUFFIX}`;
+  // Unreachable with four labels of at most 63 characters and one of 27, kept so a future format cannot silently overflow.
   if (name.length > DNS_NAME_MAX_LENGTH) throw unencodable(`the name would be ${name.length} characters; at most ${DNS_NAME_MAX_LENGTH}`);
   return name;
 }
 
 /** Decodes a server name; throws TRELLIS_SNI_INVALID when it is not a Trellis name of a known version. */
 export function decodeSni(serverName: string): SniDestination {
-  const labels = serverName.split('.');
+  const all = serverName.split('.');
+  // Seven labels: the first names the caller's trust domain, and must look like one.
+  const caller = all.length === 7 && TRUST_DOMAIN_LABEL.test(all[0] as string) ? (all[0] as string) : undefined;
+  const labels = caller === undefined ? all : all.slice(1);
   if (labels.length !== 6 || labels[5] !== SNI_SUFFIX) {
-    throw new TrellisError(CODE.SNI_INVALID, `"${truncate(serverName)}" is not a Trellis server name (expected <service>.<namespace>.p<port>.<zone>.${SNI_VERSION}.${SNI_SUFFIX})`, { side: 'downstream' });
+    throw new TrellisError(CODE.SNI_INVALID, `"${truncate(serverName)}" is not a Trellis server name (expected [t<trust domain label>.]<service>.<namespace>.p<port>.<zone>.${SNI_VERSION}.${SNI_SUFFIX})`, { side: 'downstream' });
   }
   const [service, namespace, portLabel, zone, version] = labels as [string, string, string, string, string, string];
   if (version !== SNI_VERSION) {
@@ -73,7 +113,7 @@ export function decodeSni(serverName: string): SniDestination {
       throw new TrellisError(CODE.SNI_INVALID, `server name "${truncate(serverName)}": ${what} "${truncate(value)}" is not a DNS label`, { side: 'downstream' });
     }
   }
-  return { service, namespace, port, zone };
+  return caller === undefined ? { service, namespace, port, zone } : { service, namespace, port, zone, callerTrustDomain: caller };
 }
 
 // Server names come from the network: never echo an unbounded amount of one into a log line.

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { KeyObject } from 'node:crypto';
 import { InputError, TrellisError } from '../common/errors.js';
 import { formatDuration } from '../common/duration.js';
-import { certificatePem, parseCertificateDer, parseCertificatesPem, type ParsedCertificate } from './certificate.js';
+import { certificatePem, parseCertificateDer, parseCertificatesPem, ZONE_NAME, type ParsedCertificate } from './certificate.js';
 import { checkCsrAsksOnlyFor, parseCsr } from './csr.js';
 import { checkPublicKey, generateKey, importPrivateKeyPem, privateKeyPem, signatureAlgorithmFor, spkiDer, type Curve, type SignatureAlgorithm } from './keys.js';
 import { BACKDATE_MS, caTemplate, encodeName, keyIdentifier, leafProfile, leafTemplate, signCertificate, type LeafProfile } from './profile.js';
@@ -53,6 +53,8 @@ export interface RootOptions extends AuthorityOptions {
 
 export interface IntermediateOptions extends AuthorityOptions {
   readonly name: string;
+  /** The zone this intermediate serves: written into it (`OID.trellisZone`), so peers learn a caller's zone. */
+  readonly zone?: string;
   readonly curve?: Curve;
   readonly ttlMs?: number;
   readonly notBefore?: Date;
@@ -113,8 +115,10 @@ export class CertificateAuthority {
     this.bundle = parts.bundle;
     this.key = parts.key;
     this.algorithm = signatureAlgorithmFor(parts.key);
-    this.profile = leafProfile(parts.certificate.subjectName, keyIdentifier(parts.certificate.spki));
     const isRoot = parts.bundle.contains(parts.certificate);
+    // A zone intermediate's leaves carry its chain: the zone of their issuer is then provable from the leaf alone.
+    const zoneChain = !isRoot && parts.certificate.zone !== undefined ? [parts.certificate.der, ...parts.chain.map((c) => c.der)] : undefined;
+    this.profile = leafProfile(parts.certificate.subjectName, keyIdentifier(parts.certificate.spki), zoneChain);
     this.issuerChainPem = isRoot ? '' : [parts.certificate, ...parts.chain].map((c) => certificatePem(c.der)).join('');
     this.maxTtlMs = options.maxTtlMs ?? DEFAULT_MAX_WORKLOAD_TTL_MS;
     this.defaultTtlMs = Math.min(options.defaultTtlMs ?? DEFAULT_WORKLOAD_TTL_MS, this.maxTtlMs);
@@ -199,6 +203,11 @@ export class CertificateAuthority {
     return [this.certificate, ...this.chain].map((c) => certificatePem(c.der)).join('');
   }
 
+  /** The zone this CA serves, when it is a zone intermediate that names one. */
+  get zone(): string | undefined {
+    return this.isRoot ? undefined : this.certificate.zone;
+  }
+
   get isRoot(): boolean {
     return this.bundle.contains(this.certificate);
   }
@@ -251,6 +260,7 @@ export class CertificateAuthority {
     const pathLen = this.certificate.basicConstraints?.pathLen;
     if (pathLen !== undefined && pathLen < 1) throw new InputError(CODE.CA_PATH_LENGTH, `${describeCert(this.certificate)} has pathLen ${pathLen} and cannot sign another CA`);
     const name = checkCaName(options.name);
+    if (options.zone !== undefined && !ZONE_NAME.test(options.zone)) throw new InputError(CODE.CA_NAME_INVALID, `zone "${options.zone.slice(0, 80)}" is not a DNS label`);
     const ttl = options.ttlMs ?? DEFAULT_INTERMEDIATE_TTL_MS;
     const notBefore = options.notBefore ?? new Date(now.getTime() - BACKDATE_MS);
     const notAfter = new Date(Math.min(now.getTime() + ttl, this.certificate.notAfter.getTime()));
@@ -267,6 +277,7 @@ export class CertificateAuthority {
         notBefore,
         notAfter,
         trustDomainUri: `spiffe://${this.trustDomain}`,
+        ...(options.zone === undefined ? {} : { zone: options.zone }),
       }),
       this.key,
       this.algorithm,

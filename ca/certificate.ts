@@ -19,6 +19,14 @@ export const OID = Object.freeze({
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   extensionRequest: '1.2.840.113549.1.9.14',
+  /**
+   * Trellis's own extensions, under the UUID arc 2.25 (ITU-T X.667: an OID from a random UUID needs no
+   * registration): the zone a zone intermediate serves (UTF8String, a DNS label), and, in leaves a zone
+   * intermediate signs, that issuer's chain (SEQUENCE OF Certificate, root excluded), so a peer that sees only
+   * the leaf can still verify who signed it (ca/zone.ts). Both non-critical: other verifiers ignore them.
+   */
+  trellisZone: '2.25.151879473950138650261245432569886340257.1',
+  trellisIssuerChain: '2.25.151879473950138650261245432569886340257.2',
 });
 
 /** RFC 5280 4.2.1.3 bit positions. */
@@ -64,7 +72,14 @@ export interface ParsedCertificate {
   readonly authorityKeyId: string | undefined;
   /** OIDs of critical extensions this parser does not understand: such a certificate must be refused. */
   readonly unknownCritical: readonly string[];
+  /** The zone a zone intermediate names (`OID.trellisZone`); only a CA's counts (ca/zone.ts). */
+  readonly zone: string | undefined;
+  /** The issuer chain a leaf carries (`OID.trellisIssuerChain`), DER each; proves nothing until verified. */
+  readonly issuerChain: readonly Buffer[] | undefined;
 }
+
+/** A zone name: one DNS label. */
+export const ZONE_NAME = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const KNOWN = new Set<string>([OID.basicConstraints, OID.keyUsage, OID.extKeyUsage, OID.subjectAltName, OID.subjectKeyIdentifier, OID.authorityKeyIdentifier, OID.nameConstraints]);
 
@@ -115,6 +130,8 @@ function parseUnchecked(der: Buffer): ParsedCertificate {
     subjectKeyId: undefined,
     authorityKeyId: undefined,
     unknownCritical: [],
+    zone: undefined,
+    issuerChain: undefined,
   };
   if (extensionsNode === undefined) return result;
   const unknownCritical: string[] = [];
@@ -152,6 +169,15 @@ function parseUnchecked(der: Buffer): ParsedCertificate {
         result.authorityKeyId = keyId?.content.toString('hex');
         break;
       }
+      case OID.trellisZone: {
+        const zone = expectTag(value, TAG.UTF8_STRING, 'zone').content.toString('utf8');
+        if (!ZONE_NAME.test(zone)) throw new InputError(CODE.DER_MALFORMED, `the zone extension holds ${JSON.stringify(zone.slice(0, 80))}, not a DNS label`);
+        result.zone = zone;
+        break;
+      }
+      case OID.trellisIssuerChain:
+        result.issuerChain = children(expectTag(value, TAG.SEQUENCE, 'issuer chain')).map((c) => expectTag(c, TAG.SEQUENCE, 'issuer certificate').bytes);
+        break;
       default:
         if (critical && !KNOWN.has(id)) unknownCritical.push(id);
     }

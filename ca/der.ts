@@ -52,13 +52,14 @@ export function explicit(n: number, content: Uint8Array): Buffer {
 }
 
 export function oid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
+  // BigInt: arcs under 2.25 (UUIDs) run to 128 bits.
+  const arcs = dotted.split('.').map((a) => BigInt(a));
   const [first, second, ...rest] = arcs;
   if (first === undefined || second === undefined) throw new Error(`bad OID ${dotted}`);
   const out: number[] = [];
-  for (const arc of [first * 40 + second, ...rest]) {
-    const chunk: number[] = [arc & 0x7f];
-    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+  for (const arc of [first * 40n + second, ...rest]) {
+    const chunk: number[] = [Number(arc & 0x7fn)];
+    for (let v = arc >> 7n; v > 0n; v >>= 7n) chunk.unshift(Number(v & 0x7fn) | 0x80);
     out.push(...chunk);
   }
   return tlv(TAG.OID, Buffer.from(out));
@@ -169,15 +170,18 @@ export function expectTag(node: DerNode | undefined, tag: number, what: string):
 
 export function decodeOid(node: DerNode): string {
   const bytes = node.content;
-  const arcs: number[] = [];
-  let value = 0;
+  const arcs: (number | bigint)[] = [];
+  // A number while it is exact; past 2^46 the arc goes on as a BigInt (UUID arcs under 2.25 are 128-bit).
+  let value: number | bigint = 0;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i] as number;
-    value = value * 128 + (b & 0x7f);
+    if (typeof value === 'number' && value >= 2 ** 46) value = BigInt(value);
+    value = typeof value === 'number' ? value * 128 + (b & 0x7f) : value * 128n + BigInt(b & 0x7f);
     if ((b & 0x80) === 0) {
       if (arcs.length === 0) {
-        const first = value < 80 ? Math.floor(value / 40) : 2;
-        arcs.push(first, value - first * 40);
+        const v = Number(value);
+        const first = v < 80 ? Math.floor(v / 40) : 2;
+        arcs.push(first, typeof value === 'number' ? value - first * 40 : value - BigInt(first * 40));
       } else {
         arcs.push(value);
       }

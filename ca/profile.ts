@@ -99,11 +99,14 @@ export interface LeafProfile {
   readonly fixedExtensions: readonly Buffer[];
 }
 
-export function leafProfile(issuerName: Buffer, issuerKeyId: Buffer): LeafProfile {
-  return Object.freeze({
-    issuerName,
-    fixedExtensions: Object.freeze([LEAF_BASIC_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EXT_KEY_USAGE, authorityKeyIdExtension(issuerKeyId)]),
-  });
+/**
+ * `issuerChain`: the issuer and its chain without the root (DER each), embedded in every leaf when the issuer
+ * is a zone intermediate, so a peer that sees only the leaf can verify who signed it (ca/zone.ts).
+ */
+export function leafProfile(issuerName: Buffer, issuerKeyId: Buffer, issuerChain?: readonly Buffer[]): LeafProfile {
+  const fixed = [LEAF_BASIC_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EXT_KEY_USAGE, authorityKeyIdExtension(issuerKeyId)];
+  if (issuerChain !== undefined && issuerChain.length > 0) fixed.push(extension(OID.trellisIssuerChain, false, sequence(...issuerChain)));
+  return Object.freeze({ issuerName, fixedExtensions: Object.freeze(fixed) });
 }
 
 export function leafTemplate(profile: LeafProfile, uri: string, spki: Buffer, notBefore: Date, notAfter: Date): CertificateTemplate {
@@ -129,6 +132,8 @@ export interface CaTemplateOptions {
   readonly notAfter: Date;
   /** A URI SAN naming the trust domain (spiffe://td), as SPIRE puts on its CAs. */
   readonly trustDomainUri: string;
+  /** A zone intermediate's zone (`OID.trellisZone`). */
+  readonly zone?: string;
 }
 
 export function caTemplate(options: CaTemplateOptions): CertificateTemplate {
@@ -146,6 +151,7 @@ export function caTemplate(options: CaTemplateOptions): CertificateTemplate {
       extension(OID.subjectKeyIdentifier, false, octetString(ownKeyId)),
       authorityKeyIdExtension(options.issuerKeyId ?? ownKeyId),
       extension(OID.subjectAltName, false, sequence(tlv(0x86, Buffer.from(options.trustDomainUri, 'ascii')))),
+      ...(options.zone === undefined ? [] : [extension(OID.trellisZone, false, utf8String(options.zone))]),
     ],
   };
 }

@@ -91,7 +91,8 @@ export interface ChainCheckOptions {
   readonly trustDomain?: string;
 }
 
-function signedBy(cert: ParsedCertificate, issuerKey: KeyObject): boolean {
+/** Whether `cert`'s signature verifies with `issuerKey` (false for an unknown algorithm). */
+export function signedBy(cert: ParsedCertificate, issuerKey: KeyObject): boolean {
   const digest = SIGNATURE_DIGESTS[cert.signatureAlgorithm];
   if (digest === undefined) return false;
   try {
@@ -101,7 +102,7 @@ function signedBy(cert: ParsedCertificate, issuerKey: KeyObject): boolean {
   }
 }
 
-function publicKeyOf(cert: ParsedCertificate): KeyObject {
+export function publicKeyOf(cert: ParsedCertificate): KeyObject {
   return createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
 }
 

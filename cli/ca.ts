@@ -22,7 +22,7 @@ import { CODE } from '../common/error-codes.js';
 const USAGE = `Usage:
   trellis ca init --dir DIR --trust-domain TD [--curve P-256|P-384] [--ttl 3650d] [--name CN]
       A new root CA in DIR: ca.crt, ca.key (mode 0600), bundle.pem. Refuses to overwrite an existing CA.
-  trellis ca intermediate --dir ROOTDIR --out DIR --name NAME [--ttl 365d] [--curve P-256|P-384]
+  trellis ca intermediate --dir ROOTDIR --out DIR --name NAME [--zone ZONE] [--ttl 365d] [--curve P-256|P-384]
       An intermediate for one zone control plane (pathLen 0), never outliving its root.
   trellis ca issue --dir DIR --spiffe-id ID --out PREFIX [--ttl 24h] [--max-ttl 30d] [--curve P-256|P-384]
       A workload certificate with a fresh key: PREFIX.crt (leaf and chain, without the root), PREFIX.key (0600).
@@ -69,6 +69,7 @@ const INTERMEDIATE = {
     dir: { type: 'string', value: 'ROOTDIR', help: 'the issuing CA directory', whenAbsent: REQUIRED },
     out: { type: 'string', value: 'DIR', help: 'directory of the new intermediate (must not hold a CA)', whenAbsent: REQUIRED },
     name: { type: 'string', value: 'NAME', help: 'its name (the zone)', whenAbsent: REQUIRED },
+    zone: { type: 'string', value: 'ZONE', help: "the zone it serves, written into it: peers read a caller's zone from it", whenAbsent: 'none (its callers are "zone unknown")' },
     ttl: { type: 'string', value: 'DURATION', help: 'lifetime, clamped to the issuer', whenAbsent: '365d' },
     curve: CURVE,
     'trust-domain': PLUGIN_TRUST_DOMAIN,
@@ -187,7 +188,7 @@ async function intermediate(argv: string[], ctx: CommandContext): Promise<number
   if (problems.length > 0 || dir === undefined || out === undefined || name === undefined || curve === undefined || ttlMs === undefined) throw usageError(problems);
   await assertNoCa(resolve(out));
   const parent = await CertificateAuthority.load(resolve(dir), trustDomainOption(values));
-  const zone = await parent.createIntermediate({ name, ttlMs, curve });
+  const zone = await parent.createIntermediate({ name, ttlMs, curve, ...(values.zone === undefined ? {} : { zone: values.zone }) });
   await zone.save(resolve(out));
   const clamped = zone.notAfter.getTime() < Date.now() + ttlMs - 120_000 ? ' (clamped to its issuer)' : '';
   ctx.stdout.write(`intermediate CA "${name}" for ${zone.trustDomain} written to ${out}; valid until ${zone.notAfter.toISOString()}${clamped}\n`);

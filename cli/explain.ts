@@ -25,19 +25,23 @@ import { CONTROL_DEFAULTS } from '../control/config.js';
 import { CODE } from '../common/error-codes.js';
 import { explainTraffic, parseHeaderFlags, renderTraffic } from './explain-traffic.js';
 import { explainGatewayRoute } from './explain-gateway.js';
+import { explainZones, renderZones } from './explain-zones.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
 
 const SPEC = {
-  usage: `trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE
+  usage: `trellis explain --policy DIR|FILE --from NS/SERVICE|SPIFFE-ID --to NS/SERVICE [--from-zone ZONE] [--admin URL]
                        [--method METHOD --path PATH] [--header NAME=VALUE]... [--trust-domain TD] [--root-namespace NS] [--json] [--exit-code]
        trellis explain --policy DIR|FILE --gateway FILE --host HOST --path PATH [--method METHOD] [--listener NAME] [--header NAME=VALUE]...`,
   about: `Answers whether a caller may reach a service under the given policies, and names the deciding rule.
 Without --method and --path the question is about a TCP stream; with them, about one HTTP request.
 A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.
 The answer also shows traffic management for the destination: the TrafficRoute rule that matches and its
-backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.`,
+backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.
+--from-zone puts the caller in a zone (rules naming zones, "east/shop/orders", then apply); with --admin
+(a zone control plane's admin address) it also says which zone would serve the call, and in what order
+the zones would be tried.`,
   flags: {
     gateway: { type: 'string', value: 'FILE', help: "a gateway's config: name the route that serves --host and --path, then judge\nthe gateway's identity calling that route's service (instead of --from, --to)", whenAbsent: 'none' },
     host: { type: 'string', value: 'HOST', help: 'with --gateway: the request host', whenAbsent: 'required with --gateway' },
@@ -47,6 +51,8 @@ backend weights, and the timeouts, retry policy, outlier detection and circuit b
     to: { type: 'string', value: 'NS/SERVICE', help: 'the destination service', whenAbsent: REQUIRED },
     method: { type: 'string', value: 'METHOD', help: 'an HTTP request: its method (with --path)', whenAbsent: 'a TCP stream' },
     path: { type: 'string', value: 'PATH', help: 'an HTTP request: its path (with --method)', whenAbsent: 'a TCP stream' },
+    'from-zone': { type: 'string', value: 'ZONE', help: "the caller's zone, as its certificate proves it", whenAbsent: 'unknown (only rules naming no zone match)' },
+    admin: { type: 'string', value: 'URL', help: "a zone control plane's admin address: say which zone would serve the call", whenAbsent: 'not asked' },
     header: { type: 'string', multiple: true, value: 'NAME=VALUE', help: 'an HTTP request header, for route matches; repeatable', whenAbsent: 'none' },
     'trust-domain': { type: 'string', value: 'TD', help: "the mesh's trust domain (as trellis control run --trust-domain);\na caller from another one never matches", whenAbsent: CONTROL_DEFAULTS.trustDomain },
     'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace", whenAbsent: DEFAULT_ROOT_NAMESPACE },
@@ -157,7 +163,9 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   const destination = parseService(values.to as string, '--to');
   // The mesh's trust domain is never taken from the caller: a caller from another one must be denied.
   const trustDomain = parseTrustDomain(values['trust-domain'] ?? CONTROL_DEFAULTS.trustDomain);
-  const source = { trustDomain: caller.trustDomain ?? trustDomain, namespace: caller.namespace, service: caller.service };
+  const fromZone = values['from-zone'];
+  if (fromZone !== undefined && !DNS_LABEL.test(fromZone)) throw new InputError(CODE.CLI_USAGE, `--from-zone: "${fromZone}" is not a zone name (a DNS label)`);
+  const source = { trustDomain: caller.trustDomain ?? trustDomain, namespace: caller.namespace, service: caller.service, ...(fromZone === undefined ? {} : { zone: fromZone }) };
   const http = values.method === undefined ? undefined : { method: values.method, path: values.path as string };
   const req: AuthorizationRequest = { source, destination, protocol: http === undefined ? 'tcp' : 'http', ...(http === undefined ? {} : { http }) };
 
@@ -166,13 +174,16 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   const compiled = compilePolicy(policies, { trustDomain, rootNamespace });
   const decision = compiled.evaluate(req);
   const traffic = explainTraffic(files, destination, http, headers);
+  const zones = values.admin === undefined ? undefined : await explainZones(values.admin, destination, fromZone);
   if (values.json === true) {
     const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
     const rule = decision.rule === null ? null : (policy?.spec.rules[decision.rule] ?? null);
-    ctx.stdout.write(`${JSON.stringify({ request: req, decision, rule, traffic })}\n`);
+    ctx.stdout.write(`${JSON.stringify({ request: req, decision, rule, traffic, ...(zones === undefined ? {} : { zones }) })}\n`);
   } else {
-    ctx.stdout.write(render({ decision, req, callerText: values.from as string, policies: compiled.policies, applicable: compiled.policiesFor(destination), origin }));
+    const callerText = fromZone === undefined ? (values.from as string) : `${values.from as string} (zone ${fromZone})`;
+    ctx.stdout.write(render({ decision, req, callerText, policies: compiled.policies, applicable: compiled.policiesFor(destination), origin }));
     ctx.stdout.write(renderTraffic(traffic));
+    if (zones !== undefined) ctx.stdout.write(renderZones(zones));
   }
   return values['exit-code'] === true && !decision.allowed ? EXIT_DENIED : EXIT_OK;
 }

@@ -64,7 +64,7 @@ async function tokenService(dataDir: string | undefined, storeUrl: string | unde
   return { service: new ZoneTokenService(store, identity.trustDomain), close: () => store.close() };
 }
 
-function getJson(base: string, path: string): Promise<{ status: number; body: unknown }> {
+export function getJson(base: string, path: string): Promise<{ status: number; body: unknown }> {
   let url: URL;
   try {
     url = new URL(path, base);

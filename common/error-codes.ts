@@ -233,6 +233,7 @@ export const ERRORS = Object.freeze({
   STREAM_IDENTITY_REFUSED: def('TRELLIS_STREAM_IDENTITY_REFUSED', 403, 'policy', false, 'the caller is refused by this zone ingress'),
   PROXY_ALREADY_STARTED: def('TRELLIS_PROXY_ALREADY_STARTED', 500, 'internal', false, 'the sidecar was already started'),
   PROXY_IDENTITY_INVALID: def('TRELLIS_PROXY_IDENTITY_INVALID', 400, 'input', false, 'the workload identity cannot be used for TLS'),
+  PROXY_FEDERATION_INVALID: def('TRELLIS_PROXY_FEDERATION_INVALID', 400, 'input', false, 'the federated trust bundles cannot be used'),
   PROXY_IDENTITY_UNREADABLE: def('TRELLIS_PROXY_IDENTITY_UNREADABLE', 400, 'input', false, 'the workload identity files cannot be read'),
   PROXY_LISTEN_FAILED: def('TRELLIS_PROXY_LISTEN_FAILED', 400, 'input', false, 'cannot listen on a proxy port'),
   PROXY_PORT_INVALID: def('TRELLIS_PROXY_PORT_INVALID', 400, 'input', false, 'not a port (1-65535)'),

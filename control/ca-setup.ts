@@ -122,7 +122,8 @@ export async function setUpZoneCas(options: { dataDir: string; caDir: string | u
     zone = undefined;
   }
   if (zone === undefined) {
-    zone = await root.createIntermediate({ name: `Trellis zone ${options.zone}`.slice(0, 64) });
+    // It names its zone, so peers learn a caller's zone from its certificate (ca/zone.ts).
+    zone = await root.createIntermediate({ name: `Trellis zone ${options.zone}`.slice(0, 64), zone: options.zone });
     await savePair(zone, zoneCert, zoneKey);
   }
   await writeFileAtomic(join(options.dataDir, 'trust-bundle.pem'), bundlePem);

@@ -11,6 +11,8 @@
  *  1. No mesh identity: deny. An identity from another (federated) trust domain is matched only by `from`
  *     entries written as SPIFFE IDs or patterns naming that trust domain (`spiffe://other.example/...`);
  *     short names and `*` mean this mesh's trust domain only. No rule names it: deny.
+ *     A `from` entry naming a zone (`east/shop/orders`, `eu-*` zone patterns) matches only a caller whose certificate
+ *     proves that zone (ca/zone.ts); an entry without one matches every zone, unknown included.
  *  2. Any matching `deny` rule of an enforced policy: deny. Deny beats allow, whoever wrote it; this is what
  *     lets root-namespace (mesh-wide) policies deny in a way no service owner's allow overrides.
  *  3. Any matching `allow` rule of an enforced policy: allow, unless a `deny` rule of a dry-run policy
@@ -24,7 +26,7 @@
 import { InputError } from '../common/errors.js';
 import { HttpMatcher, normalizeRequestPath } from './http-match.js';
 import { GrpcMatcher } from './grpc-match.js';
-import { ANY, parseDestination, parseSourceSelector, type NamePattern, type SourcePattern } from './selectors.js';
+import { ANY, parseDestination, parseSourceSelector, zonePrefix, type NamePattern, type SourcePattern } from './selectors.js';
 import type { AuthorizationRequest, CompileOptions, Decision, PeerIdentity, PolicyRule, TrafficPermission } from './types.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -64,10 +66,18 @@ class SourceIndex {
   any: Bucket | null = null;
   /** Callers of federated trust domains, by trust domain; their `any` is the whole trust domain. */
   readonly foreign = new Map<string, SourceIndex>();
+  /** Zone-qualified entries: by zone name, and by the prefix of a zone pattern (`eu-*` → `eu-`). */
+  readonly zones = new Map<string, SourceIndex>();
+  readonly zonePrefixes = new Map<string, SourceIndex>();
 
   bucket(source: SourcePattern, meshTrustDomain: string): Bucket {
     if (source.trustDomain !== undefined && source.trustDomain !== meshTrustDomain) {
       return getOrAdd(this.foreign, source.trustDomain, () => new SourceIndex()).bucket({ namespace: source.namespace, service: source.service }, meshTrustDomain);
+    }
+    if (source.zone !== undefined) {
+      const prefix = zonePrefix(source.zone);
+      const byZone = prefix === undefined ? getOrAdd(this.zones, source.zone, () => new SourceIndex()) : getOrAdd(this.zonePrefixes, prefix, () => new SourceIndex());
+      return byZone.bucket({ namespace: source.namespace, service: source.service }, meshTrustDomain);
     }
     if (source.namespace === ANY) return (this.any ??= new Bucket());
     if (source.service === ANY) return getOrAdd(this.namespace, source.namespace, () => new Bucket());
@@ -168,10 +178,10 @@ export class CompiledPolicy {
     best.deny = best.dryRunDeny = best.allow = null;
     const { namespace: dns, service: dsvc } = request.destination;
     const exact = this.exact.get(dns)?.get(dsvc);
-    if (exact !== undefined) scan(sourcesOf(exact, td), source.namespace, source.service, method, path, best);
+    if (exact !== undefined) scanZones(sourcesOf(exact, td), source, method, path, best);
     const wholeNamespace = this.namespace.get(dns);
-    if (wholeNamespace !== undefined) scan(sourcesOf(wholeNamespace, td), source.namespace, source.service, method, path, best);
-    if (this.mesh !== null) scan(sourcesOf(this.mesh, td), source.namespace, source.service, method, path, best);
+    if (wholeNamespace !== undefined) scanZones(sourcesOf(wholeNamespace, td), source, method, path, best);
+    if (this.mesh !== null) scanZones(sourcesOf(this.mesh, td), source, method, path, best);
     // Read back through a widened view: the scans above filled `best` in (TypeScript still sees the nulls).
     const found: Readonly<Best> = best;
     if (found.deny !== null) return found.deny.decision;
@@ -194,6 +204,12 @@ export class CompiledPolicy {
         if (bucket === undefined || bucket === null) continue;
         if (bucket.denies.some((rule) => rule.http === null)) return false;
         if (bucket.allows.length > 0) allowed = true;
+      }
+      // The caller's zone is not known here: an allow naming any zone might apply (a deny naming one might not).
+      for (const byZone of [...index.zones.values(), ...index.zonePrefixes.values()]) {
+        for (const bucket of [byZone.exact.get(source.namespace)?.get(source.service), byZone.namespace.get(source.namespace), byZone.any]) {
+          if (bucket !== undefined && bucket !== null && bucket.allows.length > 0) allowed = true;
+        }
       }
     }
     return allowed;
@@ -246,6 +262,16 @@ function compileRule(rule: PolicyRule, index: number, key: string, dryRun: boole
 /** The callers of this mesh (`td` null) or of federated trust domain `td` (maybe none). */
 function sourcesOf(index: SourceIndex, td: string | null): SourceIndex | undefined {
   return td === null ? index : index.foreign.get(td);
+}
+
+/** The entries without a zone, then those naming the caller's zone or a pattern it fits (none when unknown). */
+function scanZones(index: SourceIndex | undefined, source: PeerIdentity, method: string | null, path: string | null, best: Best): void {
+  if (index === undefined) return;
+  scan(index, source.namespace, source.service, method, path, best);
+  const zone = source.zone;
+  if (zone === undefined) return;
+  if (index.zones.size > 0) scan(index.zones.get(zone), source.namespace, source.service, method, path, best);
+  if (index.zonePrefixes.size > 0) for (const [prefix, byPrefix] of index.zonePrefixes) if (zone.startsWith(prefix)) scan(byPrefix, source.namespace, source.service, method, path, best);
 }
 
 function scan(index: SourceIndex | undefined, ns: string, svc: string, method: string | null, path: string | null, best: Best): void {

@@ -16,9 +16,44 @@ export interface NamePattern {
   readonly service: string;
 }
 
-/** A `from` entry: `trustDomain` is set only when the entry is a SPIFFE ID or SPIFFE pattern (which names it). */
+/**
+ * A `from` entry: `trustDomain` is set only when the entry is a SPIFFE ID or SPIFFE pattern (which names it);
+ * `zone` only when it names a zone: a zone name, or a zone pattern `PREFIX*` (every zone whose name starts
+ * with PREFIX). Without `zone` the entry matches callers of every zone, and of an unknown one.
+ */
 export interface SourcePattern extends NamePattern {
   readonly trustDomain?: string;
+  readonly zone?: string;
+}
+
+/** A zone pattern's prefix (`eu-*` → `eu-`), or undefined for a plain zone name. */
+export function zonePrefix(zone: string): string | undefined {
+  return zone.endsWith(ANY) ? zone.slice(0, -1) : undefined;
+}
+
+/** Whether a caller of zone `zone` (undefined: unknown) matches a `from` entry's zone `pattern`. */
+export function zoneMatches(pattern: string, zone: string | undefined): boolean {
+  if (zone === undefined) return false;
+  const prefix = zonePrefix(pattern);
+  return prefix === undefined ? zone === pattern : zone.startsWith(prefix);
+}
+
+const ZONE_HINT = 'a zone name (a DNS label) or a zone pattern "PREFIX*" (e.g. "eu-*")';
+// A prefix: one or more characters a zone name may start with, not ending in a way no zone could continue.
+const ZONE_PREFIX = /^[a-z0-9][-a-z0-9]{0,61}$/;
+
+/** The zone-qualified forms (zone, then namespace and service, either may be "*"): this mesh's callers in one zone or a pattern of zones. */
+function parseZonedSource(text: string, parts: readonly string[]): Parsed<SourcePattern> {
+  const expected = `expected "ZONE/NAMESPACE/SERVICE", "ZONE/NAMESPACE/*" or "ZONE/*/*" (ZONE: ${ZONE_HINT}), got ${JSON.stringify(text)}`;
+  if (parts.length !== 3) return { ok: false, message: `${expected}: too many "/"` };
+  const [zone, namespace, service] = parts as [string, string, string];
+  if (zone === ANY) return { ok: false, message: `${expected}: a "*" zone means every zone, which an entry without a zone already says; write "${namespace}/${service}"` };
+  const prefix = zonePrefix(zone);
+  if (prefix !== undefined ? !ZONE_PREFIX.test(prefix) : !isLabel(zone)) return { ok: false, message: `${expected}: zone "${zone}" is not ${ZONE_HINT}` };
+  if (namespace === ANY && service !== ANY) return { ok: false, message: `${expected}: a "*" namespace needs a "*" service ("${zone}/*/*")` };
+  if (namespace !== ANY && !isLabel(namespace)) return { ok: false, message: `${expected}: namespace "${namespace}" is not ${DNS_LABEL_HINT}` };
+  if (service !== ANY && !isLabel(service)) return { ok: false, message: `${expected}: service "${service}" is not ${DNS_LABEL_HINT}` };
+  return { ok: true, value: { zone, namespace, service: namespace === ANY ? ANY : service } };
 }
 
 /** A SPIFFE trust domain name: lowercase letters, digits, `.`, `-` and `_` (SPIFFE ID standard 2.1), at most 255. */
@@ -54,10 +89,12 @@ function isLabel(text: string): boolean {
  * policy's own namespace), or a SPIFFE ID or pattern (`parseSpiffeSource`) naming its trust domain.
  */
 export function parseSourceSelector(text: string, policyNamespace: string): Parsed<SourcePattern> {
-  const expected = 'expected "service", "namespace/service", "namespace/*", "*" or a SPIFFE ID ("spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*", "spiffe://TRUST_DOMAIN/*")';
+  const expected =
+    'expected "service", "namespace/service", "namespace/*", "*", a zone-qualified "zone/namespace/service" ("zone/namespace/*", "zone/*/*", zone patterns "prefix*/...") or a SPIFFE ID ("spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*", "spiffe://TRUST_DOMAIN/*")';
   if (text.startsWith('spiffe://')) return parseSpiffeSource(text);
   if (text === ANY) return { ok: true, value: { namespace: ANY, service: ANY } };
   const parts = text.split('/');
+  if (parts.length >= 3) return parseZonedSource(text, parts);
   if (parts.length === 1) {
     return isLabel(text) ? { ok: true, value: { namespace: policyNamespace, service: text } } : { ok: false, message: `${expected}, got ${JSON.stringify(text)}: "${text}" is not ${DNS_LABEL_HINT}` };
   }

@@ -78,6 +78,11 @@ export interface PeerIdentity {
   readonly trustDomain: string;
   readonly namespace: string;
   readonly service: string;
+  /**
+   * The zone the caller's certificate proves it was issued in (its zone intermediate, ca/zone.ts); absent:
+   * unknown, which matches only `from` entries that name no zone.
+   */
+  readonly zone?: string;
 }
 
 export interface AuthorizationRequest {

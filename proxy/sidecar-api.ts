@@ -32,6 +32,12 @@ export interface SidecarConfig {
   readonly revokedSerials?: ReadonlySet<string>;
   /** Routes, retries, timeouts, outlier detection, circuit breakers (`compileTraffic(...)`); absent: the defaults. */
   readonly traffic?: CompiledTraffic;
+  /**
+   * Roots of the federated trust domains (trust domain → PEM), replacing the set in force when present
+   * (`{}`: none); absent keeps it. New handshakes use it at once; open sessions stay, except inbound ones
+   * of a trust domain no longer federated, which get GOAWAY (proxy/core/federated-trust.ts).
+   */
+  readonly federatedBundles?: Readonly<Record<string, string>>;
 }
 
 export interface SidecarPoolOptions {

@@ -64,6 +64,18 @@ export function captureAppLocalAddress(host: string): string | undefined {
   return appLocalAddress(host, HANDOFF_SOURCE);
 }
 
+/** `identity` with exactly `bundles` as its federated set. */
+function withFederation(identity: WorkloadIdentity, bundles: Readonly<Record<string, string>> | undefined): WorkloadIdentity {
+  const { certChainPem, keyPem, trustBundlePem } = identity;
+  return Object.freeze({ certChainPem, keyPem, trustBundlePem, federatedBundles: bundles ?? {} });
+}
+
+function sameBundles(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>> | undefined): boolean {
+  const other = b ?? {};
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(other).length && keys.every((k) => a[k] === other[k]);
+}
+
 export function createSidecar(options: SidecarOptions): Sidecar {
   return new TrellisSidecar(options);
 }
@@ -87,6 +99,8 @@ class TrellisSidecar implements Sidecar {
   private readonly traffic: OutboundTraffic;
   private readonly capture: CaptureParts | undefined;
   private material: TlsMaterial;
+  /** The identity in force with the federated bundles of the config in force (what tunnel and pool use). */
+  private identity: WorkloadIdentity;
   private current: ConfigInForce;
   private started = false;
   private stopped = false;
@@ -96,7 +110,8 @@ class TrellisSidecar implements Sidecar {
     this.registry = options.registry ?? new Registry();
     this.log = (options.logger ?? silentLogger()).child({ service: `${options.namespace}/${options.service}` });
     this.limits = resolveLimits(options.limits);
-    this.material = buildTlsMaterial(options.identity);
+    this.identity = withFederation(options.identity, options.config?.federatedBundles ?? options.identity.federatedBundles);
+    this.material = buildTlsMaterial(this.identity);
     this.metrics = createProxyMetrics(this.registry, () => [{ spiffeId: this.material.spiffeId, notAfterMs: this.material.notAfterMs }]);
     this.httpMetrics = createHttpMetrics(this.registry);
     this.current = initialConfig(options);
@@ -118,7 +133,7 @@ class TrellisSidecar implements Sidecar {
     });
     this.tunnel = new TunnelServer({
       trustDomain: options.trustDomain,
-      identity: options.identity,
+      identity: this.identity,
       state: this.current.state,
       limits: this.limits,
       metrics: this.metrics,
@@ -139,7 +154,7 @@ class TrellisSidecar implements Sidecar {
     const pool = this.options.pool;
     return new SessionPool({
       trustDomain: this.options.trustDomain,
-      identity: this.options.identity,
+      identity: this.identity,
       limits: this.limits,
       sessionsPerEndpoint: pool?.sessionsPerEndpoint,
       maxSessionsPerEndpoint: pool?.maxSessionsPerEndpoint,
@@ -230,18 +245,31 @@ class TrellisSidecar implements Sidecar {
 
   async applyConfig(config: SidecarConfig): Promise<void> {
     if (this.stopped) throw new TrellisError(CODE.PROXY_STOPPED, 'the sidecar is stopped', { side: 'internal' });
+    // Built before anything is swapped: bundles that cannot be used reject the whole config.
+    const federated = config.federatedBundles === undefined || sameBundles(config.federatedBundles, this.identity.federatedBundles) ? undefined : withFederation(this.identity, config.federatedBundles);
+    const federatedMaterial = federated === undefined ? undefined : buildTlsMaterial(federated);
     this.current = swapConfig(this.current, config, this.options.appPorts, { balancer: this.balancer, traffic: this.traffic, tunnel: this.tunnel, capture: this.capture, metrics: this.metrics, log: this.log });
+    if (federated !== undefined && federatedMaterial !== undefined) this.useIdentity(federated, federatedMaterial);
     if (!this.started) return;
     this.warmPool();
     await this.listeners.apply(this.current.config.listeners, this.current.upstreams);
   }
 
+  /** A renewed identity (or a new trust bundle); the federated bundles in force stay unless it brings its own. */
   setIdentity(identity: WorkloadIdentity): void {
-    const material = buildTlsMaterial(identity);
+    const merged = withFederation(identity, identity.federatedBundles ?? this.identity.federatedBundles);
+    this.useIdentity(merged, buildTlsMaterial(merged));
+    this.log.info({ spiffeId: this.material.spiffeId, notAfter: new Date(this.material.notAfterMs).toISOString() }, 'workload identity updated');
+  }
+
+  private useIdentity(identity: WorkloadIdentity, material: TlsMaterial): void {
+    const before = Object.keys(this.identity.federatedBundles ?? {}).sort().join(',');
     this.tunnel.setIdentity(identity);
     this.pool.setIdentity(identity);
+    this.identity = identity;
     this.material = material;
-    this.log.info({ spiffeId: material.spiffeId, notAfter: new Date(material.notAfterMs).toISOString() }, 'workload identity updated');
+    const after = Object.keys(identity.federatedBundles ?? {}).sort().join(',');
+    if (before !== after) this.log.info({ federatedTrustDomains: after === '' ? [] : after.split(',') }, 'federated trust domains changed');
   }
 
   async stop(graceMs = 5_000): Promise<void> {

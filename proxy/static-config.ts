@@ -29,7 +29,13 @@ export interface StaticProxyConfig {
   readonly trustDomain: string;
   readonly zone: string;
   /** Absolute paths. */
-  readonly identity: { readonly certificate: string; readonly key: string; readonly trustBundle: string };
+  readonly identity: {
+    readonly certificate: string;
+    readonly key: string;
+    readonly trustBundle: string;
+    /** Federated trust domain → the file holding its roots (PEM). */
+    readonly federatedBundles?: Readonly<Record<string, string>>;
+  };
   readonly tunnel: { readonly address: string; readonly port: number };
   /** null: no admin port. */
   readonly admin: { readonly address: string; readonly port: number } | null;
@@ -58,6 +64,7 @@ export interface StaticProxyConfig {
 }
 
 const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const TRUST_DOMAIN_RULE = { pattern: /^[a-z0-9._-]{1,255}$/, expected: 'a trust domain (lowercase letters, digits, ".", "-", "_")' } as const;
 const NAME_RULE = { pattern: NAME, expected: 'a DNS label (lowercase letters, digits, "-", at most 63 characters)' } as const;
 const PORT = { min: 1, max: 65535 } as const;
 const BIND_PORT = { min: 0, max: 65535 } as const;
@@ -91,10 +98,10 @@ function validate(root: ConfigNode, baseDir: string, file: string): StaticProxyC
   if (top === undefined) return undefined;
   const service = top.field('service')?.string(NAME_RULE);
   const namespace = top.field('namespace')?.string(NAME_RULE);
-  const trustDomain = top.field('trustDomain')?.string({ pattern: /^[a-z0-9._-]{1,255}$/, expected: 'a trust domain (lowercase letters, digits, ".", "-", "_")' });
+  const trustDomain = top.field('trustDomain')?.string(TRUST_DOMAIN_RULE);
   const zone = opt(top, 'zone', (n) => n.string(NAME_RULE)) ?? 'default';
   const path = pathReader(baseDir);
-  const identity = identitySection(top, path);
+  const identity = identitySection(top, path, baseDir);
   const tunnel = endpointSection(top.field('tunnel'), '0.0.0.0', DEFAULT_TUNNEL_PORT);
   const admin = adminSection(top);
   const inbound = inboundSection(top);
@@ -120,8 +127,8 @@ function pathReader(baseDir: string): (n: ConfigNode) => string | undefined {
   };
 }
 
-function identitySection(top: ConfigObject, path: (n: ConfigNode) => string | undefined): StaticProxyConfig['identity'] | undefined {
-  const o = top.field('identity')?.object({ required: ['certificate', 'key', 'trustBundle'] });
+function identitySection(top: ConfigObject, path: (n: ConfigNode) => string | undefined, baseDir: string): StaticProxyConfig['identity'] | undefined {
+  const o = top.field('identity')?.object({ required: ['certificate', 'key', 'trustBundle'], optional: ['federatedBundles'] });
   const read = (key: string): string | undefined => {
     const n = o?.field(key);
     return n === undefined ? undefined : path(n);
@@ -129,7 +136,18 @@ function identitySection(top: ConfigObject, path: (n: ConfigNode) => string | un
   const certificate = read('certificate');
   const key = read('key');
   const trustBundle = read('trustBundle');
-  return certificate === undefined || key === undefined || trustBundle === undefined ? undefined : { certificate, key, trustBundle };
+  const federated = o?.field('federatedBundles');
+  const files = federated?.stringMap();
+  let federatedBundles: Record<string, string> | undefined;
+  if (files !== undefined && federated !== undefined) {
+    federatedBundles = {};
+    for (const [td, file] of Object.entries(files)) {
+      if (!TRUST_DOMAIN_RULE.pattern.test(td)) federated.report(`"${td.slice(0, 80)}" is not ${TRUST_DOMAIN_RULE.expected}`);
+      else Object.defineProperty(federatedBundles, td, { value: isAbsolute(file) ? file : resolve(baseDir, file), enumerable: true });
+    }
+  }
+  if (certificate === undefined || key === undefined || trustBundle === undefined) return undefined;
+  return { certificate, key, trustBundle, ...(federatedBundles === undefined ? {} : { federatedBundles }) };
 }
 
 /** undefined: invalid; null: `enabled: false`. */
@@ -207,15 +225,25 @@ function servicePorts(o: ConfigObject): ServicePort[] {
 function upstreamEndpoints(o: ConfigObject, zone: string): Endpoint[] {
   const endpoints: Endpoint[] = [];
   for (const en of o.field('endpoints')?.list() ?? []) {
-    const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy', 'ingressPort'] });
+    const eo = en.object({ required: ['address'], optional: ['tunnelPort', 'zone', 'healthy', 'ingressPort', 'trustDomain'] });
     const address = eo?.field('address')?.string();
     const tunnelPort = opt(eo, 'tunnelPort', (x) => x.integer(PORT)) ?? DEFAULT_TUNNEL_PORT;
     const epZone = opt(eo, 'zone', (x) => x.string(NAME_RULE)) ?? zone;
     const healthy = opt(eo, 'healthy', (x) => x.boolean()) ?? true;
     // Another zone's endpoint: `address:ingressPort` is its zone's ingress, dialled with nested TLS.
     const ingressPort = opt(eo, 'ingressPort', (x) => x.integer(PORT));
+    const trustDomain = opt(eo, 'trustDomain', (x) => x.string(TRUST_DOMAIN_RULE));
     if (address === undefined) continue;
-    endpoints.push(Object.freeze({ address, tunnelPort, zone: epZone, healthy, ...(ingressPort === undefined ? {} : { ingress: Object.freeze({ address, port: ingressPort }) }) }));
+    endpoints.push(
+      Object.freeze({
+        address,
+        tunnelPort,
+        zone: epZone,
+        healthy,
+        ...(ingressPort === undefined ? {} : { ingress: Object.freeze({ address, port: ingressPort }) }),
+        ...(trustDomain === undefined ? {} : { trustDomain }),
+      }),
+    );
   }
   return endpoints;
 }

@@ -30,9 +30,16 @@ export async function readIdentityFiles(config: Pick<StaticProxyConfig, 'identit
     read(config.identity.key, 'private key'),
     read(config.identity.trustBundle, 'trust bundle'),
   ]);
-  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem });
+  const federatedBundles: Record<string, string> = {};
+  for (const [td, path] of Object.entries(config.identity.federatedBundles ?? {})) federatedBundles[td] = await read(path, `federated trust bundle of ${td}`);
+  const identity: WorkloadIdentity = Object.freeze({ certChainPem, keyPem, trustBundlePem, federatedBundles: Object.freeze(federatedBundles) });
+  // Checks the pair and the federated bundles (one trust domain each, CA certificates, not our own).
   buildTlsMaterial(identity);
   return identity;
+}
+
+function identityFingerprint(identity: WorkloadIdentity): string {
+  return identity.certChainPem + identity.trustBundlePem + JSON.stringify(identity.federatedBundles ?? {});
 }
 
 /**
@@ -46,9 +53,9 @@ export function watchIdentityFiles(
   intervalMs = 1_000,
 ): () => void {
   return pollFiles({
-    paths: [config.identity.certificate, config.identity.key, config.identity.trustBundle],
+    paths: [config.identity.certificate, config.identity.key, config.identity.trustBundle, ...Object.values(config.identity.federatedBundles ?? {})],
     read: () => readIdentityFiles(config),
-    fingerprint: (identity) => identity.certChainPem + identity.trustBundlePem,
+    fingerprint: identityFingerprint,
     onChange,
     onError,
     intervalMs,

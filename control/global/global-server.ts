@@ -158,7 +158,7 @@ async function route(options: GlobalServerOptions, stream: ServerHttp2Stream, he
       if (body.zoneCa !== true || options.root === undefined) return cert;
       // One mesh root, an intermediate per zone: the zone signs its workloads with it, so every zone's
       // workloads chain to the same root. Sent once, over this TLS 1.3 session to a token holder.
-      const intermediate = await options.root.createIntermediate({ name: `Trellis zone ${zone}`.slice(0, 64) });
+      const intermediate = await options.root.createIntermediate({ name: `Trellis zone ${zone}`.slice(0, 64), zone });
       return { ...cert, zoneCa: { certChainPem: intermediate.certChainPem, keyPem: intermediate.exportKeyPem(), bundlePem: options.root.bundle.toPem() } };
     });
     options.log.info({ zone, serial: issued.serial }, 'zone joined with a zone token');

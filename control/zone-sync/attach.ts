@@ -7,6 +7,20 @@ import type { Logger } from '../../common/log.js';
 import type { ServiceRegistry } from '../registry.js';
 import type { ExportRules } from './exports.js';
 import { ZoneLink } from './zone-link.js';
+import { parseCertificatesPem } from '../../ca/certificate.js';
+import { trustDomainOf } from '../../ca/authority.js';
+
+/** The trust domain the global's roots name (`spiffe://td` URI SAN), when they name one and agree. */
+function trustDomainOfBundle(pem: string): string | undefined {
+  let named: (string | undefined)[];
+  try {
+    named = parseCertificatesPem(pem, '--global-ca').map(trustDomainOf);
+  } catch {
+    return undefined;
+  }
+  const first = named[0];
+  return first !== undefined && named.every((td) => td === first) ? first : undefined;
+}
 
 export interface ZoneGlobalConfig {
   /** The global's URL, or each replica's: the zone moves to the next when one does not take it. */
@@ -27,8 +41,11 @@ export async function attachZoneLink(
 ): Promise<ZoneLink | undefined> {
   const global = config.global;
   if (global === undefined) return undefined;
+  // The global speaks for its own trust domain (its root's), which a zone with its own PKI does not share.
+  const globalTrustDomain = trustDomainOfBundle(global.bundlePem) ?? config.trustDomain;
   const link = new ZoneLink({
-    endpoints: global.urls.map((url) => ({ url, trustDomain: config.trustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem })),
+    endpoints: global.urls.map((url) => ({ url, trustDomain: globalTrustDomain, rootNamespace: config.rootNamespace, bundlePem: global.bundlePem })),
+    workloadTrustDomain: config.trustDomain,
     zone: config.zone,
     dataDir: config.dataDir,
     token: global.token,

@@ -29,6 +29,11 @@ import { CODE } from '../../common/error-codes.js';
 export interface ZoneLinkOptions {
   /** The global, or each of its replicas: tried in turn until one welcomes the zone. */
   readonly endpoints: readonly GlobalEndpoint[];
+  /**
+   * The trust domain of this zone's workloads: the global's (`endpoints[].trustDomain`) under one mesh root,
+   * its own for a zone with its own PKI, whose roots then travel as `trust` records for federation.
+   */
+  readonly workloadTrustDomain?: string;
   readonly zone: string;
   readonly dataDir: string;
   /** The zone token, needed only for the first join. */
@@ -138,7 +143,7 @@ export class ZoneLink {
 
   /** The zone's trust bundle changed (root rotation): the global and the other zones get it. */
   trustChanged(): void {
-    const td = this.endpoint.trustDomain;
+    const td = this.options.workloadTrustDomain ?? this.endpoint.trustDomain;
     this.outbox.trust.set(`${this.options.zone}/${td}`, { zone: this.options.zone, trustDomain: td, rootsPem: this.options.trustBundlePem() });
     this.sendUp();
   }
@@ -353,7 +358,7 @@ export class ZoneLink {
     const { word, conflict } = serviceExportWord(this.options.registry.exportWords(namespace, name));
     this.reportConflict(`${namespace}/${name}`, conflict);
     const record = isExported(this.options.exportRules, this.exportDefault, namespace, name, word)
-      ? exportedService(this.options.registry, this.endpoint.trustDomain, this.options.zone, namespace, name)
+      ? exportedService(this.options.registry, this.options.workloadTrustDomain ?? this.endpoint.trustDomain, this.options.zone, namespace, name)
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);
     else this.outbox.service.set(key, record);

@@ -18,7 +18,9 @@ export interface ProxyMetrics {
   /** Bytes proxied; `flow` is `to_destination` or `to_source`. */
   readonly tcpBytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
   /** Denials by the deciding policy and rule; `enforced` false for dry-run denials that were let through. */
-  readonly policyDenials: Counter<'source' | 'destination' | 'policy' | 'rule' | 'enforced'>;
+  readonly policyDenials: Counter<'source' | 'source_zone' | 'destination' | 'policy' | 'rule' | 'enforced'>;
+  /** Inbound tunnel sessions accepted, by the zone the caller's certificate proves (proxy/core/zone-label.ts). */
+  readonly tunnelPeerSessions: Counter<'source_zone'>;
   /** Open tunnel sessions. */
   readonly tunnelSessions: Gauge<'direction'>;
   /**
@@ -63,7 +65,13 @@ export function createProxyMetrics(registry: Registry, certificates?: Certificat
     policyDenials: new Counter({
       name: 'trellis_policy_denials_total',
       help: 'Streams and requests denied by policy, by deciding policy and rule (enforced="false": dry-run, let through).',
-      labelNames: ['source', 'destination', 'policy', 'rule', 'enforced'] as const,
+      labelNames: ['source', 'source_zone', 'destination', 'policy', 'rule', 'enforced'] as const,
+      registers,
+    }),
+    tunnelPeerSessions: new Counter({
+      name: 'trellis_tunnel_peer_sessions_total',
+      help: 'Inbound tunnel sessions accepted, by the zone the caller\'s certificate proves (unknown: none proven; other: past 64 zones).',
+      labelNames: ['source_zone'] as const,
       registers,
     }),
     tunnelSessions: new Gauge({ name: 'trellis_tunnel_sessions', help: 'Open mTLS tunnel sessions.', labelNames: ['direction'] as const, registers }),

@@ -21,7 +21,11 @@ export interface VerifiedPeer extends PeerIdentity {
 
 export type PeerCheck = { readonly ok: true; readonly peer: VerifiedPeer } | { readonly ok: false; readonly reason: string; readonly message: string };
 
-export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
+/**
+ * `zoneOf`: on the inbound side, the zone the leaf proves (ca/zone.ts); the peer then carries it as `zone`,
+ * and without one (or when it cannot be proven) the caller's zone is unknown.
+ */
+export function checkPeer(socket: TLSSocket, trustDomain: string, zoneOf?: (leafDer: Buffer, trustDomain: string) => string | undefined): PeerCheck {
   let cert: X509Certificate | undefined;
   try {
     cert = socket.getPeerX509Certificate();
@@ -37,10 +41,9 @@ export function checkPeer(socket: TLSSocket, trustDomain: string): PeerCheck {
     const v = verifyPeerCertificate(cert, { trustDomain });
     const notAfter = v.notAfter as unknown;
     const notAfterMs = notAfter instanceof Date ? notAfter.getTime() : typeof notAfter === 'number' ? notAfter : Date.parse(String(notAfter));
-    return {
-      ok: true,
-      peer: Object.freeze({ spiffeId: String(v.spiffeId), trustDomain: v.trustDomain, namespace: v.namespace, service: v.service, notAfterMs, serial: normaliseSerial(cert.serialNumber) }),
-    };
+    const zone = zoneOf?.(cert.raw, v.trustDomain);
+    const peer = { spiffeId: String(v.spiffeId), trustDomain: v.trustDomain, namespace: v.namespace, service: v.service, notAfterMs, serial: normaliseSerial(cert.serialNumber) };
+    return { ok: true, peer: Object.freeze(zone === undefined ? peer : { ...peer, zone }) };
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     return { ok: false, reason: reasonOf(typeof code === 'string' ? code : ''), message: (err as Error).message };

@@ -13,6 +13,7 @@ import type { AuthorizationRequest, Decision } from '../../policy/types.js';
 import type { LogSampler } from '../core/log-sampler.js';
 import type { ProxyMetrics } from '../core/metrics.js';
 import { serviceLabel, type VerifiedPeer } from '../core/peer-identity.js';
+import { zoneLabel } from '../core/zone-label.js';
 
 /** What denials are counted in: the one counter both protocols share. */
 export type AuthorizationMetrics = Pick<ProxyMetrics, 'policyDenials'>;
@@ -51,6 +52,7 @@ function recordDenial(sinks: AuthorizationSinks, peer: VerifiedPeer, request: Au
   const enforced = !decision.allowed;
   sinks.metrics.policyDenials.inc({
     source,
+    source_zone: zoneLabel(peer.zone),
     destination,
     policy: decision.policy ?? 'default-deny',
     rule: decision.rule === null ? '' : String(decision.rule),
@@ -58,7 +60,7 @@ function recordDenial(sinks: AuthorizationSinks, peer: VerifiedPeer, request: Au
   });
   const decidedBy = deciderOf(decision);
   const what = request.protocol === 'http' ? 'HTTP request' : 'TCP stream';
-  const fields: Record<string, unknown> = { correlationId, source: peer.spiffeId, destination, policy: decision.policy, rule: decision.rule, decidedBy, reason: decision.reason, enforced };
+  const fields: Record<string, unknown> = { correlationId, source: peer.spiffeId, sourceZone: peer.zone ?? 'unknown', destination, policy: decision.policy, rule: decision.rule, decidedBy, reason: decision.reason, enforced };
   if (request.http !== undefined) {
     fields.method = request.http.method;
     fields.path = request.http.path;

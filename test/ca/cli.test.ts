@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { parseCertificatesPem } from '../../ca/certificate.js';
+import { TrustBundle } from '../../ca/bundle.js';
+import { zoneOfLeaf } from '../../ca/zone.js';
 import { createRootCa } from '../../ca/authority.js';
 
 interface Run {
@@ -35,7 +37,8 @@ describe('trellis ca', () => {
     expect(readdirSync(join(base, 'root')).sort()).toEqual(['bundle.pem', 'ca.crt', 'ca.key']);
     expect(statSync(join(base, 'root', 'ca.key')).mode & 0o777).toBe(0o600);
 
-    expect((await trellis('ca', 'intermediate', '--dir', join(base, 'root'), '--out', join(base, 'zone'), '--name', 'zone-a')).code).toBe(0);
+    expect((await trellis('ca', 'intermediate', '--dir', join(base, 'root'), '--out', join(base, 'bad'), '--name', 'zone-a', '--zone', 'Zone A')).code).toBe(2);
+    expect((await trellis('ca', 'intermediate', '--dir', join(base, 'root'), '--out', join(base, 'zone'), '--name', 'zone-a', '--zone', 'zone-a')).code).toBe(0);
     expect(statSync(join(base, 'zone', 'ca.key')).mode & 0o777).toBe(0o600);
 
     const issue = await trellis('ca', 'issue', '--dir', join(base, 'zone'), '--spiffe-id', 'spiffe://example.org/ns/shop/sa/cart', '--out', join(base, 'cart'), '--ttl', '2h');
@@ -44,6 +47,9 @@ describe('trellis ca', () => {
     const chain = parseCertificatesPem(readFileSync(join(base, 'cart.crt'), 'utf8'), 'cart.crt');
     expect(chain).toHaveLength(2);
     expect(chain[0]?.subjectAltNames?.uris).toEqual(['spiffe://example.org/ns/shop/sa/cart']);
+    // The intermediate names its zone, and its leaves prove it.
+    expect(chain[1]?.zone).toBe('zone-a');
+    expect(zoneOfLeaf(chain[0]!, TrustBundle.fromPem('example.org', readFileSync(join(base, 'root', 'bundle.pem'), 'utf8')))).toBe('zone-a');
     expect((chain[0]?.notAfter.getTime() ?? 0) - Date.now()).toBeGreaterThan(2 * 3_600_000 - 5_000);
 
     const inspect = await trellis('ca', 'inspect', join(base, 'cart.crt'), '--bundle', join(base, 'root', 'bundle.pem'));

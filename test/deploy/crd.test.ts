@@ -63,6 +63,8 @@ describe('sample TrafficPermissions', () => {
   const valid: [string, Record<string, unknown>][] = [
     ['any caller', { destination: 'orders', rules: [{ action: 'allow', from: ['*'] }] }],
     ['namespace wildcard, deny, dry-run', { destination: '*', mode: 'dry-run', rules: [{ action: 'deny', from: ['legacy/*'] }, { action: 'allow', from: ['web', 'ops/admin'] }] }],
+    ['zone-qualified callers and zone patterns', { destination: 'orders', rules: [{ action: 'allow', from: ['east/shop/web', 'eu-*/shop/*', 'west/*/*'] }] }],
+    ['callers of a federated trust domain', { destination: 'orders', rules: [{ action: 'allow', from: ['spiffe://other.example/ns/x/sa/y', 'spiffe://other.example/ns/x/*', 'spiffe://other.example/*'] }] }],
     ['HTTP methods and paths', { destination: 'payments', rules: [{ action: 'allow', from: ['orders'], http: { methods: ['POST', 'GET'], paths: ['/pay', '/v1/refunds/*', '/*'] } }] }],
   ];
   for (const [what, spec] of valid) {
@@ -79,7 +81,11 @@ describe('sample TrafficPermissions', () => {
     ['unknown mode', { destination: 'orders', mode: 'audit', rules: [{ action: 'allow', from: ['a'] }] }, /must be one of "enforce", "dry-run"/],
     ['empty from', { destination: 'orders', rules: [{ action: 'allow', from: [] }] }, /at least 1 items/],
     ['uppercase service', { destination: 'Orders', rules: [{ action: 'allow', from: ['a'] }] }, /does not match/],
-    ['three-part caller', { destination: 'orders', rules: [{ action: 'allow', from: ['a/b/c'] }] }, /does not match/],
+    ['four-part caller', { destination: 'orders', rules: [{ action: 'allow', from: ['a/b/c/d'] }] }, /does not match/],
+    ['a "*" zone', { destination: 'orders', rules: [{ action: 'allow', from: ['*/b/c'] }] }, /does not match/],
+    ['"*" inside a zone', { destination: 'orders', rules: [{ action: 'allow', from: ['e*st/b/c'] }] }, /does not match/],
+    ['a "*" namespace with a named service', { destination: 'orders', rules: [{ action: 'allow', from: ['east/*/c'] }] }, /does not match/],
+    ['a SPIFFE ID with "sa/*"', { destination: 'orders', rules: [{ action: 'allow', from: ['spiffe://other.example/ns/x/sa/*'] }] }, /does not match/],
     ['lowercase method', { destination: 'orders', rules: [{ action: 'allow', from: ['a'], http: { methods: ['post'] } }] }, /does not match/],
     ['relative path', { destination: 'orders', rules: [{ action: 'allow', from: ['a'], http: { paths: ['pay'] } }] }, /does not match/],
     ['star inside a path', { destination: 'orders', rules: [{ action: 'allow', from: ['a'], http: { paths: ['/a*b'] } }] }, /does not match/],

@@ -21,6 +21,10 @@ const fromEntry = fc.oneof(
   fc.tuple(fc.constantFrom(TD, 'other.test', 'mesh.tes'), ns, svc).map(([td, n, s]) => `spiffe://${td}/ns/${n}/sa/${s}`),
   fc.tuple(fc.constantFrom(TD, 'other.test'), ns).map(([td, n]) => `spiffe://${td}/ns/${n}/*`),
   fc.constantFrom(TD, 'other.test', 'mesh.tes').map((td) => `spiffe://${td}/*`),
+  // Zone-qualified entries: a zone or a zone pattern, then namespace/service, namespace/* or */*.
+  fc.tuple(fc.constantFrom('east', 'eu-west', 'eu-*', 'e*', 'west'), ns, svc).map(([z, n, s]) => `${z}/${n}/${s}`),
+  fc.tuple(fc.constantFrom('east', 'eu-*'), ns).map(([z, n]) => `${z}/${n}/*`),
+  fc.constantFrom('east', 'eu-*', 'w*').map((z) => `${z}/*/*`),
 );
 
 const http = fc.option(
@@ -73,7 +77,9 @@ const policies: fc.Arbitrary<TrafficPermission[]> = fc.array(onePolicy, { maxLen
 
 const requests: fc.Arbitrary<AuthorizationRequest> = fc.record({
   source: fc.oneof(
-    { weight: 8, arbitrary: fc.record({ trustDomain: fc.constant(TD), namespace: ns, service: svc }) },
+    { weight: 4, arbitrary: fc.record({ trustDomain: fc.constant(TD), namespace: ns, service: svc }) },
+    // Callers whose certificate proves a zone (the zone-free ones above are "zone unknown").
+    { weight: 4, arbitrary: fc.record({ trustDomain: fc.constant(TD), namespace: ns, service: svc, zone: fc.constantFrom('east', 'eu-west', 'eu-north', 'west', 'e') }) },
     { weight: 1, arbitrary: fc.record({ trustDomain: fc.constantFrom('other.test', 'mesh.tes'), namespace: ns, service: svc }) },
     { weight: 1, arbitrary: fc.constant(null) },
   ),

@@ -51,6 +51,14 @@ export function referenceEvaluate(
     // Short names only ever mean this mesh's own trust domain.
     if (!local) return false;
     if (entry === '*') return true;
+    const segments = entry.split('/');
+    if (segments.length === 3) {
+      // ZONE/NS/SVC: the caller's proven zone equals ZONE, or starts with PREFIX for "PREFIX*"; unknown never matches.
+      const [zone, ns, svc] = segments as [string, string, string];
+      if (src.zone === undefined) return false;
+      if (zone.endsWith('*') ? !src.zone.startsWith(zone.slice(0, -1)) : src.zone !== zone) return false;
+      return ns === '*' || (ns === src.namespace && (svc === '*' || svc === src.service));
+    }
     if (!entry.includes('/')) return src.namespace === policyNs && src.service === entry;
     const [ns, svc] = entry.split('/');
     return ns === src.namespace && (svc === '*' || svc === src.service);

@@ -68,7 +68,7 @@ spec:
     - action: permit
       from: []
     - action: allow
-      from: ["a/b/c", "Orders", 7]
+      from: ["a/b/c/d", "Orders", 7]
       http: { methods: [post, "BR EW"], paths: ["charge", "/a/*/b", "/x/../y", "/ok/*"] }
     - action: allow
       form: [orders]
@@ -92,9 +92,9 @@ spec: { destination: "other/payments", rules: [{ action: deny, from: ["*"] }] }
       'bad.yaml:6:9: spec.mode: expected one of "enforce", "dry-run", got "audit"',
       'bad.yaml:8:15: spec.rules[0].action: expected one of "allow", "deny", got "permit"',
       'bad.yaml:9:13: spec.rules[0].from: must not be empty',
-      'bad.yaml:11:14: spec.rules[1].from[0]: expected "service", "namespace/service", "namespace/*", "*" or a SPIFFE ID ("spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE", "spiffe://TRUST_DOMAIN/ns/NAMESPACE/*", "spiffe://TRUST_DOMAIN/*"), got "a/b/c" (names are DNS labels)',
-      expect.stringMatching(/^bad\.yaml:11:23: spec\.rules\[1\]\.from\[1\]: .*"Orders" is not a DNS label/),
-      'bad.yaml:11:33: spec.rules[1].from[2]: expected a string, got the number 7',
+      'bad.yaml:11:14: spec.rules[1].from[0]: expected "ZONE/NAMESPACE/SERVICE", "ZONE/NAMESPACE/*" or "ZONE/*/*" (ZONE: a zone name (a DNS label) or a zone pattern "PREFIX*" (e.g. "eu-*")), got "a/b/c/d": too many "/"',
+      expect.stringMatching(/^bad\.yaml:11:25: spec\.rules\[1\]\.from\[1\]: .*"Orders" is not a DNS label/),
+      'bad.yaml:11:35: spec.rules[1].from[2]: expected a string, got the number 7',
       'bad.yaml:12:25: spec.rules[1].http.methods[0]: expected an uppercase HTTP method such as GET or POST, got "post" (methods are case-sensitive: write "POST")',
       'bad.yaml:12:31: spec.rules[1].http.methods[1]: expected an uppercase HTTP method such as GET or POST, got "BR EW"',
       'bad.yaml:12:49: spec.rules[1].http.paths[0]: expected a path starting with "/", got "charge"',

@@ -31,7 +31,7 @@ describe('authorizeInbound', () => {
     const http: AuthorizationRequest = { source: peer, destination, protocol: 'http', http: { method: 'GET', path: '/admin' } };
     expect(authorizeInbound(s.sinks, peer, policyOf(denied), tcp, 'c1', 8080).allowed).toBe(false);
     expect(authorizeInbound(s.sinks, peer, policyOf(denied), http, 'c2').allowed).toBe(false);
-    const labels = { source: 'shop/web', destination: 'shop/api', policy: 'shop/api-access', rule: '2', enforced: 'true' };
+    const labels = { source: 'shop/web', source_zone: 'unknown', destination: 'shop/api', policy: 'shop/api-access', rule: '2', enforced: 'true' };
     expect(s.counts).toEqual([labels, labels]);
     // One log line per caller, decider and mode within the interval, whatever the protocol.
     expect(s.lines).toHaveLength(1);
@@ -44,7 +44,7 @@ describe('authorizeInbound', () => {
     const dryRun: Decision = { allowed: true, enforced: false, policy: 'shop/strict', rule: null, reason: 'dry-run' };
     const http: AuthorizationRequest = { source: peer, destination, protocol: 'http', http: { method: 'POST', path: '/orders' } };
     expect(authorizeInbound(s.sinks, peer, policyOf(dryRun), http, 'c3').allowed).toBe(true);
-    expect(s.counts).toEqual([{ source: 'shop/web', destination: 'shop/api', policy: 'shop/strict', rule: '', enforced: 'false' }]);
+    expect(s.counts).toEqual([{ source: 'shop/web', source_zone: 'unknown', destination: 'shop/api', policy: 'shop/strict', rule: '', enforced: 'false' }]);
     expect(s.lines[0]?.msg).toBe('dry-run policy would deny HTTP request');
     expect(s.lines[0]?.fields).toMatchObject({ method: 'POST', path: '/orders', decidedBy: 'shop/strict', enforced: false });
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeSni, encodeSni, DNS_NAME_MAX_LENGTH } from '../../api/sni.js';
+import { decodeSni, encodeSni, trustDomainLabel, DNS_NAME_MAX_LENGTH } from '../../api/sni.js';
 
 const label = fc
   .stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/)
@@ -71,5 +71,27 @@ describe('SNI naming of destinations', () => {
         }
       }),
     );
+  });
+
+  describe('the caller trust domain label (federated callers)', () => {
+    it('is one DNS label per trust domain, stable, and round-trips in front of the destination', () => {
+      const label = trustDomainLabel('other.example');
+      expect(label).toMatch(/^t[a-z2-7]{26}$/);
+      expect(trustDomainLabel('other.example')).toBe(label);
+      expect(trustDomainLabel('other.example.')).not.toBe(label);
+      const name = encodeSni({ service: 'payments', namespace: 'shop', port: 8080, zone: 'eu-west', callerTrustDomain: label });
+      expect(name).toBe(`${label}.payments.shop.p8080.eu-west.v1.trellis`);
+      expect(decodeSni(name)).toEqual({ service: 'payments', namespace: 'shop', port: 8080, zone: 'eu-west', callerTrustDomain: label });
+      const long = 'a'.repeat(63);
+      expect(encodeSni({ service: long, namespace: long, port: 65535, zone: long, callerTrustDomain: label }).length).toBeLessThanOrEqual(DNS_NAME_MAX_LENGTH);
+    });
+
+    it('refuses to encode a label trustDomainLabel did not make, and does not read a look-alike as one', () => {
+      expect(() => encodeSni({ service: 'a', namespace: 'b', port: 1, zone: 'z', callerTrustDomain: 'other.example' })).toThrow(expect.objectContaining({ code: 'TRELLIS_SNI_UNENCODABLE' }));
+      // Seven labels whose first is not a caller label, and a caller label on a six-label name: not Trellis names.
+      expect(() => decodeSni('x.payments.shop.p80.eu.v1.trellis')).toThrow(expect.objectContaining({ code: 'TRELLIS_SNI_INVALID' }));
+      expect(() => decodeSni(`${trustDomainLabel('a')}.${trustDomainLabel('b')}.shop.p80.eu.v1.trellis`)).not.toThrow();
+      expect(decodeSni(`${trustDomainLabel('a')}.shop.p80.eu.v1.trellis`).callerTrustDomain).toBeUndefined();
+    });
   });
 });

@@ -6,7 +6,7 @@ import { serviceLabel } from '../../core/peer-identity.js';
 import type { InboundHttpDeps } from './context.js';
 
 export interface InboundRequestRecord {
-  readonly peer: { readonly namespace: string; readonly service: string };
+  readonly peer: { readonly namespace: string; readonly service: string; readonly zone?: string };
   readonly local: { readonly namespace: string; readonly service: string };
   readonly correlationId: string;
   readonly method: string;
@@ -26,7 +26,7 @@ export function recordInboundRequest(deps: InboundHttpDeps, r: InboundRequestRec
   if (grpc !== undefined) deps.httpMetrics.recordGrpc?.('inbound', source, destination, grpc.method, grpc.status, seconds);
   if (deps.accessLog) {
     deps.logger.info(
-      { direction: 'inbound', correlationId: r.correlationId, source, destination, method: r.method, path: r.path, status: r.status, code: r.code, grpcStatus: grpc?.status, ms: Math.round(seconds * 1000) },
+      { direction: 'inbound', correlationId: r.correlationId, source, sourceZone: r.peer.zone ?? 'unknown', destination, method: r.method, path: r.path, status: r.status, code: r.code, grpcStatus: grpc?.status, ms: Math.round(seconds * 1000) },
       'http access',
     );
   }

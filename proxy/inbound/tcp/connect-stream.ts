@@ -121,6 +121,6 @@ function recordEnd(
   metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_destination' }, toDestination);
   metrics.tcpBytes.inc({ direction: 'inbound', source, destination, flow: 'to_source' }, toSource);
   if (deps.accessLog) {
-    deps.logger.info({ correlationId: e.correlationId, direction: 'inbound', source: e.peer.spiffeId, destination, port: e.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - e.started, decidedBy: e.decidedBy }, 'tcp');
+    deps.logger.info({ correlationId: e.correlationId, direction: 'inbound', source: e.peer.spiffeId, sourceZone: e.peer.zone ?? 'unknown', destination, port: e.port, result: outcome, bytesToDestination: toDestination, bytesToSource: toSource, durationMs: Date.now() - e.started, decidedBy: e.decidedBy }, 'tcp');
   }
 }

@@ -3,6 +3,7 @@
  * `reason`): node:tls words its errors in OpenSSL's terms, which are neither stable nor bounded.
  */
 import type { TLSSocket } from 'node:tls';
+import { CODE } from '../../../common/error-codes.js';
 
 /** The reason for a `tlsClientError` on `socket`. */
 export function handshakeFailureReason(err: NodeJS.ErrnoException, socket: TLSSocket): { readonly reason: string; readonly detail: string } {
@@ -17,6 +18,8 @@ export function handshakeFailureReason(err: NodeJS.ErrnoException, socket: TLSSo
 /** A bounded set of reasons for failed handshakes, for the metric label. */
 export function handshakeReason(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
+  // Our SNICallback's refusal: the caller named a trust domain we do not federate with.
+  if (code === CODE.PEER_TRUST_DOMAIN) return 'trust-domain-not-federated';
   const text = `${code} ${err.message}`.toLowerCase();
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
   if (text.includes('peer did not return a certificate') || text.includes('peer_did_not_return_a_certificate')) return 'no-certificate';

@@ -32,7 +32,7 @@ import { TARGET_HEADER, TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
 import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
 import { handleConnectStream } from '../tcp/connect-stream.js';
 import type { InboundState } from '../inbound-state.js';
-import { closeRevokedSessions, isRevokedPeer } from './revoked-peers.js';
+import { closeDefederatedSessions, closeRevokedSessions, isRevokedPeer, peerZoneLabel } from './revoked-peers.js';
 import { refuseStream } from '../tcp/stream-refusal.js';
 import { deciderOf, type TrackedStream } from '../authorize.js';
 import type { AppDialSource } from '../app-source.js';
@@ -104,6 +104,9 @@ export class TunnelServer {
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: [TUNNEL_ALPN],
+      // A caller of a federated trust domain names it in SNI: its chain is verified against that trust
+      // domain's roots alone (proxy/core/federated-trust.ts). Read per handshake, so bundle changes apply at once.
+      SNICallback: (servername, done) => this.material.federation.answerSni(servername, done),
       allowHTTP1: false,
       handshakeTimeout: limits.handshakeTimeoutMs,
       // A client that completes TLS without offering h2 is dropped this soon.
@@ -160,12 +163,18 @@ export class TunnelServer {
   }
 
   private readonly currentState = (): InboundState => this.state;
+  private readonly peerOf = (s: ServerHttp2Session): VerifiedPeer | undefined => (s.socket as unknown as Record<symbol, VerifiedPeer | undefined> | undefined)?.[PEER];
 
-  /** New handshakes present the new certificate and trust the new bundle; open sessions are untouched. */
+  /**
+   * New handshakes present the new certificate and trust the new bundle and federated bundles; open sessions
+   * are untouched. The new context also brings new session-ticket keys, so no ticket issued under the old
+   * trust resumes (a resumed handshake skips verification).
+   */
   setIdentity(identity: WorkloadIdentity): void {
     const material = buildTlsMaterial(identity);
     this.server.setSecureContext({ ...material.options });
     this.material = material;
+    closeDefederatedSessions(this.sessions, this.peerOf, (td) => td === material.trustDomain || material.federation.has(td), this.log);
   }
 
   /**
@@ -174,7 +183,7 @@ export class TunnelServer {
    */
   setState(state: InboundState): number {
     this.state = state;
-    let cut = closeRevokedSessions(this.sessions, (s) => (s.socket as unknown as Record<symbol, VerifiedPeer | undefined> | undefined)?.[PEER], state, this.options.metrics, this.log);
+    let cut = closeRevokedSessions(this.sessions, this.peerOf, state, this.options.metrics, this.log);
     for (const entry of this.tracked.snapshot()) {
       const decision = state.policy.evaluate(entry.request);
       if (!decision.allowed) {
@@ -250,7 +259,8 @@ export class TunnelServer {
         this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `tunnel session ended: ${detail}`);
       },
     });
-    const check = checkPeer(socket, this.options.trustDomain);
+    const expected = this.material.federation.expectedTrustDomain(socket.servername);
+    const check = expected.ok ? checkPeer(socket, expected.trustDomain, this.material.zoneOf) : ({ ok: false, reason: expected.reason, message: expected.message } as const);
     if (!check.ok) {
       metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'failed', reason: check.reason });
       this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `tunnel peer refused: ${check.message}`);
@@ -275,9 +285,9 @@ export class TunnelServer {
     (socket as unknown as Record<symbol, unknown>)[PEER] = peer;
     metrics.tunnelHandshakes.inc({ direction: 'inbound', result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.tunnelSessions.inc({ direction: 'inbound' });
+    metrics.tunnelPeerSessions.inc({ source_zone: peerZoneLabel(peer) });
     this.sessions.add(session);
     if (this.stopping) session.close();
-
     try {
       session.setLocalWindowSize(this.options.limits.sessionWindowBytes);
     } catch {

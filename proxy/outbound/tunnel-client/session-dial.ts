@@ -7,7 +7,7 @@
  * `DialHost`.
  */
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { TrellisError } from '../../../common/errors.js';
 import { CODE } from '../../../common/error-codes.js';
@@ -36,6 +36,8 @@ export interface DialHost {
   sessionReady(group: SessionGroup, pooled: PooledSession, resumed: boolean): void;
   /** The peer sent GOAWAY: the session takes no new streams. */
   sessionGoingAway(group: SessionGroup, pooled: PooledSession): void;
+  /** No session could be dialled at all (the endpoint's trust domain is not one we federate with). */
+  dialRefused(group: SessionGroup): void;
   /** The session closed, ready before (`pooled.ready`) or never. */
   sessionClosed(group: SessionGroup, pooled: PooledSession): void;
   /** Records our record of each session, for `isCurrent`. */
@@ -46,9 +48,17 @@ export interface DialHost {
 
 /** Dials one more session of `group` (counted in `group.connecting` until it connects or closes). */
 export function dialSession(group: SessionGroup, host: DialHost): void {
-  group.connecting += 1;
   const generation = host.generation();
   const material = host.material();
+  // Verified against the roots of the endpoint's trust domain alone (ours unless it says otherwise).
+  const destinationTrustDomain = group.target.endpoint.trustDomain ?? host.trustDomain;
+  const context = destinationTrustDomain === host.trustDomain ? material.clientContext : material.federation.clientContext(destinationTrustDomain);
+  if (context === undefined) {
+    handshakeRefused(group, host, 'trust-domain-not-federated', `${group.host}:${group.port} is of trust domain ${destinationTrustDomain}, which this sidecar does not federate with`);
+    host.dialRefused(group);
+    return;
+  }
+  group.connecting += 1;
   const limits = host.limits;
   let tlsSocket: TLSSocket | undefined;
   // On a resumed session node:tls exposes no peer certificate on the client side; the server proved it
@@ -56,7 +66,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
   const resumable = group.ticket?.source.peer !== undefined && group.ticket.source.peer.notAfterMs > Date.now() ? group.ticket : undefined;
   const session = h2connect(`https://${group.host}:${group.port}`, {
     createConnection: () => {
-      tlsSocket = tlsConnection(group, material, resumable?.data, host.ingress);
+      tlsSocket = tlsConnection(group, context, resumable?.data, host.ingress);
       tlsSocket.on('session', (ticket: Buffer) => {
         if (generation !== host.generation()) return;
         // A ticket from a resumed session inherits the identity verified when the chain began.
@@ -90,7 +100,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
     clearTimeout(connectTimer);
     settleConnecting();
     const inherited = tlsSocket?.isSessionReused() === true && tlsSocket.getPeerX509Certificate() === undefined ? resumable?.source.peer : undefined;
-    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, host.trustDomain);
+    const check: PeerCheck | undefined = inherited !== undefined ? { ok: true, peer: inherited } : tlsSocket === undefined ? undefined : checkPeer(tlsSocket, destinationTrustDomain);
     if (!acceptPeer(group, host, check)) {
       session.destroy();
       return;
@@ -121,7 +131,7 @@ export function dialSession(group: SessionGroup, host: DialHost): void {
 }
 
 /** TLS 1.3 to the group's endpoint (directly or through its zone's ingress) with our certificate, ALPN h2, SNI naming the destination, a ticket to resume. */
-function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffer | undefined, ingress: IngressTransport): TLSSocket {
+function tlsConnection(group: SessionGroup, context: SecureContext, ticket: Buffer | undefined, ingress: IngressTransport): TLSSocket {
   const via = group.target.endpoint.ingress;
   const { service, namespace, port } = group.target;
   const socket = tlsConnect({
@@ -129,7 +139,7 @@ function tlsConnection(group: SessionGroup, material: TlsMaterial, ticket: Buffe
     // stream through that zone's ingress (ingress-transport.ts), which sees only ciphertext.
     ...(via === undefined ? { host: group.host, port: group.port } : { socket: ingress.open(group.target.endpoint.zone, via.address, via.port, formatAuthority({ service, namespace, port })) }),
     servername: group.sni,
-    secureContext: material.clientContext,
+    secureContext: context,
     ALPNProtocols: [TUNNEL_ALPN],
     minVersion: 'TLSv1.3',
     session: ticket,

@@ -52,9 +52,12 @@ export interface SessionGroup {
   retained: boolean;
 }
 
-/** A new, empty group for `target`, keyed by where it dials and what SNI names. */
-export function newGroup(target: PoolTarget): SessionGroup {
-  const sni = encodeSni({ service: target.service, namespace: target.namespace, port: target.port, zone: target.endpoint.zone });
+/**
+ * A new, empty group for `target`, keyed by where it dials and what SNI names; `callerTrustDomain` is our
+ * trust domain's SNI label, given only when the endpoint is of another trust domain (api/sni.ts).
+ */
+export function newGroup(target: PoolTarget, callerTrustDomain?: string): SessionGroup {
+  const sni = encodeSni({ service: target.service, namespace: target.namespace, port: target.port, zone: target.endpoint.zone, ...(callerTrustDomain === undefined ? {} : { callerTrustDomain }) });
   const dial = dialAddress(target.endpoint);
   return {
     key: groupKey(dial.host, dial.port, sni),

@@ -104,6 +104,7 @@ export class SessionPool {
       sessionReady: (group, pooled, resumed) => this.sessionReady(group, pooled, resumed),
       sessionGoingAway: (group, pooled) => this.sessionGoingAway(group, pooled),
       sessionClosed: (group, pooled) => this.sessionClosed(group, pooled),
+      dialRefused: (group) => this.connectFailed(group, false),
       track: (session, pooled) => this.pooledOf.set(session, pooled),
       ingress: new IngressTransport({
         limits: this.options.limits,
@@ -231,7 +232,7 @@ export class SessionPool {
   }
 
   private groupByKey(target: PoolTarget): SessionGroup {
-    const fresh = newGroup(target);
+    const fresh = newGroup(target, this.material.federation.callerLabelFor(target.endpoint.trustDomain ?? this.material.trustDomain));
     const group = this.groups.get(fresh.key);
     if (group !== undefined) return group;
     this.groups.set(fresh.key, fresh);
@@ -328,9 +329,10 @@ export class SessionPool {
   }
 
   /** A session closed before it was ever ready: back off, tell the balancer, fail waiters if nothing else is coming. */
-  private connectFailed(group: SessionGroup): void {
+  private connectFailed(group: SessionGroup, count = true): void {
     group.failures += 1;
-    this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'failed', reason: 'connect' });
+    // A dial refused before connecting was counted with its own reason.
+    if (count) this.options.metrics.tunnelHandshakes.inc({ direction: 'outbound', result: 'failed', reason: 'connect' });
     this.options.onEndpointHealth?.(endpointKey(group.target.endpoint), false);
     if (group.connecting === 0 && !group.sessions.some((s) => s.ready && !s.draining)) {
       rejectWaiters(group, unreachable(group, 'the connection failed'));
