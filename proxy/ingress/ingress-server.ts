@@ -31,7 +31,7 @@ import type { ProxyLimits } from '../core/limits.js';
 import { LogSampler } from '../core/log-sampler.js';
 import { checkPeer, type VerifiedPeer } from '../core/peer-identity.js';
 import { splice } from '../core/splice.js';
-import { buildTlsMaterial } from '../core/tls-material.js';
+import { buildTlsMaterial, type TlsMaterial } from '../core/tls-material.js';
 import { TUNNEL_ALPN } from '../core/tunnel-protocol.js';
 import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../http/errors.js';
 import { refuseStream } from '../inbound/tcp/stream-refusal.js';
@@ -40,7 +40,7 @@ import { HandshakePool, sourceAddress } from '../inbound/tunnel/handshake-pool.j
 import { SessionAdmission } from '../inbound/tunnel/session-admission.js';
 import { SessionGuards } from '../inbound/tunnel/session-guard.js';
 import type { BalancedEndpoint } from '../outbound/tunnel-client/load-balancer.js';
-import { callerZone, judgeCaller, type CallerRules } from './caller-admission.js';
+import { UNKNOWN_ZONE, judgeCaller, type CallerRules } from './caller-admission.js';
 import type { IngressMetrics } from './ingress-metrics.js';
 import type { IngressRoutes } from './ingress-routes.js';
 
@@ -71,15 +71,18 @@ export class IngressServer {
   private readonly admission: SessionAdmission;
   private readonly guards: SessionGuards;
   private stopping = false;
+  /** Our identity's TLS material; its zoneOf proves a caller's zone as a sidecar's tunnel port does. */
+  private material: TlsMaterial;
 
   constructor(private readonly options: IngressServerOptions) {
+    this.material = buildTlsMaterial(options.identity);
     const limits = options.limits;
     this.refusals = new LogSampler(options.logger, limits.denialLogIntervalMs);
     this.handshakes = new HandshakePool(limits, () => undefined);
     this.admission = new SessionAdmission(limits);
     this.guards = new SessionGuards(limits);
     this.server = createSecureServer({
-      ...buildTlsMaterial(options.identity).options,
+      ...this.material.options,
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: [TUNNEL_ALPN],
@@ -117,7 +120,8 @@ export class IngressServer {
 
   /** New handshakes present the new certificate and trust the new bundle; open sessions are untouched. */
   setIdentity(identity: WorkloadIdentity): void {
-    this.server.setSecureContext({ ...buildTlsMaterial(identity).options });
+    this.material = buildTlsMaterial(identity);
+    this.server.setSecureContext({ ...this.material.options });
   }
 
   sessionCount(): number {
@@ -170,7 +174,7 @@ export class IngressServer {
         this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `ingress session ended: ${detail}`);
       },
     });
-    const check = checkPeer(socket, this.options.trustDomain);
+    const check = checkPeer(socket, this.options.trustDomain, this.material.zoneOf);
     if (!check.ok) {
       metrics.handshakes.inc({ result: 'failed', reason: check.reason });
       this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `ingress peer refused: ${check.message}`);
@@ -185,7 +189,7 @@ export class IngressServer {
       guard.refuse(h2.NGHTTP2_ENHANCE_YOUR_CALM);
       return;
     }
-    const caller: Caller = { peer: check.peer, zone: callerZone(socket.getPeerX509Certificate()) };
+    const caller: Caller = { peer: check.peer, zone: check.peer.zone ?? UNKNOWN_ZONE };
     metrics.handshakes.inc({ result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.sessions.inc();
     this.sessions.add(session);
