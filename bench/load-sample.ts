@@ -25,7 +25,7 @@ export interface ErrorCounts {
 }
 
 export interface LoadSample {
-  readonly tool: 'wrk' | 'h2load';
+  readonly tool: 'wrk' | 'h2load' | 'grpc-js';
   /** The exact command line, so a surprising figure can be reproduced by hand. */
   readonly command: readonly string[];
   readonly seconds: number;
