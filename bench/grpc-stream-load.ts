@@ -32,6 +32,8 @@ export interface GrpcLoadResult {
   readonly bytes: number;
   readonly latencyUs: LatencySummary;
   readonly errors: ErrorCounts;
+  /** Failed calls by status (`14 UNAVAILABLE: first details`), so an error count can be explained. */
+  readonly failures: readonly string[];
 }
 
 /** How long past the run's end a call may take before it is a timeout, not a slow success. */
@@ -47,10 +49,19 @@ class Tally {
   timeouts = 0;
   failures = 0;
   readonly latencies: number[] = [];
+  /** Per status code: how many, and the first call's details. */
+  readonly byStatus = new Map<number, { count: number; details: string }>();
 
-  fail(code: number): void {
+  fail(code: number, details: string): void {
     if (code === status.DEADLINE_EXCEEDED) this.timeouts++;
     else this.failures++;
+    const seen = this.byStatus.get(code);
+    if (seen === undefined) this.byStatus.set(code, { count: 1, details });
+    else seen.count++;
+  }
+
+  describeFailures(): string[] {
+    return [...this.byStatus].map(([code, { count, details }]) => `${count} × ${code} ${status[code] ?? ''}: ${details}`);
   }
 }
 
@@ -73,7 +84,8 @@ function serverStreamWorker(client: Client, end: number, tally: Tally): Promise<
           tally.messages += received;
           tally.bytes += bytes;
           tally.latencies.push((performance.now() - started) * 1000);
-        } else tally.fail(s.code === status.OK ? status.DATA_LOSS : s.code);
+        } else if (s.code === status.OK) tally.fail(status.DATA_LOSS, `call ended OK after ${received} of ${GRPC_SERVER_STREAM_MESSAGES} messages`);
+        else tally.fail(s.code, s.details);
         next();
       });
     };
@@ -101,11 +113,11 @@ function bidiWorker(client: Client, end: number, tally: Tally): Promise<void> {
       });
       call.on('error', (err: ServiceError) => {
         failed = true;
-        tally.fail(err.code);
+        tally.fail(err.code, err.details);
       });
       call.on('status', (s: StatusObject) => {
         if (s.code === status.OK) tally.calls++;
-        else if (!failed) tally.fail(s.code);
+        else if (!failed) tally.fail(s.code, s.details);
         open();
       });
       call.write(PAYLOAD);
@@ -151,6 +163,7 @@ export async function runGrpcStreamLoad(options: GrpcLoadOptions): Promise<GrpcL
     bytes: tally.bytes,
     latencyUs: summarizeLatencies(tally.latencies),
     errors: { connect: 0, read: 0, write: 0, timeout: tally.timeouts, other: tally.failures },
+    failures: tally.describeFailures(),
   };
 }
 

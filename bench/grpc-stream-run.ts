@@ -51,6 +51,7 @@ export function parseGrpcLoadOutput(stdout: string): GrpcLoadResult {
     bytes: r.bytes,
     latencyUs: { p50: num(lat.p50), p90: num(lat.p90), p99: num(lat.p99), p999: num(lat.p999), mean: num(lat.mean), max: num(lat.max) },
     errors: { connect: num(err.connect), read: num(err.read), write: num(err.write), timeout: num(err.timeout), other: num(err.other) },
+    failures: Array.isArray(r.failures) ? r.failures.map(String) : [],
   };
 }
 
@@ -68,6 +69,7 @@ export function grpcLoadSample(result: GrpcLoadResult, command: readonly string[
     errors: result.errors,
     // gRPC failures are statuses, counted in errors; no HTTP status reaches the client.
     non2xx: 0,
+    ...(result.failures.length === 0 ? {} : { notes: result.failures.map((f) => `failed calls: ${f}`) }),
   };
 }
 

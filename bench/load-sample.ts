@@ -40,6 +40,8 @@ export interface LoadSample {
   readonly errors: ErrorCounts;
   /** Responses whose status was not 2xx (wrk counts 3xx as success; our backend never sends one). */
   readonly non2xx: number;
+  /** What the tool said about its failures (the gRPC load generator: failed calls by status), shown as warnings. */
+  readonly notes?: readonly string[];
 }
 
 export function totalErrors(errors: ErrorCounts): number {

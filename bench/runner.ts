@@ -110,7 +110,7 @@ function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, sec
 
 /** A fast run that did not deliver what was asked is not a win: say so next to its numbers. */
 export function checkSample(scenario: Scenario, load: LoadSample): string[] {
-  const warnings: string[] = [];
+  const warnings: string[] = [...(load.notes ?? [])];
   if (load.requests === 0) warnings.push('no response completed');
   if (scenario.bodyBytes !== undefined && load.requests > 0 && load.bytes / load.requests < scenario.bodyBytes) {
     warnings.push(`responses averaged ${Math.round(load.bytes / load.requests)} bytes, less than the ${scenario.bodyBytes}-byte body`);
