@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { LOOPBACK, freePorts, type Address } from './ports.js';
 import { waitForPorts, type ManagedProcess, type ProcessGroup } from './processes.js';
 import type { PortKind } from './pair.js';
+import { grpcServerScript } from './grpc-stream-run.js';
 
 export const SMALL_PATH = '/';
 export const LARGE_PATH = '/1mib';
@@ -28,6 +29,8 @@ export interface Backend {
    */
   readonly address: Readonly<Record<PortKind, Address>>;
   readonly process: ManagedProcess;
+  /** The grpc-js server of the `grpc` port (streaming scenarios): nginx cannot stream gRPC messages. */
+  readonly grpcProcess: ManagedProcess;
 }
 
 export function nginxConfig(dir: string, ports: readonly number[], h2cPorts: readonly number[] = []): string {
@@ -82,10 +85,16 @@ export async function startBackend(dir: string, group: ProcessGroup): Promise<Ba
   // nginx workers drop to an unprivileged user when started as root: the content must be readable to them.
   await chmod(dir, 0o755);
   await writeFile(join(dir, 'www', LARGE_PATH.slice(1)), randomBytes(LARGE_BODY_BYTES), { mode: 0o644 });
-  const [tcpPort, httpPort, h2Port] = (await freePorts(3)) as [number, number, number];
+  const [tcpPort, httpPort, h2Port, grpcPort] = (await freePorts(4)) as [number, number, number, number];
   const configPath = join(dir, 'nginx.conf');
   await writeFile(configPath, nginxConfig(dir, [tcpPort, httpPort], [h2Port]));
   const proc = group.start({ name: 'nginx backend', command: 'nginx', args: ['-p', dir, '-c', configPath, '-e', join(dir, 'nginx-error.log')] });
   await waitForPorts(proc, [tcpPort, httpPort, h2Port]);
-  return { address: { tcp: { host: LOOPBACK, port: tcpPort }, http: { host: LOOPBACK, port: httpPort }, http2: { host: LOOPBACK, port: h2Port } }, process: proc };
+  const grpcProcess = group.start({ name: 'grpc-js backend', command: process.execPath, args: [grpcServerScript(), String(grpcPort)] });
+  await waitForPorts(grpcProcess, [grpcPort]);
+  return {
+    address: { tcp: { host: LOOPBACK, port: tcpPort }, http: { host: LOOPBACK, port: httpPort }, http2: { host: LOOPBACK, port: h2Port }, grpc: { host: LOOPBACK, port: grpcPort } },
+    process: proc,
+    grpcProcess,
+  };
 }

@@ -25,7 +25,7 @@ export interface ErrorCounts {
 }
 
 export interface LoadSample {
-  readonly tool: 'wrk' | 'h2load';
+  readonly tool: 'wrk' | 'h2load' | 'grpc-js';
   /** The exact command line, so a surprising figure can be reproduced by hand. */
   readonly command: readonly string[];
   readonly seconds: number;
@@ -40,6 +40,8 @@ export interface LoadSample {
   readonly errors: ErrorCounts;
   /** Responses whose status was not 2xx (wrk counts 3xx as success; our backend never sends one). */
   readonly non2xx: number;
+  /** What the tool said about its failures (the gRPC load generator: failed calls by status), shown as warnings. */
+  readonly notes?: readonly string[];
 }
 
 export function totalErrors(errors: ErrorCounts): number {

@@ -31,9 +31,12 @@ export const PAIR_TITLES: Readonly<Record<PairName, string>> = Object.freeze({
   'haproxy-sni-ingress': 'Trellis pair via HAProxy SNI ingress',
 });
 
-/** A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request, `http2` each h2c stream. */
-export type PortKind = 'tcp' | 'http' | 'http2';
-export const PORT_KINDS: readonly PortKind[] = Object.freeze(['tcp', 'http', 'http2'] as const);
+/**
+ * A port kind as the mesh declares it: `tcp` forwards bytes, `http` routes each request, `http2` each h2c
+ * stream, `grpc` each gRPC call (the streaming scenarios' grpc-js backend, bench/grpc-stream-server.ts).
+ */
+export type PortKind = 'tcp' | 'http' | 'http2' | 'grpc';
+export const PORT_KINDS: readonly PortKind[] = Object.freeze(['tcp', 'http', 'http2', 'grpc'] as const);
 
 export interface Sidecar {
   /** "client" (the caller's side) or "server" (the destination's side). */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { startBackend } from './backend.js';
 import { runH2load } from './h2load.js';
 import { runH2loadMux } from './h2load-mux.js';
+import { runGrpcStream } from './grpc-stream-run.js';
 import { totalErrors, type LoadSample } from './load-sample.js';
 import type { BenchOptions } from './options.js';
 import { PORT_KINDS, servedPortKinds, type PairContext, type PairFactory, type PairName, type PortKind, type RunningPair } from './pair.js';
@@ -98,6 +99,9 @@ function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, sec
       script: wrkScript,
     });
   }
+  if (load.tool === 'grpc-stream') {
+    return runGrpcStream(group, { target: `${entry.host}:${entry.port}`, mode: load.mode, connections: load.connections, streams: load.streams, seconds });
+  }
   if (load.tool === 'h2load-mux') {
     return runH2loadMux(group, { url, clients: load.clients, streams: load.streams, seconds, logFile: join(dir, 'h2load.log'), grpc: load.grpc, dataFile: join(dir, 'grpc-request.bin') });
   }
@@ -106,7 +110,7 @@ function runLoad(group: ProcessGroup, scenario: Scenario, pair: RunningPair, sec
 
 /** A fast run that did not deliver what was asked is not a win: say so next to its numbers. */
 export function checkSample(scenario: Scenario, load: LoadSample): string[] {
-  const warnings: string[] = [];
+  const warnings: string[] = [...(load.notes ?? [])];
   if (load.requests === 0) warnings.push('no response completed');
   if (scenario.bodyBytes !== undefined && load.requests > 0 && load.bytes / load.requests < scenario.bodyBytes) {
     warnings.push(`responses averaged ${Math.round(load.bytes / load.requests)} bytes, less than the ${scenario.bodyBytes}-byte body`);
@@ -171,7 +175,7 @@ export async function runBench(options: BenchOptions, factories: readonly PairFa
     hooks.progress(`work directory ${dir}`);
     const pki = await writeBenchPki(join(dir, 'pki'));
     const backend = await startBackend(join(dir, 'backend'), group);
-    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp), ${backend.address.http.port} (http) and ${backend.address.http2.port} (http2)`);
+    hooks.progress(`backend: nginx on ${backend.address.tcp.host} ports ${backend.address.tcp.port} (tcp), ${backend.address.http.port} (http) and ${backend.address.http2.port} (http2); grpc-js on ${backend.address.grpc.port} (grpc)`);
     const wrkScript = await writeWrkScript(dir);
     for (const factory of factories) {
       checkAborted();

@@ -5,12 +5,15 @@
  */
 import { GRPC_PATH, LARGE_BODY_BYTES, LARGE_PATH, SMALL_PATH } from './backend.js';
 import type { PortKind } from './pair.js';
+import { GRPC_BIDI_PATH, GRPC_MESSAGE_BYTES, GRPC_SERVER_STREAM_MESSAGES, GRPC_SERVER_STREAM_PATH, type GrpcStreamMode } from './grpc-stream-spec.js';
 
 export type ScenarioLoad =
   | { readonly tool: 'wrk'; readonly connections: number; readonly connectionClose: boolean }
   | { readonly tool: 'h2load'; readonly clients: number; readonly ratePerClient: number }
   /** h2load over h2c, as fast as it goes: `clients` connections × `streams` concurrent streams each; gRPC-framed POSTs with `grpc`. */
-  | { readonly tool: 'h2load-mux'; readonly clients: number; readonly streams: number; readonly grpc: boolean };
+  | { readonly tool: 'h2load-mux'; readonly clients: number; readonly streams: number; readonly grpc: boolean }
+  /** The grpc-js load generator (bench/grpc-stream-load.ts): `connections` channels × `streams` concurrent calls each. */
+  | { readonly tool: 'grpc-stream'; readonly mode: GrpcStreamMode; readonly connections: number; readonly streams: number };
 
 export interface Scenario {
   readonly id: string;
@@ -34,6 +37,12 @@ export const LARGE_CONNECTIONS = 4;
 /** HTTP/2 multiplexing: 8 connections × 32 streams (h2load `-c 8 -m 32`), the issue's figure. */
 export const H2_CLIENTS = 8;
 export const H2_STREAMS = 32;
+/**
+ * gRPC streaming: 4 channels × 8 concurrent calls. Fewer than h2load's 256 streams: the grpc-js client and
+ * server are Node processes on the same 2 cores as the pairs, and 32 calls already keep every pair busy.
+ */
+export const GRPC_STREAM_CONNECTIONS = 4;
+export const GRPC_STREAM_CALLS = 8;
 
 export const SCENARIOS: readonly Scenario[] = Object.freeze([
   {
@@ -124,6 +133,24 @@ export const SCENARIOS: readonly Scenario[] = Object.freeze([
     path: GRPC_PATH,
     bodyBytes: undefined,
     load: { tool: 'h2load-mux', clients: H2_CLIENTS, streams: H2_STREAMS, grpc: true },
+    fixedRate: false,
+  },
+  {
+    id: 'grpc-server-stream',
+    title: `gRPC server streaming (grpc-js), ${GRPC_STREAM_CONNECTIONS} channels × ${GRPC_STREAM_CALLS} calls, ${GRPC_SERVER_STREAM_MESSAGES} × ${GRPC_MESSAGE_BYTES}-byte messages per call, through a grpc port; req/s = messages/s, latency per call`,
+    port: 'grpc',
+    path: GRPC_SERVER_STREAM_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'grpc-stream', mode: 'server-stream', connections: GRPC_STREAM_CONNECTIONS, streams: GRPC_STREAM_CALLS },
+    fixedRate: false,
+  },
+  {
+    id: 'grpc-bidi-stream',
+    title: `gRPC bidirectional streaming (grpc-js), ${GRPC_STREAM_CONNECTIONS} channels × ${GRPC_STREAM_CALLS} calls, ${GRPC_MESSAGE_BYTES}-byte ping-pong messages, through a grpc port; req/s = messages/s, latency per message round trip`,
+    port: 'grpc',
+    path: GRPC_BIDI_PATH,
+    bodyBytes: undefined,
+    load: { tool: 'grpc-stream', mode: 'bidi', connections: GRPC_STREAM_CONNECTIONS, streams: GRPC_STREAM_CALLS },
     fixedRate: false,
   },
 ] satisfies Scenario[]);

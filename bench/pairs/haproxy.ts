@@ -41,6 +41,9 @@ export interface HaproxyPorts {
   /** h2c in from the app (`proto h2`), HTTP/2 over mTLS between the sides, h2c to the backend. */
   readonly clientH2?: number;
   readonly serverH2?: number;
+  /** The same for the grpc port (the grpc-js backend of the streaming scenarios). */
+  readonly clientGrpc?: number;
+  readonly serverGrpc?: number;
 }
 
 /** The caller's side: plain TCP/HTTP in from the app, mTLS out to the server side. */
@@ -69,21 +72,39 @@ backend mesh_http
     mode http
     http-reuse always
     server peer ${LOOPBACK}:${ports.serverHttp} ${tls} alpn ${HAPROXY_TUNNEL_ALPN}
-${
-  ports.clientH2 === undefined || ports.serverH2 === undefined
-    ? ''
-    : `
-frontend app_h2
-    mode http
-    bind ${LOOPBACK}:${ports.clientH2} proto h2
-    default_backend mesh_h2
+${clientH2Section('h2', ports.clientH2, ports.serverH2, tls)}${clientH2Section('grpc', ports.clientGrpc, ports.serverGrpc, tls)}`;
+}
 
-backend mesh_h2
+/** An h2c frontend (`proto h2`) on the caller's side, HTTP/2 over mTLS to the server side's `serverPort`. */
+function clientH2Section(name: string, clientPort: number | undefined, serverPort: number | undefined, tls: string): string {
+  if (clientPort === undefined || serverPort === undefined) return '';
+  return `
+frontend app_${name}
+    mode http
+    bind ${LOOPBACK}:${clientPort} proto h2
+    default_backend mesh_${name}
+
+backend mesh_${name}
     mode http
     http-reuse always
-    server peer ${LOOPBACK}:${ports.serverH2} ${tls} alpn ${HAPROXY_TUNNEL_ALPN}
-`
-}`;
+    server peer ${LOOPBACK}:${serverPort} ${tls} alpn ${HAPROXY_TUNNEL_ALPN}
+`;
+}
+
+/** HTTP/2 over mTLS in on the server side, h2c (`proto h2`) out to the app at `app`. */
+function serverH2Section(name: string, serverPort: number | undefined, app: Address, tls: string): string {
+  if (serverPort === undefined) return '';
+  return `
+frontend tunnel_${name}
+    mode http
+    bind ${LOOPBACK}:${serverPort} ${tls} alpn h2
+    default_backend app_${name}
+
+backend app_${name}
+    mode http
+    http-reuse always
+    server app ${app.host}:${app.port} proto h2
+`;
 }
 
 /** The destination's side: mTLS in (client certificate required), plain out to the backend. */
@@ -108,21 +129,7 @@ backend app_http
     mode http
     http-reuse always
     server app ${backend.http.host}:${backend.http.port}
-${
-  ports.serverH2 === undefined
-    ? ''
-    : `
-frontend tunnel_h2
-    mode http
-    bind ${LOOPBACK}:${ports.serverH2} ${tls} alpn h2
-    default_backend app_h2
-
-backend app_h2
-    mode http
-    http-reuse always
-    server app ${backend.http2.host}:${backend.http2.port} proto h2
-`
-}`;
+${serverH2Section('h2', ports.serverH2, backend.http2, tls)}${serverH2Section('grpc', ports.serverGrpc, backend.grpc, tls)}`;
 }
 
 function startHaproxy(context: PairContext, role: string, configPath: string): ManagedProcess {
@@ -135,8 +142,8 @@ export interface RunningHaproxyPair extends RunningPair {
 }
 
 export async function startHaproxyPair(context: PairContext): Promise<RunningHaproxyPair> {
-  const [clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2] = (await freePorts(6)) as [number, number, number, number, number, number];
-  const ports: HaproxyPorts = { clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2 };
+  const [clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2, clientGrpc, serverGrpc] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
+  const ports: HaproxyPorts = { clientTcp, clientHttp, serverTcp, serverHttp, clientH2, serverH2, clientGrpc, serverGrpc };
   return startTwoSidedPair(context, {
     name: 'haproxy',
     ports,
@@ -145,9 +152,9 @@ export async function startHaproxyPair(context: PairContext): Promise<RunningHap
       client: { file: 'haproxy-client.cfg', text: haproxyClientConfig(context.pki, ports) },
     },
     start: (role, configPath) => startHaproxy(context, role, configPath),
-    listens: { server: [serverTcp, serverHttp, serverH2], client: [clientTcp, clientHttp, clientH2] },
-    entry: { tcp: clientTcp, http: clientHttp, http2: clientH2 },
-    description: `HAProxy pair, nbthread 1 each, TLS 1.3 mTLS, mode tcp / mode http + http-reuse always (ALPN ${HAPROXY_TUNNEL_ALPN} between sides; proto h2 in and to the backend for http2)`,
+    listens: { server: [serverTcp, serverHttp, serverH2, serverGrpc], client: [clientTcp, clientHttp, clientH2, clientGrpc] },
+    entry: { tcp: clientTcp, http: clientHttp, http2: clientH2, grpc: clientGrpc },
+    description: `HAProxy pair, nbthread 1 each, TLS 1.3 mTLS, mode tcp / mode http + http-reuse always (ALPN ${HAPROXY_TUNNEL_ALPN} between sides; proto h2 in and to the backend for http2 and grpc)`,
   });
 }
 

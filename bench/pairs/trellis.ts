@@ -23,12 +23,15 @@ const ZONE = 'bench';
 const TCP_SERVICE_PORT = 80;
 const HTTP_SERVICE_PORT = 81;
 const HTTP2_SERVICE_PORT = 82;
+const GRPC_SERVICE_PORT = 83;
 const READY_TIMEOUT_MS = 20_000;
 
 export interface TrellisPorts {
   readonly clientTcp: number;
   readonly clientHttp: number;
   readonly clientH2: number;
+  /** The grpc port's listener (streaming scenarios); pairs built on this one without it serve no grpc port. */
+  readonly clientGrpc?: number;
   readonly clientTunnel: number;
   readonly clientAdmin: number;
   readonly serverTunnel: number;
@@ -61,6 +64,7 @@ export function trellisServerConfig(context: PairContext, ports: TrellisPorts, p
         { port: backend.tcp.port, protocol: 'tcp', host: backend.tcp.host },
         { port: backend.http.port, protocol: 'http', host: backend.http.host },
         { port: backend.http2.port, protocol: 'http2', host: backend.http2.host },
+        { port: backend.grpc.port, protocol: 'grpc', host: backend.grpc.host },
       ],
     },
     policy: [policyFile],
@@ -79,6 +83,7 @@ export function trellisClientConfig(context: PairContext, ports: TrellisPorts): 
           { port: TCP_SERVICE_PORT, targetPort: backend.tcp.port, protocol: 'tcp' },
           { port: HTTP_SERVICE_PORT, targetPort: backend.http.port, protocol: 'http' },
           { port: HTTP2_SERVICE_PORT, targetPort: backend.http2.port, protocol: 'http2' },
+          { port: GRPC_SERVICE_PORT, targetPort: backend.grpc.port, protocol: 'grpc' },
         ],
         endpoints: [{ address: LOOPBACK, tunnelPort: ports.serverTunnel, zone: ZONE }],
       },
@@ -87,6 +92,7 @@ export function trellisClientConfig(context: PairContext, ports: TrellisPorts): 
       { bindAddress: LOOPBACK, localPort: ports.clientTcp, service: pki.server.service, namespace: pki.namespace, port: TCP_SERVICE_PORT },
       { bindAddress: LOOPBACK, localPort: ports.clientHttp, service: pki.server.service, namespace: pki.namespace, port: HTTP_SERVICE_PORT },
       { bindAddress: LOOPBACK, localPort: ports.clientH2, service: pki.server.service, namespace: pki.namespace, port: HTTP2_SERVICE_PORT },
+      ...(ports.clientGrpc === undefined ? [] : [{ bindAddress: LOOPBACK, localPort: ports.clientGrpc, service: pki.server.service, namespace: pki.namespace, port: GRPC_SERVICE_PORT }]),
     ],
   };
 }
@@ -143,8 +149,8 @@ async function buildNodeFlags(cli: string): Promise<readonly string[]> {
 
 async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis-b', cli: string): Promise<RunningPair> {
   if (!existsSync(cli)) throw new Error(`the Trellis pair runs the built CLI ${cli}, which does not exist: run \`npm run build\` first`);
-  const [clientTcp, clientHttp, clientH2, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(7)) as [number, number, number, number, number, number, number];
-  const ports: TrellisPorts = { clientTcp, clientHttp, clientH2, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
+  const [clientTcp, clientHttp, clientH2, clientGrpc, clientTunnel, clientAdmin, serverTunnel, serverAdmin] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
+  const ports: TrellisPorts = { clientTcp, clientHttp, clientH2, clientGrpc, clientTunnel, clientAdmin, serverTunnel, serverAdmin };
   const policyFile = join(context.dir, 'policy.yaml');
   const serverConfig = join(context.dir, 'trellis-server.yaml');
   const clientConfig = join(context.dir, 'trellis-client.yaml');
@@ -162,7 +168,7 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
     // failed handshake. Its admin /ready says when it listens.
     await waitForPorts(server, [serverAdmin], READY_TIMEOUT_MS);
     await waitUntilReady(server, serverAdmin);
-    await waitForPorts(client, [clientTcp, clientHttp, clientH2], READY_TIMEOUT_MS);
+    await waitForPorts(client, [clientTcp, clientHttp, clientH2, clientGrpc], READY_TIMEOUT_MS);
     await waitUntilReady(client, clientAdmin);
   } catch (err) {
     await Promise.all(processes.map((p) => p.stop()));
@@ -170,7 +176,7 @@ async function startTrellisPair(context: PairContext, name: 'trellis' | 'trellis
   }
   return {
     name,
-    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp }, http2: { host: LOOPBACK, port: clientH2 } },
+    entry: { tcp: { host: LOOPBACK, port: clientTcp }, http: { host: LOOPBACK, port: clientHttp }, http2: { host: LOOPBACK, port: clientH2 }, grpc: { host: LOOPBACK, port: clientGrpc } },
     sidecars: [
       { role: 'client', pid: client.pid },
       { role: 'server', pid: server.pid },

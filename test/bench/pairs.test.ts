@@ -34,7 +34,7 @@ const PKI: BenchPki = {
   server: { service: 'backend', spiffeId: 'spiffe://bench.trellis.local/ns/bench/sa/backend', certFile: '/pki/backend.crt.pem', keyFile: '/pki/backend.key.pem', combinedFile: '/pki/backend.combined.pem' },
   ingress: { service: 'trellis-ingress', spiffeId: 'spiffe://bench.trellis.local/ns/trellis-system/sa/trellis-ingress', certFile: '/pki/ingress.crt.pem', keyFile: '/pki/ingress.key.pem', combinedFile: '/pki/ingress.combined.pem' },
 };
-const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 }, http2: { host: '127.0.0.1', port: 7003 } };
+const BACKEND = { tcp: { host: '127.0.0.1', port: 7001 }, http: { host: '127.0.0.1', port: 7002 }, http2: { host: '127.0.0.1', port: 7003 }, grpc: { host: '127.0.0.1', port: 7004 } };
 
 describe('nginx stream pair configs', () => {
   const ports = { clientTcp: 6001, clientHttp: 6002, serverTcp: 6003, serverHttp: 6004 };

@@ -173,6 +173,49 @@ describe('HTTP/2 clients on http and http2 ports', () => {
   });
 });
 
+
+describe('WebSocket over HTTP/2 (RFC 8441 extended CONNECT) is not offered', () => {
+  let app: { server: Server; port: number };
+  let mesh: Mesh;
+  let seen: string[];
+
+  beforeAll(async () => {
+    app = await startMixedApp();
+    seen = [];
+    app.server.on('connection', () => seen.push('connection'));
+    mesh = await startMesh({ appPorts: [app.port], protocol: 'http', policy: POLICY });
+  }, 30_000);
+
+  afterAll(async () => {
+    await mesh?.close();
+    await new Promise<void>((resolve) => app?.server.close(() => resolve()));
+  });
+
+  it('the app-facing server leaves SETTINGS_ENABLE_CONNECT_PROTOCOL off, so an extended CONNECT never starts; a plain CONNECT gets 400 and reaches no app', async () => {
+    const client = h2connect(`http://127.0.0.1:${mesh.listenerPort}`);
+    client.on('error', () => undefined);
+    try {
+      const settings = await new Promise<{ enableConnectProtocol?: boolean }>((resolve) => client.once('remoteSettings', resolve));
+      // RFC 8441 §3: without the setting a client must not send :protocol; conforming WebSocket clients
+      // (browsers, Go, node) open an HTTP/1.1 connection instead, which the upgrade path carries.
+      expect(settings.enableConnectProtocol).toBe(false);
+      const extended = client.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/chat', ':scheme': 'http', ':authority': 'echo' });
+      const failed = await new Promise<string>((resolve) => {
+        extended.on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code)));
+        extended.on('response', (h) => resolve(`response ${String(h[':status'])}`));
+      });
+      expect(failed).toBe('ERR_HTTP2_STREAM_ERROR');
+      const plain = client.request({ ':method': 'CONNECT', ':authority': 'echo.shop:80' });
+      plain.on('error', () => undefined);
+      const status = await new Promise<number>((resolve) => plain.on('response', (h) => resolve(Number(h[':status']))));
+      expect(status).toBe(400);
+      expect(seen).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
 /** The payload of the first frame of `type` after the connection's frames start. */
 function findFrame(bytes: Buffer, type: number): Buffer | undefined {
   let at = 0;
