@@ -13,17 +13,23 @@ import { InputError } from '../common/errors.js';
 import { formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
 import { describeError } from '../common/errors.js';
 import { DENIED_BY_HEADER } from '../proxy/core/tunnel-protocol.js';
-import { DemoMesh, DEMO_NAMESPACE, freePort } from '../demo/demo-mesh.js';
+import { DemoMesh, freePort } from '../demo/demo-mesh.js';
 import { callUpstream, startSampleApps, type SampleApps, type UpstreamReply } from '../demo/sample-apps.js';
 import { CODE } from '../common/error-codes.js';
+import { DEMO_POLICY as POLICY, describeReply, waitForCheckout } from './demo-policy.js';
+import { runZonesDemo } from './demo-zones.js';
 
 const SPEC = {
-  usage: 'trellis demo [--keep-running] [--keep-files]',
+  usage: 'trellis demo [--zones 1|2] [--keep-running] [--keep-files]',
   about: `Starts a mesh on loopback: a control plane, and frontend, orders and payments each beside an agent.
 Policy: frontend may call orders; orders may call payments with POST only; nothing else.
 Shows an allowed call, two denied calls with the rule that decided, the SPIFFE IDs and some metrics;
-exits 0 when everything behaved as the policy says.`,
+exits 0 when everything behaved as the policy says.
+With --zones 2: a global control plane, zones east and west each with a control plane and an ingress;
+frontend in east, payments only in west, orders in both; shows a call crossing to west through west's
+ingress, and one west's policy refuses.`,
   flags: {
+    zones: { type: 'string', value: 'N', help: '1: one control plane; 2: a global, zones east and west, and their ingresses', whenAbsent: '1' },
     'keep-running': { type: 'boolean', help: 'leave the mesh up and print how to reach it (Ctrl-C stops it)', whenAbsent: 'off: stop after the calls' },
     'keep-files': { type: 'boolean', help: 'keep the temp dir (data dir, policy, tokens) for a look afterwards', whenAbsent: 'off: removed' },
   },
@@ -31,31 +37,6 @@ exits 0 when everything behaved as the policy says.`,
 
 const USAGE = formatHelp(SPEC);
 
-const POLICY = `# frontend may call orders.
-apiVersion: trellis.dev/v1alpha1
-kind: TrafficPermission
-metadata: { name: orders-callers, namespace: ${DEMO_NAMESPACE} }
-spec:
-  destination: orders
-  mode: enforce
-  rules:
-    - action: allow
-      from: [frontend]
----
-# orders may call payments with POST only; frontend never.
-apiVersion: trellis.dev/v1alpha1
-kind: TrafficPermission
-metadata: { name: payments-callers, namespace: ${DEMO_NAMESPACE} }
-spec:
-  destination: payments
-  mode: enforce
-  rules:
-    - action: allow
-      from: [orders]
-      http: { methods: [POST] }
-    - action: deny
-      from: [frontend]
-`;
 
 interface Check {
   readonly what: string;
@@ -64,21 +45,6 @@ interface Check {
 
 function indent(text: string, prefix = '      '): string {
   return text.split('\n').map((l) => prefix + l).join('\n');
-}
-
-function describeReply(reply: UpstreamReply): string {
-  return `HTTP ${reply.status}${reply.deniedBy === undefined ? '' : `, ${DENIED_BY_HEADER}: ${reply.deniedBy}`}`;
-}
-
-async function waitForCheckout(port: number, timeoutMs: number): Promise<UpstreamReply> {
-  const deadline = Date.now() + timeoutMs;
-  let last: UpstreamReply = { status: 0, body: 'not tried', deniedBy: undefined };
-  while (Date.now() < deadline) {
-    last = await callUpstream(port, 'GET', '/checkout', DENIED_BY_HEADER);
-    if (last.status === 200) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return last;
 }
 
 function denialLine(log: string, source: string): Record<string, unknown> | undefined {
@@ -182,12 +148,16 @@ export const demoCommand: Command = {
   async run(argv: readonly string[], ctx: CommandContext): Promise<number> {
     const { values, positionals } = parseFlags(SPEC, argv);
     if (positionals.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${positionals[0]}"\n\n${USAGE}`);
+    const zones = values.zones ?? '1';
+    if (zones !== '1' && zones !== '2') throw new InputError(CODE.CLI_USAGE, `--zones: "${zones}" is not 1 or 2\n\n${USAGE}`);
     const main = fileURLToPath(new URL('./main.js', import.meta.url));
     const mesh = new DemoMesh(main, values['keep-files'] === true);
     // Ctrl-C during start-up must still stop every process started so far.
     const interrupted = untilSignal().then(() => 'interrupted' as const);
     try {
-      const result = await Promise.race([run(mesh, ctx.stdout, values['keep-running'] === true), interrupted]);
+      const keepRunning = values['keep-running'] === true;
+      const demo = zones === '2' ? runZonesDemo(mesh, ctx.stdout, keepRunning).then((ok) => (ok ? EXIT_OK : EXIT_FAILURE)) : run(mesh, ctx.stdout, keepRunning);
+      const result = await Promise.race([demo, interrupted]);
       if (result === 'interrupted') {
         ctx.stderr.write('trellis demo: interrupted, stopping the mesh\n');
         return EXIT_FAILURE;

@@ -4,7 +4,7 @@
  * start. `close()` stops them all (SIGTERM, then SIGKILL after a grace) and removes the temp dir, also
  * when the start fails half-way.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,6 +28,12 @@ export interface AgentSpec {
   readonly service: string;
   readonly appPort: number;
   readonly upstreams: readonly string[];
+}
+
+/** The control plane an agent joins: its API URL and data dir (where its tokens are made, offline). */
+export interface ControlTarget {
+  readonly api: string;
+  readonly dataDir: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -58,20 +64,38 @@ export class DemoMesh {
     return this.control;
   }
 
-  async startAgent(spec: AgentSpec): Promise<DemoProcess> {
-    const tokens = new TokenService(await FileStore.open(this.dataDir), DEMO_TRUST_DOMAIN);
-    const { token } = await tokens.create(spec.service, DEMO_NAMESPACE, 3_600_000);
-    const tokenFile = join(this.dir, `${spec.service}.token`);
+  /** A join token for SERVICE made offline on TARGET's data dir, written to a 0600 file; returns its path. */
+  async tokenFile(target: ControlTarget, service: string, namespace: string, label = service): Promise<string> {
+    const tokens = new TokenService(await FileStore.open(target.dataDir), DEMO_TRUST_DOMAIN);
+    const { token } = await tokens.create(service, namespace, 3_600_000);
+    const tokenFile = join(this.dir, `${label}.token`);
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-    return this.spawn(spec.service, [
-      'agent', 'run', '--control', this.control?.ready.api as string, '--token-file', tokenFile, '--ca-file', join(this.dataDir, 'trust-bundle.pem'),
+    return tokenFile;
+  }
+
+  /** An agent beside SPEC's app, joined to TARGET (by default the single control plane of `startControl`). */
+  async startAgent(spec: AgentSpec, target: ControlTarget = { api: this.control?.ready.api as string, dataDir: this.dataDir }, label = spec.service): Promise<DemoProcess> {
+    const tokenFile = await this.tokenFile(target, spec.service, DEMO_NAMESPACE, label);
+    return this.spawn(label, [
+      'agent', 'run', '--control', target.api, '--token-file', tokenFile, '--ca-file', join(target.dataDir, 'trust-bundle.pem'),
       '--service', spec.service, '--namespace', DEMO_NAMESPACE, '--app-port', String(spec.appPort), '--protocol', 'http',
       '--tunnel', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--health-interval', '1s', '--drain-grace', '1s', '--summary-interval', '2s',
       ...spec.upstreams.flatMap((u) => ['--upstream', u]),
     ]);
   }
 
-  private spawn(name: string, args: readonly string[]): Promise<DemoProcess> {
+  /** Runs a one-shot `trellis ARGS` (e.g. `zone token create`) to completion; rejects with its stderr on failure. */
+  runOnce(args: readonly string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [this.trellisMain, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+        if (err === null) resolve(stdout);
+        else reject(new Error(`trellis ${args.slice(0, 3).join(' ')} failed: ${stderr.trim() || err.message}`));
+      });
+    });
+  }
+
+  /** Starts a long-running `trellis ARGS` and waits for its JSON ready line; `close()` stops it. */
+  spawn(name: string, args: readonly string[]): Promise<DemoProcess> {
     const child = spawn(process.execPath, [this.trellisMain, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     child.stderr?.on('data', (d: Buffer) => {

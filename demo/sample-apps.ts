@@ -56,22 +56,24 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-export async function startSampleApps(upstreams: UpstreamPorts, deniedHeader: string): Promise<SampleApps> {
+/** ZONE, when given, is named in every reply, so a caller sees which zone's copy of a service answered. */
+export async function startSampleApps(upstreams: UpstreamPorts, deniedHeader: string, zone?: string): Promise<SampleApps> {
+  const where = zone === undefined ? {} : { zone };
   let paymentsHits = 0;
   const payments = createServer((req, res) => {
     paymentsHits++;
     req.resume();
-    req.on('end', () => json(res, 200, { service: 'payments', method: req.method, path: req.url, charged: req.method === 'POST' }));
+    req.on('end', () => json(res, 200, { service: 'payments', ...where, method: req.method, path: req.url, charged: req.method === 'POST' }));
   });
   const orders = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
       if (req.method === 'POST' && req.url === '/orders') {
-        void callUpstream(upstreams.ordersToPayments, 'POST', '/charge', deniedHeader).then((payment) => json(res, payment.status === 200 ? 201 : 502, { service: 'orders', order: 'A-1001', payment }));
+        void callUpstream(upstreams.ordersToPayments, 'POST', '/charge', deniedHeader).then((payment) => json(res, payment.status === 200 ? 201 : 502, { service: 'orders', ...where, order: 'A-1001', payment }));
       } else if (req.url === '/refund-check') {
-        void callUpstream(upstreams.ordersToPayments, 'GET', '/refunds', deniedHeader).then((payment) => json(res, 200, { service: 'orders', payment }));
+        void callUpstream(upstreams.ordersToPayments, 'GET', '/refunds', deniedHeader).then((payment) => json(res, 200, { service: 'orders', ...where, payment }));
       } else {
-        json(res, 404, { service: 'orders', error: `no ${req.method} ${req.url}` });
+        json(res, 404, { service: 'orders', ...where, error: `no ${req.method} ${req.url}` });
       }
     });
   });
@@ -79,11 +81,11 @@ export async function startSampleApps(upstreams: UpstreamPorts, deniedHeader: st
     req.resume();
     req.on('end', () => {
       if (req.url === '/checkout') {
-        void callUpstream(upstreams.frontendToOrders, 'POST', '/orders', deniedHeader).then((order) => json(res, order.status === 201 ? 200 : 502, { service: 'frontend', order }));
+        void callUpstream(upstreams.frontendToOrders, 'POST', '/orders', deniedHeader).then((order) => json(res, order.status === 201 ? 200 : 502, { service: 'frontend', ...where, order }));
       } else if (req.url === '/sneak') {
-        void callUpstream(upstreams.frontendToPayments, 'GET', '/balance', deniedHeader).then((payment) => json(res, 200, { service: 'frontend', payment }));
+        void callUpstream(upstreams.frontendToPayments, 'GET', '/balance', deniedHeader).then((payment) => json(res, 200, { service: 'frontend', ...where, payment }));
       } else {
-        json(res, 404, { service: 'frontend', error: `no ${req.method} ${req.url}` });
+        json(res, 404, { service: 'frontend', ...where, error: `no ${req.method} ${req.url}` });
       }
     });
   });
