@@ -37,12 +37,12 @@ export function describeReply(reply: UpstreamReply): string {
 }
 
 /** Polls frontend's checkout until the whole chain answers 200 (agents and their config take a moment). */
-export async function waitForCheckout(port: number, timeoutMs: number): Promise<UpstreamReply> {
+export async function waitForCheckout(port: number, timeoutMs: number, settled: (reply: UpstreamReply) => boolean = () => true): Promise<UpstreamReply> {
   const deadline = Date.now() + timeoutMs;
   let last: UpstreamReply = { status: 0, body: 'not tried', deniedBy: undefined };
   while (Date.now() < deadline) {
     last = await callUpstream(port, 'GET', '/checkout', DENIED_BY_HEADER);
-    if (last.status === 200) return last;
+    if (last.status === 200 && settled(last)) return last;
     await new Promise((r) => setTimeout(r, 250));
   }
   return last;

@@ -83,7 +83,13 @@ export async function runZonesDemo(mesh: DemoMesh, out: NodeJS.WritableStream, k
     print('payments runs only in west; orders runs in east and west; frontend runs in east.\n');
 
     const checks: { what: string; ok: boolean }[] = [];
-    const checkout = await waitForCheckout(eastApps.ports.frontend, CROSS_ZONE_WAIT_MS);
+    // Until east's orders has joined, frontend rightly fails over to west's: wait for the mesh to settle
+    // (an order served in east), and judge locality on that; it fails only if east never serves.
+    const servedInEast = (r: UpstreamReply): boolean => {
+      const o = parsed<Chain>(r)?.order;
+      return o !== undefined && parsed<OrderReply>(o)?.zone === 'east';
+    };
+    const checkout = await waitForCheckout(eastApps.ports.frontend, CROSS_ZONE_WAIT_MS, servedInEast);
     const order = parsed<Chain>(checkout)?.order;
     const orderBody = order === undefined ? undefined : parsed<OrderReply>(order);
     const payment = orderBody?.payment;
