@@ -51,7 +51,8 @@ function validateEdge(value: unknown, i: number, seconds: number): EdgeView {
   if (seenBy !== 'inbound' && seenBy !== 'outbound') throw malformed(`golden: edge ${i}: seenBy must be inbound or outbound`);
   if (!count(requests) || !count(failures) || !count(denied) || failures > requests) throw malformed(`golden: edge ${i}: requests, failures and denied must be whole numbers (failures ≤ requests)`);
   if (!Array.isArray(latency) || latency.length !== LATENCY_SLOTS || !latency.every(count)) throw malformed(`golden: edge ${i}: latency must be ${LATENCY_SLOTS} whole numbers`);
-  if ((latency as number[]).reduce((a, b) => a + b, 0) > requests) throw malformed(`golden: edge ${i}: latency counts exceed requests`);
+  const timed = (latency as number[]).reduce((a, b) => a + b, 0);
+  if (timed > requests || (protocol === 'tcp' && timed > 0)) throw malformed(`golden: edge ${i}: latency counts exceed requests (or are on a TCP edge)`);
   return edgeView(source, destination, protocol as EdgeProtocol, { requests, failures, latency: Float64Array.from(latency as number[]) }, denied, seconds, seenBy as EdgeDirection);
 }
 

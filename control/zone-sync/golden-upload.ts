@@ -5,7 +5,8 @@
  * they do not know and drop the stream, so an older global would lose zone sync to it. An older global
  * answers the path with 404 instead; the zone then stops sending on that session (a new one, after a
  * reconnect, tries again). At most `ZONE_GOLDEN_LIMITS.maxEdges` pairs go up, the busiest; the rest are
- * counted in `truncated`. Nothing waits on it: a failed send is logged and the next interval sends anew.
+ * counted in `truncated`. A new session (first contact, a reconnect) gets a report within 5 s. Nothing
+ * waits on it: a failed send is logged and the next interval sends anew.
  */
 import type { ClientHttp2Session } from 'node:http2';
 import { CODE } from '../../common/error-codes.js';
@@ -34,14 +35,25 @@ export function zoneGoldenBody(zone: string, window: GoldenWindow): { zone: stri
   return { zone, windowMs: ZONE_GOLDEN_WINDOW_MS, truncated: all.length - edges.length, edges };
 }
 
+/** How often the uploader looks for a new session: a zone that (re)connects reports within this, not a whole interval later. */
+const CHECK_MS = ZONE_GOLDEN_LIMITS.minIntervalMs;
+
 export class GoldenUpload {
   private readonly timer: NodeJS.Timeout;
   private refusedBy: ClientHttp2Session | undefined;
+  private sentOn: ClientHttp2Session | undefined;
+  private sentAt = 0;
   private sending = false;
 
   constructor(private readonly options: GoldenUploadOptions) {
-    this.timer = setInterval(() => void this.sendOnce(), options.intervalMs ?? ZONE_GOLDEN_INTERVAL_MS);
+    this.timer = setInterval(() => void this.tick(), CHECK_MS);
     this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    const session = this.options.session();
+    if (session === undefined) return;
+    if (session !== this.sentOn || Date.now() - this.sentAt >= (this.options.intervalMs ?? ZONE_GOLDEN_INTERVAL_MS)) await this.sendOnce();
   }
 
   /** One send now (also what the timer does); resolves whether or not the global took it. */
@@ -50,6 +62,8 @@ export class GoldenUpload {
     if (session === undefined || session === this.refusedBy || this.sending) return false;
     this.sending = true;
     try {
+      this.sentOn = session;
+      this.sentAt = Date.now();
       await postJson(session, ZONE_SYNC_PATHS.golden, zoneGoldenBody(this.options.zone, this.options.window));
       return true;
     } catch (err) {
