@@ -59,8 +59,13 @@ function readBody(stream: ServerHttp2Stream, limit = MAX_BOOTSTRAP_BODY_BYTES): 
     stream.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > limit) {
-        reject(new TrellisError(CODE.CONTROL_BODY_TOO_LARGE, `the request body is over ${limit} bytes`, { side: 'downstream' }));
-        stream.close(h2.NGHTTP2_REFUSED_STREAM);
+        // Answered here, then the rest of the body refused (RST_STREAM NO_ERROR after a complete response):
+        // responding after the close threw outside any handler and took the process down.
+        const err = new TrellisError(CODE.CONTROL_BODY_TOO_LARGE, `the request body is over ${limit} bytes`, { side: 'downstream' });
+        stream.removeAllListeners('data');
+        replyError(stream, err);
+        stream.close(h2.NGHTTP2_NO_ERROR);
+        reject(err);
         return;
       }
       chunks.push(chunk);
@@ -79,7 +84,7 @@ function readBody(stream: ServerHttp2Stream, limit = MAX_BOOTSTRAP_BODY_BYTES): 
 }
 
 function reply(stream: ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.headersSent) return;
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ':status': status, 'content-type': 'application/json', 'cache-control': 'no-store' });
   stream.end(JSON.stringify(body));
 }
