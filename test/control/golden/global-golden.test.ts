@@ -4,51 +4,24 @@
  * a zone naming another, an oversized body), and the merged graph and the UI on the global's admin port.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { CODE } from '../../../common/error-codes.js';
-import { GlobalFileStore } from '../../../control/global/global-store.js';
-import { startGlobalControlPlane, type RunningGlobal } from '../../../control/global/global-plane.js';
-import { ZoneTokenService } from '../../../control/global/zone-tokens.js';
-import { obtainZoneCredentials, openSession, postJson, type GlobalEndpoint, type ZoneCredentials } from '../../../control/zone-sync/global-client.js';
+import { openSession, postJson, type GlobalEndpoint, type ZoneCredentials } from '../../../control/zone-sync/global-client.js';
 import { ZONE_SYNC_PATHS } from '../../../control/zone-sync/protocol.js';
 import { ZONE_GOLDEN_WINDOW_MS } from '../../../control/zone-sync/golden-upload.js';
+import { startTestGlobal, type TestGlobal } from '../global-fixture.js';
 import { latency } from './fixtures.js';
 
-const log = pino({ level: 'silent' });
-const dirs: string[] = [];
-let global: RunningGlobal;
+let fixture: TestGlobal;
 let endpoint: GlobalEndpoint;
-let tokens: ZoneTokenService;
-
-function temp(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(dir);
-  return dir;
-}
 
 beforeAll(async () => {
-  const dataDir = temp('trellis-global-golden-');
-  const store = await GlobalFileStore.open(dataDir);
-  global = await startGlobalControlPlane({
-    dataDir, store: undefined, caDir: undefined, policyDir: undefined, trustDomain: 'mesh.test', rootNamespace: 'trellis-system',
-    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, zoneLeaseMs: 30_000, exportDefault: 'all', zoneCertTtlMs: 3_600_000,
-  }, store, log);
-  tokens = new ZoneTokenService(store, 'mesh.test');
-  endpoint = { url: new URL(`https://127.0.0.1:${global.apiAddress.port}`), trustDomain: 'mesh.test', rootNamespace: 'trellis-system', bundlePem: global.trustBundlePem };
+  fixture = await startTestGlobal('trellis-global-golden-');
+  endpoint = fixture.endpoint;
 });
 
-afterAll(async () => {
-  await global.close();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fixture.close());
 
-async function joinZone(zone: string): Promise<ZoneCredentials> {
-  const { token } = await tokens.create(zone, 60_000);
-  return obtainZoneCredentials(endpoint, temp(`trellis-zone-${zone}-`), zone, { token });
-}
+const joinZone = (zone: string): Promise<ZoneCredentials> => fixture.joinZone(zone);
 
 async function post(credentials: ZoneCredentials | undefined, body: unknown): Promise<string> {
   const session = await openSession(endpoint, credentials);
@@ -67,7 +40,7 @@ function report(zone: string, seenBy: 'inbound' | 'outbound', requests: number, 
 }
 
 async function admin<T>(path: string): Promise<T> {
-  const res = await fetch(`http://127.0.0.1:${global.adminAddress.port}${path}`);
+  const res = await fetch(`http://127.0.0.1:${fixture.global.adminAddress.port}${path}`);
   expect(res.status).toBe(200);
   return (await res.json()) as T;
 }
@@ -100,7 +73,7 @@ describe('zones\' golden metrics at the global', () => {
     const overview = await admin<{ mode: string; leaseMs: number; zones: unknown[] }>('/ui/api/overview');
     expect(overview).toMatchObject({ mode: 'global', leaseMs: 30_000 });
     expect(Array.isArray(overview.zones)).toBe(true);
-    const page = await fetch(`http://127.0.0.1:${global.adminAddress.port}/ui/`);
+    const page = await fetch(`http://127.0.0.1:${fixture.global.adminAddress.port}/ui/`);
     // From the sources (no dist/ui here) the page says how to build it; built, it is the page with its CSP.
     expect([200, 503]).toContain(page.status);
     if (page.status === 200) expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
