@@ -108,9 +108,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
-  // Golden metrics: agents' summaries into a 15-minute window the admin port's UI reads (control/golden/).
+  // Golden metrics: agents' summaries into a 15-minute window the admin port's UI reads (control/golden/);
+  // with a global, the zone's edge view goes up for its merged graph (zone-sync/golden-upload.ts).
   const golden = new GoldenWindow(config.zone);
-  // A zone with a global sends it its edge view (zone-sync/golden-upload.ts), for the global's merged graph.
   const goldenUpload = zoneLink === undefined ? undefined : new GoldenUpload({ zone: config.zone, window: golden, session: zoneLink.liveSession, log });
   const summaries = new SummaryIntake({ window: golden, metrics: metricsRegistry, ...(kube === undefined ? { instances: registry } : {}) });
   const api = createApi(config, { kube, lineage, registry, hub, store, metrics, id, log, summaries });
