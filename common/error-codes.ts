@@ -156,6 +156,7 @@ export const ERRORS = Object.freeze({
   // ── control/zone-sync/, control/global/: the global control plane and zone sync
   ZONE_CONFLICT: def('TRELLIS_ZONE_CONFLICT', 409, 'downstream', true, 'another control plane holds this zone name on the global control plane right now'),
   ZONE_EXPORT_CONFLICT: def('TRELLIS_ZONE_EXPORT_CONFLICT', 409, 'downstream', false, 'instances of one service disagree on --export / --no-export; the service is not exported until they agree'),
+  ZONE_GOLDEN_TOO_FREQUENT: def('TRELLIS_ZONE_GOLDEN_TOO_FREQUENT', 429, 'downstream', true, 'a zone sent its golden-metrics edge view more often than the global accepts'),
   ZONE_NAME_MISMATCH: def('TRELLIS_ZONE_NAME_MISMATCH', 403, 'downstream', false, 'the zone names another zone than its certificate or token'),
   ZONE_NOT_CONNECTED: def('TRELLIS_ZONE_NOT_CONNECTED', 503, 'upstream', true, 'the zone is not connected to its global control plane'),
   ZONE_SYNC_FOREIGN_RECORD: def('TRELLIS_ZONE_SYNC_FOREIGN_RECORD', 403, 'downstream', false, 'a zone sent or removed a record another zone owns'),

@@ -61,6 +61,7 @@ import { adminCredentialCheck, isLoopback, uiRoutes } from './golden/ui-static.j
 import { CODE } from '../common/error-codes.js';
 import { attachZoneLink } from './zone-sync/attach.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
+import { GoldenUpload } from './zone-sync/golden-upload.js';
 import { FederationView } from './zone-sync/federated-bundles.js';
 
 /** The policy in force: a watched directory (universal mode) or TrafficPermission resources (Kubernetes mode). */
@@ -107,8 +108,10 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
-  // Golden metrics: agents' summaries into a 15-minute window the admin port's UI reads (control/golden/).
+  // Golden metrics: agents' summaries into a 15-minute window the admin port's UI reads (control/golden/);
+  // with a global, the zone's edge view goes up for its merged graph (zone-sync/golden-upload.ts).
   const golden = new GoldenWindow(config.zone);
+  const goldenUpload = zoneLink === undefined ? undefined : new GoldenUpload({ zone: config.zone, window: golden, session: zoneLink.liveSession, log });
   const summaries = new SummaryIntake({ window: golden, metrics: metricsRegistry, ...(kube === undefined ? { instances: registry } : {}) });
   const api = createApi(config, { kube, lineage, registry, hub, store, metrics, id, log, summaries });
   const setApiTls = (): void => api.setSecureContext({ key: id.serving.current.keyPem, cert: id.serving.current.certChainPem, ca: id.trust.pem, minVersion: 'TLSv1.3' });
@@ -122,6 +125,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     // The Kubernetes mode closes its policy feed with its registry feed.
     if (kube === undefined) await policy.close();
     else await kube.close();
+    goldenUpload?.close();
     await zoneLink?.close();
     hub.close();
     registry.close();

@@ -2,6 +2,9 @@
 import { useEffect, useState } from 'preact/hooks';
 
 export interface Overview { zone: string; trustDomain: string; mode: string; configVersion: number; agentsConnected: number; windowMinutes: number; global: null | { global: string; connected: boolean; staleMs: number; staleSince?: string; lastError?: string } }
+/** A zone as the global's admin port shows it (control/global/global-ui-api.ts). */
+export interface GlobalZone { name: string; state: 'online' | 'offline'; connected: boolean; lastSeenAgoMs: number; offlineSince?: string; lagMs: number; services: number; golden: null | { ageMs: number; edges: number; truncated: number; current: boolean } }
+export interface GlobalOverview { zone: 'global'; mode: 'global'; role: string; trustDomain: string; leaseMs: number; windowMinutes: number; zones: GlobalZone[] }
 export interface Instance { instanceId: string; zone: string; address: string; healthy: boolean; agent: string; version: string | null }
 export interface Service { namespace: string; service: string; healthy: number; instances: Instance[] }
 export interface Edge { source: string; destination: string; protocol: string; requests: number; failures: number; ratePerSecond: number; successRate: number | null; p50Ms: number | null; p99Ms: number | null; denied: number }

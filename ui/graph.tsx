@@ -24,15 +24,17 @@ function label(e: Edge): string {
 }
 
 export function Graph() {
-  const { data, error } = usePolled<{ edges: Edge[]; windowMs: number }>('edges?minutes=1');
+  const { data, error } = usePolled<{ zone: string; edges: Edge[]; windowMs: number }>('edges?minutes=1');
+  // The global merges the zones' 5-minute views (control/global/zone-golden.ts); a zone shows its last minute.
+  const merged = data?.zone === 'global';
   const edges = data?.edges ?? [];
   const names = [...new Set(edges.flatMap((e) => [e.source, e.destination]))].sort();
   const at = layout(names);
   return (
     <section aria-labelledby="graph-h">
-      <h2 id="graph-h">Call graph <span class="muted">(last minute)</span></h2>
+      <h2 id="graph-h">Call graph <span class="muted">{merged ? `(all zones, last ${Math.round((data?.windowMs ?? 0) / 60_000)} min)` : '(last minute)'}</span></h2>
       <Problem error={error} />
-      {edges.length === 0 && <p class="muted">No traffic reported yet: agents send a summary every 10 s.</p>}
+      {edges.length === 0 && <p class="muted">{merged ? 'No traffic reported yet: zones send their edge view every 30 s.' : 'No traffic reported yet: agents send a summary every 10 s.'}</p>}
       <svg class="graph" viewBox={`0 0 ${SIZE} ${SIZE}`} role="img" aria-label={`call graph of ${names.length} services`}>
         <defs><marker id="arrow" viewBox="0 0 10 10" refX="18" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#888" /></marker></defs>
         {edges.map((e) => {

@@ -9,6 +9,7 @@ import type { TargetedKeyboardEvent } from 'preact';
 import { Graph } from './graph.js';
 import { Policy } from './policy.js';
 import { Agents, Denials, Services, Zones } from './views.js';
+import { usePolled } from './data.js';
 
 const TABS = [
   ['zones', 'Zones', Zones],
@@ -20,6 +21,8 @@ const TABS = [
 ] as const;
 
 type TabId = (typeof TABS)[number][0];
+/** What a global control plane's admin serves: its zones and the graph merged from them. */
+const GLOBAL_TABS: readonly TabId[] = ['zones', 'graph'];
 
 function fromHash(): TabId {
   const id = location.hash.slice(1);
@@ -27,6 +30,8 @@ function fromHash(): TabId {
 }
 
 function App() {
+  const mode = usePolled<{ mode: string }>('overview', 30_000).data?.mode;
+  const tabs = mode === 'global' ? TABS.filter((t) => GLOBAL_TABS.includes(t[0])) : TABS;
   const [tab, setTab] = useState<TabId>(fromHash());
   useEffect(() => {
     const onHash = (): void => setTab(fromHash());
@@ -40,18 +45,18 @@ function App() {
   const onKey = (event: TargetedKeyboardEvent<HTMLElement>): void => {
     const step = event.key === 'ArrowRight' ? 1 : event.key === 'ArrowLeft' ? -1 : 0;
     if (step === 0) return;
-    const i = (TABS.findIndex((t) => t[0] === tab) + step + TABS.length) % TABS.length;
-    const next = TABS[i]?.[0] as TabId;
+    const i = (tabs.findIndex((t) => t[0] === tab) + step + tabs.length) % tabs.length;
+    const next = tabs[i]?.[0] as TabId;
     select(next);
     document.getElementById(`tab-${next}`)?.focus();
   };
-  const View = TABS.find((t) => t[0] === tab)?.[2] ?? Zones;
+  const View = tabs.find((t) => t[0] === tab)?.[2] ?? Zones;
   return (
     <>
       <header>
         <h1>Trellis</h1>
         <nav role="tablist" aria-label="views" onKeyDown={onKey}>
-          {TABS.map(([id, title]) => (
+          {tabs.map(([id, title]) => (
             <button key={id} id={`tab-${id}`} role="tab" aria-selected={tab === id} aria-controls="view" tabIndex={tab === id ? 0 : -1} onClick={() => select(id)}>{title}</button>
           ))}
         </nav>

@@ -1,12 +1,36 @@
 /** The UI's tables: zones, services, denials, agents. Each is a plain table (screen readers and keyboard need nothing more). */
-import { fmtDuration, usePolled, type Agent, type Denial, type Overview, type Service } from './data.js';
+import { fmtDuration, usePolled, type Agent, type Denial, type GlobalOverview, type Overview, type Service } from './data.js';
 
 export function Problem({ error }: { error: string | undefined }) {
   return error === undefined ? null : <p class="error" role="alert">{error}</p>;
 }
 
+/** The global's zones: sync state (offline once the lease lapsed), lag, and whether their golden metrics are current. */
+function GlobalZones({ data }: { data: GlobalOverview }) {
+  return (
+    <>
+      <p class="muted">global control plane ({data.role}); a zone goes offline {fmtDuration(data.leaseMs)} after it was last heard</p>
+      <div class="scroll"><table>
+        <thead><tr><th>zone</th><th>sync</th><th>last heard</th><th>lag</th><th>services</th><th>golden metrics</th></tr></thead>
+        <tbody>
+          {data.zones.map((z) => (
+            <tr key={z.name} data-zone={z.name} data-state={z.state}>
+              <td>{z.name}</td>
+              <td class={z.state === 'online' ? 'ok' : 'bad'}>{z.state}{z.state === 'online' && !z.connected ? ' (not connected)' : ''}</td>
+              <td>{fmtDuration(z.lastSeenAgoMs)} ago</td><td>{fmtDuration(z.lagMs)}</td><td>{z.services}</td>
+              <td class={z.golden?.current ? '' : 'muted'}>{z.golden === null ? 'none yet' : `${z.golden.edges} pairs, ${fmtDuration(z.golden.ageMs)} ago`}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table></div>
+    </>
+  );
+}
+
 export function Zones() {
-  const { data, error } = usePolled<Overview>('overview');
+  const { data: polled, error } = usePolled<Overview | GlobalOverview>('overview');
+  const data = polled?.mode === 'global' ? undefined : (polled as Overview | undefined);
+  if (polled?.mode === 'global') return <section aria-labelledby="zones-h"><h2 id="zones-h">Zones</h2><Problem error={error} /><GlobalZones data={polled as GlobalOverview} /></section>;
   return (
     <section aria-labelledby="zones-h">
       <h2 id="zones-h">Zones</h2>

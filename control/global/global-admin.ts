@@ -2,11 +2,11 @@
  * The global control plane's admin listener (plain HTTP, loopback by default): `/healthz`, `/ready`,
  * `/metrics`, `/zones` (every zone: state, versions, lag, records), `/zones/<name>` (one zone, with its
  * exported services) and `/catalogue` (the merged catalogue, every kind). `trellis zone list|describe`
- * read these.
+ * read these. The web UI under `/ui/` (global-ui-api.ts).
  */
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { createAdminHttpServer, jsonReply, textReply } from '../../common/admin-http.js';
+import { createAdminHttpServer, jsonReply, textReply, type AdminRoute } from '../../common/admin-http.js';
 import { DOWN_KINDS, ZONE_NAME, ownerOf } from '../zone-sync/protocol.js';
 import type { GlobalState } from './global-state.js';
 
@@ -17,6 +17,8 @@ export interface GlobalAdminSources {
   readonly ready: () => boolean;
   readonly trustDomain: string;
   readonly role: 'single' | 'leader' | 'follower';
+  /** The web UI's files and JSON (global-ui-api.ts, with ui-static.ts's credential guard when exposed). */
+  readonly ui?: Readonly<Record<string, AdminRoute>>;
 }
 
 function catalogue(state: GlobalState): ReturnType<typeof jsonReply> {
@@ -40,6 +42,7 @@ export function createGlobalAdmin(sources: GlobalAdminSources): Server {
         ),
       '/zones': () => jsonReply(200, { role: sources.role, globalEpoch: sources.state().globalEpoch, now: Date.now(), zones: zones(sources.state()) }),
       '/catalogue': () => catalogue(sources.state()),
+      ...sources.ui,
     },
     lookup: (path) => {
       const name = path.startsWith('/zones/') ? path.slice('/zones/'.length) : '';
@@ -54,7 +57,7 @@ export function createGlobalAdmin(sources: GlobalAdminSources): Server {
       };
     },
     methodNotAllowed: jsonReply(405, { error: 'only GET' }),
-    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /zones, /zones/<name>, /catalogue` }),
+    notFound: (path) => jsonReply(404, { error: `no ${path}; try /healthz, /ready, /metrics, /zones, /zones/<name>, /catalogue, /ui/` }),
     limits: { maxConnections: 64 },
   });
 }

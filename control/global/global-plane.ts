@@ -20,6 +20,8 @@ import { createGlobalServer } from './global-server.js';
 import { GlobalState } from './global-state.js';
 import type { GlobalStore } from './global-store.js';
 import { createGlobalAdmin } from './global-admin.js';
+import { globalUiRoutes } from './global-ui-api.js';
+import { ZoneGoldenBoard } from './zone-golden.js';
 import { GlobalSyncSession } from './sync-session.js';
 import { ZoneTokenService } from './zone-tokens.js';
 import { globalIdentity } from './zone-identity.js';
@@ -46,7 +48,9 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   const loaded = await store.load();
   const state = new GlobalState({ leaseMs: config.zoneLeaseMs, exportDefault: config.exportDefault }, loaded.meta === undefined ? undefined : { meta: loaded.meta, zones: loaded.zones });
   const cas = await setUpZoneCas({ dataDir: config.dataDir, caDir: config.caDir, trustDomain: config.trustDomain, zone: 'global' });
-  await store.secret('admin-token');
+  const adminToken = await store.secret('admin-token');
+  // Zones' golden-metrics edge views, in memory only (zone-golden.ts): a restarted global refills within an interval.
+  const golden = new ZoneGoldenBoard();
   const registry = new Registry();
   const metrics = new GlobalMetrics(registry, () => state);
   // A change reaches the zones only once the store holds it (persister.ts): a restart then loses nothing any zone saw.
@@ -68,6 +72,7 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
     connected: (zone) => state.status(zone)?.connected === true,
     openSync: (stream: ServerHttp2Stream, zone: string) => void new GlobalSyncSession(hub.host, stream, zone),
     maxSessions: GLOBAL_DEFAULTS.maxSessions,
+    golden: (zone, body) => void golden.accept(zone, body),
   });
   const h2Sessions = new Set<ServerHttp2Session>();
   server.on('session', (session) => {
@@ -78,7 +83,8 @@ export async function startGlobalControlPlane(config: GlobalControlConfig, store
   const leaseTimer = checkLeases(config, state, metrics, () => persister.flushSoon(), log);
 
   let ready = false;
-  const admin = createGlobalAdmin({ state: () => state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain, role });
+  const ui = globalUiRoutes(config, { state: () => state, role, golden, adminToken });
+  const admin = createGlobalAdmin({ state: () => state, metrics: registry, ready: () => ready, trustDomain: config.trustDomain, role, ui });
   const stop = async (): Promise<void> => {
     serving.close();
     clearInterval(leaseTimer);

@@ -4,6 +4,7 @@
  *   POST /v1/zone/bootstrap   Authorization: Bearer <zone token>; {zone, csrPem} → the zone's certificate
  *   POST /v1/zone/renew       mutual TLS with the zone certificate; {csrPem} → a new one
  *   POST /v1/zone/sync        mutual TLS with the zone certificate; the sync stream (sync-session.ts)
+ *   POST /v1/zone/golden      mutual TLS with the zone certificate; the zone's golden-metrics edge view (zone-golden.ts)
  *
  * Client certificates are asked for but not required at the handshake (bootstrap has none yet); the
  * paths that need one check it themselves: chained to the mesh bundle (node:tls), a zone identity, and
@@ -19,6 +20,7 @@ import type { Logger } from '../../common/log.js';
 import { ZONE_NAME, ZONE_SYNC_PATHS, malformed } from '../zone-sync/protocol.js';
 import { zoneIdentity, zoneOfCertificate } from './zone-identity.js';
 import type { ZoneTokenService } from './zone-tokens.js';
+import { ZONE_GOLDEN_LIMITS } from '../zone-sync/golden-limits.js';
 
 export interface GlobalServerOptions {
   readonly trustDomain: string;
@@ -35,6 +37,8 @@ export interface GlobalServerOptions {
   readonly connected: (zone: string) => boolean;
   readonly openSync: (stream: ServerHttp2Stream, zone: string) => void;
   readonly maxSessions: number;
+  /** A zone's golden-metrics edge view (zone-golden.ts); throws to refuse it. */
+  readonly golden: (zone: string, body: Record<string, unknown>) => void;
 }
 
 export const MAX_BOOTSTRAP_BODY_BYTES = 64 * 1024;
@@ -48,15 +52,20 @@ export interface ZoneCertificate {
   readonly zoneCa?: { readonly certChainPem: string; readonly keyPem: string; readonly bundlePem: string };
 }
 
-function readBody(stream: ServerHttp2Stream): Promise<Record<string, unknown>> {
+function readBody(stream: ServerHttp2Stream, limit = MAX_BOOTSTRAP_BODY_BYTES): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
     stream.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
-      if (bytes > MAX_BOOTSTRAP_BODY_BYTES) {
-        reject(new TrellisError(CODE.CONTROL_BODY_TOO_LARGE, `the request body is over ${MAX_BOOTSTRAP_BODY_BYTES} bytes`, { side: 'downstream' }));
-        stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      if (bytes > limit) {
+        // Answered here, then the rest of the body refused (RST_STREAM NO_ERROR after a complete response):
+        // responding after the close threw outside any handler and took the process down.
+        const err = new TrellisError(CODE.CONTROL_BODY_TOO_LARGE, `the request body is over ${limit} bytes`, { side: 'downstream' });
+        stream.removeAllListeners('data');
+        replyError(stream, err);
+        stream.close(h2.NGHTTP2_NO_ERROR);
+        reject(err);
         return;
       }
       chunks.push(chunk);
@@ -75,7 +84,7 @@ function readBody(stream: ServerHttp2Stream): Promise<Record<string, unknown>> {
 }
 
 function reply(stream: ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.headersSent) return;
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ':status': status, 'content-type': 'application/json', 'cache-control': 'no-store' });
   stream.end(JSON.stringify(body));
 }
@@ -135,6 +144,12 @@ async function route(options: GlobalServerOptions, stream: ServerHttp2Stream, he
     const { zone } = await certifiedZone(options, stream);
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     options.openSync(stream, zone);
+    return;
+  }
+  if (path === ZONE_SYNC_PATHS.golden) {
+    const { zone } = await certifiedZone(options, stream);
+    options.golden(zone, await readBody(stream, ZONE_GOLDEN_LIMITS.maxBodyBytes));
+    reply(stream, 200, { accepted: true });
     return;
   }
   if (path === ZONE_SYNC_PATHS.renew) {

@@ -21,6 +21,8 @@ export const ZONE_SYNC_PATHS = Object.freeze({
   sync: '/v1/zone/sync',
   bootstrap: '/v1/zone/bootstrap',
   renew: '/v1/zone/renew',
+  /** The zone's golden-metrics edge view (control/global/zone-golden.ts): a request of its own, not a sync message. */
+  golden: '/v1/zone/golden',
 });
 
 export const ZONE_SYNC_LIMITS = Object.freeze({

@@ -158,6 +158,8 @@ export class ZoneLink {
     return this.validPolicies;
   }
 
+  /** The HTTP/2 session of the sync stream while it is up: golden-upload.ts sends its requests on it. */
+  liveSession = (): ClientHttp2Session | undefined => (this.welcomed && this.lines?.isClosed === false && this.session?.destroyed === false ? this.session : undefined);
   status(): ZoneLinkStatus {
     const connected = this.welcomed && this.lines?.isClosed === false;
     const staleMs = connected ? 0 : Date.now() - this.staleSince;

@@ -5,54 +5,30 @@
  * its stream; what the zone had synced before is still there when it reconnects.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ClientHttp2Session } from 'node:http2';
-import pino from 'pino';
 import { CODE } from '../../common/error-codes.js';
-import { GlobalFileStore } from '../../control/global/global-store.js';
-import { startGlobalControlPlane, type RunningGlobal } from '../../control/global/global-plane.js';
-import { ZoneTokenService } from '../../control/global/zone-tokens.js';
+import type { ZoneTokenService } from '../../control/global/zone-tokens.js';
 import { obtainZoneCredentials, openSession, type GlobalEndpoint, type ZoneCredentials } from '../../control/zone-sync/global-client.js';
 import { LineReader } from '../../control/zone-sync/frames.js';
 import { ZONE_SYNC_PATHS } from '../../control/zone-sync/protocol.js';
 import { createRootCa } from '../../ca/authority.js';
 import { createCsr, generateWorkloadKey } from '../../ca/csr.js';
 import { zoneIdentity } from '../../control/global/zone-identity.js';
+import { startTestGlobal, type TestGlobal } from './global-fixture.js';
 
-const log = pino({ level: 'silent' });
-const dirs: string[] = [];
-let global: RunningGlobal;
+let fixture: TestGlobal;
 let tokens: ZoneTokenService;
 let endpoint: GlobalEndpoint;
 
-function temp(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(dir);
-  return dir;
-}
-
 beforeAll(async () => {
-  const dataDir = temp('trellis-global-unit-');
-  const store = await GlobalFileStore.open(dataDir);
-  global = await startGlobalControlPlane({
-    dataDir, store: undefined, caDir: undefined, policyDir: undefined, trustDomain: 'mesh.test', rootNamespace: 'trellis-system',
-    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, zoneLeaseMs: 30_000, exportDefault: 'all', zoneCertTtlMs: 3_600_000,
-  }, store, log);
-  tokens = new ZoneTokenService(store, 'mesh.test');
-  endpoint = { url: new URL(`https://127.0.0.1:${global.apiAddress.port}`), trustDomain: 'mesh.test', rootNamespace: 'trellis-system', bundlePem: global.trustBundlePem };
+  fixture = await startTestGlobal();
+  ({ tokens, endpoint } = fixture);
 });
 
-afterAll(async () => {
-  await global.close();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fixture.close());
 
-async function join_(zone: string): Promise<ZoneCredentials> {
-  const { token } = await tokens.create(zone, 60_000);
-  return obtainZoneCredentials(endpoint, temp(`trellis-zone-${zone}-`), zone, { token });
-}
+const temp = (prefix: string): string => fixture.temp(prefix);
+const join_ = (zone: string): Promise<ZoneCredentials> => fixture.joinZone(zone);
 
 /** A sync stream: send lines, collect what comes back until the global ends it (or `untilLines`). */
 async function sync(credentials: ZoneCredentials, lines: readonly string[], until: (m: { t: string }) => boolean = () => false): Promise<unknown[]> {
@@ -138,7 +114,7 @@ describe('the global control plane\'s boundary', () => {
     // Everything synced before is still there, and the zone resumes from it.
     const again = await sync(creds, [hello('south')], (m) => m.t === 'welcome');
     expect(again[0]).toMatchObject({ t: 'welcome', resume: true, applied: { service: 1 } });
-    expect(global.state.catalogue.service.get('south/shop/orders')).toMatchObject({ name: 'orders' });
+    expect(fixture.global.state.catalogue.service.get('south/shop/orders')).toMatchObject({ name: 'orders' });
   });
 
   it('refuses a second stream for a zone that is connected', async () => {

@@ -3,36 +3,23 @@
  * Debian's headless Chromium driven by playwright-core (launched with the flags that keep it off the
  * network, and a fresh profile). Shown: the graph has the demo's edges with live numbers, a denied call
  * appears in recent denials with its rule within seconds, explain answers, and the keyboard moves between
- * views. Screenshots go to test-artifacts/ui/ (gitignored). Without Chromium the suite is skipped, except
- * in CI (`CI=true`), where .ci/run installs it and its absence is a failure.
+ * views. Screenshots go to test-artifacts/ui/ (browser-support.ts launches Chromium).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { MAIN, ROOT, call, exited, requireBuild } from './mesh-support.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'ui');
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI === 'true') throw new Error(`CI=true and ${CHROMIUM} is missing (.ci/run installs the chromium package)`);
+import type { Page } from 'playwright-core';
+import { chromiumAvailable, openUiBrowser, type UiBrowser } from './browser-support.js';
+import { MAIN, call, exited, requireBuild } from './mesh-support.js';
 
 let demo: ChildProcess | undefined;
 let output = '';
-let context: BrowserContext | undefined;
+let browser: UiBrowser | undefined;
 let page: Page;
-let profile: string | undefined;
 let ui = '';
 
-async function shot(name: string): Promise<void> {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
+const shot = (name: string): Promise<void> => (browser as UiBrowser).shot(name);
 
-describe.skipIf(!available)('the web UI in headless Chromium', { timeout: 120_000 }, () => {
+describe.skipIf(!chromiumAvailable)('the web UI in headless Chromium', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     requireBuild();
     demo = spawn(process.execPath, [MAIN, 'demo', '--keep-running'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -45,17 +32,13 @@ describe.skipIf(!available)('the web UI in headless Chromium', { timeout: 120_00
     }
     ui = (/The web UI: (\S+)/.exec(output) as RegExpExecArray)[1] as string;
     expect(ui).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/ui\/$/);
-    profile = mkdtempSync(join(tmpdir(), 'trellis-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 420, height: 900 } });
     // Nothing but the UI's own origin may be asked for: anything else fails the page.
-    const origin = new URL(ui).origin;
-    await context.route('**/*', (route) => (route.request().url().startsWith(origin) ? route.continue() : route.abort()));
-    page = await context.newPage();
+    browser = await openUiBrowser(ui);
+    page = browser.page;
   }, 90_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     if (demo !== undefined && demo.exitCode === null) {
       demo.kill('SIGTERM');
       const timer = setTimeout(() => demo?.kill('SIGKILL'), 10_000);
