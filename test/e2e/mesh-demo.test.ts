@@ -4,8 +4,9 @@
  * a global control plane and two zones with their ingresses.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cleanup, exited, MAIN, requireBuild, trellis } from './mesh-support.js';
 
 /**
@@ -14,25 +15,42 @@ import { cleanup, exited, MAIN, requireBuild, trellis } from './mesh-support.js'
  */
 const ZONES_DEMO_LIMIT_MS = 170_000;
 
-function zonesDemo(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function zonesDemo(args: readonly string[], mark: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, 'demo', '--zones', '2', ...args], { timeout: ZONES_DEMO_LIMIT_MS }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MAIN, 'demo', '--zones', '2', ...args], { timeout: ZONES_DEMO_LIMIT_MS, env: { ...process.env, [MARK_VAR]: mark } }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
     });
   });
 }
 
-/** Processes still running from a demo's temp dir (DIR: that demo's own; else any demo's). */
-function leftovers(dir = 'trellis-demo-'): string[] {
-  return execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((l) => l.includes(dir));
+/**
+ * Processes still running that a given demo run started. Each run gets a unique marker in its environment,
+ * which every process it starts inherits: other suites (the UI's browser tests) run `trellis demo` at the
+ * same time on the same machine, so "any demo process" would be theirs too.
+ */
+function leftovers(mark: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/environ`).includes(`${MARK_VAR}=${mark}`)) found.push(readFileSync(`/proc/${pid}/cmdline`).toString().replaceAll('\0', ' '));
+    } catch {
+      // Gone between the listing and the read, or not ours to read.
+    }
+  }
+  return found;
 }
+
+const MARK_VAR = 'TRELLIS_DEMO_TEST_MARK';
+const newMark = (): string => randomUUID();
 
 afterAll(cleanup);
 
 describe('trellis demo', { timeout: 100_000 }, () => {
   it('runs the whole mesh, shows the policy holding, exits 0 and cleans up', async () => {
     requireBuild();
-    const { code, stdout, stderr } = await trellis(['demo']).then((r) => r, (err: unknown) => { throw err; });
+    const mark = newMark();
+    const { code, stdout, stderr } = await trellis(['demo'], { ...process.env, [MARK_VAR]: mark });
     expect(stderr).not.toMatch(/trellis demo:/);
     expect(code).toBe(0);
     expect(stdout).toContain('spiffe://trellis.local/ns/demo/sa/frontend');
@@ -43,12 +61,13 @@ describe('trellis demo', { timeout: 100_000 }, () => {
     expect(stdout).toContain('Everything behaved as the policy says.');
     const dirs = /files kept in (\S+)/.exec(stderr);
     expect(dirs).toBeNull();
-    expect(leftovers()).toEqual([]);
+    expect(leftovers(mark)).toEqual([]);
   });
 
   it('--zones 2: a call crosses from east to west through west\'s ingress, west\'s policy refuses another; cleans up', { timeout: ZONES_DEMO_LIMIT_MS + 10_000 }, async () => {
     requireBuild();
-    const { code, stdout, stderr } = await zonesDemo([]);
+    const mark = newMark();
+    const { code, stdout, stderr } = await zonesDemo([], mark);
     expect(stderr).not.toMatch(/trellis demo:/);
     expect(code, stdout + stderr).toBe(0);
     expect(stdout).toMatch(/global control plane\s+https:\/\/127\.0\.0\.1:\d+/);
@@ -60,12 +79,13 @@ describe('trellis demo', { timeout: 100_000 }, () => {
     expect(stdout).toMatch(/frontend → payments:\s+HTTP 403, trellis-denied-by: demo\/payments-callers#1/);
     expect(stdout).toMatch(/trellis_ingress_streams_total\{result="ok",source_zone="east",destination="demo\/payments"\} [1-9]/);
     expect(stdout).toContain('Everything behaved as the policy and the zones say.');
-    expect(leftovers()).toEqual([]);
+    expect(leftovers(mark)).toEqual([]);
   });
 
   it('--zones 2 --keep-running stays up and answers across zones until a signal, then stops everything', { timeout: ZONES_DEMO_LIMIT_MS + 20_000 }, async () => {
     requireBuild();
-    const child = spawn(process.execPath, [MAIN, 'demo', '--zones', '2', '--keep-running'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const mark = newMark();
+    const child = spawn(process.execPath, [MAIN, 'demo', '--zones', '2', '--keep-running'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, [MARK_VAR]: mark } });
     let stdout = '';
     let dir = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -88,7 +108,7 @@ describe('trellis demo', { timeout: 100_000 }, () => {
       await exited(child);
     }
     // This demo's own processes only: other suites on the machine may run a demo at the same time.
-    expect(leftovers(dir)).toEqual([]);
+    expect(leftovers(mark)).toEqual([]);
     expect(existsSync(dir)).toBe(false);
   });
 

@@ -44,9 +44,9 @@ export function exited(child: ChildProcess): Promise<number | null> {
 }
 
 /** Runs `trellis ARGS` to completion. */
-export function trellis(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export function trellis(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 80_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MAIN, ...args], { timeout: 80_000, env }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
       resolvePromise({ code, stdout, stderr });
     });
