@@ -49,10 +49,17 @@ export class GrpcForwarder {
       }
     };
     const up = this.session(port).request(out);
-    up.on('response', (head) => {
+    up.on('response', (head, flags) => {
       const status = Number(head[':status'] ?? 502);
       const answer: OutgoingHttpHeaders = {};
       for (const [name, value] of Object.entries(head)) if (!name.startsWith(':') && value !== undefined) answer[name] = value;
+      if ((flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // Trailers-only (an error before any message, e.g. UNIMPLEMENTED): the status is in these headers,
+        // and a client reads it only if they end the stream, as here; headers then an empty end would lose it.
+        res.stream.respond({ ':status': status, ...answer }, { endStream: true });
+        end(status);
+        return;
+      }
       res.writeHead(status, answer);
       up.on('trailers', (trailers) => {
         const relayed: OutgoingHttpHeaders = {};

@@ -8,7 +8,6 @@
  * app; a certificate replaced on disk is served to new connections while clients keep connecting.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect as h2connect, createServer as createH2cServer } from 'node:http2';
@@ -21,7 +20,8 @@ import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 
 type KeyLike = Parameters<SignJWT['sign']>[0];
-import { allow, cleanup, eventually, requireBuild, spawnTrellis, startMesh, tempDir, type Mesh, type Proc } from './mesh-support.js';
+import { allow, cleanup, eventually, requireBuild, startMesh, tempDir, type Mesh, type Proc } from './mesh-support.js';
+import { selfSigned as selfSignedIn, startGateway, type CertFiles } from './gateway-support.js';
 
 let mesh: Mesh;
 let gateway: Proc;
@@ -32,12 +32,7 @@ let seen: IncomingHttpHeaders[] = [];
 let signingKey: KeyLike;
 let otherKey: KeyLike;
 
-function selfSigned(name: string, host: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  return { cert, key };
-}
+const selfSigned = (name: string, host: string): CertFiles => selfSignedIn(dir, name, host);
 
 /** An app that echoes what it received as JSON. */
 async function echoApp(name: string): Promise<number> {
@@ -110,8 +105,8 @@ async function wsApp(): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-let shopCert: { cert: string; key: string };
-let apiCert: { cert: string; key: string };
+let shopCert: CertFiles;
+let apiCert: CertFiles;
 let jwksFile: string;
 let configFile: string;
 
@@ -133,27 +128,7 @@ beforeAll(async () => {
   signingKey = pair.privateKey;
   jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
-  const token = await mesh.token('gateway', '10m', 'trellis-gateway');
-  configFile = join(dir, 'gateway.yaml');
-  writeFileSync(configFile, `
-name: gateway
-namespace: trellis-gateway
-mesh:
-  control: ${mesh.api()}
-  caFile: ${join(mesh.dataDir, 'trust-bundle.pem')}
-  tokenFile: ${token}
-admin: { address: 127.0.0.1, port: 0 }
-trustedHops: 1
-listeners:
-  - { name: web, port: 0, address: 127.0.0.1, protocol: http }
-  - name: tls
-    port: 0
-    address: 127.0.0.1
-    protocol: https
-    tls:
-      certificates:
-        - { hosts: [shop.example.com], certificate: ${shopCert.cert}, key: ${shopCert.key} }
-        - { hosts: ["*.example.com"], certificate: ${apiCert.cert}, key: ${apiCert.key} }
+  const started = await startGateway(dir, mesh, { shop: shopCert, wildcard: apiCert }, `trustedHops: 1
 jwtProviders:
   - name: idp
     issuer: https://idp.example.com
@@ -197,10 +172,7 @@ routes:
     match: { path: { prefix: /echo.v1.Echo } }
     destination: { service: echo, namespace: default }
 `);
-  gateway = await spawnTrellis(['gateway', 'run', '--config', configFile, '--log-level', 'warn'], 30_000);
-  const listeners = gateway.ready.listeners as Record<string, number>;
-  http = listeners.web as number;
-  https = listeners.tls as number;
+  ({ proc: gateway, http, https, configFile } = started);
   await eventually(() => get(http, '/').then((r) => r.status === 200), 'the gateway reaches orders', 20_000);
 }, 60_000);
 

@@ -223,7 +223,7 @@ export async function startMesh(policies: Readonly<Record<string, string>>, cont
     async startControl(extra: readonly string[] = controlArgs) {
       // The same API port across restarts, as agents are configured with one URL.
       const listen = apiPort === 0 ? '127.0.0.1:0' : `127.0.0.1:${apiPort}`;
-      const proc = await spawnTrellis(['control', 'run', '--data-dir', dataDir, '--policy', policyDir, '--listen', listen, '--admin', '127.0.0.1:0', '--log-level', 'warn', ...extra]);
+      const proc = await spawnTrellis(['control', 'run', '--data-dir', dataDir, '--policy', policyDir, '--listen', listen, '--admin', '127.0.0.1:0', '--log-level', 'warn', ...extra], 60_000);
       apiPort = Number(new URL(proc.ready.api as string).port);
       mesh.control = proc;
       return proc;

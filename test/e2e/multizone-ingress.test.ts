@@ -12,8 +12,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, type Server } from 'node:http';
-import { join } from 'node:path';
-import { allow, app, call, cleanup, eventually, freePort, requireBuild, spawnTrellis, startMesh, steadyLoad, tempDir, trellis, type Mesh, type Proc } from './mesh-support.js';
+import { allow, app, call, cleanup, eventually, freePort, requireBuild, steadyLoad, type Mesh, type Proc } from './mesh-support.js';
+import { joinZone, startGlobal, startIngress as startIngressOf, type Global } from './zone-support.js';
 
 function getText(base: string, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -25,7 +25,7 @@ function getText(base: string, path: string): Promise<string> {
   });
 }
 
-let globalDir: string;
+let theGlobal: Global;
 let west: Mesh;
 let east: Mesh;
 let ingress: Proc;
@@ -36,27 +36,14 @@ let paymentsAgent: Proc;
 let eastOrders: { port: number; hits: () => number; server: Server };
 const ports = { payments: 0, orders: 0, ledger: 0 };
 
-async function joinZone(zone: string, globalPort: number, policies: Readonly<Record<string, string>>): Promise<Mesh> {
-  const tokenFile = join(globalDir, `${zone}.token`);
-  const made = await trellis(['zone', 'token', 'create', '--zone', zone, '--data-dir', globalDir, '--output', tokenFile]);
-  expect(made.code, made.stderr).toBe(0);
-  return startMesh(policies, ['--zone', zone, '--global', `https://127.0.0.1:${globalPort}`, '--global-ca', join(globalDir, 'trust-bundle.pem'), '--global-token-file', tokenFile]);
-}
-
-async function startIngress(): Promise<Proc> {
-  const token = await west.token('trellis-ingress', '10m', 'trellis-system');
-  return spawnTrellis(['ingress', 'run', '--control', west.api(), '--token-file', token, '--ca-file', join(west.dataDir, 'trust-bundle.pem'),
-    '--listen', `127.0.0.1:${ingressPort}`, '--public-address', `127.0.0.1:${ingressPort}`, '--admin', '127.0.0.1:0', '--grace', '1s', '--log-level', 'warn']);
-}
+const startIngress = (): Promise<Proc> => startIngressOf(west, ingressPort);
 
 beforeAll(async () => {
   requireBuild();
-  globalDir = tempDir('trellis-global-');
-  const globalPolicy = tempDir('trellis-global-policy-');
-  const globalPort = await freePort();
-  global = await spawnTrellis(['control', 'run', '--mode', 'global', '--data-dir', globalDir, '--policy', globalPolicy, '--listen', `127.0.0.1:${globalPort}`, '--admin', '127.0.0.1:0', '--zone-lease', '3s', '--log-level', 'warn'], 60_000);
+  theGlobal = await startGlobal();
+  global = theGlobal.proc;
   const policies = { 'payments.yaml': allow('payments', ['frontend']), 'orders.yaml': allow('orders', ['frontend']), 'ledger.yaml': allow('ledger', ['billing']) };
-  [west, east] = await Promise.all([joinZone('west', globalPort, policies), joinZone('east', globalPort, policies)]);
+  [west, east] = await Promise.all([joinZone(theGlobal, 'west', policies), joinZone(theGlobal, 'east', policies)]);
   ingressPort = await freePort();
   ingress = await startIngress();
   const [payments, westOrders, ledger] = await Promise.all([app('payments'), app('orders-west'), app('ledger')]);
