@@ -17,7 +17,7 @@ import { endpointKey } from '../../core/destination.js';
 import type { OutboundRoute } from '../route.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import { DestinationState } from './destination-state.js';
-import { RequestPlan } from './request-plan.js';
+import { RequestPlan, destinationIdleMs } from './request-plan.js';
 import type { TrafficMetrics } from './traffic-metrics.js';
 
 /** What a TCP stream offers route matching: nothing HTTP, so only rules without HTTP conditions match it. */
@@ -117,8 +117,7 @@ export class OutboundTraffic {
 
   /** The idle timeout of a destination's streams and upgrades: its TimeoutPolicy's `idle`, else `fallback` (the listener's). */
   idleTimeoutMs(namespace: string, service: string, fallback: number): number {
-    const s = this.compiled.settings(namespace, service);
-    return s.sources.timeouts === 'default' ? fallback : s.timeouts.idleMs;
+    return destinationIdleMs(this.compiled.settings(namespace, service), fallback);
   }
 
   /**

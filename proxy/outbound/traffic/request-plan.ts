@@ -17,8 +17,22 @@ import {
   type CompiledRule,
   type RetryReason,
   type RouteBackend,
+  type DestinationSettings,
   type TryOutcome,
 } from '../../../policy/traffic/index.js';
+
+/** True when a TimeoutPolicy speaks for the destination (its timeouts are not the day-one defaults). */
+export function timeoutsConfigured(settings: DestinationSettings): boolean {
+  return settings.sources.timeouts !== 'default';
+}
+
+/**
+ * How long a destination's streams and upgrades may be silent: its TimeoutPolicy's `idle` when one is set,
+ * else `fallback` (the listener's limit), so the day-one default never lengthens a configured limit.
+ */
+export function destinationIdleMs(settings: DestinationSettings, fallback: number): number {
+  return timeoutsConfigured(settings) ? settings.timeouts.idleMs : fallback;
+}
 import type { BreakerSlot } from '../../../policy/traffic/index.js';
 import type { BalancedEndpoint } from '../tunnel-client/load-balancer.js';
 import type { DestinationState } from './destination-state.js';
@@ -82,7 +96,7 @@ export class RequestPlan {
 
   /** True when a TimeoutPolicy for this destination sets the timeouts (not the day-one defaults). */
   get timeoutsConfigured(): boolean {
-    return this.dest.settings.sources.timeouts !== 'default';
+    return timeoutsConfigured(this.dest.settings);
   }
 
   /**
@@ -90,8 +104,7 @@ export class RequestPlan {
    * it, else `fallback` (the listener's limit), so the day-one default never lengthens a configured limit.
    */
   idleTimeoutMs(fallback: number): number {
-    const s = this.dest.settings;
-    return s.sources.timeouts === 'default' ? fallback : s.timeouts.idleMs;
+    return destinationIdleMs(this.dest.settings, fallback);
   }
 
   get connectTimeoutMs(): number {
