@@ -7,20 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic, readFileIfExists } from '../common/atomic-file.js';
 import type { WorkloadIdentity } from '../api/data-plane.js';
 import type { VersionedSnapshot } from './config-state.js';
 
 const INSTANCE_ID = /^[A-Za-z0-9_-]{1,128}$/;
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 export class AgentStateDir {
   private constructor(readonly dir: string) {}
@@ -35,7 +26,7 @@ export class AgentStateDir {
   /** Stable across restarts, so the control plane sees the same instance come back, not a new one. */
   async instanceId(): Promise<string> {
     const file = join(this.dir, 'instance-id');
-    const existing = (await readOptional(file))?.trim();
+    const existing = (await readFileIfExists(file))?.trim();
     if (existing !== undefined && INSTANCE_ID.test(existing)) return existing;
     const created = randomBytes(12).toString('base64url');
     await writeFileAtomic(file, `${created}\n`);
@@ -43,7 +34,7 @@ export class AgentStateDir {
   }
 
   async loadIdentity(): Promise<WorkloadIdentity | undefined> {
-    const [certChainPem, keyPem, trustBundlePem] = await Promise.all(['cert.pem', 'key.pem', 'bundle.pem'].map((f) => readOptional(join(this.dir, 'identity', f))));
+    const [certChainPem, keyPem, trustBundlePem] = await Promise.all(['cert.pem', 'key.pem', 'bundle.pem'].map((f) => readFileIfExists(join(this.dir, 'identity', f))));
     if (certChainPem === undefined || keyPem === undefined || trustBundlePem === undefined) return undefined;
     return { certChainPem, keyPem, trustBundlePem };
   }
@@ -57,7 +48,7 @@ export class AgentStateDir {
   }
 
   async loadSnapshot(): Promise<VersionedSnapshot | undefined> {
-    const text = await readOptional(join(this.dir, 'snapshot.json'));
+    const text = await readFileIfExists(join(this.dir, 'snapshot.json'));
     if (text === undefined) return undefined;
     const value = JSON.parse(text) as Partial<VersionedSnapshot>;
     if (typeof value !== 'object' || value === null || typeof value.version !== 'number' || typeof value.epoch !== 'string' || typeof value.snapshot !== 'object') {

@@ -83,3 +83,13 @@ export async function removeOrphanedTempFiles(dir: string, now: number = Date.no
   }
   return removed;
 }
+
+/** A file's text, or undefined when it does not exist; any other error (permissions, a directory) is thrown. */
+export async function readFileIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}

@@ -15,7 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { removeOrphanedTempFiles, writeFileAtomic } from '../common/atomic-file.js';
+import { removeOrphanedTempFiles, writeFileAtomic, readFileIfExists } from '../common/atomic-file.js';
 import { isTrellisError, TrellisError } from '../common/errors.js';
 import { CertificateAuthority, createRootCa } from '../ca/authority.js';
 import { storeCorrupt } from './file-store.js';
@@ -29,18 +29,9 @@ export interface ZoneCas {
   readonly retiredZoneCert?: string;
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 async function loadPair(certPath: string, keyPath: string, trustDomain: string, bundlePem: string | undefined): Promise<CertificateAuthority | undefined> {
-  const cert = await readIfExists(certPath);
-  const key = await readIfExists(keyPath);
+  const cert = await readFileIfExists(certPath);
+  const key = await readFileIfExists(keyPath);
   if (cert === undefined && key === undefined) return undefined;
   if (cert === undefined || key === undefined) throw storeCorrupt(cert === undefined ? certPath : keyPath, `missing, while ${cert === undefined ? keyPath : certPath} exists`);
   try {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { createCsr, generateWorkloadKey } from '../../ca/csr.js';
-import { writeFileAtomic } from '../../common/atomic-file.js';
+import { writeFileAtomic, readFileIfExists } from '../../common/atomic-file.js';
 import { TrellisError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 import { globalIdentity, zoneIdentity } from '../global/zone-identity.js';
@@ -102,15 +102,6 @@ export function postJson(session: ClientHttp2Session, path: string, body: unknow
   });
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 export function zoneFiles(dataDir: string): { dir: string; identity: string; ca: string } {
   const dir = join(dataDir, 'global');
   return { dir, identity: join(dir, 'zone-identity.json'), ca: join(dir, 'ca') };
@@ -123,7 +114,7 @@ export function zoneFiles(dataDir: string): { dir: string; identity: string; ca:
  */
 export async function zoneCaDir(endpoint: GlobalEndpoint, dataDir: string, zone: string, token: string | undefined): Promise<string | undefined> {
   const files = zoneFiles(dataDir);
-  const has = async (): Promise<boolean> => (await readIfExists(join(files.ca, 'ca.crt'))) !== undefined;
+  const has = async (): Promise<boolean> => (await readFileIfExists(join(files.ca, 'ca.crt'))) !== undefined;
   if (await has()) return files.ca;
   if ((await loadZoneCredentials(dataDir)) !== undefined || token === undefined) return undefined;
   await obtainZoneCredentials(endpoint, dataDir, zone, { token, zoneCa: true });
@@ -133,7 +124,7 @@ export async function zoneCaDir(endpoint: GlobalEndpoint, dataDir: string, zone:
 /** The zone's stored credentials, when it has joined before and they have not expired. */
 export async function loadZoneCredentials(dataDir: string): Promise<ZoneCredentials | undefined> {
   const file = zoneFiles(dataDir).identity;
-  const text = await readIfExists(file);
+  const text = await readFileIfExists(file);
   if (text === undefined) return undefined;
   let keyPem: unknown;
   let certChainPem: unknown;
