@@ -104,6 +104,13 @@ export function rejectWaiters(group: SessionGroup, err: Error): void {
 /** Closes a session gracefully: its streams may finish within `graceMs`, then it is destroyed. */
 export function closeSession(session: ClientHttp2Session, graceMs: number): Promise<void> {
   if (session.destroyed) return Promise.resolve();
+  // Still in its handshake: no stream can be on it, and node:http2's close() on a connecting session marks it
+  // destroyed without ever closing its socket or emitting 'close' (so the grace timer's destroy() would be a
+  // no-op and this would wait forever). Destroying it now closes the socket and emits 'close'.
+  if (session.connecting) {
+    session.destroy();
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     const timer = setTimeout(() => session.destroy(), graceMs);
     timer.unref();
