@@ -24,6 +24,14 @@ export interface BenchOptions {
   readonly help: boolean;
 }
 
+/** Minutes a run of `pairs` pairs takes with the defaults (3 rounds × (1 s warm-up + 10 s) per scenario, plus ~1 s of set-up each). */
+function defaultMinutes(pairs: number): number {
+  return Math.round((pairs * DEFAULT_SCENARIO_IDS.length * 3 * 12) / 60);
+}
+
+/** Every pair but `trellis-b`, which runs only with --compare. */
+const ALL_RUNNABLE = PAIR_NAMES.filter((p) => p !== 'trellis-b');
+
 export const BENCH_USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
 
 Runs the no-proxy baseline, an HAProxy mTLS pair and a Trellis sidecar pair side by side on this machine,
@@ -37,7 +45,8 @@ Options:
   --scenarios A,B      scenarios to run (default: all)
                        ${SCENARIOS.map((s) => s.id).join(', ')}
   --pairs A,B          pairs to run (default: ${DEFAULT_PAIR_NAMES.join(',')})
-                       all: ${PAIR_NAMES.join(',')} (about 20 min with the defaults)
+                       all: ${ALL_RUNNABLE.join(',')} (about ${String(defaultMinutes(ALL_RUNNABLE.length))} min)
+                       the default list takes about ${String(defaultMinutes(DEFAULT_PAIR_NAMES.length))} min
   --quick              a short smoke run: 2 s runs, 1 round, 1 s warm-up
   --results DIR        where bench-<timestamp>.json goes (default bench/results)
   --no-results         write no JSON
