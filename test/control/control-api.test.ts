@@ -83,11 +83,13 @@ describe('issuance with a join token', () => {
 
 describe('renewal over mutual TLS', () => {
   it('renews with the current certificate alone, even after the join token was spent and expired', async () => {
-    // Made two seconds ago with a three-second lifetime: used now, expired by the time of the renewal.
+    // Made two seconds ago with a five-second lifetime: used now (three seconds of slack for a loaded
+    // machine), then waited out so it is expired by the time of the renewal.
     const past = new TokenService(await FileStore.open(join(t.dir, 'data')), 'trellis.local', () => Date.now() - 2_000);
-    const { token } = await past.create('orders', 'shop', 3_000);
+    const expiresAt = Date.now() + 3_000;
+    const { token } = await past.create('orders', 'shop', 5_000);
     const first = await issueWithToken(t.endpoint, token, ID('orders'));
-    await new Promise((r) => setTimeout(r, 1_100));
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 1_100));
     expect((await refusal(issueWithToken(t.endpoint, token, ID('orders')))).code).toBe('TRELLIS_TOKEN_EXPIRED');
     const key = await generateWorkloadKey();
     const renewed = await controlRequest<IssueResponse>(t.endpoint, { method: 'POST', path: CONTROL_PATHS.renew, body: { csrPem: await createCsr(key, ID('orders')) }, clientCert: first });
