@@ -170,9 +170,12 @@ echo "$allowed"
 echo "payments in west logged the caller's own identity (east's orders), not west's ingress:"
 kubectl --context "$wctx" -n shop logs -l app=payments -c payments --prefix --tail 50 | grep "from spiffe://$TRUST_DOMAIN/ns/shop/sa/orders" | tail -n 3 \
   || die "payments in west logged no call from spiffe://$TRUST_DOMAIN/ns/shop/sa/orders"
-echo "west's ingress relayed the stream (its /metrics):"
-kubectl --context "$wctx" -n trellis-system exec deploy/trellis-ingress -- \
-  node -e 'fetch("http://127.0.0.1:15000/metrics").then((r) => r.text()).then((t) => console.log(t.split("\n").filter((l) => l.startsWith("trellis_ingress_streams_total")).join("\n")))'
+echo "west's ingress relayed the streams (each replica's /metrics; the node port spreads callers over them):"
+for pod in $(kubectl --context "$wctx" -n trellis-system get pods -l app.kubernetes.io/name=trellis-ingress -o name); do
+  echo "  $pod"
+  kubectl --context "$wctx" -n trellis-system exec "$pod" -- \
+    node -e 'fetch("http://127.0.0.1:15000/metrics").then((r) => r.text()).then((t) => console.log(t.split("\n").filter((l) => l.startsWith("trellis_ingress_streams_total")).map((l) => "    " + l).join("\n")))'
+done
 
 say "2. frontend (east) -> payments (west): denied by west's policy, rule 1 of shop/payments-callers"
 denied="$(call "$PAYMENTS/balance" GET || true)"

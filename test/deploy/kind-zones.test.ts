@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Script } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseIngressArgs } from '../../cli/ingress.js';
@@ -293,6 +294,13 @@ describe('the sample apps and up.sh\'s in-pod scripts, run on loopback', () => {
     expect(upShAllowedCaseMatches(withCaller.replace('orders in east', 'orders in west'))).toBe(false);
     const xfcc = await fetch(`${payments.url}/pay`, { method: 'POST', headers: { 'x-forwarded-client-cert': `URI=spiffe://${TRUST_DOMAIN}/ns/shop/sa/orders` } }).then((r) => r.text());
     expect(`200 - orders in east (orders-5f-abc) -> payments: 200 ${xfcc.trim()}`).toBe(withCaller);
+  });
+
+  it('every other Node one-liner up.sh runs in a pod is valid JavaScript', () => {
+    const inline = [...UP.matchAll(/node -e '([^']+)'/g)].map((m) => m[1] as string);
+    expect(inline.length).toBeGreaterThanOrEqual(2);
+    for (const code of [...inline, upShScript('CALL'), upShScript('PROBE')]) expect(() => new Script(code), code).not.toThrow();
+    expect(() => new Script('fetch(("x")')).toThrow();
   });
 
   it('the failover probe reports the first answer from west with the calls that failed, as up.sh reads it', async () => {
