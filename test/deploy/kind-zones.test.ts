@@ -143,6 +143,11 @@ describe.skipIf(requires({ tools: ['kubectl'] }).skip)('each kind zone\'s ingres
       const service = find(objects, 'Service', 'trellis-ingress').spec as { type: string; ports: { targetPort: string; nodePort?: number }[] };
       expect(service.type).toBe('NodePort');
       expect(service.ports).toEqual([expect.objectContaining({ targetPort: 'tls-ingress', nodePort: Number(/^INGRESS_NODE_PORT=(\d+)$/m.exec(UP)?.[1]) })]);
+      // Two replicas, and voluntary disruptions (a node drain) leave one: the zone stays reachable.
+      expect((deployment.spec as { replicas: number }).replicas).toBeGreaterThanOrEqual(2);
+      const budget = find(objects, 'PodDisruptionBudget', 'trellis-ingress').spec as { minAvailable: number; selector: { matchLabels: Record<string, string> } };
+      expect(budget.minAvailable).toBe(1);
+      expect(budget.selector.matchLabels).toEqual((deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels);
       const global = render('deploy/kubernetes/overlays/global');
       const globalPorts = (find(global, 'Service', 'trellis-global').spec as { ports: { nodePort: number }[] }).ports;
       expect(globalPorts[0]?.nodePort).toBe(Number(/^GLOBAL_NODE_PORT=(\d+)$/m.exec(UP)?.[1]));
