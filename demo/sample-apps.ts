@@ -2,7 +2,7 @@
  * The demo's three small services, as plain HTTP servers on loopback (they know nothing of the mesh):
  *  - frontend  GET /checkout → POST orders /orders;  GET /sneak → GET payments /balance (not allowed)
  *  - orders    POST /orders  → POST payments /charge; GET /refund-check → GET payments /refunds (GET not allowed)
- *  - payments  answers anything, and counts what reached it.
+ *  - payments  answers anything with the caller's SPIFFE ID its agent verified, and counts what reached it.
  * A service calls another through its own agent's local port for that upstream, as apps in the mesh do.
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -62,8 +62,11 @@ export async function startSampleApps(upstreams: UpstreamPorts, deniedHeader: st
   let paymentsHits = 0;
   const payments = createServer((req, res) => {
     paymentsHits++;
+    // Who called, as payments' own agent verified it (it sets x-forwarded-client-cert: URI=<SPIFFE ID>).
+    const cert = req.headers['x-forwarded-client-cert'];
+    const caller = typeof cert === 'string' && cert.startsWith('URI=') ? cert.slice(4) : null;
     req.resume();
-    req.on('end', () => json(res, 200, { service: 'payments', ...where, method: req.method, path: req.url, charged: req.method === 'POST' }));
+    req.on('end', () => json(res, 200, { service: 'payments', ...where, method: req.method, path: req.url, charged: req.method === 'POST', caller }));
   });
   const orders = createServer((req, res) => {
     req.resume();

@@ -52,7 +52,7 @@ describe('the CRD', () => {
 
 describe('sample TrafficPermissions', () => {
   it('of the kind demo validate against the schema and the policy validator', () => {
-    const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/kind/samples/policy.yaml'), 'utf8')).map((d) => d.toJS() as unknown);
+    const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/kind/samples/base/policy.yaml'), 'utf8')).map((d) => d.toJS() as unknown);
     expect(docs).toHaveLength(2);
     for (const doc of docs) {
       expect(validateAgainstSchema(schema, doc)).toEqual([]);

@@ -98,7 +98,11 @@ describe('the kind scripts', () => {
     expect(text).toMatch(/trellis ca intermediate --dir \/work\/root --out/);
     // The control plane's --ca-dir reads what `trellis ca init` writes (ca/store.ts CA_FILES): the Secret keeps the names.
     for (const name of Object.values(CA_FILES)) expect(text).toContain(`--from-file=${name}="$WORK/root/${name}"`);
-    expect(text).not.toContain('--from-file=ca.pem=');
+    // Secrets carry the CA file names; ca.pem is only the ingress's trust bundle ConfigMap (public roots, no key).
+    const secrets = text.split('create secret generic').slice(1).map((s) => s.split('| kubectl')[0] as string);
+    expect(secrets.length).toBeGreaterThanOrEqual(4);
+    for (const secret of secrets) expect(secret).not.toContain('--from-file=ca.pem=');
+    expect(text).toContain('create configmap trellis-trust-bundle \\\n    --from-file=ca.pem="$WORK/root/bundle.pem"');
     expect(text).toContain('--from-file=ca.crt="$WORK/$zone-injector/ca.crt"');
   });
 });

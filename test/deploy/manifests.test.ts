@@ -210,7 +210,7 @@ describe('RBAC is least privilege', () => {
 describe('the Deployments', () => {
   const deployments = manifests.filter((m) => m.object.kind === 'Deployment' && m.object.metadata.namespace === 'trellis-system').map((m) => m.object) as unknown as {
     metadata: { name: string };
-    spec: { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; securityContext: Record<string, unknown>; containers: V1Container[]; volumes?: { secret?: { secretName: string } }[] } } };
+    spec: { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; securityContext: Record<string, unknown>; containers: V1Container[]; volumes?: { secret?: { secretName: string }; configMap?: { name: string } }[] } } };
   }[];
 
   it('run non-root, read-only, with no capabilities and resource requests', () => {
@@ -237,7 +237,7 @@ describe('the Deployments', () => {
     }
   });
 
-  it('read ConfigMap keys that exist, and Secrets that deploy/kind/up.sh creates', () => {
+  it('read ConfigMap keys that exist, and Secrets and ConfigMap volumes that deploy/kind/up.sh creates', () => {
     const configMap = find('ConfigMap', 'trellis-mesh') as unknown as { data: Record<string, string> };
     const script = readFileSync(join(DEPLOY, 'kind/up.sh'), 'utf8');
     for (const d of deployments) {
@@ -249,6 +249,7 @@ describe('the Deployments', () => {
       }
       for (const volume of d.spec.template.spec.volumes ?? []) {
         if (volume.secret !== undefined) expect(script).toContain(`create secret generic ${volume.secret.secretName}`);
+        if (volume.configMap !== undefined) expect(script).toContain(`create configmap ${volume.configMap.name}`);
       }
     }
   });

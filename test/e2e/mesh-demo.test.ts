@@ -1,7 +1,7 @@
 /**
  * The README's quick start: `trellis demo` starts a mesh, shows an allowed and two denied calls with the
  * deciding rules, exits 0, and leaves no process and no temp dir behind; `--zones 2` does the same across
- * a global control plane and two zones with their ingresses.
+ * a global control plane and two zones with their ingresses, and shows orders failing over from east to west.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
@@ -64,7 +64,7 @@ describe('trellis demo', { timeout: 100_000 }, () => {
     expect(leftovers(mark)).toEqual([]);
   });
 
-  it('--zones 2: a call crosses from east to west through west\'s ingress, west\'s policy refuses another; cleans up', { timeout: ZONES_DEMO_LIMIT_MS + 10_000 }, async () => {
+  it('--zones 2: a call crosses from east to west through west\'s ingress, west\'s policy refuses another, orders fails over to west; cleans up', { timeout: ZONES_DEMO_LIMIT_MS + 10_000 }, async () => {
     requireBuild();
     const mark = newMark();
     const { code, stdout, stderr } = await zonesDemo([], mark);
@@ -76,8 +76,13 @@ describe('trellis demo', { timeout: 100_000 }, () => {
     expect(stdout).toMatch(/payments-west\s+west\s+spiffe:\/\/trellis\.local\/ns\/demo\/sa\/payments/);
     expect(stdout).toMatch(/frontend → orders:\s+HTTP 201, served in east/);
     expect(stdout).toMatch(/orders → payments:\s+HTTP 200, served in west/);
+    // payments' own agent verified orders' identity through west's ingress (nested TLS: the ingress is not the caller).
+    expect(stdout).toMatch(/payments saw caller:\s+spiffe:\/\/trellis\.local\/ns\/demo\/sa\/orders /);
     expect(stdout).toMatch(/frontend → payments:\s+HTTP 403, trellis-denied-by: demo\/payments-callers#1/);
     expect(stdout).toMatch(/trellis_ingress_streams_total\{result="ok",source_zone="east",destination="demo\/payments"\} [1-9]/);
+    // orders dies in east: frontend's checkouts are served by orders in west, and the demo says how fast.
+    expect(stdout).toMatch(/served by orders in west \d+\.\d s after east's orders stopped; \d+ of \d+ checkouts failed meanwhile/);
+    expect(stdout).toMatch(/ok {4}frontend's checkouts fail over to orders in west within 15 s/);
     expect(stdout).toContain('Everything behaved as the policy and the zones say.');
     expect(leftovers(mark)).toEqual([]);
   });
