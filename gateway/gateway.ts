@@ -67,10 +67,12 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
   const metrics = new GatewayMetrics(agent.registry);
   const build = (config: GatewayConfig): GatewayState => ({ config, routes: new RouteTable(config), edge: createEdgeChecks(config, metrics, log) });
   const first = build(initial);
-  let swap: ConfigSwap | undefined;
-  const state = (): GatewayState => swap?.current() ?? first;
+  const graceMs = options.reloadGraceMs ?? AGENT_DEFAULTS.drainGraceMs;
+  // The handlers read the state in force per request: `configSwap` exists before any listener accepts.
+  const state = (): GatewayState => configSwap.current();
   const forwarder = new MeshForwarder({ ports: portsOf(agent), maxBodyBytes: () => state().config.limits.maxBodyBytes, log });
   const listeners = new ListenerSet((spec, limits) => startListener(spec, limits, createRequestHandler({ state, forward: forwarder, metrics, log }, spec), metrics, log), log);
+  const configSwap = new ConfigSwap(first, { agent, listeners, build, graceMs, log });
   try {
     (await listeners.prepare(initial)).commit(0);
   } catch (err) {
@@ -78,8 +80,6 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
     await agent.stop(0);
     throw err;
   }
-  const configSwap = new ConfigSwap(first, { agent, listeners, build, graceMs: options.reloadGraceMs ?? AGENT_DEFAULTS.drainGraceMs, log });
-  swap = configSwap;
   const put = async (load: () => Promise<GatewayConfig>, source: string): Promise<GatewayConfig> => {
     try {
       const next = await load();
