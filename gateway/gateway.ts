@@ -60,6 +60,8 @@ export interface GatewayOptions {
   readonly pollIntervalMs?: number;
   /** Listeners and destinations removed by a reload drain their connections this long (default the agent's drain grace). */
   readonly reloadGraceMs?: number;
+  /** False: the config file is not polled (configs come through `apply` only, e.g. from the Gateway API). */
+  readonly watchFile?: boolean;
 }
 
 export async function startGateway(initial: GatewayConfig, log: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -89,17 +91,18 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
       log.info({ source, routes: next.routes.length, listeners: next.listeners.length }, 'gateway config applied');
       return next;
     } catch (err) {
-      metrics.configReloads.inc({ result: 'rejected' });
-      metrics.configValid.set(0);
+      // Logged before it is counted: whoever sees the gauge drop can read why.
       const issues = configIssuesOf(err).map(formatConfigIssue);
       log.error({ source, issues: issues.length > 0 ? issues : [(err as Error).message] }, 'gateway config rejected; the last good one stays in force');
+      metrics.configReloads.inc({ result: 'rejected' });
+      metrics.configValid.set(0);
       throw err;
     }
   };
   const reload = async (): Promise<void> => {
     await put(() => loadGatewayConfig(initial.file), initial.file);
   };
-  const stopPolling = pollFiles({
+  const stopPolling = options.watchFile === false ? () => undefined : pollFiles({
     paths: [initial.file],
     read: () => readFile(initial.file, 'utf8'),
     fingerprint: (text) => text,
