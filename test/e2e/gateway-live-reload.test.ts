@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
+import { connect as h2connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -186,6 +187,34 @@ ${clientCa === undefined ? '' : `      clientCertificate: { caFile: ${clientCa},
     await reloadWith(config(web(tls(other, shop.cert)), ORDERS));
     await expect(tlsGet(port('tls'), { ca: otherCa })).rejects.toThrow();
     expect((await tlsGet(port('tls'), { ca: otherCa, cert: shop })).status).toBe(200);
+  }, 30_000);
+});
+
+describe('an HTTPS listener removed', () => {
+  it('sends GOAWAY to its HTTP/2 clients and lets their streams in flight finish', async () => {
+    await reloadWith(config(web(`  - name: tls
+    port: 0
+    address: 127.0.0.1
+    protocol: https
+    tls: { certificates: [{ hosts: [shop.example.com], certificate: ${shop.cert}, key: ${shop.key} }] }
+`), ORDERS));
+    const session = h2connect(`https://127.0.0.1:${port('tls')}`, { ca: readFileSync(shop.cert, 'utf8'), servername: 'shop.example.com' });
+    session.on('error', () => undefined);
+    const goaway = new Promise<boolean>((r) => session.once('goaway', () => r(true)));
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const stream = session.request({ ':path': '/orders/slow', ':authority': 'shop.example.com' });
+      let status = 0;
+      let body = '';
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.on('data', (d: Buffer) => (body += d.toString()));
+      stream.on('end', () => resolve({ status, body }));
+      stream.on('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await reloadWith(config(web(), ORDERS));
+    expect(await goaway).toBe(true);
+    expect(await answer).toEqual({ status: 200, body: 'orders /orders/slow' });
+    session.close();
   }, 30_000);
 });
 
