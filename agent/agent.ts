@@ -30,10 +30,11 @@ import { ConfigWatch } from './config-watch.js';
 import { GoldenReporter } from './golden-reporter.js';
 import { AGENT_LIMITS } from './limits.js';
 import { SUMMARY_PATH } from '../api/golden-summary.js';
-import type { AgentConfig } from './config.js';
+import type { AgentConfig, UpstreamSpec } from './config.js';
 import type { HeldIdentity, IdentityManager } from './identity-manager.js';
 import { controlEndpointFor, createIdentityManager, obtainIdentity, type EndpointFor } from './identity-bootstrap.js';
 import { AgentStateDir } from './state-dir.js';
+import { UPSTREAM_CHANGE_TIMEOUT_MS, UpstreamSet, type UpstreamChange } from './upstream-set.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -41,6 +42,12 @@ export interface RunningAgent {
   readonly registry: Registry;
   addresses(): SidecarAddresses & { readonly agentAdmin: AddressInfo | undefined; readonly status: AddressInfo | undefined };
   status(): AgentStatus;
+  /**
+   * Replaces the upstreams in force (upstream-set.ts): listeners of services the snapshot carries are bound
+   * before this resolves; newly named services are asked of the control plane, waited for at most
+   * `timeoutMs`; listeners no longer named stop accepting and drain theirs.
+   */
+  setUpstreams(next: readonly UpstreamSpec[], timeoutMs?: number): Promise<UpstreamChange>;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -108,6 +115,7 @@ interface AgentParts {
   readonly endpointFor: EndpointFor;
   readonly identity: IdentityManager;
   readonly state: ConfigInForce;
+  readonly upstreams: UpstreamSet;
   /** Set once built; the identity and health callbacks can fire before (and then have nothing to update). */
   readonly late: { sidecar?: Sidecar; watch?: ConfigWatch };
   /** Where other sidecars reach this one; learnt on the first registration when not given. */
@@ -156,11 +164,12 @@ async function prepare(config: AgentConfig, log: Logger, registry: Registry, sta
   const endpointFor = controlEndpointFor(config, caBundle);
   const late: AgentParts['late'] = {};
   const identity = createIdentityManager({ config, caBundle, endpointFor, stateDir, metrics, log, onRenewed: (next) => late.sidecar?.setIdentity(next) });
-  const state = new ConfigInForce({ config, stateDir, identity, metrics, log });
+  const upstreams = new UpstreamSet(config.upstreams);
+  const state = new ConfigInForce({ upstreams: () => upstreams.current, stateDir, identity, metrics, log });
   // Given, or the tunnel's own bind address; else the local address of a connection to the control plane,
   // learnt on the first connect that succeeds (never guessed).
   const address = config.address ?? (config.tunnel.host !== '0.0.0.0' && config.tunnel.host !== '::' ? config.tunnel.host : undefined);
-  return { config, log, registry, statusPort, stateDir, instanceId, metrics, endpointFor, identity, state, late, address };
+  return { config, log, registry, statusPort, stateDir, instanceId, metrics, endpointFor, identity, state, upstreams, late, address };
 }
 
 /** The app's health, reported to the control plane on each change once the watch is connected. */
@@ -224,7 +233,7 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
     tunnelPort,
     ports: config.appPorts.map((p) => ({ port: p.port, protocol: p.protocol })),
     healthy: health?.healthy ?? true,
-    upstreams: dedupe(config.upstreams.map((u) => ({ service: u.service, namespace: u.namespace }))),
+    upstreams: parts.upstreams.subscription(),
     agentVersion: AGENT_VERSION,
     ...(Object.keys(config.labels ?? {}).length === 0 ? {} : { labels: config.labels }),
     ...(config.export === undefined ? {} : { export: config.export }),
@@ -234,7 +243,7 @@ function startWatch(parts: AgentParts, sidecar: Sidecar, tunnelPort: number, hea
     clientCert: () => identity.current as HeldIdentity,
     registration,
     log,
-    onConfig: (next) => parts.state.apply(next, sidecar),
+    onConfig: (next) => void parts.state.apply(next, sidecar).then(() => parts.upstreams.applied(next.snapshot)),
     onConnected: () => {
       metrics.controlPlaneConnected.set(1);
       log.info({ control: config.controlUrl.host }, 'connected to the control plane');
@@ -291,6 +300,13 @@ function runningAgent(parts: AgentParts, running: Assembled): RunningAgent {
     registry: parts.registry,
     addresses: () => ({ ...running.sidecar.addresses(), agentAdmin: running.admin?.address() as AddressInfo | undefined, status: parts.statusPort.address }),
     status: running.status,
+    async setUpstreams(next, timeoutMs = UPSTREAM_CHANGE_TIMEOUT_MS) {
+      const resubscribe = parts.upstreams.replace(next);
+      await parts.state.reapply(running.sidecar);
+      if (resubscribe) running.watch.restart();
+      await parts.upstreams.until(parts.upstreams.missingFrom(parts.state.snapshot?.snapshot), timeoutMs);
+      return { notSent: parts.upstreams.missingFrom(parts.state.snapshot?.snapshot), waiting: parts.state.waiting };
+    },
     stop(graceMs = parts.config.drainGraceMs) {
       stopping ??= stopAgent(parts, running, graceMs);
       return stopping;
@@ -302,6 +318,7 @@ async function stopAgent(parts: AgentParts, running: Assembled, graceMs: number)
   const { identity, log, statusPort } = parts;
   statusPort.view = () => ({ ready: false, reasons: ['stopping'] });
   identity.stop();
+  parts.upstreams.release();
   running.health?.stop();
   parts.state.cancelPendingSave();
   // Deregister first, so callers stop choosing this endpoint before its listeners stop accepting.
@@ -323,9 +340,4 @@ async function stopAgent(parts: AgentParts, running: Assembled, graceMs: number)
   }
   // Last: the kubelet keeps seeing a live process (and not-ready) while the agent drains.
   await statusPort.close();
-}
-
-function dedupe<T extends { service: string; namespace: string }>(refs: readonly T[]): T[] {
-  const seen = new Set<string>();
-  return refs.filter((r) => (seen.has(`${r.namespace}/${r.service}`) ? false : (seen.add(`${r.namespace}/${r.service}`), true)));
 }

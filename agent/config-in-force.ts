@@ -11,7 +11,7 @@ import type { Logger } from '../common/log.js';
 import type { Sidecar, SidecarConfig } from '../proxy/sidecar.js';
 import type { AgentMetrics } from './agent-metrics.js';
 import type { VersionedSnapshot } from './config-state.js';
-import type { AgentConfig } from './config.js';
+import type { UpstreamSpec } from './config.js';
 import type { HeldIdentity, IdentityManager } from './identity-manager.js';
 import { buildSidecarConfig, type BuiltConfig } from './sidecar-config.js';
 import type { AgentStateDir } from './state-dir.js';
@@ -21,7 +21,8 @@ import { withTrustBundle } from './trust-bundle-update.js';
 const SAVE_INTERVAL_MS = 1_000;
 
 export interface ConfigDeps {
-  readonly config: AgentConfig;
+  /** The upstreams in force (upstream-set.ts): the config's, or what `setUpstreams` put in their place. */
+  readonly upstreams: () => readonly UpstreamSpec[];
   readonly stateDir: AgentStateDir | undefined;
   readonly identity: IdentityManager;
   readonly metrics: AgentMetrics;
@@ -43,14 +44,14 @@ export class ConfigInForce {
 
   /** The saved snapshot, if there is a usable one: the sidecar's first config. */
   async restore(): Promise<SidecarConfig | undefined> {
-    const { stateDir, config, log } = this.deps;
+    const { stateDir, log } = this.deps;
     const saved = await stateDir?.loadSnapshot().catch((err: unknown) => {
       log.warn({ err: describeError(err) }, 'saved snapshot unreadable; waiting for the control plane');
       return undefined;
     });
     if (saved === undefined) return undefined;
     try {
-      const built = buildSidecarConfig(saved.snapshot, `${saved.epoch}.${saved.version}`, config);
+      const built = buildSidecarConfig(saved.snapshot, `${saved.epoch}.${saved.version}`, { upstreams: this.deps.upstreams() });
       this.snapshot = saved;
       this.restoredFromDisk = true;
       this.waiting = built.waiting;
@@ -62,16 +63,19 @@ export class ConfigInForce {
     }
   }
 
-  /** A snapshot from the watch: validated whole, then put in force in the sidecar. */
-  apply(next: VersionedSnapshot, sidecar: Sidecar): void {
-    const { config, metrics, log } = this.deps;
+  /**
+   * A snapshot from the watch: validated whole, then put in force in the sidecar. Resolves once the
+   * sidecar has it (listeners bound or being retried), never rejects.
+   */
+  apply(next: VersionedSnapshot, sidecar: Sidecar): Promise<void> {
+    const { metrics, log } = this.deps;
     let built: BuiltConfig;
     try {
-      built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, config, this.listeners);
+      built = buildSidecarConfig(next.snapshot, `${next.epoch}.${next.version}`, { upstreams: this.deps.upstreams() }, this.listeners);
     } catch (err) {
       metrics.configUpdates.inc({ result: 'rejected' });
       log.error({ err: describeError(err), version: next.version }, 'config from the control plane rejected; the last good config stays in force');
-      return;
+      return Promise.resolve();
     }
     this.adoptTrustBundle(next.snapshot.trustBundlePem, sidecar);
     this.warnClosedListeners(built);
@@ -81,8 +85,25 @@ export class ConfigInForce {
     this.waiting = built.waiting;
     metrics.configStale.set(0);
     metrics.configVersion.set(next.version);
-    this.applyToSidecar(built.config, next.version, sidecar);
     this.saveSoon();
+    return this.applyToSidecar(built.config, next.version, sidecar);
+  }
+
+  /** The upstreams in force changed (upstream-set.ts): the snapshot in force, built again with them. */
+  reapply(sidecar: Sidecar): Promise<void> {
+    const held = this.snapshot;
+    if (held === undefined) return Promise.resolve();
+    let built: BuiltConfig;
+    try {
+      built = buildSidecarConfig(held.snapshot, `${held.epoch}.${held.version}`, { upstreams: this.deps.upstreams() }, this.listeners);
+    } catch {
+      // The snapshot in force was built once already; a failure now leaves it as it is.
+      return Promise.resolve();
+    }
+    this.warnClosedListeners(built);
+    this.listeners = built.config.listeners;
+    this.waiting = built.waiting;
+    return this.applyToSidecar(built.config, held.version, sidecar);
   }
 
   /** Root rotation: new sessions (tunnel, pool, control plane) trust the new roots; saved, so a restart does too. */
@@ -105,15 +126,15 @@ export class ConfigInForce {
   /** A caller's working port is going away: say so loudly, with the reason the new snapshot gives. */
   private warnClosedListeners(built: BuiltConfig): void {
     for (const gone of this.listeners) {
-      if (built.config.listeners.some((l) => l.bindAddress === gone.bindAddress && l.localPort === gone.localPort)) continue;
+      if (built.config.listeners.some((l) => l.bindAddress === gone.bindAddress && l.localPort === gone.localPort && (l.localPort !== 0 || (l.service === gone.service && l.namespace === gone.namespace)))) continue;
       const why = built.waiting.find((w) => w.startsWith(`${gone.namespace}/${gone.service} `));
       this.deps.log.warn({ listener: `${gone.bindAddress}:${gone.localPort}`, upstream: `${gone.namespace}/${gone.service}`, reason: why ?? 'no longer an upstream' }, 'outbound listener closed by the new config');
     }
   }
 
-  private applyToSidecar(next: SidecarConfig, version: number, sidecar: Sidecar): void {
+  private applyToSidecar(next: SidecarConfig, version: number, sidecar: Sidecar): Promise<void> {
     const { metrics, log } = this.deps;
-    sidecar.applyConfig(next).then(
+    return sidecar.applyConfig(next).then(
       () => {
         // A listener that cannot bind does not fail the config (it is retried with backoff, and /ready
         // names it): "applied" is said only when every listener bound, else how many did not.

@@ -257,6 +257,7 @@ export const ERRORS = Object.freeze({
   GATEWAY_JWT_INVALID: def('TRELLIS_GATEWAY_JWT_INVALID', 401, 'downstream', false, 'the bearer token is missing, malformed, expired or not signed by a trusted key'),
   GATEWAY_JWKS_UNAVAILABLE: def('TRELLIS_GATEWAY_JWKS_UNAVAILABLE', 503, 'upstream', true, 'the keys that verify tokens for this route could not be loaded'),
   GATEWAY_NO_ROUTE: def('TRELLIS_GATEWAY_NO_ROUTE', 404, 'downstream', false, 'no route of this gateway matches the host and path'),
+  GATEWAY_RELOAD_REFUSED: def('TRELLIS_GATEWAY_RELOAD_REFUSED', 409, 'input', false, 'a new gateway config cannot be put in force (a listener cannot bind, or the change needs a restart); the one in force stays'),
   GATEWAY_RATE_LIMITED: def('TRELLIS_GATEWAY_RATE_LIMITED', 429, 'downstream', true, 'the route\'s rate limit is reached; retry after the time given'),
   GATEWAY_TIMEOUT: def('TRELLIS_GATEWAY_TIMEOUT', 504, 'upstream', false, 'the mesh service did not answer within the route\'s timeout'),
   GATEWAY_UPSTREAM_FAILED: def('TRELLIS_GATEWAY_UPSTREAM_FAILED', 502, 'upstream', false, 'the gateway\'s sidecar path to the mesh failed'),

@@ -201,20 +201,31 @@ export function readJwtProviders(node: ConfigNode | undefined, path: PathReader)
     const issuer = o.field('issuer')?.string({ maxLength: 1024 });
     const audiences = o.field('audiences') === undefined ? [] : stringList(o.field('audiences') as ConfigNode, 32, { pattern: /^[\x21-\x7e]{1,1024}$/, expected: 'an audience' });
     const jwks = readJwks(o.field('jwks') as ConfigNode, path);
-    const refreshMs = o.field('refresh')?.duration() ?? 300_000;
+    const refreshMs = readRefresh(o.field('refresh'));
     const clockSkewMs = o.field('clockSkew')?.duration() ?? 30_000;
     const algorithms = o.field('algorithms') === undefined ? [...JWT_ALGORITHMS] : o.field('algorithms')?.list({ minItems: 1, maxItems: 10 })?.map((a) => a.oneOf(JWT_ALGORITHMS));
-    if (name === undefined || issuer === undefined || audiences === undefined || jwks === undefined || algorithms === undefined || algorithms.some((a) => a === undefined)) continue;
+    if (name === undefined || issuer === undefined || audiences === undefined || jwks === undefined || refreshMs === undefined || algorithms === undefined || algorithms.some((a) => a === undefined)) continue;
     if (out.some((p) => p.name === name)) item.report(`JWT provider "${name}" is listed twice`);
     else out.push({ name, issuer, audiences, jwks, refreshMs, clockSkewMs, algorithms: algorithms as string[] });
   }
   return out;
 }
 
+/** How often a JWKS URL is fetched again: bounded, so a typo cannot hammer the issuer nor keep rotated-out keys for days. */
+const JWKS_REFRESH = Object.freeze({ defaultMs: 300_000, minMs: 1_000, maxMs: 86_400_000 });
+
+function readRefresh(n: ConfigNode | undefined): number | undefined {
+  if (n === undefined) return JWKS_REFRESH.defaultMs;
+  const ms = n.duration();
+  if (ms === undefined) return undefined;
+  return ms >= JWKS_REFRESH.minMs && ms <= JWKS_REFRESH.maxMs ? ms : n.report(`expected a duration from ${JWKS_REFRESH.minMs} ms to ${JWKS_REFRESH.maxMs} ms`);
+}
+
 function readJwks(n: ConfigNode, path: PathReader): JwtProviderSpec['jwks'] | undefined {
-  const o = n.object({ optional: ['file', 'url'] });
+  const o = n.object({ optional: ['file', 'url', 'caFile'] });
   if (o === undefined) return undefined;
   if (o.has('file') === o.has('url')) return n.report('expected exactly one of "file" or "url"');
+  if (o.has('file') && o.has('caFile')) return (o.field('caFile') as ConfigNode).report('"caFile" names the roots of the JWKS server: with "url" only');
   if (o.has('file')) {
     const file = path(o.field('file') as ConfigNode);
     return file === undefined ? undefined : { file };
@@ -229,5 +240,9 @@ function readJwks(n: ConfigNode, path: PathReader): JwtProviderSpec['jwks'] | un
     return urlNode.report(`expected an https:// URL, got ${JSON.stringify(text)}`);
   }
   if (url.protocol !== 'https:') return urlNode.report('keys are fetched over https only (a key set fetched in clear could be replaced)');
-  return { url: url.toString() };
+  if (url.username !== '' || url.password !== '') return urlNode.report('credentials in the URL would be logged with it; the JWKS URL must not carry any');
+  const caNode = o.field('caFile');
+  const caFile = caNode === undefined ? undefined : path(caNode);
+  if (caNode !== undefined && caFile === undefined) return undefined;
+  return { url: url.toString(), ...(caFile === undefined ? {} : { caFile }) };
 }

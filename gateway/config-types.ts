@@ -60,9 +60,12 @@ export interface JwtProviderSpec {
   readonly name: string;
   readonly issuer: string;
   readonly audiences: readonly string[];
-  /** Keys: a JWKS file (re-read when it changes) or an HTTPS URL (fetched, cached, refreshed). */
-  readonly jwks: { readonly file: string } | { readonly url: string };
-  /** How often the JWKS is fetched again. */
+  /**
+   * Keys: a JWKS file (re-read when it changes) or an HTTPS URL (fetched, cached, refreshed; jwks-remote.ts),
+   * its server's certificate checked against `caFile` when given, else the system roots.
+   */
+  readonly jwks: { readonly file: string } | { readonly url: string; readonly caFile?: string };
+  /** How often the JWKS is fetched again (1 s to 24 h). */
   readonly refreshMs: number;
   /** Clock skew allowed on exp/nbf/iat. */
   readonly clockSkewMs: number;

@@ -1,18 +1,20 @@
 /**
  * JWT validation with `jose`, one verifier per provider. Keys come from a JWKS file (re-read when it
- * changes, common/file-poll.ts) or an HTTPS URL (jose's remote key set: fetched on first use, cached for
- * the provider's `refresh`, fetched again at most every 30 s when a token names an unknown key, so a
- * rotated signing key is picked up and a flood of bogus key ids cannot hammer the issuer).
+ * changes, common/file-poll.ts) or an HTTPS URL (jwks-remote.ts: fetched at start and every `refresh`,
+ * again at most every 30 s when a token names an unknown key, so a rotated signing key is picked up and a
+ * flood of bogus key ids cannot hammer the issuer; the last good set stays while the server is down or
+ * serves a bad document).
  *
  * Refused: no token, a malformed one, `alg: none` and HMAC (only the provider's asymmetric algorithms are
  * accepted), a signature no key of the set verifies, the wrong issuer or audience, expired or not yet
  * valid (with the provider's clock skew). A token over 8 KiB is refused before parsing.
  */
 import { promises as fs } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { pollFiles } from '../common/file-poll.js';
 import type { Logger } from '../common/log.js';
 import type { JwtProviderSpec } from './config-types.js';
+import { RemoteJwks, type RemoteJwksOptions } from './jwks-remote.js';
 
 const MAX_TOKEN_BYTES = 8 * 1024;
 
@@ -22,11 +24,24 @@ export class JwtVerifier {
   private keys: JWTVerifyGetKey | undefined;
   private stop: (() => void) | undefined;
   private loadError: string | undefined;
+  private readonly remote: RemoteJwks | undefined;
 
-  constructor(private readonly spec: JwtProviderSpec, private readonly log: Logger) {
+  constructor(private readonly spec: JwtProviderSpec, private readonly log: Logger, remoteOptions: RemoteJwksOptions = {}) {
     const jwks = spec.jwks;
     if ('url' in jwks) {
-      this.keys = createRemoteJWKSet(new URL(jwks.url), { cacheMaxAge: spec.refreshMs, cooldownDuration: 30_000, timeoutDuration: 5_000 });
+      const remote = new RemoteJwks({ provider: spec.name, url: jwks.url, refreshMs: spec.refreshMs, ...(jwks.caFile === undefined ? {} : { caFile: jwks.caFile }) }, log, remoteOptions);
+      this.remote = remote;
+      this.keys = async (header, token) => {
+        const set = (await remote.current()) as JWTVerifyGetKey;
+        try {
+          return await set(header, token);
+        } catch (err) {
+          // A key id the set lacks may be a new signing key: fetch again (rate-limited) and look once more.
+          if (!(err instanceof joseErrors.JWKSNoMatchingKey) || !(await remote.unknownKey())) throw err;
+          return ((await remote.current()) as JWTVerifyGetKey)(header, token);
+        }
+      };
+      this.stop = () => remote.close();
       return;
     }
     const read = async (): Promise<JWTVerifyGetKey> => createLocalJWKSet(JSON.parse(await fs.readFile(jwks.file, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
@@ -58,6 +73,7 @@ export class JwtVerifier {
 
   async verify(token: string): Promise<JwtOutcome> {
     if (token.length > MAX_TOKEN_BYTES) return { ok: false, reason: `token over ${MAX_TOKEN_BYTES} bytes` };
+    if (this.remote !== undefined && (await this.remote.current()) === undefined) return { ok: false, reason: `no keys for provider ${this.spec.name}: ${this.remote.lastError ?? 'not fetched yet'}`, keysUnavailable: true };
     if (this.keys === undefined) return { ok: false, reason: `no keys for provider ${this.spec.name}${this.loadError === undefined ? '' : `: ${this.loadError}`}`, keysUnavailable: true };
     try {
       const { payload } = await jwtVerify(token, this.keys, {
@@ -68,8 +84,7 @@ export class JwtVerifier {
       });
       return { ok: true, claims: payload };
     } catch (err) {
-      const keysUnavailable = err instanceof joseErrors.JWKSTimeout || (err instanceof Error && /fetch|JWKS.*(response|invalid)/i.test(err.message) && !(err instanceof joseErrors.JWKSNoMatchingKey));
-      return { ok: false, reason: reason(err), keysUnavailable };
+      return { ok: false, reason: reason(err) };
     }
   }
 

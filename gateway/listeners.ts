@@ -27,6 +27,7 @@ import type { ClientRequest, UpgradeContext } from './request-handler.js';
 import { isWebSocketUpgrade, responseOnSocket } from './websocket.js';
 import type { ClientResponse } from './failure.js';
 import { CertificateStore } from './tls-store.js';
+import { ListenerConnections } from './listener-drain.js';
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -85,18 +86,15 @@ function http2Server(limits: GatewayLimits, handler: Handler, listener: string, 
 
 export async function startListener(spec: ListenerSpec, limits: GatewayLimits, handler: Handler, metrics: GatewayMetrics, log: Logger): Promise<RunningListener> {
   const h1 = http1Server(limits, handler);
-  const sockets = new Set<Socket>();
-  const track = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  };
   let outer: HttpServer | TlsServer;
   let store: CertificateStore | undefined;
   let h2: Http2Server | undefined;
+  let connections: ListenerConnections;
   if (spec.protocol === 'http') {
     outer = h1;
+    connections = new ListenerConnections(h1, undefined);
     h1.on('connection', (socket: Socket) => {
-      track(socket);
+      connections.add(socket);
       metrics.connections.inc({ listener: spec.name, protocol: 'http/1.1' });
     });
   } else {
@@ -105,6 +103,10 @@ export async function startListener(spec: ListenerSpec, limits: GatewayLimits, h
     store = certs;
     const h2server = http2Server(limits, handler, spec.name, metrics, log);
     h2 = h2server;
+    const tracked = new ListenerConnections(h1, h2server);
+    connections = tracked;
+    // h1 never listens (connections are handed to it): start node's head and request timeout checks.
+    h1.emit('listening');
     const clientCert = tls.clientCertificate;
     const server = createTlsServer({
       ...certs.defaults(),
@@ -115,8 +117,8 @@ export async function startListener(spec: ListenerSpec, limits: GatewayLimits, h
       rejectUnauthorized: clientCert?.required ?? false,
     });
     server.on('secureConnection', (socket: TLSSocket) => {
-      track(socket);
       const proto = socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1';
+      tracked.add(socket, proto === 'h2');
       metrics.connections.inc({ listener: spec.name, protocol: proto });
       if (proto !== 'h2') {
         h1.emit('connection', socket);
@@ -141,7 +143,10 @@ export async function startListener(spec: ListenerSpec, limits: GatewayLimits, h
     outer = server;
   }
   outer.maxConnections = limits.maxConnections;
-  outer.listen(spec.port, spec.address);
+  // SO_REUSEPORT: a reload that changes this listener binds its successor on the same port before this
+  // one stops accepting, so the port never refuses connections (both sockets must set it; Linux lets only
+  // the same user share a port this way).
+  outer.listen({ port: spec.port, host: spec.address, reusePort: true });
   await Promise.race([once(outer, 'listening'), once(outer, 'error').then(([err]) => Promise.reject(err as Error))]);
   log.info({ listener: spec.name, protocol: spec.protocol, address: outer.address() }, 'gateway listener bound');
   return {
@@ -150,15 +155,10 @@ export async function startListener(spec: ListenerSpec, limits: GatewayLimits, h
     async close(graceMs) {
       store?.stop();
       const closed = new Promise((r) => outer.close(r));
-      h1.closeIdleConnections();
-      const deadline = setTimeout(() => {
-        for (const s of sockets) s.destroy();
-      }, graceMs);
-      deadline.unref();
+      await connections.drain(graceMs);
+      if (outer !== h1) h1.close();
       h2?.close();
-      if (outer !== h1) for (const s of sockets) if ((s as TLSSocket).alpnProtocol !== 'h2') s.end();
       await closed;
-      clearTimeout(deadline);
     },
   };
 }

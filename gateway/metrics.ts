@@ -24,9 +24,9 @@ export class GatewayMetrics {
     this.refusals = new Counter({ name: 'trellis_gateway_refusals_total', help: 'Requests the gateway refused itself (no route, JWT, rate limit, size, CORS, bad request), by reason.', labelNames: ['listener', 'route', 'reason'], registers });
     this.connections = new Counter({ name: 'trellis_gateway_connections_total', help: 'Client connections accepted, by listener and protocol (http/1.1, h2).', labelNames: ['listener', 'protocol'], registers });
     this.tlsErrors = new Counter({ name: 'trellis_gateway_tls_errors_total', help: 'Failed TLS handshakes (garbage, no shared version or cipher, a refused client certificate, timeouts).', labelNames: ['listener', 'reason'], registers });
-    this.configReloads = new Counter({ name: 'trellis_gateway_config_reloads_total', help: 'Reloads of the gateway config file, by result (applied, rejected).', labelNames: ['result'], registers });
+    this.configReloads = new Counter({ name: 'trellis_gateway_config_reloads_total', help: 'New gateway configs offered (file reloads and apply), by result (applied, rejected).', labelNames: ['result'], registers });
     this.certificateReloads = new Counter({ name: 'trellis_gateway_certificate_reloads_total', help: 'Listener certificate sets reloaded from disk.', labelNames: ['listener'], registers });
-    this.configValid = new Gauge({ name: 'trellis_gateway_config_valid', help: '1 when the config file on disk is the one in force; 0 when it was rejected (the last good one serves).', registers });
+    this.configValid = new Gauge({ name: 'trellis_gateway_config_valid', help: '1 when the config last offered is the one in force; 0 when it was rejected (the last good one serves).', registers });
     this.configValid.set(1);
   }
 }

@@ -93,11 +93,16 @@ export class ExplicitListeners {
     this.upstreams = upstreams;
     const wanted = new Map<string, OutboundListener>();
     for (const spec of specs) wanted.set(listenerKey(spec), spec);
+    // Taken out of the map before any wait, so an apply that starts while these drain sees them gone
+    // (and a key it binds again is never deleted by this one); they drain side by side, and new listeners
+    // are bound meanwhile (a removed listener's key is never a new one's: a fixed port is its own key).
+    const gone: Entry[] = [];
     for (const [key, entry] of [...this.entries]) {
       if (wanted.has(key)) continue;
       this.entries.delete(key);
-      await this.discard(entry);
+      gone.push(entry);
     }
+    const draining = Promise.all(gone.map((e) => this.discard(e)));
     for (const [key, spec] of wanted) {
       const route = resolveRoute(upstreams, spec.service, spec.namespace, spec.port);
       const protocol = route !== undefined && isHttpFamily(route.protocol) && this.deps.http !== undefined ? 'http' : 'tcp';
@@ -114,6 +119,7 @@ export class ExplicitListeners {
       this.entries.set(key, entry);
       await this.bind(entry);
     }
+    await draining;
   }
 
   /** Listeners of the config whose port cannot be bound now. */

@@ -122,6 +122,25 @@ describe('gateway listener under attack', () => {
     expect(answer === '' || statusOf(answer) === 408).toBe(true);
   });
 
+  it('cuts a slow HTTPS HTTP/1.1 client too (the head timeout is checked on connections handed over by TLS)', async () => {
+    const { connect: tlsConnect } = await import('node:tls');
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ port: tls.address().port, host: '127.0.0.1', servername: 'shop.test', ca: pem, ALPNProtocols: ['http/1.1'] }, () => s.write('GET / HTTP/1.1\r\nHost: shop.test\r\nX-Slow: '));
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('error', () => resolve(got));
+      s.on('close', () => resolve(got));
+      setTimeout(() => {
+        s.destroy();
+        resolve('still open');
+      }, 8_000);
+    });
+    expect(answer).not.toBe('still open');
+    expect(Date.now() - started).toBeLessThan(6_000);
+    expect(answer === '' || statusOf(answer) === 408).toBe(true);
+  });
+
   it('TLS garbage and a TLS 1.2 client on a TLS 1.3 listener are refused and counted', async () => {
     await raw('\x16\x03\x01\x00\x05hello garbage'.repeat(10), tls.address().port, 1_000);
     const { connect: tlsConnect } = await import('node:tls');
