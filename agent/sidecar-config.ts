@@ -46,7 +46,7 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   const policies = validatePolicyObjects(snapshot.policies, 'control plane snapshot', { rootNamespace: snapshot.rootNamespace });
   const policy = compilePolicy(policies, { trustDomain: snapshot.trustDomain, rootNamespace: snapshot.rootNamespace });
   // Validated again like the policies; a bad set throws, and the config in force stays (all or nothing).
-  const traffic = compileTraffic(validateTrafficObjects(snapshot.traffic ?? [], 'control plane snapshot'));
+  const traffic = compileTraffic(validateTrafficObjects(snapshot.traffic ?? [], 'control plane snapshot'), { rootNamespace: snapshot.rootNamespace });
   const byKey = new Map(snapshot.upstreams.map((u) => [`${u.namespace}/${u.name}`, u]));
   const listeners: OutboundListener[] = [];
   const waiting: string[] = [];

@@ -26,6 +26,7 @@ import { CODE } from '../common/error-codes.js';
 import { explainTraffic, parseHeaderFlags, renderTraffic } from './explain-traffic.js';
 import { explainGatewayRoute } from './explain-gateway.js';
 import { explainZones, renderZones } from './explain-zones.js';
+import { compileTraffic, parseTrafficFiles } from '../policy/traffic/index.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
@@ -173,8 +174,9 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   const { policies, origin, files } = await loadPolicies(values.policy as string, rootNamespace);
   const compiled = compilePolicy(policies, { trustDomain, rootNamespace });
   const decision = compiled.evaluate(req);
-  const traffic = explainTraffic(files, destination, http, headers);
-  const zones = values.admin === undefined ? undefined : await explainZones(values.admin, destination, fromZone);
+  const table = compileTraffic(parseTrafficFiles(files), { rootNamespace });
+  const traffic = explainTraffic(table, destination, http, headers, fromZone);
+  const zones = values.admin === undefined ? undefined : await explainZones(values.admin, destination, fromZone, (zone) => table.failover.resolve(zone, destination.namespace, destination.service));
   if (values.json === true) {
     const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
     const rule = decision.rule === null ? null : (policy?.spec.rules[decision.rule] ?? null);

@@ -41,8 +41,11 @@ export interface SidecarConfig {
 }
 
 export interface SidecarPoolOptions {
-  /** Zone failover (proxy/outbound/tunnel-client/locality.ts): order, per-service orders, threshold. */
-  readonly failover?: Omit<LocalityOptions, 'zone'>;
+  /**
+   * Local default of zone failover (proxy/outbound/tunnel-client/locality.ts): order, per-service orders,
+   * threshold. Distributed ZoneFailover rules (`SidecarConfig.traffic`) win where they apply.
+   */
+  readonly failover?: Omit<LocalityOptions, 'zone' | 'subzone'>;
   /** Sessions kept open per destination endpoint ahead of need (default 2). */
   readonly sessionsPerEndpoint?: number;
   /** Our bound on concurrent streams per session; another session opens when all are full (default limits.maxStreamsPerSession). */
@@ -74,6 +77,8 @@ export interface SidecarOptions {
   readonly namespace: string;
   readonly trustDomain: string;
   readonly zone: string;
+  /** Its subzone inside the zone (`--subzone`): calls prefer endpoints labelled `trellis.dev/subzone` alike. */
+  readonly subzone?: string;
   readonly identity: WorkloadIdentity;
   /** The app's ports, where the inbound side delivers. */
   readonly appPorts: readonly AppPort[];
