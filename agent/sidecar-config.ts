@@ -62,5 +62,5 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
   // Checked here too, so a set the sidecar could not use rejects the snapshot whole; `{}` clears it.
   const federatedBundles = validateFederatedBundles(snapshot.federatedBundles ?? {}, snapshot.trustDomain);
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic, federatedBundles }), waiting };
+  return { config: Object.freeze({ version, zone: snapshot.zone, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic, federatedBundles }), waiting };
 }

@@ -30,7 +30,12 @@ export interface SidecarConfig {
   readonly appPorts?: readonly AppPort[];
   /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
   readonly revokedSerials?: ReadonlySet<string>;
-  /** Routes, retries, timeouts, outlier detection, circuit breakers (`compileTraffic(...)`); absent: the defaults. */
+  /**
+   * The sidecar's zone as the control plane says it, for locality (an agent without `--zone` learns it
+   * from its first snapshot, after the sidecar was created); absent: `SidecarOptions.zone`.
+   */
+  readonly zone?: string;
+  /** Routes, retries, timeouts, outlier detection, circuit breakers, zone failover (`compileTraffic(...)`); absent: the defaults. */
   readonly traffic?: CompiledTraffic;
   /**
    * Roots of the federated trust domains (trust domain → PEM), replacing the set in force when present

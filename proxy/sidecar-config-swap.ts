@@ -24,7 +24,7 @@ export interface ConfigInForce {
 /** The parts a swap tells, each in its own terms. */
 export interface SwapTargets {
   /** `setFailover` returns whether the distributed rules override the sidecar's local failover default. */
-  readonly balancer: { setServices(upstreams: SidecarConfig['upstreams']): void; setFailover(rules: FailoverRules | undefined): boolean };
+  readonly balancer: { setServices(upstreams: SidecarConfig['upstreams']): void; setFailover(rules: FailoverRules | undefined, zone?: string): boolean };
   /** Traffic management: new requests take the new routes and settings; those in flight keep their plan. */
   readonly traffic: { setServices(upstreams: SidecarConfig['upstreams']): void; setResources(traffic: CompiledTraffic): void };
   /** Returns how many open streams the new policy closed. */
@@ -60,7 +60,7 @@ export function swapConfig(current: ConfigInForce, config: SidecarConfig, appPor
   const traffic = frozen.traffic ?? DEFAULT_TRAFFIC;
   targets.balancer.setServices(frozen.upstreams);
   // Distributed ZoneFailover rules win over the sidecar's local default; new picks follow them at once.
-  const overridden = targets.balancer.setFailover(traffic.failover);
+  const overridden = targets.balancer.setFailover(traffic.failover, frozen.zone);
   targets.traffic.setServices(frozen.upstreams);
   targets.traffic.setResources(traffic);
   targets.capture?.transparent.setUpstreams(frozen.upstreams);

@@ -116,12 +116,13 @@ export class LoadBalancer {
   }
 
   /**
-   * The distributed failover rules in force (ZoneFailover); new picks follow them at once, picks in flight
-   * and open sessions are untouched. Returns whether they override a local failover default of this sidecar.
+   * The distributed failover rules in force (ZoneFailover) and, when the config names it, the caller's zone;
+   * new picks follow them at once, picks in flight and open sessions are untouched. Returns whether the
+   * rules override a local failover default of this sidecar.
    */
-  setFailover(rules: FailoverRules | undefined): boolean {
+  setFailover(rules: FailoverRules | undefined, zone?: string): boolean {
     if (this.locality === undefined) return false;
-    this.locality.setRules(rules);
+    this.locality.setRules(rules, zone);
     for (const entry of this.services.values()) entry.failover = undefined;
     return this.locality.hasLocalDefault && rules !== undefined && rules.size > 0;
   }

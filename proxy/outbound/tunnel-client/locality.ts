@@ -58,20 +58,34 @@ function subzoneOf(e: BalancedEndpoint): string | undefined {
 
 export class Locality {
   private readonly threshold: number;
-  private readonly localDefault: FailoverChoice;
-  private readonly localPerService: ReadonlyMap<string, FailoverChoice>;
+  private zone: string;
+  private localDefault!: FailoverChoice;
+  private localPerService!: ReadonlyMap<string, FailoverChoice>;
   private distributed: FailoverRules | undefined;
 
   constructor(private readonly options: LocalityOptions) {
     this.threshold = Math.min(1, Math.max(0, options.threshold ?? DEFAULT_FAILOVER_THRESHOLD));
-    const local = (order: readonly string[], source: string): FailoverChoice => Object.freeze({ order: effectiveOrder(options.zone, order), threshold: this.threshold, source });
-    this.localDefault = local(options.order ?? ['*'], options.order === undefined ? 'default' : 'local');
-    this.localPerService = new Map(Object.entries(options.perService ?? {}).map(([key, order]) => [key, local(order, 'local')]));
+    this.zone = options.zone;
+    this.buildLocal();
   }
 
-  /** The distributed ZoneFailover rules in force (undefined or empty: the local default alone). */
-  setRules(rules: FailoverRules | undefined): void {
+  /** The local default's choices, for the zone in force. */
+  private buildLocal(): void {
+    const local = (order: readonly string[], source: string): FailoverChoice => Object.freeze({ order: effectiveOrder(this.zone, order), threshold: this.threshold, source });
+    this.localDefault = local(this.options.order ?? ['*'], this.options.order === undefined ? 'default' : 'local');
+    this.localPerService = new Map(Object.entries(this.options.perService ?? {}).map(([key, order]) => [key, local(order, 'local')]));
+  }
+
+  /**
+   * The distributed ZoneFailover rules in force (undefined or empty: the local default alone), and the
+   * caller's zone as the config says it (an agent learns it from its first snapshot, after the sidecar exists).
+   */
+  setRules(rules: FailoverRules | undefined, zone: string = this.zone): void {
     this.distributed = rules;
+    if (zone !== this.zone) {
+      this.zone = zone;
+      this.buildLocal();
+    }
   }
 
   /** Whether the sidecar was given a local failover default that distributed rules may override. */
@@ -81,7 +95,7 @@ export class Locality {
 
   /** The order and threshold for a destination: distributed rule, else local per service, else local default. */
   choiceFor(namespace: string, service: string): FailoverChoice {
-    return this.distributed?.resolve(this.options.zone, namespace, service) ?? this.localPerService.get(`${namespace}/${service}`) ?? this.localDefault;
+    return this.distributed?.resolve(this.zone, namespace, service) ?? this.localPerService.get(`${namespace}/${service}`) ?? this.localDefault;
   }
 
   /**
@@ -116,7 +130,7 @@ export class Locality {
     let kept = 0;
     for (const e of candidates) if (inTier(e.endpoint.zone, order, chosen)) candidates[kept++] = e;
     candidates.length = kept;
-    if (this.options.subzone !== undefined && order[chosen] === this.options.zone) this.narrowSubzone(candidates, all, eligible, choice.threshold, random);
+    if (this.options.subzone !== undefined && order[chosen] === this.zone) this.narrowSubzone(candidates, all, eligible, choice.threshold, random);
   }
 
   /** Inside the caller's zone (`candidates` hold only it): its subzone first, spilling to the rest by the same rule. */
@@ -127,7 +141,7 @@ export class Locality {
     // None of the subzone healthy: the rest of the zone already is all there is; all of it: nothing to narrow.
     if (healthy === 0 || healthy === candidates.length) return;
     let total = 0;
-    for (const e of all) if (eligible(e) && e.endpoint.zone === this.options.zone && subzoneOf(e) === own) total += 1;
+    for (const e of all) if (eligible(e) && e.endpoint.zone === this.zone && subzoneOf(e) === own) total += 1;
     const enough = threshold * total;
     const inSubzone = healthy >= enough || random() < healthy / enough;
     let kept = 0;
