@@ -40,9 +40,9 @@ Without --method and --path the question is about a TCP stream; with them, about
 A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.
 The answer also shows traffic management for the destination: the TrafficRoute rule that matches and its
 backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.
---from-zone puts the caller in a zone (rules naming zones, "east/shop/orders", then apply); with --admin
-(a zone control plane's admin address) it also says which zone would serve the call, and in what order
-the zones would be tried.`,
+--from-zone puts the caller in a zone (rules naming zones, "east/shop/orders", then apply) and names the
+ZoneFailover it follows; with --admin (a zone control plane's admin address) it also says which zone
+would serve the call, and in what order the zones would be tried, as the caller's balancer would.`,
   flags: {
     gateway: { type: 'string', value: 'FILE', help: "a gateway's config: name the route that serves --host and --path, then judge\nthe gateway's identity calling that route's service (instead of --from, --to)", whenAbsent: 'none' },
     host: { type: 'string', value: 'HOST', help: 'with --gateway: the request host', whenAbsent: 'required with --gateway' },

@@ -78,7 +78,9 @@ export function reportFailoverConflicts(found: readonly Located[]): void {
       if (other.target !== target) continue;
       const shared = from === undefined || other.from === undefined ? (from === other.from ? 'every zone' : undefined) : from.find((z) => other.from?.includes(z));
       if (shared === undefined) continue;
-      at.report(`ZoneFailover ${name} conflicts with ZoneFailover ${other.name} (${other.at.file}:${other.at.line}:${other.at.column}): both set the failover of "${resource.spec.destination}" in ${resource.metadata.namespace} for callers in ${shared === 'every zone' ? 'every zone' : `zone ${shared}`}; give them different "from" zones or merge them`);
+      // Objects (a snapshot, custom resources) have no source position: their names say which they are.
+      const where = other.at.line > 0 ? ` (${other.at.file}:${other.at.line}:${other.at.column})` : '';
+      at.report(`ZoneFailover ${name} conflicts with ZoneFailover ${other.name}${where}: both set the failover of "${resource.spec.destination}" in ${resource.metadata.namespace} for callers in ${shared === 'every zone' ? 'every zone' : `zone ${shared}`}; give them different "from" zones or merge them`);
       break;
     }
     seen.push({ target, from, name, at });
