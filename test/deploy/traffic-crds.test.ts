@@ -129,7 +129,7 @@ describe('installation', () => {
     const c = { ...of('ZoneFailover', { destination: 'payments', order: ['west'], from: ['north', 'south'] }), metadata: { name: 'c', namespace: 'shop' } };
     for (const r of [a, b, c]) expect(validateAgainstSchema(schema, r)).toEqual([]);
     expect(validateTrafficObjects([a, b], 'test')).toHaveLength(2);
-    expect(() => validateTrafficObjects([a, b, c], 'test')).toThrow(/ZoneFailover shop\/c conflicts with ZoneFailover shop\/b .* for callers in zone north/);
+    expect(() => validateTrafficObjects([a, b, c], 'test')).toThrow(/ZoneFailover shop\/c conflicts with ZoneFailover shop\/b: .* for callers in zone north/);
   });
 
   it('the validator alone refuses what no schema states: a backtracking header regex', () => {
