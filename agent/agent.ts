@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { CONTROL_PATHS, type Registration } from '../api/control-protocol.js';
+import { SUBZONE_LABEL } from '../api/data-plane.js';
 import { controlRequest } from '../api/control-client.js';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -207,6 +208,7 @@ async function startSidecar(parts: AgentParts, held: HeldIdentity, initial: Side
     namespace: config.namespace,
     trustDomain: held.trustDomain,
     zone: state.snapshot?.snapshot.zone ?? config.zone ?? 'default',
+    ...(config.labels?.[SUBZONE_LABEL] === undefined ? {} : { subzone: config.labels[SUBZONE_LABEL] }),
     identity: held,
     appPorts: config.appPorts,
     tunnel: { address: config.tunnel.host, port: config.tunnel.port },

@@ -46,7 +46,7 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   const policies = validatePolicyObjects(snapshot.policies, 'control plane snapshot', { rootNamespace: snapshot.rootNamespace });
   const policy = compilePolicy(policies, { trustDomain: snapshot.trustDomain, rootNamespace: snapshot.rootNamespace });
   // Validated again like the policies; a bad set throws, and the config in force stays (all or nothing).
-  const traffic = compileTraffic(validateTrafficObjects(snapshot.traffic ?? [], 'control plane snapshot'));
+  const traffic = compileTraffic(validateTrafficObjects(snapshot.traffic ?? [], 'control plane snapshot'), { rootNamespace: snapshot.rootNamespace });
   const byKey = new Map(snapshot.upstreams.map((u) => [`${u.namespace}/${u.name}`, u]));
   const listeners: OutboundListener[] = [];
   const waiting: string[] = [];
@@ -62,5 +62,5 @@ export function buildSidecarConfig(snapshot: AgentSnapshot, version: string, age
   const revokedSerials = new Set((snapshot.revokedSerials ?? []).filter((r) => !(Date.parse(r.notAfter) <= now)).map((r) => normaliseSerial(r.serial)));
   // Checked here too, so a set the sidecar could not use rejects the snapshot whole; `{}` clears it.
   const federatedBundles = validateFederatedBundles(snapshot.federatedBundles ?? {}, snapshot.trustDomain);
-  return { config: Object.freeze({ version, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic, federatedBundles }), waiting };
+  return { config: Object.freeze({ version, zone: snapshot.zone, upstreams: snapshot.upstreams, listeners: Object.freeze(listeners), policy, revokedSerials, traffic, federatedBundles }), waiting };
 }

@@ -48,6 +48,19 @@ export interface AppHttpOptions {
   readonly pathParameters?: 'reject' | 'keep';
 }
 
+/**
+ * The endpoint label naming its subzone inside its zone (a rack, an availability zone of the cluster):
+ * callers of the same subzone prefer it (proxy/outbound/tunnel-client/locality.ts). Set by the agent's
+ * `--subzone` (or `--label trellis.dev/subzone=...`), and in Kubernetes by the pod's label or else the
+ * EndpointSlice's `zone` (the node's `topology.kubernetes.io/zone`). Istio's `topology.istio.io/subzone`.
+ */
+export const SUBZONE_LABEL = 'trellis.dev/subzone';
+
+/** A subzone is a non-empty Kubernetes label value (cloud zone names such as `us-east-1a` are). */
+export function isSubzone(value: string): boolean {
+  return /^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(value);
+}
+
 /** One reachable copy of a service: the tunnel address of that workload's sidecar. */
 export interface Endpoint {
   /** IP address (or host name, for static configs) of the workload. */

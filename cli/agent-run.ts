@@ -13,6 +13,7 @@ import { parseTrustDomain } from '../ca/spiffe-id.js';
 import { DNS_LABEL } from '../policy/selectors.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { ANY_UPSTREAM } from '../api/control-protocol.js';
+import { isSubzone, SUBZONE_LABEL } from '../api/data-plane.js';
 import { AGENT_DEFAULTS, type AgentConfig, type UpstreamSpec } from '../agent/config.js';
 import { appPortsFromFlags, type PortFlag } from '../agent/app-port-list.js';
 import { loadAppProbesFile, type AppProbeTable } from '../agent/app-probes.js';
@@ -62,6 +63,7 @@ and '*' (every service of the mesh) or 'NS/*' (every service of NS)`,
     'data-dir': { type: 'string', value: 'DIR', help: 'keep the certificate (key mode 0600) and the last config here, so a restart\nserves while the control plane is down', whenAbsent: 'nothing is written' },
     zone: { type: 'string', value: 'NAME', help: "must match the control plane's zone", whenAbsent: "the control plane's" },
     label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'a workload label TrafficRoute backends select (e.g. version=v2); repeatable', whenAbsent: 'none' },
+    subzone: { type: 'string', value: 'NAME', help: 'this workload\'s subzone inside its zone (a rack, a cloud availability zone):\ncallers of the same subzone prefer it; sent as label trellis.dev/subzone', whenAbsent: 'the trellis.dev/subzone --label, else none' },
     'trust-domain': { type: 'string', value: 'NAME', help: 'trust domain to ask for', whenAbsent: 'the one in the join token, else the --ca-file roots' },
     'root-namespace': { type: 'string', value: 'NS', help: "the mesh's root namespace (as the control plane's --root-namespace)", whenAbsent: DEFAULT_ROOT_NAMESPACE },
     address: { type: 'string', value: 'ADDR', help: 'address other sidecars reach this one on', whenAbsent: 'the address used to reach the control plane' },
@@ -232,7 +234,7 @@ export function parseAgentArgs(argv: readonly string[]): { config: AgentConfig; 
     service: values.service ?? '',
     namespace,
     zone: values.zone,
-    labels: Object.freeze(Object.fromEntries((values.label ?? []).map((l) => attempt(() => parseLabelFlag(l), ['', ''])).filter(([k]) => k !== ''))),
+    labels: withSubzone(Object.fromEntries((values.label ?? []).map((l) => attempt(() => parseLabelFlag(l), ['', ''])).filter(([k]) => k !== '')), values.subzone, problems),
     export: values['no-export'] === true ? false : values.export === true ? true : undefined,
     trustDomain: values['trust-domain'] === undefined ? undefined : attempt(() => parseTrustDomain(values['trust-domain'] as string), undefined),
     rootNamespace: values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE,
@@ -324,6 +326,16 @@ export const runSubcommand: AgentSubcommand = {
     return EXIT_OK;
   },
 };
+
+/** `--subzone NAME` as the endpoint label callers read (api/data-plane.ts SUBZONE_LABEL); it must agree with a `--label` of it. */
+function withSubzone(labels: Record<string, string>, subzone: string | undefined, problems: string[]): Readonly<Record<string, string>> {
+  if (subzone !== undefined) {
+    if (!isSubzone(subzone)) problems.push(`--subzone ${JSON.stringify(subzone)}: expected a Kubernetes label value (letters, digits, "-", "_", ".", at most 63)`);
+    else if (labels[SUBZONE_LABEL] !== undefined && labels[SUBZONE_LABEL] !== subzone) problems.push(`--subzone ${subzone} and --label ${SUBZONE_LABEL}=${labels[SUBZONE_LABEL]} disagree`);
+    else Object.defineProperty(labels, SUBZONE_LABEL, { value: subzone, enumerable: true });
+  }
+  return Object.freeze(labels);
+}
 
 /** `--label KEY=VALUE`: a Kubernetes-style label (the control plane checks the form again). */
 function parseLabelFlag(text: string): [string, string] {

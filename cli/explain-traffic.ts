@@ -1,13 +1,13 @@
 /**
  * The traffic-management half of `trellis explain`: for the request asked about, the route rule that
  * matches, its backends and weights (as shares), the timeouts, retry policy, outlier detection and
- * circuit breaker in force, each with the resource it came from (or `default`: the day-one defaults).
+ * circuit breaker in force, each with the resource it came from (or `default`: the day-one defaults);
+ * given the caller's zone, the ZoneFailover order and threshold it follows.
  */
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
-import type { YamlText } from '../common/yaml-source.js';
 import { normalizeRequestPath } from '../policy/http-match.js';
-import { compileTraffic, parseTrafficFiles, type TrafficRequest } from '../policy/traffic/index.js';
+import type { CompiledTraffic, FailoverChoice, TrafficRequest } from '../policy/traffic/index.js';
 
 export interface TrafficExplanation {
   readonly rule: string;
@@ -19,6 +19,8 @@ export interface TrafficExplanation {
   readonly outlierDetection: unknown;
   readonly circuitBreaker: unknown;
   readonly sources: Readonly<Record<string, string>>;
+  /** For a caller in a known zone: the ZoneFailover it follows (absent: none applies, the balancer's default). */
+  readonly zoneFailover?: FailoverChoice;
 }
 
 /** `--header name=value` pairs (lower-cased names, as requests are matched). */
@@ -32,12 +34,12 @@ export function parseHeaderFlags(flags: readonly string[]): [string, string][] {
 }
 
 export function explainTraffic(
-  files: readonly YamlText[],
+  table: CompiledTraffic,
   destination: { namespace: string; service: string },
   http: { method: string; path: string } | undefined,
   headers: readonly [string, string][],
+  fromZone: string | undefined,
 ): TrafficExplanation {
-  const table = compileTraffic(parseTrafficFiles(files));
   const q = http?.path.indexOf('?') ?? -1;
   const req: TrafficRequest = {
     method: http?.method ?? '',
@@ -48,6 +50,7 @@ export function explainTraffic(
   const rule = table.route(destination.namespace, destination.service, req);
   const settings = table.settings(destination.namespace, destination.service);
   const total = rule.rule.backends.reduce((a, b) => a + b.weight, 0);
+  const zoneFailover = fromZone === undefined ? undefined : table.failover.resolve(fromZone, destination.namespace, destination.service);
   return {
     rule: rule.label,
     backends: rule.rule.backends.map((b) => ({ labels: b.labels, weight: b.weight, share: `${((b.weight * 100) / total).toFixed(1)}%` })),
@@ -58,6 +61,7 @@ export function explainTraffic(
     outlierDetection: settings.outlier,
     circuitBreaker: settings.breaker,
     sources: settings.sources,
+    ...(zoneFailover === undefined ? {} : { zoneFailover }),
   };
 }
 
@@ -71,5 +75,6 @@ export function renderTraffic(t: TrafficExplanation): string {
   lines.push(`retry (from ${t.sources.retry}): ${JSON.stringify(t.retry)}`);
   lines.push(`outlier detection (from ${t.sources.outlier}): ${JSON.stringify(t.outlierDetection)}`);
   lines.push(`circuit breaker (from ${t.sources.breaker}): ${JSON.stringify(t.circuitBreaker)}`);
+  if (t.zoneFailover !== undefined) lines.push(`zone failover (from ${t.zoneFailover.source}): order [${t.zoneFailover.order.join(', ')}], threshold ${t.zoneFailover.threshold * 100}%`);
   return `${lines.join('\n')}\n`;
 }

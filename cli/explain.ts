@@ -26,6 +26,7 @@ import { CODE } from '../common/error-codes.js';
 import { explainTraffic, parseHeaderFlags, renderTraffic } from './explain-traffic.js';
 import { explainGatewayRoute } from './explain-gateway.js';
 import { explainZones, renderZones } from './explain-zones.js';
+import { compileTraffic, parseTrafficFiles } from '../policy/traffic/index.js';
 
 /** With --exit-code a denial exits 3, apart from 1 (failure) and 2 (bad input), like `git diff --exit-code`. */
 export const EXIT_DENIED = 3;
@@ -39,9 +40,9 @@ Without --method and --path the question is about a TCP stream; with them, about
 A caller whose SPIFFE ID is in another trust domain than the mesh's is denied, as the proxy denies it.
 The answer also shows traffic management for the destination: the TrafficRoute rule that matches and its
 backend weights, and the timeouts, retry policy, outlier detection and circuit breaker in force.
---from-zone puts the caller in a zone (rules naming zones, "east/shop/orders", then apply); with --admin
-(a zone control plane's admin address) it also says which zone would serve the call, and in what order
-the zones would be tried.`,
+--from-zone puts the caller in a zone (rules naming zones, "east/shop/orders", then apply) and names the
+ZoneFailover it follows; with --admin (a zone control plane's admin address) it also says which zone
+would serve the call, and in what order the zones would be tried, as the caller's balancer would.`,
   flags: {
     gateway: { type: 'string', value: 'FILE', help: "a gateway's config: name the route that serves --host and --path, then judge\nthe gateway's identity calling that route's service (instead of --from, --to)", whenAbsent: 'none' },
     host: { type: 'string', value: 'HOST', help: 'with --gateway: the request host', whenAbsent: 'required with --gateway' },
@@ -173,8 +174,9 @@ async function explain(argv: readonly string[], ctx: CommandContext): Promise<nu
   const { policies, origin, files } = await loadPolicies(values.policy as string, rootNamespace);
   const compiled = compilePolicy(policies, { trustDomain, rootNamespace });
   const decision = compiled.evaluate(req);
-  const traffic = explainTraffic(files, destination, http, headers);
-  const zones = values.admin === undefined ? undefined : await explainZones(values.admin, destination, fromZone);
+  const table = compileTraffic(parseTrafficFiles(files), { rootNamespace });
+  const traffic = explainTraffic(table, destination, http, headers, fromZone);
+  const zones = values.admin === undefined ? undefined : await explainZones(values.admin, destination, fromZone, (zone) => table.failover.resolve(zone, destination.namespace, destination.service));
   if (values.json === true) {
     const policy = decision.policy === null ? undefined : policies.find((p) => key(p) === decision.policy);
     const rule = decision.rule === null ? null : (policy?.spec.rules[decision.rule] ?? null);

@@ -16,6 +16,7 @@ import { rewriteProbes } from './probes.js';
 import { selectPod, INIT_CONTAINER, SIDECAR_CONTAINER, type Selection, type SelectionRoute } from './selection.js';
 import { ANNOTATION_APP_PROBES, ANNOTATION_CA_BUNDLE, initContainer, injectedVolumes, redirectAnnotation, sidecarContainer, VOLUME_DATA, VOLUME_IDENTITY, VOLUME_NO_API_TOKEN, type SidecarLayout, type SidecarPlan } from './sidecar.js';
 import { ANNOTATION_CAPTURE, ANNOTATION_REDIRECT, type CaptureMode } from '../common/mesh-annotations.js';
+import { isSubzone, SUBZONE_LABEL } from '../api/data-plane.js';
 import type { V1Container, V1Volume } from '@kubernetes/client-node';
 
 export const ANNOTATION_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
@@ -101,7 +102,9 @@ export function mutatePod(pod: V1Pod, namespace: string, route: SelectionRoute, 
   const probes = options.rewriteProbes ? rewriteProbes(containers, pod.spec?.initContainers ?? [], config.ports.status) : { rewrites: [], appProbes: {}, warnings: [] };
   warnings.push(...probes.warnings);
   const hasAppProbes = probes.rewrites.length > 0;
-  const plan: SidecarPlan = { layout, appPorts: ports, options, hasAppProbes, captureMode };
+  // The pod's own subzone label makes its calls prefer endpoints of that subzone (the agent's --subzone).
+  const subzone = pod.metadata?.labels?.[SUBZONE_LABEL];
+  const plan: SidecarPlan = { layout, appPorts: ports, options, hasAppProbes, captureMode, ...(subzone !== undefined && isSubzone(subzone) ? { subzone } : {}) };
   if (layout === 'classic' && isJobPod(pod)) {
     warnings.push(
       `this Job's pod gets the classic sidecar layout (Kubernetes ${config.kubernetesVersion.major}.${config.kubernetesVersion.minor}); the sidecar exits when the app calls POST http://127.0.0.1:${config.ports.status}/quitquitquit, or use Kubernetes 1.29+ where it ends with the Job`,

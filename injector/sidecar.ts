@@ -41,6 +41,8 @@ export interface SidecarPlan {
   readonly hasAppProbes: boolean;
   /** `cni`: no init container; the agent holds readiness until it sees the plugin's rules. */
   readonly captureMode: CaptureMode;
+  /** The pod's `trellis.dev/subzone` label, passed as `--subzone`. */
+  readonly subzone?: string;
 }
 
 const NO_API_TOKEN_MOUNT = Object.freeze({ name: VOLUME_NO_API_TOKEN, mountPath: API_TOKEN_MOUNT_PATH, readOnly: true });
@@ -94,6 +96,7 @@ export function agentArgs(config: InjectorConfig, plan: SidecarPlan): string[] {
     String(config.ports.inbound),
   ];
   for (const port of plan.appPorts) args.push('--app-port', String(port.port), '--protocol', port.protocol);
+  if (plan.subzone !== undefined) args.push('--subzone', plan.subzone);
   if (plan.hasAppProbes) args.push('--app-probes', `${IDENTITY_DIR}/app-probes.json`);
   // The CNI plugin may not have run (a pod scheduled before the node agent installed it): the agent
   // stays unready, saying why, until a connection to its own address is redirected.

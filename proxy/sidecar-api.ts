@@ -30,7 +30,12 @@ export interface SidecarConfig {
   readonly appPorts?: readonly AppPort[];
   /** Serials (`normaliseSerial`) of peer certificates refused on the tunnel: their join token was revoked. */
   readonly revokedSerials?: ReadonlySet<string>;
-  /** Routes, retries, timeouts, outlier detection, circuit breakers (`compileTraffic(...)`); absent: the defaults. */
+  /**
+   * The sidecar's zone as the control plane says it, for locality (an agent without `--zone` learns it
+   * from its first snapshot, after the sidecar was created); absent: `SidecarOptions.zone`.
+   */
+  readonly zone?: string;
+  /** Routes, retries, timeouts, outlier detection, circuit breakers, zone failover (`compileTraffic(...)`); absent: the defaults. */
   readonly traffic?: CompiledTraffic;
   /**
    * Roots of the federated trust domains (trust domain → PEM), replacing the set in force when present
@@ -41,8 +46,11 @@ export interface SidecarConfig {
 }
 
 export interface SidecarPoolOptions {
-  /** Zone failover (proxy/outbound/tunnel-client/locality.ts): order, per-service orders, threshold. */
-  readonly failover?: Omit<LocalityOptions, 'zone'>;
+  /**
+   * Local default of zone failover (proxy/outbound/tunnel-client/locality.ts): order, per-service orders,
+   * threshold. Distributed ZoneFailover rules (`SidecarConfig.traffic`) win where they apply.
+   */
+  readonly failover?: Omit<LocalityOptions, 'zone' | 'subzone'>;
   /** Sessions kept open per destination endpoint ahead of need (default 2). */
   readonly sessionsPerEndpoint?: number;
   /** Our bound on concurrent streams per session; another session opens when all are full (default limits.maxStreamsPerSession). */
@@ -74,6 +82,8 @@ export interface SidecarOptions {
   readonly namespace: string;
   readonly trustDomain: string;
   readonly zone: string;
+  /** Its subzone inside the zone (`--subzone`): calls prefer endpoints labelled `trellis.dev/subzone` alike. */
+  readonly subzone?: string;
   readonly identity: WorkloadIdentity;
   /** The app's ports, where the inbound side delivers. */
   readonly appPorts: readonly AppPort[];

@@ -8,7 +8,7 @@ import type { AppPort } from '../api/data-plane.js';
 import type { Logger } from 'pino';
 import { compilePolicy } from '../policy/compiled-policy.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
-import { DEFAULT_TRAFFIC, type CompiledTraffic } from '../policy/traffic/index.js';
+import { DEFAULT_TRAFFIC, type CompiledTraffic, type FailoverRules } from '../policy/traffic/index.js';
 import type { ProxyMetrics } from './core/metrics.js';
 import { inboundState, type InboundState } from './inbound/inbound-state.js';
 import { indexUpstreams, type UpstreamIndex } from './outbound/route.js';
@@ -23,7 +23,8 @@ export interface ConfigInForce {
 
 /** The parts a swap tells, each in its own terms. */
 export interface SwapTargets {
-  readonly balancer: { setServices(upstreams: SidecarConfig['upstreams']): void };
+  /** `setFailover` returns whether the distributed rules override the sidecar's local failover default. */
+  readonly balancer: { setServices(upstreams: SidecarConfig['upstreams']): void; setFailover(rules: FailoverRules | undefined, zone?: string): boolean };
   /** Traffic management: new requests take the new routes and settings; those in flight keep their plan. */
   readonly traffic: { setServices(upstreams: SidecarConfig['upstreams']): void; setResources(traffic: CompiledTraffic): void };
   /** Returns how many open streams the new policy closed. */
@@ -56,14 +57,20 @@ export function swapConfig(current: ConfigInForce, config: SidecarConfig, appPor
     upstreams: indexUpstreams(frozen.upstreams),
     state: inboundState(current.state.local, ports, frozen.policy, frozen.revokedSerials),
   };
+  const traffic = frozen.traffic ?? DEFAULT_TRAFFIC;
   targets.balancer.setServices(frozen.upstreams);
+  // Distributed ZoneFailover rules win over the sidecar's local default; new picks follow them at once.
+  const overridden = targets.balancer.setFailover(traffic.failover, frozen.zone);
   targets.traffic.setServices(frozen.upstreams);
-  targets.traffic.setResources(frozen.traffic ?? DEFAULT_TRAFFIC);
+  targets.traffic.setResources(traffic);
   targets.capture?.transparent.setUpstreams(frozen.upstreams);
   targets.capture?.inbound.setAppPorts(ports);
   const cut = targets.tunnel.setState(next.state);
   setConfigVersion(targets.metrics, frozen.version);
-  targets.log.info({ version: frozen.version, upstreams: frozen.upstreams.length, listeners: frozen.listeners.length, streamsClosedByPolicy: cut }, 'config applied');
+  targets.log.info(
+    { version: frozen.version, upstreams: frozen.upstreams.length, listeners: frozen.listeners.length, streamsClosedByPolicy: cut, zoneFailovers: traffic.failover.size, ...(overridden ? { localFailoverOverridden: true } : {}) },
+    overridden ? 'config applied; its ZoneFailover rules override the local failover default where they apply' : 'config applied',
+  );
   return next;
 }
 

@@ -116,8 +116,9 @@ class TrellisSidecar implements Sidecar {
     this.httpMetrics = createHttpMetrics(this.registry);
     this.current = initialConfig(options);
     // Locality on by default: this zone first, then any other, spilling under half the usual healthy count.
-    this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding', locality: { zone: options.zone, ...options.pool?.failover } });
+    this.balancer = new LoadBalancer({ strategy: options.pool?.loadBalancing ?? 'least-outstanding', locality: { zone: options.zone, ...(options.subzone === undefined ? {} : { subzone: options.subzone }), ...options.pool?.failover } });
     this.balancer.setServices(this.current.config.upstreams);
+    this.balancer.setFailover(this.current.config.traffic?.failover, this.current.config.zone);
     this.traffic = new OutboundTraffic({ metrics: createTrafficMetrics(this.registry), source: `${options.namespace}/${options.service}` });
     this.traffic.setServices(this.current.config.upstreams);
     this.traffic.setResources(this.current.config.traffic ?? DEFAULT_TRAFFIC);

@@ -69,6 +69,8 @@ export interface SliceEndpointView {
   /** `conditions.ready`; absent means ready (the API's documented default). */
   readonly ready: boolean;
   readonly podName: string | undefined;
+  /** The slice's `zone` of it: its node's `topology.kubernetes.io/zone`, Trellis's subzone inside the cluster's zone. */
+  readonly zone: string | undefined;
 }
 
 export interface SliceView {
@@ -168,6 +170,7 @@ export function sliceView(raw: unknown): SliceView | undefined {
         addresses: Object.freeze(addresses),
         ready: obj(endpoint.conditions)?.ready !== false,
         podName: ref !== undefined && ref.kind === 'Pod' ? str(ref.name) : undefined,
+        zone: str(endpoint.zone),
       }),
     );
   }

@@ -13,7 +13,8 @@
 import { LABEL_KEY, LABEL_VALUE } from '../../policy/traffic/spec-readers.js';
 
 const PER_POD = new Set(['pod-template-hash', 'controller-revision-hash', 'statefulset.kubernetes.io/pod-name', 'apps.kubernetes.io/pod-index', 'pod-template-generation']);
-const MAX_LABELS = 16;
+/** The registration limit (control/registration.ts). */
+export const MAX_ENDPOINT_LABELS = 16;
 const RECOMMENDED_VERSION = 'app.kubernetes.io/version';
 
 export function endpointLabelsOfPod(labels: Readonly<Record<string, unknown>>): Readonly<Record<string, string>> | undefined {
@@ -28,6 +29,6 @@ export function endpointLabelsOfPod(labels: Readonly<Record<string, unknown>>): 
   kept.sort(([a], [b]) => (a === 'version' ? -1 : b === 'version' ? 1 : a < b ? -1 : a > b ? 1 : 0));
   const out: Record<string, string> = {};
   // defineProperty: a label named `__proto__` is a plain key, never the prototype.
-  for (const [k, v] of kept.slice(0, MAX_LABELS)) Object.defineProperty(out, k, { value: v, enumerable: true });
+  for (const [k, v] of kept.slice(0, MAX_ENDPOINT_LABELS)) Object.defineProperty(out, k, { value: v, enumerable: true });
   return Object.freeze(out);
 }

@@ -1,11 +1,11 @@
 /**
  * Policy in Kubernetes mode: `TrafficPermission` custom resources (`trellis.dev/v1alpha1`) and the
  * traffic-management kinds (`TrafficRoute`, `RetryPolicy`, `TimeoutPolicy`, `OutlierDetection`,
- * `CircuitBreaker`), listed and watched, validated with the same validators as policy files
+ * `CircuitBreaker`, `ZoneFailover`), listed and watched, validated with the same validators as policy files
  * (`validatePolicyObjects`, `validateTrafficObjects`), and offered to the control plane in the same shape
  * as the file source (`PolicyState`, traffic included).
  *
- * The same rule as for a policy directory: the set of all six kinds is validated whole, and a set with
+ * The same rule as for a policy directory: the set of all seven kinds is validated whole, and a set with
  * any invalid resource is rejected whole (permissions and traffic alike) while the last good set stays in
  * force; the error names each resource (`RetryPolicy <namespace>/<name>: <field>: <problem>`) and is
  * kept for the admin port and counted until a later set is valid. The CRD's own schema refuses most mistakes at `kubectl apply`;

@@ -73,6 +73,7 @@ export const TRAFFIC_KIND_PLURALS = Object.freeze({
   TimeoutPolicy: 'timeoutpolicies',
   OutlierDetection: 'outlierdetections',
   CircuitBreaker: 'circuitbreakers',
+  ZoneFailover: 'zonefailovers',
 } as const);
 
 /** A namespaced `trellis.dev/v1alpha1` custom resource, listed and watched across namespaces. */

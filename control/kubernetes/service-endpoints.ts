@@ -15,6 +15,8 @@
  * - The zone is the control plane's, i.e. the mesh zone (a cluster). The EndpointSlice's own `zone`
  *   is a cloud availability zone inside that cluster: using it would put a mesh zone that no zone
  *   ingress serves into every SNI (`api/sni.ts`), and callers would treat their own cluster as remote.
+ *   It becomes the endpoint's subzone instead (`trellis.dev/subzone`, `withSubzone`), unless the pod
+ *   carries that label itself.
  * - Ports per pod: each EndpointSlice lists the pod ports its endpoints serve, by Service port name, and
  *   a Service's named targetPort may resolve to a different port on each pod (the slice controller puts
  *   pods that resolve alike into one slice). So each pod's registration lists, per Service port name, the
@@ -25,7 +27,8 @@
  *   injector reads container ports; the pod's
  *   `trellis.dev/port-protocols` annotation overrides the name for the port it names.
  */
-import type { PortProtocol, ServicePort } from '../../api/data-plane.js';
+import { isSubzone, SUBZONE_LABEL, type PortProtocol, type ServicePort } from '../../api/data-plane.js';
+import { MAX_ENDPOINT_LABELS } from './pod-labels.js';
 import { protocolFromAppProtocol, protocolFromPortName } from '../../api/port-protocol.js';
 import type { RegisteredPort } from '../../api/control-protocol.js';
 import type { ServiceDefinition } from '../registry.js';
@@ -40,6 +43,19 @@ export interface DesiredService {
   readonly outsideMesh: number;
   /** Mesh pods skipped because their service account is not the Service's name. */
   readonly otherIdentity: readonly string[];
+}
+
+/**
+ * The pod's labels with its subzone (api/data-plane.ts SUBZONE_LABEL): the pod's own `trellis.dev/subzone`
+ * label wins; else the EndpointSlice's `zone` for it (its node's `topology.kubernetes.io/zone`), when it
+ * is a label value. The registration limit of 16 labels holds: the subzone replaces the last one.
+ */
+export function withSubzone(labels: Readonly<Record<string, string>> | undefined, sliceZone: string | undefined): Readonly<Record<string, string>> | undefined {
+  if (labels?.[SUBZONE_LABEL] !== undefined || sliceZone === undefined || !isSubzone(sliceZone)) return labels;
+  const kept = Object.entries(labels ?? {}).slice(0, MAX_ENDPOINT_LABELS - 1);
+  const out: Record<string, string> = {};
+  for (const [k, v] of [...kept, [SUBZONE_LABEL, sliceZone]]) Object.defineProperty(out, k as string, { value: v, enumerable: true });
+  return Object.freeze(out);
 }
 
 export function protocolFromName(name: string | undefined): PortProtocol {
@@ -66,7 +82,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
   const slices = [...allSlices].filter((s) => s.addressType !== 'FQDN').sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let outsideMesh = 0;
   const otherIdentity = new Set<string>();
-  const pods = new Map<string, { pod: PodView; ready: boolean; fallbackAddress: string; ports: Map<string, number> }>();
+  const pods = new Map<string, { pod: PodView; ready: boolean; fallbackAddress: string; ports: Map<string, number>; subzone: string | undefined }>();
   for (const slice of slices) {
     for (const endpoint of slice.endpoints) {
       const pod = endpoint.podName === undefined ? undefined : podOf(slice.namespace, endpoint.podName);
@@ -79,8 +95,9 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
         continue;
       }
       let seen = pods.get(pod.name);
-      if (seen === undefined) pods.set(pod.name, (seen = { pod, ready: endpoint.ready, fallbackAddress: endpoint.addresses[0] as string, ports: new Map() }));
+      if (seen === undefined) pods.set(pod.name, (seen = { pod, ready: endpoint.ready, fallbackAddress: endpoint.addresses[0] as string, ports: new Map(), subzone: endpoint.zone }));
       else seen.ready ||= endpoint.ready;
+      seen.subzone ??= endpoint.zone;
       // Slices in name order: a pod in two (dual-stack) takes a port from the first that names it.
       for (const [name, port] of slice.ports) if (!seen.ports.has(name)) seen.ports.set(name, port);
     }
@@ -99,7 +116,8 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
   ports.sort((a, b) => a.port - b.port);
 
   const instances = new Map<string, StoredRegistration>();
-  for (const { pod, ready, fallbackAddress, ports: podPorts } of sortedPods) {
+  for (const { pod, ready, fallbackAddress, ports: podPorts, subzone } of sortedPods) {
+    const labels = withSubzone(pod.labels, subzone);
     const instanceId = instanceIdOf(service.name, pod);
     // Named after the Service port (not deduplicated by number: two Service ports may land on one pod port).
     const registeredPorts: RegisteredPort[] = [];
@@ -120,7 +138,7 @@ export function desiredService(service: ServiceView, allSlices: Iterable<SliceVi
         upstreams: Object.freeze([]),
         healthy: ready,
         updatedAt: now,
-        ...(pod.labels === undefined ? {} : { labels: pod.labels }),
+        ...(labels === undefined ? {} : { labels }),
       }),
     );
   }

@@ -13,15 +13,15 @@
  *  3. the mesh-wide default the global's operator chose (`--export-default all|none`, in the welcome).
  *
  * The record is built from the registry: the service's ports, the SPIFFE ID that serves it, and healthy
- * and total endpoint counts per locality. The registry knows no region or subzone yet, so each zone is
- * one locality (its name) until registrations carry locality labels.
+ * and total endpoint counts per locality (`localityCounts`: the zone, or `zone/subzone` for endpoints
+ * labelled with a subzone).
  */
 import { workloadId } from '../../ca/spiffe-id.js';
 import { InputError } from '../../common/errors.js';
 import { CODE } from '../../common/error-codes.js';
 import type { ServiceRegistry } from '../registry.js';
 import type { ExportDefault } from './protocol.js';
-import { RECORD_LIMITS, serviceKey, type ExportedService, type ZoneIngress } from './records.js';
+import { localityCounts, RECORD_LIMITS, serviceKey, type ExportedService, type ZoneIngress } from './records.js';
 import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 
 export interface ExportRules {
@@ -66,14 +66,13 @@ export function isExported(rules: ExportRules, fallback: ExportDefault, namespac
 export function exportedService(registry: ServiceRegistry, trustDomain: string, zone: string, namespace: string, name: string): ExportedService | undefined {
   if (!registry.hasMeshService(namespace, name)) return undefined;
   const upstream = registry.upstream(namespace, name);
-  const healthy = upstream.endpoints.filter((e) => e.healthy).length;
   return {
     zone,
     namespace,
     name,
     ports: upstream.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }), targetPort: p.targetPort })),
     identities: [workloadId(trustDomain, namespace, name).toString()],
-    localities: [{ locality: zone, healthy, total: upstream.endpoints.length }],
+    localities: localityCounts(zone, upstream.endpoints),
   };
 }
 

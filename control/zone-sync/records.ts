@@ -14,6 +14,7 @@ import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import { isTrellisError } from '../../common/errors.js';
 import { malformed, ownerOf, ZONE_NAME, type SyncKind } from './protocol.js';
 import { PORT_PROTOCOLS, type PortProtocol } from '../../api/port-protocol.js';
+import { SUBZONE_LABEL, type Endpoint } from '../../api/data-plane.js';
 
 export interface ExportedPort {
   readonly port: number;
@@ -27,7 +28,7 @@ export interface ExportedPort {
 }
 
 export interface LocalityCount {
-  /** `region/zone/subzone` as the zone knows it ('' when unknown). */
+  /** `zone/subzone` for endpoints with a subzone (`trellis.dev/subzone`), the zone alone for the others. */
   readonly locality: string;
   readonly healthy: number;
   readonly total: number;
@@ -57,6 +58,23 @@ export interface ZoneTrust {
 }
 
 export const RECORD_LIMITS = Object.freeze({ ports: 64, identities: 64, localities: 64, addresses: 16, rootsPemBytes: 64 * 1024 });
+
+/**
+ * Healthy and total endpoints per locality of one zone's service, in locality order. Subzones past the
+ * record's limit are counted with the zone's own locality, so the totals always add up.
+ */
+export function localityCounts(zone: string, endpoints: readonly Endpoint[]): LocalityCount[] {
+  const counts = new Map<string, { healthy: number; total: number }>();
+  for (const e of endpoints) {
+    const subzone = e.labels?.[SUBZONE_LABEL];
+    let locality = subzone === undefined ? zone : `${zone}/${subzone}`;
+    if (!counts.has(locality) && counts.size >= RECORD_LIMITS.localities - 1) locality = zone;
+    const c = counts.get(locality) ?? { healthy: 0, total: 0 };
+    counts.set(locality, { healthy: c.healthy + (e.healthy ? 1 : 0), total: c.total + 1 });
+  }
+  if (counts.size === 0) counts.set(zone, { healthy: 0, total: 0 });
+  return [...counts.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([locality, c]) => ({ locality, ...c }));
+}
 
 const LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$/;

@@ -97,7 +97,7 @@ for zone in $ZONES; do
   kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/base/namespace.yaml"
   kubectl --context "$ctx" apply -f "$ROOT/deploy/kubernetes/base/crds/"
   kubectl --context "$ctx" wait --for condition=established --timeout 60s crd/trafficpermissions.trellis.dev \
-    crd/trafficroutes.trellis.dev crd/retrypolicies.trellis.dev crd/timeoutpolicies.trellis.dev crd/outlierdetections.trellis.dev crd/circuitbreakers.trellis.dev
+    crd/trafficroutes.trellis.dev crd/retrypolicies.trellis.dev crd/timeoutpolicies.trellis.dev crd/outlierdetections.trellis.dev crd/circuitbreakers.trellis.dev crd/zonefailovers.trellis.dev
   kubectl --context "$ctx" -n trellis-system create secret generic trellis-root-ca \
     --from-file=ca.crt="$WORK/root/ca.crt" --from-file=ca.key="$WORK/root/ca.key" --from-file=bundle.pem="$WORK/root/bundle.pem" \
     --dry-run=client -o yaml | kubectl --context "$ctx" apply -f -

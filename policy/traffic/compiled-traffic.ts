@@ -7,7 +7,13 @@
  * else the one naming `*` in that namespace, else the day-one default. This is the small API every
  * outbound path calls (the HTTP/1.1 lanes today; the HTTP/2 and gRPC path can call the same `route` and
  * `settings` with its own `TrafficRequest`).
+ *
+ * ZoneFailover resources are resolved apart (`failover`, failover-rules.ts): they have three levels
+ * (service, namespace, mesh-wide), depend on the caller's zone, and refuse ties instead of letting the
+ * first win.
  */
+import { DEFAULT_ROOT_NAMESPACE } from '../types.js';
+import { FailoverRules } from './failover-rules.js';
 import { compileMatch, DEFAULT_RULE, type CompiledRule, type TrafficRequest } from './route-match.js';
 import {
   DEFAULT_BREAKER,
@@ -20,7 +26,13 @@ import {
   type TimeoutSpec,
   type TrafficResource,
   type TrafficRoute,
+  type ZoneFailover,
 } from './types.js';
+
+export interface CompileOptions {
+  /** Where a `destination: "*"` ZoneFailover is mesh-wide (default trellis-system). */
+  readonly rootNamespace?: string;
+}
 
 /** Which settings apply to one destination, with the resource each came from (`default` when none). */
 export interface DestinationSettings {
@@ -37,9 +49,16 @@ export class CompiledTraffic {
   private readonly byKind = new Map<Kind, Map<string, TrafficResource>>();
   private readonly routes = new Map<string, readonly CompiledRule[]>();
   private readonly settingsCache = new Map<string, DestinationSettings>();
+  /** The zone order per caller zone and destination (failover-rules.ts). */
+  readonly failover: FailoverRules;
 
-  constructor(readonly resources: readonly TrafficResource[]) {
+  constructor(
+    readonly resources: readonly TrafficResource[],
+    options: CompileOptions = {},
+  ) {
+    this.failover = new FailoverRules(resources.filter((r): r is ZoneFailover => r.kind === 'ZoneFailover'), options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE);
     for (const r of resources) {
+      if (r.kind === 'ZoneFailover') continue;
       let map = this.byKind.get(r.kind);
       if (map === undefined) this.byKind.set(r.kind, (map = new Map()));
       const key = `${r.metadata.namespace}/${r.spec.destination}`;
@@ -91,8 +110,8 @@ export class CompiledTraffic {
   }
 }
 
-export function compileTraffic(resources: readonly TrafficResource[]): CompiledTraffic {
-  return new CompiledTraffic(resources);
+export function compileTraffic(resources: readonly TrafficResource[], options: CompileOptions = {}): CompiledTraffic {
+  return new CompiledTraffic(resources, options);
 }
 
 /** No resources: every destination gets the day-one defaults and all its endpoints. */

@@ -1,6 +1,6 @@
 /**
- * The traffic-management resources: `TrafficRoute`, `RetryPolicy`, `TimeoutPolicy`, `OutlierDetection`
- * and `CircuitBreaker`. Like `TrafficPermission` they are plain, validated, frozen JSON data: parsed from
+ * The traffic-management resources: `TrafficRoute`, `RetryPolicy`, `TimeoutPolicy`, `OutlierDetection`,
+ * `CircuitBreaker` and `ZoneFailover`. Like `TrafficPermission` they are plain, validated, frozen JSON data: parsed from
  * YAML files or read as Kubernetes custom resources, shipped in config snapshots as they are, and
  * validated again by whoever receives them (`validateTrafficObjects`) before `compileTraffic`.
  *
@@ -12,7 +12,7 @@
 import { POLICY_API_VERSION } from '../types.js';
 
 export const TRAFFIC_API_VERSION = POLICY_API_VERSION;
-export const TRAFFIC_KINDS = ['TrafficRoute', 'RetryPolicy', 'TimeoutPolicy', 'OutlierDetection', 'CircuitBreaker'] as const;
+export const TRAFFIC_KINDS = ['TrafficRoute', 'RetryPolicy', 'TimeoutPolicy', 'OutlierDetection', 'CircuitBreaker', 'ZoneFailover'] as const;
 export type TrafficKind = (typeof TRAFFIC_KINDS)[number];
 
 export interface TrafficMetadata {
@@ -143,7 +143,24 @@ export interface BreakerSpec {
 
 export type CircuitBreaker = Resource<'CircuitBreaker', BreakerSpec>;
 
-export type TrafficResource = TrafficRoute | RetryPolicy | TimeoutPolicy | OutlierDetection | CircuitBreaker;
+// ---- ZoneFailover ----
+
+/**
+ * The order callers try zones in for a destination (failover-rules.ts has the semantics). Kept in the
+ * form written (`threshold: "50%"`) so the validated resource validates again as it is shipped.
+ */
+export interface FailoverSpec {
+  /** Zone names and `"*"` (every zone not named), each at most once. */
+  readonly order: readonly string[];
+  /** `"N%"`, 0-100: under this share of its usual endpoint count a zone spills to the next. */
+  readonly threshold: string;
+  /** The callers' zones the rule is for; absent: callers in every zone. */
+  readonly from?: readonly string[];
+}
+
+export type ZoneFailover = Resource<'ZoneFailover', FailoverSpec>;
+
+export type TrafficResource = TrafficRoute | RetryPolicy | TimeoutPolicy | OutlierDetection | CircuitBreaker | ZoneFailover;
 
 // ---- day-one defaults ----
 
@@ -170,6 +187,9 @@ export const DEFAULT_OUTLIER: OutlierSpec = Object.freeze({
   panicThresholdPercent: 50,
 });
 
+/** Kuma's `failoverThreshold` default: a zone spills once under half its usual endpoint count is healthy. */
+export const DEFAULT_FAILOVER_THRESHOLD = '50%';
+
 export const DEFAULT_BREAKER: BreakerSpec = Object.freeze({ maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 });
 
 /** The bounds every validator enforces; evaluation cost follows them. */
@@ -183,4 +203,6 @@ export const TRAFFIC_LIMITS = Object.freeze({
   regexLength: 256,
   attempts: 10,
   statuses: 32,
+  /** Zones in a ZoneFailover's `order` and `from`. */
+  zones: 32,
 });

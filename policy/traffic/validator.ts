@@ -13,6 +13,7 @@ import { configNodeFromValue, parseYamlDocuments, type YamlText } from '../../co
 import { DNS_LABEL, DNS_LABEL_HINT } from '../selectors.js';
 import { BREAKER_FIELDS, OUTLIER_FIELDS, RETRY_FIELDS, TIMEOUT_FIELDS, validateBreaker, validateOutlier, validateRetry, validateTimeouts } from './resilience-validator.js';
 import { validateRouteRules } from './route-validator.js';
+import { FAILOVER_FIELDS, reportFailoverConflicts, validateFailover } from './failover-validator.js';
 import { TRAFFIC_API_VERSION, TRAFFIC_KINDS, type TrafficKind, type TrafficResource } from './types.js';
 
 const SPEC_FIELDS: Readonly<Record<TrafficKind, readonly string[]>> = {
@@ -21,7 +22,11 @@ const SPEC_FIELDS: Readonly<Record<TrafficKind, readonly string[]>> = {
   TimeoutPolicy: TIMEOUT_FIELDS,
   OutlierDetection: OUTLIER_FIELDS,
   CircuitBreaker: BREAKER_FIELDS,
+  ZoneFailover: FAILOVER_FIELDS,
 };
+
+/** Spec fields a kind cannot do without (the others take defaults). */
+const REQUIRED_FIELDS: Readonly<Partial<Record<TrafficKind, readonly string[]>>> = { TrafficRoute: ['rules'], ZoneFailover: ['order'] };
 
 export function isTrafficKind(kind: unknown): kind is TrafficKind {
   return typeof kind === 'string' && (TRAFFIC_KINDS as readonly string[]).includes(kind);
@@ -65,6 +70,7 @@ function accepted(found: readonly Found[], issues: ConfigIssues): TrafficResourc
     if (earlier === undefined) first.set(key, at);
     else at.report(`duplicate ${key.split(' ')[0]} "${key.split(' ')[1]}" (first defined at ${earlier.file}:${earlier.line}:${earlier.column})`);
   }
+  reportFailoverConflicts(found);
   issues.throwIfAny('traffic config');
   return found.map((f) => f.resource as TrafficResource);
 }
@@ -90,7 +96,8 @@ function validateDocument(doc: ConfigNode, issues: ConfigIssues, strict = false)
   const namespace = meta?.field('namespace')?.string({ pattern: DNS_LABEL, expected: DNS_LABEL_HINT });
   const labels = meta?.field('labels')?.stringMap();
   const annotations = meta?.field('annotations')?.stringMap();
-  const spec = peek.field('spec')?.object({ required: kind === 'TrafficRoute' ? ['destination', 'rules'] : ['destination'], optional: kind === 'TrafficRoute' ? [] : SPEC_FIELDS[kind] });
+  const required = REQUIRED_FIELDS[kind] ?? [];
+  const spec = peek.field('spec')?.object({ required: ['destination', ...required], optional: SPEC_FIELDS[kind].filter((f) => !required.includes(f)) });
   const destNode = spec?.field('destination');
   const destination = destNode?.string({ maxLength: 63 });
   if (destination !== undefined && destination !== '*' && !DNS_LABEL.test(destination)) destNode?.report(`expected a service of this namespace (${DNS_LABEL_HINT}) or "*"`);
@@ -126,5 +133,7 @@ function validateSpec(kind: TrafficKind, spec: ConfigObject): object | undefined
       return validateOutlier(spec);
     case 'CircuitBreaker':
       return validateBreaker(spec);
+    case 'ZoneFailover':
+      return validateFailover(spec);
   }
 }

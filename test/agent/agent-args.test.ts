@@ -54,6 +54,14 @@ describe('trellis agent run arguments', () => {
     expect(() => parseAgentArgs([...base, '--export', '--no-export'])).toThrow(/--export and --no-export exclude each other/);
   });
 
+  it('takes --subzone as the endpoint label callers read, agreeing with a --label of it, and refuses a malformed one', () => {
+    expect(parseAgentArgs([...base, '--subzone', 'us-east-1a', '--label', 'version=v2']).config.labels).toEqual({ version: 'v2', 'trellis.dev/subzone': 'us-east-1a' });
+    expect(parseAgentArgs([...base, '--subzone', 'rack-7', '--label', 'trellis.dev/subzone=rack-7']).config.labels).toEqual({ 'trellis.dev/subzone': 'rack-7' });
+    expect(() => parseAgentArgs([...base, '--subzone', 'rack-7', '--label', 'trellis.dev/subzone=rack-8'])).toThrow(/--subzone rack-7 and --label trellis.dev\/subzone=rack-8 disagree/);
+    expect(() => parseAgentArgs([...base, '--subzone', 'rack 7'])).toThrow(/--subzone "rack 7": expected a Kubernetes label value/);
+    expect(() => parseAgentArgs([...base, '--subzone', ''])).toThrow(/--subzone "": expected/);
+  });
+
   it('reports every problem at once', () => {
     expect(() => parseAgentArgs(['--control', 'http://x', '--service', 'Orders!', '--app-port', '0', '--protocol', 'udp', '--upstream', 'nope', '--tunnel', 'x'])).toThrow(
       /--control must be an https:\/\/ URL\n--service is required.*\n--app-port "0": expected a port.*\n--protocol "udp": expected tcp, http, http2, grpc\n--token-file is required.*\n--upstream "nope".*\n--tunnel: "x" is not HOST:PORT/s,

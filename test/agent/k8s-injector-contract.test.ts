@@ -31,8 +31,10 @@ function injectorConfig(minor: number): InjectorConfig {
   return createInjectorConfig({ image: 'ghcr.io/example/trellis:0.1.0', controlUrl: 'https://trellis-control.trellis-system.svc:15012', zone: 'east', trustBundlePem: bundlePem, kubernetesVersion: { major: 1, minor }, version: '0.1.0-test' });
 }
 
-function injected(fixture: string, minor: number, captureMode: 'init' | 'cni' = 'init'): V1Pod {
+function injected(fixture: string, minor: number, captureMode: 'init' | 'cni' = 'init', labels: Record<string, string> = {}): V1Pod {
   const review = loadReview(fixture);
+  const meta = review.request.object.metadata ?? {};
+  review.request.object.metadata = { ...meta, labels: { ...meta.labels, ...labels } };
   const result = mutatePod(review.request.object, review.request.namespace ?? 'default', 'namespace', injectorConfig(minor), captureMode);
   if (result.outcome !== 'injected') throw new Error(`${fixture} was not injected: ${result.outcome}`);
   return applyPatch(review.request.object, result.patch as Parameters<typeof applyPatch>[1]);
@@ -147,4 +149,12 @@ describe('the injector\'s agent arguments, parsed by the agent', () => {
       expect(config.status?.port).toBe(15020);
     });
   }
+
+  it("a pod's own trellis.dev/subzone label becomes its agent's --subzone; a malformed one is left out", () => {
+    const pod = injected('deployment-pod.json', 30, 'init', { 'trellis.dev/subzone': 'us-east-1a' });
+    expect(parseAgentArgs(kubeletArgs(pod)).config.labels).toMatchObject({ 'trellis.dev/subzone': 'us-east-1a' });
+    const odd = injected('deployment-pod.json', 30, 'init', { 'trellis.dev/subzone': '-no-' });
+    expect(kubeletArgs(odd)).not.toContain('--subzone');
+    expect(kubeletArgs(injected('deployment-pod.json', 30))).not.toContain('--subzone');
+  });
 });

@@ -149,7 +149,7 @@ describe('control plane in Kubernetes mode', () => {
     try {
       const { snapshot } = (await watch.next((m) => m.type === 'snapshot')) as WatchSnapshotMessage;
       const payments = snapshot.upstreams.find((u) => u.name === 'payments');
-      expect(payments?.endpoints).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: true, labels: { app: 'payments' } }]);
+      expect(payments?.endpoints).toEqual([{ address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: true, labels: { app: 'payments', 'trellis.dev/subzone': 'us-east-1a' } }]);
       expect(payments?.ports).toEqual([
         { port: 80, targetPort: 8080, protocol: 'http', name: 'http' },
         { port: 9000, targetPort: 9000, protocol: 'http2', name: 'grpc-admin' },
@@ -174,7 +174,7 @@ describe('control plane in Kubernetes mode', () => {
       slice.endpoints[0].conditions = { ready: false, serving: false, terminating: false };
       api.apply(PATHS.slices, slice);
       const delta = (await watch.next((m) => m.type === 'delta' && (m.endpoints ?? []).some((e) => e.set?.healthy === false))) as WatchDeltaMessage;
-      expect(delta.endpoints).toEqual([{ service: 'payments', namespace: 'shop', set: { address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: false, labels: { app: 'payments' } } }]);
+      expect(delta.endpoints).toEqual([{ service: 'payments', namespace: 'shop', set: { address: '10.244.1.17', tunnelPort: 15008, zone: 'default', healthy: false, labels: { app: 'payments', 'trellis.dev/subzone': 'us-east-1a' } } }]);
 
       // A TrafficPermission is changed with kubectl: the new set reaches the watch.
       const permission = fixture<Json>('k8s-trafficpermission-payments.json');

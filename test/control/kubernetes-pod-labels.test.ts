@@ -64,10 +64,11 @@ describe('pod labels on the endpoints of the Kubernetes registry', () => {
     feed = new KubernetesRegistryFeed({ kubeConfig: api.kubeConfig(), registry, zone: 'east', log: silentLogger(), tuning: { backoff: { initialMs: 20, maxMs: 100 } } });
     await feed.start(10_000);
     const labels = (): unknown[] => [...registry.upstream('shop', 'payments').endpoints].map((e) => e.labels);
-    expect(labels()).toEqual([{ version: 'v2', app: 'payments' }]);
+    // The slice's zone for the pod (its node's topology.kubernetes.io/zone) is the endpoint's subzone.
+    expect(labels()).toEqual([{ version: 'v2', app: 'payments', 'trellis.dev/subzone': 'us-east-1a' }]);
 
     pod.metadata.labels = { app: 'payments', 'pod-template-hash': '5d8f9c7b6d', version: 'v3' };
     api.apply(PATHS.pods, pod);
-    await vi.waitFor(() => expect(labels()).toEqual([{ version: 'v3', app: 'payments' }]));
+    await vi.waitFor(() => expect(labels()).toEqual([{ version: 'v3', app: 'payments', 'trellis.dev/subzone': 'us-east-1a' }]));
   });
 });

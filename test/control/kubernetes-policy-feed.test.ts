@@ -200,6 +200,18 @@ spec: { destination: payments, attempts: 3, perTryTimeout: 250ms, retryOn: [gate
     expect(changes[1]?.revision).not.toBe(changes[0]?.revision);
   });
 
+  it('reads ZoneFailovers, and refuses the whole set for two that claim the same callers, naming both', async () => {
+    api.apply(PATHS.policies, fixture('k8s-trafficpermission-payments.json'));
+    api.apply(PATHS.zoneFailovers, resource('ZoneFailover', 'shop', 'payments-west-first', { destination: 'payments', order: ['west', '*'], threshold: '30%', from: ['east'] }));
+    await make().start(5_000);
+    expect(feed!.state.traffic).toEqual([expect.objectContaining({ kind: 'ZoneFailover', spec: { destination: 'payments', order: ['west', '*'], threshold: '30%', from: ['east'] } })]);
+    const good = feed!.state;
+    api.apply(PATHS.zoneFailovers, resource('ZoneFailover', 'shop', 'payments-north-first', { destination: 'payments', order: ['north'], from: ['central', 'east'] }));
+    await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0));
+    expect(feed!.state.traffic).toBe(good.traffic);
+    expect(feed!.state.error?.issues.join('\n')).toMatch(/ZoneFailover shop\/payments-west-first: metadata\.name: ZoneFailover shop\/payments-west-first conflicts with ZoneFailover shop\/payments-north-first: both set the failover of "payments" in shop for callers in zone east/);
+  });
+
   it('names the CRDs it could not list when one is not installed', async () => {
     api.removeCollection(PATHS.outlierDetections);
     await expect(make().start(1_500)).rejects.toMatchObject({ code: 'TRELLIS_K8S_SYNC_TIMEOUT', message: expect.stringMatching(/did not list outlierdetections within/) });

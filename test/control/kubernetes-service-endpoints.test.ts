@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parsePortProtocols, podView, serviceView, sliceView, type PodView, type SliceView } from '../../control/kubernetes/kubernetes-objects.js';
-import { desiredService, instanceIdOf, protocolFromName } from '../../control/kubernetes/service-endpoints.js';
+import { desiredService, instanceIdOf, protocolFromName, withSubzone } from '../../control/kubernetes/service-endpoints.js';
 import { fixture } from './fixtures/k8s-fake-api.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -43,8 +43,8 @@ describe('Kubernetes objects read from the API JSON', () => {
     expect(view.service).toBe('payments');
     expect([...view.ports]).toEqual([['http', 8080], ['grpc-admin', 9000]]);
     expect(view.endpoints).toEqual([
-      { addresses: ['10.244.1.17'], ready: true, podName: 'payments-5d8f9c7b6d-q2w7x' },
-      { addresses: ['10.244.2.9'], ready: true, podName: 'payments-5d8f9c7b6d-z9k4m' },
+      { addresses: ['10.244.1.17'], ready: true, podName: 'payments-5d8f9c7b6d-q2w7x', zone: 'us-east-1a' },
+      { addresses: ['10.244.2.9'], ready: true, podName: 'payments-5d8f9c7b6d-z9k4m', zone: 'us-east-1b' },
     ]);
     delete slice.metadata.labels['kubernetes.io/service-name'];
     expect(sliceView(slice)).toBeUndefined();
@@ -103,8 +103,9 @@ describe('desiredService', () => {
       upstreams: [],
       healthy: true,
       updatedAt: NOW,
-      // The pod's labels (pod-template-hash left out): what TrafficRoute backends select.
-      labels: { app: 'payments' },
+      // The pod's labels (pod-template-hash left out): what TrafficRoute backends select; the slice's zone
+      // for the pod (its node's topology.kubernetes.io/zone) as its subzone inside the mesh zone.
+      labels: { app: 'payments', 'trellis.dev/subzone': 'us-east-1a' },
     });
     expect(desired.outsideMesh).toBe(0);
   });
@@ -162,6 +163,22 @@ describe('desiredService', () => {
     const desired = desiredService(service, [slice], pods(podView(other), pod2), 'east', NOW);
     expect([...desired.instances.values()].map((i) => i.address)).toEqual(['10.244.2.9']);
     expect(desired.otherIdentity).toEqual(['payments-5d8f9c7b6d-q2w7x (service account default)']);
+  });
+
+  it('takes the subzone from the pod\'s own trellis.dev/subzone label, else the slice\'s zone, and keeps 16 labels at most', () => {
+    const labelled = fixture<Json>('k8s-pod-payments.json');
+    labelled.metadata.labels = { ...labelled.metadata.labels, 'trellis.dev/subzone': 'rack-7' };
+    const own = desiredService(service, [slice], pods(podView(labelled), pod2), 'east', NOW);
+    expect([...own.instances.values()].map((i) => i.labels?.['trellis.dev/subzone'])).toEqual(['rack-7', 'us-east-1b']);
+    const odd = fixture<Json>('k8s-endpointslice-payments.json');
+    odd.endpoints[0].zone = 'not a label value!';
+    delete odd.endpoints[1].zone;
+    const none = desiredService(service, [sliceView(odd)!], pods(pod1, pod2), 'east', NOW);
+    expect([...none.instances.values()].map((i) => i.labels?.['trellis.dev/subzone'])).toEqual([undefined, undefined]);
+    const many = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${String(i).padStart(2, '0')}`, 'v']));
+    const full = withSubzone(many, 'us-east-1a') ?? {};
+    expect(Object.keys(full)).toHaveLength(16);
+    expect(full['trellis.dev/subzone']).toBe('us-east-1a');
   });
 
   it('reads protocols from port names as the injector does', () => {

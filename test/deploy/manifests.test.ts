@@ -179,7 +179,7 @@ describe('RBAC is least privilege', () => {
       { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
       { apiGroups: [''], resources: ['pods', 'services', 'namespaces'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['trellis.dev'], resources: ['trafficpermissions', 'trafficroutes', 'retrypolicies', 'timeoutpolicies', 'outlierdetections', 'circuitbreakers'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['trellis.dev'], resources: ['trafficpermissions', 'trafficroutes', 'retrypolicies', 'timeoutpolicies', 'outlierdetections', 'circuitbreakers', 'zonefailovers'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create'] },
     ]);
   });

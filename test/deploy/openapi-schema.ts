@@ -6,7 +6,7 @@
  * What it checks, as the API server does with `kubectl apply` (field validation Strict, the default):
  * type, properties, required, unknown fields (an error, not silently pruned), additionalProperties, items,
  * enum, pattern, min/maxLength, min/maxItems, min/maxProperties, minimum/maximum, nullable,
- * x-kubernetes-int-or-string and x-kubernetes-preserve-unknown-fields. At the root, `metadata` is
+ * x-kubernetes-int-or-string, x-kubernetes-preserve-unknown-fields and x-kubernetes-list-type: set. At the root, `metadata` is
  * ObjectMeta: only the fields the schema restricts (name, generateName) are checked.
  * `structuralProblems` reports what makes a schema non-structural (a node without a type, ...).
  */
@@ -32,6 +32,8 @@ export interface JsonSchemaProps {
   readonly description?: string;
   readonly 'x-kubernetes-int-or-string'?: boolean;
   readonly 'x-kubernetes-preserve-unknown-fields'?: boolean;
+  /** `set`: scalar items, each at most once (the API server refuses a duplicate). */
+  readonly 'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
 }
 
 function typeOf(value: unknown): string {
@@ -72,6 +74,7 @@ function validateNode(schema: JsonSchemaProps, value: unknown, path: string, err
     if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(`${path}: must have at least ${schema.minItems} items`);
     if (schema.maxItems !== undefined && value.length > schema.maxItems) errors.push(`${path}: must have at most ${schema.maxItems} items`);
     if (schema.items !== undefined) value.forEach((item, i) => validateNode(schema.items as JsonSchemaProps, item, `${path}[${i}]`, errors, false));
+    if (schema['x-kubernetes-list-type'] === 'set') value.forEach((item, i) => value.indexOf(item) !== i && errors.push(`${path}[${i}]: duplicate value ${JSON.stringify(item)}`));
   }
   if (actual === 'object') {
     const object = value as Record<string, unknown>;
@@ -113,6 +116,7 @@ export function structuralProblems(schema: JsonSchemaProps, path = '$'): string[
     problems.push(`${path}: properties and additionalProperties together`);
   }
   if (schema.type === 'array' && schema.items === undefined) problems.push(`${path}: array without items`);
+  if (schema['x-kubernetes-list-type'] === 'set' && (schema.items?.type === 'object' || schema.items?.type === 'array')) problems.push(`${path}: a set of non-scalar items`);
   if (schema.pattern !== undefined) {
     try {
       new RegExp(schema.pattern, 'u');

@@ -51,6 +51,12 @@ const VALID: Record<string, Record<string, unknown>[]> = {
   TimeoutPolicy: [{ destination: 'payments', connect: '2s', request: '1m30s', perTry: '5s', idle: '1h' }],
   OutlierDetection: [{ destination: '*', consecutive5xx: 5, consecutiveGatewayErrors: 3, consecutiveConnectFailures: 2, successRate: { minimumHosts: 3, requestVolume: 50, stdevFactor: 1.9 }, interval: '10s', baseEjectionTime: '30s', maxEjectionTime: '5m', maxEjectedPercent: 50, panicThreshold: 30 }],
   CircuitBreaker: [{ destination: 'payments', maxConnections: 100, maxPendingRequests: 50, maxRequests: 200, maxRetries: 5 }],
+  ZoneFailover: [
+    { destination: 'payments', order: ['east', 'west', '*'], threshold: '50%', from: ['east'] },
+    { destination: '*', order: ['*'] },
+    { destination: 'payments', order: ['west'], threshold: '100%' },
+    { destination: 'payments', order: ['west'], threshold: '0.5%' },
+  ],
 };
 
 const INVALID: Record<string, [string, Record<string, unknown>, RegExp][]> = {
@@ -69,6 +75,15 @@ const INVALID: Record<string, [string, Record<string, unknown>, RegExp][]> = {
   TimeoutPolicy: [['not a duration', { destination: 'payments', request: '15' }, /does not match/]],
   OutlierDetection: [['a percentage over 100', { destination: 'payments', maxEjectedPercent: 101 }, /maximum|at most/]],
   CircuitBreaker: [['a negative limit', { destination: 'payments', maxRequests: -1 }, /minimum|at least/]],
+  ZoneFailover: [
+    ['no order', { destination: 'payments' }, /"order" is required/],
+    ['an empty order', { destination: 'payments', order: [] }, /at least 1 items/],
+    ['a zone twice', { destination: 'payments', order: ['east', 'east'] }, /duplicate value "east"/],
+    ['a zone that is no DNS label', { destination: 'payments', order: ['East'] }, /does not match/],
+    ['"*" in from', { destination: 'payments', order: ['east'], from: ['*'] }, /does not match/],
+    ['a threshold over 100%', { destination: 'payments', order: ['east'], threshold: '101%' }, /does not match/],
+    ['a threshold as a number', { destination: 'payments', order: ['east'], threshold: 50 }, /must be of type string/],
+  ],
 };
 
 for (const [kind, plural] of Object.entries(TRAFFIC_KIND_PLURALS)) {
@@ -105,6 +120,16 @@ describe('installation', () => {
       expect(kustomization).toContain(`crds/${plural}.trellis.dev.yaml`);
       expect(rbac).toMatch(new RegExp(`resources: \\[[^\\]]*"${plural}"`));
     }
+  });
+
+  it('the validator alone refuses what no schema states: two ZoneFailovers for the same callers of one destination', () => {
+    const { schema } = schemaOf('zonefailovers');
+    const a = { ...of('ZoneFailover', { destination: 'payments', order: ['east'] }), metadata: { name: 'a', namespace: 'shop' } };
+    const b = { ...of('ZoneFailover', { destination: 'payments', order: ['west'], from: ['north'] }), metadata: { name: 'b', namespace: 'shop' } };
+    const c = { ...of('ZoneFailover', { destination: 'payments', order: ['west'], from: ['north', 'south'] }), metadata: { name: 'c', namespace: 'shop' } };
+    for (const r of [a, b, c]) expect(validateAgainstSchema(schema, r)).toEqual([]);
+    expect(validateTrafficObjects([a, b], 'test')).toHaveLength(2);
+    expect(() => validateTrafficObjects([a, b, c], 'test')).toThrow(/ZoneFailover shop\/c conflicts with ZoneFailover shop\/b: .* for callers in zone north/);
   });
 
   it('the validator alone refuses what no schema states: a backtracking header regex', () => {

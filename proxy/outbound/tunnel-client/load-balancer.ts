@@ -22,6 +22,7 @@
  */
 import type { Endpoint } from '../../../api/data-plane.js';
 import { endpointKey, serviceKey } from '../../core/destination.js';
+import type { FailoverChoice, FailoverRules } from '../../../policy/traffic/index.js';
 import { Locality, type LocalityOptions } from './locality.js';
 
 export type LoadBalancingStrategy = 'least-outstanding' | 'round-robin';
@@ -53,6 +54,8 @@ export interface BalancedEndpoint {
 interface ServiceEntry {
   endpoints: BalancedEndpoint[];
   cursor: number;
+  /** The zone order of this destination, resolved at its first pick after a change (locality.ts). */
+  failover: FailoverChoice | undefined;
 }
 
 export class LoadBalancer {
@@ -104,12 +107,29 @@ export class LoadBalancer {
         kept.add(e);
         endpoints.push(e);
       }
-      next.set(key, { endpoints, cursor: this.services.get(key)?.cursor ?? 0 });
+      next.set(key, { endpoints, cursor: this.services.get(key)?.cursor ?? 0, failover: undefined });
     }
     const retired = new Map<string, BalancedEndpoint>();
     for (const [id, e] of known) if (!kept.has(e) && e.outstanding > 0) retired.set(id, e);
     this.retired = retired;
     this.services = next;
+  }
+
+  /**
+   * The distributed failover rules in force (ZoneFailover) and, when the config names it, the caller's zone;
+   * new picks follow them at once, picks in flight and open sessions are untouched. Returns whether the
+   * rules override a local failover default of this sidecar.
+   */
+  setFailover(rules: FailoverRules | undefined, zone?: string): boolean {
+    if (this.locality === undefined) return false;
+    this.locality.setRules(rules, zone);
+    for (const entry of this.services.values()) entry.failover = undefined;
+    return this.locality.hasLocalDefault && rules !== undefined && rules.size > 0;
+  }
+
+  /** The zone order and threshold a pick for this destination follows now (for /config and explain). */
+  failoverFor(service: string, namespace: string): FailoverChoice | undefined {
+    return this.locality?.choiceFor(namespace, service);
   }
 
   /** Endpoints known for a service (for pre-warming sessions and for /config). */
@@ -145,7 +165,8 @@ export class LoadBalancer {
     }
     if (this.locality !== undefined && candidates.length > 1) {
       const eligible = (e: BalancedEndpoint): boolean => exclude?.has(e.key) !== true && serves(e.endpoint, servicePort) && (accept === undefined || accept(e));
-      this.locality.narrow(candidates, entry.endpoints, eligible, this.locality.orderFor(`${namespace}/${service}`), this.random);
+      entry.failover ??= this.locality.choiceFor(namespace, service);
+      this.locality.narrow(candidates, entry.endpoints, eligible, entry.failover, this.random);
     }
     if (candidates.length === 1) return candidates[0];
     if (this.strategy === 'round-robin') {
