@@ -35,7 +35,6 @@
  */
 import type { Endpoint, PortProtocol, UpstreamService } from './data-plane.js';
 import type { TrafficPermission } from '../policy/types.js';
-import type { TrafficResource } from '../policy/traffic/types.js';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 export const PROTOCOL_HEADER = 'trellis-protocol';
@@ -176,9 +175,11 @@ export interface AgentSnapshot {
   /**
    * Traffic-management resources (routes, retries, timeouts, outlier detection, circuit breakers) for the
    * destinations this workload may call. Added within protocol version 1: absent from an older control
-   * plane (defaults apply), ignored by an older agent.
+   * plane (defaults apply), ignored by an older agent. Each is the document as its author wrote it
+   * (policy/traffic `writtenForm`), not the control plane's normalised form: the agent validates and
+   * normalises it itself (`validateTrafficObjects`), and the written form is what that reads.
    */
-  readonly traffic?: readonly TrafficResource[];
+  readonly traffic?: readonly unknown[];
   readonly upstreams: readonly UpstreamService[];
   /**
    * Certificates issued through a revoked join token (and their renewals) that have not expired yet:
@@ -243,8 +244,8 @@ export interface WatchDeltaMessage {
   readonly endpoints?: readonly EndpointChange[];
   readonly policies?: readonly TrafficPermission[];
   readonly policyRevision?: string;
-  /** Replaces the whole traffic set (see `AgentSnapshot.traffic`); sent with every policy change. */
-  readonly traffic?: readonly TrafficResource[];
+  /** Replaces the whole traffic set (see `AgentSnapshot.traffic`, written form); sent with every policy change. */
+  readonly traffic?: readonly unknown[];
   readonly trustBundlePem?: string;
   /** Replaces the whole revoked list (see `AgentSnapshot.revokedSerials`). */
   readonly revokedSerials?: readonly RevokedSerial[];

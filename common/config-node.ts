@@ -61,6 +61,14 @@ export class ConfigNode {
     return this.ctx.locate(this.node).column;
   }
 
+  /**
+   * The value as plain JSON data (aliases resolved, at most MAX_ALIASES_PER_DOCUMENT of them): for a
+   * validated document that must travel as it was written and be validated again by its receiver.
+   */
+  plain(): unknown {
+    return this.node === null ? null : (this.node.toJS(this.ctx.doc, { maxAliasCount: MAX_ALIASES_PER_DOCUMENT }) as unknown);
+  }
+
   /** Records a problem at this node. `message` says what was expected, and what was found. */
   report(message: string): undefined {
     const pos = this.ctx.locate(this.node);

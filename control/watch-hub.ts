@@ -32,6 +32,7 @@ import {
 } from '../api/control-protocol.js';
 import type { TrafficPermission } from '../policy/types.js';
 import type { TrafficResource } from '../policy/traffic/types.js';
+import { writtenForm } from '../policy/traffic/validator.js';
 import { isIngressIdentity } from './reserved-identity.js';
 import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
 import type { RegistryEvent } from './registry.js';
@@ -151,9 +152,14 @@ export class WatchHub {
   }
 
   /** Absent when there is none, so snapshots look as they did before the field existed. */
-  private trafficField(): { traffic?: readonly TrafficResource[] } {
-    const traffic = this.options.traffic?.() ?? [];
+  private trafficField(): { traffic?: readonly unknown[] } {
+    const traffic = this.trafficAsWritten();
     return traffic.length === 0 ? {} : { traffic };
+  }
+
+  /** The traffic resources as their authors wrote them: agents validate and normalise them again. */
+  private trafficAsWritten(): readonly unknown[] {
+    return (this.options.traffic?.() ?? []).map(writtenForm);
   }
 
   /** Absent when nothing is revoked, so snapshots look as they did before the field existed. */
@@ -212,7 +218,7 @@ export class WatchHub {
       if (line === undefined) {
         const policies = this.policiesFor(ns);
         const reach = scoped ? this.reachChanges(stream, before) : {};
-        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies), traffic: this.options.traffic?.() ?? [] } satisfies WatchDeltaMessage);
+        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies), traffic: this.trafficAsWritten() } satisfies WatchDeltaMessage);
         lines.set(key, line);
       }
       this.send(stream, line);

@@ -5,7 +5,7 @@
  * wires these into its paths, the control plane validates and distributes the resources.
  */
 export * from './types.js';
-export { parseTrafficFiles, validateTrafficObjects, isTrafficKind } from './validator.js';
+export { parseTrafficFiles, validateTrafficObjects, isTrafficKind, writtenForm } from './validator.js';
 export { compileTraffic, CompiledTraffic, DEFAULT_TRAFFIC, type CompileOptions, type DestinationSettings } from './compiled-traffic.js';
 export { effectiveOrder, FailoverRules, type FailoverChoice } from './failover-rules.js';
 export { labelsMatch, pickBackend, DEFAULT_RULE, type CompiledRule, type TrafficRequest } from './route-match.js';

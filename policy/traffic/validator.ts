@@ -32,6 +32,28 @@ export function isTrafficKind(kind: unknown): kind is TrafficKind {
   return typeof kind === 'string' && (TRAFFIC_KINDS as readonly string[]).includes(kind);
 }
 
+/**
+ * Each validated resource's document as it was written. The validated form is normalised (durations in
+ * ms, defaults filled in), which the validator does not read back; what travels to agents in snapshots is
+ * the written form, which each agent validates and normalises itself (`writtenForm`).
+ */
+const WRITTEN = new WeakMap<TrafficResource, unknown>();
+
+/** The resource as its author wrote it (validating it again gives an equal resource); what snapshots carry. */
+export function writtenForm(resource: TrafficResource): unknown {
+  const written = WRITTEN.get(resource);
+  if (written === undefined) throw new Error(`traffic resource ${resource.kind} ${resource.metadata.namespace}/${resource.metadata.name} was not made by the traffic validator`);
+  return written;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 interface Found {
   readonly resource: TrafficResource | undefined;
   readonly key: string | undefined;
@@ -115,6 +137,7 @@ function validateDocument(doc: ConfigNode, issues: ConfigIssues, strict = false)
     ...(annotations === undefined ? {} : { annotations: Object.freeze(annotations) }),
   });
   const resource = Object.freeze({ apiVersion, kind, metadata, spec: Object.freeze({ destination, ...body }) }) as TrafficResource;
+  WRITTEN.set(resource, deepFreeze(doc.plain()));
   return { resource, key, at: nameNode };
 }
 

@@ -6,6 +6,7 @@
  * and follow changes to both; agents' own registrations and health reports add no endpoints (the API is
  * the authority); join tokens still work for VMs; an invalid TrafficPermission set stops the start.
  */
+import { validateTrafficObjects } from '../../policy/traffic/index.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -188,7 +189,7 @@ describe('control plane in Kubernetes mode', () => {
       // A TrafficRoute is applied with kubectl: the traffic set reaches the watch with the policy delta.
       api.apply(PATHS.trafficRoutes, fixture('k8s-trafficroute-payments.json'));
       const trafficDelta = (await watch.next((m) => m.type === 'delta' && (m.traffic ?? []).length > 0)) as WatchDeltaMessage;
-      expect(trafficDelta.traffic?.map((r) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}`)).toEqual(['TrafficRoute shop/payments-canary']);
+      expect(validateTrafficObjects(trafficDelta.traffic ?? [], 'delta').map((r) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}`)).toEqual(['TrafficRoute shop/payments-canary']);
 
       // An invalid one is rejected whole; the set in force stays, the rejection is visible, nothing is pushed.
       const pushed = watch.messages.length;
