@@ -18,7 +18,8 @@ import { configIssuesOf, formatConfigIssue } from '../common/config-issues.js';
 import { pollFiles } from '../common/file-poll.js';
 import type { Logger } from '../common/log.js';
 import type { DestinationSpec, GatewayConfig } from './config-types.js';
-import { loadGatewayConfig } from './config-reader.js';
+import { dirname } from 'node:path';
+import { loadGatewayConfig, validateGatewayValue } from './config-reader.js';
 import { createEdgeChecks, type ClosableEdgeChecks } from './edge.js';
 import { MeshForwarder, destinationName } from './forwarder.js';
 import { startListener, type RunningListener } from './listeners.js';
@@ -36,6 +37,13 @@ export interface RunningGateway {
   config(): GatewayConfig;
   /** Reads the file again now (also done on change by polling); rejects with the problems when refused. */
   reload(): Promise<void>;
+  /**
+   * A config given as a value (the Gateway API's, gateway/kubernetes/): validated as a file is, then
+   * swapped in whole, or refused whole (rejects with the problems) and the one in force stays.
+   * Seam: h-gwlive's branch brings its own `apply(value, source)` (with listeners and destinations
+   * changeable); this one keeps today's rule that those need a restart.
+   */
+  apply(value: unknown, source: string): Promise<void>;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -43,6 +51,8 @@ export interface GatewayOptions {
   readonly signal?: AbortSignal;
   /** How often the config file is polled for changes (default 1 s). */
   readonly pollIntervalMs?: number;
+  /** Poll `config.file` (default true); false when the config comes from elsewhere (the Kubernetes API). */
+  readonly pollConfigFile?: boolean;
 }
 
 /** Every distinct destination of the routes, as the agent's upstreams (loopback, kernel-chosen port). */
@@ -121,15 +131,15 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
     await agent.stop(0);
     throw err;
   }
-  const reload = async (): Promise<void> => {
-    const next = await loadGatewayConfig(initial.file);
+  const swap = (next: GatewayConfig): void => {
     const why = needsRestart(state.config, next);
     if (why !== undefined) throw new Error(`${why}: restart the gateway to apply it`);
     const old = state;
     state = build(next);
     old.edge.close();
   };
-  const stopPolling = pollFiles({
+  const reload = async (): Promise<void> => swap(await loadGatewayConfig(initial.file));
+  const stopPolling = options.pollConfigFile === false ? () => undefined : pollFiles({
     paths: [initial.file],
     read: async () => (await import('node:fs/promises')).readFile(initial.file, 'utf8'),
     fingerprint: (text) => text,
@@ -159,6 +169,7 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
     config: () => state.config,
     edge: () => state.edge,
     reload,
+    apply: async (value, source) => swap(validateGatewayValue(value, source, dirname(initial.file), { emptyRoutes: true })),
     stop(graceMs = AGENT_DEFAULTS.drainGraceMs) {
       stopping ??= (async () => {
         stopPolling();
