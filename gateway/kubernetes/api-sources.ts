@@ -1,9 +1,11 @@
 /**
  * What the gateway's Kubernetes mode reads, each listed with the typed client and watched cluster-wide
  * (routes may come from any namespace a listener allows): the Gateway API kinds (standard channel:
- * GatewayClass, Gateway, HTTPRoute, GRPCRoute v1, ReferenceGrant v1beta1), the Secrets listeners name
- * (only `kubernetes.io/tls` ones are listed, by field selector), Services (a backendRef must name one
- * with that port) and Namespaces (their labels, for `allowedRoutes.namespaces.from: Selector`).
+ * GatewayClass, Gateway, HTTPRoute, GRPCRoute v1, ReferenceGrant v1beta1), Services (a backendRef must
+ * name one with that port) and Namespaces (their labels, for `allowedRoutes.namespaces.from: Selector`).
+ * Secrets are not read cluster-wide: only in the namespaces the Gateway's certificateRefs name (its own
+ * at least), and only `kubernetes.io/tls` ones (field selector), so the gateway's Secret access is a
+ * namespaced Role per such namespace, never a ClusterRole.
  *
  * Objects are cut down before they are kept: Gateway API objects lose managedFields and annotations, a
  * Secret keeps only its certificate and key, a Service its ports, a Namespace its labels. The RBAC in
@@ -24,6 +26,7 @@ export const GATEWAY_API_KINDS = Object.freeze({
 
 export type GatewayApiPlural = keyof typeof GATEWAY_API_KINDS;
 export type WatchedResource = GatewayApiPlural | 'secrets' | 'services' | 'namespaces';
+export type ClusterResource = Exclude<WatchedResource, 'secrets'>;
 
 interface RawList {
   readonly items?: readonly unknown[];
@@ -47,16 +50,19 @@ export function gatewayApiSource(kc: KubeConfig, plural: GatewayApiPlural): Reso
   };
 }
 
-export function coreSource(kc: KubeConfig, resource: 'secrets' | 'services' | 'namespaces'): ResourceSource {
+/** The TLS Secrets of one namespace. */
+export function secretSource(kc: KubeConfig, namespace: string): ResourceSource {
   const api = makeTrellisApiClient(kc, CoreV1Api, 'gateway');
-  if (resource === 'secrets') {
-    return {
-      resource,
-      watchPath: '/api/v1/secrets',
-      watchQuery: { fieldSelector: TLS_SECRETS_SELECTOR },
-      list: async (limit, continueToken) => page(await api.listSecretForAllNamespaces({ limit, _continue: continueToken, fieldSelector: TLS_SECRETS_SELECTOR })),
-    };
-  }
+  return {
+    resource: `secrets/${namespace}`,
+    watchPath: `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
+    watchQuery: { fieldSelector: TLS_SECRETS_SELECTOR },
+    list: async (limit, continueToken) => page(await api.listNamespacedSecret({ namespace, limit, _continue: continueToken, fieldSelector: TLS_SECRETS_SELECTOR })),
+  };
+}
+
+export function coreSource(kc: KubeConfig, resource: 'services' | 'namespaces'): ResourceSource {
+  const api = makeTrellisApiClient(kc, CoreV1Api, 'gateway');
   if (resource === 'services') {
     return { resource, watchPath: '/api/v1/services', list: async (limit, continueToken) => page(await api.listServiceForAllNamespaces({ limit, _continue: continueToken })) };
   }

@@ -1,15 +1,16 @@
 /**
  * The gateway's copy of the cluster: one reflector (list, then watch from the list's version; resume
- * after a break with backoff; relist on 410 and periodically) per kind of api-sources.ts, and one
- * callback when anything changed. The callback is coalesced: a burst of events (a relist, a
+ * after a break with backoff; relist on 410 and periodically) per kind of api-sources.ts, one more per
+ * namespace whose TLS Secrets are needed (`watchSecretsIn`, started and stopped as the Gateway's
+ * certificateRefs change), and one callback when anything changed. The callback is coalesced: a burst of events (a relist, a
  * `kubectl apply` of many routes) is one reconcile after `settleMs` of quiet, at most `maxDelayMs` late.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { Reflector, type ReflectorMetrics } from '../../common/kubernetes-reflector.js';
+import { Reflector, type ReflectorMetrics, type ResourceSource } from '../../common/kubernetes-reflector.js';
 import type { Logger } from '../../common/log.js';
 import type { Obj } from '../gateway-api.js';
-import { GATEWAY_API_KINDS, coreSource, gatewayApiSource, projectObject, type GatewayApiPlural, type WatchedResource } from './api-sources.js';
+import { GATEWAY_API_KINDS, coreSource, gatewayApiSource, projectObject, secretSource, type ClusterResource, type GatewayApiPlural, type WatchedResource } from './api-sources.js';
 
 export interface ClusterViewOptions {
   readonly kubeConfig: KubeConfig;
@@ -25,7 +26,7 @@ export interface ClusterViewOptions {
 
 export type Snapshot = Readonly<Record<WatchedResource, ReadonlyMap<string, Obj>>>;
 
-const RESOURCES: readonly WatchedResource[] = [...(Object.keys(GATEWAY_API_KINDS) as GatewayApiPlural[]), 'secrets', 'services', 'namespaces'];
+const RESOURCES: readonly ClusterResource[] = [...(Object.keys(GATEWAY_API_KINDS) as GatewayApiPlural[]), 'services', 'namespaces'];
 
 function reflectorMetrics(registry: Registry): ReflectorMetrics {
   const registers = [registry];
@@ -38,41 +39,73 @@ function reflectorMetrics(registry: Registry): ReflectorMetrics {
 }
 
 export class ClusterView {
-  private readonly reflectors = new Map<WatchedResource, Reflector<Obj>>();
-  private readonly objects = new Map<WatchedResource, Map<string, Obj>>();
+  private readonly reflectors = new Map<ClusterResource, Reflector<Obj>>();
+  private readonly objects = new Map<ClusterResource, Map<string, Obj>>();
+  /** Per namespace: its TLS Secrets' reflector and copy. */
+  private readonly secrets = new Map<string, { reflector: Reflector<Obj>; kept: Map<string, Obj> }>();
+  private readonly metrics: ReflectorMetrics;
   private timer: NodeJS.Timeout | undefined;
   private firstPending = 0;
+  private stopped = false;
 
   constructor(private readonly options: ClusterViewOptions) {
-    const metrics = reflectorMetrics(options.registry);
+    this.metrics = reflectorMetrics(options.registry);
     for (const resource of RESOURCES) {
       const kept = new Map<string, Obj>();
       this.objects.set(resource, kept);
-      const source = resource === 'secrets' || resource === 'services' || resource === 'namespaces' ? coreSource(options.kubeConfig, resource) : gatewayApiSource(options.kubeConfig, resource);
-      this.reflectors.set(resource, new Reflector<Obj>({
-        kubeConfig: options.kubeConfig,
-        source,
-        project: (raw) => projectObject(resource, raw),
-        handler: {
-          upsert: (key, value) => {
-            kept.set(key, value);
-            this.changed();
-          },
-          delete: (key) => {
-            kept.delete(key);
-            this.changed();
-          },
-        },
-        log: options.log,
-        metrics,
-        ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
-        ...(options.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: options.resyncIntervalMs }),
-      }));
+      const source = resource === 'services' || resource === 'namespaces' ? coreSource(options.kubeConfig, resource) : gatewayApiSource(options.kubeConfig, resource);
+      this.reflectors.set(resource, this.reflector(resource, source, kept));
     }
+  }
+
+  private reflector(resource: WatchedResource, source: ResourceSource, kept: Map<string, Obj>): Reflector<Obj> {
+    const { options } = this;
+    return new Reflector<Obj>({
+      kubeConfig: options.kubeConfig,
+      source,
+      project: (raw) => projectObject(resource, raw),
+      handler: {
+        upsert: (key, value) => {
+          kept.set(key, value);
+          this.changed();
+        },
+        delete: (key) => {
+          kept.delete(key);
+          this.changed();
+        },
+        // A first list that found nothing still changes what the plan may conclude.
+        synced: () => this.changed(),
+      },
+      log: options.log,
+      metrics: this.metrics,
+      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+      ...(options.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: options.resyncIntervalMs }),
+    });
   }
 
   start(): void {
     for (const r of this.reflectors.values()) r.start();
+  }
+
+  /**
+   * Watches the TLS Secrets of exactly these namespaces (starting and stopping reflectors); true when
+   * all of them have been listed, so a plan does not call a Secret missing that is merely not read yet.
+   */
+  watchSecretsIn(namespaces: ReadonlySet<string>): boolean {
+    if (this.stopped) return false;
+    for (const [ns, entry] of this.secrets) {
+      if (namespaces.has(ns)) continue;
+      this.secrets.delete(ns);
+      void entry.reflector.stop();
+    }
+    for (const ns of namespaces) {
+      if (this.secrets.has(ns)) continue;
+      const kept = new Map<string, Obj>();
+      const reflector = this.reflector('secrets', secretSource(this.options.kubeConfig, ns), kept);
+      this.secrets.set(ns, { reflector, kept });
+      reflector.start();
+    }
+    return [...namespaces].every((ns) => this.secrets.get(ns)?.reflector.synced === true);
   }
 
   /** Resolves once every kind has been listed once (the first reconcile must not see a half-read cluster). */
@@ -86,12 +119,14 @@ export class ClusterView {
   }
 
   snapshot(): Snapshot {
-    return Object.fromEntries(RESOURCES.map((r) => [r, new Map(this.objects.get(r))])) as unknown as Snapshot;
+    const secrets = new Map([...this.secrets.values()].flatMap((s) => [...s.kept]));
+    return { ...Object.fromEntries(RESOURCES.map((r) => [r, new Map(this.objects.get(r))])), secrets } as unknown as Snapshot;
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearTimeout(this.timer);
-    await Promise.all([...this.reflectors.values()].map((r) => r.stop()));
+    await Promise.all([...this.reflectors.values(), ...[...this.secrets.values()].map((s) => s.reflector)].map((r) => r.stop()));
   }
 
   private changed(): void {

@@ -9,7 +9,8 @@
  * specificity): an exact path, then the longest prefix, then a method, then the most header matches,
  * then the most query matches; ties go to the oldest route, then by namespace/name, then rule order.
  */
-import { isObj, list, meta, str, type Obj } from '../gateway-api.js';
+import { GATEWAY_API_GROUP, isObj, list, meta, str, type Obj } from '../gateway-api.js';
+import { referenceAllowed } from './references.js';
 import type { Snapshot } from './cluster-view.js';
 import { condition, type ConditionDraft } from './conditions.js';
 import { planListeners, type ListenerPlan, type RouteKind, type SecretPem } from './listener-plan.js';
@@ -71,6 +72,26 @@ function acceptedCondition(gw: Obj, listeners: readonly ListenerPlan[]): Conditi
   if (listeners.length > 0 && bad.length === listeners.length) return condition('Accepted', false, 'ListenersNotValid', `no listener can be served (${bad.join(', ')}): see status.listeners`);
   if (bad.length > 0) return condition('Accepted', true, 'ListenersNotValid', `listener ${bad.join(', ')} cannot be served (see status.listeners); the others are`);
   return condition('Accepted', true, 'Accepted', 'accepted by trellis.dev/gateway-controller');
+}
+
+/**
+ * The namespaces whose TLS Secrets the Gateway needs read: its own, and those its certificateRefs name
+ * where a ReferenceGrant lets it (the Secrets of other namespaces are never read). Empty when the
+ * Gateway is absent or not ours.
+ */
+export function secretNamespaces(snapshot: Snapshot, gateway: { readonly namespace: string; readonly name: string }): Set<string> {
+  const gw = snapshot.gateways.get(`${gateway.namespace}/${gateway.name}`);
+  const className = str(isObj(gw?.spec) ? gw.spec.gatewayClassName : undefined) ?? '';
+  const gatewayClass = snapshot.gatewayclasses.get(className);
+  if (gw === undefined || str(isObj(gatewayClass?.spec) ? gatewayClass.spec.controllerName : undefined) !== CONTROLLER_NAME) return new Set();
+  const out = new Set([gateway.namespace]);
+  for (const l of list(isObj(gw.spec) ? gw.spec.listeners : undefined)) {
+    for (const ref of list(isObj(l.tls) ? l.tls.certificateRefs : undefined)) {
+      const ns = str(ref.namespace) ?? gateway.namespace;
+      if (referenceAllowed(snapshot.referencegrants.values(), { group: GATEWAY_API_GROUP, kind: 'Gateway', namespace: gateway.namespace }, { group: '', kind: 'Secret', namespace: ns, name: str(ref.name) ?? '' })) out.add(ns);
+    }
+  }
+  return out;
 }
 
 export function planGateway(input: PlanInput): GatewayPlan {

@@ -20,7 +20,7 @@ import { startGateway, type RunningGateway } from '../gateway.js';
 import type { Obj } from '../gateway-api.js';
 import { ClusterView } from './cluster-view.js';
 import { sameStatus } from './conditions.js';
-import { planGateway } from './gateway-plan.js';
+import { planGateway, secretNamespaces } from './gateway-plan.js';
 import { statusTargets, type Programmed } from './gateway-status.js';
 import { SecretFiles } from './secret-files.js';
 import { StatusWriter } from './status-writer.js';
@@ -101,6 +101,8 @@ export function startKubernetesGateway(options: KubernetesGatewayOptions): Kuber
   };
 
   const reconcile = async (): Promise<void> => {
+    // The Secrets first: a namespace just named is listed before any plan may call its Secret missing.
+    if (!view.watchSecretsIn(secretNamespaces(view.snapshot(), options.gateway))) return;
     const snapshot = view.snapshot();
     const plan = planGateway({ snapshot, gateway: options.gateway, base: options.base, baseDir: dirname(options.baseFile), certDir: options.secretDir, listenAddress: options.listenAddress });
     if (plan.message !== lastMessage) {

@@ -144,6 +144,10 @@ describe('the gateway driven by the Gateway API', () => {
     expect(cond(p?.conditions, 'Accepted')).toMatchObject({ status: 'True', observedGeneration: 1 });
     expect(cond(p?.conditions, 'ResolvedRefs')).toMatchObject({ status: 'True' });
     expect(cond(status(PATHS.gatewayClasses, 'trellis').conditions, 'Accepted')?.status).toBe('True');
+    // Secrets are read in the Gateway's namespace only, TLS ones only; never cluster-wide.
+    const secretReads = api.requests.filter((q) => q.path.endsWith('/secrets'));
+    expect(new Set(secretReads.map((q) => q.path))).toEqual(new Set(['/api/v1/namespaces/default/secrets']));
+    expect(secretReads.every((q) => q.query.get('fieldSelector') === 'type=kubernetes.io/tls')).toBe(true);
   });
 
   it('applies a changed route without a restart', async () => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Counter, Registry } from 'prom-client';
 import type { Snapshot } from '../../gateway/kubernetes/cluster-view.js';
-import { CONTROLLER_NAME, planGateway, type GatewayPlan } from '../../gateway/kubernetes/gateway-plan.js';
+import { CONTROLLER_NAME, planGateway, secretNamespaces, type GatewayPlan } from '../../gateway/kubernetes/gateway-plan.js';
 import { StatusWriter, mergeParents } from '../../gateway/kubernetes/status-writer.js';
 import { routeName, type Obj } from '../../gateway/gateway-api.js';
 import { createLogger } from '../../common/log.js';
@@ -120,6 +120,9 @@ describe('the Kubernetes plan of a Gateway', () => {
     expect(reason(p, 'again', 'Accepted')).toBe('PortUnavailable');
     expect(p.accepted).toMatchObject({ status: 'True', reason: 'ListenersNotValid' });
     expect([...p.secrets.keys()]).toEqual(['infra/shop']);
+    // The Secrets of another namespace are not even read without a grant.
+    expect([...secretNamespaces(s([]), { namespace: 'infra', name: 'edge' })]).toEqual(['infra']);
+    expect([...secretNamespaces(s([grant('certs', 'Gateway', 'infra', 'Secret', 'shared')]), { namespace: 'infra', name: 'edge' })]).toEqual(['infra', 'certs']);
     p = plan(s([grant('certs', 'Gateway', 'infra', 'Secret', 'shared')]));
     expect(byName(p, 'cross').served).toBeDefined();
     expect([...p.secrets.keys()].sort()).toEqual(['certs/shared', 'infra/shop']);
