@@ -42,7 +42,10 @@ async function readBase(path: string): Promise<Obj> {
   return base;
 }
 
-export async function startFromKubernetes(flags: KubernetesRunFlags, ctx: CommandContext, log: Logger, signal: AbortSignal): Promise<{ gateway: KubernetesGateway; cleanup: () => void }> {
+export type KubernetesStarter = (log: Logger, signal: AbortSignal) => { gateway: KubernetesGateway; cleanup: () => void };
+
+/** Checks the flags, the API access and the base file (every usage error before anything starts); returns the starter. */
+export async function prepareKubernetes(flags: KubernetesRunFlags, ctx: CommandContext): Promise<KubernetesStarter> {
   const [namespace, name, extra] = (flags.gateway ?? '').split('/');
   if (namespace === undefined || namespace === '' || name === undefined || name === '' || extra !== undefined) throw new InputError(CODE.CLI_USAGE, '--kubernetes needs --gateway NAMESPACE/NAME (the Gateway to serve)');
   const problems: string[] = [];
@@ -51,9 +54,11 @@ export async function startFromKubernetes(flags: KubernetesRunFlags, ctx: Comman
   const kubeConfig = loadKubeConfig(access);
   const baseFile = resolve(flags.config);
   const base = await readBase(baseFile);
-  // Secrets become files here: given (an in-memory emptyDir in the Deployment), or a private temporary directory removed at exit.
-  const own = flags['secret-dir'] === undefined ? mkdtempSync(join(tmpdir(), 'trellis-gateway-secrets-')) : undefined;
-  const secretDir = resolve(flags['secret-dir'] ?? (own as string));
-  const gateway = startKubernetesGateway({ kubeConfig, gateway: { namespace, name }, base, baseFile, secretDir, listenAddress: flags['listen-address'] ?? '0.0.0.0', log, signal });
-  return { gateway, cleanup: () => (own === undefined ? undefined : rmSync(own, { recursive: true, force: true })) };
+  return (log, signal) => {
+    // Secrets become files here: given (an in-memory emptyDir in the Deployment), or a private temporary directory removed at exit.
+    const own = flags['secret-dir'] === undefined ? mkdtempSync(join(tmpdir(), 'trellis-gateway-secrets-')) : undefined;
+    const secretDir = resolve(flags['secret-dir'] ?? (own as string));
+    const gateway = startKubernetesGateway({ kubeConfig, gateway: { namespace, name }, base, baseFile, secretDir, listenAddress: flags['listen-address'] ?? '0.0.0.0', log, signal });
+    return { gateway, cleanup: () => (own === undefined ? undefined : rmSync(own, { recursive: true, force: true })) };
+  };
 }

@@ -12,7 +12,7 @@ import { CODE } from '../common/error-codes.js';
 import { createLogger } from '../common/log.js';
 import { loadGatewayConfig } from '../gateway/config-reader.js';
 import { startGateway, type RunningGateway } from '../gateway/gateway.js';
-import { startFromKubernetes } from './gateway-kubernetes.js';
+import { prepareKubernetes } from './gateway-kubernetes.js';
 import { EXIT_OK, EXIT_USAGE, type Command, type CommandContext } from './command.js';
 import { parseLogLevel, untilSignal } from './control.js';
 import { REQUIRED, formatHelp, parseFlags, type CommandSpec } from './flag-spec.js';
@@ -100,12 +100,13 @@ async function run(argv: readonly string[], ctx: CommandContext): Promise<number
   const level = parseLogLevel(values['log-level']);
   const k8sOnly = (['gateway', 'kubeconfig', 'kube-context', 'listen-address', 'secret-dir'] as const).filter((f) => values[f] !== undefined);
   if (values.kubernetes !== true && k8sOnly.length > 0) throw new InputError(CODE.CLI_USAGE, `--${k8sOnly[0] as string} needs --kubernetes`);
+  const starter = values.kubernetes === true ? await prepareKubernetes({ ...values, config: values.config }, ctx) : undefined;
   const signal = untilSignal();
   const abort = new AbortController();
   void signal.then(() => abort.abort());
-  if (values.kubernetes === true) {
+  if (starter !== undefined) {
     const log = createLogger({ name: 'trellis-gateway', level }).child({ gateway: values.gateway });
-    const { gateway: k8s, cleanup } = await startFromKubernetes({ ...values, config: values.config }, ctx, log, abort.signal);
+    const { gateway: k8s, cleanup } = starter(log, abort.signal);
     const gateway = await Promise.race([k8s.serving(), signal.then(() => undefined)]);
     if (gateway !== undefined) ready(ctx, gateway);
     const received = await signal;

@@ -5,7 +5,8 @@
  * planned again (gateway-plan.ts) and the whole config it makes is applied through the same validation
  * as a file: valid → swapped in whole; refused → the last good one stays, logged and counted
  * (`trellis_gateway_k8s_applies_total{result="refused"}`, and the gateway's own config metrics). The
- * listeners start with the first config that validates; until then nothing is bound. A config equal
+ * listeners start with the first config that validates; until then nothing is bound. A Gateway deleted,
+ * or moved to another class, stops being routed (no routes: 404) though its listeners stay bound. A config equal
  * to the one last tried is not tried again (a status write comes back as a watch event and must not
  * rebuild the routes). Then the statuses are written where they changed (status-writer.ts).
  */
@@ -109,7 +110,11 @@ export function startKubernetesGateway(options: KubernetesGatewayOptions): Kuber
       lastMessage = plan.message;
       if (plan.state !== 'ours') log.warn({ gateway: `${options.gateway.namespace}/${options.gateway.name}` }, `${plan.message}; waiting for it to change`);
     }
-    if (plan.state !== 'ours') return;
+    if (plan.state !== 'ours') {
+      // The Gateway is gone or no longer ours: its routes stop (every request 404); the listeners stay bound until restart.
+      if (gateway !== undefined && lastTried !== undefined) await apply({ ...lastTried.value, routes: [] });
+      return;
+    }
     let programmed: Programmed = { ok: false, message: 'no listener can be served' };
     if (plan.value !== undefined) {
       try {

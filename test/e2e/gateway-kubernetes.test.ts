@@ -217,4 +217,11 @@ describe('the gateway driven by the Gateway API', () => {
     const gw = api.get(PATHS.gateways, 'default/edge') as { metadata: { generation: number }; status: { conditions: Cond[] } };
     for (const c of gw.status.conditions) expect(c.observedGeneration).toBe(gw.metadata.generation);
   });
+
+  it('stops routing a Gateway that is deleted', async () => {
+    expect((await get('/v2/x')).status).toBe(200);
+    api.remove(PATHS.gateways, 'default', 'edge');
+    await eventually(async () => (await get('/v2/x')).status === 404, 'the routes are gone');
+    expect(gateway.child.exitCode).toBeNull();
+  });
 });

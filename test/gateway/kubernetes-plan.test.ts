@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Counter, Registry } from 'prom-client';
@@ -17,6 +17,7 @@ import { StatusWriter, mergeParents } from '../../gateway/kubernetes/status-writ
 import { routeName, type Obj } from '../../gateway/gateway-api.js';
 import { createLogger } from '../../common/log.js';
 import { PATHS, startFakeGatewayApi } from '../control/fixtures/k8s-fake-api.js';
+import { runCli } from '../helpers/cli.js';
 
 const G = 'gateway.networking.k8s.io/v1';
 const dir = mkdtempSync(join(tmpdir(), 'trellis-gwplan-'));
@@ -180,5 +181,28 @@ describe('the status writer', () => {
     } finally {
       await api.close();
     }
+  });
+});
+
+describe('trellis gateway run --kubernetes: usage refused before anything starts', () => {
+  it('needs --gateway NS/NAME, --kubernetes for its flags, and a base file without listeners or routes', async () => {
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{ name: c, cluster: { server: "https://127.0.0.1:1" } }]\nusers: [{ name: u, user: { token: t } }]\ncontexts: [{ name: c, context: { cluster: c, user: u } }]\ncurrent-context: c\n');
+    const base = join(dir, 'base.yaml');
+    writeFileSync(base, 'mesh: { control: "https://127.0.0.1:15012" }\nlisteners: [{ name: web, port: 80, protocol: http }]\n');
+    const cases: [string[], RegExp][] = [
+      [['--config', base, '--gateway', 'infra/edge'], /--gateway needs --kubernetes/],
+      [['--config', base, '--kubernetes', '--kubeconfig', kubeconfig], /--gateway NAMESPACE\/NAME/],
+      [['--config', base, '--kubernetes', '--kubeconfig', kubeconfig, '--gateway', 'edge'], /--gateway NAMESPACE\/NAME/],
+      [['--config', base, '--kubernetes', '--kubeconfig', kubeconfig, '--gateway', 'infra/edge'], /"listeners" comes from the Gateway API/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(['gateway', 'run', ...args]);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+    writeFileSync(base, 'mesh: { control: "http://127.0.0.1:15012" }\n');
+    const r = await runCli(['gateway', 'run', '--config', base, '--kubernetes', '--kubeconfig', kubeconfig, '--gateway', 'infra/edge']);
+    expect(r.stderr).toMatch(/https:\/\/ URL/);
   });
 });
