@@ -9,6 +9,7 @@
  * specificity): an exact path, then the longest prefix, then a method, then the most header matches,
  * then the most query matches; ties go to the oldest route, then by namespace/name, then rule order.
  */
+import { createHash } from 'node:crypto';
 import { GATEWAY_API_GROUP, isObj, list, meta, str, type Obj } from '../gateway-api.js';
 import { referenceAllowed } from './references.js';
 import type { Snapshot } from './cluster-view.js';
@@ -58,10 +59,20 @@ function compareKeys(a: number[], b: number[]): number {
   return 0;
 }
 
-/** Every gateway route of the accepted route plans, in Gateway API precedence. */
+/**
+ * Every gateway route of the accepted route plans, in Gateway API precedence. Names made from namespace
+ * and name can meet (`a-b`/`c` and `a`/`b-c`, or an HTTPRoute and a GRPCRoute of one name): a repeated
+ * one gets a hash of its unambiguous coordinates, as the reader refuses a name used twice.
+ */
 function orderRoutes(plans: readonly { plan: RoutePlan; created: string }[]): Obj[] {
   const byAge = [...plans].sort((a, b) => a.created.localeCompare(b.created) || `${a.plan.namespace}/${a.plan.name}`.localeCompare(`${b.plan.namespace}/${b.plan.name}`) || a.plan.kind.localeCompare(b.plan.kind));
-  const all = byAge.flatMap(({ plan }) => plan.routes.map((r) => ({ r, key: specificity(r) })));
+  const seen = new Set<string>();
+  const all = byAge.flatMap(({ plan }) => plan.routes.map((r, i) => {
+    let name = String(r.name);
+    if (seen.has(name)) name = `${name.slice(0, 54).replace(/-+$/, '')}-${createHash('sha256').update(`${plan.kind}/${plan.namespace}/${plan.name}/${i}`).digest('hex').slice(0, 8)}`;
+    seen.add(name);
+    return { r: { ...r, name }, key: specificity(r) };
+  }));
   return all.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.r);
 }
 

@@ -148,6 +148,19 @@ describe('the Kubernetes plan of a Gateway', () => {
     expect(names).toEqual(['infra-exact-0-0-web', 'infra-long-0-0-web', 'infra-long-0-1-web', 'infra-old-0-0-web', 'infra-young-0-0-web']);
   });
 
+  it('gives routes whose names meet (a-b/c and a/b-c, an HTTPRoute and a GRPCRoute of one name) names of their own', () => {
+    const listeners = [{ name: 'web', port: 8001, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } }];
+    const rules = { rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] };
+    const s = snapshot({
+      gatewayclasses: [ours], gateways: [gateway(listeners)], services: [service('a-b', 'web', 80), service('a', 'web', 80)],
+      httproutes: [httpRoute('a-b', 'c', rules), httpRoute('a', 'b-c', rules)],
+      grpcroutes: [{ ...httpRoute('a', 'b-c', rules), kind: 'GRPCRoute' }],
+    });
+    const names = (plan(s).value?.routes as { name: string }[]).map((r) => r.name);
+    expect(names).toHaveLength(3);
+    expect(new Set(names).size).toBe(3);
+  });
+
   it('keeps long route names unique (a DNS label with a hash of the whole)', () => {
     const a = routeName(`${'n'.repeat(40)}-${'r'.repeat(30)}-0-0-web`);
     const b = routeName(`${'n'.repeat(40)}-${'r'.repeat(30)}-0-1-web`);
