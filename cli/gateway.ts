@@ -38,7 +38,8 @@ and applied on change; the file gives the rest and leaves out listeners and rout
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error|silent', whenAbsent: 'info' },
   },
   footer: `When serving, one JSON line with the bound addresses is printed on stdout; logs go to stderr.
-The config file is watched: a valid change applies to new requests, an invalid one is refused whole.`,
+The config file is watched: a valid change applies to new requests, an invalid one is refused whole.
+With --kubernetes the file is read once and the Gateway API objects are watched instead, with the same rule.`,
 } as const satisfies CommandSpec;
 
 const TRANSLATE = {
