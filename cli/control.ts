@@ -113,7 +113,7 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /** How `--mode kubernetes` reaches the API: --kubeconfig, else in-cluster (a pod's environment), else $KUBECONFIG. */
-function kubeApiAccess(values: { mode: ControlPlaneMode; kubeconfig?: string | undefined; 'kube-context'?: string | undefined }, env: CommandContext['env'], problems: string[]): KubeApiAccess | undefined {
+export function kubeApiAccess(values: { mode: ControlPlaneMode; kubeconfig?: string | undefined; 'kube-context'?: string | undefined }, env: CommandContext['env'], problems: string[]): KubeApiAccess | undefined {
   if (values.mode !== 'kubernetes') {
     if (values.kubeconfig !== undefined || values['kube-context'] !== undefined) problems.push('--kubeconfig and --kube-context need --mode kubernetes');
     return undefined;

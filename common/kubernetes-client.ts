@@ -8,7 +8,7 @@ import { createConfiguration, ServerConfiguration, type Configuration, type Kube
 
 import { TRELLIS_VERSION } from './version.js';
 
-export type TrellisComponent = 'injector' | 'control' | 'cni' | 'check';
+export type TrellisComponent = 'injector' | 'control' | 'cni' | 'check' | 'gateway';
 
 /** The field manager of every write a component makes (server-side apply and managedFields). */
 export function fieldManager(component: TrellisComponent): `trellis-${TrellisComponent}` {

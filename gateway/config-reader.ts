@@ -36,15 +36,16 @@ export function parseGatewayConfig(text: string, path: string): GatewayConfig {
 /**
  * A config given as a plain value (the Gateway API translation, gateway-api.ts), validated by the same
  * readers; problems name `source` and the field's path. Relative paths resolve from `baseDir`.
+ * `emptyRoutes`: an empty route list is valid (a Gateway no route is attached to yet serves 404s).
  */
-export function validateGatewayValue(value: unknown, source: string, baseDir: string): GatewayConfig {
+export function validateGatewayValue(value: unknown, source: string, baseDir: string, options: { readonly emptyRoutes?: boolean } = {}): GatewayConfig {
   const issues = new ConfigIssues();
-  const config = validate(configNodeFromValue(value, source, '', issues), baseDir, source);
+  const config = validate(configNodeFromValue(value, source, '', issues), baseDir, source, options.emptyRoutes === true);
   issues.throwIfAny('gateway config');
   return config as GatewayConfig;
 }
 
-function validate(root: ConfigNode, baseDir: string, file: string): GatewayConfig | undefined {
+function validate(root: ConfigNode, baseDir: string, file: string, emptyRoutes = false): GatewayConfig | undefined {
   const top = root.object({ required: ['mesh', 'listeners', 'routes'], optional: ['name', 'namespace', 'admin', 'jwtProviders', 'trustedHops', 'limits', 'accessLog'] });
   if (top === undefined) return undefined;
   const path: PathReader = (n) => {
@@ -62,7 +63,7 @@ function validate(root: ConfigNode, baseDir: string, file: string): GatewayConfi
   const routesNode = top.field('routes');
   // Providers are named as written, even one with other problems, so a route naming it gets no second error.
   const providerNames = (top.field('jwtProviders')?.list() ?? []).map((n) => n.peekString('name')).filter((n): n is string => n !== undefined);
-  const routes = routesNode === undefined ? [] : readRoutes(routesNode, { listeners: listeners.map((l) => l.name), providers: providerNames });
+  const routes = routesNode === undefined ? [] : readRoutes(routesNode, { listeners: listeners.map((l) => l.name), providers: providerNames, emptyRoutes });
   const trustedHops = top.field('trustedHops')?.integer({ min: 0, max: 16 }) ?? 0;
   const limits = readLimits(top.field('limits'));
   const accessLog = top.field('accessLog')?.boolean() ?? true;

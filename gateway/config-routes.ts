@@ -22,11 +22,13 @@ const UNMAPPABLE = /^(host|content-length|transfer-encoding|connection|upgrade|t
 interface RouteContext {
   readonly listeners: readonly string[];
   readonly providers: readonly string[];
+  /** No route at all is a config (a Gateway no route is attached to yet); a file needs at least one. */
+  readonly emptyRoutes?: boolean;
 }
 
 export function readRoutes(node: ConfigNode, ctx: RouteContext): RouteSpec[] {
   const out: RouteSpec[] = [];
-  for (const item of node.list({ minItems: 1, maxItems: MAX_ROUTES }) ?? []) {
+  for (const item of node.list({ minItems: ctx.emptyRoutes === true ? 0 : 1, maxItems: MAX_ROUTES }) ?? []) {
     const route = readRoute(item, ctx);
     if (route === undefined) continue;
     if (out.some((r) => r.name === route.name)) item.report(`route name "${route.name}" is used twice`);

@@ -15,6 +15,7 @@
  *   route's job here: canaries are a TrafficRoute on the service (weights by labels), which the gateway's
  *   sidecar applies. Anything not listed is refused with its path rather than dropped silently.
  */
+import { createHash } from 'node:crypto';
 import { InputError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
 import type { GatewayConfig } from './config-types.js';
@@ -33,50 +34,56 @@ export interface TranslateOptions {
   readonly admin?: Record<string, unknown>;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isObj) : []);
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+export type Obj = Record<string, unknown>;
+export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isObj) : []);
+export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
-class Problems {
+export class Problems {
   readonly items: string[] = [];
   add(path: string, message: string): void {
     this.items.push(`${path}: ${message}`);
   }
 }
 
-function meta(o: Obj): { name: string; namespace: string } {
+export function meta(o: Obj): { name: string; namespace: string } {
   const m = isObj(o.metadata) ? o.metadata : {};
   return { name: str(m.name) ?? '', namespace: str(m.namespace) ?? 'default' };
 }
 
+/** One Gateway listener as the gateway's listener; undefined (with the problem added) when it cannot be served. */
+export function translateListener(gw: Obj, l: Obj, i: number, certDir: string, p: Problems): Obj | undefined {
+  const { namespace, name: gwName } = meta(gw);
+  const at = `Gateway ${namespace}/${gwName} spec.listeners[${i}]`;
+  const name = str(l.name) ?? `listener-${i}`;
+  const protocol = str(l.protocol);
+  if (protocol === 'HTTP') return { name, port: l.port, protocol: 'http' };
+  if (protocol !== 'HTTPS') return void p.add(at, `protocol ${JSON.stringify(protocol)} is not served (HTTP or HTTPS)`);
+  const tls = isObj(l.tls) ? l.tls : {};
+  if ((str(tls.mode) ?? 'Terminate') !== 'Terminate') return void p.add(`${at}.tls.mode`, 'only Terminate is served (the gateway routes on the decrypted request)');
+  const certificates = list(tls.certificateRefs).map((ref) => {
+    const ns = str(ref.namespace) ?? namespace;
+    const secret = str(ref.name) ?? '';
+    const host = str(l.hostname);
+    return { ...(host === undefined ? {} : { hosts: [host] }), certificate: `${certDir}/${ns}/${secret}/tls.crt`, key: `${certDir}/${ns}/${secret}/tls.key` };
+  });
+  if (certificates.length === 0) return void p.add(`${at}.tls.certificateRefs`, 'an HTTPS listener needs a certificate');
+  return { name, port: l.port, protocol: 'https', tls: { certificates } };
+}
+
 function translateListeners(gw: Obj, opts: TranslateOptions, p: Problems): { listeners: Obj[]; hostnames: Map<string, string | undefined> } {
-  const { namespace } = meta(gw);
   const listeners: Obj[] = [];
   const hostnames = new Map<string, string | undefined>();
   list((gw.spec as Obj | undefined)?.listeners).forEach((l, i) => {
-    const at = `Gateway ${namespace}/${meta(gw).name} spec.listeners[${i}]`;
-    const name = str(l.name) ?? `listener-${i}`;
-    hostnames.set(name, str(l.hostname));
-    const protocol = str(l.protocol);
-    if (protocol === 'HTTP') return void listeners.push({ name, port: l.port, protocol: 'http' });
-    if (protocol !== 'HTTPS') return p.add(at, `protocol ${JSON.stringify(protocol)} is not served (HTTP or HTTPS)`);
-    const tls = isObj(l.tls) ? l.tls : {};
-    if ((str(tls.mode) ?? 'Terminate') !== 'Terminate') return p.add(`${at}.tls.mode`, 'only Terminate is served (the gateway routes on the decrypted request)');
-    const certificates = list(tls.certificateRefs).map((ref) => {
-      const ns = str(ref.namespace) ?? namespace;
-      const secret = str(ref.name) ?? '';
-      const host = str(l.hostname);
-      return { ...(host === undefined ? {} : { hosts: [host] }), certificate: `${opts.certDir}/${ns}/${secret}/tls.crt`, key: `${opts.certDir}/${ns}/${secret}/tls.key` };
-    });
-    if (certificates.length === 0) return p.add(`${at}.tls.certificateRefs`, 'an HTTPS listener needs a certificate');
-    listeners.push({ name, port: l.port, protocol: 'https', tls: { certificates } });
+    hostnames.set(str(l.name) ?? `listener-${i}`, str(l.hostname));
+    const out = translateListener(gw, l, i, opts.certDir, p);
+    if (out !== undefined) listeners.push(out);
   });
   return { listeners, hostnames };
 }
 
 /** The hosts of a route on a listener: its hostnames narrowed by the listener's (Gateway API intersection). */
-function routeHosts(routeHostnames: string[], listenerHost: string | undefined): string[] {
+export function routeHosts(routeHostnames: string[], listenerHost: string | undefined): string[] {
   if (listenerHost === undefined) return routeHostnames.length === 0 ? ['*'] : routeHostnames;
   if (routeHostnames.length === 0) return [listenerHost];
   return routeHostnames.flatMap((h) => (hostMatches(listenerHost, h.replace(/^\*\./, 'x.')) ? [h] : hostMatches(h, listenerHost.replace(/^\*\./, 'x.')) ? [listenerHost] : []));
@@ -143,13 +150,15 @@ function translateFilters(filters: Obj[], at: string, p: Problems): Obj {
   return out;
 }
 
-function translateRoute(route: Obj, grpc: boolean, listenerNames: string[], hostnames: Map<string, string | undefined>, p: Problems): Obj[] {
+/** A route's rules × matches × listeners as gateway routes (the names unique per route, rule, match and listener). */
+export function translateRoute(route: Obj, grpc: boolean, listenerNames: readonly string[], hostnames: ReadonlyMap<string, string | undefined>, p: Problems, skipRules: ReadonlySet<number> = new Set()): Obj[] {
   const { name, namespace } = meta(route);
   const kind = grpc ? 'GRPCRoute' : 'HTTPRoute';
   const spec = isObj(route.spec) ? route.spec : {};
   const routeHostnames = Array.isArray(spec.hostnames) ? spec.hostnames.map(String) : [];
   const out: Obj[] = [];
   list(spec.rules).forEach((rule, i) => {
+    if (skipRules.has(i)) return;
     const at = `${kind} ${namespace}/${name} spec.rules[${i}]`;
     const backends = list(rule.backendRefs);
     const filters = translateFilters(list(rule.filters), at, p);
@@ -164,7 +173,7 @@ function translateRoute(route: Obj, grpc: boolean, listenerNames: string[], host
         const hosts = routeHosts(routeHostnames, hostnames.get(listener));
         if (hosts.length === 0) continue;
         out.push({
-          name: `${namespace}-${name}-${i}-${j}-${listener}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, ''),
+          name: routeName(`${namespace}-${name}-${i}-${j}-${listener}`),
           hosts,
           listeners: [listener],
           match: translateMatch(m, grpc, `${at}.matches[${j}]`, p),
@@ -176,6 +185,16 @@ function translateRoute(route: Obj, grpc: boolean, listenerNames: string[], host
     });
   });
   return out;
+}
+
+/**
+ * A DNS label from a route's coordinates. One too long is cut and given a hash of the whole, so two
+ * long names that share their first 54 characters still differ (the reader refuses a repeated name).
+ */
+export function routeName(full: string): string {
+  const clean = full.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  if (clean.length <= 63) return clean.replace(/-+$/, '');
+  return `${clean.slice(0, 54).replace(/-+$/, '')}-${createHash('sha256').update(full).digest('hex').slice(0, 8)}`;
 }
 
 function attachedListeners(route: Obj, gw: { namespace: string; name: string }, all: string[]): string[] {

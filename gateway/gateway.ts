@@ -118,7 +118,8 @@ export async function startGateway(initial: GatewayConfig, log: Logger, options:
     config: () => state().config,
     edge: () => state().edge,
     reload,
-    apply: (value, source) => put(async () => validateGatewayValue(value, source, dirname(initial.file)), source),
+    // A Gateway API config may have no routes yet (a Gateway before its first HTTPRoute): allowed here, not in a file.
+    apply: (value, source) => put(async () => validateGatewayValue(value, source, dirname(initial.file), { emptyRoutes: true }), source),
     stop(graceMs = AGENT_DEFAULTS.drainGraceMs) {
       stopping ??= (async () => {
         stopPolling();

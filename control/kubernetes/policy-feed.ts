@@ -26,7 +26,7 @@ import { validatePolicyObjects, type TrafficPermission } from '../../policy/inde
 import { validateTrafficObjects, type TrafficResource } from '../../policy/traffic/index.js';
 import { policyRevision, type PolicyState } from '../policy-source.js';
 import type { KubernetesMetrics } from './kubernetes-metrics.js';
-import { Reflector, type ResourceSource } from './reflector.js';
+import { Reflector, type ResourceSource } from '../../common/kubernetes-reflector.js';
 import type { ReflectorTuning } from './registry-feed.js';
 import { TRAFFIC_KIND_PLURALS, trafficPermissionSource, trellisResourceSource } from './resource-sources.js';
 import { CODE } from '../../common/error-codes.js';

@@ -23,7 +23,7 @@ import type { Logger } from '../../common/log.js';
 import type { StoredRegistration } from '../store.js';
 import type { KubernetesMetrics } from './kubernetes-metrics.js';
 import { EXPORT_LABEL, namespaceView, podView, serviceView, sliceView, type ExportWord, type NamespaceView, type PodView, type ServiceView, type SliceView } from './kubernetes-objects.js';
-import { Reflector, type ReflectorOptions, type ResourceSource } from './reflector.js';
+import { Reflector, type ReflectorOptions, type ResourceSource } from '../../common/kubernetes-reflector.js';
 import { endpointSliceSource, namespaceSource, podSource, serviceSource } from './resource-sources.js';
 import { definitionSignature, type ServiceDefinition } from '../registry.js';
 import { desiredService } from './service-endpoints.js';

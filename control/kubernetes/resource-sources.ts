@@ -4,7 +4,7 @@
  * must grant list and watch on exactly these.
  */
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import type { ListPage, ResourceSource } from './reflector.js';
+import type { ListPage, ResourceSource } from '../../common/kubernetes-reflector.js';
 import { makeTrellisApiClient } from '../../common/kubernetes-client.js';
 
 export const TRAFFIC_PERMISSION_GROUP = 'trellis.dev';

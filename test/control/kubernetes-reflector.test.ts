@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setTimeout as delay } from 'node:timers/promises';
 import { silentLogger } from '../../common/log.js';
-import { Reflector } from '../../control/kubernetes/reflector.js';
+import { Reflector } from '../../common/kubernetes-reflector.js';
 import { serviceSource } from '../../control/kubernetes/resource-sources.js';
 import { serviceView, type ServiceView } from '../../control/kubernetes/kubernetes-objects.js';
 import { fixture, PATHS, startFakeKubeApi, type FakeKubeApi } from './fixtures/k8s-fake-api.js';

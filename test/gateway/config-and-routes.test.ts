@@ -97,13 +97,27 @@ routes:
 });
 
 describe('the shipped gateway config', () => {
-  it('deploy/kubernetes/gateway holds a config the gateway accepts', async () => {
-    const { readFileSync } = await import('node:fs');
+  it('deploy/kubernetes/gateway holds a base config the gateway accepts in --kubernetes mode', async () => {
+    const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
     const { parseAllDocuments } = await import('yaml');
+    const { readBase } = await import('../../cli/gateway-kubernetes.js');
     const file = new URL('../../deploy/kubernetes/gateway/gateway.yaml', import.meta.url).pathname;
     const cm = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { kind: string; data?: Record<string, string> }).find((o) => o.kind === 'ConfigMap');
-    const config = parseGatewayConfig(cm?.data?.['gateway.yaml'] ?? '', file);
-    expect(config.listeners.map((l) => l.protocol)).toEqual(['http', 'https']);
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-gw-base-'));
+    try {
+      const baseFile = join(dir, 'gateway.yaml');
+      writeFileSync(baseFile, cm?.data?.['gateway.yaml'] ?? '');
+      // Listeners and routes come from the Gateway API: the base leaves them out, and the readers accept the rest.
+      const base = await readBase(baseFile);
+      expect(base).not.toHaveProperty('listeners');
+      expect(base).toHaveProperty('mesh');
+      writeFileSync(baseFile, `${cm?.data?.['gateway.yaml'] ?? ''}\nroutes: []\n`);
+      await expect(readBase(baseFile)).rejects.toThrow(/comes from the Gateway API/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -14,11 +14,22 @@
  *
  * Objects are reduced by `project` to the few fields a consumer reads before they are kept: a cluster
  * has many pods, and the control plane must not hold every pod's full spec.
+ *
+ * In common/ because two components watch the API with it: the zone control plane's Kubernetes mode
+ * (control/kubernetes/) and the gateway's (gateway/kubernetes/).
  */
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
-import { describeError } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import type { KubernetesMetrics } from './kubernetes-metrics.js';
+import { describeError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Counter, Gauge } from 'prom-client';
+
+/** The health of each watch, labelled by resource (the control plane's and the gateway's own metric names). */
+export interface ReflectorMetrics {
+  readonly watchEvents: Counter<'resource' | 'type'>;
+  readonly relists: Counter<'resource' | 'reason'>;
+  readonly watchErrors: Counter<'resource'>;
+  readonly synced: Gauge<'resource'>;
+}
 
 export interface ListPage {
   readonly items: readonly unknown[];
@@ -32,6 +43,8 @@ export interface ResourceSource {
   readonly resource: string;
   /** Cluster-wide collection path, e.g. `/apis/discovery.k8s.io/v1/endpointslices`. */
   readonly watchPath: string;
+  /** Extra watch parameters, the same selectors the list uses (e.g. `fieldSelector: type=kubernetes.io/tls`). */
+  readonly watchQuery?: Readonly<Record<string, string>>;
   list(limit: number, continueToken: string | undefined): Promise<ListPage>;
 }
 
@@ -50,7 +63,7 @@ export interface ReflectorOptions<T> {
   readonly project: (raw: unknown) => T | undefined;
   readonly handler: ReflectorHandler<T>;
   readonly log: Logger;
-  readonly metrics?: KubernetesMetrics;
+  readonly metrics?: ReflectorMetrics;
   /** Full relist interval; default 30 minutes. */
   readonly resyncIntervalMs?: number;
   /** Backoff after a failed list or watch: doubles from `initialMs` up to `maxMs`, ±20% jitter. */
@@ -367,6 +380,7 @@ export class Reflector<T> {
         .watch(
           source.watchPath,
           {
+            ...source.watchQuery,
             resourceVersion: this.resourceVersion,
             allowWatchBookmarks: true,
             timeoutSeconds: timeoutSeconds + Math.floor(Math.random() * timeoutSeconds),
