@@ -178,7 +178,7 @@ export interface Mesh {
   control: Proc;
   readonly api: () => string;
   startControl(extra?: readonly string[]): Promise<Proc>;
-  token(service: string, ttl?: string, namespace?: string): Promise<string>;
+  token(service: string, ttl?: string, namespace?: string, role?: 'ingress'): Promise<string>;
   agent(options: AgentOptions): Promise<Proc>;
   setPolicy(name: string, yaml: string): void;
 }
@@ -228,11 +228,11 @@ export async function startMesh(policies: Readonly<Record<string, string>>, cont
       mesh.control = proc;
       return proc;
     },
-    async token(service: string, ttl = '10m', namespace = 'default') {
+    async token(service: string, ttl = '10m', namespace = 'default', role?: 'ingress') {
       // In this process, like `trellis token create --data-dir` does offline (saves a CLI start per agent).
       const file = join(dir, `${service}-${Math.random().toString(36).slice(2)}.token`);
       const tokens = new TokenService(await FileStore.open(dataDir), 'trellis.local');
-      const { token } = await tokens.create(service, namespace, parseDuration(ttl));
+      const { token } = await tokens.create(service, namespace, parseDuration(ttl), 1, role);
       writeFileSync(file, `${token}\n`, { mode: 0o600 });
       return file;
     },
