@@ -106,7 +106,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   late.zoneLink = zoneLink;
   onTrustChanged();
   // Agents see other zones' exported services too, each "via the ingress of its zone" (zone-sync/mesh-view.ts).
-  if (zoneLink !== undefined) view.mesh = new MeshView(registry, config.zone, { services: () => zoneLink.records('service'), ingresses: () => zoneLink.records('ingress') });
+  if (zoneLink !== undefined) view.mesh = new MeshView(registry, config.zone, { services: () => zoneLink.records('service'), ingresses: () => zoneLink.records('ingress') }, config.trustDomain);
   const hub = createHub(config, { registry: view.mesh ?? registry, exports, metrics, policy, id, log, zoneLink, federation });
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
