@@ -40,6 +40,7 @@ import { handshakeFailureReason } from '../inbound/tunnel/handshake-failure.js';
 import { HandshakePool, sourceAddress } from '../inbound/tunnel/handshake-pool.js';
 import { SessionAdmission } from '../inbound/tunnel/session-admission.js';
 import { SessionGuards } from '../inbound/tunnel/session-guard.js';
+import { closeDefederatedSessions } from '../inbound/tunnel/revoked-peers.js';
 import type { BalancedEndpoint } from '../outbound/tunnel-client/load-balancer.js';
 import { UNKNOWN_ZONE, judgeCaller, type CallerRules } from './caller-admission.js';
 import type { IngressMetrics } from './ingress-metrics.js';
@@ -66,6 +67,8 @@ interface Caller {
 export class IngressServer {
   private readonly server: Http2SecureServer;
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** Each admitted session's verified caller, to close those of a trust domain no longer federated. */
+  private readonly peers = new WeakMap<ServerHttp2Session, VerifiedPeer>();
   private readonly streams = new Set<{ cut(): void }>();
   private readonly refusals: LogSampler;
   private readonly handshakes: HandshakePool;
@@ -123,8 +126,11 @@ export class IngressServer {
 
   /** New handshakes present the new certificate and trust the new bundle (and federated bundles); open sessions are untouched. */
   setIdentity(identity: WorkloadIdentity): void {
-    this.material = buildTlsMaterial(identity);
-    this.server.setSecureContext({ ...this.material.options });
+    const material = buildTlsMaterial(identity);
+    this.material = material;
+    this.server.setSecureContext({ ...material.options });
+    // As a tunnel port: callers of a trust domain no longer federated take no new streams (GOAWAY).
+    closeDefederatedSessions(this.sessions, (s) => this.peers.get(s), (td) => td === material.trustDomain || material.federation.has(td), this.options.logger);
   }
 
   sessionCount(): number {
@@ -197,6 +203,7 @@ export class IngressServer {
     metrics.handshakes.inc({ result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.sessions.inc();
     this.sessions.add(session);
+    this.peers.set(session, check.peer);
     if (this.stopping) session.close();
     try {
       session.setLocalWindowSize(limits.sessionWindowBytes);

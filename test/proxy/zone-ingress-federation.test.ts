@@ -49,6 +49,7 @@ interface Zones {
   readonly ingress: IngressServer;
   readonly ingressPort: number;
   readonly registry: Registry;
+  readonly identity: WorkloadIdentity;
 }
 
 /** api in west (allowing far's web), behind west's ingress, both federating with far unless told not to. */
@@ -65,7 +66,7 @@ async function westZone(federate = true): Promise<Zones> {
   const ingress = new IngressServer({ trustDomain: west.trustDomain, identity, routes, rules: { admitZones: '*', refuseIdentities: [] }, limits: DEFAULT_LIMITS, metrics: createIngressMetrics(registry), logger: silentLogger() });
   const ingressPort = (await ingress.listen(0, '127.0.0.1')).port;
   stops.push(() => ingress.close(0));
-  return { api, ingress, ingressPort, registry };
+  return { api, ingress, ingressPort, registry, identity };
 }
 
 /** far's web, whose only endpoint of api is "via west's ingress", of trust domain `endpointTrustDomain`. */
@@ -108,6 +109,22 @@ function connectThrough(port: number, identity: WorkloadIdentity, ca: string, se
 }
 
 describe('a federated zone through a zone ingress', () => {
+  it("stops taking far's streams when far is no longer federated (GOAWAY to its open sessions, new handshakes refused)", async () => {
+    const zones = await westZone();
+    const farWeb = await far.issue('web', 'shop');
+    const session = h2connect(`https://127.0.0.1:${zones.ingressPort}`, {
+      createConnection: () => tlsConnect({ host: '127.0.0.1', port: zones.ingressPort, ALPNProtocols: ['h2'], ca: west.bundlePem, cert: farWeb.certChainPem, key: farWeb.keyPem, checkServerIdentity: () => undefined, servername: ingressSni(trustDomainLabel(OTHER)) }),
+    });
+    stops.push(async () => void session.destroy());
+    session.on('error', () => undefined);
+    const first = await new Promise<number>((resolve) => session.request({ ':method': 'CONNECT', ':authority': `api.shop:${app.port}` }).on('response', (h) => resolve(Number(h[':status']))).on('error', () => resolve(0)));
+    expect(first).toBe(200);
+    const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+    zones.ingress.setIdentity({ ...zones.identity, federatedBundles: {} });
+    await goaway;
+    expect(await connectThrough(zones.ingressPort, farWeb, west.bundlePem, ingressSni(trustDomainLabel(OTHER)))).toBe(0);
+  });
+
   it('carries far\'s call to west\'s api: the ingress verified far against far\'s roots, api authorizes far\'s own SPIFFE ID', async () => {
     const zones = await westZone();
     const web = await farCaller(zones.ingressPort, west.trustDomain);
