@@ -33,6 +33,8 @@ import type { CallerRules } from '../proxy/ingress/caller-admission.js';
 import { createIngressMetrics } from '../proxy/ingress/ingress-metrics.js';
 import { IngressRoutes } from '../proxy/ingress/ingress-routes.js';
 import { IngressServer } from '../proxy/ingress/ingress-server.js';
+import { validateFederatedBundles } from '../proxy/core/federated-trust.js';
+import type { WorkloadIdentity } from '../api/data-plane.js';
 
 export const INGRESS_VERSION = '0.1.0';
 
@@ -64,7 +66,10 @@ export async function startIngress(config: IngressConfig, log: Logger, signal?: 
   const caBundle = config.caFile === undefined ? undefined : await fs.readFile(config.caFile, 'utf8');
   const endpointFor = controlEndpointFor(identityConfig, caBundle);
   const late: { server?: IngressServer } = {};
-  const identity = createIdentityManager({ config: identityConfig, caBundle, endpointFor, stateDir, metrics: new AgentMetrics(registry), log, onRenewed: (next) => late.server?.setIdentity(next) });
+  // Federated trust domains' roots (zones with their own PKI), from the snapshot: callers of those are verified against them.
+  let federated: Readonly<Record<string, string>> = {};
+  const withFederation = (held: WorkloadIdentity): WorkloadIdentity => ({ ...held, federatedBundles: federated });
+  const identity = createIdentityManager({ config: identityConfig, caBundle, endpointFor, stateDir, metrics: new AgentMetrics(registry), log, onRenewed: (next) => late.server?.setIdentity(withFederation(next)) });
   const { held } = await obtainIdentity(identity, { config: identityConfig, stateDir, log }, signal);
 
   let zone: string | undefined;
@@ -91,6 +96,16 @@ export async function startIngress(config: IngressConfig, log: Logger, signal?: 
     registration,
     log,
     onConfig: (next) => {
+      const bundles = next.snapshot.federatedBundles ?? {};
+      if (JSON.stringify(bundles) !== JSON.stringify(federated)) {
+        try {
+          federated = validateFederatedBundles(bundles, held.trustDomain);
+          server.setIdentity(withFederation(identity.current as HeldIdentity));
+          log.info({ trustDomains: Object.keys(federated) }, 'ingress federated trust domains updated');
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'the federated trust bundles from the zone control plane are invalid; the previous ones stay in force');
+        }
+      }
       zone = next.snapshot.zone;
       routes.set(next.snapshot.upstreams, zone);
       log.info({ zone, services: routes.size(), version: next.version }, 'ingress table updated');

@@ -268,12 +268,19 @@ export interface HealthReport {
 
 // ---- admin: join tokens ----------------------------------------------------------------------------
 
+/**
+ * What a join token may bootstrap beyond an ordinary workload: `ingress`, the zone ingress's identity
+ * (`<root-namespace>/trellis-ingress`), which only a token made for it (`trellis token create --ingress`) carries.
+ */
+export type TokenRole = 'ingress';
+
 export interface CreateTokenRequest {
   readonly service: string;
   readonly namespace: string;
   readonly ttlMs: number;
   /** How many bootstraps the token allows (default 1). */
   readonly uses?: number;
+  readonly role?: TokenRole;
 }
 
 export interface CreateTokenResponse {
@@ -285,12 +292,15 @@ export interface CreateTokenResponse {
   readonly expiresAt: string;
   readonly uses?: number;
   readonly usesLeft?: number;
+  readonly role?: TokenRole;
 }
 
 export interface TokenRecordView {
   readonly id: string;
   readonly service: string;
   readonly namespace: string;
+  /** Set on a token made for the zone ingress (`--ingress`); absent on every other. */
+  readonly role?: TokenRole;
   readonly createdAt: string;
   readonly expiresAt: string;
   readonly revokedAt?: string;

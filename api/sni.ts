@@ -116,6 +116,36 @@ export function decodeSni(serverName: string): SniDestination {
   return caller === undefined ? { service, namespace, port, zone } : { service, namespace, port, zone, callerTrustDomain: caller };
 }
 
+/**
+ * The server name of a caller's outer session to a zone ingress (proxy/outbound/tunnel-client/
+ * ingress-transport.ts): `ingress.trellis`, and for a caller of another trust domain than the ingress's,
+ * `t<label>.ingress.trellis`, so the ingress verifies it against that trust domain's roots alone, as a
+ * tunnel port does with the label in front of a destination's name.
+ */
+export const INGRESS_SNI = 'ingress.trellis';
+
+export function ingressSni(callerTrustDomain?: string): string {
+  if (callerTrustDomain !== undefined && !TRUST_DOMAIN_LABEL.test(callerTrustDomain)) throw unencodable(`caller trust domain label "${callerTrustDomain}" is not one trustDomainLabel makes`);
+  return callerTrustDomain === undefined ? INGRESS_SNI : `${callerTrustDomain}.${INGRESS_SNI}`;
+}
+
+/**
+ * The caller's trust domain label in any server name a Trellis caller sends (a destination's, or an
+ * ingress's); undefined when it names none or is not a Trellis name (such a peer is verified against our
+ * own roots).
+ */
+export function callerTrustDomainLabel(serverName: string): string | undefined {
+  if (serverName.endsWith(`.${INGRESS_SNI}`)) {
+    const label = serverName.slice(0, -INGRESS_SNI.length - 1);
+    return TRUST_DOMAIN_LABEL.test(label) ? label : undefined;
+  }
+  try {
+    return decodeSni(serverName).callerTrustDomain;
+  } catch {
+    return undefined;
+  }
+}
+
 // Server names come from the network: never echo an unbounded amount of one into a log line.
 function truncate(text: string): string {
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;

@@ -20,13 +20,14 @@ export const DEFAULT_INGRESS_PORT = 15443;
 const SPEC = {
   usage: 'trellis ingress run --control URL --ca-file F --token-file F --public-address HOST:PORT [options]',
   about: `Runs a zone ingress: the way into this zone for other zones' sidecars. It joins the zone control plane
-as <root-namespace>/trellis-ingress (make its token with \`trellis token create --namespace trellis-system
---service trellis-ingress\`), registers --public-address (the zone publishes it to the other zones through
-the global control plane), and forwards each authenticated caller's CONNECT stream to a healthy endpoint of
-the named service in this zone. Callers keep end-to-end TLS with the destination inside the stream.`,
+as <root-namespace>/trellis-ingress (make its token with \`trellis token create --ingress\`: no other token
+carries that identity), registers --public-address (the zone publishes it to the other zones through the
+global control plane), and forwards each authenticated caller's CONNECT stream to a healthy endpoint of the
+named service in this zone, if the zone exports that service. Callers keep end-to-end TLS with the
+destination inside the stream.`,
   flags: {
     control: { type: 'string', value: 'URL', help: 'the zone control plane API, e.g. https://10.0.0.5:15012', whenAbsent: REQUIRED },
-    'token-file': { type: 'string', value: 'FILE', help: 'join token for trellis-system/trellis-ingress, or a projected\nservice-account token', whenAbsent: 'required unless --data-dir holds a saved certificate' },
+    'token-file': { type: 'string', value: 'FILE', help: 'join token made by `trellis token create --ingress`, or a\nprojected service-account token', whenAbsent: 'required unless --data-dir holds a saved certificate' },
     'ca-file': { type: 'string', value: 'FILE', help: "trust bundle for the first contact (<control data-dir>/trust-bundle.pem)", whenAbsent: 'required unless --data-dir holds a saved certificate' },
     listen: { type: 'string', value: 'HOST:PORT', help: 'the ingress port', whenAbsent: `0.0.0.0:${DEFAULT_INGRESS_PORT}` },
     'public-address': { type: 'string', value: 'HOST:PORT', help: "where other zones' sidecars reach this ingress (port 0: the bound one)", whenAbsent: REQUIRED },

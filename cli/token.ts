@@ -18,10 +18,12 @@ import { readDataDirIdentity } from '../control/identity-file.js';
 import { refuseReservedToken } from '../control/reserved-identity.js';
 import { DEFAULT_TOKEN_USES, MAX_TOKEN_USES, TokenService } from '../control/token-service.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
+import { INGRESS_SERVICE } from '../api/zone-ingress.js';
 import { CODE } from '../common/error-codes.js';
 
 const SPEC = {
   usage: `trellis token create --service S [--namespace N] [--ttl 1h] [--uses 1] [--output FILE] TARGET
+       trellis token create --ingress [--ttl 1h] [--uses 1] [--output FILE] TARGET
        trellis token revoke ID TARGET
        trellis token list TARGET`,
   about: `TARGET is one of:
@@ -32,9 +34,12 @@ const SPEC = {
 
 create prints the token on stdout (or writes it to --output, mode 0600) and its id on stderr.
 --uses N: how many bootstraps the token allows (each VM that joins spends one); revoking it also
-revokes the certificates issued through it.`,
+revokes the certificates issued through it.
+--ingress: a token for the zone ingress (\`trellis ingress run\`), <root-namespace>/trellis-ingress: the
+only way a join token carries that identity (a --service token for it is refused).`,
   flags: {
-    service: { type: 'string', value: 'S', help: 'create: the service the token admits', whenAbsent: 'required by create' },
+    service: { type: 'string', value: 'S', help: 'create: the service the token admits', whenAbsent: 'required by create, unless --ingress' },
+    ingress: { type: 'boolean', help: "create: a token for the zone ingress's identity (<root-namespace>/trellis-ingress)", whenAbsent: 'a workload token' },
     namespace: { type: 'string', value: 'N', help: "create: the service's namespace", whenAbsent: 'default' },
     ttl: { type: 'string', value: 'DURATION', help: 'create: how long the token may be used', whenAbsent: '1h' },
     uses: { type: 'string', value: 'N', help: 'create: how many bootstraps the token allows (1 to 10,000)', whenAbsent: '1' },
@@ -103,24 +108,30 @@ export const tokenCommand: Command = {
     const [action, ...rest] = positionals;
     if (action === 'create') {
       if (rest.length > 0) throw new InputError(CODE.CLI_USAGE, `unexpected argument "${rest[0]}"\n\n${USAGE}`);
-      if (values.service === undefined) throw new InputError(CODE.CLI_USAGE, `--service is required\n\n${USAGE}`);
+      const ingress = values.ingress === true;
+      if (ingress && (values.service !== undefined || values.namespace !== undefined)) throw new InputError(CODE.CLI_USAGE, `--ingress names its own identity: no --service or --namespace\n\n${USAGE}`);
+      if (!ingress && values.service === undefined) throw new InputError(CODE.CLI_USAGE, `--service is required (or --ingress)\n\n${USAGE}`);
       const ttlMs = parseDuration(values.ttl ?? '1h', '--ttl');
       const uses = values.uses === undefined ? DEFAULT_TOKEN_USES : /^[0-9]{1,6}$/.test(values.uses) ? Number(values.uses) : Number.NaN;
       if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) throw new InputError(CODE.TOKEN_USES_INVALID, `--uses: expected a whole number from 1 to ${MAX_TOKEN_USES} (got "${values.uses}")`);
-      const namespace = values.namespace ?? 'default';
+      const role = ingress ? ('ingress' as const) : undefined;
+      const rootNamespace = values['root-namespace'] as string | undefined;
       // Before any connection: the API refuses it too, with the control plane's own root namespace.
-      refuseReservedToken(namespace, values.service, values['root-namespace'] as string | undefined);
+      if (!ingress) refuseReservedToken(values.namespace ?? 'default', values.service as string, rootNamespace);
       const target = await targetOf(values);
       let created: CreateTokenResponse;
       if (target.online !== undefined) {
-        created = await controlRequest<CreateTokenResponse>(target.online.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken, body: { service: values.service, namespace, ttlMs, uses } });
+        const [service, namespace] = ingress ? [INGRESS_SERVICE, target.online.endpoint.rootNamespace] : [values.service as string, values.namespace ?? 'default'];
+        created = await controlRequest<CreateTokenResponse>(target.online.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: target.online.adminToken, body: { service, namespace, ttlMs, uses, ...(role === undefined ? {} : { role }) } });
       } else {
-        const made = await (target.offline as TokenService).create(values.service, namespace, ttlMs, uses);
+        const tokens = target.offline as TokenService;
+        const [service, namespace] = ingress ? [INGRESS_SERVICE, tokens.rootNamespace] : [values.service as string, values.namespace ?? 'default'];
+        const made = await tokens.create(service, namespace, ttlMs, uses, role);
         created = { ...made.record, token: made.token };
       }
       if (values.output !== undefined) await writeFileAtomic(values.output, `${created.token}\n`, { mode: 0o600 });
       else ctx.stdout.write(`${created.token}\n`);
-      ctx.stderr.write(`join token ${created.id} for ${created.namespace}/${created.service}, ${created.uses ?? uses} use(s), expires ${created.expiresAt}${values.output === undefined ? '' : `, written to ${values.output}`}\n`);
+      ctx.stderr.write(`join token ${created.id} for ${created.role === 'ingress' ? 'the zone ingress, ' : ''}${created.namespace}/${created.service}, ${created.uses ?? uses} use(s), expires ${created.expiresAt}${values.output === undefined ? '' : `, written to ${values.output}`}\n`);
       return EXIT_OK;
     }
     if (action === 'revoke') {

@@ -336,6 +336,7 @@ function isAdmin(options: ResolvedOptions, req: IncomingMessage): boolean {
 function tokenView(record: TokenRecord): TokenRecordView {
   return {
     id: record.id, service: record.service, namespace: record.namespace, createdAt: record.createdAt, expiresAt: record.expiresAt,
+    ...(record.role === undefined ? {} : { role: record.role }),
     ...(record.revokedAt === undefined ? {} : { revokedAt: record.revokedAt }),
     ...(record.uses === undefined ? {} : { uses: record.uses, usesLeft: record.usesLeft ?? 0 }),
     ...(record.certificates === undefined ? {} : { certificates: record.certificates.filter((c) => Date.parse(c.notAfter) > Date.now()).length }),
@@ -345,12 +346,12 @@ function tokenView(record: TokenRecord): TokenRecordView {
 async function admin(options: ResolvedOptions, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
   if (!isAdmin(options, req)) throw new HttpError(CODE.CONTROL_ADMIN_REQUIRED, 'token administration needs the admin credential (<data-dir>/admin-token)');
   if (path === CONTROL_PATHS.adminTokens && method === 'POST') {
-    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown; uses?: unknown };
-    if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number' || (body.uses !== undefined && typeof body.uses !== 'number')) {
-      throw new HttpError(CODE.CONTROL_BAD_REQUEST, 'expected {"service": string, "namespace": string, "ttlMs": number, "uses"?: number}');
+    const body = (await readJsonBody(req, MAX_REQUEST_BODY_BYTES)) as { service?: unknown; namespace?: unknown; ttlMs?: unknown; uses?: unknown; role?: unknown };
+    if (typeof body.service !== 'string' || typeof body.namespace !== 'string' || typeof body.ttlMs !== 'number' || (body.uses !== undefined && typeof body.uses !== 'number') || (body.role !== undefined && body.role !== 'ingress')) {
+      throw new HttpError(CODE.CONTROL_BAD_REQUEST, 'expected {"service": string, "namespace": string, "ttlMs": number, "uses"?: number, "role"?: "ingress"}');
     }
-    const created = await options.tokens.create(body.service, body.namespace, body.ttlMs, body.uses);
-    options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt, uses: created.record.uses }, 'join token created');
+    const created = await options.tokens.create(body.service, body.namespace, body.ttlMs, body.uses, body.role);
+    options.log.info({ id: created.record.id, service: created.record.service, namespace: created.record.namespace, expiresAt: created.record.expiresAt, uses: created.record.uses, ...(created.record.role === undefined ? {} : { role: created.record.role }) }, 'join token created');
     sendJson(res, 201, { ...tokenView(created.record), token: created.token } satisfies CreateTokenResponse);
     return;
   }

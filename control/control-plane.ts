@@ -59,7 +59,8 @@ import { SummaryIntake } from './golden/summary-intake.js';
 import { uiApiRoutes } from './golden/ui-api.js';
 import { adminCredentialCheck, isLoopback, uiRoutes } from './golden/ui-static.js';
 import { CODE } from '../common/error-codes.js';
-import { attachZoneLink } from './zone-sync/attach.js';
+import { attachZoneLink, zoneExportsOf } from './zone-sync/attach.js';
+import type { ZoneExports } from './zone-sync/exports.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
 import { GoldenUpload } from './zone-sync/golden-upload.js';
 import { FederationView } from './zone-sync/federated-bundles.js';
@@ -99,12 +100,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     if (late.zoneLink !== undefined && federation.refresh(late.zoneLink.records('trust'))) late.hub?.federationChanged();
   };
   const view: { mesh?: MeshView } = {};
-  const zoneLink = await attachZoneLink(config, { registry, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged(), onTrustChanged, onCatalogueChanged: () => view.mesh?.catalogueChanged() });
+  // One export decision: what the zone link publishes upward is what the zone ingress is told (ingress-view.ts).
+  const exports = zoneExportsOf(config, registry);
+  const zoneLink = await attachZoneLink(config, { registry, exports, trustBundlePem: () => id.trust.pem, log, onPoliciesChanged: () => late.hub?.policyChanged(), onTrustChanged, onCatalogueChanged: () => view.mesh?.catalogueChanged(), onExportsChanged: () => late.hub?.exportsChanged() });
   late.zoneLink = zoneLink;
   onTrustChanged();
   // Agents see other zones' exported services too, each "via the ingress of its zone" (zone-sync/mesh-view.ts).
-  if (zoneLink !== undefined) view.mesh = new MeshView(registry, config.zone, { services: () => zoneLink.records('service'), ingresses: () => zoneLink.records('ingress') });
-  const hub = createHub(config, { registry: view.mesh ?? registry, metrics, policy, id, log, zoneLink, federation });
+  if (zoneLink !== undefined) view.mesh = new MeshView(registry, config.zone, { services: () => zoneLink.records('service'), ingresses: () => zoneLink.records('ingress') }, config.trustDomain);
+  const hub = createHub(config, { registry: view.mesh ?? registry, exports, metrics, policy, id, log, zoneLink, federation });
   late.hub = hub;
   id.revoked.onChange = () => hub.revocationsChanged();
   id.revoked.start(config.revocationRefreshMs ?? CONTROL_DEFAULTS.revocationRefreshMs);
@@ -269,7 +272,7 @@ async function startPolicy(config: ControlPlaneConfig, kubeConfig: KubeConfig | 
   return { kube, policy };
 }
 
-function createHub(config: ControlPlaneConfig, deps: { registry: DiscoveryRegistry; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined; federation: FederationView }): WatchHub {
+function createHub(config: ControlPlaneConfig, deps: { registry: DiscoveryRegistry; exports: ZoneExports; metrics: ControlMetrics; policy: ControlPolicy; id: IdentityParts; log: Logger; zoneLink: ZoneLink | undefined; federation: FederationView }): WatchHub {
   const { metrics, policy, id, log, zoneLink } = deps;
   const hub: WatchHub = new WatchHub({
     registry: deps.registry,
@@ -282,6 +285,7 @@ function createHub(config: ControlPlaneConfig, deps: { registry: DiscoveryRegist
     // A zone of a multi-zone mesh adds the global's mesh-wide policies to its own.
     policies: () => (zoneLink === undefined ? policy.state.policies : [...policy.state.policies, ...zoneLink.policies()]),
     traffic: () => policy.state.traffic ?? [],
+    ingressExports: (namespace, service) => deps.exports.exported(namespace, service),
     revokedSerials: () => id.revoked.list,
     federatedBundles: () => deps.federation.bundles,
     // Zero trust: a wildcard subscriber learns only the services it could be allowed to call.

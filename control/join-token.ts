@@ -10,6 +10,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { TrellisError } from '../common/errors.js';
 import { CODE } from '../common/error-codes.js';
+import type { TokenRole } from '../api/control-protocol.js';
 
 export const JOIN_TOKEN_PREFIX = 'tjt1';
 /** A token is ~250 bytes; a longer bearer is not one of ours and is refused before any parsing. */
@@ -23,6 +24,8 @@ export interface JoinTokenClaims {
   /** Seconds since the epoch. */
   readonly issuedAt: number;
   readonly expiresAt: number;
+  /** Signed in (`rol`), so a token's role cannot be added or removed without the key. */
+  readonly role?: TokenRole;
 }
 
 function mac(key: string, signed: string): Buffer {
@@ -30,7 +33,7 @@ function mac(key: string, signed: string): Buffer {
 }
 
 export function signJoinToken(claims: JoinTokenClaims, key: string): string {
-  return signTokenClaims(JOIN_TOKEN_PREFIX, { v: 1, jti: claims.id, td: claims.trustDomain, ns: claims.namespace, svc: claims.service, iat: claims.issuedAt, exp: claims.expiresAt }, key);
+  return signTokenClaims(JOIN_TOKEN_PREFIX, { v: 1, jti: claims.id, td: claims.trustDomain, ns: claims.namespace, svc: claims.service, iat: claims.issuedAt, exp: claims.expiresAt, ...(claims.role === undefined ? {} : { rol: claims.role }) }, key);
 }
 
 /** `<prefix>.<base64url(JSON claims)>.<base64url(HMAC)>`: the format of join tokens and zone tokens alike. */
@@ -45,11 +48,12 @@ function refused(code: string, message: string): TrellisError {
 
 /** Checks format and signature only; expiry and revocation are the caller's (they need the clock and the store). */
 export function verifyJoinTokenSignature(token: string, key: string): JoinTokenClaims {
-  const { v, jti, td, ns, svc, iat, exp } = verifyTokenClaims(JOIN_TOKEN_PREFIX, 'join token', token, key);
+  const { v, jti, td, ns, svc, iat, exp, rol } = verifyTokenClaims(JOIN_TOKEN_PREFIX, 'join token', token, key);
   if (v !== 1 || typeof jti !== 'string' || typeof td !== 'string' || typeof ns !== 'string' || typeof svc !== 'string' || typeof iat !== 'number' || typeof exp !== 'number') {
     throw refused(CODE.TOKEN_MALFORMED, 'the join token claims are incomplete');
   }
-  return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp });
+  if (rol !== undefined && rol !== 'ingress') throw refused(CODE.TOKEN_MALFORMED, 'the join token names a role this control plane does not know');
+  return Object.freeze({ id: jti, trustDomain: td, namespace: ns, service: svc, issuedAt: iat, expiresAt: exp, ...(rol === undefined ? {} : { role: rol }) });
 }
 
 /** The claims of a `<prefix>.<claims>.<mac>` token whose signature verifies with `key` (named `what` in errors). */

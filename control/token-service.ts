@@ -9,9 +9,9 @@ import { InputError, TrellisError } from '../common/errors.js';
 import { workloadId } from '../ca/spiffe-id.js';
 import type { AuthenticatedWorkload, BootstrapAuthenticator } from './authenticator.js';
 import { JOIN_TOKEN_PREFIX, signJoinToken, verifyJoinTokenSignature } from './join-token.js';
-import { normaliseSerial, type RevokedSerial } from '../api/control-protocol.js';
+import { normaliseSerial, type RevokedSerial, type TokenRole } from '../api/control-protocol.js';
 import type { ControlStore, TokenRecord } from './store.js';
-import { refuseReservedIssuance, refuseReservedToken } from './reserved-identity.js';
+import { refuseReservedToken, refuseReservedTokenUse } from './reserved-identity.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../policy/types.js';
 import { CODE } from '../common/error-codes.js';
 
@@ -34,7 +34,7 @@ export class TokenService implements BootstrapAuthenticator {
     private readonly trustDomain: string,
     private readonly now: () => number = Date.now,
     /** The control plane's root namespace, reserved for the mesh's own identities. */
-    private readonly rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
+    readonly rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
   ) {}
 
   /** Serial → token id of every unexpired certificate issued through a token (loaded from the store once). */
@@ -42,10 +42,11 @@ export class TokenService implements BootstrapAuthenticator {
   /** One write at a time per token: a use or a renewal reads, checks and rewrites its record. */
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  async create(service: string, namespace: string, ttlMs: number, uses: number = DEFAULT_TOKEN_USES): Promise<CreatedToken> {
+  /** `role` `ingress`: the zone ingress's token (its identity needs it; it names nothing else). */
+  async create(service: string, namespace: string, ttlMs: number, uses: number = DEFAULT_TOKEN_USES, role?: TokenRole): Promise<CreatedToken> {
     // Validates both names with the SPIFFE rules before anything is written.
     workloadId(this.trustDomain, namespace, service);
-    refuseReservedToken(namespace, service, this.rootNamespace);
+    refuseReservedToken(namespace, service, this.rootNamespace, role);
     if (!Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) {
       throw new InputError(CODE.TOKEN_TTL_INVALID, `token TTL must be between 1s and 365d (got ${ttlMs} ms)`);
     }
@@ -62,9 +63,10 @@ export class TokenService implements BootstrapAuthenticator {
       uses,
       usesLeft: uses,
       certificates: [],
+      ...(role === undefined ? {} : { role }),
     });
     const key = await this.store.secret('token-signing-key');
-    const token = signJoinToken({ id, trustDomain: this.trustDomain, namespace, service, issuedAt: Math.floor(issuedAt / 1000), expiresAt: Math.floor(expiresAt / 1000) }, key);
+    const token = signJoinToken({ id, trustDomain: this.trustDomain, namespace, service, issuedAt: Math.floor(issuedAt / 1000), expiresAt: Math.floor(expiresAt / 1000), ...(role === undefined ? {} : { role }) }, key);
     await this.store.putToken(record);
     return { record, token };
   }
@@ -97,11 +99,12 @@ export class TokenService implements BootstrapAuthenticator {
     const record = await this.store.getToken(claims.id);
     if (record === undefined) throw refused(CODE.TOKEN_UNKNOWN, `join token ${claims.id} is not known to this control plane`);
     if (record.revokedAt !== undefined) throw refused(CODE.TOKEN_REVOKED, `join token ${claims.id} was revoked at ${record.revokedAt}`);
-    if (record.service !== claims.service || record.namespace !== claims.namespace) {
+    if (record.service !== claims.service || record.namespace !== claims.namespace || record.role !== claims.role) {
       throw refused(CODE.TOKEN_MISMATCH, `join token ${claims.id} does not match its record`);
     }
-    // A token made before the namespace was reserved (or written into the store by hand) is refused too.
-    refuseReservedIssuance(claims.namespace, claims.service, this.rootNamespace);
+    // A token made before the namespace was reserved or the ingress's identity needed its role (or written
+    // into the store by hand) is refused too.
+    refuseReservedTokenUse(claims.namespace, claims.service, this.rootNamespace, claims.role);
     checkUsable(record);
     return {
       namespace: claims.namespace,

@@ -16,27 +16,27 @@
  * call (`discovery-scope.ts`): the others are left out of its snapshot and deltas, and a policy change
  * sends it, with the new policies, the services it may now reach (whole) and those it no longer may
  * (`removedUpstreams`). Services an agent names are not scoped.
+ *
+ * The zone ingress is told exactly the services its zone exports (`ingress-view.ts`), whatever it asks for.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, UpstreamService } from '../api/data-plane.js';
 import {
+  ALL_UPSTREAMS,
   ANY_UPSTREAM,
   isWildcardRef,
   upstreamKey,
   type AgentSnapshot,
   type EndpointChange,
-  type RevokedSerial,
   type UpstreamRef,
   type WatchDeltaMessage,
   type WatchMessage,
 } from '../api/control-protocol.js';
-import type { TrafficPermission } from '../policy/types.js';
-import type { TrafficResource } from '../policy/traffic/types.js';
-import { writtenForm } from '../policy/traffic/validator.js';
-import { isIngressIdentity } from './reserved-identity.js';
+import { IngressTold, IngressView, type ExportDecision } from './ingress-view.js';
 import { DiscoveryScope, type ScopedCaller } from './discovery-scope.js';
 import type { RegistryEvent } from './registry.js';
 import type { DiscoveryRegistry } from './zone-sync/mesh-view.js';
+import { policiesFor, snapshotHead, trafficAsWritten, type SnapshotSources } from './snapshot-head.js';
 import { policyRevision } from './policy-source.js';
 import { normaliseSubscription, SubscriptionIndex } from './subscription-index.js';
 
@@ -56,22 +56,16 @@ export interface WatchSubscriber {
   readonly upstreams: readonly UpstreamRef[];
 }
 
-export interface WatchHubOptions {
+export interface WatchHubOptions extends SnapshotSources {
   /** The registry, or in a zone of a multi-zone mesh the view that adds other zones' services (zone-sync/mesh-view.ts). */
   readonly registry: DiscoveryRegistry;
-  readonly trustDomain: string;
-  readonly rootNamespace: string;
-  readonly zone: string;
   readonly pingIntervalMs: number;
   readonly maxBufferedBytes: number;
-  readonly trustBundlePem: () => string;
-  readonly policies: () => readonly TrafficPermission[];
-  /** Traffic-management resources in force (every namespace's: callers need their destinations'). */
-  readonly traffic?: () => readonly TrafficResource[];
-  /** Unexpired certificates of revoked join tokens (token-service.ts); omitted, none. */
-  readonly revokedSerials?: () => readonly RevokedSerial[];
-  /** Federated trust domains' roots (multi-zone meshes whose zones have their own PKI); none when absent. */
-  readonly federatedBundles?: () => Readonly<Record<string, string>>;
+  /**
+   * Whether this zone exports a service (zone-sync/exports.ts `ZoneExports.exported`): the zone ingress is
+   * told those and no other. Absent: the ingress is told nothing.
+   */
+  readonly ingressExports?: ExportDecision;
   /** Wildcard subscribers learn only the services policy could let them call (default: every mesh service). */
   readonly scopeDiscovery?: boolean;
   /** Called once per pushed change with how many streams got it and how long the fan-out took. */
@@ -84,8 +78,13 @@ interface Stream {
   /** The subscription without duplicates or services a wildcard of it covers. */
   readonly refs: readonly UpstreamRef[];
   readonly sink: WatchSink;
+  /** Set for the zone ingress (told the exported services only): what it was told (ingress-view.ts). */
+  readonly told: IngressTold | undefined;
   closed: boolean;
 }
+
+/** The zone ingress's subscription, whatever it asked for: every service its view lets through. */
+const INGRESS_REFS: readonly UpstreamRef[] = Object.freeze([ALL_UPSTREAMS]);
 
 export class WatchHub {
   /** Identifies this control plane process in every snapshot. */
@@ -103,12 +102,16 @@ export class WatchHub {
   private scope: DiscoveryScope | undefined;
   /** Services that joined or left the mesh since the last flush. */
   private pendingMembership = new Set<string>();
+  /** Services whose export word changed (nothing for agents; the ingress's view may have moved). */
+  private pendingExports = new Set<string>();
+  private readonly ingress: IngressView;
   private flushScheduled = false;
   private readonly pinger: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
 
   constructor(private readonly options: WatchHubOptions) {
     this.scope = this.buildScope();
+    this.ingress = new IngressView(options.ingressExports ?? (() => false), options.rootNamespace);
     this.unsubscribe = options.registry.subscribe((event) => this.onRegistryEvent(event));
     this.pinger = setInterval(() => this.ping(), options.pingIntervalMs);
     this.pinger.unref();
@@ -124,54 +127,40 @@ export class WatchHub {
 
   /** Starts one agent's watch: writes its snapshot now; returns the function that ends it. */
   open(subscriber: WatchSubscriber, sink: WatchSink): () => void {
-    const stream: Stream = { subscriber, sink, refs: normaliseSubscription(subscriber.upstreams), closed: false };
+    const refs = this.refsOf(subscriber);
+    // The ingress's snapshot is not cached: what it holds is what its stream remembers it was told.
+    const upstreams = this.ingress.isIngress(subscriber) ? this.upstreamsOf(refs, subscriber) : undefined;
+    const stream: Stream = { subscriber, sink, refs, told: upstreams === undefined ? undefined : new IngressTold(upstreams), closed: false };
     this.streams.add(stream);
     this.interested.add(stream, stream.refs);
-    this.send(stream, this.snapshotLine(subscriber, stream.refs));
+    this.send(stream, this.snapshotLine(subscriber, stream.refs, upstreams));
     return () => this.drop(stream);
   }
 
   snapshotFor(subscriber: WatchSubscriber): AgentSnapshot {
-    return { ...this.snapshotHead(subscriber), upstreams: this.upstreamsOf(normaliseSubscription(subscriber.upstreams), subscriber) };
+    return { ...this.snapshotHead(subscriber), upstreams: this.upstreamsOf(this.refsOf(subscriber), subscriber) };
+  }
+
+  private refsOf(subscriber: WatchSubscriber): readonly UpstreamRef[] {
+    return this.ingress.isIngress(subscriber) ? INGRESS_REFS : normaliseSubscription(subscriber.upstreams);
+  }
+
+  /**
+   * The export decision may have changed for any service (the mesh-wide default came with the global's
+   * welcome): the ingress streams get the services they gained (whole) and lost (`removedUpstreams`).
+   */
+  exportsChanged(): void {
+    const { registry } = this.options;
+    const version = ++this.version;
+    const services = registry.meshServices().map((s) => upstreamKey(s.namespace, s.service));
+    for (const stream of this.streams) {
+      const moved = stream.told?.recompute(services, (ns, svc) => this.ingress.sees(ns, svc), (ns, svc) => registry.upstream(ns, svc));
+      if (moved !== undefined) this.send(stream, JSON.stringify({ type: 'delta', version, ...moved } satisfies WatchDeltaMessage));
+    }
   }
 
   private snapshotHead(subscriber: WatchSubscriber): Omit<AgentSnapshot, 'upstreams'> {
-    const policies = this.policiesFor(subscriber.namespace);
-    return {
-      trustDomain: this.options.trustDomain,
-      rootNamespace: this.options.rootNamespace,
-      zone: this.options.zone,
-      self: { service: subscriber.service, namespace: subscriber.namespace, spiffeId: subscriber.spiffeId },
-      trustBundlePem: this.options.trustBundlePem(),
-      policies,
-      policyRevision: policyRevision(policies),
-      ...this.trafficField(),
-      ...this.revokedField(),
-      ...this.federatedField(),
-    };
-  }
-
-  /** Absent when there is none, so snapshots look as they did before the field existed. */
-  private trafficField(): { traffic?: readonly unknown[] } {
-    const traffic = this.trafficAsWritten();
-    return traffic.length === 0 ? {} : { traffic };
-  }
-
-  /** The traffic resources as their authors wrote them: agents validate and normalise them again. */
-  private trafficAsWritten(): readonly unknown[] {
-    return (this.options.traffic?.() ?? []).map(writtenForm);
-  }
-
-  /** Absent when nothing is revoked, so snapshots look as they did before the field existed. */
-  private revokedField(): { revokedSerials?: readonly RevokedSerial[] } {
-    const revoked = this.options.revokedSerials?.() ?? [];
-    return revoked.length === 0 ? {} : { revokedSerials: revoked };
-  }
-
-  /** Absent when nothing is federated, so snapshots look as they did before the field existed. */
-  private federatedField(): { federatedBundles?: Readonly<Record<string, string>> } {
-    const bundles = this.options.federatedBundles?.() ?? {};
-    return Object.keys(bundles).length === 0 ? {} : { federatedBundles: bundles };
+    return snapshotHead(this.options, subscriber);
   }
 
   /** The federated bundles changed: every stream gets the whole new set (`{}` for none). */
@@ -186,8 +175,9 @@ export class WatchHub {
     for (const stream of this.streams) this.send(stream, line);
   }
 
-  private snapshotLine(subscriber: WatchSubscriber, refs: readonly UpstreamRef[]): string {
+  private snapshotLine(subscriber: WatchSubscriber, refs: readonly UpstreamRef[], given?: readonly UpstreamService[]): string {
     const envelope = { type: 'snapshot', version: this.version, epoch: this.epoch, pingIntervalMs: this.options.pingIntervalMs } as const;
+    if (given !== undefined) return JSON.stringify({ ...envelope, snapshot: { ...this.snapshotHead(subscriber), upstreams: given } } satisfies WatchMessage);
     if (refs.length !== 1 || refs[0]?.namespace !== ANY_UPSTREAM) return JSON.stringify({ ...envelope, snapshot: this.snapshotFor(subscriber) } satisfies WatchMessage);
     // Every service of the mesh: the same (large) list for every such agent until the registry changes, so
     // a reconnect storm serialises it once. Spliced in as the snapshot's last field.
@@ -212,13 +202,14 @@ export class WatchHub {
     let count = 0;
     for (const stream of this.streams) {
       const { namespace: ns, service } = stream.subscriber;
-      const scoped = this.scope !== undefined && stream.refs.some(isWildcardRef);
+      // Policy never changes what the ingress sees (its zone's exports do).
+      const scoped = this.scope !== undefined && stream.told === undefined && stream.refs.some(isWildcardRef);
       const key = scoped ? `${ns}/${service}|${JSON.stringify(stream.refs)}` : ns;
       let line = lines.get(key);
       if (line === undefined) {
-        const policies = this.policiesFor(ns);
+        const policies = policiesFor(this.options, ns);
         const reach = scoped ? this.reachChanges(stream, before) : {};
-        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies), traffic: this.trafficAsWritten() } satisfies WatchDeltaMessage);
+        line = JSON.stringify({ type: 'delta', version, ...reach, policies, policyRevision: policyRevision(policies), traffic: trafficAsWritten(this.options) } satisfies WatchDeltaMessage);
         lines.set(key, line);
       }
       this.send(stream, line);
@@ -241,23 +232,18 @@ export class WatchHub {
     }
   }
 
-  private policiesFor(namespace: string): TrafficPermission[] {
-    const root = this.options.rootNamespace;
-    return this.options.policies().filter((p) => p.metadata.namespace === namespace || p.metadata.namespace === root);
-  }
-
   private buildScope(): DiscoveryScope | undefined {
     return this.options.scopeDiscovery === true ? DiscoveryScope.of(this.options.policies(), this.options.trustDomain, this.options.rootNamespace) : undefined;
   }
 
   /**
-   * Whether the caller's wildcards may include the service (always, unless discovery is scoped). The zone
-   * ingress (api/zone-ingress.ts) sees every service: it forwards other zones' callers to them, and each
-   * destination authorizes those callers itself; policy never names the ingress as a caller.
+   * Whether the caller's wildcards may include the service: for the zone ingress, whether its zone exports
+   * it (ingress-view.ts; policy never names the ingress as a caller); for anyone else always, unless
+   * discovery is scoped.
    */
   private visible(caller: ScopedCaller, namespace: string, service: string): boolean {
-    if (this.scope === undefined) return true;
-    return isIngressIdentity(caller.namespace, caller.service, this.options.rootNamespace) || this.scope.mayReach(caller, namespace, service);
+    if (this.ingress.isIngress(caller)) return this.ingress.sees(namespace, service);
+    return this.scope === undefined || this.scope.mayReach(caller, namespace, service);
   }
 
   /** Named services as the registry has them (empty when unknown), then every mesh service a wildcard covers that the caller may reach. */
@@ -290,11 +276,13 @@ export class WatchHub {
   }
 
   private onRegistryEvent(event: RegistryEvent): void {
-    if (event.kind === 'export') return; // agents are not told what other zones see
     this.wholeMeshJson.clear();
     if (!this.interested.wants(event.namespace, event.service)) return;
     const key = upstreamKey(event.namespace, event.service);
-    if (event.kind === 'ports') {
+    // Agents are not told what other zones see; only the ingress's view may move.
+    if (event.kind === 'export') {
+      this.pendingExports.add(key);
+    } else if (event.kind === 'ports') {
       this.pendingPorts.add(key);
     } else if (event.kind === 'service') {
       this.pendingMembership.add(key);
@@ -314,9 +302,11 @@ export class WatchHub {
     const pending = this.pending;
     const pendingPorts = this.pendingPorts;
     const pendingMembership = this.pendingMembership;
+    const pendingExports = this.pendingExports;
     this.pending = new Map();
     this.pendingPorts = new Set();
     this.pendingMembership = new Set();
+    this.pendingExports = new Set();
     const version = ++this.version;
     const started = process.hrtime.bigint();
     let count = 0;
@@ -324,10 +314,13 @@ export class WatchHub {
       this.send(stream, line);
       count++;
     };
+    const writeOut = (stream: Stream, line: string | undefined): void => {
+      if (line !== undefined) writeOne(stream, line);
+    };
     const write = (streams: ReadonlySet<Stream>, line: string): void => {
       for (const stream of streams) writeOne(stream, line);
     };
-    for (const key of new Set([...pending.keys(), ...pendingPorts, ...pendingMembership])) {
+    for (const key of new Set([...pending.keys(), ...pendingPorts, ...pendingMembership, ...pendingExports])) {
       const slash = key.indexOf('/');
       const namespace = key.slice(0, slash);
       const service = key.slice(slash + 1);
@@ -337,22 +330,30 @@ export class WatchHub {
       let endpoints: string | undefined;
       const wholeLine = (): string => (whole ??= JSON.stringify({ type: 'delta', version, upstreams: [this.options.registry.upstream(namespace, service)] } satisfies WatchDeltaMessage));
       const endpointLine = (): string => (endpoints ??= JSON.stringify({ type: 'delta', version, endpoints: endpointChanges(namespace, service, changes) } satisfies WatchDeltaMessage));
+      const removal = (): string => JSON.stringify({ type: 'delta', version, removedUpstreams: [{ service, namespace }] } satisfies WatchDeltaMessage);
+      const wildcards = this.interested.wildcardStreams(namespace);
+      const exportOnly = changes === undefined && !pendingPorts.has(key) && !pendingMembership.has(key);
+      // An ingress stream's line: the whole upstream when it became exported, its removal when it stopped being.
+      let exported: boolean | undefined;
+      const ingressLines = { whole: wholeLine, removal, change: () => (exportOnly ? undefined : changes === undefined ? wholeLine() : endpointLine()) };
+      const ingressLine = (told: IngressTold): string | undefined => told.lineFor(key, (exported ??= this.ingress.sees(namespace, service)), ingressLines);
+      if (exportOnly) {
+        for (const group of wildcards) for (const stream of group) if (stream.told !== undefined) writeOut(stream, ingressLine(stream.told));
+        continue;
+      }
       const named = this.interested.namedStreams(namespace, service);
       if (named !== undefined && named.size > 0) write(named, pendingPorts.has(key) || changes === undefined ? wholeLine() : endpointLine());
-      const wildcards = this.interested.wildcardStreams(namespace);
       if (wildcards.length === 0) continue;
       let line: string | undefined;
       if (this.options.registry.hasMeshService(namespace, service)) {
         // New to these agents (or its ports changed): the whole upstream; otherwise just the endpoints.
         line = pendingMembership.has(key) || pendingPorts.has(key) || changes === undefined ? wholeLine() : endpointLine();
       } else if (pendingMembership.has(key)) {
-        line = JSON.stringify({ type: 'delta', version, removedUpstreams: [{ service, namespace }] } satisfies WatchDeltaMessage);
+        line = removal();
       }
       // Not in the mesh and it did not just leave: a definition without workloads, nobody's wildcard.
-      if (line === undefined) continue;
       for (const group of wildcards) {
-        if (this.scope === undefined) write(group, line);
-        else for (const stream of group) if (this.visible(stream.subscriber, namespace, service)) writeOne(stream, line);
+        for (const stream of group) writeOut(stream, stream.told !== undefined ? ingressLine(stream.told) : line !== undefined && this.visible(stream.subscriber, namespace, service) ? line : undefined);
       }
     }
     this.options.onPush?.(count, Number(process.hrtime.bigint() - started) / 1e9);

@@ -64,10 +64,10 @@ export class DemoMesh {
     return this.control;
   }
 
-  /** A join token for SERVICE made offline on TARGET's data dir, written to a 0600 file; returns its path. */
-  async tokenFile(target: ControlTarget, service: string, namespace: string, label = service): Promise<string> {
+  /** A join token for SERVICE made offline on TARGET's data dir, written to a 0600 file; returns its path. `role` `ingress`: the zone ingress's. */
+  async tokenFile(target: ControlTarget, service: string, namespace: string, label = service, role?: 'ingress'): Promise<string> {
     const tokens = new TokenService(await FileStore.open(target.dataDir), DEMO_TRUST_DOMAIN);
-    const { token } = await tokens.create(service, namespace, 3_600_000);
+    const { token } = await tokens.create(service, namespace, 3_600_000, 1, role);
     const tokenFile = join(this.dir, `${label}.token`);
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     return tokenFile;

@@ -50,7 +50,7 @@ export class ZonesDemo {
       '--zone', name, '--global', this.global.ready.api as string, '--global-ca', join(this.globalDir, 'trust-bundle.pem'), '--global-token-file', zoneToken,
       '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
     const target: ControlTarget = { api: control.ready.api as string, dataDir };
-    const tokenFile = await this.mesh.tokenFile(target, INGRESS_SERVICE, INGRESS_NAMESPACE, `ingress-${name}`);
+    const tokenFile = await this.mesh.tokenFile(target, INGRESS_SERVICE, INGRESS_NAMESPACE, `ingress-${name}`, 'ingress');
     // The public address is what the global hands other zones, so the port is fixed before the start.
     const ingressAddress = `127.0.0.1:${String(await freePort())}`;
     const ingress = await this.mesh.spawn(`ingress-${name}`, ['ingress', 'run', '--control', target.api, '--token-file', tokenFile, '--ca-file', join(dataDir, 'trust-bundle.pem'),

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../../common/log.js';
 import type { ServiceRegistry } from '../registry.js';
-import type { ExportRules } from './exports.js';
+import { NO_EXPORT_RULES, STANDALONE_EXPORT_DEFAULT, ZoneExports, type ExportRules } from './exports.js';
 import { ZoneLink } from './zone-link.js';
 import { parseCertificatesPem } from '../../ca/certificate.js';
 import { trustDomainOf } from '../../ca/authority.js';
@@ -35,9 +35,19 @@ export interface ZoneGlobalConfig {
   readonly ingressAddresses: readonly string[];
 }
 
+/**
+ * The zone's export decision (exports.ts): with a global, its `--export` / `--no-export` rules and the
+ * global's default (from the kept catalogue until the welcome); without one, the services' own word over
+ * the standalone default. The zone link publishes by it and the watch hub cuts the ingress's view by it.
+ */
+export function zoneExportsOf(config: { global?: ZoneGlobalConfig | undefined; rootNamespace: string }, registry: ServiceRegistry): ZoneExports {
+  if (config.global === undefined) return new ZoneExports(registry, NO_EXPORT_RULES, STANDALONE_EXPORT_DEFAULT, config.rootNamespace);
+  return new ZoneExports(registry, config.global.exportRules, 'none', config.rootNamespace);
+}
+
 export async function attachZoneLink(
   config: { global?: ZoneGlobalConfig | undefined; dataDir: string; zone: string; trustDomain: string; rootNamespace: string },
-  deps: { registry: ServiceRegistry; trustBundlePem: () => string; log: Logger; onPoliciesChanged: () => void; onTrustChanged?: () => void; onCatalogueChanged?: () => void },
+  deps: { registry: ServiceRegistry; exports: ZoneExports; trustBundlePem: () => string; log: Logger; onPoliciesChanged: () => void; onTrustChanged?: () => void; onCatalogueChanged?: () => void; onExportsChanged?: () => void },
 ): Promise<ZoneLink | undefined> {
   const global = config.global;
   if (global === undefined) return undefined;
@@ -50,7 +60,6 @@ export async function attachZoneLink(
     dataDir: config.dataDir,
     token: global.token,
     maxStalenessMs: global.maxStalenessMs,
-    exportRules: global.exportRules,
     ingressAddresses: global.ingressAddresses,
     ...deps,
   });

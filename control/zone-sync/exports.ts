@@ -62,6 +62,63 @@ export function isExported(rules: ExportRules, fallback: ExportDefault, namespac
   return fallback === 'all';
 }
 
+/** No zone rules: a zone without a global (`--export` / `--no-export` need `--global`). */
+export const NO_EXPORT_RULES: ExportRules = Object.freeze({ exported: Object.freeze([]), hidden: Object.freeze([]) });
+
+/**
+ * The export decision for this zone's own services, in one place: the zone link publishes a service's
+ * record upward exactly when `decide` says so, and the watch hub gives the zone ingress exactly those
+ * services (and nothing else), so what other zones are told they can reach and what the ingress forwards
+ * to can never disagree. The zone's rules are fixed at start; the mesh-wide default comes with the
+ * global's welcome (kept in the catalogue file meanwhile). A zone without a global has no rules and no
+ * global's default: it decides by the services' own word and `STANDALONE_EXPORT_DEFAULT`.
+ *
+ * Never exported: a service with no instance in this zone (another zone's, or one that left), and the
+ * zone ingress itself (published as the zone's ingress record instead).
+ */
+export class ZoneExports {
+  private fallbackNow: ExportDefault;
+
+  constructor(
+    private readonly registry: Pick<ServiceRegistry, 'hasMeshService' | 'exportWords'>,
+    private readonly rules: ExportRules,
+    fallback: ExportDefault,
+    private readonly rootNamespace: string,
+  ) {
+    this.fallbackNow = fallback;
+  }
+
+  get fallback(): ExportDefault {
+    return this.fallbackNow;
+  }
+
+  /** Sets the mesh-wide default; true when it changed (every decision may then have changed). */
+  setFallback(fallback: ExportDefault): boolean {
+    if (fallback === this.fallbackNow) return false;
+    this.fallbackNow = fallback;
+    return true;
+  }
+
+  /** Whether the zone exports (namespace, service) now; `conflict` when its instances disagree on their word. */
+  decide(namespace: string, service: string): { readonly exported: boolean; readonly conflict: boolean } {
+    if (namespace === this.rootNamespace && service === INGRESS_SERVICE) return { exported: false, conflict: false };
+    if (!this.registry.hasMeshService(namespace, service)) return { exported: false, conflict: false };
+    const { word, conflict } = serviceExportWord(this.registry.exportWords(namespace, service));
+    return { exported: isExported(this.rules, this.fallbackNow, namespace, service, word), conflict };
+  }
+
+  exported(namespace: string, service: string): boolean {
+    return this.decide(namespace, service).exported;
+  }
+}
+
+/**
+ * The mesh-wide default of a zone that has no global: the global's own default (`--export-default`
+ * absent), so a standalone zone's ingress forwards to what a fresh multi-zone mesh would export, and a
+ * service's own `--no-export` (or `trellis.dev/export: "false"`) keeps it out of the ingress.
+ */
+export const STANDALONE_EXPORT_DEFAULT: ExportDefault = 'all';
+
 /** The record of one exported service, or undefined when the service has no instance (left the mesh). */
 export function exportedService(registry: ServiceRegistry, trustDomain: string, zone: string, namespace: string, name: string): ExportedService | undefined {
   if (!registry.hasMeshService(namespace, name)) return undefined;

@@ -7,7 +7,9 @@
  * A remote endpoint is one per (zone, ingress address): `{address, tunnelPort}` = the ingress, `ingress`
  * set (the caller dials through it, proxy/outbound/tunnel-client/ingress-transport.ts), `zone` = the
  * owning zone, healthy while that zone reports a healthy endpoint of the service (the ingress itself picks
- * which one). The catalogue carries no pods, so a remote zone is as many endpoints as it has ingresses;
+ * which one), and `trustDomain` = the trust domain of the SPIFFE ID the record says serves it when that is
+ * not this zone's (a zone with its own PKI): the caller then verifies both the ingress and the destination
+ * against that trust domain's roots alone (federation). The catalogue carries no pods, so a remote zone is as many endpoints as it has ingresses;
  * the caller's balancer prefers its own zone and fails over by zone (locality.ts on the proxy side).
  *
  * Ports come from the service's own definition when the zone has one (instances here), else from the
@@ -17,6 +19,7 @@
 import type { Endpoint, ServicePort, UpstreamService } from '../../api/data-plane.js';
 import type { RegistryEvent, ServiceRegistry } from '../registry.js';
 import { ownerOf } from './protocol.js';
+import { parseSpiffeId } from '../../ca/spiffe-id.js';
 import type { ExportedService, ZoneIngress } from './records.js';
 
 /** What the watch hub reads of the registry. */
@@ -43,6 +46,8 @@ export class MeshView implements DiscoveryRegistry {
     private readonly registry: ServiceRegistry,
     private readonly zone: string,
     private readonly catalogue: CatalogueSource,
+    /** This zone's workloads' trust domain; records of another set `trustDomain` on their endpoints. */
+    private readonly trustDomain?: string,
   ) {
     this.unsubscribe = registry.subscribe((event) => this.emit(event));
     this.remote = this.build();
@@ -107,6 +112,11 @@ export class MeshView implements DiscoveryRegistry {
     for (const listener of this.listeners) listener(event);
   }
 
+  private foreignTrustDomain(record: ExportedService): string | undefined {
+    const td = trustDomainOfRecord(record);
+    return td === undefined || this.trustDomain === undefined || td === this.trustDomain ? undefined : td;
+  }
+
   private build(): Map<string, RemoteService> {
     const ingresses = new Map<string, { host: string; port: number }[]>();
     for (const [key, record] of this.catalogue.ingresses()) {
@@ -131,7 +141,8 @@ export class MeshView implements DiscoveryRegistry {
       const key = `${record.namespace}/${record.name}`;
       let entry = byService.get(key);
       if (entry === undefined) byService.set(key, (entry = { ports: record.ports.map((p) => ({ port: p.port, targetPort: p.targetPort ?? p.port, protocol: p.protocol, ...(p.name === undefined ? {} : { name: p.name }) })), endpoints: [] }));
-      for (const a of via) entry.endpoints.push({ address: a.host, tunnelPort: a.port, zone: record.zone, healthy, ingress: { address: a.host, port: a.port } });
+      const trustDomain = this.foreignTrustDomain(record);
+      for (const a of via) entry.endpoints.push({ address: a.host, tunnelPort: a.port, zone: record.zone, healthy, ingress: { address: a.host, port: a.port }, ...(trustDomain === undefined ? {} : { trustDomain }) });
     }
     const out = new Map<string, RemoteService>();
     for (const [key, e] of byService) {
@@ -139,6 +150,15 @@ export class MeshView implements DiscoveryRegistry {
       out.set(key, { ports: Object.freeze(e.ports), endpoints: Object.freeze(e.endpoints), signature: JSON.stringify(e) });
     }
     return out;
+  }
+}
+
+/** The trust domain of the identity serving `record` when it is not ours (undefined: ours, or unknown). */
+function trustDomainOfRecord(record: ExportedService): string | undefined {
+  try {
+    return record.identities[0] === undefined ? undefined : parseSpiffeId(record.identities[0]).trustDomain;
+  } catch {
+    return undefined;
   }
 }
 

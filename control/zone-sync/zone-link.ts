@@ -17,10 +17,10 @@ import { validatePolicyObjects } from '../../policy/validator.js';
 import type { ServiceRegistry } from '../registry.js';
 import { CatalogueFile } from './catalogue-file.js';
 import { chunkDelta } from './chunking.js';
-import { exportKey, exportedService, isExported, registeredIngresses, serviceExportWord, type ExportRules } from './exports.js';
+import { exportKey, exportedService, registeredIngresses, type ZoneExports } from './exports.js';
 import { loadZoneCredentials, obtainZoneCredentials, openSession, type GlobalEndpoint, type ZoneCredentials } from './global-client.js';
 import { LineStream } from './line-stream.js';
-import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type ExportDefault, type UpKind } from './protocol.js';
+import { DOWN_KINDS, UP_KINDS, ZONE_SYNC_LIMITS, ZONE_SYNC_PATHS, ZONE_SYNC_PROTOCOL_VERSION, parseDownMessage, type DownKind, type UpKind } from './protocol.js';
 import { VersionedSet } from './versioned-set.js';
 import { INGRESS_SERVICE } from '../../api/zone-ingress.js';
 import { TrellisError } from '../../common/errors.js';
@@ -39,7 +39,8 @@ export interface ZoneLinkOptions {
   /** The zone token, needed only for the first join. */
   readonly token: string | undefined;
   readonly maxStalenessMs: number | undefined;
-  readonly exportRules: ExportRules;
+  /** The export decision (exports.ts), shared with the watch hub's view for the zone ingress. */
+  readonly exports: ZoneExports;
   readonly ingressAddresses: readonly string[];
   readonly registry: ServiceRegistry;
   readonly trustBundlePem: () => string;
@@ -50,6 +51,8 @@ export interface ZoneLinkOptions {
   readonly onTrustChanged?: () => void;
   /** Other zones' services or ingresses changed (control-plane.ts refreshes its MeshView). */
   readonly onCatalogueChanged?: () => void;
+  /** The mesh-wide export default changed: any service's export may have (the hub recomputes the ingress's view). */
+  readonly onExportsChanged?: () => void;
   readonly backoff?: BackoffOptions;
 }
 
@@ -85,7 +88,6 @@ export class ZoneLink {
   private welcomed = false;
   private sent = { service: 0, ingress: 0, trust: 0 } as Record<UpKind, number>;
   private acked = { service: 0, ingress: 0, trust: 0 } as Record<UpKind, number>;
-  private exportDefault: ExportDefault = 'none';
   private staleSince = Date.now();
   private lastError: string | undefined;
   private lastSentAt = 0;
@@ -121,7 +123,8 @@ export class ZoneLink {
   /** Loads the kept catalogue and the zone's credentials (joining with the token if it has none), then connects. */
   async start(): Promise<void> {
     await this.catalogue.load();
-    this.exportDefault = this.catalogue.exportDefault;
+    // Decided before the hub exists (control-plane.ts builds it after start): no change to announce.
+    this.options.exports.setFallback(this.catalogue.exportDefault);
     // Stale since the last confirmation before a restart, not since the restart.
     this.staleSince = this.catalogue.confirmedAt ?? Date.now();
     this.refreshPolicies();
@@ -271,9 +274,9 @@ export class ZoneLink {
         this.catalogue.setGlobal(message.globalEpoch, message.exportDefault);
         this.sent = { ...message.applied };
         this.acked = { ...message.applied };
-        if (message.exportDefault !== this.exportDefault) {
-          this.exportDefault = message.exportDefault;
+        if (this.options.exports.setFallback(message.exportDefault)) {
           this.recomputeAll();
+          this.options.onExportsChanged?.();
         }
         this.sendUp(!message.resume);
         this.scheduleRenew();
@@ -357,9 +360,9 @@ export class ZoneLink {
       return;
     }
     const key = exportKey(this.options.zone, namespace, name);
-    const { word, conflict } = serviceExportWord(this.options.registry.exportWords(namespace, name));
+    const { exported, conflict } = this.options.exports.decide(namespace, name);
     this.reportConflict(`${namespace}/${name}`, conflict);
-    const record = isExported(this.options.exportRules, this.exportDefault, namespace, name, word)
+    const record = exported
       ? exportedService(this.options.registry, this.options.workloadTrustDomain ?? this.endpoint.trustDomain, this.options.zone, namespace, name)
       : undefined;
     if (record === undefined) this.outbox.service.remove(key);

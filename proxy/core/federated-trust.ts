@@ -9,7 +9,8 @@
  * the peer's certificate arrives, and the leaf's trust domain must then equal that one:
  *
  *  - inbound: a caller of another trust domain names it in the first SNI label (api/sni.ts,
- *    `trustDomainLabel`); the tunnel server's SNICallback answers with a SecureContext whose `ca` is that
+ *    `trustDomainLabel`, in front of the destination's name or of a zone ingress's `ingress.trellis`);
+ *    the tunnel server's (and the zone ingress's) SNICallback answers with a SecureContext whose `ca` is that
  *    trust domain's roots alone. No label: our own roots. A label of no trust domain we federate with
  *    fails the handshake. After it, `expectedTrustDomain(servername)` is what checkPeer requires.
  *  - outbound: the endpoint says which trust domain serves it (`Endpoint.trustDomain`, ours by default);
@@ -25,7 +26,7 @@ import { CODE } from '../../common/error-codes.js';
 import { TrustBundle } from '../../ca/bundle.js';
 import { parseTrustDomain } from '../../ca/spiffe-id.js';
 import { MAX_FEDERATED_TRUST_DOMAINS } from '../../api/control-protocol.js';
-import { decodeSni, trustDomainLabel } from '../../api/sni.js';
+import { callerTrustDomainLabel, trustDomainLabel } from '../../api/sni.js';
 
 export interface FederatedDomain {
   readonly trustDomain: string;
@@ -171,9 +172,5 @@ export class FederatedTrust {
 }
 
 function callerLabelOf(servername: string): string | undefined {
-  try {
-    return decodeSni(servername).callerTrustDomain;
-  } catch {
-    return undefined;
-  }
+  return callerTrustDomainLabel(servername);
 }

@@ -3,8 +3,9 @@
  *
  * Accept path, as a sidecar's tunnel port (proxy/inbound/tunnel/) and with its parts: TCP accept into the
  * handshake pool (in total and per source address) → TLS 1.3 with a required client certificate, chain
- * checked by node:tls against the trust bundle, ALPN h2 only, cut after `handshakeTimeoutMs` → SPIFFE leaf
- * check → a place among the sessions (in total, per identity, per address) → the session guard (rapid
+ * checked by node:tls against the roots of exactly one trust domain (ours, or a federated one the caller
+ * names in its server name, `t<label>.ingress.trellis`: proxy/core/federated-trust.ts), ALPN h2 only, cut
+ * after `handshakeTimeoutMs` → SPIFFE leaf check (of that trust domain) → a place among the sessions (in total, per identity, per address) → the session guard (rapid
  * reset, wedged sessions, GOAWAY with errors) → per stream:
  *
  *   CONNECT <service>.<namespace>:<port>
@@ -39,6 +40,7 @@ import { handshakeFailureReason } from '../inbound/tunnel/handshake-failure.js';
 import { HandshakePool, sourceAddress } from '../inbound/tunnel/handshake-pool.js';
 import { SessionAdmission } from '../inbound/tunnel/session-admission.js';
 import { SessionGuards } from '../inbound/tunnel/session-guard.js';
+import { closeDefederatedSessions } from '../inbound/tunnel/revoked-peers.js';
 import type { BalancedEndpoint } from '../outbound/tunnel-client/load-balancer.js';
 import { UNKNOWN_ZONE, judgeCaller, type CallerRules } from './caller-admission.js';
 import type { IngressMetrics } from './ingress-metrics.js';
@@ -65,6 +67,8 @@ interface Caller {
 export class IngressServer {
   private readonly server: Http2SecureServer;
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** Each admitted session's verified caller, to close those of a trust domain no longer federated. */
+  private readonly peers = new WeakMap<ServerHttp2Session, VerifiedPeer>();
   private readonly streams = new Set<{ cut(): void }>();
   private readonly refusals: LogSampler;
   private readonly handshakes: HandshakePool;
@@ -86,6 +90,8 @@ export class IngressServer {
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: [TUNNEL_ALPN],
+      // A caller of a federated trust domain is verified against its trust domain's roots alone.
+      SNICallback: (servername, done) => this.material.federation.answerSni(servername, done),
       allowHTTP1: false,
       handshakeTimeout: limits.handshakeTimeoutMs,
       unknownProtocolTimeout: limits.handshakeTimeoutMs,
@@ -118,10 +124,13 @@ export class IngressServer {
     return a !== null && typeof a === 'object' ? a : undefined;
   }
 
-  /** New handshakes present the new certificate and trust the new bundle; open sessions are untouched. */
+  /** New handshakes present the new certificate and trust the new bundle (and federated bundles); open sessions are untouched. */
   setIdentity(identity: WorkloadIdentity): void {
-    this.material = buildTlsMaterial(identity);
-    this.server.setSecureContext({ ...this.material.options });
+    const material = buildTlsMaterial(identity);
+    this.material = material;
+    this.server.setSecureContext({ ...material.options });
+    // As a tunnel port: callers of a trust domain no longer federated take no new streams (GOAWAY).
+    closeDefederatedSessions(this.sessions, (s) => this.peers.get(s), (td) => td === material.trustDomain || material.federation.has(td), this.options.logger);
   }
 
   sessionCount(): number {
@@ -174,7 +183,8 @@ export class IngressServer {
         this.refusals.warn(`${reason}|${peerId}`, { peer: peerId, remote, reason }, `ingress session ended: ${detail}`);
       },
     });
-    const check = checkPeer(socket, this.options.trustDomain, this.material.zoneOf);
+    const expected = this.material.federation.expectedTrustDomain(socket.servername);
+    const check = expected.ok ? checkPeer(socket, expected.trustDomain, this.material.zoneOf) : ({ ok: false, reason: expected.reason, message: expected.message } as const);
     if (!check.ok) {
       metrics.handshakes.inc({ result: 'failed', reason: check.reason });
       this.refusals.warn(`${check.reason}|${remote}`, { remote, reason: check.reason }, `ingress peer refused: ${check.message}`);
@@ -193,6 +203,7 @@ export class IngressServer {
     metrics.handshakes.inc({ result: 'ok', reason: socket.isSessionReused() ? 'resumed' : 'full' });
     metrics.sessions.inc();
     this.sessions.add(session);
+    this.peers.set(session, check.peer);
     if (this.stopping) session.close();
     try {
       session.setLocalWindowSize(limits.sessionWindowBytes);

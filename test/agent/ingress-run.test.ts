@@ -1,9 +1,13 @@
 /**
- * `trellis ingress run` against a real zone control plane on loopback: it joins with a join token for
- * `trellis-system/trellis-ingress` (the one name of the root namespace a token may carry), registers its
- * public address, learns the zone's services even where policy scopes discovery, and carries a caller's
- * nested session to a real agent's sidecar. The zone link's ingress record is the registered address.
+ * `trellis ingress run` against a real zone control plane on loopback: it joins with a join token made for
+ * the zone ingress (`--ingress`: `trellis-system/trellis-ingress`, the one name of the root namespace a token
+ * may carry, and only such a token), registers its public address, learns the zone's services even where
+ * policy scopes discovery (but not one whose agents say --no-export: a zone without a global decides by the
+ * services' own word), and carries a caller's nested session to a real agent's sidecar. No other token
+ * reaches the ingress's identity: not one made like a workload's, not one written into the store by hand,
+ * not an agent's token with a CSR naming it.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +18,7 @@ import { parseIngressArgs } from '../../cli/ingress.js';
 import { silentLogger } from '../../common/log.js';
 import { FileStore } from '../../control/file-store.js';
 import { TokenService } from '../../control/token-service.js';
+import { signJoinToken } from '../../control/join-token.js';
 import { echoServer, closeServer, listenerPort, roundTrip, startViaIngressClient } from '../proxy/support/mesh.js';
 import { issueWithToken, removeDir, startTestControlPlane, type TestControlPlane } from '../control/support.js';
 
@@ -56,7 +61,8 @@ describe('trellis ingress run', () => {
     const dir = mkdtempSync(join(t.dir, 'run-'));
     writeFileSync(join(dir, 'ca.pem'), t.cp.trustBundlePem);
     writeFileSync(join(dir, 'api.token'), (await tokens.create('api', 'shop', 3_600_000)).token);
-    writeFileSync(join(dir, 'ingress.token'), (await tokens.create('trellis-ingress', 'trellis-system', 3_600_000)).token);
+    writeFileSync(join(dir, 'vault.token'), (await tokens.create('vault', 'shop', 3_600_000)).token);
+    writeFileSync(join(dir, 'ingress.token'), (await tokens.create('trellis-ingress', 'trellis-system', 3_600_000, 1, 'ingress')).token);
 
     const app = await echoServer();
     stops.push(() => closeServer(app.server, app.sockets));
@@ -64,6 +70,11 @@ describe('trellis ingress run', () => {
       '--app-port', String(app.port), '--address', '127.0.0.1', '--tunnel', '127.0.0.1:0', '--admin', 'off', '--no-access-log', '--log-level', 'silent']).config;
     const api: RunningAgent = await startAgent(apiArgs, silentLogger());
     stops.push(() => api.stop(0));
+    const vaultArgs = parseAgentArgs(['--control', t.endpoint.url.toString(), '--ca-file', join(dir, 'ca.pem'), '--token-file', join(dir, 'vault.token'), '--service', 'vault', '--namespace', 'shop',
+      '--app-port', String(app.port), '--address', '127.0.0.1', '--tunnel', '127.0.0.1:0', '--admin', 'off', '--no-access-log', '--log-level', 'silent', '--no-export']).config;
+    const vault: RunningAgent = await startAgent(vaultArgs, silentLogger());
+    stops.push(() => vault.stop(0));
+    await until(() => t.cp.registry.hasMeshService('shop', 'vault'), 'vault registered');
 
     const { config } = parseIngressArgs(['--control', t.endpoint.url.toString(), '--ca-file', join(dir, 'ca.pem'), '--token-file', join(dir, 'ingress.token'),
       '--listen', '127.0.0.1:0', '--public-address', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
@@ -77,6 +88,8 @@ describe('trellis ingress run', () => {
     await until(() => ingress.ready(), 'the first table');
     const adminPort = ingress.addresses().admin!.port;
     await until(async () => ((await (await fetch(`http://127.0.0.1:${adminPort}/config`)).json()) as { services: number }).services >= 1, 'api in the ingress table');
+    // api only: vault (--no-export) is not the ingress's to forward to, in a zone without a global too.
+    expect(((await (await fetch(`http://127.0.0.1:${adminPort}/config`)).json()) as { services: number }).services).toBe(1);
 
     const webToken = (await tokens.create('web', 'shop', 3_600_000)).token;
     const issued = await issueWithToken(t.endpoint, webToken, 'spiffe://trellis.local/ns/shop/sa/web');
@@ -95,5 +108,34 @@ describe('trellis ingress run', () => {
     await expect(tokens.create('trellis-control', 'trellis-system', 60_000)).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED' });
     await expect(tokens.create('trellis-ingress-2', 'trellis-system', 60_000)).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED' });
     await expect(tokens.create('trellis-ingress', 'shop', 60_000)).resolves.toBeDefined();
+  });
+
+  it("the ingress's identity comes only from a token made for it: not a workload-style token, not an ingress token for another name", async () => {
+    await expect(tokens.create('trellis-ingress', 'trellis-system', 60_000)).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED', message: expect.stringMatching(/--ingress/) as unknown });
+    await expect(tokens.create('api', 'shop', 60_000, 1, 'ingress')).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED' });
+    await expect(tokens.create('trellis-control', 'trellis-system', 60_000, 1, 'ingress')).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED' });
+  });
+
+  it('a token for the ingress written into the store by hand (no role), or with its role stripped from the record, is refused at the API', async () => {
+    const store = await FileStore.open(join(t.dir, 'data'));
+    const key = await store.secret('token-signing-key');
+    const now = Math.floor(Date.now() / 1000);
+    const record = { id: 'handmade-ingress', service: 'trellis-ingress', namespace: 'trellis-system', createdAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 600_000).toISOString(), uses: 1, usesLeft: 1, certificates: [] };
+    await store.putToken(record);
+    const handmade = signJoinToken({ id: record.id, trustDomain: 'trellis.local', namespace: 'trellis-system', service: 'trellis-ingress', issuedAt: now, expiresAt: now + 600 }, key);
+    await expect(issueWithToken(t.endpoint, handmade, 'spiffe://trellis.local/ns/trellis-system/sa/trellis-ingress')).rejects.toMatchObject({ code: 'TRELLIS_IDENTITY_RESERVED' });
+    // A real ingress token whose record lost its role (edited by hand) no longer matches its signed claims.
+    const made = await tokens.create('trellis-ingress', 'trellis-system', 600_000, 1, 'ingress');
+    const { role: _role, ...stripped } = made.record;
+    await store.putToken(stripped);
+    await expect(issueWithToken(t.endpoint, made.token, 'spiffe://trellis.local/ns/trellis-system/sa/trellis-ingress')).rejects.toMatchObject({ code: 'TRELLIS_TOKEN_MISMATCH' });
+  });
+
+  it("an agent's token with a CSR naming the ingress (or the control plane) is refused; with its own name it gets that", async () => {
+    for (const asked of ['spiffe://trellis.local/ns/trellis-system/sa/trellis-ingress', 'spiffe://trellis.local/ns/trellis-system/sa/trellis-control']) {
+      await expect(issueWithToken(t.endpoint, (await tokens.create('vm', 'shop', 60_000)).token, asked)).rejects.toMatchObject({ code: 'TRELLIS_TOKEN_WRONG_SERVICE' });
+    }
+    const issued = await issueWithToken(t.endpoint, (await tokens.create('vm', 'shop', 60_000)).token, 'spiffe://trellis.local/ns/shop/sa/vm');
+    expect(new X509Certificate(issued.certChainPem).subjectAltName).toBe('URI:spiffe://trellis.local/ns/shop/sa/vm');
   });
 });

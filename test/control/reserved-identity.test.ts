@@ -62,6 +62,31 @@ describe('reserved identities', () => {
     expect(offline.stdout).toBe('');
   });
 
+  it("the zone ingress's identity: only `--ingress` makes its token, offline, online and through the API", async () => {
+    const dataDir = join(t.dir, 'data');
+    const admin = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    const workloadStyle = await runCli(['token', 'create', '--service', 'trellis-ingress', '--namespace', 'trellis-system', '--data-dir', dataDir]);
+    expect(workloadStyle.code).toBe(2);
+    expect(workloadStyle.stderr).toMatch(/TRELLIS_IDENTITY_RESERVED[\s\S]*--ingress|--ingress[\s\S]*TRELLIS_IDENTITY_RESERVED/);
+    expect(workloadStyle.stdout).toBe('');
+    const mixed = await runCli(['token', 'create', '--ingress', '--service', 'orders', '--data-dir', dataDir]);
+    expect(mixed.code).toBe(2);
+    const offline = await runCli(['token', 'create', '--ingress', '--data-dir', dataDir]);
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(offline.stderr).toMatch(/for the zone ingress, trellis-system\/trellis-ingress/);
+    const online = await runCli(['token', 'create', '--ingress', '--control', t.endpoint.url.toString(), '--data-dir', dataDir]);
+    expect(online.code, online.stderr).toBe(0);
+    expect(online.stderr).toMatch(/for the zone ingress, trellis-system\/trellis-ingress/);
+    const made = (await tokens.list()).filter((r) => r.service === 'trellis-ingress');
+    expect(made.map((r) => r.role)).toEqual(['ingress', 'ingress']);
+    const api = await refusal(controlRequest(t.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: admin, body: { service: 'trellis-ingress', namespace: 'trellis-system', ttlMs: 60_000 } }));
+    expect([api.status, api.code]).toEqual([400, 'TRELLIS_IDENTITY_RESERVED']);
+    const wrongRole = await refusal(controlRequest(t.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: admin, body: { service: 'orders', namespace: 'shop', ttlMs: 60_000, role: 'ingress' } }));
+    expect([wrongRole.status, wrongRole.code]).toEqual([400, 'TRELLIS_IDENTITY_RESERVED']);
+    const unknownRole = await refusal(controlRequest(t.endpoint, { method: 'POST', path: CONTROL_PATHS.adminTokens, bearer: admin, body: { service: 'orders', namespace: 'shop', ttlMs: 60_000, role: 'control' } }));
+    expect(unknownRole.status).toBe(400);
+  });
+
   it('a token record for a reserved identity that reached the store anyway is refused at issuance', async () => {
     const now = Math.floor(Date.now() / 1000);
     await store.putToken({ id: 'smuggled', service: 'trellis-control', namespace: 'trellis-system', createdAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 60_000).toISOString() });

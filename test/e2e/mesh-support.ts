@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline';
 import { parseDuration } from '../../common/duration.js';
 import { FileStore } from '../../control/file-store.js';
 import { TokenService } from '../../control/token-service.js';
+import { readDataDirIdentity } from '../../control/identity-file.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -178,7 +179,7 @@ export interface Mesh {
   control: Proc;
   readonly api: () => string;
   startControl(extra?: readonly string[]): Promise<Proc>;
-  token(service: string, ttl?: string, namespace?: string): Promise<string>;
+  token(service: string, ttl?: string, namespace?: string, role?: 'ingress'): Promise<string>;
   agent(options: AgentOptions): Promise<Proc>;
   setPolicy(name: string, yaml: string): void;
 }
@@ -228,11 +229,13 @@ export async function startMesh(policies: Readonly<Record<string, string>>, cont
       mesh.control = proc;
       return proc;
     },
-    async token(service: string, ttl = '10m', namespace = 'default') {
+    async token(service: string, ttl = '10m', namespace = 'default', role?: 'ingress') {
       // In this process, like `trellis token create --data-dir` does offline (saves a CLI start per agent).
       const file = join(dir, `${service}-${Math.random().toString(36).slice(2)}.token`);
-      const tokens = new TokenService(await FileStore.open(dataDir), 'trellis.local');
-      const { token } = await tokens.create(service, namespace, parseDuration(ttl));
+      // The control plane's own trust domain (a zone with its own PKI has another than trellis.local).
+      const identity = await readDataDirIdentity(dataDir);
+      const tokens = new TokenService(await FileStore.open(dataDir), identity?.trustDomain ?? 'trellis.local', Date.now, identity?.rootNamespace);
+      const { token } = await tokens.create(service, namespace, parseDuration(ttl), 1, role);
       writeFileSync(file, `${token}\n`, { mode: 0o600 });
       return file;
     },

@@ -5,11 +5,18 @@
  * whose agents trust them as a federated bundle; a caller of other.example (a static `trellis proxy run`
  * with a certificate from far's CA, dialling west's `orders` sidecar) is refused while only `from:
  * [frontend]` (this mesh's frontend) is allowed, and admitted once a policy names its trust domain.
+ *
+ * Then far's own frontend (an agent of far's control plane) calls west's `orders` through west's zone
+ * ingress, with nothing configured by hand: far's mesh view says the endpoint is of trellis.local, so the
+ * caller verifies the ingress and orders against west's roots (learnt as a trust record), names its own
+ * trust domain to the ingress, which verifies it against far's roots alone, and orders authorizes far's
+ * frontend by its own SPIFFE ID.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { allow, app, call, cleanup, eventually, freePort, requireBuild, spawnTrellis, startMesh, tempDir, trellis, type Mesh, type Proc } from './mesh-support.js';
+import { startIngress } from './zone-support.js';
 
 async function getJson<T>(base: string, path: string): Promise<T> {
   return (await fetch(new URL(path, base))).json() as Promise<T>;
@@ -111,5 +118,31 @@ logLevel: warn
     }, 'the federated caller is admitted once a policy names it', 30_000);
     expect(answer).toMatchObject({ status: 200, body: 'orders GET /federated\n' });
     expect(far.control.ready.admin).toBeDefined();
+  });
+
+  it("far's own agent calls west's orders through west's ingress: each side verified against its own trust domain's roots", { timeout: 90_000 }, async () => {
+    west.setPolicy('orders.yaml', allow('orders', ['frontend', '"spiffe://other.example/ns/default/sa/frontend"']));
+    const ingressPort = await freePort();
+    const ingress = await startIngress(west, ingressPort);
+    const ordersPort = await freePort();
+    const frontend = await far.agent({ service: 'frontend', appPort: await freePort(), protocol: 'http', upstreams: [`orders=${ordersPort}`] });
+    const frontendAdmin = `http://127.0.0.1:${String(frontend.ready.admin)}`;
+    // West's orders reaches far's agent via west's ingress, marked with west's trust domain.
+    await eventually(async () => {
+      const config = await getJson<{ snapshot?: { upstreams: { name: string; endpoints: { zone: string; trustDomain?: string; ingress?: unknown }[] }[]; federatedBundles?: Record<string, string> } }>(frontendAdmin, '/config');
+      const endpoint = config.snapshot?.upstreams.find((u) => u.name === 'orders')?.endpoints.find((e) => e.zone === 'west');
+      return endpoint?.trustDomain === 'trellis.local' && endpoint.ingress !== undefined && config.snapshot?.federatedBundles?.['trellis.local'] !== undefined;
+    }, "west's orders via west's ingress, of trellis.local, in far's frontend", 30_000);
+    const answer = await eventually(async () => {
+      try {
+        const r = await call(ordersPort, '/via-ingress', 'GET', 3_000);
+        return r.status === 200 ? r : undefined;
+      } catch {
+        return undefined;
+      }
+    }, "far's frontend reaches west's orders through west's ingress", 30_000);
+    expect(answer.body).toBe('orders GET /via-ingress\n');
+    const ingressMetrics = await (await fetch(new URL('/metrics', `http://127.0.0.1:${String(ingress.ready.admin)}`))).text();
+    expect(ingressMetrics).toMatch(/trellis_ingress_streams_total\{result="ok",source_zone="[a-z]+",destination="default\/orders"\} [1-9]/);
   });
 });

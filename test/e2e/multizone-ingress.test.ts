@@ -8,11 +8,16 @@
  * - orders runs in both zones: east's dies and frontend's calls go to west's orders, with no failed request
  *   beyond those in flight, and the failover time is printed;
  * - the global control plane killed: cross-zone calls keep flowing;
- * - west's ingress killed: payments fails with the ingress unreachable; restarted: calls flow again.
+ * - west's ingress killed: payments fails with the ingress unreachable; restarted: calls flow again;
+ * - vault runs in west with `--no-export`: east's caller that dials west's ingress for it anyway (a static
+ *   sidecar with frontend's identity) gets `unknown-service`, counted by the ingress and by the caller,
+ *   while payments works through the same ingress for the same caller.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, type Server } from 'node:http';
-import { allow, app, call, cleanup, eventually, freePort, requireBuild, steadyLoad, type Mesh, type Proc } from './mesh-support.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { allow, app, call, cleanup, eventually, freePort, requireBuild, spawnTrellis, steadyLoad, tempDir, type Mesh, type Proc } from './mesh-support.js';
 import { joinZone, startGlobal, startIngress as startIngressOf, type Global } from './zone-support.js';
 
 function getText(base: string, path: string): Promise<string> {
@@ -34,6 +39,9 @@ let ingressPort: number;
 let frontend: Proc;
 let paymentsAgent: Proc;
 let eastOrders: { port: number; hits: () => number; server: Server };
+let vault: { port: number; hits: () => number };
+let paymentsPort = 0;
+let frontendDir: string;
 const ports = { payments: 0, orders: 0, ledger: 0 };
 
 const startIngress = (): Promise<Proc> => startIngressOf(west, ingressPort);
@@ -42,18 +50,23 @@ beforeAll(async () => {
   requireBuild();
   theGlobal = await startGlobal();
   global = theGlobal.proc;
-  const policies = { 'payments.yaml': allow('payments', ['frontend']), 'orders.yaml': allow('orders', ['frontend']), 'ledger.yaml': allow('ledger', ['billing']) };
+  // vault allows frontend: if west's ingress forwarded to it, the call would succeed.
+  const policies = { 'payments.yaml': allow('payments', ['frontend']), 'orders.yaml': allow('orders', ['frontend']), 'ledger.yaml': allow('ledger', ['billing']), 'vault.yaml': allow('vault', ['frontend']) };
   [west, east] = await Promise.all([joinZone(theGlobal, 'west', policies), joinZone(theGlobal, 'east', policies)]);
   ingressPort = await freePort();
   ingress = await startIngress();
   const [payments, westOrders, ledger] = await Promise.all([app('payments'), app('orders-west'), app('ledger')]);
+  vault = await app('vault');
+  paymentsPort = payments.port;
+  await west.agent({ service: 'vault', appPort: vault.port, protocol: 'http', extra: ['--no-export'] });
   eastOrders = await app('orders-east');
   paymentsAgent = await west.agent({ service: 'payments', appPort: payments.port, protocol: 'http' });
   await west.agent({ service: 'orders', appPort: westOrders.port, protocol: 'http' });
   await west.agent({ service: 'ledger', appPort: ledger.port, protocol: 'http' });
   await east.agent({ service: 'orders', appPort: eastOrders.port, protocol: 'http' });
   [ports.payments, ports.orders, ports.ledger] = await Promise.all([freePort(), freePort(), freePort()]);
-  frontend = await east.agent({ service: 'frontend', appPort: await freePort(), protocol: 'http', upstreams: [`payments=${ports.payments}`, `orders=${ports.orders}`, `ledger=${ports.ledger}`] });
+  frontendDir = tempDir('trellis-frontend-');
+  frontend = await east.agent({ service: 'frontend', appPort: await freePort(), protocol: 'http', upstreams: [`payments=${ports.payments}`, `orders=${ports.orders}`, `ledger=${ports.ledger}`], dataDir: frontendDir });
 }, 120_000);
 
 afterAll(cleanup);
@@ -99,6 +112,50 @@ describe('zone ingress between two zones', { timeout: 60_000 }, () => {
     expect(ok).toBeGreaterThan(0);
     // Requests in flight on the dying app's connections may fail; none after the failover.
     expect(failures.length, failures.join('\n')).toBeLessThanOrEqual(2);
+  });
+
+  it("a service west does not export answers unknown-service through west's ingress, even to a caller that dials it there", async () => {
+    // East never learns vault (no record goes up), so this caller is told by hand: frontend's own identity
+    // (from its agent's data dir), vault and payments both "via west's ingress".
+    const dir = tempDir('trellis-east-caller-');
+    const [vaultListen, paymentsListen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const viaWest = `{ address: 127.0.0.1, tunnelPort: ${ingressPort}, ingressPort: ${ingressPort}, zone: west }`;
+    writeFileSync(join(dir, 'proxy.yaml'), `service: frontend
+namespace: default
+trustDomain: trellis.local
+zone: east
+identity:
+  certificate: ${join(frontendDir, 'identity', 'cert.pem')}
+  key: ${join(frontendDir, 'identity', 'key.pem')}
+  trustBundle: ${join(frontendDir, 'identity', 'bundle.pem')}
+tunnel: { address: 127.0.0.1, port: 0 }
+admin: { address: 127.0.0.1, port: ${admin} }
+upstreams:
+  - { name: vault, namespace: default, ports: [{ port: 80, targetPort: ${vault.port}, protocol: http }], endpoints: [${viaWest}] }
+  - { name: payments, namespace: default, ports: [{ port: 80, targetPort: ${paymentsPort}, protocol: http }], endpoints: [${viaWest}] }
+listeners:
+  - { bindAddress: 127.0.0.1, localPort: ${vaultListen}, service: vault, namespace: default, port: 80 }
+  - { bindAddress: 127.0.0.1, localPort: ${paymentsListen}, service: payments, namespace: default, port: 80 }
+logLevel: warn
+`);
+    const caller = await spawnTrellis(['proxy', 'run', '--config', join(dir, 'proxy.yaml')]);
+    // The exported one works for this very caller through the same ingress...
+    const paid = await eventually(async () => {
+      const r = await call(paymentsListen, '/by-hand');
+      return r.status === 200 ? r : undefined;
+    }, 'payments through the hand-made caller', 30_000);
+    expect(paid.body).toBe('payments GET /by-hand\n');
+    // ... the unexported one is refused at the ingress, typed, and never reaches vault.
+    const refused = await call(vaultListen, '/secret');
+    expect(refused.status).toBeGreaterThanOrEqual(500);
+    expect(vault.hits()).toBe(0);
+    const ingressMetrics = await getText(`http://127.0.0.1:${String(ingress.ready.admin)}`, '/metrics');
+    expect(ingressMetrics).toMatch(/trellis_ingress_streams_total\{result="unknown-service",source_zone="east",destination="default\/vault"\} [1-9]/);
+    const callerMetrics = await getText(`http://127.0.0.1:${admin}`, '/metrics');
+    expect(callerMetrics).toMatch(/trellis_ingress_refusals_total\{zone="west",reason="unknown-service"\} [1-9]/);
+    expect(caller.output()).toMatch(/zone ingress refused the stream/);
+    expect(caller.output()).toMatch(/unknown-service/);
+    await caller.stop();
   });
 
   it('the global stopped: cross-zone calls keep flowing on the catalogue each zone kept', async () => {

@@ -28,7 +28,7 @@ export async function joinZone(global: Global, zone: string, policies: Readonly<
 }
 
 export async function startIngress(zone: Mesh, port: number): Promise<Proc> {
-  const token = await zone.token('trellis-ingress', '10m', 'trellis-system');
+  const token = await zone.token('trellis-ingress', '10m', 'trellis-system', 'ingress');
   return spawnTrellis(['ingress', 'run', '--control', zone.api(), '--token-file', token, '--ca-file', join(zone.dataDir, 'trust-bundle.pem'),
     '--listen', `127.0.0.1:${port}`, '--public-address', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--grace', '1s', '--log-level', 'warn']);
 }

@@ -11,6 +11,10 @@ import type { WorkloadIdentity } from '../../api/data-plane.js';
 import { createRootCa, type CertificateAuthority } from '../../ca/authority.js';
 import type { TrustBundle } from '../../ca/bundle.js';
 import { workloadId } from '../../ca/spiffe-id.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { certificatePem } from '../../ca/certificate.js';
+import { importPrivateKeyPem, signatureAlgorithmFor, spkiDer } from '../../ca/keys.js';
+import { keyIdentifier, leafProfile, leafTemplate, signCertificate } from '../../ca/profile.js';
 
 export interface TestIssueOptions {
   readonly ttlMs?: number;
@@ -61,4 +65,14 @@ export async function createTestPki(options: { trustDomain?: string } = {}): Pro
       });
     },
   });
+}
+
+/** A leaf naming `spiffeId`, signed by `issuer` whatever trust domain it serves: what a rogue CA could make. */
+export function forgeLeaf(issuer: CertificateAuthority, spiffeId: string): WorkloadIdentity {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const issuerKey = importPrivateKeyPem(issuer.exportKeyPem());
+  const profile = leafProfile(issuer.certificate.subjectName, keyIdentifier(issuer.certificate.spki));
+  const now = Date.now();
+  const der = signCertificate(leafTemplate(profile, spiffeId, spkiDer(publicKey), new Date(now - 60_000), new Date(now + 3_600_000)), issuerKey, signatureAlgorithmFor(issuerKey));
+  return { certChainPem: certificatePem(der) + issuer.certChainPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), trustBundlePem: issuer.bundle.toPem() };
 }

@@ -6,18 +6,13 @@
  * directions; a bundle removed refuses new handshakes without a restart.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPairSync } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { Registry } from 'prom-client';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { createTestPki, forgeLeaf, type TestPki } from '../helpers/pki.js';
 import { createSidecar, type Sidecar, type SidecarConfig } from '../../proxy/sidecar.js';
 import type { WorkloadIdentity } from '../../api/data-plane.js';
 import { encodeSni, trustDomainLabel } from '../../api/sni.js';
-import { certificatePem } from '../../ca/certificate.js';
-import { importPrivateKeyPem, signatureAlgorithmFor, spkiDer } from '../../ca/keys.js';
-import { keyIdentifier, leafProfile, leafTemplate, signCertificate } from '../../ca/profile.js';
-import type { CertificateAuthority } from '../../ca/authority.js';
 import { silentLogger } from '../../common/log.js';
 import { allow, closeServer, echoServer, listenerPort, metricValue, policyOf, roundTrip, startServerSidecar } from './support/mesh.js';
 
@@ -90,16 +85,6 @@ function open(port: number, identity: WorkloadIdentity, servername: string | und
 }
 
 const sniFrom = (trustDomain: string): string => encodeSni({ service: 'api', namespace: 'shop', port: app.port, zone: 'zone-a', callerTrustDomain: trustDomainLabel(trustDomain) });
-
-/** A leaf naming `spiffeId`, signed by `issuer` whatever trust domain it serves: what a rogue CA could make. */
-function forgeLeaf(issuer: CertificateAuthority, spiffeId: string): WorkloadIdentity {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const issuerKey = importPrivateKeyPem(issuer.exportKeyPem());
-  const profile = leafProfile(issuer.certificate.subjectName, keyIdentifier(issuer.certificate.spki));
-  const now = Date.now();
-  const der = signCertificate(leafTemplate(profile, spiffeId, spkiDer(publicKey), new Date(now - 60_000), new Date(now + 3_600_000)), issuerKey, signatureAlgorithmFor(issuerKey));
-  return { certChainPem: certificatePem(der) + issuer.certChainPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), trustBundlePem: issuer.bundle.toPem() };
-}
 
 describe('federated trust domains on the tunnel', () => {
   it('admits a federated caller that a policy names by SPIFFE ID, through both sidecars', async () => {

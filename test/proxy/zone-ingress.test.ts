@@ -143,6 +143,35 @@ describe('zone ingress: nested mTLS through another zone', () => {
     expect(await ingressMetric(zones.registry, 'trellis_ingress_streams_total', { result: 'unknown-service' })).toBeGreaterThan(0);
   });
 
+  it('a service dropped from the table (no longer exported): new CONNECTs get unknown-service, a stream already spliced goes on', async () => {
+    const zones = await twoZones();
+    const port = zones.ingress.address()!.port;
+    const web = await mesh.pki.issue('web', 'shop');
+    const session = h2connect(`https://127.0.0.1:${port}`, { cert: web.certChainPem, key: web.keyPem, ca: web.trustBundlePem, checkServerIdentity: () => undefined });
+    mesh.cleanup.push(async () => void session.destroy());
+    const authority = `api.shop:${zones.upstream(true).ports[0]!.targetPort}`;
+    const connect = (): Promise<{ status: number; reason: string; stream: ReturnType<typeof session.request> }> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+        stream.on('response', (h) => resolve({ status: Number(h[':status']), reason: String(h['trellis-reason']), stream }));
+        stream.on('error', reject);
+      });
+    const open = await connect();
+    expect(open.status).toBe(200);
+    zones.routes.set([], 'west');
+    const refused = await connect();
+    expect({ status: refused.status, reason: refused.reason }).toEqual({ status: 404, reason: 'unknown-service' });
+    // The stream opened before still reaches api's sidecar: a whole mTLS handshake with it runs through.
+    const inner = tlsConnect({ socket: open.stream, cert: web.certChainPem, key: web.keyPem, ca: web.trustBundlePem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+    mesh.cleanup.push(async () => void inner.destroy());
+    await new Promise<void>((resolve, reject) => {
+      inner.once('secureConnect', resolve);
+      inner.once('error', reject);
+    });
+    expect(inner.alpnProtocol).toBe('h2');
+    expect(await ingressMetric(zones.registry, 'trellis_ingress_streams_total', { result: 'unknown-service', destination: 'shop/api' })).toBe(1);
+  });
+
   it('refuses a zone it does not admit (a caller whose chain names no admitted zone) and an identity it refuses', async () => {
     const byZone = await twoZones({ rules: { admitZones: ['east'], refuseIdentities: [] } });
     expect((await roundTrip(listenerPort(byZone.client), 'hello')).data.length).toBe(0);

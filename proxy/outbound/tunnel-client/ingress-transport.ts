@@ -2,8 +2,11 @@
  * The caller's side of a zone ingress (proxy/ingress/): the way to an endpoint of another zone.
  *
  * Nested design. Per ingress address the sidecar keeps one pooled mTLS HTTP/2 session, authenticating as
- * itself (its own workload certificate); the ingress must present the ingress identity of our trust
- * domain (`.../sa/trellis-ingress`). Each tunnel session to a remote service is one CONNECT stream on it,
+ * itself (its own workload certificate); the ingress must present the ingress identity of the trust
+ * domain the destination endpoint names (`.../sa/trellis-ingress`; ours unless the endpoint says
+ * `trustDomain`). Toward a zone of another trust domain (its own PKI, federated) the outer session is
+ * verified against that trust domain's roots alone, and names ours in its server name
+ * (`t<label>.ingress.trellis`, api/sni.ts) so the ingress verifies us against our roots alone. Each tunnel session to a remote service is one CONNECT stream on it,
  * `:authority` naming the destination as on a tunnel (`<service>.<namespace>:<port>`); inside that stream
  * the tunnel client (session-dial.ts) runs its usual TLS 1.3 + HTTP/2 session with the destination sidecar,
  * so the destination authorizes the caller's own SPIFFE ID and the ingress sees only ciphertext. The inner
@@ -19,6 +22,8 @@ import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream }
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { INGRESS_SERVICE } from '../../../api/zone-ingress.js';
+import { ingressSni } from '../../../api/sni.js';
+import type { SecureContext } from 'node:tls';
 import { TrellisError } from '../../../common/errors.js';
 import { CODE } from '../../../common/error-codes.js';
 import type { ProxyLimits } from '../../core/limits.js';
@@ -62,7 +67,7 @@ export class IngressRefusal extends TrellisError {
 }
 
 export class IngressTransport {
-  /** One outer session per ingress `host:port`, replaced when it closes or our identity changes. */
+  /** One outer session per ingress `host:port` and trust domain, replaced when it closes or our identity changes. */
   private readonly outer = new Map<string, OuterSession>();
   private closed = false;
 
@@ -72,10 +77,10 @@ export class IngressTransport {
    * A CONNECT stream through the ingress at `address:port` to `authority`, as a duplex the inner TLS runs on.
    * It can be written at once (bytes wait for the session); a refusal destroys it with an `IngressRefusal`.
    */
-  open(zone: string, address: string, port: number, authority: string): ClientHttp2Stream {
+  open(zone: string, address: string, port: number, authority: string, trustDomain: string = this.host.trustDomain): ClientHttp2Stream {
     if (this.closed) throw new TrellisError(CODE.TUNNEL_POOL_CLOSED, 'the tunnel pool is shutting down', { side: 'internal' });
     const ingress = `${address}:${port}`;
-    const outer = this.session(zone, address, port);
+    const outer = this.session(zone, address, port, trustDomain);
     const stream = outer.session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
     stream.once('response', (headers) => {
       const status = Number(headers[':status']);
@@ -112,15 +117,20 @@ export class IngressTransport {
     }
   }
 
-  private session(zone: string, address: string, port: number): OuterSession {
-    const key = `${address}:${port}`;
+  private session(zone: string, address: string, port: number, trustDomain: string): OuterSession {
+    const ingressAddress = `${address}:${port}`;
+    const key = trustDomain === this.host.trustDomain ? ingressAddress : `${ingressAddress}|${trustDomain}`;
     const existing = this.outer.get(key);
     if (existing !== undefined && !existing.session.closed && !existing.session.destroyed && existing.generation === this.host.generation()) return existing;
     if (existing !== undefined && !existing.session.closed) existing.session.close();
     const limits = this.host.limits;
+    const material = this.host.material();
+    // The ingress's roots: its trust domain's alone; and ours named to it when they differ.
+    const context = trustDomain === this.host.trustDomain ? material.clientContext : material.federation.clientContext(trustDomain);
+    const servername = ingressSni(trustDomain === this.host.trustDomain ? undefined : material.federation.ownLabel);
     let socket: TLSSocket | undefined;
-    const session = h2connect(`https://${key}`, {
-      createConnection: () => (socket = outerTls(address, port, this.host.material())),
+    const session = h2connect(`https://${ingressAddress}`, {
+      createConnection: () => (socket = outerTls(address, port, context ?? material.clientContext, servername)),
       settings: { enablePush: false, initialWindowSize: limits.streamWindowBytes, maxHeaderListSize: limits.maxHeaderListSize },
       maxSessionMemory: limits.maxSessionMemoryMb,
     });
@@ -136,9 +146,13 @@ export class IngressTransport {
       this.host.log.warn({ zone, ingress: key, reason }, `zone ingress session failed: ${detail}`);
       session.destroy(new IngressRefusal(key, reason, detail));
     };
+    if (context === undefined) {
+      // Not a trust domain we federate with: nothing of it can be verified (fails at once, counted).
+      queueMicrotask(() => fail('trust-domain-not-federated', `${ingressAddress} serves trust domain ${trustDomain}, which this sidecar does not federate with`));
+    }
     session.once('connect', () => {
       clearTimeout(timer);
-      const check = socket === undefined ? undefined : checkPeer(socket, this.host.trustDomain);
+      const check = socket === undefined ? undefined : checkPeer(socket, trustDomain);
       if (check === undefined || !check.ok) return fail('untrusted-ingress', check?.message ?? 'no TLS socket');
       // Only an ingress identity may carry our inner sessions: a workload answering on that address is refused.
       if (check.peer.service !== INGRESS_SERVICE) return fail('untrusted-ingress', `${key} presented ${check.peer.spiffeId}, not a zone ingress`);
@@ -168,12 +182,12 @@ export class IngressTransport {
   }
 }
 
-function outerTls(host: string, port: number, material: TlsMaterial): TLSSocket {
+function outerTls(host: string, port: number, context: SecureContext, servername: string): TLSSocket {
   const socket = tlsConnect({
     host,
     port,
-    servername: 'ingress.trellis',
-    secureContext: material.clientContext,
+    servername,
+    secureContext: context,
     ALPNProtocols: [TUNNEL_ALPN],
     minVersion: 'TLSv1.3',
     // The ingress's identity is a SPIFFE URI: node:tls checks the chain, checkPeer the ID.

@@ -137,7 +137,7 @@ function tlsConnection(group: SessionGroup, context: SecureContext, ticket: Buff
   const socket = tlsConnect({
     // Another zone's endpoint: the same TLS, end to end with the destination sidecar, inside a CONNECT
     // stream through that zone's ingress (ingress-transport.ts), which sees only ciphertext.
-    ...(via === undefined ? { host: group.host, port: group.port } : { socket: ingress.open(group.target.endpoint.zone, via.address, via.port, formatAuthority({ service, namespace, port })) }),
+    ...(via === undefined ? { host: group.host, port: group.port } : { socket: ingress.open(group.target.endpoint.zone, via.address, via.port, formatAuthority({ service, namespace, port }), group.target.endpoint.trustDomain) }),
     servername: group.sni,
     secureContext: context,
     ALPNProtocols: [TUNNEL_ALPN],

@@ -20,7 +20,7 @@ function setup(): { registry: ServiceRegistry; view: MeshView; services: [string
   const registry = new ServiceRegistry({ zone: 'east', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 60_000 });
   const services: [string, ExportedService][] = [];
   const ingresses: [string, ZoneIngress][] = [];
-  const view = new MeshView(registry, 'east', { services: () => services, ingresses: () => ingresses });
+  const view = new MeshView(registry, 'east', { services: () => services, ingresses: () => ingresses }, 'mesh.test');
   const events: RegistryEvent[] = [];
   view.subscribe((e) => events.push(e));
   return { registry, view, services, ingresses, events };
@@ -62,6 +62,15 @@ describe('MeshView', () => {
     view.catalogueChanged();
     expect(view.hasMeshService('shop', 'payments')).toBe(false);
     expect(events).toEqual([{ kind: 'service', namespace: 'shop', service: 'payments', present: false }]);
+  });
+
+  it('says the trust domain of a zone with its own PKI on its endpoints (callers verify the ingress and the destination against its roots), not of ours', () => {
+    const { view, services, ingresses } = setup();
+    services.push(serviceEntry({ ...service('far', 'billing'), identities: ['spiffe://other.example/ns/shop/sa/billing'] }), serviceEntry(service('west', 'payments')));
+    ingresses.push(['far/registered', { zone: 'far', addresses: ['198.51.100.7:15443'] }], ['west/registered', { zone: 'west', addresses: ['203.0.113.7:15443'] }]);
+    view.catalogueChanged();
+    expect(view.upstream('shop', 'billing').endpoints.map((e) => [e.zone, e.trustDomain, e.ingress?.address])).toEqual([['far', 'other.example', '198.51.100.7']]);
+    expect(view.upstream('shop', 'payments').endpoints.map((e) => [e.zone, e.trustDomain])).toEqual([['west', undefined]]);
   });
 
   it("never lists this zone's own records as remote", () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ServiceRegistry } from '../../../control/registry.js';
 import { ZoneLink } from '../../../control/zone-sync/zone-link.js';
+import { NO_EXPORT_RULES, ZoneExports } from '../../../control/zone-sync/exports.js';
 import { CODE } from '../../../common/error-codes.js';
 import { service, serviceEntry } from './support.js';
 
@@ -35,7 +36,7 @@ async function start(dataDir: string, maxStalenessMs: number | undefined): Promi
   const link = new ZoneLink({
     // Nothing listens on port 9: every attempt fails, as with a global that is down.
     endpoints: [{ url: new URL('https://127.0.0.1:9'), trustDomain: 'mesh.test', rootNamespace: 'trellis-system', bundlePem: '' }],
-    zone: 'east', dataDir, token: 'tzt1.x.y', maxStalenessMs, exportRules: { exported: [], hidden: [] }, ingressAddresses: [],
+    zone: 'east', dataDir, token: 'tzt1.x.y', maxStalenessMs, exports: new ZoneExports(registry, NO_EXPORT_RULES, 'none', 'trellis-system'), ingressAddresses: [],
     registry, trustBundlePem: () => '', log: pino({ level: 'silent' }), onPoliciesChanged: () => undefined,
     backoff: { initialMs: 50, maxMs: 100 },
   });
@@ -89,7 +90,7 @@ describe('ZoneLink and instances that disagree on export', () => {
     const registry = new ServiceRegistry({ zone: 'east', disconnectGraceMs: 1_000, startupGraceMs: 1_000, leaseMs: 10_000 });
     const link = new ZoneLink({
       endpoints: [{ url: new URL('https://127.0.0.1:9'), trustDomain: 'mesh.test', rootNamespace: 'trellis-system', bundlePem: '' }],
-      zone: 'east', dataDir: zoneDir(kept), token: 'tzt1.x.y', maxStalenessMs: undefined, exportRules: { exported: [], hidden: [] }, ingressAddresses: [],
+      zone: 'east', dataDir: zoneDir(kept), token: 'tzt1.x.y', maxStalenessMs: undefined, exports: new ZoneExports(registry, NO_EXPORT_RULES, 'none', 'trellis-system'), ingressAddresses: [],
       registry, trustBundlePem: () => '', log: pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as { code?: string }) }), onPoliciesChanged: () => undefined,
       backoff: { initialMs: 50, maxMs: 100 },
     });
