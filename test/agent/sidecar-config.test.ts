@@ -31,6 +31,10 @@ describe('buildSidecarConfig', () => {
     expect(config.policy.evaluate({ source: { trustDomain: 'example.org', namespace: 'shop', service: 'web' }, destination: { namespace: 'shop', service: 'frontend' }, protocol: 'tcp' }).allowed).toBe(true);
   });
 
+  it('carries the zone the control plane places the workload in (the sidecar\'s locality follows it)', () => {
+    expect(buildSidecarConfig(snapshot, 'e.1', { upstreams: [] }).config.zone).toBe('z1');
+  });
+
   it('refuses a snapshot whose policy does not validate', () => {
     const bad = { ...snapshot, policies: [{ ...snapshot.policies[0], spec: { destination: 'frontend', mode: 'enforce', rules: [{ action: 'permit', from: ['web'] }] } }] } as unknown as AgentSnapshot;
     expect(() => buildSidecarConfig(bad, 'e.2', { upstreams: [] })).toThrow(/control plane snapshot.*action/s);

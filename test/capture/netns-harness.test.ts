@@ -48,7 +48,7 @@ describe.skipIf(need.skip)('network namespace lab', () => {
   let transpiled: TranspiledModules;
   beforeAll(async () => {
     lab = await createNetnsLab();
-    transpiled = transpileModules(['test/helpers/netns.ts', 'test/helpers/requirements.ts', 'capture/command-runner.ts']);
+    transpiled = transpileModules(['test/helpers/netns.ts', 'test/helpers/lab-process.ts', 'test/helpers/requirements.ts', 'capture/command-runner.ts']);
   });
   afterAll(async () => {
     const runId = lab?.runId;

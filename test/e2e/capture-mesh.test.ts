@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { originalDstUnavailableReason } from '../../proxy/core/original-dst.js';
+import { readPcap, tcpStreams, tlsRecords } from '../helpers/pcap.js';
 import { createNetnsLab, listLabNamespaces, netnsRequirements, type LabHost, type LabProcess, type NetnsLab } from '../helpers/netns.js';
 import { allow, eventually, MAIN, requireBuild, trellis } from './mesh-support.js';
 
@@ -71,66 +72,6 @@ s.on('data', (c) => (got += c));
 s.on('error', (e) => { console.log('error ' + e.code); process.exit(0); });
 s.on('close', () => { console.log('reply ' + JSON.stringify(got)); process.exit(0); });
 setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);`;
-
-interface Packet {
-  readonly src: string;
-  readonly dst: string;
-  readonly srcPort: number;
-  readonly dstPort: number;
-  readonly payload: Buffer;
-}
-
-/** TCP packets of a pcap file (Ethernet, IPv4), with their payloads. */
-function readPcap(file: string): Packet[] {
-  const buf = readFileSync(file);
-  const magic = buf.readUInt32LE(0);
-  if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new Error(`${file}: not a little-endian pcap file (magic ${magic.toString(16)})`);
-  if (buf.readUInt32LE(20) !== 1) throw new Error(`${file}: link type ${buf.readUInt32LE(20)} is not Ethernet`);
-  const packets: Packet[] = [];
-  for (let off = 24; off + 16 <= buf.length; ) {
-    const length = buf.readUInt32LE(off + 8);
-    const frame = buf.subarray(off + 16, off + 16 + length);
-    off += 16 + length;
-    if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) continue;
-    const ip = frame.subarray(14);
-    if (ip[9] !== 6) continue;
-    const ihl = ((ip[0] as number) & 0x0f) * 4;
-    const total = ip.readUInt16BE(2);
-    const tcp = ip.subarray(ihl, total);
-    const dataOffset = ((tcp[12] as number) >> 4) * 4;
-    packets.push({
-      src: [...ip.subarray(12, 16)].join('.'),
-      dst: [...ip.subarray(16, 20)].join('.'),
-      srcPort: tcp.readUInt16BE(0),
-      dstPort: tcp.readUInt16BE(2),
-      payload: tcp.subarray(dataOffset),
-    });
-  }
-  return packets;
-}
-
-/** The payload of each direction of each TCP connection, in capture order (a veth neither loses nor reorders). */
-function tcpStreams(packets: readonly Packet[]): { key: string; bytes: Buffer }[] {
-  const streams = new Map<string, Buffer[]>();
-  for (const p of packets) {
-    const key = `${p.src}:${p.srcPort}>${p.dst}:${p.dstPort}`;
-    streams.set(key, [...(streams.get(key) ?? []), p.payload]);
-  }
-  return [...streams].map(([key, parts]) => ({ key, bytes: Buffer.concat(parts) }));
-}
-
-/** Walks TLS records (type 20-23, version 3.x, length); `garbage` when the bytes are not records. A record cut by the capture's end is fine. */
-function tlsRecords(bytes: Buffer): { types: number[]; garbage: boolean } {
-  const types: number[] = [];
-  let off = 0;
-  while (off + 5 <= bytes.length) {
-    const type = bytes[off] as number;
-    if (type < 20 || type > 23 || bytes[off + 1] !== 3) return { types, garbage: true };
-    types.push(type);
-    off += 5 + bytes.readUInt16BE(off + 3);
-  }
-  return { types, garbage: false };
-}
 
 describe.skipIf(gate().skip)('transparent capture across network namespaces', () => {
   let lab: NetnsLab;

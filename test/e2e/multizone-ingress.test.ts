@@ -1,6 +1,7 @@
 /**
- * Cross-zone traffic, as real processes on loopback (the namespace version with private bridges is not
- * built yet): a global control plane, zones west and east, and west's zone ingress (`trellis ingress run`).
+ * Cross-zone traffic, as real processes on loopback (the same story with private networks, NAT routers, a
+ * VM, a zone cut off and tcpdump is test/e2e/multizone-netns.test.ts, when root): a global control plane,
+ * zones west and east, and west's zone ingress (`trellis ingress run`).
  *
  * - frontend in east calls payments, which exists only in west, through west's ingress; payments' sidecar
  *   sees frontend's own SPIFFE ID (nested TLS: the ingress is not the caller);

@@ -5,6 +5,9 @@
  *   [host b: eth0 198.18.0.12] ──veth──┼── br0 in its own "switch" namespace
  *   [host c: eth0 198.18.0.13] ──veth──┘
  *
+ * More networks (each one more bridge in the switch namespace, `addNetwork`) and more interfaces per host
+ * (`attach`) build routed topologies: test/helpers/netns-zones.ts makes zones behind NAT routers of them.
+ *
  * Nothing touches the machine's real network: the bridge and the switch ends of the veth pairs live in a
  * namespace of their own (never the root one), and the addresses (198.18.0.0/24, the RFC 2544 test range,
  * and fd00:7e11:15::/64) exist only inside the lab. Names carry the creating process id and a random tag,
@@ -17,16 +20,18 @@
  *   const need = netnsRequirements();
  *   describe.skipIf(need.skip)('...', () => { let lab: NetnsLab; beforeAll(async () => { lab = await createNetnsLab(); }); afterAll(() => lab?.cleanup()); });
  */
-import { execFileSync, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { netnsRunner, type CommandResult } from '../../capture/command-runner.js';
+import { watchProcess, type LabProcess } from './lab-process.js';
 import { requires, type RequirementCheck } from './requirements.js';
+
+export type { LabProcess } from './lab-process.js';
 
 export const LAB_PREFIX = 'trl-';
 const IPV4_PREFIX = '198.18.0.';
 const IPV6_PREFIX = 'fd00:7e11:15::';
 const MAX_HOSTS = 200;
-const MAX_OUTPUT_CHARS = 256 * 1024;
 
 export interface LabHost {
   /** The test's name for the host ("client", "server"). */
@@ -37,6 +42,20 @@ export interface LabHost {
   /** Set when the lab was created with ipv6: true and the kernel supports IPv6 here. */
   readonly ipv6: string | null;
 }
+
+/** A bridge of the lab and its IPv4 /24 (hosts get .11 upwards; `addNetwork` networks may give any address). */
+export interface LabNetwork {
+  readonly name: string;
+  /** The bridge's name inside the switch namespace. */
+  readonly bridge: string;
+  /** The first three octets and a dot, e.g. `10.1.0.`. */
+  readonly prefix: string;
+  /** `prefix` + `0/24`. */
+  readonly cidr: string;
+}
+
+/** Where a command runs: a host, or the switch namespace holding the bridges (e.g. for tcpdump on one). */
+export type LabPlace = Pick<LabHost, 'name' | 'netns'>;
 
 export interface ExecOptions {
   readonly input?: string;
@@ -49,15 +68,6 @@ export interface ExecOptions {
   readonly allowFailure?: boolean;
 }
 
-export interface LabProcess {
-  readonly child: ChildProcess;
-  /** stdout and stderr so far (the last 256 KiB). */
-  output(): string;
-  /** Resolves with the output once it matches; rejects if the process exits first or time runs out. */
-  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
-  /** SIGTERM, then SIGKILL after a grace period; resolves when the process is gone. */
-  stop(): Promise<void>;
-}
 
 export interface NetnsLab {
   readonly runId: string;
@@ -66,9 +76,18 @@ export interface NetnsLab {
   readonly ipv6: boolean;
   /** Why IPv6 is off, when it was requested but is not available. */
   readonly ipv6Problem: string | null;
-  addHost(name: string): Promise<LabHost>;
-  exec(host: LabHost, command: readonly string[], options?: ExecOptions): Promise<CommandResult>;
-  spawn(host: LabHost, command: readonly string[], options?: Omit<ExecOptions, 'input' | 'allowFailure'>): LabProcess;
+  /** The network every host joins unless told otherwise: br0, 198.18.0.0/24. */
+  readonly network: LabNetwork;
+  /** The switch namespace, for commands that watch a bridge (`tcpdump -i <network.bridge>`). */
+  readonly switch: LabPlace;
+  /** A host whose eth0 is on `options.network` (default `network`), with a default route via `options.gateway` if given. */
+  addHost(name: string, options?: { network?: LabNetwork; gateway?: string }): Promise<LabHost>;
+  /** One more bridge, `name` 1-12 letters/digits, on the /24 of `prefix` (`10.1.0.`); nothing routes to it unless a test says so. */
+  addNetwork(name: string, prefix: string): LabNetwork;
+  /** One more interface `ifname` of `host` on `network`, at `address` (default the network's next one); returns the address. */
+  attach(host: LabHost, network: LabNetwork, ifname: string, address?: string): string;
+  exec(host: LabPlace, command: readonly string[], options?: ExecOptions): Promise<CommandResult>;
+  spawn(host: LabPlace, command: readonly string[], options?: Omit<ExecOptions, 'input' | 'allowFailure'>): LabProcess;
   cleanup(): Promise<void>;
 }
 
@@ -220,35 +239,77 @@ export async function createNetnsLab(options: { ipv6?: boolean } = {}): Promise<
   }
   const ipv6 = ipv6Problem === null;
 
-  async function addHost(name: string): Promise<LabHost> {
+  const defaultNetwork: LabNetwork = Object.freeze({ name: 'lab', bridge: 'br0', prefix: IPV4_PREFIX, cidr: `${IPV4_PREFIX}0/24` });
+  const networks: LabNetwork[] = [defaultNetwork];
+  /** Next host number per network, and the count of switch ports (their names). */
+  const nextAddress = new Map<string, number>([['br0', 11]]);
+  let ports = 0;
+
+  function addNetwork(name: string, prefix: string): LabNetwork {
+    if (cleaned) throw new Error('the lab was already cleaned up');
+    if (!/^[a-z][a-z0-9]{0,11}$/.test(name)) throw new Error(`network name "${name}": use 1-12 lower-case letters and digits`);
+    if (!/^(\d{1,3}\.){3}$/.test(prefix)) throw new Error(`network prefix "${prefix}": three octets and a dot, e.g. 10.1.0.`);
+    if (networks.some((n) => n.name === name || n.prefix === prefix)) throw new Error(`network "${name}" (${prefix}0/24) overlaps one of this lab`);
+    const network = Object.freeze({ name, bridge: `br-${name}`, prefix, cidr: `${prefix}0/24` });
+    ip(['-n', switchNs, 'link', 'add', network.bridge, 'type', 'bridge']);
+    ip(['-n', switchNs, 'link', 'set', network.bridge, 'up']);
+    networks.push(network);
+    nextAddress.set(network.bridge, 11);
+    return network;
+  }
+
+  /** A veth from a new port of `network`'s bridge to `ifname` in `netns`; both ends made in their namespaces, never the root one. */
+  function link(netns: string, network: LabNetwork, ifname: string, address: string): void {
+    const port = `p${++ports}`;
+    ip(['-n', switchNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', ifname, 'netns', netns]);
+    ip(['-n', switchNs, 'link', 'set', port, 'master', network.bridge, 'up']);
+    ip(['-n', netns, 'addr', 'add', `${address}/24`, 'dev', ifname]);
+  }
+
+  function nextAddressOn(network: LabNetwork): string {
+    const n = nextAddress.get(network.bridge) ?? 11;
+    if (n > 254) throw new Error(`network ${network.name} is full`);
+    nextAddress.set(network.bridge, n + 1);
+    return `${network.prefix}${n}`;
+  }
+
+  function attach(host: LabHost, network: LabNetwork, ifname: string, address?: string): string {
+    if (cleaned) throw new Error('the lab was already cleaned up');
+    if (!networks.includes(network)) throw new Error(`network ${network.name} is not of this lab`);
+    const at = address ?? nextAddressOn(network);
+    if (!at.startsWith(network.prefix)) throw new Error(`${at} is not on ${network.cidr}`);
+    link(host.netns, network, ifname, at);
+    ip(['-n', host.netns, 'link', 'set', ifname, 'up']);
+    return at;
+  }
+
+  async function addHost(name: string, hostOptions: { network?: LabNetwork; gateway?: string } = {}): Promise<LabHost> {
     if (cleaned) throw new Error('the lab was already cleaned up');
     if (!/^[a-z][a-z0-9-]{0,15}$/.test(name)) throw new Error(`host name "${name}": use 1-16 lower-case letters, digits and dashes`);
     if (hosts.some((h) => h.name === name)) throw new Error(`host "${name}" already exists in this lab`);
     if (hosts.length >= MAX_HOSTS) throw new Error(`a lab holds at most ${MAX_HOSTS} hosts`);
-    const index = hosts.length + 11;
+    const network = hostOptions.network ?? defaultNetwork;
+    if (!networks.includes(network)) throw new Error(`network ${network.name} is not of this lab`);
     const netns = `${LAB_PREFIX}${runId}-${name}`;
-    const port = `p${index}`;
     ip(['netns', 'add', netns]);
     namespaces.push(netns);
-    // Both ends are created directly in their namespaces: the root namespace never sees either.
-    ip(['-n', switchNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
-    ip(['-n', switchNs, 'link', 'set', port, 'master', 'br0', 'up']);
+    const ipv4 = nextAddressOn(network);
+    link(netns, network, 'eth0', ipv4);
     ip(['-n', netns, 'link', 'set', 'lo', 'up']);
-    const ipv4 = `${IPV4_PREFIX}${index}`;
-    ip(['-n', netns, 'addr', 'add', `${ipv4}/24`, 'dev', 'eth0']);
     let ipv6Address: string | null = null;
-    if (ipv6) {
-      ipv6Address = `${IPV6_PREFIX}${index.toString(16)}`;
+    if (ipv6 && network === defaultNetwork) {
+      ipv6Address = `${IPV6_PREFIX}${Number(ipv4.slice(IPV4_PREFIX.length)).toString(16)}`;
       // nodad: the address is usable at once instead of after duplicate detection (about two seconds).
       ip(['-n', netns, 'addr', 'add', `${ipv6Address}/64`, 'dev', 'eth0', 'nodad']);
     }
     ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
+    if (hostOptions.gateway !== undefined) ip(['-n', netns, 'route', 'add', 'default', 'via', hostOptions.gateway]);
     const host = Object.freeze({ name, netns, ipv4, ipv6: ipv6Address });
     hosts.push(host);
     return host;
   }
 
-  async function exec(host: LabHost, command: readonly string[], execOptions: ExecOptions = {}): Promise<CommandResult> {
+  async function exec(host: LabPlace, command: readonly string[], execOptions: ExecOptions = {}): Promise<CommandResult> {
     const [file, ...args] = wrap(command, execOptions);
     if (file === undefined) throw new Error('exec: empty command');
     const result = await netnsRunner(host.netns).run(file, args, execOptions.input);
@@ -258,66 +319,11 @@ export async function createNetnsLab(options: { ipv6?: boolean } = {}): Promise<
     return result;
   }
 
-  function spawn(host: LabHost, command: readonly string[], spawnOptions: Omit<ExecOptions, 'input' | 'allowFailure'> = {}): LabProcess {
+  function spawn(host: LabPlace, command: readonly string[], spawnOptions: Omit<ExecOptions, 'input' | 'allowFailure'> = {}): LabProcess {
     if (cleaned) throw new Error('the lab was already cleaned up');
     // detached: its own process group, so stop() reaches anything it started too.
     const child = spawnProcess('ip', ['netns', 'exec', host.netns, ...wrap(command, spawnOptions)], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const waiters = new Set<() => void>();
-    const onData = (chunk: Buffer): void => {
-      output = (output + chunk.toString()).slice(-MAX_OUTPUT_CHARS);
-      for (const w of [...waiters]) w();
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    child.once('close', () => {
-      for (const w of [...waiters]) w();
-    });
-    child.once('error', () => undefined);
-    const labProcess: LabProcess = {
-      child,
-      output: () => output,
-      waitForOutput(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
-        return new Promise((resolve, reject) => {
-          const timer = setTimeout(() => {
-            waiters.delete(check);
-            reject(new Error(`${command.join(' ')} in ${host.name}: no output matching ${pattern} within ${timeoutMs} ms; output so far:\n${output}`));
-          }, timeoutMs);
-          const check = (): void => {
-            if (pattern.test(output)) {
-              clearTimeout(timer);
-              waiters.delete(check);
-              resolve(output);
-            } else if (child.exitCode !== null || child.signalCode !== null) {
-              clearTimeout(timer);
-              waiters.delete(check);
-              reject(new Error(`${command.join(' ')} in ${host.name} exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}; output:\n${output}`));
-            }
-          };
-          waiters.add(check);
-          check();
-        });
-      },
-      async stop(): Promise<void> {
-        const pid = child.pid;
-        if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-        try {
-          process.kill(-pid, 'SIGTERM');
-        } catch {
-          return;
-        }
-        const grace = setTimeout(() => {
-          try {
-            process.kill(-pid, 'SIGKILL');
-          } catch {
-            // gone meanwhile
-          }
-        }, 2_000);
-        await exited;
-        clearTimeout(grace);
-      },
-    };
+    const labProcess = watchProcess(child, `${command.join(' ')} in ${host.name}`);
     processes.add(labProcess);
     return labProcess;
   }
@@ -335,7 +341,11 @@ export async function createNetnsLab(options: { ipv6?: boolean } = {}): Promise<
     },
     ipv6,
     ipv6Problem,
+    network: defaultNetwork,
+    switch: Object.freeze({ name: 'switch', netns: switchNs }),
     addHost,
+    addNetwork,
+    attach,
     exec,
     spawn,
     cleanup,

@@ -312,6 +312,23 @@ export class SessionPool {
     this.options.onEndpointHealth?.(endpointKey(group.target.endpoint), true);
     if (pooled.generation === this.generation) this.retireOldGenerations(group);
     this.serveWaiters(group);
+    this.retryPeers(group);
+  }
+
+  /**
+   * The endpoint answers again: its other groups (behind one zone ingress, every remote service) dial now,
+   * not when their backoff ends; else one that failed in an outage fails fast ("backing off") for up to
+   * the maximum backoff after the ingress came back, refusing a failover the balancer already allows.
+   */
+  private retryPeers(group: SessionGroup): void {
+    const key = endpointKey(group.target.endpoint);
+    for (const other of this.groups.values()) {
+      if (other === group || other.retryTimer === undefined || endpointKey(other.target.endpoint) !== key) continue;
+      clearTimeout(other.retryTimer);
+      other.retryTimer = undefined;
+      if (other.retained) this.fill(other);
+      else if (other.waiters.length > 0) this.connect(other);
+    }
   }
 
   /** The peer is going away: no new streams on the session; those open may finish. Replace it now. */
