@@ -103,7 +103,7 @@ describe.skipIf(need.skip)('two zones in network namespaces: the multi-zone stor
   const zoneApi = (zone: LabZone): string => `https://${(zone === east ? h.eastCp : h.westCp).ipv4}:${CONTROL_PORT}`;
 
   async function startIngress(): Promise<LabProcess> {
-    const token = await joinToken(join(dir, 'west', 'control'), join(dir, 'tokens'), 'trellis-ingress', 'trellis-system');
+    const token = await joinToken(join(dir, 'west', 'control'), join(dir, 'tokens'), 'trellis-ingress', 'trellis-system', 'ingress');
     return startTrellis(lab, h.westIngress, ['ingress', 'run', '--control', zoneApi(west), '--token-file', token, '--ca-file', zoneCa(west),
       '--listen', `${h.westIngress.ipv4}:${INGRESS_PORT}`, '--public-address', `${west.publicAddress}:${INGRESS_PORT}`,
       '--admin', '127.0.0.1:15000', '--grace', '1s', '--log-level', 'warn']);

@@ -4,6 +4,7 @@
  * host's apps (test/e2e/netns-workload-host.ts), which the test drives through a Unix socket because the
  * lab's networks are unreachable from the test's own namespace by design.
  */
+import type { TokenRole } from '../../api/control-protocol.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
@@ -75,10 +76,10 @@ export async function startWorkloadHost(lab: NetnsLab, host: LabHost, dir: strin
   };
 }
 
-/** A join token file for `namespace/service`, made offline in the control plane's data dir (as `trellis token create --data-dir` does). */
-export async function joinToken(controlDataDir: string, dir: string, service: string, namespace = 'default'): Promise<string> {
+/** A join token file for `namespace/service` (`role` 'ingress' for the zone ingress's), made offline in the control plane's data dir (as `trellis token create --data-dir` does). */
+export async function joinToken(controlDataDir: string, dir: string, service: string, namespace = 'default', role?: TokenRole): Promise<string> {
   const tokens = new TokenService(await FileStore.open(controlDataDir), 'trellis.local');
-  const { token } = await tokens.create(service, namespace, 10 * 60_000);
+  const { token } = await tokens.create(service, namespace, 10 * 60_000, undefined, role);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${namespace}-${service}.token`);
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
