@@ -2,14 +2,14 @@
  * The multi-zone story, in network namespaces (test/helpers/netns-zones.ts): two zones, each a private
  * network behind its own NAT router, joined by an "internet" bridge that also holds the global control plane.
  *
- *   internet 198.18.0.0/24:  east's router · west's router (forwards :15443 to west's ingress) · global
- *   east 10.1.0.0/24:  east-cp (zone control plane) · east-node (frontend; orders ×3: orders-east-a/b/c)
+ *   internet 198.18.0.0/24:  east's router · west's router (each forwards :15443 to its zone's ingress) · global
+ *   east 10.1.0.0/24:  east-cp (zone control plane) · east-ingress · east-node (frontend; orders ×3: orders-east-a/b/c)
  *   west 10.2.0.0/24:  west-cp · west-ingress · west-node (payments, orders-west) · west-vm (billing)
  *
  * The VM is a host of its own on west's private network, beside the cluster as a VM in the same VPC is:
  * its agent joins west's control plane like any workload, and west's ingress reaches it on the private
  * side. (A VM elsewhere on the internet would need its tunnel port public, which is what an ingress spares.)
- * East runs no ingress: nothing in this story calls into east, and the machine has two cores.
+ * Each zone runs its ingress; the story's calls go from east to west, so west's is the one it kills.
  *
  * The story, in order:
  * - the private networks are not routable to each other: east-node cannot connect to west-node at all;
@@ -75,7 +75,7 @@ describe.skipIf(need.skip)('two zones in network namespaces: the multi-zone stor
   let dir = '';
   let east: LabZone;
   let west: LabZone;
-  let h: Record<'global' | 'eastCp' | 'eastNode' | 'westCp' | 'westIngress' | 'westNode' | 'vm', LabHost>;
+  let h: Record<'global' | 'eastCp' | 'eastIngress' | 'eastNode' | 'westCp' | 'westIngress' | 'westNode' | 'vm', LabHost>;
   let eastNode: WorkloadHost;
   let westNode: WorkloadHost;
   let global: LabProcess;
@@ -103,10 +103,11 @@ describe.skipIf(need.skip)('two zones in network namespaces: the multi-zone stor
   const zoneCa = (zone: LabZone): string => join(dir, zone.name, 'control', 'trust-bundle.pem');
   const zoneApi = (zone: LabZone): string => `https://${(zone === east ? h.eastCp : h.westCp).ipv4}:${CONTROL_PORT}`;
 
-  async function startIngress(): Promise<LabProcess> {
-    const token = await joinToken(join(dir, 'west', 'control'), join(dir, 'tokens'), 'trellis-ingress', 'trellis-system', 'ingress');
-    return startTrellis(lab, h.westIngress, ['ingress', 'run', '--control', zoneApi(west), '--token-file', token, '--ca-file', zoneCa(west),
-      '--listen', `${h.westIngress.ipv4}:${INGRESS_PORT}`, '--public-address', `${west.publicAddress}:${INGRESS_PORT}`,
+  /** `zone`'s ingress on `host` (west's unless told), reached from the internet through its router's forward. */
+  async function startIngress(zone: LabZone = west, host: LabHost = h.westIngress): Promise<LabProcess> {
+    const token = await joinToken(join(dir, zone.name, 'control'), join(dir, 'tokens', zone.name), 'trellis-ingress', 'trellis-system', 'ingress');
+    return startTrellis(lab, host, ['ingress', 'run', '--control', zoneApi(zone), '--token-file', token, '--ca-file', zoneCa(zone),
+      '--listen', `${host.ipv4}:${INGRESS_PORT}`, '--public-address', `${zone.publicAddress}:${INGRESS_PORT}`,
       '--admin', '127.0.0.1:15000', '--grace', '1s', '--log-level', 'warn']);
   }
 
@@ -134,13 +135,14 @@ describe.skipIf(need.skip)('two zones in network namespaces: the multi-zone stor
     h = {
       global: await zl.addInternetHost('global'),
       eastCp: await east.addHost('east-cp'),
+      eastIngress: await east.addHost('east-ingress'),
       eastNode: await east.addHost('east-node'),
       westCp: await west.addHost('west-cp'),
       westIngress: await west.addHost('west-ingress'),
       westNode: await west.addHost('west-node'),
       vm: await west.addHost('west-vm'),
     };
-    await west.forward(INGRESS_PORT, h.westIngress);
+    await Promise.all([west.forward(INGRESS_PORT, h.westIngress), east.forward(INGRESS_PORT, h.eastIngress)]);
     dir = mkdtempSync(join(tmpdir(), 'trellis-netns-zones-'));
     mkdirSync(join(dir, 'global-policy'));
 
@@ -154,7 +156,8 @@ describe.skipIf(need.skip)('two zones in network namespaces: the multi-zone stor
       startZoneControl(east, h.eastCp, { 'orders.yaml': allow('orders', ['frontend']) }),
       startZoneControl(west, h.westCp, { 'payments.yaml': PAYMENTS_POLICY, 'orders.yaml': allow('orders', ['frontend']), 'billing.yaml': allow('billing', ['frontend']) }),
     ]);
-    westIngress = await startIngress();
+    // Each zone has its ingress; the story's calls go east → west, so west's is the one it kills.
+    [westIngress] = await Promise.all([startIngress(), startIngress(east, h.eastIngress)]);
 
     [eastNode, westNode] = await Promise.all([
       startWorkloadHost(lab, h.eastNode, dir, { 'orders-east-a': 8081, 'orders-east-b': 8082, 'orders-east-c': 8083 }),
