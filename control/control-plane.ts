@@ -29,26 +29,26 @@ import { Registry } from 'prom-client';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { CA_FILES } from '../ca/store.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
-import { InputError, describeError } from '../common/errors.js';
+import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { createAdminServer } from './admin-server.js';
 import { createApiServer } from './api-server.js';
 import { setUpZoneCas } from './ca-setup.js';
 import type { BootstrapAuthenticator } from './authenticator.js';
 import { FailedBootstrapLimiter } from './bootstrap-limiter.js';
-import { CONTROL_DEFAULTS, configConflicts, type ControlPlaneConfig, type ControlPlaneMode } from './config.js';
-import { FileStore } from './file-store.js';
+import { CONTROL_DEFAULTS, type ControlPlaneConfig, type ControlPlaneMode } from './config.js';
+import type { FileStore } from './file-store.js';
 import { claimDataDir } from './identity-file.js';
 import { IdentityIssuer } from './identity-issuer.js';
-import { ControlMetrics } from './metrics.js';
+import type { ControlMetrics } from './metrics.js';
 import { createKubernetesMode, type KubernetesMode } from './kubernetes/kubernetes-mode.js';
-import { loadKubeConfig } from './kubernetes/kube-config.js';
 import type { KubernetesPolicyFeed } from './kubernetes/policy-feed.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { PolicySource, type PolicyState } from './policy-source.js';
-import { ServiceRegistry } from './registry.js';
+import type { ServiceRegistry } from './registry.js';
 import { MeshView, type DiscoveryRegistry } from './zone-sync/mesh-view.js';
-import { CertificateLineage } from './certificate-lineage.js';
+import type { CertificateLineage } from './certificate-lineage.js';
+import { dataDirIdentity, openDataDir, restoreRegistry } from './data-dir-restore.js';
 import { TokenService } from './token-service.js';
 import { RevocationList } from './revocation-list.js';
 import { ServingRenewal } from './serving-renewal.js';
@@ -58,7 +58,6 @@ import { GoldenWindow } from './golden/golden-window.js';
 import { SummaryIntake } from './golden/summary-intake.js';
 import { uiApiRoutes } from './golden/ui-api.js';
 import { adminCredentialCheck, isLoopback, uiRoutes } from './golden/ui-static.js';
-import { CODE } from '../common/error-codes.js';
 import { attachZoneLink, zoneExportsOf } from './zone-sync/attach.js';
 import type { ZoneExports } from './zone-sync/exports.js';
 import type { ZoneLink } from './zone-sync/zone-link.js';
@@ -162,51 +161,6 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       await closed;
     },
   };
-}
-
-/** Checks that can fail with nothing written: the config, the kube config, the store; then claims the data dir. */
-async function openDataDir(config: ControlPlaneConfig): Promise<{ kubeConfig: KubeConfig | undefined; store: FileStore }> {
-  const conflicts = configConflicts(config);
-  if (conflicts.length > 0) throw new InputError(CODE.CONFIG_INVALID, conflicts.join('\n'));
-  // Before anything is written: a kubeconfig that cannot be read is bad input, not a half-made data dir.
-  const kubeConfig = config.mode === 'kubernetes' && config.kubernetes !== undefined ? loadKubeConfig(config.kubernetes) : undefined;
-  const store = await FileStore.open(config.dataDir);
-  await store.check();
-  await claimDataDir(config.dataDir, dataDirIdentity(config));
-  return { kubeConfig, store };
-}
-
-function dataDirIdentity(config: ControlPlaneConfig): { trustDomain: string; zone: string; rootNamespace: string } {
-  return { trustDomain: config.trustDomain, zone: config.zone, rootNamespace: config.rootNamespace };
-}
-
-/** The registry and the metrics that count it; in universal mode, agents' registrations restored from the store. */
-async function restoreRegistry(config: ControlPlaneConfig, store: FileStore, fromStore: boolean, metricsRegistry: Registry, log: Logger): Promise<{ registry: ServiceRegistry; metrics: ControlMetrics; lineage: CertificateLineage }> {
-  const registry: ServiceRegistry = new ServiceRegistry({
-    zone: config.zone,
-    disconnectGraceMs: config.disconnectGraceMs,
-    startupGraceMs: config.startupGraceMs,
-    leaseMs: config.instanceLeaseMs,
-    // Only agents' registrations are stored; in Kubernetes mode the feed's instances never lapse.
-    onDropped: (r, why) => {
-      if (why === 'lease') {
-        metrics.instancesLapsed.inc();
-        log.info({ instanceId: r.instanceId, service: r.service, namespace: r.namespace }, 'instance removed: its agent did not come back within the lease');
-      }
-      void store.deleteRegistration(r.instanceId).catch((err: unknown) => log.error({ err: describeError(err), instanceId: r.instanceId }, 'cannot delete a lapsed registration from the store'));
-    },
-  });
-  const metrics = new ControlMetrics(metricsRegistry, () => registry.counts());
-  const lineage = new CertificateLineage();
-  if (fromStore) {
-    const stored = await store.listRegistrations((file, reason) => {
-      metrics.storeCorrupt.inc();
-      log.error({ file, reason }, 'damaged registration file skipped (left as found; the agent registers again when it reconnects)');
-    });
-    for (const r of stored) if (r.owner !== undefined) lineage.remember(r.owner);
-    registry.restore(stored);
-  }
-  return { registry, metrics, lineage };
 }
 
 /** What issues and checks identities: the zone CAs, the trust bundle in force, tokens, the API's own certificate. */
