@@ -4,6 +4,7 @@
  * deeply frozen. A file with any problem is refused whole: at start the gateway does not start, on a
  * reload the config in force stays (gateway.ts). Routes and edge security are read in config-routes.ts.
  */
+import { deepFreeze } from '../common/deep-freeze.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigIssues } from '../common/config-issues.js';
 import type { ConfigNode, ConfigObject } from '../common/config-node.js';
@@ -190,11 +191,3 @@ const LIMIT_FIELDS: Readonly<Record<string, readonly [keyof GatewayLimits, 'n' |
   maxConnections: ['maxConnections', 'n', 1, 1_000_000],
   maxConcurrentStreams: ['maxConcurrentStreams', 'n', 1, 1_000],
 });
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof URL)) {
-    for (const v of Object.values(value as object)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}

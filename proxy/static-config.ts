@@ -7,6 +7,7 @@
  * separately (`readIdentityFiles`) and watched (`watchIdentityFiles`, static-files.ts) so certificates
  * rotate without a restart. One function per section below.
  */
+import { deepFreeze } from '../common/deep-freeze.js';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
@@ -328,12 +329,3 @@ function endpointFields(o: ConfigObject | undefined, address: string, port: numb
   const p = o.has('port') ? o.field('port')?.integer(BIND_PORT) : port;
   return p === undefined ? undefined : { address: a, port: p };
 }
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const v of Object.values(value as object)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
-

@@ -7,6 +7,7 @@
  * Documents of other kinds (a TrafficPermission in the same directory) are skipped here, so one policy
  * directory can hold both; the permission validator skips these in turn (`isTrafficKind`).
  */
+import { deepFreeze } from '../../common/deep-freeze.js';
 import { ConfigIssues } from '../../common/config-issues.js';
 import type { ConfigNode, ConfigObject } from '../../common/config-node.js';
 import { configNodeFromValue, parseYamlDocuments, type YamlText } from '../../common/yaml-source.js';
@@ -44,14 +45,6 @@ export function writtenForm(resource: TrafficResource): unknown {
   const written = WRITTEN.get(resource);
   if (written === undefined) throw new Error(`traffic resource ${resource.kind} ${resource.metadata.namespace}/${resource.metadata.name} was not made by the traffic validator`);
   return written;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 interface Found {
