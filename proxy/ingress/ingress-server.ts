@@ -18,7 +18,8 @@
  * never holds a key that could read it; the destination authorizes the caller's own SPIFFE ID. The ingress
  * dials only endpoints in its table (ingress-routes.ts), which only its zone control plane fills.
  */
-import { constants as h2, createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { createTunnelPortServer } from '../inbound/tunnel/tunnel-port-server.js';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -33,7 +34,6 @@ import { LogSampler } from '../core/log-sampler.js';
 import { checkPeer, type VerifiedPeer } from '../core/peer-identity.js';
 import { splice } from '../core/splice.js';
 import { buildTlsMaterial, type TlsMaterial } from '../core/tls-material.js';
-import { TUNNEL_ALPN } from '../core/tunnel-protocol.js';
 import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../http/errors.js';
 import { refuseStream } from '../inbound/tcp/stream-refusal.js';
 import { handshakeFailureReason } from '../inbound/tunnel/handshake-failure.js';
@@ -85,22 +85,7 @@ export class IngressServer {
     this.handshakes = new HandshakePool(limits, () => undefined);
     this.admission = new SessionAdmission(limits);
     this.guards = new SessionGuards(limits);
-    this.server = createSecureServer({
-      ...this.material.options,
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: [TUNNEL_ALPN],
-      // A caller of a federated trust domain is verified against its trust domain's roots alone.
-      SNICallback: (servername, done) => this.material.federation.answerSni(servername, done),
-      allowHTTP1: false,
-      handshakeTimeout: limits.handshakeTimeoutMs,
-      unknownProtocolTimeout: limits.handshakeTimeoutMs,
-      maxSessionMemory: limits.maxSessionMemoryMb,
-      maxHeaderListPairs: 64,
-      peerMaxConcurrentStreams: limits.maxStreamsPerSession,
-      settings: { enablePush: false, maxConcurrentStreams: limits.maxStreamsPerSession, initialWindowSize: limits.streamWindowBytes, maxHeaderListSize: limits.maxHeaderListSize },
-    });
-    this.server.maxConnections = limits.maxSessions + limits.maxHandshakes;
+    this.server = createTunnelPortServer(() => this.material, limits, 64);
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onHandshakeError(err, socket));
     this.server.on('unknownProtocol', (socket: TLSSocket) => {

@@ -15,7 +15,8 @@
  * (log-sampler.ts), and other sessions never notice.
  */
 import { SETTLE_AFTER_CUT_MS, TrackedSet } from '../../core/tracked-set.js';
-import { constants as h2, createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { createTunnelPortServer } from './tunnel-port-server.js';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -28,7 +29,7 @@ import { LogSampler } from '../../core/log-sampler.js';
 import type { ProxyMetrics } from '../../core/metrics.js';
 import { checkPeer, type VerifiedPeer } from '../../core/peer-identity.js';
 import { buildTlsMaterial, type TlsMaterial } from '../../core/tls-material.js';
-import { TARGET_HEADER, TUNNEL_ALPN } from '../../core/tunnel-protocol.js';
+import { TARGET_HEADER } from '../../core/tunnel-protocol.js';
 import { STREAM_REFUSALS, streamReason, type HttpFailureKind } from '../../http/errors.js';
 import { handleConnectStream } from '../tcp/connect-stream.js';
 import type { InboundState } from '../inbound-state.js';
@@ -99,30 +100,7 @@ export class TunnelServer {
     this.handshakes = new HandshakePool(limits, (pending) => metrics.tunnelHandshakesPending.set({ direction: 'inbound' }, pending));
     this.admission = new SessionAdmission(limits);
     this.guards = new SessionGuards(limits);
-    this.server = createSecureServer({
-      ...this.material.options,
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: [TUNNEL_ALPN],
-      // A caller of a federated trust domain names it in SNI: its chain is verified against that trust
-      // domain's roots alone (proxy/core/federated-trust.ts). Read per handshake, so bundle changes apply at once.
-      SNICallback: (servername, done) => this.material.federation.answerSni(servername, done),
-      allowHTTP1: false,
-      handshakeTimeout: limits.handshakeTimeoutMs,
-      // A client that completes TLS without offering h2 is dropped this soon.
-      unknownProtocolTimeout: limits.handshakeTimeoutMs,
-      maxSessionMemory: limits.maxSessionMemoryMb,
-      maxHeaderListPairs: 256,
-      peerMaxConcurrentStreams: limits.maxStreamsPerSession,
-      settings: {
-        enablePush: false,
-        maxConcurrentStreams: limits.maxStreamsPerSession,
-        initialWindowSize: limits.streamWindowBytes,
-        maxHeaderListSize: limits.maxHeaderListSize,
-      },
-    });
-    // The hard bound on sockets; the pools below refuse earlier and say why.
-    this.server.maxConnections = limits.maxSessions + limits.maxHandshakes;
+    this.server = createTunnelPortServer(() => this.material, limits, 256);
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onHandshakeError(err, socket));
     this.server.on('unknownProtocol', (socket: TLSSocket) => {
