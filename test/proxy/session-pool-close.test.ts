@@ -4,12 +4,9 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Registry } from 'prom-client';
-import { silentLogger } from '../../common/log.js';
-import { resolveLimits } from '../../proxy/core/limits.js';
-import { createProxyMetrics } from '../../proxy/core/metrics.js';
-import { SessionPool, type PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
+import type { PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { testPool } from './support/mesh.js';
 
 let pki: TestPki;
 const cleanup: (() => Promise<void>)[] = [];
@@ -30,13 +27,7 @@ describe('session pool: close', () => {
     const silent: Server = createServer((s) => { sockets.add(s); s.on('error', () => undefined); s.on('close', () => closedByPeer.add(s)); });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     cleanup.push(() => new Promise((r) => { for (const s of sockets) s.destroy(); silent.close(() => r()); }));
-    const pool = new SessionPool({
-      trustDomain: pki.trustDomain,
-      identity: await pki.issue('web', 'shop'),
-      limits: resolveLimits(),
-      logger: silentLogger(),
-      metrics: createProxyMetrics(new Registry()),
-    });
+    const pool = await testPool(pki);
     const port = (silent.address() as { port: number }).port;
     const target: PoolTarget = { endpoint: { address: '127.0.0.1', tunnelPort: port, zone: 'zone-a', healthy: true }, service: 'api', namespace: 'shop', port: 8080 };
     const opening = pool.openStream(target, { ':method': 'CONNECT', ':authority': 'api.shop:8080' });

@@ -4,13 +4,9 @@
  * opened on first use must survive config changes that still name the destination.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Registry } from 'prom-client';
-import { silentLogger } from '../../common/log.js';
-import { resolveLimits } from '../../proxy/core/limits.js';
-import { createProxyMetrics } from '../../proxy/core/metrics.js';
-import { SessionPool, type PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
+import type { PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { allow, closeServer, echoServer, policyOf, startServerSidecar } from './support/mesh.js';
+import { allow, closeServer, echoServer, policyOf, startServerSidecar, testPool } from './support/mesh.js';
 
 let pki: TestPki;
 const cleanup: (() => Promise<void>)[] = [];
@@ -29,13 +25,7 @@ describe('session pool: on-demand destinations', () => {
     cleanup.push(() => closeServer(app.server, app.sockets));
     const server = await startServerSidecar({ identity: await pki.issue('api', 'shop'), appPorts: [{ port: app.port, protocol: 'tcp', host: '127.0.0.1' }], policy: policyOf(allow('api', ['web'])) });
     cleanup.push(() => server.stop(0));
-    const pool = new SessionPool({
-      trustDomain: pki.trustDomain,
-      identity: await pki.issue('web', 'shop'),
-      limits: resolveLimits(),
-      logger: silentLogger(),
-      metrics: createProxyMetrics(new Registry()),
-    });
+    const pool = await testPool(pki);
     cleanup.push(() => pool.close(0));
     const target: PoolTarget = {
       endpoint: { address: '127.0.0.1', tunnelPort: server.addresses().tunnel!.port, zone: 'zone-a', healthy: true },

@@ -8,13 +8,9 @@
 import { createServer, connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Registry } from 'prom-client';
-import { silentLogger } from '../../common/log.js';
-import { resolveLimits } from '../../proxy/core/limits.js';
-import { createProxyMetrics } from '../../proxy/core/metrics.js';
-import { SessionPool, type PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
+import type { PoolTarget } from '../../proxy/outbound/tunnel-client/session-pool.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { allow, closeServer, echoServer, policyOf, startServerSidecar } from './support/mesh.js';
+import { allow, closeServer, echoServer, policyOf, startServerSidecar, testPool } from './support/mesh.js';
 
 let pki: TestPki;
 const cleanup: (() => Promise<void>)[] = [];
@@ -54,15 +50,7 @@ describe('session pool: groups of one endpoint', () => {
     });
 
     // A backoff far longer than the test: a group that failed retries only if something tells it to.
-    const pool = new SessionPool({
-      trustDomain: pki.trustDomain,
-      identity: await pki.issue('web', 'shop'),
-      limits: resolveLimits(),
-      logger: silentLogger(),
-      metrics: createProxyMetrics(new Registry()),
-      sessionsPerEndpoint: 1,
-      backoff: { initialMs: 120_000, maxMs: 120_000 },
-    });
+    const pool = await testPool(pki, { sessionsPerEndpoint: 1, backoff: { initialMs: 120_000, maxMs: 120_000 } });
     cleanup.push(() => pool.close(0));
     const endpoint = { address: '127.0.0.1', tunnelPort: (relay.address() as AddressInfo).port, zone: 'zone-a', healthy: true };
     const target = (port: number): PoolTarget => ({ endpoint, service: 'api', namespace: 'shop', port });

@@ -9,7 +9,9 @@ import type { AppPort, WorkloadIdentity } from '../../../api/data-plane.js';
 import { compilePolicy } from '../../../policy/compiled-policy.js';
 import type { TrafficPermission } from '../../../policy/types.js';
 import { createSidecar, type Sidecar, type SidecarConfig, type SidecarPoolOptions } from '../../../proxy/sidecar.js';
-import type { ProxyLimits } from '../../../proxy/core/limits.js';
+import { resolveLimits, type ProxyLimits } from '../../../proxy/core/limits.js';
+import { createProxyMetrics } from '../../../proxy/core/metrics.js';
+import { SessionPool, type SessionPoolOptions } from '../../../proxy/outbound/tunnel-client/session-pool.js';
 import { silentLogger, type Logger } from '../../../common/log.js';
 import { createTestPki, type TestPki } from '../../helpers/pki.js';
 
@@ -195,4 +197,16 @@ export async function startViaIngressClient(identity: WorkloadIdentity, targetPo
   });
   await sidecar.start();
   return sidecar;
+}
+
+/** A tunnel session pool as `shop/web`, with the default limits and its own metrics; `extra` overrides pool options. */
+export async function testPool(pki: TestPki, extra: Partial<SessionPoolOptions> = {}): Promise<SessionPool> {
+  return new SessionPool({
+    trustDomain: pki.trustDomain,
+    identity: await pki.issue('web', 'shop'),
+    limits: resolveLimits(),
+    logger: silentLogger(),
+    metrics: createProxyMetrics(new Registry()),
+    ...extra,
+  });
 }
